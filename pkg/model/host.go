@@ -1,0 +1,152 @@
+// Package model holds the types that cross package boundaries: what the
+// store persists, what the CLI prints as JSON and what the server will
+// serve. JSON field names here are a public contract: do not rename them.
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Status is a host's lifecycle state as the control plane sees it.
+type Status string
+
+const (
+	StatusProvisioning   Status = "provisioning"
+	StatusStarting       Status = "starting"
+	StatusRunning        Status = "running"
+	StatusStopping       Status = "stopping"
+	StatusOff            Status = "off"
+	StatusDeprovisioning Status = "deprovisioning"
+	StatusDeprovisioned  Status = "deprovisioned"
+	StatusError          Status = "error"
+)
+
+// AllStatuses lists every status in lifecycle order.
+var AllStatuses = []Status{
+	StatusProvisioning, StatusStarting, StatusRunning, StatusStopping,
+	StatusOff, StatusDeprovisioning, StatusDeprovisioned, StatusError,
+}
+
+// ParseStatus validates s.
+func ParseStatus(s string) (Status, error) {
+	for _, st := range AllStatuses {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", fmt.Errorf("unknown host status %q (one of %v)", s, AllStatuses)
+}
+
+// HostSpec is what the user asked for. It is stored with the host and
+// logged with each action.
+type HostSpec struct {
+	MachineType string `json:"machine_type,omitempty"`
+	CPUs        int    `json:"cpus,omitempty"`
+	MemoryGiB   int    `json:"memory_gib,omitempty"`
+	GPUModel    string `json:"gpu_model,omitempty"`
+	GPUCount    int    `json:"gpu_count,omitempty"`
+	DiskGB      int    `json:"disk_gb,omitempty"`
+	Image       string `json:"image,omitempty"`
+	Spot        bool   `json:"spot,omitempty"`
+}
+
+// Runtime is what the provider told us about the host's VM.
+type Runtime struct {
+	InstanceID string            `json:"instance_id,omitempty"`
+	PublicIP   string            `json:"public_ip,omitempty"`
+	PrivateIP  string            `json:"private_ip,omitempty"`
+	DataDisk   string            `json:"data_disk,omitempty"`
+	Meta       map[string]string `json:"meta,omitempty"`
+}
+
+// Host is one project host.
+type Host struct {
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Owner       string     `json:"owner"`
+	Provider    string     `json:"provider"`
+	Region      string     `json:"region"`
+	Zone        string     `json:"zone"`
+	Status      Status     `json:"status"`
+	Spec        HostSpec   `json:"spec"`
+	Runtime     Runtime    `json:"runtime"`
+	HourlyPrice float64    `json:"hourly_price"`
+	LastAction  string     `json:"last_action"`
+	LastError   string     `json:"last_error"`
+	Shared      bool       `json:"shared"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	DeletedAt   *time.Time `json:"deleted_at,omitempty"`
+	// MissingCount counts consecutive reconcile passes that did not find
+	// the host's VM at its provider.
+	MissingCount int `json:"missing_count"`
+}
+
+// Action is a unit of work on a host, run by the durable queue.
+type Action string
+
+const (
+	ActionCreate  Action = "create"
+	ActionStart   Action = "start"
+	ActionStop    Action = "stop"
+	ActionDelete  Action = "delete"
+	ActionResize  Action = "resize"
+	ActionRefresh Action = "refresh"
+)
+
+// JobState is a queue job's state.
+type JobState string
+
+const (
+	JobQueued  JobState = "queued"
+	JobRunning JobState = "running"
+	JobDone    JobState = "done"
+	JobFailed  JobState = "failed"
+)
+
+// Job is one queued action.
+type Job struct {
+	ID          string          `json:"id"`
+	HostID      string          `json:"host_id"`
+	Action      Action          `json:"action"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	State       JobState        `json:"state"`
+	Attempts    int             `json:"attempts"`
+	MaxAttempts int             `json:"max_attempts"`
+	RunAfter    time.Time       `json:"run_after"`
+	LeaseOwner  string          `json:"lease_owner,omitempty"`
+	LeaseUntil  *time.Time      `json:"lease_until,omitempty"`
+	LastError   string          `json:"last_error,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+}
+
+// Active reports whether the job still holds its host.
+func (j Job) Active() bool { return j.State == JobQueued || j.State == JobRunning }
+
+// LogEntry is one row of the append-only cloud_vm_log.
+type LogEntry struct {
+	ID             int64           `json:"id"`
+	HostID         string          `json:"host_id"`
+	JobID          string          `json:"job_id,omitempty"`
+	TS             time.Time       `json:"ts"`
+	Action         string          `json:"action"`
+	Status         string          `json:"status"`
+	Provider       string          `json:"provider"`
+	Spec           json.RawMessage `json:"spec,omitempty"`
+	Runtime        json.RawMessage `json:"runtime,omitempty"`
+	Error          string          `json:"error,omitempty"`
+	PricingVersion string          `json:"pricing_version,omitempty"`
+	// HostStatus is the host status this entry moved the host to, if any.
+	HostStatus Status `json:"host_status,omitempty"`
+}
+
+// Account is a user of the control plane.
+type Account struct {
+	ID        string    `json:"id"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+}

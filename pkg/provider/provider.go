@@ -1,0 +1,193 @@
+// Package provider defines what a cloud (or the local machine, or a
+// simulation) must do to run project hosts, and a registry that providers
+// join from their init functions, the way database/sql drivers do.
+//
+// The queue, reconcile loop and CLI consult Capabilities instead of
+// switching on provider names, so adding a cloud is one package under
+// providers/, one line in providers/builtin, and one contract-suite call.
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Provider creates and controls the VMs behind project hosts.
+//
+// Every method must be safe to retry: Create finds an instance it made
+// earlier (by name or label) instead of making a second one; Start, Stop
+// and Delete succeed when the instance is already in the wanted state.
+// Errors should be wrapped with Classify so callers can decide whether to
+// retry.
+type Provider interface {
+	// Name is the registered name ("local", "gcp", ...).
+	Name() string
+	Capabilities() Capabilities
+	// Create makes the instance described by spec, or returns the one
+	// that already carries spec.Name.
+	Create(ctx context.Context, spec CreateSpec) (Instance, error)
+	Start(ctx context.Context, ref Ref) (Instance, error)
+	// Stop stops compute billing and keeps the data. Providers whose
+	// Capabilities().Stop is StopNone return an Unsupported error.
+	Stop(ctx context.Context, ref Ref) (Instance, error)
+	// Delete removes the instance; with keepDisk the data disk survives.
+	Delete(ctx context.Context, ref Ref, keepDisk bool) error
+	// Status reports the instance; a missing one is a NotFound error.
+	Status(ctx context.Context, ref Ref) (Instance, error)
+	// List returns every instance that belongs to this deployment.
+	List(ctx context.Context) ([]Instance, error)
+	// Catalog lists the machine types this provider offers.
+	Catalog(ctx context.Context) ([]CatalogEntry, error)
+}
+
+// DiskResizer is implemented by providers that can grow a host's data disk.
+type DiskResizer interface {
+	ResizeDisk(ctx context.Context, ref Ref, sizeGB int) (Instance, error)
+}
+
+// Closer is implemented by providers that hold connections.
+type Closer interface{ Close() error }
+
+// StopKind says what "stop" means on a provider.
+type StopKind string
+
+const (
+	// StopReal stops the VM; compute billing ends, disks are kept.
+	StopReal StopKind = "stop"
+	// StopHibernate suspends the VM to disk; a plain shutdown would still be
+	// billed in full on such clouds.
+	StopHibernate StopKind = "hibernate"
+	// StopNone means the provider cannot stop a VM, only delete it.
+	StopNone StopKind = "none"
+)
+
+// Capabilities describes what a provider can do.
+type Capabilities struct {
+	Stop                   StopKind `json:"stop"`
+	DiskResize             bool     `json:"disk_resize"`
+	DiskResizeRequiresStop bool     `json:"disk_resize_requires_stop"`
+	CustomImage            bool     `json:"custom_image"`
+	GPU                    bool     `json:"gpu"`
+	Zones                  bool     `json:"zones"`
+	Spot                   bool     `json:"spot"`
+	// PersistentDisk: the data disk can outlive the VM (delete keeping disk).
+	PersistentDisk bool `json:"persistent_disk"`
+	// Simulated providers create nothing real.
+	Simulated bool `json:"simulated"`
+}
+
+// Ref identifies an instance of a host.
+type Ref struct {
+	HostID     string `json:"host_id"`
+	Name       string `json:"name"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Region     string `json:"region,omitempty"`
+	Zone       string `json:"zone,omitempty"`
+	// Meta is what the provider returned in Instance.Meta last time.
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// CreateSpec describes an instance to create.
+type CreateSpec struct {
+	HostID      string            `json:"host_id"`
+	Name        string            `json:"name"` // instance name; unique per deployment
+	Region      string            `json:"region,omitempty"`
+	Zone        string            `json:"zone,omitempty"`
+	MachineType string            `json:"machine_type,omitempty"`
+	DiskGB      int               `json:"disk_gb,omitempty"`
+	GPUModel    string            `json:"gpu_model,omitempty"`
+	GPUCount    int               `json:"gpu_count,omitempty"`
+	Image       string            `json:"image,omitempty"`
+	Spot        bool              `json:"spot,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// State is an instance's state, normalized across providers.
+type State string
+
+const (
+	StatePending     State = "pending" // being created or booting
+	StateRunning     State = "running"
+	StateStopping    State = "stopping"
+	StateStopped     State = "stopped" // stopped or hibernated: data kept
+	StateTerminating State = "terminating"
+	StateTerminated  State = "terminated"
+	StateError       State = "error"
+)
+
+// Instance is a provider's view of a VM.
+type Instance struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	HostID    string            `json:"host_id,omitempty"` // from our label, when present
+	Region    string            `json:"region,omitempty"`
+	Zone      string            `json:"zone,omitempty"`
+	State     State             `json:"state"`
+	PublicIP  string            `json:"public_ip,omitempty"`
+	PrivateIP string            `json:"private_ip,omitempty"`
+	DataDisk  string            `json:"data_disk,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Meta      map[string]string `json:"meta,omitempty"`
+}
+
+// Ref returns a reference to this instance for hostID.
+func (i Instance) Ref(hostID string) Ref {
+	return Ref{HostID: hostID, Name: i.Name, InstanceID: i.ID, Region: i.Region, Zone: i.Zone, Meta: i.Meta}
+}
+
+// CatalogEntry is one machine type in one place, normalized across clouds.
+type CatalogEntry struct {
+	Provider      string  `json:"provider"`
+	Region        string  `json:"region"`
+	Zone          string  `json:"zone,omitempty"`
+	InstanceType  string  `json:"instance_type"`
+	VCPUs         int     `json:"vcpus"`
+	MemoryGiB     float64 `json:"memory_gib"`
+	GPUModel      string  `json:"gpu_model,omitempty"`
+	GPUCount      int     `json:"gpu_count,omitempty"`
+	GPUMemoryGiB  float64 `json:"gpu_memory_gib,omitempty"`
+	HourlyPrice   float64 `json:"hourly_price"`
+	SpotPrice     float64 `json:"spot_price,omitempty"`
+	Available     bool    `json:"available"`
+	Simulated     bool    `json:"simulated,omitempty"`
+	PricingSource string  `json:"pricing_source,omitempty"`
+}
+
+// Config is what a provider factory gets.
+type Config struct {
+	// Deployment names this control plane; providers label instances with
+	// it so List returns only ours.
+	Deployment string
+	// StateDir is a directory the provider may keep files in.
+	StateDir string
+	// Options are the provider's settings from the config file.
+	Options map[string]string
+	// CredentialsFile is a 0600 file with the provider's credentials.
+	CredentialsFile string
+	// State persists provider-private records in the control plane's store.
+	State StateStore
+	// AgentCommand runs this program's agent: argv[0] first.
+	AgentCommand []string
+}
+
+// StateStore is a small key-value store for providers whose instances live
+// only in our database (the sim provider).
+type StateStore interface {
+	// PutIfAbsent stores value under key unless key exists; it reports
+	// whether it stored.
+	PutIfAbsent(ctx context.Context, provider, key string, value json.RawMessage) (bool, error)
+	Put(ctx context.Context, provider, key string, value json.RawMessage) error
+	Get(ctx context.Context, provider, key string) (json.RawMessage, error) // NotFound error when absent
+	Delete(ctx context.Context, provider, key string) error
+	List(ctx context.Context, provider string) (map[string]json.RawMessage, error)
+}
+
+// Labels we put on every instance.
+const (
+	LabelDeployment = "cocalc-hosts-deployment"
+	LabelHost       = "cocalc-hosts-host"
+)
+
+// DefaultPollInterval is how often providers poll long operations.
+var DefaultPollInterval = 2 * time.Second

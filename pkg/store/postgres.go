@@ -1,0 +1,99 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
+)
+
+type postgresDialect struct{ where string }
+
+func (postgresDialect) name() string          { return "postgres" }
+func (postgresDialect) skipLocked() string    { return " FOR UPDATE SKIP LOCKED" }
+func (postgresDialect) migrationsDir() string { return "migrations/postgres" }
+
+func (postgresDialect) migrationLock(ctx context.Context, tx *sql.Tx) error {
+	// Any constant: it only has to be the same in every process.
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7285113)`)
+	return err
+}
+
+func (d postgresDialect) translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "23505":
+			return fmt.Errorf("%v: %w", err, ErrConflict)
+		case "28P01", "28000":
+			return fmt.Errorf("Postgres at %s refused the login (%s); check the user in --db and the password in ~/.pgpass: %w", d.where, pe.Message, ErrUnavailable)
+		case "3D000":
+			return fmt.Errorf("Postgres at %s: %s; create it with createdb or fix --db: %w", d.where, pe.Message, ErrUnavailable)
+		}
+		return err
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("cannot reach Postgres at %s (%v); check --db and that the server is running: %w", d.where, err, ErrUnavailable)
+	}
+	return err
+}
+
+func openPostgres(ctx context.Context, dsn string, o Options) (*SQLStore, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("bad Postgres URL: %v", err)
+	}
+	if _, has := u.User.Password(); has || u.Query().Has("password") {
+		return nil, fmt.Errorf("the Postgres URL contains a password; remove it and put it in ~/.pgpass (mode 0600) instead, so it never appears in argv or config")
+	}
+	if err := checkPassfile(u); err != nil {
+		return nil, err
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("bad Postgres URL: %v", err)
+	}
+	cfg.ConnectTimeout = o.ConnectTimeout
+	d := postgresDialect{where: net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)) + "/" + cfg.Database}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(20)
+	pctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, d.translate(err)
+	}
+	return &SQLStore{db: db, d: d}, nil
+}
+
+// checkPassfile refuses a password file others can read, as libpq does
+// (pgx silently uses it).
+func checkPassfile(u *url.URL) error {
+	path := u.Query().Get("passfile")
+	if path == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil
+		}
+		path = filepath.Join(home, ".pgpass")
+	}
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		return nil
+	}
+	return secrets.CheckMode(path)
+}

@@ -1,0 +1,530 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// SQLStore implements Store on database/sql for both backends.
+type SQLStore struct {
+	db *sql.DB
+	d  dialect
+}
+
+var _ Store = (*SQLStore)(nil)
+
+// dialect is everything that differs between the backends.
+type dialect interface {
+	name() string
+	// skipLocked is appended to the claim subquery: FOR UPDATE SKIP LOCKED
+	// on Postgres; empty on SQLite, whose single writer serializes claims.
+	skipLocked() string
+	// translate maps a driver error to one of this package's errors.
+	translate(err error) error
+	// migrationLock serializes concurrent migrations inside tx.
+	migrationLock(ctx context.Context, tx *sql.Tx) error
+	migrationsDir() string
+}
+
+func (s *SQLStore) Backend() string { return s.d.name() }
+
+func (s *SQLStore) Close() error { return s.db.Close() }
+
+// DB exposes the handle for tests and benchmarks.
+func (s *SQLStore) DB() *sql.DB { return s.db }
+
+func (s *SQLStore) err(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", op, s.d.translate(err))
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func nullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+func toNullMS(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: ms(*t), Valid: true}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own plain structs are marshalled here
+	}
+	return string(b)
+}
+
+// ---- hosts
+
+const hostColumns = `id, name, owner, provider, region, zone, status, spec, runtime, hourly_price,
+ last_action, last_error, shared, missing_count, created_at, updated_at, deleted_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanHost(r scanner) (model.Host, error) {
+	var h model.Host
+	var spec, runtime string
+	var created, updated int64
+	var deleted sql.NullInt64
+	var status string
+	err := r.Scan(&h.ID, &h.Name, &h.Owner, &h.Provider, &h.Region, &h.Zone, &status, &spec, &runtime,
+		&h.HourlyPrice, &h.LastAction, &h.LastError, &h.Shared, &h.MissingCount, &created, &updated, &deleted)
+	if err != nil {
+		return h, err
+	}
+	h.Status = model.Status(status)
+	if err := json.Unmarshal([]byte(spec), &h.Spec); err != nil {
+		return h, fmt.Errorf("host %s: corrupt spec: %w", h.ID, err)
+	}
+	if err := json.Unmarshal([]byte(runtime), &h.Runtime); err != nil {
+		return h, fmt.Errorf("host %s: corrupt runtime: %w", h.ID, err)
+	}
+	h.CreatedAt, h.UpdatedAt, h.DeletedAt = fromMS(created), fromMS(updated), nullMS(deleted)
+	return h, nil
+}
+
+func (s *SQLStore) CreateHost(ctx context.Context, h model.Host) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO project_hosts (`+hostColumns+`)
+ VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+		h.ID, h.Name, h.Owner, h.Provider, h.Region, h.Zone, string(h.Status), mustJSON(h.Spec), mustJSON(h.Runtime),
+		h.HourlyPrice, h.LastAction, h.LastError, h.Shared, h.MissingCount, ms(h.CreatedAt), ms(h.UpdatedAt), toNullMS(h.DeletedAt))
+	if err != nil {
+		err = s.d.translate(err)
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("a host named %q already exists: %w", h.Name, ErrConflict)
+		}
+		return fmt.Errorf("create host %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+func (s *SQLStore) GetHost(ctx context.Context, idOrName string) (model.Host, error) {
+	h, err := scanHost(s.db.QueryRowContext(ctx, `SELECT `+hostColumns+` FROM project_hosts WHERE id = $1`, idOrName))
+	if errors.Is(err, sql.ErrNoRows) {
+		h, err = scanHost(s.db.QueryRowContext(ctx,
+			`SELECT `+hostColumns+` FROM project_hosts WHERE name = $1 AND deleted_at IS NULL`, idOrName))
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, fmt.Errorf("no host %q: %w", idOrName, ErrNotFound)
+	}
+	return h, s.err("get host "+idOrName, err)
+}
+
+func (s *SQLStore) ListHosts(ctx context.Context, f HostFilter) ([]model.Host, error) {
+	q := `SELECT ` + hostColumns + ` FROM project_hosts WHERE ($1 = '' OR provider = $1) AND ($2 = '' OR owner = $2)`
+	if !f.IncludeDeleted {
+		q += ` AND deleted_at IS NULL`
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, f.Provider, f.Owner)
+	if err != nil {
+		return nil, s.err("list hosts", err)
+	}
+	defer rows.Close()
+	var out []model.Host
+	for rows.Next() {
+		h, err := scanHost(rows)
+		if err != nil {
+			return nil, s.err("list hosts", err)
+		}
+		out = append(out, h)
+	}
+	return out, s.err("list hosts", rows.Err())
+}
+
+const updateHostSQL = `UPDATE project_hosts SET name=$2, owner=$3, region=$4, zone=$5, status=$6, spec=$7, runtime=$8,
+ hourly_price=$9, last_action=$10, last_error=$11, shared=$12, missing_count=$13, updated_at=$14, deleted_at=$15
+ WHERE id = $1`
+
+func updateHostArgs(h model.Host) []any {
+	return []any{h.ID, h.Name, h.Owner, h.Region, h.Zone, string(h.Status), mustJSON(h.Spec), mustJSON(h.Runtime),
+		h.HourlyPrice, h.LastAction, h.LastError, h.Shared, h.MissingCount, ms(h.UpdatedAt), toNullMS(h.DeletedAt)}
+}
+
+func (s *SQLStore) UpdateHost(ctx context.Context, h model.Host) error {
+	return s.updateHost(ctx, s.db, h)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *SQLStore) updateHost(ctx context.Context, db execer, h model.Host) error {
+	if h.UpdatedAt.IsZero() {
+		h.UpdatedAt = time.Now()
+	}
+	res, err := db.ExecContext(ctx, updateHostSQL, updateHostArgs(h)...)
+	if err != nil {
+		return s.err("update host "+h.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("update host %s: %w", h.ID, ErrNotFound)
+	}
+	return nil
+}
+
+// ---- jobs
+
+const jobColumns = `id, host_id, action, payload, state, attempts, max_attempts, run_after, lease_owner, lease_until,
+ last_error, created_at, updated_at, finished_at`
+
+func scanJob(r scanner) (model.Job, error) {
+	var j model.Job
+	var payload, action, state string
+	var runAfter, created, updated int64
+	var owner sql.NullString
+	var leaseUntil, finished sql.NullInt64
+	err := r.Scan(&j.ID, &j.HostID, &action, &payload, &state, &j.Attempts, &j.MaxAttempts, &runAfter, &owner,
+		&leaseUntil, &j.LastError, &created, &updated, &finished)
+	if err != nil {
+		return j, err
+	}
+	j.Action, j.State, j.Payload = model.Action(action), model.JobState(state), json.RawMessage(payload)
+	j.RunAfter, j.CreatedAt, j.UpdatedAt = fromMS(runAfter), fromMS(created), fromMS(updated)
+	j.LeaseOwner, j.LeaseUntil, j.FinishedAt = owner.String, nullMS(leaseUntil), nullMS(finished)
+	return j, nil
+}
+
+// EnqueueJob inserts j unless its host already has an active job. If that
+// active job is the same action, it is returned with created=false;
+// otherwise a *BusyError is returned. The partial unique index
+// host_jobs_one_active decides, so concurrent enqueues cannot both win.
+func (s *SQLStore) EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool, error) {
+	if len(j.Payload) == 0 {
+		j.Payload = json.RawMessage(`{}`)
+	}
+	for range 10 {
+		res, err := s.db.ExecContext(ctx, `INSERT INTO host_jobs (`+jobColumns+`)
+ VALUES ($1,$2,$3,$4,'queued',0,$5,$6,NULL,NULL,'',$7,$7,NULL)
+ ON CONFLICT (host_id) WHERE state IN ('queued','running') DO NOTHING`,
+			j.ID, j.HostID, string(j.Action), string(j.Payload), j.MaxAttempts, ms(j.RunAfter), ms(j.CreatedAt))
+		if err != nil {
+			return j, false, s.err("enqueue "+string(j.Action), err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			got, err := s.GetJob(ctx, j.ID)
+			return got, true, err
+		}
+		active, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM host_jobs
+ WHERE host_id = $1 AND state IN ('queued','running')`, j.HostID))
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // the active job finished between our insert and select: try again
+		}
+		if err != nil {
+			return j, false, s.err("enqueue "+string(j.Action), err)
+		}
+		if active.Action == j.Action {
+			return active, false, nil
+		}
+		return active, false, &BusyError{Active: active}
+	}
+	return j, false, fmt.Errorf("enqueue %s for host %s: lost the race ten times: %w", j.Action, j.HostID, ErrConflict)
+}
+
+// ClaimJob takes the oldest runnable job: queued and due, or running with
+// an expired lease (its worker died). It counts the attempt.
+func (s *SQLStore) ClaimJob(ctx context.Context, c Claim) (*model.Job, error) {
+	now := ms(c.Now)
+	pick := `SELECT id FROM host_jobs WHERE ((state = 'queued' AND run_after <= $3) OR (state = 'running' AND lease_until < $3))`
+	args := []any{c.Owner, now + c.Lease.Milliseconds(), now}
+	if c.JobID != "" {
+		pick += ` AND id = $4`
+		args = append(args, c.JobID)
+	}
+	pick += ` ORDER BY run_after, created_at LIMIT 1` + s.d.skipLocked()
+	row := s.db.QueryRowContext(ctx, `UPDATE host_jobs SET state = 'running', lease_owner = $1, lease_until = $2,
+ attempts = attempts + 1, updated_at = $3 WHERE id = (`+pick+`) RETURNING `+jobColumns, args...)
+	j, err := scanJob(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.err("claim job", err)
+	}
+	return &j, nil
+}
+
+func (s *SQLStore) HeartbeatJob(ctx context.Context, id, owner string, until time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE host_jobs SET lease_until = $3, updated_at = $4
+ WHERE id = $1 AND lease_owner = $2 AND state = 'running'`, id, owner, ms(until), ms(time.Now()))
+	if err != nil {
+		return s.err("heartbeat job "+id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("heartbeat job %s: %w", id, ErrLeaseLost)
+	}
+	return nil
+}
+
+func (s *SQLStore) FinishJob(ctx context.Context, f Finish) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.err("finish job "+f.JobID, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	var finished sql.NullInt64
+	if f.State == model.JobDone || f.State == model.JobFailed {
+		finished = sql.NullInt64{Int64: ms(f.Now), Valid: true}
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE host_jobs SET state = $3, run_after = $4, last_error = $5, updated_at = $6,
+ finished_at = $7, lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'running'`,
+		f.JobID, f.Owner, string(f.State), ms(f.RunAfter), f.Error, ms(f.Now), finished)
+	if err != nil {
+		return s.err("finish job "+f.JobID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("finish job %s: %w", f.JobID, ErrLeaseLost)
+	}
+	if f.Host != nil {
+		if err := s.updateHost(ctx, tx, *f.Host); err != nil {
+			return err
+		}
+	}
+	if f.Log != nil {
+		if _, err := s.appendLog(ctx, tx, *f.Log); err != nil {
+			return err
+		}
+	}
+	return s.err("finish job "+f.JobID, tx.Commit())
+}
+
+func (s *SQLStore) GetJob(ctx context.Context, id string) (model.Job, error) {
+	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM host_jobs WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return j, fmt.Errorf("no job %q: %w", id, ErrNotFound)
+	}
+	return j, s.err("get job "+id, err)
+}
+
+func (s *SQLStore) ListJobs(ctx context.Context, f JobFilter) ([]model.Job, error) {
+	q := `SELECT ` + jobColumns + ` FROM host_jobs WHERE ($1 = '' OR host_id = $1)`
+	if f.ActiveOnly {
+		q += ` AND state IN ('queued','running')`
+	}
+	q += ` ORDER BY created_at DESC, id`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, f.HostID)
+	if err != nil {
+		return nil, s.err("list jobs", err)
+	}
+	defer rows.Close()
+	var out []model.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, s.err("list jobs", err)
+		}
+		out = append(out, j)
+	}
+	return out, s.err("list jobs", rows.Err())
+}
+
+// ---- cloud_vm_log
+
+func (s *SQLStore) AppendLog(ctx context.Context, e model.LogEntry) (model.LogEntry, error) {
+	return s.appendLog(ctx, s.db, e)
+}
+
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *SQLStore) appendLog(ctx context.Context, db queryRower, e model.LogEntry) (model.LogEntry, error) {
+	if e.TS.IsZero() {
+		e.TS = time.Now()
+	}
+	err := db.QueryRowContext(ctx, `INSERT INTO cloud_vm_log (host_id, job_id, ts, action, status, provider, spec, runtime,
+ error, pricing_version, host_status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id`,
+		e.HostID, e.JobID, ms(e.TS), e.Action, e.Status, e.Provider, string(e.Spec), string(e.Runtime),
+		e.Error, e.PricingVersion, string(e.HostStatus)).Scan(&e.ID)
+	return e, s.err("append cloud_vm_log", err)
+}
+
+func (s *SQLStore) ListLog(ctx context.Context, f LogFilter) ([]model.LogEntry, error) {
+	q := `SELECT id, host_id, job_id, ts, action, status, provider, spec, runtime, error, pricing_version, host_status
+ FROM cloud_vm_log WHERE ($1 = '' OR host_id = $1) AND id > $2 ORDER BY id`
+	if f.Limit > 0 {
+		// The newest Limit entries, still returned oldest first.
+		q = `SELECT * FROM (` + strings.Replace(q, "ORDER BY id", "ORDER BY id DESC", 1) +
+			fmt.Sprintf(` LIMIT %d) newest ORDER BY id`, f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, f.HostID, f.AfterID)
+	if err != nil {
+		return nil, s.err("list cloud_vm_log", err)
+	}
+	defer rows.Close()
+	var out []model.LogEntry
+	for rows.Next() {
+		var e model.LogEntry
+		var ts int64
+		var spec, runtime, hostStatus string
+		if err := rows.Scan(&e.ID, &e.HostID, &e.JobID, &ts, &e.Action, &e.Status, &e.Provider, &spec, &runtime,
+			&e.Error, &e.PricingVersion, &hostStatus); err != nil {
+			return nil, s.err("list cloud_vm_log", err)
+		}
+		e.TS, e.HostStatus = fromMS(ts), model.Status(hostStatus)
+		if spec != "" {
+			e.Spec = json.RawMessage(spec)
+		}
+		if runtime != "" {
+			e.Runtime = json.RawMessage(runtime)
+		}
+		out = append(out, e)
+	}
+	return out, s.err("list cloud_vm_log", rows.Err())
+}
+
+// ---- catalog cache
+
+func (s *SQLStore) PutCatalog(ctx context.Context, c CatalogRecord) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO cloud_catalog_cache (provider, kind, scope, payload, fetched_at, expires_at)
+ VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (provider, kind, scope) DO UPDATE SET payload = excluded.payload,
+ fetched_at = excluded.fetched_at, expires_at = excluded.expires_at`,
+		c.Provider, c.Kind, c.Scope, string(c.Payload), ms(c.FetchedAt), ms(c.ExpiresAt))
+	return s.err("cache catalog "+c.Provider+"/"+c.Kind, err)
+}
+
+func (s *SQLStore) GetCatalog(ctx context.Context, providerName, kind, scope string) (CatalogRecord, error) {
+	c := CatalogRecord{Provider: providerName, Kind: kind, Scope: scope}
+	var payload string
+	var fetched, expires int64
+	err := s.db.QueryRowContext(ctx, `SELECT payload, fetched_at, expires_at FROM cloud_catalog_cache
+ WHERE provider = $1 AND kind = $2 AND scope = $3`, providerName, kind, scope).Scan(&payload, &fetched, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("no cached %s catalog for %s: %w", kind, providerName, ErrNotFound)
+	}
+	c.Payload, c.FetchedAt, c.ExpiresAt = json.RawMessage(payload), fromMS(fetched), fromMS(expires)
+	return c, s.err("get catalog", err)
+}
+
+// ---- accounts and collaborators
+
+func (s *SQLStore) EnsureAccount(ctx context.Context, id string) (model.Account, error) {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO accounts (id, admin, created_at) VALUES ($1, $2, $3)
+ ON CONFLICT (id) DO NOTHING`, id, false, ms(time.Now())); err != nil {
+		return model.Account{}, s.err("ensure account "+id, err)
+	}
+	a := model.Account{ID: id}
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT admin, created_at FROM accounts WHERE id = $1`, id).Scan(&a.Admin, &created)
+	a.CreatedAt = fromMS(created)
+	return a, s.err("get account "+id, err)
+}
+
+func (s *SQLStore) SetAdmin(ctx context.Context, id string, admin bool) error {
+	if _, err := s.EnsureAccount(ctx, id); err != nil {
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE accounts SET admin = $2 WHERE id = $1`, id, admin)
+	return s.err("set admin "+id, err)
+}
+
+func (s *SQLStore) AddCollaborator(ctx context.Context, hostID, accountID string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO host_collaborators (host_id, account_id, created_at) VALUES ($1,$2,$3)
+ ON CONFLICT (host_id, account_id) DO NOTHING`, hostID, accountID, ms(time.Now()))
+	return s.err("add collaborator", err)
+}
+
+func (s *SQLStore) RemoveCollaborator(ctx context.Context, hostID, accountID string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM host_collaborators WHERE host_id = $1 AND account_id = $2`, hostID, accountID)
+	if err != nil {
+		return s.err("remove collaborator", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%s is not a collaborator on host %s: %w", accountID, hostID, ErrNotFound)
+	}
+	return nil
+}
+
+func (s *SQLStore) ListCollaborators(ctx context.Context, hostID string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT account_id FROM host_collaborators WHERE host_id = $1 ORDER BY account_id`, hostID)
+	if err != nil {
+		return nil, s.err("list collaborators", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, s.err("list collaborators", err)
+		}
+		out = append(out, a)
+	}
+	return out, s.err("list collaborators", rows.Err())
+}
+
+// ---- provider state
+
+type providerState struct{ s *SQLStore }
+
+func (s *SQLStore) ProviderState() provider.StateStore { return providerState{s} }
+
+func (p providerState) PutIfAbsent(ctx context.Context, prov, key string, value json.RawMessage) (bool, error) {
+	res, err := p.s.db.ExecContext(ctx, `INSERT INTO provider_state (provider, key, value, updated_at) VALUES ($1,$2,$3,$4)
+ ON CONFLICT (provider, key) DO NOTHING`, prov, key, string(value), ms(time.Now()))
+	if err != nil {
+		return false, p.s.err("provider state put", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (p providerState) Put(ctx context.Context, prov, key string, value json.RawMessage) error {
+	_, err := p.s.db.ExecContext(ctx, `INSERT INTO provider_state (provider, key, value, updated_at) VALUES ($1,$2,$3,$4)
+ ON CONFLICT (provider, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+		prov, key, string(value), ms(time.Now()))
+	return p.s.err("provider state put", err)
+}
+
+func (p providerState) Get(ctx context.Context, prov, key string) (json.RawMessage, error) {
+	var v string
+	err := p.s.db.QueryRowContext(ctx, `SELECT value FROM provider_state WHERE provider = $1 AND key = $2`, prov, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, provider.Errorf(provider.KindNotFound, prov, "get", "no record %q", key)
+	}
+	return json.RawMessage(v), p.s.err("provider state get", err)
+}
+
+func (p providerState) Delete(ctx context.Context, prov, key string) error {
+	_, err := p.s.db.ExecContext(ctx, `DELETE FROM provider_state WHERE provider = $1 AND key = $2`, prov, key)
+	return p.s.err("provider state delete", err)
+}
+
+func (p providerState) List(ctx context.Context, prov string) (map[string]json.RawMessage, error) {
+	rows, err := p.s.db.QueryContext(ctx, `SELECT key, value FROM provider_state WHERE provider = $1`, prov)
+	if err != nil {
+		return nil, p.s.err("provider state list", err)
+	}
+	defer rows.Close()
+	out := map[string]json.RawMessage{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, p.s.err("provider state list", err)
+		}
+		out[k] = json.RawMessage(v)
+	}
+	return out, p.s.err("provider state list", rows.Err())
+}

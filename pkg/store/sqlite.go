@@ -1,0 +1,86 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+type sqliteDialect struct{ path string }
+
+func (sqliteDialect) name() string          { return "sqlite" }
+func (sqliteDialect) skipLocked() string    { return "" }
+func (sqliteDialect) migrationsDir() string { return "migrations/sqlite" }
+
+// SQLite transactions here start with BEGIN IMMEDIATE (see openSQLite), so
+// the write lock is taken up front and migrations are already serialized.
+func (sqliteDialect) migrationLock(context.Context, *sql.Tx) error { return nil }
+
+func (d sqliteDialect) translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_CONSTRAINT:
+			if strings.Contains(err.Error(), "UNIQUE") {
+				return fmt.Errorf("%v: %w", err, ErrConflict)
+			}
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return fmt.Errorf("state database %s is locked by another process; wait for it to finish or stop it, then retry: %w", d.path, ErrUnavailable)
+		case sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
+			return fmt.Errorf("state database %s is corrupt or not an SQLite database; restore it from a backup or move it aside to start empty: %w", d.path, ErrUnavailable)
+		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
+			return fmt.Errorf("state database %s: %v; check the file and its directory: %w", d.path, err, ErrUnavailable)
+		}
+	}
+	return err
+}
+
+func openSQLite(ctx context.Context, path string, o Options) (*SQLStore, error) {
+	if path == "" {
+		return nil, fmt.Errorf("empty SQLite path: give --db a file path or a postgres:// URL")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state database directory: %w", err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	// One connection: SQLite has one writer anyway, and a second
+	// connection in this process would only wait on the first.
+	db.SetMaxOpenConns(1)
+	d := sqliteDialect{path: path}
+	s := &SQLStore{db: db, d: d}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, d.translate(err)
+	}
+	// A file that is not a database fails only on first real read.
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil {
+		db.Close()
+		return nil, d.translate(err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil && !os.IsNotExist(err) {
+		db.Close()
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	return s, nil
+}

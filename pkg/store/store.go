@@ -1,0 +1,124 @@
+// Package store persists the control plane's state in Postgres or in an
+// embedded SQLite file. Both backends run the same SQL (written with $N
+// placeholders, which both drivers accept); they differ only in DDL, in
+// the row lock used when claiming jobs, and in how errors are translated.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// Store is the control plane's state.
+type Store interface {
+	// Backend is "sqlite" or "postgres".
+	Backend() string
+	Close() error
+
+	CreateHost(ctx context.Context, h model.Host) error
+	// GetHost finds a live host by id or, failing that, by name.
+	GetHost(ctx context.Context, idOrName string) (model.Host, error)
+	ListHosts(ctx context.Context, f HostFilter) ([]model.Host, error)
+	UpdateHost(ctx context.Context, h model.Host) error
+
+	EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool, error)
+	ClaimJob(ctx context.Context, c Claim) (*model.Job, error)
+	HeartbeatJob(ctx context.Context, id, owner string, until time.Time) error
+	FinishJob(ctx context.Context, f Finish) error
+	GetJob(ctx context.Context, id string) (model.Job, error)
+	ListJobs(ctx context.Context, f JobFilter) ([]model.Job, error)
+
+	AppendLog(ctx context.Context, e model.LogEntry) (model.LogEntry, error)
+	ListLog(ctx context.Context, f LogFilter) ([]model.LogEntry, error)
+
+	PutCatalog(ctx context.Context, c CatalogRecord) error
+	GetCatalog(ctx context.Context, providerName, kind, scope string) (CatalogRecord, error)
+
+	EnsureAccount(ctx context.Context, id string) (model.Account, error)
+	SetAdmin(ctx context.Context, id string, admin bool) error
+	AddCollaborator(ctx context.Context, hostID, accountID string) error
+	RemoveCollaborator(ctx context.Context, hostID, accountID string) error
+	ListCollaborators(ctx context.Context, hostID string) ([]string, error)
+
+	// ProviderState is the key-value store providers may keep records in.
+	ProviderState() provider.StateStore
+}
+
+// HostFilter selects hosts. Zero values select everything live.
+type HostFilter struct {
+	Provider       string
+	Owner          string
+	IncludeDeleted bool
+}
+
+// JobFilter selects jobs.
+type JobFilter struct {
+	HostID     string
+	ActiveOnly bool
+	Limit      int
+}
+
+// LogFilter selects log entries, oldest first.
+type LogFilter struct {
+	HostID  string
+	AfterID int64
+	Limit   int
+}
+
+// Claim asks for the next runnable job.
+type Claim struct {
+	Owner string
+	Lease time.Duration
+	// JobID, when set, claims only that job (a CLI working its own job).
+	JobID string
+	Now   time.Time
+}
+
+// Finish records the end of one attempt of a job, together with the host
+// update and log entry it produced, in one transaction guarded by the
+// lease: if the caller no longer owns the job, nothing is written and
+// ErrLeaseLost is returned.
+type Finish struct {
+	JobID string
+	Owner string
+	// State is JobDone, JobFailed, or JobQueued to retry at RunAfter.
+	State    model.JobState
+	RunAfter time.Time
+	Error    string
+	Host     *model.Host
+	Log      *model.LogEntry
+	Now      time.Time
+}
+
+// CatalogRecord is a cached catalog payload.
+type CatalogRecord struct {
+	Provider  string          `json:"provider"`
+	Kind      string          `json:"kind"`
+	Scope     string          `json:"scope"`
+	Payload   json.RawMessage `json:"payload"`
+	FetchedAt time.Time       `json:"fetched_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
+}
+
+// Errors callers decide on. Match them with errors.Is.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrConflict    = errors.New("conflict")
+	ErrLeaseLost   = errors.New("job lease lost")
+	ErrUnavailable = errors.New("state database unavailable")
+)
+
+// BusyError says a host already has an active job of another action.
+type BusyError struct{ Active model.Job }
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("host %s has pending work: %s job %s is %s", e.Active.HostID, e.Active.Action, e.Active.ID, e.Active.State)
+}
+
+func (e *BusyError) Is(target error) bool { return target == ErrConflict }
