@@ -191,3 +191,16 @@ const (
 
 // DefaultPollInterval is how often providers poll long operations.
 var DefaultPollInterval = 2 * time.Second
+
+// InstanceName is the VM name for a host: short, lowercase, starting with
+// a letter, valid on every cloud we support, and unique per host.
+func InstanceName(hostID string) string { return "ch-" + hostID }
+
+// HostIDFromName returns the host id encoded in an instance name made by
+// InstanceName, or "" if name is not one of ours.
+func HostIDFromName(name string) string {
+	if len(name) > 3 && name[:3] == "ch-" {
+		return name[3:]
+	}
+	return ""
+}
