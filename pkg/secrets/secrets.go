@@ -18,9 +18,19 @@ func CheckMode(path string) error {
 		return fmt.Errorf("secret file %s is not a regular file", path)
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("secret file %s has mode %04o, which lets others read it; run: chmod 600 %s", path, perm, path)
+		return &ModeError{Path: path, Mode: perm}
 	}
 	return nil
+}
+
+// ModeError is a secret file that others can read or write.
+type ModeError struct {
+	Path string
+	Mode os.FileMode
+}
+
+func (e *ModeError) Error() string {
+	return fmt.Sprintf("secret file %s has mode %04o, which lets others read it; run: chmod 600 %s", e.Path, e.Mode, e.Path)
 }
 
 // Read returns the trimmed contents of a secret file after checking its mode.

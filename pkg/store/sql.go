@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
@@ -527,4 +529,15 @@ func (p providerState) List(ctx context.Context, prov string) (map[string]json.R
 		out[k] = json.RawMessage(v)
 	}
 	return out, p.s.err("provider state list", rows.Err())
+}
+
+// ---- settings
+
+func (s *SQLStore) Deployment(ctx context.Context) (string, error) {
+	id := "d" + strings.ReplaceAll(uuid.NewString(), "-", "")[:10]
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES ('deployment', $1) ON CONFLICT (key) DO NOTHING`, id); err != nil {
+		return "", s.err("deployment id", err)
+	}
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'deployment'`).Scan(&id)
+	return id, s.err("deployment id", err)
 }

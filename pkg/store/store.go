@@ -46,6 +46,10 @@ type Store interface {
 	RemoveCollaborator(ctx context.Context, hostID, accountID string) error
 	ListCollaborators(ctx context.Context, hostID string) ([]string, error)
 
+	// Deployment returns this control plane's id, made on first use. It
+	// labels every VM we create so that List and reconcile find only ours.
+	Deployment(ctx context.Context) (string, error)
+
 	// ProviderState is the key-value store providers may keep records in.
 	ProviderState() provider.StateStore
 }

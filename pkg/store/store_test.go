@@ -369,6 +369,18 @@ func TestCatalogAndProviderState(t *testing.T) {
 	})
 }
 
+func TestDeploymentIsStable(t *testing.T) {
+	backends(t, func(t *testing.T, s *store.SQLStore) {
+		a, err := s.Deployment(context.Background())
+		if err != nil || a == "" {
+			t.Fatal(a, err)
+		}
+		if b, _ := s.Deployment(context.Background()); b != a {
+			t.Fatalf("deployment changed: %s then %s", a, b)
+		}
+	})
+}
+
 func TestAccountsAndCollaborators(t *testing.T) {
 	backends(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()

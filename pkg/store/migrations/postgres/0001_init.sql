@@ -125,3 +125,10 @@ CREATE TABLE provider_state (
   updated_at BIGINT NOT NULL,
   PRIMARY KEY (provider, key)
 );
+
+-- Control-plane settings, such as this deployment's id (the label that
+-- marks our VMs at every provider).
+CREATE TABLE settings (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);

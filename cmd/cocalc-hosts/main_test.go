@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/cli"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
+)
+
+// stopPostgres runs the tests, then stops the throwaway cluster.
+type stopPostgres struct{ m *testing.M }
+
+func (s stopPostgres) Run() int {
+	code := s.m.Run()
+	pgtest.StopShared()
+	return code
+}
+
+func TestMain(m *testing.M) {
+	testscript.Main(stopPostgres{m}, map[string]func(){
+		"cocalc-hosts": func() { os.Exit(cli.Main()) },
+	})
+}
+
+// The same scripts run on the embedded SQLite default and on Postgres.
+func TestScriptsSQLite(t *testing.T) { runScripts(t, "sqlite") }
+
+func TestScriptsPostgres(t *testing.T) { runScripts(t, "postgres") }
+
+func runScripts(t *testing.T, backend string) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 filepath.Join("..", "..", "testdata", "script"),
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			work := env.WorkDir
+			env.Setenv("HOME", filepath.Join(work, "home"))
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(work, "config"))
+			env.Setenv("XDG_STATE_HOME", filepath.Join(work, "state"))
+			env.Setenv("BACKEND", backend)
+			if err := os.MkdirAll(filepath.Join(work, "home"), 0o700); err != nil {
+				return err
+			}
+			if backend == "postgres" {
+				url := pgtest.Shared(env.T().(testing.TB)).NewDatabase(env.T().(testing.TB))
+				env.Setenv("PGURL", url)
+				cfgDir := filepath.Join(work, "config", "cocalc-hosts")
+				if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(cfgDir, "config.yaml"), []byte("db: "+url+"\n"), 0o600); err != nil {
+					return err
+				}
+			}
+			env.Defer(func() { cleanupLocalHosts(work) })
+			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "postgres", "sqlite":
+				return cond == backend, nil
+			case "root":
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"jsonfield": cmdJSONField,
+			"chmod":     cmdChmod,
+			"pidalive":  cmdPidAlive,
+		},
+	})
+}
+
+// cmdJSONField checks a field of the JSON on the last command's stdout:
+//
+//	jsonfield PATH WANT
+//
+// PATH is dot-separated keys and array indexes (".status", ".0.name",
+// ".job.state"), or "length" / "PATH.length" for an array's length.
+func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: jsonfield PATH WANT")
+	}
+	var v any
+	if err := json.Unmarshal([]byte(ts.ReadFile("stdout")), &v); err != nil {
+		ts.Fatalf("stdout is not JSON: %v", err)
+	}
+	for _, key := range strings.Split(strings.Trim(args[0], "."), ".") {
+		if key == "" {
+			continue
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[key]
+		case []any:
+			if key == "length" {
+				v = float64(len(x))
+				continue
+			}
+			i, err := strconv.Atoi(key)
+			if err != nil || i >= len(x) {
+				ts.Fatalf("%s: no element %q in array of %d", args[0], key, len(x))
+			}
+			v = x[i]
+		default:
+			ts.Fatalf("%s: cannot index %T with %q", args[0], v, key)
+		}
+	}
+	got := fmt.Sprint(v)
+	if f, ok := v.(float64); ok {
+		got = strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	if (got == args[1]) == neg {
+		ts.Fatalf("%s = %q, want %s%q", args[0], got, map[bool]string{true: "not ", false: ""}[neg], args[1])
+	}
+}
+
+// cmdChmod sets a file's mode: chmod MODE FILE (octal).
+func cmdChmod(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: chmod MODE FILE")
+	}
+	mode, err := strconv.ParseUint(args[0], 8, 32)
+	ts.Check(err)
+	ts.Check(os.Chmod(ts.MkAbs(args[1]), os.FileMode(mode)))
+}
+
+// cmdPidAlive checks whether the process in a pid file is running.
+func cmdPidAlive(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: pidalive PIDFILE")
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(ts.ReadFile(args[0])))
+	ts.Check(err)
+	alive := syscall.Kill(pid, 0) == nil
+	if alive == neg {
+		ts.Fatalf("process %d alive = %v", pid, alive)
+	}
+}
+
+// cleanupLocalHosts stops agents and unmounts pools that a failed script
+// left behind, so a failing test does not leak processes or loop devices.
+func cleanupLocalHosts(work string) {
+	pids, _ := filepath.Glob(filepath.Join(work, "state", "cocalc-hosts", "providers", "local", "local-hosts", "*", "agent.pid"))
+	for _, p := range pids {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck
+		}
+	}
+	mounts, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	defer mounts.Close()
+	var mine []string
+	sc := bufio.NewScanner(mounts)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) > 4 && strings.HasPrefix(f[4], work+"/") {
+			mine = append(mine, f[4])
+		}
+	}
+	for i := len(mine) - 1; i >= 0; i-- {
+		for range 20 {
+			if exec.Command("umount", mine[i]).Run() == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // the killed agent may still hold it for a moment
+		}
+	}
+}

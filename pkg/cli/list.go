@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// ListOptions are the inputs of `list`.
+type ListOptions struct {
+	Provider string
+	All      bool
+	Mine     bool
+	Wide     bool
+}
+
+func newListCmd(f *Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
+	o := &ListOptions{}
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List hosts",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runList(cmd.Context(), f, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Provider, "cloud", "", "only hosts on this provider")
+	cmd.Flags().BoolVarP(&o.All, "all", "a", false, "include deleted hosts")
+	cmd.Flags().BoolVar(&o.Mine, "mine", false, "only hosts owned by your account")
+	cmd.Flags().BoolVarP(&o.Wide, "wide", "w", false, "do not truncate errors")
+	return cmd
+}
+
+func runList(ctx context.Context, f *Factory, o *ListOptions) error {
+	st, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	filter := store.HostFilter{Provider: o.Provider, IncludeDeleted: o.All}
+	if o.Mine {
+		cfg, _ := f.Config()
+		filter.Owner = cfg.String("account")
+	}
+	hs, err := st.ListHosts(ctx, filter)
+	if err != nil {
+		return err
+	}
+	if hs == nil {
+		hs = []model.Host{}
+	}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, hs)
+	}
+	return printHostTable(f.IO.Out, f.Now(), hs, o.Wide)
+}

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// LogsOptions are the inputs of `logs`.
+type LogsOptions struct {
+	Host   string
+	Limit  int
+	Follow bool
+}
+
+func newLogsCmd(f *Factory, runF func(context.Context, *LogsOptions) error) *cobra.Command {
+	o := &LogsOptions{}
+	cmd := &cobra.Command{
+		Use:               "logs HOST",
+		Short:             "Show a host's action log (cloud_vm_log)",
+		Args:              oneHost,
+		ValidArgsFunction: completeHosts(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Host = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runLogs(cmd.Context(), f, o)
+		},
+	}
+	cmd.Flags().IntVarP(&o.Limit, "limit", "n", 50, "show the newest N entries (0: all)")
+	cmd.Flags().BoolVarP(&o.Follow, "follow", "f", false, "keep printing new entries until interrupted")
+	return cmd
+}
+
+func runLogs(ctx context.Context, f *Factory, o *LogsOptions) error {
+	if o.Limit < 0 {
+		return usagef("--limit must be 0 or more, got %d", o.Limit)
+	}
+	st, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := st.GetHost(ctx, o.Host)
+	if err != nil {
+		return err
+	}
+	entries, err := st.ListLog(ctx, store.LogFilter{HostID: h.ID, Limit: o.Limit})
+	if err != nil {
+		return err
+	}
+	if entries == nil {
+		entries = []model.LogEntry{}
+	}
+	if !o.Follow && f.jsonOutput() {
+		return printJSON(f.IO.Out, entries)
+	}
+	print := func(es []model.LogEntry, header bool) {
+		if f.jsonOutput() {
+			for _, e := range es {
+				printJSONLine(f.IO.Out, e)
+			}
+			return
+		}
+		t := newTable(f.IO.Out)
+		if header {
+			t.row("TIME", "ACTION", "RESULT", "HOST STATUS", "ERROR")
+		}
+		for _, e := range es {
+			t.row(e.TS.Local().Format("2006-01-02 15:04:05"), e.Action, e.Status, orDash(string(e.HostStatus)), orDash(e.Error))
+		}
+		t.flush() //nolint:errcheck
+	}
+	print(entries, true)
+	if !o.Follow {
+		return nil
+	}
+	var after int64
+	if len(entries) > 0 {
+		after = entries[len(entries)-1].ID
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		more, err := st.ListLog(ctx, store.LogFilter{HostID: h.ID, AfterID: after})
+		if err != nil {
+			return err
+		}
+		if len(more) > 0 {
+			print(more, false)
+			after = more[len(more)-1].ID
+		}
+	}
+}

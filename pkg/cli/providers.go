@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// ProviderInfo is one row of `providers`.
+type ProviderInfo struct {
+	Name         string                `json:"name"`
+	Description  string                `json:"description"`
+	Capabilities provider.Capabilities `json:"capabilities"`
+}
+
+func newProvidersCmd(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "providers",
+		Short: "List providers and their capabilities",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out []ProviderInfo
+			for _, r := range provider.Registered() {
+				out = append(out, ProviderInfo{Name: r.Name, Description: r.Description, Capabilities: r.Capabilities})
+			}
+			if f.jsonOutput() {
+				return printJSON(f.IO.Out, out)
+			}
+			t := newTable(f.IO.Out, "NAME", "STOP", "DISK RESIZE", "KEEP DISK", "GPU", "ZONES", "SPOT", "CUSTOM IMAGE", "DESCRIPTION")
+			for _, p := range out {
+				c := p.Capabilities
+				resize := yesNo(c.DiskResize)
+				if c.DiskResize && c.DiskResizeRequiresStop {
+					resize = "when stopped"
+				}
+				t.row(p.Name, string(c.Stop), resize, yesNo(c.PersistentDisk), yesNo(c.GPU), yesNo(c.Zones), yesNo(c.Spot),
+					yesNo(c.CustomImage), p.Description)
+			}
+			return t.flush()
+		},
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func completeProviders(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	var names []string
+	for _, r := range provider.Registered() {
+		names = append(names, r.Name+"\t"+r.Description)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeHosts completes host names from the state database.
+func completeHosts(f *Factory) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		st, err := f.Store(cmd.Context())
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		hs, err := st.ListHosts(cmd.Context(), storeAll)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []string
+		for _, h := range hs {
+			if strings.HasPrefix(h.Name, prefix) {
+				out = append(out, fmt.Sprintf("%s\t%s %s", h.Name, h.Provider, h.Status))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time (-ldflags "-X ...cli.Version=v1.2.3").
+var Version = "dev"
+
+// Main runs the CLI and returns the process exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	f := NewFactory(SystemIO())
+	defer f.Close()
+	return Execute(ctx, f, os.Args[1:])
+}
+
+// Execute runs args against f and prints a one-line error on failure.
+func Execute(ctx context.Context, f *Factory, args []string) int {
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if isCobraUsage(err) {
+		err = usageErr(err)
+	}
+	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %v", context.Canceled, err)
+	}
+	code := exitCode(err)
+	msg := err.Error()
+	if code == ExitInterrupted {
+		msg = "interrupted; queued work stays queued and any worker will finish it (`cocalc-hosts worker --drain`)"
+	}
+	fmt.Fprintln(f.IO.ErrOut, "Error: "+strings.ReplaceAll(msg, "\n", " "))
+	return code
+}
+
+func isCobraUsage(err error) bool {
+	m := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "invalid argument",
+		"flag needs an argument", "required flag", "accepts ", "requires at least", "if any flags in the group"} {
+		if strings.HasPrefix(m, p) || strings.Contains(m, "\" "+p) {
+			return true
+		}
+	}
+	return false
+}
+
+// NewRootCmd builds the command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "cocalc-hosts",
+		Short: "Run CoCalc project hosts on your own cloud VMs",
+		Long: `cocalc-hosts provisions project-host VMs on clouds (or on this machine),
+runs a host agent on them, and keeps their state in a database: an embedded
+SQLite file by default, or Postgres for teams (--db postgres://…).`,
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	pf := root.PersistentFlags()
+	pf.String("db", "", "state database: SQLite file path or postgres://user@host:port/db (password in ~/.pgpass)")
+	pf.StringVar(&f.ConfigPath, "config", "", "config file (default $XDG_CONFIG_HOME/cocalc-hosts/config.yaml)")
+	pf.String("account", "", "act as this account (default from config, else your login name)")
+	addOutputFlag(root)
+	f.Flags = pf
+
+	root.AddGroup(&cobra.Group{ID: "hosts", Title: "Hosts:"}, &cobra.Group{ID: "ops", Title: "Operations:"})
+	for _, c := range []*cobra.Command{
+		newCreateCmd(f, nil), newListCmd(f, nil), newShowCmd(f, nil), newStartCmd(f, nil),
+		newStopCmd(f, nil), newDeleteCmd(f, nil), newLogsCmd(f, nil),
+	} {
+		c.GroupID = "hosts"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{
+		newWorkerCmd(f, nil), newReconcileCmd(f, nil), newProvidersCmd(f), newConfigCmd(f), newAgentCmd(f),
+	} {
+		c.GroupID = "ops"
+		root.AddCommand(c)
+	}
+	root.AddCommand(newVersionCmd(f), newExitCodesHelp())
+	root.SetHelpCommandGroupID("ops")
+	root.SetCompletionCommandGroupID("ops")
+	return root
+}
+
+func newVersionCmd(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.jsonOutput() {
+				return printJSON(f.IO.Out, map[string]string{"version": Version})
+			}
+			fmt.Fprintln(f.IO.Out, Version)
+			return nil
+		},
+	}
+}
+
+func newExitCodesHelp() *cobra.Command {
+	var b strings.Builder
+	b.WriteString("cocalc-hosts exits with one of these codes:\n\n")
+	for _, e := range ExitCodeTable {
+		fmt.Fprintf(&b, "  %3d  %s\n", e.Code, e.Meaning)
+	}
+	return &cobra.Command{Use: "exit-codes", Short: "Exit codes for scripts", Long: b.String()}
+}
+
+// Argument validators that report usage errors.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
+}
+
+func oneHost(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usagef("%s needs exactly one host (name or id); see `%s --help`", cmd.CommandPath(), cmd.CommandPath())
+	}
+	return nil
+}

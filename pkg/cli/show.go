@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// ShowOptions are the inputs of `show`.
+type ShowOptions struct {
+	Host string
+}
+
+// HostDetail is `show`'s JSON: the host object plus what is known about it.
+type HostDetail struct {
+	model.Host
+	PendingJob    *model.Job       `json:"pending_job,omitempty"`
+	Collaborators []string         `json:"collaborators"`
+	RecentLog     []model.LogEntry `json:"recent_log"`
+	Agent         *AgentHealth     `json:"agent,omitempty"`
+}
+
+func newShowCmd(f *Factory, runF func(context.Context, *ShowOptions) error) *cobra.Command {
+	o := &ShowOptions{}
+	cmd := &cobra.Command{
+		Use:               "show HOST",
+		Short:             "Show one host in detail",
+		Args:              oneHost,
+		ValidArgsFunction: completeHosts(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Host = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runShow(cmd.Context(), f, o)
+		},
+	}
+	return cmd
+}
+
+func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
+	st, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := st.GetHost(ctx, o.Host)
+	if err != nil {
+		return err
+	}
+	d := HostDetail{Host: h, Collaborators: []string{}, RecentLog: []model.LogEntry{}}
+	if jobs, err := st.ListJobs(ctx, store.JobFilter{HostID: h.ID, ActiveOnly: true}); err != nil {
+		return err
+	} else if len(jobs) > 0 {
+		d.PendingJob = &jobs[0]
+	}
+	if c, err := st.ListCollaborators(ctx, h.ID); err != nil {
+		return err
+	} else if c != nil {
+		d.Collaborators = c
+	}
+	if l, err := st.ListLog(ctx, store.LogFilter{HostID: h.ID, Limit: 5}); err != nil {
+		return err
+	} else if l != nil {
+		d.RecentLog = l
+	}
+	if h.Status == model.StatusRunning {
+		d.Agent = agentHealth(ctx, h)
+	}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, d)
+	}
+	w := f.IO.Out
+	kv := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k+":", v) }
+	kv("name", h.Name)
+	kv("id", h.ID)
+	kv("owner", h.Owner)
+	kv("provider", h.Provider)
+	kv("region", orDash(h.Region)+zoneSuffix(h.Zone))
+	kv("status", string(h.Status))
+	kv("machine", orDash(h.Spec.MachineType))
+	if h.Spec.GPUModel != "" {
+		kv("gpu", fmt.Sprintf("%d x %s", h.Spec.GPUCount, h.Spec.GPUModel))
+	}
+	if h.Spec.DiskGB > 0 {
+		kv("disk", fmt.Sprintf("%d GB", h.Spec.DiskGB))
+	}
+	kv("price", fmt.Sprintf("$%.4f/hour at launch", h.HourlyPrice))
+	if h.Runtime.InstanceID != "" {
+		kv("instance", h.Runtime.InstanceID)
+	}
+	if h.Runtime.PublicIP != "" {
+		kv("address", h.Runtime.PublicIP)
+	}
+	if s := h.Runtime.Meta["storage"]; s != "" {
+		note := ""
+		if n := h.Runtime.Meta["storage_note"]; n != "" {
+			note = " (" + n + ")"
+		}
+		kv("storage", s+note)
+	}
+	if d.Agent != nil {
+		kv("agent", d.Agent.String())
+	}
+	kv("created", h.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(f.Now(), h.CreatedAt)+")")
+	kv("last action", orDash(h.LastAction))
+	kv("last error", orDash(h.LastError))
+	if d.PendingJob != nil {
+		kv("pending", fmt.Sprintf("%s (%s, attempt %d)", d.PendingJob.Action, d.PendingJob.State, d.PendingJob.Attempts))
+	}
+	if len(d.Collaborators) > 0 {
+		kv("collaborators", strings.Join(d.Collaborators, ", "))
+	}
+	if len(h.Runtime.Meta) > 0 {
+		keys := make([]string, 0, len(h.Runtime.Meta))
+		for k := range h.Runtime.Meta {
+			if k != "storage" && k != "storage_note" {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			kv(k, h.Runtime.Meta[k])
+		}
+	}
+	return nil
+}
+
+func zoneSuffix(z string) string {
+	if z == "" {
+		return ""
+	}
+	return " / " + z
+}

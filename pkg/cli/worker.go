@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+)
+
+// WorkerOptions are the inputs of `worker`.
+type WorkerOptions struct {
+	Concurrency       int
+	Drain             bool
+	Lease             time.Duration
+	ReconcileInterval time.Duration
+}
+
+func newWorkerCmd(f *Factory, runF func(context.Context, *WorkerOptions) error) *cobra.Command {
+	o := &WorkerOptions{}
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run queued host actions until stopped",
+		Long: `Run queued host actions. Any number of workers may share one Postgres
+database; each action runs once. A worker that dies leaves its job to be
+taken over when its lease expires. With --drain the worker exits when no
+job is queued or running. The worker also reconciles the database with the
+providers every worker.reconcile_interval (not with --drain).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runWorker(cmd, f, o)
+		},
+	}
+	cmd.Flags().IntVarP(&o.Concurrency, "concurrency", "j", 0, "jobs run at once (default worker.concurrency)")
+	cmd.Flags().BoolVar(&o.Drain, "drain", false, "exit when the queue is empty")
+	cmd.Flags().DurationVar(&o.Lease, "lease", 0, "job lease (default worker.lease)")
+	cmd.Flags().DurationVar(&o.ReconcileInterval, "reconcile-interval", -1, "reconcile period, 0 to disable (default worker.reconcile_interval)")
+	return cmd
+}
+
+func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
+	ctx := cmd.Context()
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = cfg.Int("worker.concurrency")
+	}
+	if o.Concurrency < 1 {
+		return usagef("--concurrency must be at least 1, got %d", o.Concurrency)
+	}
+	if o.Lease == 0 {
+		if o.Lease, err = cfg.Duration("worker.lease"); err != nil {
+			return usageErr(err)
+		}
+	}
+	if o.Lease < time.Second {
+		return usagef("--lease must be at least 1s, got %s", o.Lease)
+	}
+	if o.ReconcileInterval < 0 {
+		if o.ReconcileInterval, err = cfg.Duration("worker.reconcile_interval"); err != nil {
+			return usageErr(err)
+		}
+	}
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return err
+	}
+	w := queue.NewWorker(svc.Store, svc)
+	w.Concurrency, w.Lease = o.Concurrency, o.Lease
+	print := eventPrinter(f)
+	w.OnEvent = func(e queue.Event) {
+		if !f.jsonOutput() {
+			switch e.Kind {
+			case queue.EventClaimed:
+				fmt.Fprintf(f.IO.ErrOut, "%s %s host %s (job %s, attempt %d)\n", e.Time.Local().Format("15:04:05"), e.Action, shortID(e.HostID), shortID(e.JobID), e.Attempt)
+			case queue.EventDone:
+				fmt.Fprintf(f.IO.ErrOut, "%s %s host %s done\n", e.Time.Local().Format("15:04:05"), e.Action, shortID(e.HostID))
+			}
+		}
+		print(e)
+	}
+	if !o.Drain && o.ReconcileInterval > 0 {
+		go reconcileLoop(ctx, f, o.ReconcileInterval)
+	}
+	if !f.jsonOutput() {
+		fmt.Fprintf(f.IO.ErrOut, "worker %s: %d at once, lease %s\n", w.ID, w.Concurrency, w.Lease)
+	}
+	err = w.Run(ctx, o.Drain)
+	if ctx.Err() != nil && !o.Drain {
+		return nil // stopped by a signal: a normal end for a worker
+	}
+	return err
+}
+
+func reconcileLoop(ctx context.Context, f *Factory, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rep, err := reconcileOnce(ctx, f, ReconcileOptions{})
+			if err != nil {
+				fmt.Fprintf(f.IO.ErrOut, "reconcile: %v\n", err)
+				continue
+			}
+			if f.jsonOutput() {
+				printJSONLine(f.IO.ErrOut, rep)
+			}
+		}
+	}
+}

@@ -1,0 +1,233 @@
+// Package config loads cocalc-hosts settings. Precedence: command-line
+// flags, then the config file in the XDG config directory, then defaults.
+// Environment variables are deliberately not read: secrets must come from
+// 0600 files, and settings should not change behind the user's back.
+package config
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// AppName names the config and state directories.
+const AppName = "cocalc-hosts"
+
+// Config is the effective configuration.
+type Config struct {
+	v    *viper.Viper
+	file string
+}
+
+// Keys and their defaults, documented by `cocalc-hosts config list`.
+var defaults = map[string]any{
+	"db":                        "", // filled from the state dir
+	"account":                   "",
+	"output":                    "table",
+	"worker.concurrency":        4,
+	"worker.lease":              "30s",
+	"worker.reconcile_interval": "5m",
+	"worker.max_attempts":       5,
+	"sqlite.busy_timeout":       "10s",
+	"postgres.connect_timeout":  "10s",
+	"ready_timeout":             "10m",
+}
+
+// Descriptions of keys, for `config list`.
+var Descriptions = map[string]string{
+	"db":                        "state database: an SQLite file path or postgres://user@host/db (password in ~/.pgpass)",
+	"account":                   "your account id (default: your login name)",
+	"output":                    "default output format: table or json",
+	"worker.concurrency":        "jobs a worker runs at once",
+	"worker.lease":              "how long a claimed job stays claimed without a heartbeat",
+	"worker.reconcile_interval": "how often `worker` reconciles with the providers (0 disables)",
+	"worker.max_attempts":       "attempts per action before it is recorded as failed",
+	"sqlite.busy_timeout":       "how long to wait for another process's SQLite write lock",
+	"postgres.connect_timeout":  "how long to wait when connecting to Postgres",
+	"ready_timeout":             "how long to wait for a VM to reach the wanted state",
+	"providers.NAME.KEY":        "option KEY of provider NAME (see `cocalc-hosts providers`)",
+}
+
+// ConfigDir is $XDG_CONFIG_HOME/cocalc-hosts (or ~/.config/cocalc-hosts).
+func ConfigDir() (string, error) {
+	d, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("config directory: %w (set HOME)", err)
+	}
+	return filepath.Join(d, AppName), nil
+}
+
+// StateDir is $XDG_STATE_HOME/cocalc-hosts (or ~/.local/state/cocalc-hosts).
+func StateDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, AppName), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("state directory: %w (set HOME)", err)
+	}
+	return filepath.Join(home, ".local", "state", AppName), nil
+}
+
+// Load reads the config file (path, or the default one if path is empty)
+// and binds flags so that flags set on the command line win.
+func Load(path string, flags *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	if path == "" {
+		dir, err := ConfigDir()
+		if err != nil {
+			return nil, err
+		}
+		path = filepath.Join(dir, "config.yaml")
+	}
+	v.SetConfigFile(path)
+	if _, err := os.Stat(path); err == nil {
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %v; fix or remove it", path, err)
+		}
+	}
+	if flags != nil {
+		for _, name := range []string{"db", "account", "output"} {
+			if f := flags.Lookup(name); f != nil {
+				if err := v.BindPFlag(name, f); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	c := &Config{v: v, file: path}
+	if c.String("db") == "" {
+		sd, err := StateDir()
+		if err != nil {
+			return nil, err
+		}
+		v.SetDefault("db", filepath.Join(sd, "state.db"))
+	}
+	if c.String("account") == "" {
+		name := "default"
+		if u, err := user.Current(); err == nil && u.Username != "" {
+			name = u.Username
+		}
+		v.SetDefault("account", name)
+	}
+	if o := c.String("output"); o != "table" && o != "json" {
+		return nil, fmt.Errorf("invalid output format %q: use table or json", o)
+	}
+	return c, nil
+}
+
+// File is the config file's path (it may not exist).
+func (c *Config) File() string { return c.file }
+
+func (c *Config) String(key string) string { return c.v.GetString(key) }
+func (c *Config) Int(key string) int       { return c.v.GetInt(key) }
+
+// Duration parses key as a Go duration, naming the key on error.
+func (c *Config) Duration(key string) (time.Duration, error) {
+	s := c.v.GetString(key)
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("config %s: %q is not a duration (like 30s or 5m)", key, s)
+	}
+	return d, nil
+}
+
+// ProviderOptions returns providers.NAME.* as strings.
+func (c *Config) ProviderOptions(name string) map[string]string {
+	out := map[string]string{}
+	for k, v := range c.v.GetStringMap("providers." + name) {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// ConfiguredProviders lists the names under providers.
+func (c *Config) ConfiguredProviders() []string {
+	var out []string
+	for k := range c.v.GetStringMap("providers") {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Setting is one effective key.
+type Setting struct {
+	Key   string `json:"key"`
+	Value any    `json:"value"`
+	// Source is flag, file or default.
+	Source      string `json:"source"`
+	Description string `json:"description,omitempty"`
+}
+
+// All lists every effective setting.
+func (c *Config) All(flags *pflag.FlagSet) []Setting {
+	var out []Setting
+	for _, k := range c.v.AllKeys() {
+		src := "default"
+		if c.v.InConfig(k) {
+			src = "file"
+		}
+		if flags != nil {
+			if f := flags.Lookup(k); f != nil && f.Changed {
+				src = "flag"
+			}
+		}
+		desc := Descriptions[k]
+		if desc == "" && strings.HasPrefix(k, "providers.") {
+			desc = Descriptions["providers.NAME.KEY"]
+		}
+		out = append(out, Setting{Key: k, Value: c.v.Get(k), Source: src, Description: desc})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// Get returns the effective value of key, and whether it is known.
+func (c *Config) Get(key string) (any, bool) {
+	if !c.v.IsSet(key) {
+		return nil, false
+	}
+	return c.v.Get(key), true
+}
+
+// Set writes key=value into the config file (creating it 0600). Only
+// known keys and provider options are accepted.
+func Set(path, key, value string) error {
+	if _, ok := defaults[key]; !ok && !validProviderKey(key) {
+		return fmt.Errorf("unknown config key %q; see `cocalc-hosts config list`", key)
+	}
+	if key == "output" && value != "table" && value != "json" {
+		return fmt.Errorf("invalid output format %q: use table or json", value)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	v := viper.New()
+	v.SetConfigFile(path)
+	if _, err := os.Stat(path); err == nil {
+		if err := v.ReadInConfig(); err != nil {
+			return fmt.Errorf("config file %s: %v", path, err)
+		}
+	}
+	v.Set(key, value)
+	if err := v.WriteConfigAs(path); err != nil {
+		return fmt.Errorf("write config %s: %w", path, err)
+	}
+	return os.Chmod(path, 0o600)
+}
+
+func validProviderKey(key string) bool {
+	parts := strings.Split(key, ".")
+	return len(parts) == 3 && parts[0] == "providers" && parts[1] != "" && parts[2] != ""
+}

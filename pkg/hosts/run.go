@@ -1,0 +1,223 @@
+package hosts
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+)
+
+// transitional is the status a host shows while an action runs.
+var transitional = map[model.Action]model.Status{
+	model.ActionCreate: model.StatusProvisioning,
+	model.ActionStart:  model.StatusStarting,
+	model.ActionStop:   model.StatusStopping,
+	model.ActionDelete: model.StatusDeprovisioning,
+}
+
+// Run executes one attempt of job. Every step is idempotent, so a job taken
+// over from a crashed worker simply runs again.
+func (s *Service) Run(ctx context.Context, job model.Job, progress func(string)) (queue.Result, error) {
+	h, err := s.Store.GetHost(ctx, job.HostID)
+	if err != nil {
+		return queue.Result{}, fmt.Errorf("%s: %w", job.Action, err)
+	}
+	p, err := s.Providers.Get(ctx, h.Provider)
+	if err != nil {
+		return queue.Result{}, err
+	}
+	if st, ok := transitional[job.Action]; ok && h.Status != st {
+		h.Status, h.LastAction, h.UpdatedAt = st, string(job.Action), s.Now()
+		if err := s.Store.UpdateHost(ctx, h); err != nil {
+			return queue.Result{}, err
+		}
+	}
+	ref := refOf(h)
+	var inst provider.Instance
+	pricing := ""
+	switch job.Action {
+	case model.ActionCreate:
+		var pl createPayload
+		json.Unmarshal(job.Payload, &pl) //nolint:errcheck // written by us
+		pricing = pl.PricingVersion
+		progress(fmt.Sprintf("creating %s instance %s (%s in %s)", p.Name(), provider.InstanceName(h.ID), h.Spec.MachineType, h.Region))
+		inst, err = s.createInstance(ctx, p, h)
+		if err == nil {
+			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateRunning, progress)
+		}
+	case model.ActionStart:
+		progress(fmt.Sprintf("starting %s", h.Name))
+		inst, err = p.Status(ctx, ref)
+		switch {
+		case provider.IsNotFound(err) || (err == nil && inst.State == provider.StateTerminated):
+			// The VM was deleted keeping its disk: make it again.
+			progress("no VM: creating it again with the kept data disk")
+			inst, err = s.createInstance(ctx, p, h)
+		case err == nil && inst.State != provider.StateRunning:
+			inst, err = p.Start(ctx, inst.Ref(h.ID))
+		}
+		if err == nil {
+			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateRunning, progress)
+		}
+	case model.ActionStop:
+		progress(fmt.Sprintf("stopping %s", h.Name))
+		inst, err = p.Stop(ctx, ref)
+		if err == nil {
+			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateStopped, progress)
+		}
+	case model.ActionDelete:
+		var pl deletePayload
+		json.Unmarshal(job.Payload, &pl) //nolint:errcheck
+		progress(fmt.Sprintf("deleting %s (keep data disk: %v)", h.Name, pl.KeepDisk))
+		err = p.Delete(ctx, ref, pl.KeepDisk)
+		if provider.IsNotFound(err) {
+			err = nil // already gone: that is what we wanted
+		}
+		if err == nil {
+			h.Runtime.InstanceID = ""
+			inst = provider.Instance{State: provider.StateTerminated}
+			if pl.KeepDisk && p.Capabilities().PersistentDisk {
+				inst.State = provider.StateStopped
+				inst.DataDisk = h.Runtime.DataDisk
+			}
+		}
+	case model.ActionResize:
+		var pl resizePayload
+		json.Unmarshal(job.Payload, &pl) //nolint:errcheck
+		r, ok := p.(provider.DiskResizer)
+		if !ok {
+			return queue.Result{}, provider.Errorf(provider.KindUnsupported, p.Name(), "resize", "cannot resize disks")
+		}
+		progress(fmt.Sprintf("growing the data disk of %s to %d GB", h.Name, pl.DiskGB))
+		inst, err = r.ResizeDisk(ctx, ref, pl.DiskGB)
+		if err == nil {
+			h.Spec.DiskGB = pl.DiskGB
+		}
+	case model.ActionRefresh:
+		inst, err = p.Status(ctx, ref)
+		if provider.IsNotFound(err) {
+			// One look is not proof: reconcile decides after two strikes.
+			return queue.Result{}, fmt.Errorf("refresh %s: %w", h.Name, err)
+		}
+	default:
+		return queue.Result{}, provider.Errorf(provider.KindInvalid, p.Name(), string(job.Action), "unknown action")
+	}
+	if err != nil {
+		return queue.Result{}, err
+	}
+	now := s.Now()
+	h.Status = StatusFromState(inst.State)
+	applyRuntime(&h, inst)
+	h.LastAction, h.LastError, h.UpdatedAt, h.MissingCount = string(job.Action), "", now, 0
+	if h.Status == model.StatusDeprovisioned {
+		h.DeletedAt = &now
+		h.Runtime = model.Runtime{}
+	}
+	return queue.Result{Host: &h, Log: s.logEntry(job, h, "done", "", pricing)}, nil
+}
+
+// Failed records a failed attempt. A failed refresh changes no status: an
+// API error says nothing about the VM.
+func (s *Service) Failed(ctx context.Context, job model.Job, err error, final bool) queue.Result {
+	h, gerr := s.Store.GetHost(ctx, job.HostID)
+	if gerr != nil {
+		return queue.Result{}
+	}
+	status := "retry"
+	msg := fmt.Sprintf("attempt %d of %d failed, will retry: %v", job.Attempts, job.MaxAttempts, err)
+	if final {
+		status = "failed"
+		msg = err.Error()
+		if job.Action != model.ActionRefresh {
+			h.Status = model.StatusError
+		}
+	}
+	h.LastAction, h.LastError, h.UpdatedAt = string(job.Action), msg, s.Now()
+	return queue.Result{Host: &h, Log: s.logEntry(job, h, status, err.Error(), "")}
+}
+
+func (s *Service) logEntry(job model.Job, h model.Host, status, errMsg, pricing string) *model.LogEntry {
+	spec, _ := json.Marshal(h.Spec)
+	rt, _ := json.Marshal(h.Runtime)
+	return &model.LogEntry{
+		HostID: h.ID, JobID: job.ID, TS: s.Now(), Action: string(job.Action), Status: status, Provider: h.Provider,
+		Spec: spec, Runtime: rt, Error: errMsg, PricingVersion: pricing, HostStatus: h.Status,
+	}
+}
+
+func (s *Service) createInstance(ctx context.Context, p provider.Provider, h model.Host) (provider.Instance, error) {
+	dep := ""
+	if d, err := s.Store.Deployment(ctx); err == nil {
+		dep = d
+	} else {
+		return provider.Instance{}, err
+	}
+	return p.Create(ctx, provider.CreateSpec{
+		HostID: h.ID, Name: provider.InstanceName(h.ID), Region: h.Region, Zone: h.Zone,
+		MachineType: h.Spec.MachineType, DiskGB: h.Spec.DiskGB, GPUModel: h.Spec.GPUModel, GPUCount: h.Spec.GPUCount,
+		Image: h.Spec.Image, Spot: h.Spec.Spot,
+		Labels: map[string]string{provider.LabelDeployment: dep, provider.LabelHost: h.ID},
+	})
+}
+
+// waitFor polls until the instance reaches want, the VM fails, or the
+// ready timeout passes.
+func (s *Service) waitFor(ctx context.Context, p provider.Provider, ref provider.Ref, want provider.State, progress func(string)) (provider.Instance, error) {
+	deadline := s.Now().Add(s.ReadyTimeout)
+	last := provider.State("")
+	for {
+		inst, err := p.Status(ctx, ref)
+		if err != nil {
+			return inst, err
+		}
+		if inst.State == want {
+			return inst, nil
+		}
+		if inst.State == provider.StateError {
+			return inst, provider.Errorf(provider.KindTransient, p.Name(), "wait", "instance %s is in error state", ref.Name)
+		}
+		if inst.State != last {
+			progress(fmt.Sprintf("instance %s is %s, waiting for %s", ref.Name, inst.State, want))
+			last = inst.State
+		}
+		if s.Now().After(deadline) {
+			return inst, provider.Errorf(provider.KindTransient, p.Name(), "wait", "instance %s still %s after %s", ref.Name, inst.State, s.ReadyTimeout)
+		}
+		t := time.NewTimer(s.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return inst, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func refOf(h model.Host) provider.Ref {
+	return provider.Ref{HostID: h.ID, Name: provider.InstanceName(h.ID), InstanceID: h.Runtime.InstanceID,
+		Region: h.Region, Zone: h.Zone, Meta: h.Runtime.Meta}
+}
+
+func applyRuntime(h *model.Host, inst provider.Instance) {
+	if inst.ID != "" {
+		h.Runtime.InstanceID = inst.ID
+	}
+	if inst.State == provider.StateStopped || inst.State == provider.StateTerminated {
+		h.Runtime.PublicIP, h.Runtime.PrivateIP = "", ""
+	} else {
+		h.Runtime.PublicIP, h.Runtime.PrivateIP = inst.PublicIP, inst.PrivateIP
+	}
+	if inst.DataDisk != "" {
+		h.Runtime.DataDisk = inst.DataDisk
+	}
+	if inst.Meta != nil {
+		h.Runtime.Meta = inst.Meta
+	}
+	if inst.Zone != "" {
+		h.Zone = inst.Zone
+	}
+}

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Runs every test of cocalc-hosts: unit tests, store and provider contract
+# suites on SQLite and a throwaway Postgres, real btrfs/podman/OpenSSH
+# tests (as root), and the testscript end-to-end scripts.
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+PATH="$PATH:/usr/local/go/bin"
+export PATH
+go vet ./...
+unformatted=$(gofmt -l cmd pkg providers)
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-formatted:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+# -p 2: this is sized for 2-core machines; packages that mount loop
+# devices and start servers clean up after themselves.
+go test -count=1 -p 2 -timeout 25m ./...
