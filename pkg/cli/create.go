@@ -63,7 +63,7 @@ Without --machine-type, the cheapest machine of the provider that meets
 	fl.StringVar(&o.Image, "image", "", "VM image, on providers with custom images")
 	fl.BoolVar(&o.Spot, "spot", false, "use a spot (preemptible) instance")
 	fl.BoolVar(&o.NoWait, "no-wait", false, "only queue the create; a `worker` runs it")
-	cmd.MarkFlagRequired("cloud") //nolint:errcheck
+	cmd.MarkFlagRequired("cloud")                              //nolint:errcheck
 	cmd.RegisterFlagCompletionFunc("cloud", completeProviders) //nolint:errcheck
 	return cmd
 }

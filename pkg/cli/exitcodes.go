@@ -74,7 +74,8 @@ func exitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, &ue), errors.As(err, &inv), errors.As(err, &unk), errors.As(err, &loose):
+	case errors.As(err, &ue), errors.As(err, &inv), errors.As(err, &unk), errors.As(err, &loose),
+		errors.Is(err, store.ErrBadDSN):
 		return ExitUsage
 	case errors.As(err, &af):
 		return ExitActionFail

@@ -14,7 +14,7 @@ import (
 // rendering progress on stderr: lines on a terminal, JSON lines with
 // --output json.
 func finishSubmitted(ctx context.Context, f *Factory, sub hosts.Submitted, noWait bool) error {
-	if sub.Note != "" && !f.jsonOutput() && sub.Job == nil {
+	if sub.Note != "" && !f.jsonOutput() {
 		fmt.Fprintf(f.IO.ErrOut, "%s: %s\n", sub.Host.Name, sub.Note)
 	}
 	if sub.Job != nil && !noWait {

@@ -49,7 +49,9 @@ type InvalidError struct{ Msg string }
 
 func (e *InvalidError) Error() string { return e.Msg }
 
-func invalid(format string, args ...any) error { return &InvalidError{Msg: fmt.Sprintf(format, args...)} }
+func invalid(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
 
 // RefusedError is a request the host's state or provider cannot honour.
 type RefusedError struct{ Msg string }
@@ -86,11 +88,14 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 	if req.Spec.DiskGB < 0 || req.Spec.CPUs < 0 || req.Spec.MemoryGiB < 0 || req.Spec.GPUCount < 0 {
 		return Submitted{}, invalid("disk, cpu, memory and gpu counts must not be negative")
 	}
-	reg, err := provider.Lookup(req.Provider)
-	if err != nil {
+	if _, err := provider.Lookup(req.Provider); err != nil {
 		return Submitted{}, invalid("%v", err)
 	}
-	caps := reg.Capabilities
+	p, err := s.Providers.Get(ctx, req.Provider)
+	if err != nil {
+		return Submitted{}, err
+	}
+	caps := p.Capabilities()
 	if req.Spec.GPUModel != "" && !caps.GPU {
 		return Submitted{}, invalid("provider %s has no GPUs; choose a provider with GPUs (see `cocalc-hosts providers`)", req.Provider)
 	}
@@ -99,10 +104,6 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 	}
 	if req.Zone != "" && !caps.Zones {
 		return Submitted{}, invalid("provider %s has no zones; drop --zone", req.Provider)
-	}
-	p, err := s.Providers.Get(ctx, req.Provider)
-	if err != nil {
-		return Submitted{}, err
 	}
 	entry, err := s.pickMachine(ctx, p, &req)
 	if err != nil {
@@ -258,7 +259,7 @@ func (s *Service) Stop(ctx context.Context, idOrName string, o StopOptions) (Sub
 	if err != nil {
 		return Submitted{}, err
 	}
-	reg, err := provider.Lookup(h.Provider)
+	caps, err := s.capabilities(ctx, h)
 	if err != nil {
 		return Submitted{}, err
 	}
@@ -266,7 +267,7 @@ func (s *Service) Stop(ctx context.Context, idOrName string, o StopOptions) (Sub
 		payload, _ := json.Marshal(deletePayload{KeepDisk: true})
 		return s.submit(ctx, h, model.ActionDelete, payload)
 	}
-	if reg.Capabilities.Stop == provider.StopNone {
+	if caps.Stop == provider.StopNone {
 		return Submitted{}, &RefusedError{Msg: fmt.Sprintf(
 			"provider %s cannot stop a host; to stop paying for it, run `cocalc-hosts stop --deprovision %s` (deletes the VM, keeps the data disk where %s has one) or `cocalc-hosts delete %s`",
 			h.Provider, h.Name, h.Provider, h.Name)}
@@ -287,11 +288,11 @@ func (s *Service) Delete(ctx context.Context, idOrName string, o DeleteOptions) 
 		return Submitted{}, err
 	}
 	if o.KeepDisk {
-		reg, err := provider.Lookup(h.Provider)
+		caps, err := s.capabilities(ctx, h)
 		if err != nil {
 			return Submitted{}, err
 		}
-		if !reg.Capabilities.PersistentDisk {
+		if !caps.PersistentDisk {
 			return Submitted{}, invalid("provider %s has no data disk that outlives its VM; drop --keep-disk", h.Provider)
 		}
 	}
@@ -305,17 +306,17 @@ func (s *Service) Resize(ctx context.Context, idOrName string, diskGB int) (Subm
 	if err != nil {
 		return Submitted{}, err
 	}
-	reg, err := provider.Lookup(h.Provider)
+	caps, err := s.capabilities(ctx, h)
 	if err != nil {
 		return Submitted{}, err
 	}
-	if !reg.Capabilities.DiskResize {
+	if !caps.DiskResize {
 		return Submitted{}, &RefusedError{Msg: fmt.Sprintf("provider %s cannot resize disks", h.Provider)}
 	}
 	if diskGB <= h.Spec.DiskGB {
 		return Submitted{}, invalid("disk can only grow: %s has %d GB, asked for %d GB", h.Name, h.Spec.DiskGB, diskGB)
 	}
-	if reg.Capabilities.DiskResizeRequiresStop && h.Status != model.StatusOff {
+	if caps.DiskResizeRequiresStop && h.Status != model.StatusOff {
 		return Submitted{}, &RefusedError{Msg: fmt.Sprintf("provider %s resizes disks only while stopped; run `cocalc-hosts stop %s` first", h.Provider, h.Name)}
 	}
 	payload, _ := json.Marshal(resizePayload{DiskGB: diskGB})
@@ -329,6 +330,15 @@ func (s *Service) Refresh(ctx context.Context, idOrName string) (Submitted, erro
 		return Submitted{}, err
 	}
 	return s.submit(ctx, h, model.ActionRefresh, nil)
+}
+
+// capabilities of the host's provider as configured here.
+func (s *Service) capabilities(ctx context.Context, h model.Host) (provider.Capabilities, error) {
+	p, err := s.Providers.Get(ctx, h.Provider)
+	if err != nil {
+		return provider.Capabilities{}, err
+	}
+	return p.Capabilities(), nil
 }
 
 func (s *Service) live(ctx context.Context, idOrName string) (model.Host, error) {

@@ -56,17 +56,17 @@ func (d postgresDialect) translate(err error) error {
 func openPostgres(ctx context.Context, dsn string, o Options) (*SQLStore, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("bad Postgres URL: %v", err)
+		return nil, fmt.Errorf("bad Postgres URL: %v: %w", err, ErrBadDSN)
 	}
 	if _, has := u.User.Password(); has || u.Query().Has("password") {
-		return nil, fmt.Errorf("the Postgres URL contains a password; remove it and put it in ~/.pgpass (mode 0600) instead, so it never appears in argv or config")
+		return nil, fmt.Errorf("the Postgres URL contains a password; remove it and put it in ~/.pgpass (mode 0600) instead, so it never appears in argv or config: %w", ErrBadDSN)
 	}
 	if err := checkPassfile(u); err != nil {
 		return nil, err
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("bad Postgres URL: %v", err)
+		return nil, fmt.Errorf("bad Postgres URL: %v: %w", err, ErrBadDSN)
 	}
 	cfg.ConnectTimeout = o.ConnectTimeout
 	d := postgresDialect{where: net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)) + "/" + cfg.Database}

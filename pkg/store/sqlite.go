@@ -48,7 +48,7 @@ func (d sqliteDialect) translate(err error) error {
 
 func openSQLite(ctx context.Context, path string, o Options) (*SQLStore, error) {
 	if path == "" {
-		return nil, fmt.Errorf("empty SQLite path: give --db a file path or a postgres:// URL")
+		return nil, fmt.Errorf("empty SQLite path: give --db a file path or a postgres:// URL: %w", ErrBadDSN)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state database directory: %w", err)

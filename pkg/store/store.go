@@ -116,6 +116,8 @@ var (
 	ErrConflict    = errors.New("conflict")
 	ErrLeaseLost   = errors.New("job lease lost")
 	ErrUnavailable = errors.New("state database unavailable")
+	// ErrBadDSN is a --db value that cannot be used as given.
+	ErrBadDSN = errors.New("bad --db value")
 )
 
 // BusyError says a host already has an active job of another action.
