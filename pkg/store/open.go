@@ -64,13 +64,21 @@ func (s *SQLStore) migrate(ctx context.Context) error {
 		return err
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return s.err("prepare migrations", err)
+	// Reading first keeps an up-to-date database free of write locks, so
+	// read-only commands work while another process writes.
+	current, err := s.SchemaVersion(ctx)
+	if err != nil {
+		if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+			return s.err("prepare migrations", err)
+		}
 	}
 	for _, e := range entries {
 		version, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
 		if err != nil {
 			return fmt.Errorf("migration %s: name must start with a number", e.Name())
+		}
+		if version <= current {
+			continue
 		}
 		body, err := migrations.ReadFile(dir + "/" + e.Name())
 		if err != nil {

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	_ "github.com/sagemathinc/cocalc-hosts/providers/sim"
+)
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	f := NewFactory(&IOStreams{In: &bytes.Buffer{}, Out: &out, ErrOut: &errOut})
+	defer f.Close()
+	code := Execute(context.Background(), f, args)
+	return code, out.String(), errOut.String()
+}
+
+// A state database locked by another process gives exit code 5 and a
+// message that names the lock, and writes nothing.
+func TestLockedSQLite(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
+	path := filepath.Join(dir, "state.db")
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("sqlite:\n  busy_timeout: 200ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, stderr := run(t, "--config", cfg, "--db", path, "create", "--cloud", "sim", "--name", "x")
+	if code != ExitUnavailable || !strings.Contains(stderr, "is locked by another process") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Fatalf("error must be one line: %q", stderr)
+	}
+	// Reads still work while another process writes.
+	if code, out, stderr := run(t, "--config", cfg, "--db", path, "list", "-o", "json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("list under a write lock: exit %d %q %q", code, out, stderr)
+	}
+	conn.ExecContext(context.Background(), "ROLLBACK") //nolint:errcheck
+	if code, out, _ := run(t, "--config", cfg, "--db", path, "list", "-o", "json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("the locked create left something behind: %q", out)
+	}
+}
+
+func TestExitCodeHelpListsEveryCode(t *testing.T) {
+	code, out, _ := run(t, "help", "exit-codes")
+	if code != 0 {
+		t.Fatal(code)
+	}
+	for _, e := range ExitCodeTable {
+		if !strings.Contains(out, e.Meaning) {
+			t.Errorf("help exit-codes lacks %d %q", e.Code, e.Meaning)
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ExitCodeTable {
+		if !strings.Contains(string(readme), "| "+strconv.Itoa(e.Code)+" |") {
+			t.Errorf("README.md exit code table lacks %d", e.Code)
+		}
+	}
+}
