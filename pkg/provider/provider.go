@@ -16,8 +16,10 @@ import (
 // Provider creates and controls the VMs behind project hosts.
 //
 // Every method must be safe to retry: Create finds an instance it made
-// earlier (by name or label) instead of making a second one; Start, Stop
-// and Delete succeed when the instance is already in the wanted state.
+// earlier (by name or label) instead of making a second one; Start and
+// Stop succeed when the instance is already in the wanted state; Delete of
+// a missing instance returns nil or a KindNotFound error, which callers
+// treat as done.
 // Errors should be wrapped with Classify so callers can decide whether to
 // retry.
 type Provider interface {

@@ -167,6 +167,29 @@ func (s *SQLStore) UpdateHost(ctx context.Context, h model.Host) error {
 	return s.updateHost(ctx, s.db, h)
 }
 
+func (s *SQLStore) UpdateHostIfIdle(ctx context.Context, h model.Host, expect time.Time, log *model.LogEntry) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, s.err("update host "+h.ID, err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	res, err := tx.ExecContext(ctx, updateHostSQL+` AND updated_at = $16 AND deleted_at IS NULL
+ AND NOT EXISTS (SELECT 1 FROM host_jobs WHERE host_id = $1 AND state IN ('queued','running'))`,
+		append(updateHostArgs(h), ms(expect))...)
+	if err != nil {
+		return false, s.err("update host "+h.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	if log != nil {
+		if _, err := s.appendLog(ctx, tx, *log); err != nil {
+			return false, err
+		}
+	}
+	return true, s.err("update host "+h.ID, tx.Commit())
+}
+
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }

@@ -26,6 +26,11 @@ type Store interface {
 	GetHost(ctx context.Context, idOrName string) (model.Host, error)
 	ListHosts(ctx context.Context, f HostFilter) ([]model.Host, error)
 	UpdateHost(ctx context.Context, h model.Host) error
+	// UpdateHostIfIdle writes h, and log if given, in one transaction, but
+	// only if the row's updated_at still equals expect, the host is not
+	// deleted and it has no queued or running job. It reports whether it
+	// wrote. Reconcile uses it so that it never overwrites a worker.
+	UpdateHostIfIdle(ctx context.Context, h model.Host, expect time.Time, log *model.LogEntry) (bool, error)
 
 	EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool, error)
 	ClaimJob(ctx context.Context, c Claim) (*model.Job, error)

@@ -298,6 +298,39 @@ func TestClaimSpecificJobAndRetry(t *testing.T) {
 	})
 }
 
+func TestUpdateHostIfIdle(t *testing.T) {
+	backends(t, func(t *testing.T, s *store.SQLStore) {
+		ctx := context.Background()
+		h := newHost("h")
+		s.CreateHost(ctx, h)
+		changed := h
+		changed.Status, changed.UpdatedAt = model.StatusOff, t0.Add(time.Minute)
+		entry := &model.LogEntry{HostID: h.ID, Action: "reconcile", Status: "changed", Provider: "sim"}
+		// A stale expectation writes nothing.
+		if ok, err := s.UpdateHostIfIdle(ctx, changed, t0.Add(time.Second), entry); ok || err != nil {
+			t.Fatalf("stale: %v %v", ok, err)
+		}
+		// An active job blocks the write.
+		s.EnqueueJob(ctx, newJob(h.ID, model.ActionStart))
+		if ok, err := s.UpdateHostIfIdle(ctx, changed, t0, entry); ok || err != nil {
+			t.Fatalf("busy: %v %v", ok, err)
+		}
+		if logs, _ := s.ListLog(ctx, store.LogFilter{HostID: h.ID}); len(logs) != 0 {
+			t.Fatalf("skipped writes must not log: %+v", logs)
+		}
+		j, _ := s.ClaimJob(ctx, store.Claim{Owner: "w", Lease: time.Minute, Now: t0})
+		s.FinishJob(ctx, store.Finish{JobID: j.ID, Owner: "w", State: model.JobDone, Now: t0})
+		if ok, err := s.UpdateHostIfIdle(ctx, changed, t0, entry); !ok || err != nil {
+			t.Fatalf("idle: %v %v", ok, err)
+		}
+		got, _ := s.GetHost(ctx, h.ID)
+		logs, _ := s.ListLog(ctx, store.LogFilter{HostID: h.ID})
+		if got.Status != model.StatusOff || len(logs) != 1 {
+			t.Fatalf("%s %d", got.Status, len(logs))
+		}
+	})
+}
+
 func TestLogIsAppendOnly(t *testing.T) {
 	backends(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
