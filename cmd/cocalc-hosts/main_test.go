@@ -162,14 +162,25 @@ func cmdChmod(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.Chmod(ts.MkAbs(args[1]), os.FileMode(mode)))
 }
 
+// firstInt parses the first field of s (pid files hold "PID STARTTIME").
+func firstInt(s string) (int, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("empty pid file")
+	}
+	return strconv.Atoi(f[0])
+}
+
 // cmdPidAlive checks whether the process in a pid file is running.
 func cmdPidAlive(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: pidalive PIDFILE")
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(ts.ReadFile(args[0])))
+	pid, err := firstInt(ts.ReadFile(args[0]))
 	ts.Check(err)
-	alive := syscall.Kill(pid, 0) == nil
+	// A zombie (exited, not yet reaped by its new parent) is not alive.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	alive := err == nil && !strings.Contains(string(stat[strings.LastIndexByte(string(stat), ')')+1:]), " Z ")
 	if alive == neg {
 		ts.Fatalf("process %d alive = %v", pid, alive)
 	}
@@ -184,7 +195,7 @@ func cleanupLocalHosts(work string) {
 		if err != nil {
 			continue
 		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+		if pid, err := firstInt(string(b)); err == nil && pid > 0 {
 			syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck
 		}
 	}

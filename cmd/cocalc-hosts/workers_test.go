@@ -168,7 +168,7 @@ func TestKilledWorkerJobIsTakenOver(t *testing.T) {
 		t.Fatalf("before the kill: %+v", j)
 	}
 	syscall.Kill(-first.Process.Pid, syscall.SIGKILL) //nolint:errcheck
-	first.Wait()                                       //nolint:errcheck
+	first.Wait()                                      //nolint:errcheck
 
 	second := c.worker("--drain", "--lease", "2s")
 	if err := second.Wait(); err != nil {

@@ -54,7 +54,7 @@ func (a *AgentHealth) String() string {
 // agentHealth asks a host's agent for its status, where this process can
 // reach the agent's socket (local hosts).
 func agentHealth(ctx context.Context, h model.Host) *AgentHealth {
-	sock := h.Runtime.Meta["agent_socket"]
+	sock := h.Runtime.Meta["socket"]
 	if sock == "" {
 		return nil
 	}

@@ -142,11 +142,15 @@ func (f *Factory) Providers(ctx context.Context) (*providerSet, error) {
 		if err != nil {
 			return nil, err
 		}
+		runtimeDir, err := config.RuntimeDir()
+		if err != nil {
+			return nil, err
+		}
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, fmt.Errorf("find own executable for the agent: %w", err)
 		}
-		f.providers = &providerSet{cfg: cfg, st: s, stateDir: stateDir, exe: exe, open: map[string]provider.Provider{}}
+		f.providers = &providerSet{cfg: cfg, st: s, stateDir: stateDir, runtimeDir: runtimeDir, exe: exe, open: map[string]provider.Provider{}}
 	}
 	return f.providers, nil
 }
@@ -166,12 +170,13 @@ func (f *Factory) Close() {
 
 // providerSet opens providers with their configuration.
 type providerSet struct {
-	mu       sync.Mutex
-	cfg      *config.Config
-	st       store.Store
-	stateDir string
-	exe      string
-	open     map[string]provider.Provider
+	mu         sync.Mutex
+	cfg        *config.Config
+	st         store.Store
+	stateDir   string
+	runtimeDir string
+	exe        string
+	open       map[string]provider.Provider
 }
 
 var _ hosts.Providers = (*providerSet)(nil)
@@ -190,7 +195,7 @@ func (ps *providerSet) Get(ctx context.Context, name string) (provider.Provider,
 	creds := opts["credentials"]
 	delete(opts, "credentials")
 	p, err := provider.Open(name, provider.Config{
-		Deployment: dep, StateDir: filepath.Join(ps.stateDir, "providers", name), Options: opts,
+		Deployment: dep, StateDir: filepath.Join(ps.stateDir, "providers", name), RuntimeDir: ps.runtimeDir, Options: opts,
 		CredentialsFile: creds, State: ps.st.ProviderState(), AgentCommand: []string{ps.exe},
 	})
 	if err != nil {

@@ -76,6 +76,33 @@ func StateDir() (string, error) {
 	return filepath.Join(home, ".local", "state", AppName), nil
 }
 
+// RuntimeDir is a short directory for sockets: $XDG_RUNTIME_DIR/cocalc-hosts,
+// else /run/cocalc-hosts for root, else /tmp/cocalc-hosts-UID. It is
+// created 0700.
+func RuntimeDir() (string, error) {
+	var dir string
+	switch {
+	case os.Getenv("XDG_RUNTIME_DIR") != "" && filepath.IsAbs(os.Getenv("XDG_RUNTIME_DIR")):
+		dir = filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), AppName)
+	case os.Geteuid() == 0:
+		dir = filepath.Join("/run", AppName)
+	default:
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("%s-%d", AppName, os.Geteuid()))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("runtime directory: %w", err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return "", fmt.Errorf("runtime directory: %w", err)
+	}
+	// Another user could have made it first in a shared /tmp.
+	if !st.IsDir() || st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("runtime directory %s must be a directory of mode 0700; remove it or set XDG_RUNTIME_DIR", dir)
+	}
+	return dir, nil
+}
+
 // Load reads the config file (path, or the default one if path is empty)
 // and binds flags so that flags set on the command line win.
 func Load(path string, flags *pflag.FlagSet) (*Config, error) {

@@ -163,6 +163,9 @@ type Config struct {
 	Deployment string
 	// StateDir is a directory the provider may keep files in.
 	StateDir string
+	// RuntimeDir is a short directory for sockets (unix socket paths are
+	// limited to 107 bytes). Empty means StateDir.
+	RuntimeDir string
 	// Options are the provider's settings from the config file.
 	Options map[string]string
 	// CredentialsFile is a 0600 file with the provider's credentials.

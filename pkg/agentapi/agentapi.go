@@ -1,0 +1,108 @@
+// Package agentapi holds the types the host agent serves and a client for
+// them. The agent listens only on a unix socket (access is controlled by
+// the socket's file mode), so the client dials that socket and speaks plain
+// HTTP over it; nothing here ever touches the network.
+package agentapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// StatusPath is the endpoint that reports the agent's Status.
+const StatusPath = "/v1/status"
+
+// Storage kinds a host's pool can have.
+const (
+	StorageBtrfs     = "btrfs"
+	StorageDirectory = "directory"
+)
+
+// DirectoryNote explains what a plain-directory pool lacks.
+const DirectoryNote = "plain directory: no snapshots or quotas"
+
+// Storage describes the pool that holds the host's projects.
+type Storage struct {
+	Kind       string `json:"kind"` // StorageBtrfs or StorageDirectory
+	Path       string `json:"path"`
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+	Note       string `json:"note,omitempty"`
+}
+
+// Status is what GET /v1/status returns.
+type Status struct {
+	Version       string    `json:"version"`
+	HostID        string    `json:"host_id"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	Storage       Storage   `json:"storage"`
+	PID           int       `json:"pid"`
+}
+
+// DialTimeout bounds connecting to the socket. A local socket either
+// accepts at once or not at all, so waiting long only hides a dead agent.
+const DialTimeout = 2 * time.Second
+
+// Client talks to one agent over its unix socket.
+type Client struct {
+	socketPath string
+	http       *http.Client
+}
+
+// NewClient returns a client for the agent listening on socketPath.
+func NewClient(socketPath string) *Client {
+	d := net.Dialer{Timeout: DialTimeout}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", socketPath)
+		},
+		// Callers make a client per check; pooled idle connections would
+		// only keep file descriptors (and the agent's shutdown) waiting.
+		DisableKeepAlives: true,
+	}
+	return &Client{
+		socketPath: socketPath,
+		// A safety net for callers whose context has no deadline.
+		http: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+	}
+}
+
+// SocketPath returns the socket this client dials.
+func (c *Client) SocketPath() string { return c.socketPath }
+
+// Status asks the agent for its status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	if err := c.get(ctx, StatusPath, &s); err != nil {
+		return Status{}, err
+	}
+	return s, nil
+}
+
+func (c *Client) get(ctx context.Context, path string, out any) error {
+	// The host part is ignored by our dialer; it only has to be valid.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+path, nil)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", path, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent at %s: GET %s: %w", c.socketPath, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("agent at %s: GET %s: %s: %s", c.socketPath, path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+		return fmt.Errorf("agent at %s: GET %s: decode: %w", c.socketPath, path, err)
+	}
+	return nil
+}
