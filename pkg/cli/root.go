@@ -80,7 +80,8 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 	addOutputFlag(root)
 	f.Flags = pf
 
-	root.AddGroup(&cobra.Group{ID: "hosts", Title: "Hosts:"}, &cobra.Group{ID: "ops", Title: "Operations:"})
+	root.AddGroup(&cobra.Group{ID: "hosts", Title: "Hosts:"}, &cobra.Group{ID: "projects", Title: "Projects:"},
+		&cobra.Group{ID: "ops", Title: "Operations:"})
 	for _, c := range []*cobra.Command{
 		newCreateCmd(f, nil), newListCmd(f, nil), newShowCmd(f, nil), newStartCmd(f, nil),
 		newStopCmd(f, nil), newDeleteCmd(f, nil), newLogsCmd(f, nil),
@@ -94,10 +95,31 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 		c.GroupID = "ops"
 		root.AddCommand(c)
 	}
+	for _, c := range registered {
+		cmd := c.make(f)
+		cmd.GroupID = c.group
+		root.AddCommand(cmd)
+	}
 	root.AddCommand(newVersionCmd(f), newExitCodesHelp())
 	root.SetHelpCommandGroupID("ops")
 	root.SetCompletionCommandGroupID("ops")
 	return root
+}
+
+// registered are commands that files add from init functions, so that a
+// new verb is one new file: register("hosts", newUpgradeCmd).
+var registered []struct {
+	group string
+	make  func(*Factory) *cobra.Command
+}
+
+// register adds a top-level command in group "hosts" or "ops" (or "" for
+// none, or "projects").
+func register(group string, make func(*Factory) *cobra.Command) {
+	registered = append(registered, struct {
+		group string
+		make  func(*Factory) *cobra.Command
+	}{group, make})
 }
 
 func newVersionCmd(f *Factory) *cobra.Command {

@@ -54,10 +54,20 @@ type HostSpec struct {
 
 // Runtime is what the provider told us about the host's VM.
 type Runtime struct {
-	InstanceID string            `json:"instance_id,omitempty"`
-	PublicIP   string            `json:"public_ip,omitempty"`
-	PrivateIP  string            `json:"private_ip,omitempty"`
-	DataDisk   string            `json:"data_disk,omitempty"`
+	InstanceID string `json:"instance_id,omitempty"`
+	PublicIP   string `json:"public_ip,omitempty"`
+	PrivateIP  string `json:"private_ip,omitempty"`
+	DataDisk   string `json:"data_disk,omitempty"`
+	// DataDiskDevice hints where the data disk appears inside the VM.
+	DataDiskDevice string `json:"data_disk_device,omitempty"`
+	// DNSName is the host's public name when DNS is configured.
+	DNSName string `json:"dns_name,omitempty"`
+	// SSH endpoint used by the bootstrap runner and to reach the agent.
+	SSHUser string `json:"ssh_user,omitempty"`
+	SSHHost string `json:"ssh_host,omitempty"`
+	SSHPort int    `json:"ssh_port,omitempty"`
+	// SSHHostKey is the pinned host public key (authorized_keys format).
+	SSHHostKey string            `json:"ssh_host_key,omitempty"`
 	Meta       map[string]string `json:"meta,omitempty"`
 }
 

@@ -57,6 +57,11 @@ type Store interface {
 
 	// ProviderState is the key-value store providers may keep records in.
 	ProviderState() provider.StateStore
+
+	// Each area keeps its own methods in its own file.
+	BootStore    // bootlog.go: boot logs and pinned host keys
+	ProjectStore // projects.go: projects on hosts
+	CostStore    // cost.go: pricing cache and usage
 }
 
 // HostFilter selects hosts. Zero values select everything live.

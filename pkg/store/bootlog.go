@@ -1,0 +1,4 @@
+package store
+
+// BootStore holds boot logs of the SSH bootstrap runner and pinned SSH host keys.
+type BootStore interface{}
