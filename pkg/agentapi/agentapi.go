@@ -59,16 +59,23 @@ type Client struct {
 // NewClient returns a client for the agent listening on socketPath.
 func NewClient(socketPath string) *Client {
 	d := net.Dialer{Timeout: DialTimeout}
+	c := NewClientDialer(func(ctx context.Context) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", socketPath)
+	})
+	c.socketPath = socketPath
+	return c
+}
+
+// NewClientDialer returns a client whose connections come from dial, for
+// agents reached another way (a unix socket forwarded over SSH).
+func NewClientDialer(dial func(ctx context.Context) (net.Conn, error)) *Client {
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", socketPath)
-		},
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		// Callers make a client per check; pooled idle connections would
 		// only keep file descriptors (and the agent's shutdown) waiting.
 		DisableKeepAlives: true,
 	}
 	return &Client{
-		socketPath: socketPath,
 		// A safety net for callers whose context has no deadline.
 		http: &http.Client{Transport: tr, Timeout: 30 * time.Second},
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
@@ -127,6 +128,28 @@ func (f *Factory) Hosts(ctx context.Context) (*hosts.Service, error) {
 	}
 	return svc, nil
 }
+
+// Handler returns the queue handler for every kind of job: host actions,
+// and the areas registered in handlers (e.g. "project").
+func (f *Factory) Handler(ctx context.Context) (*queue.Mux, error) {
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := &queue.Mux{Default: svc}
+	for prefix, make := range jobHandlers {
+		h, err := make(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		m.Handle(prefix, h)
+	}
+	return m, nil
+}
+
+// jobHandlers make queue handlers for action prefixes; files add to it
+// from init functions (jobHandlers["project"] = ...).
+var jobHandlers = map[string]func(context.Context, *Factory) (queue.Handler, error){}
 
 // Providers returns the set of providers, opened on first use of each.
 func (f *Factory) Providers(ctx context.Context) (*providerSet, error) {

@@ -51,11 +51,15 @@ func finishSubmitted(ctx context.Context, f *Factory, sub hosts.Submitted, noWai
 }
 
 func runJob(ctx context.Context, f *Factory, job model.Job) (model.Job, error) {
-	svc, err := f.Hosts(ctx)
+	st, err := f.Store(ctx)
 	if err != nil {
 		return job, err
 	}
-	w := queue.NewWorker(svc.Store, svc)
+	h, err := f.Handler(ctx)
+	if err != nil {
+		return job, err
+	}
+	w := queue.NewWorker(st, h)
 	if cfg, err := f.Config(); err == nil {
 		if d, err := cfg.Duration("worker.lease"); err == nil && d > 0 {
 			w.Lease = d

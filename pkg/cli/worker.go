@@ -68,11 +68,15 @@ func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
 			return usageErr(err)
 		}
 	}
-	svc, err := f.Hosts(ctx)
+	st, err := f.Store(ctx)
 	if err != nil {
 		return err
 	}
-	w := queue.NewWorker(svc.Store, svc)
+	h, err := f.Handler(ctx)
+	if err != nil {
+		return err
+	}
+	w := queue.NewWorker(st, h)
 	w.Concurrency, w.Lease = o.Concurrency, o.Lease
 	print := eventPrinter(f)
 	w.OnEvent = func(e queue.Event) {

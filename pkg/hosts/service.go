@@ -34,6 +34,8 @@ type Service struct {
 	// PollInterval is how often that wait asks the provider.
 	PollInterval time.Duration
 	Now          func() time.Time
+	// Agents reaches host agents (nil: LocalAgents).
+	Agents AgentConnector
 }
 
 var _ queue.Handler = (*Service)(nil)

@@ -1,0 +1,40 @@
+package hosts
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+)
+
+// AgentConnector opens a client to a host's agent. The agent API listens
+// only on a unix socket on its host: local hosts are reached directly,
+// remote ones by forwarding that socket over SSH.
+type AgentConnector interface {
+	AgentClient(ctx context.Context, h model.Host) (*agentapi.Client, error)
+}
+
+// LocalAgents reaches agents whose socket is on this machine (recorded by
+// the local provider in the host's runtime as meta "socket").
+type LocalAgents struct{}
+
+func (LocalAgents) AgentClient(_ context.Context, h model.Host) (*agentapi.Client, error) {
+	sock := h.Runtime.Meta["socket"]
+	if sock == "" {
+		return nil, fmt.Errorf("host %s: no agent socket on this machine", h.Name)
+	}
+	return agentapi.NewClient(sock), nil
+}
+
+// AgentClient returns a client for h's agent.
+func (s *Service) AgentClient(ctx context.Context, h model.Host) (*agentapi.Client, error) {
+	if h.Status != model.StatusRunning {
+		return nil, &RefusedError{Msg: fmt.Sprintf("host %s is %s; start it with `cocalc-hosts start %s`", h.Name, h.Status, h.Name)}
+	}
+	c := s.Agents
+	if c == nil {
+		c = LocalAgents{}
+	}
+	return c.AgentClient(ctx, h)
+}
