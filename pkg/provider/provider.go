@@ -48,6 +48,13 @@ type DiskResizer interface {
 	ResizeDisk(ctx context.Context, ref Ref, sizeGB int) (Instance, error)
 }
 
+// CredentialChecker is implemented by providers with credentials: one
+// cheap, read-only API call that proves the credentials work. `providers
+// add` calls it before saving the credentials reference.
+type CredentialChecker interface {
+	CheckCredentials(ctx context.Context) error
+}
+
 // Closer is implemented by providers that hold connections.
 type Closer interface{ Close() error }
 
@@ -181,6 +188,10 @@ type CatalogEntry struct {
 	Available     bool    `json:"available"`
 	Simulated     bool    `json:"simulated,omitempty"`
 	PricingSource string  `json:"pricing_source,omitempty"`
+	// PricingVersion identifies the price list the prices came from (for
+	// example the date or etag of the pricing payload); it is logged with
+	// each action in cloud_vm_log.
+	PricingVersion string `json:"pricing_version,omitempty"`
 }
 
 // Config is what a provider factory gets.
