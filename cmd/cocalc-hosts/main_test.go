@@ -77,10 +77,13 @@ func runScripts(t *testing.T, backend string) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"jsonfield": cmdJSONField,
-			"exits":     cmdExits,
-			"chmod":     cmdChmod,
-			"pidalive":  cmdPidAlive,
+			"jsonfield":  cmdJSONField,
+			"exits":      cmdExits,
+			"chmod":      cmdChmod,
+			"pidalive":   cmdPidAlive,
+			"sim-orphan": cmdSimOrphan,
+			"sim-vanish": cmdSimVanish,
+			"sim-stop":   cmdSimStop,
 		},
 	})
 }

@@ -1,0 +1,138 @@
+package hosts_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	_ "github.com/sagemathinc/cocalc-hosts/providers/sim"
+)
+
+// limited is the sim with fewer capabilities, standing in for clouds such
+// as Lambda (no stop, no persistent disk, no resize).
+type limited struct {
+	provider.Provider
+	caps provider.Capabilities
+}
+
+func (l limited) Capabilities() provider.Capabilities { return l.caps }
+
+type providers map[string]provider.Provider
+
+func (p providers) Get(_ context.Context, name string) (provider.Provider, error) {
+	if pr, ok := p[name]; ok {
+		return pr, nil
+	}
+	return nil, errors.New("not configured")
+}
+
+func newService(t *testing.T, caps func(*provider.Capabilities)) (*hosts.Service, store.Store) {
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	dep, _ := st.Deployment(context.Background())
+	p, err := provider.Open("sim", provider.Config{Deployment: dep, State: st.ProviderState()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Capabilities()
+	caps(&c)
+	return hosts.New(st, providers{"sim": limited{p, c}}), st
+}
+
+func TestStopRefusedWithoutStopCapability(t *testing.T) {
+	svc, st := newService(t, func(c *provider.Capabilities) { c.Stop = provider.StopNone; c.PersistentDisk = false })
+	ctx := context.Background()
+	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "gpu", Owner: "a", Provider: "sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Stop(ctx, "gpu", hosts.StopOptions{})
+	var refused *hosts.RefusedError
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "cocalc-hosts stop --deprovision gpu") {
+		t.Fatalf("want a refusal naming --deprovision, got %v", err)
+	}
+	if jobs, _ := st.ListJobs(ctx, store.JobFilter{HostID: sub.Host.ID}); len(jobs) != 1 {
+		t.Fatalf("a refused stop must queue nothing: %d jobs", len(jobs))
+	}
+	_, err = svc.Delete(ctx, "gpu", hosts.DeleteOptions{KeepDisk: true})
+	var inv *hosts.InvalidError
+	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "drop --keep-disk") {
+		t.Fatalf("keep-disk on a provider without persistent disks: %v", err)
+	}
+	_, err = svc.Resize(ctx, "gpu", 100)
+	if err == nil {
+		t.Fatal("resize without the capability must be refused")
+	}
+}
+
+func TestDeprovisionIsStopForProvidersWithoutStop(t *testing.T) {
+	svc, st := newService(t, func(c *provider.Capabilities) { c.Stop = provider.StopNone })
+	ctx := context.Background()
+	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "gpu", Owner: "a", Provider: "sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAll(t, svc, st)
+	dep, err := svc.Stop(ctx, "gpu", hosts.StopOptions{Deprovision: true})
+	if err != nil || dep.Job == nil || dep.Job.Action != model.ActionDelete {
+		t.Fatalf("stop --deprovision should queue a delete keeping the disk: %v %+v", err, dep.Job)
+	}
+	runAll(t, svc, st)
+	h, _ := st.GetHost(ctx, sub.Host.ID)
+	if h.Status != model.StatusOff || h.Runtime.InstanceID != "" || h.DeletedAt != nil {
+		t.Fatalf("after deprovision: %s %q", h.Status, h.Runtime.InstanceID)
+	}
+	// start makes a new VM on the kept disk.
+	if _, err := svc.Start(ctx, "gpu"); err != nil {
+		t.Fatal(err)
+	}
+	runAll(t, svc, st)
+	h, _ = st.GetHost(ctx, sub.Host.ID)
+	if h.Status != model.StatusRunning || h.Runtime.InstanceID == "" {
+		t.Fatalf("after start: %s %q (%s)", h.Status, h.Runtime.InstanceID, h.LastError)
+	}
+}
+
+func TestInvalidRequestsWriteNothing(t *testing.T) {
+	svc, st := newService(t, func(*provider.Capabilities) {})
+	ctx := context.Background()
+	for _, req := range []hosts.CreateRequest{
+		{Name: "UPPER", Provider: "sim"},
+		{Name: "x", Provider: "nope"},
+		{Name: "x", Provider: "sim", Region: "moon-1"},
+		{Name: "x", Provider: "sim", Spec: model.HostSpec{MachineType: "sim-huge"}},
+		{Name: "x", Provider: "sim", Spec: model.HostSpec{CPUs: 4096}},
+		{Name: "x", Provider: "sim", Spec: model.HostSpec{DiskGB: -1}},
+	} {
+		req.Owner = "a"
+		_, err := svc.Create(ctx, req)
+		var inv *hosts.InvalidError
+		if !errors.As(err, &inv) {
+			t.Errorf("%+v: want InvalidError, got %v", req, err)
+		}
+	}
+	if hs, _ := st.ListHosts(ctx, store.HostFilter{IncludeDeleted: true}); len(hs) != 0 {
+		t.Fatalf("invalid requests wrote %d hosts", len(hs))
+	}
+}
+
+// runAll works every queued job to the end.
+func runAll(t *testing.T, svc *hosts.Service, st store.Store) {
+	t.Helper()
+	w := queue.NewWorker(st, svc)
+	w.Idle = time.Millisecond
+	if err := w.Run(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+}
