@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +20,9 @@ import (
 type SQLStore struct {
 	db *sql.DB
 	d  dialect
+
+	deploymentMu sync.Mutex
+	deployment     string // cached: it never changes once made
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -557,10 +561,18 @@ func (p providerState) List(ctx context.Context, prov string) (map[string]json.R
 // ---- settings
 
 func (s *SQLStore) Deployment(ctx context.Context) (string, error) {
+	s.deploymentMu.Lock()
+	defer s.deploymentMu.Unlock()
+	if s.deployment != "" {
+		return s.deployment, nil
+	}
 	id := "d" + strings.ReplaceAll(uuid.NewString(), "-", "")[:10]
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES ('deployment', $1) ON CONFLICT (key) DO NOTHING`, id); err != nil {
 		return "", s.err("deployment id", err)
 	}
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'deployment'`).Scan(&id)
-	return id, s.err("deployment id", err)
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'deployment'`).Scan(&id); err != nil {
+		return "", s.err("deployment id", err)
+	}
+	s.deployment = id
+	return id, nil
 }
