@@ -22,7 +22,7 @@ type SQLStore struct {
 	d  dialect
 
 	deploymentMu sync.Mutex
-	deployment     string // cached: it never changes once made
+	deployment   string // cached: it never changes once made
 }
 
 var _ Store = (*SQLStore)(nil)
