@@ -1,0 +1,525 @@
+package gcp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/compute/apiv1/computepb"
+	cloudbilling "google.golang.org/api/cloudbilling/v1"
+	"google.golang.org/api/iterator"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// Catalog prices, and where they come from.
+const (
+	PricingSource = "gcp-billing-catalog"
+	// computeServiceID is Compute Engine's service in the billing catalog.
+	computeServiceID = "services/6F81-5844-456A"
+)
+
+// A machine type's price is not listed as such: GCE bills vCPUs, memory
+// and GPUs separately, per family and region. The SKU descriptions name
+// them, e.g. "N2 Instance Core running in Americas", "Spot Preemptible N2
+// Instance Ram running in Americas", "Nvidia L4 GPU running in Iowa",
+// "Nvidia L4 GPU attached to Spot Preemptible VMs running in Americas".
+// Commitments, custom shapes, sole tenancy and workstation SKUs do not
+// match these patterns on purpose. Which regions a SKU covers comes from
+// its serviceRegions, not from the description.
+var (
+	skuCoreRamRE = regexp.MustCompile(`^(?:Spot Preemptible )?([A-Z][A-Z0-9]*)(?: AMD| Arm| Intel)?(?: Predefined)? Instance (Core|Ram) running in .+$`)
+	skuGPURE     = regexp.MustCompile(`(?i)^(?:Spot Preemptible )?Nvidia (?:Tesla )?(.+?) GPU(?: attached to Spot Preemptible VMs)? running in .+$`)
+)
+
+// Attachable GPUs go on N1 machines; these shapes are offered with them.
+// GCE allows at most 12 vCPUs and 78 GB of memory per attached GPU on the
+// strictest model (V100), so only shapes within that are listed.
+var gpuHostFamilies = []string{"n1-standard-", "n1-highmem-"}
+
+const (
+	maxVCPUsPerAttachedGPU  = 12
+	maxMemGiBPerAttachedGPU = 78
+)
+
+// gpuMemoryGiB is the memory of one GPU when its accelerator name does not
+// say (names such as nvidia-a100-80gb do).
+var gpuMemoryGiB = map[string]float64{
+	"t4": 16, "l4": 24, "p4": 8, "p100": 16, "v100": 16, "k80": 12,
+	"a100": 40, "h100": 80, "h200": 141, "b200": 180,
+}
+
+// gpu describes an accelerator type name such as nvidia-tesla-a100 or
+// nvidia-h100-80gb.
+type gpu struct {
+	model       string // "a100"
+	variant     string // "80gb", or "" for the plain model
+	memoryGiB   float64
+	workstation bool // "-vws" types are for remote desktops
+}
+
+var memTokenRE = regexp.MustCompile(`^([0-9]+)gb$`)
+
+func gpuOf(acceleratorType string) gpu {
+	name := strings.ToLower(acceleratorType)
+	name = strings.TrimPrefix(name, "nvidia-")
+	name = strings.TrimPrefix(name, "tesla-")
+	g := gpu{}
+	if strings.HasSuffix(name, "-vws") {
+		g.workstation = true
+		name = strings.TrimSuffix(name, "-vws")
+	}
+	toks := strings.Split(name, "-")
+	g.model = toks[0]
+	g.variant, g.memoryGiB = variantOf(toks[1:])
+	if g.memoryGiB == 0 {
+		g.memoryGiB = gpuMemoryGiB[g.model]
+	}
+	return g
+}
+
+// variantOf normalizes the words after a GPU model ("80GB", "Mega"), so
+// an accelerator name and a SKU description of the same GPU agree.
+func variantOf(words []string) (string, float64) {
+	var mem float64
+	var toks []string
+	for _, w := range words {
+		w = strings.ToLower(strings.TrimSpace(w))
+		if w == "" {
+			continue
+		}
+		if m := memTokenRE.FindStringSubmatch(w); m != nil {
+			fmt.Sscan(m[1], &mem)
+		}
+		toks = append(toks, w)
+	}
+	sort.Strings(toks)
+	return strings.Join(toks, "-"), mem
+}
+
+type priceKey struct {
+	family string // "n2", or a GPU "model/variant"
+	part   string // "core", "ram" or "gpu"
+	region string
+	spot   bool
+}
+
+// prices is what the catalog learned from the billing SKUs.
+type prices struct {
+	rate    map[priceKey]float64
+	skuIDs  map[priceKey]string
+	version string
+}
+
+func (ps *prices) get(k priceKey) (float64, bool) {
+	v, ok := ps.rate[k]
+	return v, ok
+}
+
+// Catalog lists every machine type the project can use in the catalog's
+// zones, priced from the billing catalog. A payload that does not parse
+// or does not make sense fails the whole call: a partial catalog would
+// make the cheapest-machine choice silently wrong.
+func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error) {
+	p.catalogMu.Lock()
+	defer p.catalogMu.Unlock()
+	ps, err := p.fetchPrices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mts, err := p.fetchMachineTypes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	accs, err := p.fetchAcceleratorTypes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return buildCatalog(ps, mts, accs)
+}
+
+func malformed(format string, args ...any) error {
+	return provider.Errorf(provider.KindTransient, Name, "catalog", "malformed payload: "+format, args...)
+}
+
+// fetchPrices reads the Compute Engine SKUs of the billing catalog.
+func (p *Provider) fetchPrices(ctx context.Context) (*prices, error) {
+	const op = "catalog"
+	svcCtx, cancel := p.listCtx(ctx)
+	defer cancel()
+	svc, err := cloudbilling.NewService(svcCtx, p.billOpts...)
+	if err != nil {
+		return nil, clientErr(err)
+	}
+	var skus []*cloudbilling.Sku
+	err = svc.Services.Skus.List(computeServiceID).CurrencyCode("USD").PageSize(5000).Pages(svcCtx, func(r *cloudbilling.ListSkusResponse) error {
+		skus = append(skus, r.Skus...)
+		return nil
+	})
+	if err != nil {
+		return nil, classify(op, fmt.Errorf("billing catalog: %w", err))
+	}
+	return parsePrices(skus)
+}
+
+// parsePrices indexes the SKUs that price machine parts.
+func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
+	if len(skus) == 0 {
+		return nil, malformed("the billing catalog lists no Compute Engine SKUs")
+	}
+	ps := &prices{rate: map[priceKey]float64{}, skuIDs: map[priceKey]string{}}
+	var latest time.Time
+	var used []string
+	for _, s := range skus {
+		if s == nil || s.SkuId == "" || s.Description == "" {
+			return nil, malformed("a SKU without skuId or description")
+		}
+		if s.Category == nil {
+			return nil, malformed("SKU %s (%s) has no category", s.SkuId, s.Description)
+		}
+		var spot bool
+		switch s.Category.UsageType {
+		case "OnDemand":
+		case "Preemptible":
+			spot = true
+		default:
+			continue // commitments and the like
+		}
+		var key priceKey
+		var wantUnit string
+		if m := skuCoreRamRE.FindStringSubmatch(s.Description); m != nil {
+			key = priceKey{family: strings.ToLower(m[1]), part: strings.ToLower(m[2]), spot: spot}
+			if key.part == "ram" {
+				wantUnit = "GiBy.h"
+			} else {
+				key.part, wantUnit = "core", "h"
+			}
+		} else if m := skuGPURE.FindStringSubmatch(s.Description); m != nil {
+			words := strings.Fields(m[1])
+			variant, _ := variantOf(words[1:])
+			key = priceKey{family: strings.ToLower(words[0]) + "/" + variant, part: "gpu", spot: spot}
+			wantUnit = "h"
+		} else {
+			continue
+		}
+		price, eff, err := unitPrice(s, wantUnit)
+		if err != nil {
+			return nil, err
+		}
+		regions := s.ServiceRegions
+		if len(regions) == 0 && s.GeoTaxonomy != nil {
+			regions = s.GeoTaxonomy.Regions
+		}
+		if len(regions) == 0 {
+			return nil, malformed("SKU %s (%s) names no service region", s.SkuId, s.Description)
+		}
+		for _, r := range regions {
+			k := key
+			k.region = r
+			if prev, dup := ps.skuIDs[k]; dup && prev != s.SkuId {
+				// Two SKUs for the same part: keep the dearer, so a
+				// price is never understated.
+				if ps.rate[k] >= price {
+					continue
+				}
+			}
+			ps.rate[k] = price
+			ps.skuIDs[k] = s.SkuId
+		}
+		used = append(used, fmt.Sprintf("%s=%.9f", s.SkuId, price))
+		if eff.After(latest) {
+			latest = eff
+		}
+	}
+	if len(used) == 0 {
+		return nil, malformed("no SKU prices a vCPU, memory or GPU (%d SKUs read)", len(skus))
+	}
+	sort.Strings(used)
+	sum := sha256.Sum256([]byte(strings.Join(used, "\n")))
+	ps.version = hex.EncodeToString(sum[:6])
+	if !latest.IsZero() {
+		ps.version = latest.UTC().Format("2006-01-02") + "-" + ps.version
+	}
+	return ps, nil
+}
+
+// unitPrice is the USD price per unit of a SKU: units + nanos/1e9 of the
+// last tier (the rate once any free tier is used up) of its most recent
+// pricing.
+func unitPrice(s *cloudbilling.Sku, wantUnit string) (float64, time.Time, error) {
+	if len(s.PricingInfo) == 0 {
+		return 0, time.Time{}, malformed("SKU %s (%s) has no pricingInfo", s.SkuId, s.Description)
+	}
+	var info *cloudbilling.PricingInfo
+	var eff time.Time
+	for _, pi := range s.PricingInfo {
+		if pi == nil {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, pi.EffectiveTime)
+		if pi.EffectiveTime != "" && err != nil {
+			return 0, time.Time{}, malformed("SKU %s has effectiveTime %q, not an RFC 3339 time", s.SkuId, pi.EffectiveTime)
+		}
+		if info == nil || t.After(eff) {
+			info, eff = pi, t
+		}
+	}
+	if info == nil || info.PricingExpression == nil || len(info.PricingExpression.TieredRates) == 0 {
+		return 0, time.Time{}, malformed("SKU %s (%s) has no tiered rates", s.SkuId, s.Description)
+	}
+	if u := info.PricingExpression.UsageUnit; u != wantUnit {
+		return 0, time.Time{}, malformed("SKU %s (%s) is priced per %q, want %q", s.SkuId, s.Description, u, wantUnit)
+	}
+	var tier *cloudbilling.TierRate
+	for _, tr := range info.PricingExpression.TieredRates {
+		if tr != nil && tr.UnitPrice != nil && (tier == nil || tr.StartUsageAmount >= tier.StartUsageAmount) {
+			tier = tr
+		}
+	}
+	if tier == nil {
+		return 0, time.Time{}, malformed("SKU %s (%s) has a tier without unitPrice", s.SkuId, s.Description)
+	}
+	m := tier.UnitPrice
+	if m.CurrencyCode != "" && m.CurrencyCode != "USD" {
+		return 0, time.Time{}, malformed("SKU %s is priced in %s, want USD", s.SkuId, m.CurrencyCode)
+	}
+	if m.Nanos <= -1e9 || m.Nanos >= 1e9 {
+		return 0, time.Time{}, malformed("SKU %s has nanos %d outside ±999999999", s.SkuId, m.Nanos)
+	}
+	price := float64(m.Units) + float64(m.Nanos)/1e9
+	if price < 0 || math.IsNaN(price) {
+		return 0, time.Time{}, malformed("SKU %s has a negative price %v", s.SkuId, price)
+	}
+	return price, eff, nil
+}
+
+// machineTypes and acceleratorTypes per zone.
+type zoneMachineTypes map[string][]*computepb.MachineType
+type zoneAccelerators map[string][]*computepb.AcceleratorType
+
+func (p *Provider) fetchMachineTypes(ctx context.Context) (zoneMachineTypes, error) {
+	const op = "catalog"
+	ctx, cancel := p.listCtx(ctx)
+	defer cancel()
+	out := zoneMachineTypes{}
+	add := func(zone string, mt *computepb.MachineType) error {
+		if mt.GetName() == "" || mt.GetGuestCpus() <= 0 || mt.GetMemoryMb() <= 0 {
+			return malformed("machine type %q in %s has no name, vCPUs or memory", mt.GetName(), zone)
+		}
+		out[zone] = append(out[zone], mt)
+		return nil
+	}
+	if len(p.opts.catalogZones) == 0 {
+		it := p.machineTypes.AggregatedList(ctx, &computepb.AggregatedListMachineTypesRequest{Project: p.opts.project, MaxResults: ptr(uint32(500))})
+		for {
+			pair, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				break
+			}
+			if err != nil {
+				return nil, classify(op, fmt.Errorf("machine types: %w", err))
+			}
+			zone := lastSegment(pair.Key)
+			for _, mt := range pair.Value.GetMachineTypes() {
+				if err := add(zone, mt); err != nil {
+					return nil, err
+				}
+			}
+		}
+		return out, nil
+	}
+	for _, zone := range p.opts.catalogZones {
+		it := p.machineTypes.List(ctx, &computepb.ListMachineTypesRequest{Project: p.opts.project, Zone: zone, MaxResults: ptr(uint32(500))})
+		for {
+			mt, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				break
+			}
+			if err != nil {
+				return nil, classify(op, fmt.Errorf("machine types in %s: %w", zone, err))
+			}
+			if err := add(zone, mt); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func (p *Provider) fetchAcceleratorTypes(ctx context.Context) (zoneAccelerators, error) {
+	const op = "catalog"
+	ctx, cancel := p.listCtx(ctx)
+	defer cancel()
+	out := zoneAccelerators{}
+	if len(p.opts.catalogZones) == 0 {
+		it := p.accelerators.AggregatedList(ctx, &computepb.AggregatedListAcceleratorTypesRequest{Project: p.opts.project, MaxResults: ptr(uint32(500))})
+		for {
+			pair, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				break
+			}
+			if err != nil {
+				return nil, classify(op, fmt.Errorf("accelerator types: %w", err))
+			}
+			zone := lastSegment(pair.Key)
+			out[zone] = append(out[zone], pair.Value.GetAcceleratorTypes()...)
+		}
+		return out, nil
+	}
+	for _, zone := range p.opts.catalogZones {
+		it := p.accelerators.List(ctx, &computepb.ListAcceleratorTypesRequest{Project: p.opts.project, Zone: zone})
+		for {
+			at, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				break
+			}
+			if err != nil {
+				return nil, classify(op, fmt.Errorf("accelerator types in %s: %w", zone, err))
+			}
+			out[zone] = append(out[zone], at)
+		}
+	}
+	return out, nil
+}
+
+func deprecated(d *computepb.DeprecationStatus) bool {
+	switch d.GetState() {
+	case "DEPRECATED", "OBSOLETE", "DELETED":
+		return true
+	}
+	return false
+}
+
+// buildCatalog prices every machine type, and every N1 shape with each
+// attachable GPU, in every zone. Shapes whose parts have no price (shared
+// cores, custom families, new families the patterns do not know) are
+// left out rather than listed at a wrong price.
+func buildCatalog(ps *prices, mts zoneMachineTypes, accs zoneAccelerators) ([]provider.CatalogEntry, error) {
+	// GPUs that come inside a machine type are not attachable elsewhere.
+	bundled := map[string]bool{}
+	for _, list := range mts {
+		for _, mt := range list {
+			for _, a := range mt.GetAccelerators() {
+				bundled[a.GetGuestAcceleratorType()] = true
+			}
+		}
+	}
+	var out []provider.CatalogEntry
+	zones := make([]string, 0, len(mts))
+	for z := range mts {
+		zones = append(zones, z)
+	}
+	sort.Strings(zones)
+	for _, zone := range zones {
+		region := regionOf(zone)
+		for _, mt := range mts[zone] {
+			if mt.GetIsSharedCpu() || deprecated(mt.GetDeprecated()) {
+				continue
+			}
+			family, _, _ := strings.Cut(mt.GetName(), "-")
+			vcpus := int(mt.GetGuestCpus())
+			memGiB := float64(mt.GetMemoryMb()) / 1024
+			e := provider.CatalogEntry{
+				Provider: Name, Region: region, Zone: zone, InstanceType: mt.GetName(),
+				VCPUs: vcpus, MemoryGiB: round(memGiB, 3), Available: true,
+				PricingSource: PricingSource, PricingVersion: ps.version,
+			}
+			var g gpu
+			if a := mt.GetAccelerators(); len(a) > 0 {
+				g = gpuOf(a[0].GetGuestAcceleratorType())
+				e.GPUModel, e.GPUCount, e.GPUMemoryGiB = g.model, int(a[0].GetGuestAcceleratorCount()), g.memoryGiB
+			}
+			hourly, ok := machinePrice(ps, family, region, false, vcpus, memGiB, g, e.GPUCount)
+			if !ok {
+				continue
+			}
+			e.HourlyPrice = hourly
+			if spot, ok := machinePrice(ps, family, region, true, vcpus, memGiB, g, e.GPUCount); ok {
+				e.SpotPrice = spot
+			}
+			out = append(out, e)
+
+			if family != "n1" || !hasAnyPrefix(mt.GetName(), gpuHostFamilies) {
+				continue
+			}
+			for _, at := range accs[zone] {
+				ag := gpuOf(at.GetName())
+				if ag.workstation || bundled[at.GetName()] || deprecated(at.GetDeprecated()) {
+					continue
+				}
+				for _, n := range []int{1, 2, 4, 8} {
+					if n > int(at.GetMaximumCardsPerInstance()) || vcpus > maxVCPUsPerAttachedGPU*n || memGiB > maxMemGiBPerAttachedGPU*float64(n) {
+						continue
+					}
+					ge := e
+					ge.GPUModel, ge.GPUCount, ge.GPUMemoryGiB = ag.model, n, ag.memoryGiB
+					hourly, ok := machinePrice(ps, family, region, false, vcpus, memGiB, ag, n)
+					if !ok {
+						break
+					}
+					ge.HourlyPrice, ge.SpotPrice = hourly, 0
+					if spot, ok := machinePrice(ps, family, region, true, vcpus, memGiB, ag, n); ok {
+						ge.SpotPrice = spot
+					}
+					out = append(out, ge)
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, malformed("no machine type could be priced from the billing catalog (%d zones of machine types read)", len(mts))
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Zone != b.Zone {
+			return a.Zone < b.Zone
+		}
+		if a.InstanceType != b.InstanceType {
+			return a.InstanceType < b.InstanceType
+		}
+		if a.GPUModel != b.GPUModel {
+			return a.GPUModel < b.GPUModel
+		}
+		return a.GPUCount < b.GPUCount
+	})
+	return out, nil
+}
+
+// machinePrice is vCPUs × core rate + GiB × RAM rate + GPUs × GPU rate.
+func machinePrice(ps *prices, family, region string, spot bool, vcpus int, memGiB float64, g gpu, gpus int) (float64, bool) {
+	core, ok1 := ps.get(priceKey{family: family, part: "core", region: region, spot: spot})
+	ram, ok2 := ps.get(priceKey{family: family, part: "ram", region: region, spot: spot})
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	total := float64(vcpus)*core + memGiB*ram
+	if gpus > 0 {
+		rate, ok := ps.get(priceKey{family: g.model + "/" + g.variant, part: "gpu", region: region, spot: spot})
+		if !ok {
+			return 0, false
+		}
+		total += float64(gpus) * rate
+	}
+	return round(total, 6), true
+}
+
+func round(v float64, places int) float64 {
+	f := math.Pow(10, float64(places))
+	return math.Round(v*f) / f
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}

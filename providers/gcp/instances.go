@@ -1,0 +1,780 @@
+package gcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	compute "cloud.google.com/go/compute/apiv1"
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"github.com/google/uuid"
+	"google.golang.org/api/iterator"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// dataDeviceName is the device name of the data disk inside the VM: it
+// appears as /dev/disk/by-id/google-data.
+const dataDeviceName = "data"
+
+// dataDiskName is the data disk of an instance: found by this name when
+// the instance is re-created after Delete(keepDisk=true).
+func dataDiskName(instance string) string { return instance + "-data" }
+
+// GCE instance statuses.
+const (
+	statusProvisioning = "PROVISIONING"
+	statusStaging      = "STAGING"
+	statusRunning      = "RUNNING"
+	statusStopping     = "STOPPING"
+	statusTerminated   = "TERMINATED" // stopped: only disks are billed
+	statusSuspending   = "SUSPENDING"
+	statusSuspended    = "SUSPENDED"
+	statusRepairing    = "REPAIRING"
+)
+
+// stateOf maps a GCE status to our state set.
+func stateOf(status string) provider.State {
+	switch status {
+	case statusProvisioning, statusStaging, statusRepairing:
+		return provider.StatePending
+	case statusRunning:
+		return provider.StateRunning
+	case statusStopping, statusSuspending:
+		return provider.StateStopping
+	case statusTerminated, statusSuspended:
+		return provider.StateStopped
+	}
+	if strings.HasPrefix(status, "PENDING") {
+		return provider.StatePending
+	}
+	return provider.StateError
+}
+
+// rctx bounds one API request.
+func (p *Provider) rctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.opts.requestTimeout)
+}
+
+// listCtx bounds a paged listing, which may take several requests.
+func (p *Provider) listCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 5*p.opts.requestTimeout)
+}
+
+func refName(ref provider.Ref) string {
+	if ref.Name == "" && ref.HostID != "" {
+		return provider.InstanceName(ref.HostID)
+	}
+	return ref.Name
+}
+
+func validName(op, name string) error {
+	// The data disk's name adds 5 characters and must fit in 63 too.
+	if !resourceNameRE.MatchString(name) || len(dataDiskName(name)) > 63 {
+		return provider.Errorf(provider.KindInvalid, Name, op,
+			"invalid instance name %q: use 1-58 lowercase letters, digits and hyphens, starting with a letter", name)
+	}
+	return nil
+}
+
+// ---- Create
+
+func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provider.Instance, error) {
+	const op = "create"
+	name := spec.Name
+	if name == "" && spec.HostID != "" {
+		name = provider.InstanceName(spec.HostID)
+	}
+	if err := validName(op, name); err != nil {
+		return provider.Instance{}, err
+	}
+	labels := p.labels(spec)
+	if err := validLabels(labels); err != nil {
+		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "%v", err)
+	}
+	if spec.MachineType == "" {
+		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+			"no machine type given for %s; pick one from `cocalc-hosts catalog --cloud gcp`", name)
+	}
+	if spec.DiskGB < 0 || spec.GPUCount < 0 {
+		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "disk size and GPU count must not be negative")
+	}
+
+	// Idempotency first: a VM with this name anywhere in the project is
+	// the one an earlier attempt made.
+	if existing, err := p.findInstance(ctx, op, name); err != nil {
+		return provider.Instance{}, err
+	} else if existing != nil {
+		return p.instance(existing), nil
+	}
+
+	zone, err := p.zoneFor(op, spec)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	// A data disk kept from an earlier instance of this host decides the
+	// zone: zonal disks attach only in their own zone.
+	diskName := dataDiskName(name)
+	kept, err := p.findDisk(ctx, op, diskName)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	// A disk that was never attached holds no data: an earlier attempt
+	// made it and then failed. It may be moved to where this attempt
+	// wants the VM (a fallback to another zone), and is ours to clean up.
+	madeDisk := false
+	if kept != nil {
+		dz := lastSegment(kept.GetZone())
+		fresh := kept.GetLastAttachTimestamp() == "" && len(kept.GetUsers()) == 0
+		conflict := (spec.Zone != "" && spec.Zone != dz) || (spec.Region != "" && spec.Region != regionOf(dz))
+		switch {
+		case conflict && fresh:
+			if err := p.deleteDisk(ctx, op, dz, diskName); err != nil {
+				return provider.Instance{}, err
+			}
+			kept = nil
+		case conflict:
+			return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+				"the kept data disk %s of %s is in zone %s; create the host there, or delete it without keeping its disk first", diskName, name, dz)
+		default:
+			for _, u := range kept.GetUsers() {
+				if lastSegment(u) != name {
+					return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+						"the data disk %s is attached to another instance, %s", diskName, lastSegment(u))
+				}
+			}
+			zone, madeDisk = dz, fresh
+		}
+	}
+
+	mt, err := p.machineType(ctx, op, zone, spec.MachineType)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	accels, gpu, err := p.acceleratorsFor(ctx, op, zone, mt, spec)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	meta, err := p.metadata(spec)
+	if err != nil {
+		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "%v", err)
+	}
+
+	if kept == nil {
+		size := spec.DiskGB
+		if size == 0 {
+			size = p.opts.dataDiskGB
+		}
+		size = max(size, minPersistentGB)
+		if err := p.createDisk(ctx, op, zone, diskName, int64(size), labels); err != nil {
+			return provider.Instance{}, err
+		}
+		madeDisk = true
+	}
+
+	inst := p.instanceResource(name, zone, mt.GetName(), diskName, spec, labels, meta, accels, gpu)
+	err = p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
+		return p.instances.Insert(ctx, &computepb.InsertInstanceRequest{
+			Project: p.opts.project, Zone: zone, InstanceResource: inst, RequestId: &requestID,
+		})
+	})
+	if err != nil && !isAlreadyExists(err) {
+		if madeDisk && (!provider.IsRetryable(err) || provider.KindOf(err) == provider.KindCapacity) {
+			// The VM was not made here, and the caller may try another
+			// zone: take back the empty disk made for it. A kept disk
+			// (with data) is never touched, and after a transient error
+			// the VM may still appear, so its disk stays for the retry.
+			p.deleteDiskQuietly(ctx, zone, diskName)
+		}
+		return provider.Instance{}, err
+	}
+	got, err := p.getInstance(ctx, op, zone, name)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	return p.instance(got), nil
+}
+
+// labels are the spec's labels plus the two that identify our VMs.
+func (p *Provider) labels(spec provider.CreateSpec) map[string]string {
+	out := map[string]string{}
+	for k, v := range spec.Labels {
+		out[k] = v
+	}
+	out[provider.LabelDeployment] = p.deployment
+	if spec.HostID != "" {
+		out[provider.LabelHost] = spec.HostID
+	}
+	return out
+}
+
+func (p *Provider) zoneFor(op string, spec provider.CreateSpec) (string, error) {
+	switch {
+	case spec.Zone != "":
+		if !zoneRE.MatchString(spec.Zone) {
+			return "", provider.Errorf(provider.KindInvalid, Name, op, "%q is not a GCP zone such as us-central1-a", spec.Zone)
+		}
+		if spec.Region != "" && regionOf(spec.Zone) != spec.Region {
+			return "", provider.Errorf(provider.KindInvalid, Name, op, "zone %s is not in region %s", spec.Zone, spec.Region)
+		}
+		return spec.Zone, nil
+	case spec.Region != "" && regionOf(p.opts.zone) != spec.Region:
+		return "", provider.Errorf(provider.KindInvalid, Name, op,
+			"region %s given without a zone, and the default zone %s is elsewhere; name a zone in %s (for example %s-b)", spec.Region, p.opts.zone, spec.Region, spec.Region)
+	}
+	return p.opts.zone, nil
+}
+
+// metadata builds the ssh-keys and startup-script items.
+func (p *Provider) metadata(spec provider.CreateSpec) (*computepb.Metadata, error) {
+	user := spec.SSHUser
+	if user == "" {
+		user = p.opts.sshUser
+	}
+	if !sshUserRE.MatchString(user) {
+		return nil, fmt.Errorf("SSH user %q is not a valid Linux user name", user)
+	}
+	meta := &computepb.Metadata{}
+	keys, err := sshKeysValue(user, spec.SSHAuthorizedKey)
+	if err != nil {
+		return nil, err
+	}
+	if keys != "" {
+		meta.Items = append(meta.Items, &computepb.Items{Key: ptr(metaSSHKeys), Value: &keys})
+	}
+	script, err := startupScript(spec.HostKey)
+	if err != nil {
+		return nil, err
+	}
+	if script != "" {
+		meta.Items = append(meta.Items, &computepb.Items{Key: ptr(metaStartupScript), Value: &script})
+	}
+	return meta, nil
+}
+
+func (p *Provider) instanceResource(name, zone, machineType, diskName string, spec provider.CreateSpec,
+	labels map[string]string, meta *computepb.Metadata, accels []*computepb.AcceleratorConfig, gpu bool) *computepb.Instance {
+	image := spec.Image
+	if image == "" {
+		image = p.opts.image
+	}
+	sched := &computepb.Scheduling{
+		ProvisioningModel: ptr("STANDARD"),
+		OnHostMaintenance: ptr("MIGRATE"),
+		AutomaticRestart:  ptr(true),
+	}
+	if gpu {
+		// GPUs cannot live-migrate: GCE refuses a GPU VM without this.
+		sched.OnHostMaintenance = ptr("TERMINATE")
+	}
+	if spec.Spot {
+		// Spot VMs must terminate on maintenance and cannot restart
+		// themselves; STOP (not DELETE) keeps the disks when reclaimed,
+		// so a preempted host is "off", not gone.
+		sched.ProvisioningModel = ptr("SPOT")
+		sched.OnHostMaintenance = ptr("TERMINATE")
+		sched.AutomaticRestart = ptr(false)
+		sched.InstanceTerminationAction = ptr("STOP")
+	}
+	nic := &computepb.NetworkInterface{
+		Network: ptr(p.opts.network),
+		AccessConfigs: []*computepb.AccessConfig{{
+			Name: ptr("External NAT"), Type: ptr("ONE_TO_ONE_NAT"),
+		}},
+	}
+	if p.opts.subnetwork != "" {
+		nic.Subnetwork = ptr(p.opts.subnetwork)
+	}
+	return &computepb.Instance{
+		Name:        ptr(name),
+		MachineType: ptr("zones/" + zone + "/machineTypes/" + machineType),
+		Labels:      labels,
+		Disks: []*computepb.AttachedDisk{
+			{
+				Boot: ptr(true), AutoDelete: ptr(true), Type: ptr("PERSISTENT"), Mode: ptr("READ_WRITE"),
+				InitializeParams: &computepb.AttachedDiskInitializeParams{
+					SourceImage: ptr(image),
+					DiskSizeGb:  ptr(int64(p.opts.bootDiskGB)),
+					DiskType:    ptr("zones/" + zone + "/diskTypes/" + p.opts.bootDiskType),
+					Labels:      labels,
+				},
+			},
+			{
+				// Not auto-deleted: deleting the VM keeps the data; Delete
+				// removes the disk itself unless asked to keep it.
+				Boot: ptr(false), AutoDelete: ptr(false), Type: ptr("PERSISTENT"), Mode: ptr("READ_WRITE"),
+				DeviceName: ptr(dataDeviceName),
+				Source:     ptr("projects/" + p.opts.project + "/zones/" + zone + "/disks/" + diskName),
+			},
+		},
+		NetworkInterfaces: []*computepb.NetworkInterface{nic},
+		Metadata:          meta,
+		Scheduling:        sched,
+		GuestAccelerators: accels,
+	}
+}
+
+// insert sends an insert (or any mutation) with one request id, repeating
+// it with the same id while it fails transiently: GCE answers a repeated
+// id with the first request's operation instead of acting twice, so a
+// request that timed out after the VM was made cannot make a second one.
+// It then waits for the operation.
+func (p *Provider) insert(ctx context.Context, op string, send func(ctx context.Context, requestID string) (*compute.Operation, error)) error {
+	requestID := uuid.NewString()
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		rctx, cancel := p.rctx(ctx)
+		o, err := send(rctx, requestID)
+		cancel()
+		if err == nil {
+			return p.wait(ctx, op, o)
+		}
+		if isAlreadyExists(err) {
+			return err
+		}
+		cerr := classify(op, err)
+		if provider.KindOf(cerr) != provider.KindTransient || attempt == 3 || ctx.Err() != nil {
+			return cerr
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return cerr
+		case <-t.C:
+		}
+		backoff *= 2
+	}
+}
+
+func (p *Provider) createDisk(ctx context.Context, op, zone, name string, sizeGB int64, labels map[string]string) error {
+	disk := &computepb.Disk{
+		Name:   ptr(name),
+		SizeGb: ptr(sizeGB),
+		Type:   ptr("zones/" + zone + "/diskTypes/" + p.opts.dataDiskType),
+		Labels: labels,
+	}
+	err := p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
+		return p.disks.Insert(ctx, &computepb.InsertDiskRequest{Project: p.opts.project, Zone: zone, DiskResource: disk, RequestId: &requestID})
+	})
+	if err != nil && !isAlreadyExists(err) {
+		return fmt.Errorf("create data disk %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteDiskQuietly removes a disk this call made for a VM that did not
+// come to be. Failing is acceptable: the disk carries our labels, and a
+// later Create of the host reuses it.
+func (p *Provider) deleteDiskQuietly(ctx context.Context, zone, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*p.opts.requestTimeout)
+	defer cancel()
+	_ = p.deleteDisk(ctx, "create", zone, name)
+}
+
+func (p *Provider) deleteDisk(ctx context.Context, op, zone, name string) error {
+	err := p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
+		return p.disks.Delete(ctx, &computepb.DeleteDiskRequest{Project: p.opts.project, Zone: zone, Disk: name, RequestId: &requestID})
+	})
+	if err != nil && !provider.IsNotFound(err) {
+		return fmt.Errorf("delete data disk %s: %w", name, err)
+	}
+	return nil
+}
+
+func (p *Provider) machineType(ctx context.Context, op, zone, name string) (*computepb.MachineType, error) {
+	rctx, cancel := p.rctx(ctx)
+	defer cancel()
+	mt, err := p.machineTypes.Get(rctx, &computepb.GetMachineTypeRequest{Project: p.opts.project, Zone: zone, MachineType: name})
+	if err != nil {
+		err = classify(op, err)
+		if provider.IsNotFound(err) {
+			return nil, provider.Errorf(provider.KindInvalid, Name, op,
+				"machine type %s is not offered in zone %s; see `cocalc-hosts catalog --cloud gcp`", name, zone)
+		}
+		return nil, err
+	}
+	return mt, nil
+}
+
+// acceleratorsFor decides the GPUs: accelerator-optimized machine types
+// (g2, a2, a3, ...) come with theirs; general-purpose ones (n1) get the
+// requested accelerator attached. gpu reports whether the VM has GPUs.
+func (p *Provider) acceleratorsFor(ctx context.Context, op, zone string, mt *computepb.MachineType, spec provider.CreateSpec) ([]*computepb.AcceleratorConfig, bool, error) {
+	want := strings.ToLower(strings.TrimSpace(spec.GPUModel))
+	if b := mt.GetAccelerators(); len(b) > 0 {
+		have := gpuOf(b[0].GetGuestAcceleratorType())
+		count := int(b[0].GetGuestAcceleratorCount())
+		if want != "" && want != have.model && want != b[0].GetGuestAcceleratorType() {
+			return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+				"machine type %s comes with %d× %s, not %s", mt.GetName(), count, have.model, spec.GPUModel)
+		}
+		if spec.GPUCount > 0 && spec.GPUCount != count {
+			return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+				"machine type %s comes with %d GPUs, not %d; pick the size that has %d", mt.GetName(), count, spec.GPUCount, spec.GPUCount)
+		}
+		return nil, true, nil
+	}
+	if want == "" {
+		if spec.GPUCount > 0 {
+			return nil, false, provider.Errorf(provider.KindInvalid, Name, op, "a GPU count was given without a GPU model")
+		}
+		return nil, false, nil
+	}
+	count := max(spec.GPUCount, 1)
+	rctx, cancel := p.listCtx(ctx)
+	defer cancel()
+	it := p.accelerators.List(rctx, &computepb.ListAcceleratorTypesRequest{Project: p.opts.project, Zone: zone})
+	var offered []string
+	var match *computepb.AcceleratorType
+	for {
+		at, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, false, classify(op, err)
+		}
+		g := gpuOf(at.GetName())
+		if g.workstation {
+			continue
+		}
+		offered = append(offered, g.model)
+		if at.GetName() == want || (g.model == want && (match == nil || at.GetName() < match.GetName())) {
+			match = at
+		}
+	}
+	if match == nil {
+		sort.Strings(offered)
+		return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+			"GPU model %s cannot be attached to %s in zone %s (attachable there: %s); accelerator-optimized types such as g2 (L4) carry their own GPUs",
+			spec.GPUModel, mt.GetName(), zone, strings.Join(dedupe(offered), ", "))
+	}
+	if maxCards := int(match.GetMaximumCardsPerInstance()); maxCards > 0 && count > maxCards {
+		return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+			"at most %d %s GPUs fit one VM, not %d", maxCards, spec.GPUModel, count)
+	}
+	return []*computepb.AcceleratorConfig{{
+		AcceleratorType:  ptr("projects/" + p.opts.project + "/zones/" + zone + "/acceleratorTypes/" + match.GetName()),
+		AcceleratorCount: ptr(int32(count)),
+	}}, true, nil
+}
+
+func dedupe(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// ---- lookups
+
+func (p *Provider) getInstance(ctx context.Context, op, zone, name string) (*computepb.Instance, error) {
+	rctx, cancel := p.rctx(ctx)
+	defer cancel()
+	inst, err := p.instances.Get(rctx, &computepb.GetInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name})
+	if err != nil {
+		err = classify(op, err)
+		if provider.IsNotFound(err) {
+			return nil, provider.Errorf(provider.KindNotFound, Name, op, "instance %s not found in zone %s", name, zone)
+		}
+		return nil, err
+	}
+	return inst, nil
+}
+
+// findInstance looks for a VM by name in every zone; nil when none.
+func (p *Provider) findInstance(ctx context.Context, op, name string) (*computepb.Instance, error) {
+	var found *computepb.Instance
+	err := p.aggregatedInstances(ctx, op, fmt.Sprintf("name = %q", name), func(in *computepb.Instance) {
+		if in.GetName() == name && found == nil {
+			found = in
+		}
+	})
+	return found, err
+}
+
+// findDisk looks for a disk by name in every zone; nil when none.
+func (p *Provider) findDisk(ctx context.Context, op, name string) (*computepb.Disk, error) {
+	rctx, cancel := p.listCtx(ctx)
+	defer cancel()
+	filter := fmt.Sprintf("name = %q", name)
+	it := p.disks.AggregatedList(rctx, &computepb.AggregatedListDisksRequest{Project: p.opts.project, Filter: &filter, MaxResults: ptr(uint32(500))})
+	for {
+		pair, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, classify(op, err)
+		}
+		for _, d := range pair.Value.GetDisks() {
+			if d.GetName() == name {
+				return d, nil
+			}
+		}
+	}
+}
+
+func (p *Provider) aggregatedInstances(ctx context.Context, op, filter string, each func(*computepb.Instance)) error {
+	rctx, cancel := p.listCtx(ctx)
+	defer cancel()
+	it := p.instances.AggregatedList(rctx, &computepb.AggregatedListInstancesRequest{
+		Project: p.opts.project, Filter: &filter, MaxResults: ptr(uint32(500)),
+	})
+	for {
+		pair, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return classify(op, err)
+		}
+		for _, in := range pair.Value.GetInstances() {
+			each(in)
+		}
+	}
+}
+
+// locate finds the VM a ref points at: in its zone when the ref has one,
+// else in the default zone, else anywhere in the project.
+func (p *Provider) locate(ctx context.Context, op string, ref provider.Ref) (*computepb.Instance, error) {
+	name := refName(ref)
+	if err := validName(op, name); err != nil {
+		return nil, err
+	}
+	zone := ref.Zone
+	if zone == "" {
+		zone = ref.Meta["zone"]
+	}
+	if zone != "" {
+		return p.getInstance(ctx, op, zone, name)
+	}
+	inst, err := p.getInstance(ctx, op, p.opts.zone, name)
+	if err == nil || !provider.IsNotFound(err) {
+		return inst, err
+	}
+	found, err := p.findInstance(ctx, op, name)
+	if err != nil {
+		return nil, err
+	}
+	if found == nil {
+		return nil, provider.Errorf(provider.KindNotFound, Name, op, "instance %s not found in project %s", name, p.opts.project)
+	}
+	return found, nil
+}
+
+// ---- the rest of the lifecycle
+
+func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Instance, error) {
+	inst, err := p.locate(ctx, "status", ref)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	return p.instance(inst), nil
+}
+
+func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instance, error) {
+	const op = "start"
+	inst, err := p.locate(ctx, op, ref)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	zone, name := lastSegment(inst.GetZone()), inst.GetName()
+	var send func(ctx context.Context, requestID string) (*compute.Operation, error)
+	switch inst.GetStatus() {
+	case statusTerminated:
+		send = func(ctx context.Context, requestID string) (*compute.Operation, error) {
+			return p.instances.Start(ctx, &computepb.StartInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
+		}
+	case statusSuspended:
+		send = func(ctx context.Context, requestID string) (*compute.Operation, error) {
+			return p.instances.Resume(ctx, &computepb.ResumeInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
+		}
+	case statusStopping, statusSuspending:
+		return p.instance(inst), provider.Errorf(provider.KindTransient, Name, op,
+			"instance %s is %s; it can be started once that finishes", name, strings.ToLower(inst.GetStatus()))
+	default:
+		return p.instance(inst), nil // running or on its way there
+	}
+	if err := p.insert(ctx, op, send); err != nil {
+		return provider.Instance{}, err
+	}
+	return p.Status(ctx, provider.Ref{Name: name, Zone: zone})
+}
+
+func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instance, error) {
+	const op = "stop"
+	inst, err := p.locate(ctx, op, ref)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	zone, name := lastSegment(inst.GetZone()), inst.GetName()
+	switch inst.GetStatus() {
+	case statusTerminated, statusSuspended, statusStopping, statusSuspending:
+		return p.instance(inst), nil
+	}
+	err = p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
+		return p.instances.Stop(ctx, &computepb.StopInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
+	})
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	return p.Status(ctx, provider.Ref{Name: name, Zone: zone})
+}
+
+// Delete removes the VM (its boot disk goes with it) and, unless keepDisk,
+// its data disk. Deleting what is already gone succeeds.
+func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) error {
+	const op = "delete"
+	name := refName(ref)
+	inst, err := p.locate(ctx, op, ref)
+	if err != nil && !provider.IsNotFound(err) {
+		return err
+	}
+	diskZone := ""
+	if inst != nil {
+		zone := lastSegment(inst.GetZone())
+		diskZone = zone
+		err := p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
+			return p.instances.Delete(ctx, &computepb.DeleteInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
+		})
+		if err != nil && !provider.IsNotFound(err) {
+			return err
+		}
+	}
+	if keepDisk {
+		return nil
+	}
+	diskName := dataDiskName(name)
+	if diskZone == "" {
+		d, err := p.findDisk(ctx, op, diskName)
+		if err != nil {
+			return err
+		}
+		if d == nil {
+			return nil
+		}
+		diskZone = lastSegment(d.GetZone())
+	}
+	return p.deleteDisk(ctx, op, diskZone, diskName)
+}
+
+// ResizeDisk grows the data disk; GCE does it while the VM runs (the
+// filesystem inside is grown by the host agent). Disks cannot shrink.
+func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int) (provider.Instance, error) {
+	const op = "resize"
+	inst, err := p.locate(ctx, op, ref)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	zone, name := lastSegment(inst.GetZone()), inst.GetName()
+	diskName := dataDiskName(name)
+	for _, d := range inst.GetDisks() {
+		if d.GetDeviceName() == dataDeviceName && !d.GetBoot() {
+			diskName = lastSegment(d.GetSource())
+		}
+	}
+	rctx, cancel := p.rctx(ctx)
+	disk, err := p.disks.Get(rctx, &computepb.GetDiskRequest{Project: p.opts.project, Zone: zone, Disk: diskName})
+	cancel()
+	if err != nil {
+		return provider.Instance{}, classify(op, err)
+	}
+	switch cur := int(disk.GetSizeGb()); {
+	case sizeGB < cur:
+		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+			"the data disk %s is %d GB; GCP disks can only grow, not shrink to %d GB", diskName, cur, sizeGB)
+	case sizeGB == cur:
+		return p.instance(inst), nil
+	}
+	err = p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
+		return p.disks.Resize(ctx, &computepb.ResizeDiskRequest{
+			Project: p.opts.project, Zone: zone, Disk: diskName, RequestId: &requestID,
+			DisksResizeRequestResource: &computepb.DisksResizeRequest{SizeGb: ptr(int64(sizeGB))},
+		})
+	})
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	return p.Status(ctx, provider.Ref{Name: name, Zone: zone})
+}
+
+// List returns this deployment's VMs in every zone, by label.
+func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
+	filter := fmt.Sprintf("labels.%s = %q", provider.LabelDeployment, p.deployment)
+	var out []provider.Instance
+	err := p.aggregatedInstances(ctx, "list", filter, func(in *computepb.Instance) {
+		// The filter is the server's job; checking again costs nothing
+		// and keeps another deployment's VM out of reconcile whatever
+		// the server does.
+		if in.GetLabels()[provider.LabelDeployment] == p.deployment {
+			out = append(out, p.instance(in))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// instance converts a GCE instance to our view of it.
+func (p *Provider) instance(in *computepb.Instance) provider.Instance {
+	zone := lastSegment(in.GetZone())
+	out := provider.Instance{
+		ID:      strconv.FormatUint(in.GetId(), 10),
+		Name:    in.GetName(),
+		HostID:  in.GetLabels()[provider.LabelHost],
+		Region:  regionOf(zone),
+		Zone:    zone,
+		State:   stateOf(in.GetStatus()),
+		SSHPort: 22,
+		Labels:  map[string]string{},
+		Meta: map[string]string{
+			"zone":         zone,
+			"status":       in.GetStatus(),
+			"machine_type": lastSegment(in.GetMachineType()),
+		},
+	}
+	if out.HostID == "" {
+		out.HostID = provider.HostIDFromName(out.Name)
+	}
+	for k, v := range in.GetLabels() {
+		out.Labels[k] = v
+	}
+	for _, nic := range in.GetNetworkInterfaces() {
+		if out.PrivateIP == "" {
+			out.PrivateIP = nic.GetNetworkIP()
+		}
+		for _, ac := range nic.GetAccessConfigs() {
+			if out.PublicIP == "" && ac.GetNatIP() != "" {
+				out.PublicIP = ac.GetNatIP()
+			}
+		}
+	}
+	for _, d := range in.GetDisks() {
+		if !d.GetBoot() && d.GetDeviceName() == dataDeviceName {
+			out.DataDisk = lastSegment(d.GetSource())
+			out.DataDiskDevice = "/dev/disk/by-id/google-" + dataDeviceName
+			out.DiskGB = int(d.GetDiskSizeGb())
+			out.Meta["data_disk"] = out.DataDisk
+		}
+	}
+	for _, it := range in.GetMetadata().GetItems() {
+		if it.GetKey() == metaSSHKeys {
+			out.SSHUser = sshUserOf(it.GetValue())
+		}
+	}
+	if sched := in.GetScheduling(); sched.GetProvisioningModel() == "SPOT" {
+		out.Meta["spot"] = "true"
+	}
+	return out
+}

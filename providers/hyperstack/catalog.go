@@ -1,0 +1,265 @@
+package hyperstack
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// PricingSource names where Hyperstack prices come from.
+const PricingSource = "hyperstack GET /pricebook"
+
+// Pricebook entries for CPU-only flavors, which are priced per vCPU and
+// per GiB of RAM; GPU flavors are priced per GPU under the GPU's name.
+const (
+	priceVCPU = "vCPU (cpu-only-flavors)"
+	priceRAM  = "RAM (cpu-only-flavors)"
+)
+
+type flavor struct {
+	ID             int      `json:"id"`
+	Name           string   `json:"name"`
+	CPU            *int     `json:"cpu"`
+	RAM            *float64 `json:"ram"`
+	Disk           int      `json:"disk"`
+	GPU            string   `json:"gpu"`
+	GPUCount       *int     `json:"gpu_count"`
+	StockAvailable *bool    `json:"stock_available"`
+	RegionName     string   `json:"region_name"`
+}
+
+type flavorGroup struct {
+	GPU        string   `json:"gpu"`
+	RegionName string   `json:"region_name"`
+	Flavors    []flavor `json:"flavors"`
+}
+
+type priceEntry struct {
+	Name  string `json:"name"`
+	Value *money `json:"value"`
+}
+
+// money is a price in USD. The spec says number; it is read from a
+// string too, as it has been seen serialized that way.
+type money float64
+
+func (m *money) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		b = []byte(strings.TrimSpace(s))
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("price %s is not a number", string(b))
+	}
+	*m = money(f)
+	return nil
+}
+
+func malformed(what, format string, args ...any) error {
+	return provider.Errorf(provider.KindInvalid, Name, "catalog", "malformed "+what+" payload from Hyperstack: "+format, args...)
+}
+
+func (p *Provider) flavorGroups(ctx context.Context, op, region string) ([]flavorGroup, error) {
+	path := "/core/flavors"
+	if region != "" {
+		path += "?" + url.Values{"region": {region}}.Encode()
+	}
+	var reply map[string]json.RawMessage
+	if err := p.api.do(ctx, op, http.MethodGet, path, nil, &reply); err != nil {
+		return nil, err
+	}
+	raw, ok := reply["data"]
+	if !ok {
+		return nil, malformed("flavors", "no data list")
+	}
+	var groups []flavorGroup
+	if err := json.Unmarshal(raw, &groups); err != nil {
+		return nil, malformed("flavors", "%v", err)
+	}
+	return groups, nil
+}
+
+func (p *Provider) findFlavor(ctx context.Context, op, region, name string) (flavor, bool, error) {
+	groups, err := p.flavorGroups(ctx, op, region)
+	if err != nil {
+		return flavor{}, false, err
+	}
+	for _, g := range groups {
+		for _, f := range g.Flavors {
+			if f.Name == name && strings.EqualFold(firstNonEmpty(f.RegionName, g.RegionName), region) {
+				return f, true, nil
+			}
+		}
+	}
+	return flavor{}, false, nil
+}
+
+// Catalog lists every flavor in every region with its on-demand price
+// from the pricebook and whether it is in stock.
+func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error) {
+	const op = "catalog"
+	groups, err := p.flavorGroups(ctx, op, "")
+	if err != nil {
+		return nil, err
+	}
+	var rawPrices json.RawMessage
+	if err := p.api.do(ctx, op, http.MethodGet, "/pricebook", nil, &rawPrices); err != nil {
+		return nil, err
+	}
+	var prices []priceEntry
+	if err := json.Unmarshal(rawPrices, &prices); err != nil {
+		return nil, malformed("pricebook", "want an array of {name, value}: %v", err)
+	}
+	return normalize(groups, prices)
+}
+
+// normalize builds catalog rows from flavors and pricebook entries. A
+// malformed entry rejects everything (a partial catalog would hide or
+// misprice machines). Flavors the pricebook does not price are left
+// out rather than shown at a made-up price, as are Kubernetes-only
+// flavors (name ending in k8s), which cannot run a host.
+func normalize(groups []flavorGroup, prices []priceEntry) ([]provider.CatalogEntry, error) {
+	price := map[string]float64{}
+	h := sha256.New()
+	sorted := append([]priceEntry(nil), prices...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	for _, e := range sorted {
+		switch {
+		case e.Name == "":
+			return nil, malformed("pricebook", "an entry has no name")
+		case e.Value == nil:
+			return nil, malformed("pricebook", "entry %q has no value", e.Name)
+		case *e.Value < 0:
+			return nil, malformed("pricebook", "entry %q has a negative price %v", e.Name, *e.Value)
+		}
+		price[e.Name] = float64(*e.Value)
+		fmt.Fprintf(h, "%s=%v\n", e.Name, float64(*e.Value))
+	}
+	version := "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
+	var out []provider.CatalogEntry
+	for _, g := range groups {
+		for _, f := range g.Flavors {
+			region := firstNonEmpty(f.RegionName, g.RegionName)
+			gpu := firstNonEmpty(f.GPU, g.GPU)
+			switch {
+			case f.Name == "":
+				return nil, malformed("flavors", "a flavor in region %q has no name", region)
+			case region == "":
+				return nil, malformed("flavors", "flavor %s has no region_name", f.Name)
+			case f.CPU == nil || f.RAM == nil || *f.CPU <= 0 || *f.RAM <= 0:
+				return nil, malformed("flavors", "flavor %s in %s lacks a positive cpu and ram", f.Name, region)
+			case f.GPUCount != nil && *f.GPUCount < 0:
+				return nil, malformed("flavors", "flavor %s has %d GPUs", f.Name, *f.GPUCount)
+			case strings.HasSuffix(strings.ToLower(f.Name), "k8s"):
+				continue
+			}
+			count := 0
+			if f.GPUCount != nil {
+				count = *f.GPUCount
+			}
+			e := provider.CatalogEntry{
+				Provider: Name, Region: region, InstanceType: f.Name, VCPUs: *f.CPU, MemoryGiB: *f.RAM,
+				Available:     f.StockAvailable != nil && *f.StockAvailable,
+				PricingSource: PricingSource, PricingVersion: version,
+			}
+			if gpu != "" && count > 0 {
+				perGPU, ok := price[gpu]
+				if !ok {
+					continue
+				}
+				e.GPUModel, e.GPUMemoryGiB = gpuModel(gpu)
+				e.GPUCount = count
+				e.HourlyPrice = perGPU * float64(count)
+			} else {
+				vcpu, ok1 := price[priceVCPU]
+				ram, ok2 := price[priceRAM]
+				if !ok1 || !ok2 {
+					continue
+				}
+				e.HourlyPrice = vcpu*float64(*f.CPU) + ram**f.RAM
+			}
+			e.HourlyPrice = math.Round(e.HourlyPrice*1e6) / 1e6
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 && len(groups) > 0 {
+		return nil, malformed("pricebook", "it prices none of the %d flavor groups", len(groups))
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Region != out[j].Region {
+			return out[i].Region < out[j].Region
+		}
+		if out[i].HourlyPrice != out[j].HourlyPrice {
+			return out[i].HourlyPrice < out[j].HourlyPrice
+		}
+		return out[i].InstanceType < out[j].InstanceType
+	})
+	return out, nil
+}
+
+var memTokenRE = regexp.MustCompile(`^(\d+)g(b)?$`)
+
+// gpuMemoryGiB is the memory of one GPU of models whose Hyperstack name
+// does not carry it (A100-80G-PCIe does; L40 does not).
+var gpuMemoryGiB = map[string]float64{
+	"a4000": 16, "a5000": 24, "a6000": 48, "a40": 48, "l40": 48, "l40s": 48, "rtx6000-ada": 48, "h200": 141, "a100": 80, "h100": 80,
+}
+
+// gpuModel normalizes a Hyperstack GPU name: "A100-80G-PCIe" → a100 with
+// 80 GiB, "H100-80G-SXM5" → h100, "RTX-A6000" → a6000, "L40" → l40,
+// "RTX-6000-ADA" → rtx6000-ada.
+func gpuModel(name string) (string, float64) {
+	tokens := strings.Split(strings.ToLower(strings.TrimSpace(name)), "-")
+	var mem float64
+	var rest []string
+	for _, t := range tokens {
+		if m := memTokenRE.FindStringSubmatch(t); m != nil {
+			mem, _ = strconv.ParseFloat(m[1], 64)
+			continue
+		}
+		rest = append(rest, t)
+	}
+	model := ""
+	switch {
+	case len(rest) == 0:
+	case rest[0] == "rtx" && len(rest) > 1 && rest[1] != "" && rest[1][0] >= 'a' && rest[1][0] <= 'z':
+		model = rest[1]
+	case rest[0] == "rtx" && len(rest) > 1:
+		model = "rtx" + rest[1]
+		if len(rest) > 2 && rest[2] == "ada" {
+			model += "-ada"
+		}
+	default:
+		model = rest[0]
+	}
+	if mem == 0 {
+		mem = gpuMemoryGiB[model]
+	}
+	return model, mem
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

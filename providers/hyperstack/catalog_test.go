@@ -1,0 +1,169 @@
+package hyperstack
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/providers/hyperstack/hyperstackfake"
+)
+
+func TestCatalogFromFake(t *testing.T) {
+	e := newEnv(t, fastFake(), nil)
+	cat, err := e.p.Catalog(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]provider.CatalogEntry{}
+	for _, r := range cat {
+		rows[r.Region+"/"+r.InstanceType] = r
+		if r.Provider != Name || r.PricingSource != PricingSource || !strings.HasPrefix(r.PricingVersion, "sha256:") {
+			t.Fatalf("row %+v lacks provider or pricing", r)
+		}
+	}
+	// 9 default flavors minus the k8s one.
+	if len(cat) != 8 {
+		t.Fatalf("%d rows, want 8: %+v", len(cat), cat)
+	}
+	if _, ok := rows["CANADA-1/n3-A100x1-k8s"]; ok {
+		t.Fatal("a Kubernetes-only flavor is in the catalog")
+	}
+	want := provider.CatalogEntry{
+		Provider: Name, Region: "CANADA-1", InstanceType: "n3-A100x2", VCPUs: 60, MemoryGiB: 240,
+		GPUModel: "a100", GPUCount: 2, GPUMemoryGiB: 80, HourlyPrice: 2.70, Available: true,
+		PricingSource: PricingSource, PricingVersion: cat[0].PricingVersion,
+	}
+	if got := rows["CANADA-1/n3-A100x2"]; got != want {
+		t.Fatalf("n3-A100x2\n got %+v\nwant %+v", got, want)
+	}
+	if r := rows["CANADA-1/n3-H100x1"]; r.Available || r.GPUModel != "h100" || r.HourlyPrice != 1.90 {
+		t.Fatalf("out-of-stock h100: %+v", r)
+	}
+	if r := rows["CANADA-1/n1-cpu-small"]; r.GPUModel != "" || r.GPUCount != 0 || r.HourlyPrice != 0.05 {
+		t.Fatalf("cpu flavor priced per vCPU and GiB: %+v, want 4×0.01 + 4×0.0025 = 0.05", r)
+	}
+	if r := rows["CANADA-1/n3-L40x1"]; r.GPUModel != "l40" || r.GPUMemoryGiB != 48 {
+		t.Fatalf("l40: %+v", r)
+	}
+	if r := rows["NORWAY-1/n3-RTX-A6000x1"]; r.GPUModel != "a6000" || r.GPUMemoryGiB != 48 || r.HourlyPrice != 0.5 {
+		t.Fatalf("rtx a6000: %+v", r)
+	}
+	// A price change changes the version; stock does not.
+	e.fake.SetStock("n3-L40x1", "CANADA-1", false)
+	again, err := e.p.Catalog(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0].PricingVersion != cat[0].PricingVersion {
+		t.Fatal("pricing version changed without a price change")
+	}
+	prices := hyperstackfake.DefaultPrices()
+	prices[0].Value += 0.01
+	e2 := newEnv(t, hyperstackfake.Options{Prices: prices}, nil)
+	moved, err := e2.p.Catalog(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved[0].PricingVersion == cat[0].PricingVersion {
+		t.Fatal("pricing version unchanged after a price change")
+	}
+	// A flavor whose GPU the pricebook does not price is left out, not
+	// shown at a made-up price.
+	e3 := newEnv(t, hyperstackfake.Options{Prices: []hyperstackfake.Price{{Name: "L40", Value: 1}}}, nil)
+	only, err := e3.p.Catalog(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(only) != 1 || only[0].InstanceType != "n3-L40x1" {
+		t.Fatalf("with only L40 priced: %+v", only)
+	}
+}
+
+// serve answers /v1/core/flavors and /v1/pricebook with the given bodies.
+func serve(t *testing.T, flavors, prices string) *Provider {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/core/flavors":
+			w.Write([]byte(flavors)) //nolint:errcheck
+		case "/v1/pricebook":
+			w.Write([]byte(prices)) //nolint:errcheck
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	creds := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(creds, []byte("k"), 0o600) //nolint:errcheck
+	p, err := New(provider.Config{Deployment: "d", CredentialsFile: creds, Options: map[string]string{"endpoint": srv.URL + "/v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCatalogMalformed(t *testing.T) {
+	fl := `{"status":true,"message":"ok","data":[{"gpu":"L40","region_name":"CANADA-1","flavors":[{"id":1,"name":"n3-L40x1","cpu":28,"ram":58,"disk":100,"gpu":"L40","gpu_count":1,"stock_available":true,"region_name":"CANADA-1"}]}]}`
+	pb := `[{"id":1,"name":"L40","value":1.0}]`
+	for name, tc := range map[string][2]string{
+		"flavors not json":       {`<html>`, pb},
+		"flavors without data":   {`{"status":true,"message":"ok"}`, pb},
+		"data not a list":        {`{"status":true,"data":{"a":1}}`, pb},
+		"flavor without name":    {strings.Replace(fl, `"name":"n3-L40x1",`, ``, 1), pb},
+		"flavor without cpu":     {strings.Replace(fl, `"cpu":28,`, ``, 1), pb},
+		"zero ram":               {strings.Replace(fl, `"ram":58`, `"ram":0`, 1), pb},
+		"negative gpus":          {strings.Replace(fl, `"gpu_count":1`, `"gpu_count":-1`, 1), pb},
+		"no region":              {strings.ReplaceAll(fl, `"region_name":"CANADA-1"`, `"region_name":""`), pb},
+		"pricebook not an array": {fl, `{"status":true}`},
+		"price not a number":     {fl, `[{"id":1,"name":"L40","value":"cheap"}]`},
+		"negative price":         {fl, `[{"id":1,"name":"L40","value":-1}]`},
+		"price without name":     {fl, `[{"id":1,"value":1}]`},
+		"price without value":    {fl, `[{"id":1,"name":"L40"}]`},
+		"prices nothing":         {fl, `[{"id":1,"name":"H100-80G-PCIe","value":2}]`},
+	} {
+		_, err := serve(t, tc[0], tc[1]).Catalog(ctxT(t))
+		if err == nil {
+			t.Errorf("%s: accepted a malformed payload", name)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "hyperstack ") {
+			t.Errorf("%s: error %q does not name the provider", name, err)
+		}
+	}
+	cat, err := serve(t, fl, pb).Catalog(ctxT(t))
+	if err != nil || len(cat) != 1 || cat[0].HourlyPrice != 1 {
+		t.Fatalf("the good payload: %+v, %v", cat, err)
+	}
+	// A price written as a string is read.
+	cat, err = serve(t, fl, `[{"id":1,"name":"L40","value":"1.25"}]`).Catalog(ctxT(t))
+	if err != nil || cat[0].HourlyPrice != 1.25 {
+		t.Fatalf("string price: %+v, %v", cat, err)
+	}
+}
+
+func TestGPUModel(t *testing.T) {
+	for in, want := range map[string]struct {
+		model string
+		mem   float64
+	}{
+		"A100-80G-PCIe":        {"a100", 80},
+		"A100-80G-PCIe-NVLink": {"a100", 80},
+		"H100-80G-SXM5":        {"h100", 80},
+		"H100-80G-PCIe":        {"h100", 80},
+		"L40":                  {"l40", 48},
+		"RTX-A6000":            {"a6000", 48},
+		"RTX-A4000":            {"a4000", 16},
+		"RTX-6000-ADA":         {"rtx6000-ada", 48},
+		"H200-141G-SXM5":       {"h200", 141},
+	} {
+		m, mem := gpuModel(in)
+		if m != want.model || mem != want.mem {
+			t.Errorf("gpuModel(%q) = %s, %v; want %s, %v", in, m, mem, want.model, want.mem)
+		}
+	}
+}

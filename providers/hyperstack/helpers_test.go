@@ -1,0 +1,172 @@
+package hyperstack
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/providers/hyperstack/hyperstackfake"
+)
+
+const (
+	testDeployment = "test-dep"
+	testRegion     = "CANADA-1"
+	testPubKey     = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFleetKeyForTestsOnlyxxxxxxxxxxxxxxxxxxxxx fleet@cocalc"
+	specFile       = "testdata/hyperstack-infrahub-v1.yaml"
+)
+
+type env struct {
+	p      *Provider
+	fake   *hyperstackfake.Fake
+	srv    *httptest.Server
+	spec   *specRecorder
+	creds  string
+	sleeps *sleepLog
+}
+
+type sleepLog struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (s *sleepLog) sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d = append(s.d, d)
+	return ctx.Err()
+}
+
+func (s *sleepLog) waits() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.d...)
+}
+
+func fastFake() hyperstackfake.Options {
+	return hyperstackfake.Options{BootTime: 30 * time.Millisecond, StopTime: 20 * time.Millisecond, DeleteTime: 20 * time.Millisecond, VolumeTime: 15 * time.Millisecond}
+}
+
+var (
+	specOnce sync.Once
+	specDoc  *openAPI
+)
+
+// loadSpec parses the 660 kB spec once per test binary.
+func loadSpec(t *testing.T) *openAPI {
+	specOnce.Do(func() {
+		specDoc = loadOpenAPI(t, specFile, hyperstackfake.BasePath)
+		// The spec reuses Create_Security_Rule_Payload for the rules of a
+		// new VM, and that schema requires virtual_machine_id, which a VM
+		// cannot have before it exists (and which is not even among the
+		// schema's properties). CoCalc has created VMs with rules lacking
+		// it in production, so its absence is the spec's error.
+		for i := range 10 {
+			specDoc.specBugs[fmt.Sprintf(`POST /core/virtual-machines request.security_rules[%d]: required member "virtual_machine_id" is missing`, i)] = true
+		}
+	})
+	return specDoc
+}
+
+// newEnv starts a fake behind the spec checker and opens a provider on it.
+func newEnv(t *testing.T, fo hyperstackfake.Options, opts map[string]string) *env {
+	t.Helper()
+	fake := hyperstackfake.New(fo)
+	rec := newSpecRecorder(loadSpec(t), fake)
+	srv := httptest.NewServer(rec)
+	t.Cleanup(srv.Close)
+	creds := filepath.Join(t.TempDir(), "hyperstack.key")
+	if err := os.WriteFile(creds, []byte(hyperstackfake.DefaultAPIKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := map[string]string{"endpoint": hyperstackfake.URL(srv.URL), "region": testRegion, "poll_interval": "5ms"}
+	for k, v := range opts {
+		if v == "" {
+			delete(o, k)
+		} else {
+			o[k] = v
+		}
+	}
+	p, err := New(provider.Config{Deployment: testDeployment, Options: o, CredentialsFile: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := &sleepLog{}
+	p.api.sleep = sl.sleep
+	t.Cleanup(func() {
+		if v, _ := rec.report(); len(v) > 0 {
+			t.Errorf("exchanges that break the published spec:\n  %s", strings.Join(v, "\n  "))
+		}
+	})
+	return &env{p: p, fake: fake, srv: srv, spec: rec, creds: creds, sleeps: sl}
+}
+
+func testSpec(hostID string) provider.CreateSpec {
+	return provider.CreateSpec{
+		HostID: hostID, Name: provider.InstanceName(hostID), Region: testRegion, MachineType: "n3-A100x1", DiskGB: 50,
+		SSHAuthorizedKey: testPubKey,
+		Labels:           map[string]string{provider.LabelHost: hostID, provider.LabelDeployment: testDeployment},
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func waitState(t *testing.T, p provider.Provider, ref provider.Ref, want provider.State) provider.Instance {
+	t.Helper()
+	ctx := ctxT(t)
+	var last provider.Instance
+	var err error
+	for ctx.Err() == nil {
+		last, err = p.Status(ctx, ref)
+		if err == nil && last.State == want {
+			return last
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s never reached %s: last %+v, %v", ref.Name, want, last, err)
+	return last
+}
+
+func waitGone(t *testing.T, p provider.Provider, ref provider.Ref) {
+	t.Helper()
+	ctx := ctxT(t)
+	var err error
+	for ctx.Err() == nil {
+		_, err = p.Status(ctx, ref)
+		if provider.IsNotFound(err) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s is not gone: %v", ref.Name, err)
+}
+
+func wantKind(t *testing.T, err error, kind provider.ErrorKind) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want a %s error", kind)
+	}
+	if k := provider.KindOf(err); k != kind {
+		t.Fatalf("got %v (kind %s), want kind %s", err, k, kind)
+	}
+}
+
+// volumeOf returns the fake's volume called name.
+func volumeOf(f *hyperstackfake.Fake, name string) (hyperstackfake.Volume, bool) {
+	for _, v := range f.Volumes() {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return hyperstackfake.Volume{}, false
+}

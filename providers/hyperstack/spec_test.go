@@ -1,0 +1,106 @@
+package hyperstack
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// TestExchangesMatchSpec drives every kind of call the provider makes
+// through the spec checker and pins which operations were checked.
+func TestExchangesMatchSpec(t *testing.T) {
+	e := newEnv(t, fastFake(), nil)
+	ctx := ctxT(t)
+	if err := e.p.CheckCredentials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Catalog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hostID := uuid.NewString()
+	spec := testSpec(hostID)
+	spec.HostKey = &provider.HostKey{PrivatePEM: "-----BEGIN OPENSSH PRIVATE KEY-----\nX\n-----END OPENSSH PRIVATE KEY-----", Public: "ssh-ed25519 AAAA h"}
+	in, err := e.p.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Stop(ctx, in.Ref(hostID)); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.p, in.Ref(hostID), provider.StateStopped)
+	if _, err := e.p.Start(ctx, in.Ref(hostID)); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.p, in.Ref(hostID), provider.StateRunning)
+	id, _ := strconv.Atoi(in.ID)
+	e.fake.SetStatus(id, "SHUTOFF")
+	if _, err := e.p.Start(ctx, in.Ref(hostID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Delete(ctx, in.Ref(hostID), false); err != nil {
+		t.Fatal(err)
+	}
+	violations, seen := e.spec.report()
+	if len(violations) > 0 {
+		t.Fatalf("violations:\n  %s", strings.Join(violations, "\n  "))
+	}
+	for _, op := range []string{
+		"GET /core/environments", "POST /core/environments", "GET /core/keypairs", "POST /core/keypairs",
+		"GET /core/flavors", "GET /pricebook", "GET /core/volumes", "POST /core/volumes", "DELETE /core/volumes/{volume_id}",
+		"GET /core/virtual-machines", "POST /core/virtual-machines", "GET /core/virtual-machines/{vm_id}",
+		"DELETE /core/virtual-machines/{vm_id}", "POST /core/virtual-machines/{vm_id}/attach-volumes",
+		"GET /core/virtual-machines/{vm_id}/hibernate", "GET /core/virtual-machines/{vm_id}/hibernate-restore",
+		"GET /core/virtual-machines/{vm_id}/start",
+	} {
+		if seen[op] == 0 {
+			t.Errorf("operation %s was not exercised", op)
+		}
+	}
+	var ops []string
+	for op := range seen {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	t.Logf("checked operations: %v", ops)
+}
+
+// The checker must catch what it exists to catch.
+func TestSpecCheckerCatchesViolations(t *testing.T) {
+	spec := loadSpec(t)
+	for name, tc := range map[string]struct {
+		method, path, body string
+		status             int
+		reply              string
+		mention            string
+	}{
+		"POST for a GET action": {"POST", "/v1/core/virtual-machines/1/hibernate", "", 200, `{}`, "not an operation"},
+		"missing required":      {"POST", "/v1/core/volumes", `{"name":"v","environment_name":"e","size":1}`, 200, `{"status":true}`, `"volume_type" is missing`},
+		"string for integer":    {"POST", "/v1/core/volumes", `{"name":"v","environment_name":"e","size":"1","volume_type":"t"}`, 200, `{"status":true}`, "want a integer"},
+		"unknown member":        {"POST", "/v1/core/environments", `{"name":"e","region":"r","zone":"z"}`, 200, `{"status":true}`, `"zone" is not in the spec`},
+		"bad protocol":          {"POST", "/v1/core/virtual-machines", `{"name":"n","environment_name":"e","flavor_name":"f","key_name":"k","count":1,"security_rules":[{"direction":"ingress","ethertype":"IPv4","protocol":"tcpp","remote_ip_prefix":"0.0.0.0/0"}]}`, 200, `{"status":true,"instances":[]}`, "not one of"},
+		"reply member unknown":  {"GET", "/v1/core/virtual-machines/1", "", 200, `{"status":true,"instance":{"id":1,"nmae":"x"}}`, `"nmae" is not in the spec`},
+		"reply wrong type":      {"GET", "/v1/pricebook", "", 200, `{"data":[]}`, "want an array"},
+		"undocumented status":   {"GET", "/v1/core/keypairs", "", 404, `{"status":false,"message":"m"}`, "not documented"},
+		"unknown query":         {"GET", "/v1/core/flavors?region_name=X", "", 200, `{"status":true,"data":[]}`, `query parameter "region_name"`},
+	} {
+		rec := newSpecRecorder(spec, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(tc.status)
+			w.Write([]byte(tc.reply)) //nolint:errcheck
+		}))
+		rec.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body)))
+		v, _ := rec.report()
+		if !strings.Contains(strings.Join(v, "\n"), tc.mention) {
+			t.Errorf("%s: violations %q do not mention %q", name, v, tc.mention)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+package lambda
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// PricingSource names where Lambda prices come from.
+const PricingSource = "lambda GET /instance-types price_cents_per_hour"
+
+// instanceType is one Lambda instance type. Fields are pointers where the
+// published spec and its own example disagree, so the normalizer can tell
+// a missing value from a zero.
+type instanceType struct {
+	Name              string `json:"name"`
+	Description       string `json:"description"`
+	GPUDescription    string `json:"gpu_description"`
+	PriceCentsPerHour *cents `json:"price_cents_per_hour"`
+	Specs             *specs `json:"specs"`
+}
+
+type specs struct {
+	VCPUs      *int     `json:"vcpus"`
+	MemoryGiB  *float64 `json:"memory_gib"`
+	StorageGiB *float64 `json:"storage_gib"`
+	// GPUs is missing from the 1.5.3 spec's own example; the count is
+	// then read from the type name (gpu_8x_h100_sxm5 has 8).
+	GPUs *int `json:"gpus"`
+}
+
+// cents is a price in US cents. The schema says integer; the spec's
+// example (and so any client generated from it) uses a string such as
+// "80". Both are accepted, and nothing else.
+type cents float64
+
+func (c *cents) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		b = []byte(strings.TrimSpace(s))
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("price %s is not a number of cents", string(b))
+	}
+	*c = cents(f)
+	return nil
+}
+
+type typeAvailability struct {
+	InstanceType *instanceType `json:"instance_type"`
+	Regions      []region      `json:"regions_with_capacity_available"`
+}
+
+func (p *Provider) instanceTypes(ctx context.Context, op string) (map[string]typeAvailability, error) {
+	var raw json.RawMessage
+	if err := p.api.do(ctx, op, http.MethodGet, "/instance-types", nil, &raw); err != nil {
+		return nil, err
+	}
+	var types map[string]typeAvailability
+	if err := json.Unmarshal(raw, &types); err != nil {
+		return nil, malformed("instance types: %v", err)
+	}
+	return types, nil
+}
+
+// Catalog lists every instance type in every known region, with its
+// on-demand price and whether Lambda has capacity for it there now.
+// Known regions are those where any type has capacity, plus the
+// configured region and regions: Lambda reports capacity, not offerings.
+func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error) {
+	types, err := p.instanceTypes(ctx, "catalog")
+	if err != nil {
+		return nil, err
+	}
+	rows, _, err := normalize(types, p.opts.regions, p.opts.region)
+	return rows, err
+}
+
+// normalize turns GET /instance-types data into catalog rows, sorted by
+// region, price and name. Any malformed entry rejects the whole payload:
+// a partial catalog would silently hide machines or misprice them.
+func normalize(types map[string]typeAvailability, extraRegions []string, defaultRegion string) ([]provider.CatalogEntry, string, error) {
+	if types == nil {
+		return nil, "", malformed("instance types: no data")
+	}
+	regionSet := map[string]bool{}
+	for _, r := range extraRegions {
+		regionSet[r] = true
+	}
+	if defaultRegion != "" {
+		regionSet[defaultRegion] = true
+	}
+	type parsed struct {
+		entry provider.CatalogEntry
+		cap   map[string]bool
+	}
+	var all []parsed
+	keys := make([]string, 0, len(types))
+	for k := range types {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		ta := types[k]
+		it := ta.InstanceType
+		switch {
+		case it == nil:
+			return nil, "", malformed("instance type %q has no instance_type object", k)
+		case it.Name == "":
+			return nil, "", malformed("instance type %q has no name", k)
+		case it.PriceCentsPerHour == nil:
+			return nil, "", malformed("instance type %s has no price_cents_per_hour", it.Name)
+		case *it.PriceCentsPerHour < 0:
+			return nil, "", malformed("instance type %s has a negative price %v", it.Name, *it.PriceCentsPerHour)
+		case it.Specs == nil || it.Specs.VCPUs == nil || it.Specs.MemoryGiB == nil:
+			return nil, "", malformed("instance type %s lacks specs.vcpus or specs.memory_gib", it.Name)
+		case *it.Specs.VCPUs <= 0 || *it.Specs.MemoryGiB <= 0:
+			return nil, "", malformed("instance type %s has %d vCPUs and %v GiB of memory", it.Name, *it.Specs.VCPUs, *it.Specs.MemoryGiB)
+		case ta.Regions == nil:
+			return nil, "", malformed("instance type %s has no regions_with_capacity_available list", it.Name)
+		}
+		model, count, memGiB := gpuOf(*it)
+		e := provider.CatalogEntry{
+			Provider: Name, InstanceType: it.Name, VCPUs: *it.Specs.VCPUs, MemoryGiB: *it.Specs.MemoryGiB,
+			GPUModel: model, GPUCount: count, GPUMemoryGiB: memGiB,
+			HourlyPrice:   math.Round(float64(*it.PriceCentsPerHour)) / 100,
+			PricingSource: PricingSource,
+		}
+		capacity := map[string]bool{}
+		for _, r := range ta.Regions {
+			if r.Name == "" {
+				return nil, "", malformed("instance type %s lists a region without a name", it.Name)
+			}
+			capacity[r.Name] = true
+			regionSet[r.Name] = true
+		}
+		fmt.Fprintf(h, "%s=%v\n", it.Name, float64(*it.PriceCentsPerHour))
+		all = append(all, parsed{e, capacity})
+	}
+	version := "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
+	regions := make([]string, 0, len(regionSet))
+	for r := range regionSet {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	var out []provider.CatalogEntry
+	for _, r := range regions {
+		for _, pt := range all {
+			e := pt.entry
+			e.Region, e.Available, e.PricingVersion = r, pt.cap[r], version
+			out = append(out, e)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Region != out[j].Region {
+			return out[i].Region < out[j].Region
+		}
+		if out[i].HourlyPrice != out[j].HourlyPrice {
+			return out[i].HourlyPrice < out[j].HourlyPrice
+		}
+		return out[i].InstanceType < out[j].InstanceType
+	})
+	return out, version, nil
+}
+
+func malformed(format string, args ...any) error {
+	return provider.Errorf(provider.KindInvalid, Name, "catalog", "malformed instance-types payload from Lambda: "+format, args...)
+}
+
+var (
+	// gpu_8x_h100_sxm5, gpu_1x_a100_sxm4, gpu_8x_a100_80gb_sxm4, gpu_1x_gh200
+	typeNameRE = regexp.MustCompile(`^gpu_(\d+)x_([a-z0-9]+)(.*)$`)
+	memNameRE  = regexp.MustCompile(`_(\d+)gb(_|$)`)
+	memDescRE  = regexp.MustCompile(`(?i)\((\d+)\s*GB`)
+)
+
+// gpuMemoryGiB is the memory of one GPU of each model Lambda offers, for
+// types whose name and description do not say.
+var gpuMemoryGiB = map[string]float64{
+	"a10": 24, "a100": 40, "a6000": 48, "b200": 180, "gh200": 96, "h100": 80, "rtx6000": 24, "v100": 16,
+}
+
+// gpuOf reads the GPU model (lowercase, as "h100"), the count, and the
+// memory of one GPU from an instance type.
+func gpuOf(it instanceType) (model string, count int, memGiB float64) {
+	name := strings.ToLower(it.Name)
+	if m := typeNameRE.FindStringSubmatch(name); m != nil {
+		count, _ = strconv.Atoi(m[1])
+		model = m[2]
+		if mm := memNameRE.FindStringSubmatch(m[3]); mm != nil {
+			memGiB, _ = strconv.ParseFloat(mm[1], 64)
+		}
+	}
+	if it.Specs != nil && it.Specs.GPUs != nil {
+		count = *it.Specs.GPUs
+	}
+	if count == 0 {
+		return "", 0, 0
+	}
+	if model == "" {
+		model = modelFromDescription(it.GPUDescription)
+	}
+	if memGiB == 0 {
+		if m := memDescRE.FindStringSubmatch(it.GPUDescription); m != nil {
+			memGiB, _ = strconv.ParseFloat(m[1], 64)
+		} else if m := memDescRE.FindStringSubmatch(it.Description); m != nil {
+			memGiB, _ = strconv.ParseFloat(m[1], 64)
+		} else {
+			memGiB = gpuMemoryGiB[model]
+		}
+	}
+	return model, count, memGiB
+}
+
+// modelFromDescription reads "H100 (80 GB SXM5)" as h100, "RTX A6000 (48
+// GB)" as a6000 and "Quadro RTX 6000 (24 GB)" as rtx6000.
+func modelFromDescription(d string) string {
+	d = strings.ToLower(d)
+	if i := strings.Index(d, "("); i >= 0 {
+		d = d[:i]
+	}
+	var f []string
+	for _, w := range strings.Fields(d) {
+		if w != "nvidia" && w != "quadro" && w != "tesla" {
+			f = append(f, w)
+		}
+	}
+	switch {
+	case len(f) == 0:
+		return ""
+	case f[0] == "rtx" && len(f) > 1 && f[1][0] >= 'a' && f[1][0] <= 'z':
+		return f[1]
+	}
+	return strings.Join(f, "")
+}

@@ -1,0 +1,103 @@
+package lambda
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+// TestExchangesMatchSpec drives every call the provider makes through
+// the spec checker and requires that each operation it uses was checked
+// (every test checks its own exchanges too; this one pins the coverage).
+func TestExchangesMatchSpec(t *testing.T) {
+	e := newEnv(t, fastFake(), nil)
+	ctx := ctxT(t)
+	hostID := uuid.NewString()
+	spec := testSpec(hostID)
+	spec.HostKey = &provider.HostKey{PrivatePEM: "-----BEGIN OPENSSH PRIVATE KEY-----\nX\n-----END OPENSSH PRIVATE KEY-----", Public: "ssh-ed25519 AAAA h"}
+	if err := e.p.CheckCredentials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Catalog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in, err := e.p.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.p, in.Ref(hostID), provider.StateRunning)
+	e.fake.MarkUnhealthy(in.ID)
+	if _, err := e.p.Start(ctx, in.Ref(hostID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Status(ctx, provider.Ref{Name: spec.Name, InstanceID: "00000000000000000000000000000000"}); !provider.IsNotFound(err) {
+		t.Fatalf("unknown id: %v", err)
+	}
+	if err := e.p.Delete(ctx, in.Ref(hostID), false); err != nil {
+		t.Fatal(err)
+	}
+	violations, seen := e.spec.report()
+	if len(violations) > 0 {
+		t.Fatalf("violations:\n  %s", strings.Join(violations, "\n  "))
+	}
+	for _, op := range []string{
+		"GET /instance-types", "GET /instances", "GET /instances/{id}", "POST /instance-operations/launch",
+		"POST /instance-operations/terminate", "POST /instance-operations/restart", "GET /ssh-keys", "POST /ssh-keys",
+	} {
+		if seen[op] == 0 {
+			t.Errorf("operation %s was not exercised", op)
+		}
+	}
+	var ops []string
+	for op := range seen {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	t.Logf("checked operations: %v", ops)
+}
+
+// The checker must catch what it exists to catch.
+func TestSpecCheckerCatchesViolations(t *testing.T) {
+	spec := loadOpenAPI(t, specFile, "/api/v1")
+	spec.extraRequest["POST /instance-operations/launch"] = []string{"user_data"}
+	for name, tc := range map[string]struct {
+		method, path, body string
+		status             int
+		reply              string
+		mention            string
+	}{
+		"unknown path":        {"GET", "/api/v1/instance", "", 200, `{}`, "not an operation"},
+		"unknown method":      {"DELETE", "/api/v1/instances", "", 200, `{}`, "not an operation"},
+		"missing required":    {"POST", "/api/v1/instance-operations/launch", `{"region_name":"r","instance_type_name":"t"}`, 200, `{"data":{"instance_ids":[]}}`, `"ssh_key_names" is missing`},
+		"two ssh keys":        {"POST", "/api/v1/instance-operations/launch", `{"region_name":"r","instance_type_name":"t","ssh_key_names":["a","b"]}`, 200, `{"data":{"instance_ids":[]}}`, "at most 1"},
+		"unknown member":      {"POST", "/api/v1/instance-operations/launch", `{"region_name":"r","instance_type_name":"t","ssh_key_names":["a"],"user_date":"x"}`, 200, `{"data":{"instance_ids":[]}}`, `"user_date" is not in the spec`},
+		"quantity 2":          {"POST", "/api/v1/instance-operations/launch", `{"region_name":"r","instance_type_name":"t","ssh_key_names":["a"],"quantity":2}`, 200, `{"data":{"instance_ids":[]}}`, "above the maximum"},
+		"wrong reply type":    {"GET", "/api/v1/instances", "", 200, `{"data":{}}`, "want an array"},
+		"bad status enum":     {"GET", "/api/v1/instances/abc", "", 200, `{"data":{"id":"a","status":"running","ssh_key_names":[],"file_system_names":[]}}`, "not one of"},
+		"undocumented status": {"GET", "/api/v1/instances", "", 404, `{"error":{"code":"global/unknown","message":"m"}}`, "not documented"},
+		"bad error code":      {"GET", "/api/v1/instances/abc", "", 404, `{"error":{"code":"nope","message":"m"}}`, "not one of"},
+		"integer as string":   {"GET", "/api/v1/instance-types", "", 200, `{"data":{"t":{"instance_type":{"name":"t","description":"d","gpu_description":"g","price_cents_per_hour":"80","specs":{"vcpus":1,"memory_gib":1,"storage_gib":1,"gpus":1}},"regions_with_capacity_available":[]}}}`, "want a integer"},
+		"body on a GET":       {"GET", "/api/v1/instances", `{"x":1}`, 200, `{"data":[]}`, "body the spec does not define"},
+		"query not in spec":   {"GET", "/api/v1/instances?page=2", "", 200, `{"data":[]}`, `query parameter "page"`},
+	} {
+		rec := newSpecRecorder(spec, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(tc.status)
+			w.Write([]byte(tc.reply)) //nolint:errcheck
+		}))
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+		rec.ServeHTTP(httptest.NewRecorder(), req)
+		v, _ := rec.report()
+		if !strings.Contains(strings.Join(v, "\n"), tc.mention) {
+			t.Errorf("%s: violations %q do not mention %q", name, v, tc.mention)
+		}
+	}
+}

@@ -1,0 +1,272 @@
+package nebius
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	billing "github.com/nebius/gosdk/proto/nebius/billing/v1alpha1"
+	common "github.com/nebius/gosdk/proto/nebius/common/v1"
+	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/providers/nebius/nebiusfake"
+)
+
+func catalogByType(t *testing.T, rows []provider.CatalogEntry) map[string]provider.CatalogEntry {
+	t.Helper()
+	out := map[string]provider.CatalogEntry{}
+	for _, r := range rows {
+		if _, dup := out[r.InstanceType]; dup {
+			t.Fatalf("instance type %s listed twice", r.InstanceType)
+		}
+		out[r.InstanceType] = r
+	}
+	return out
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+// TestCatalogFromCalculator checks normalization against the fake's
+// platform payload (the shape PlatformService.List returns) and prices
+// computed by hand from the fake calculator's price model.
+func TestCatalogFromCalculator(t *testing.T) {
+	srv := startFake(t, fastFake())
+	p := openProvider(t, srv, "dep", nil)
+	ctx := testCtx(t)
+	rows, err := p.Catalog(ctx)
+	if err != nil {
+		t.Fatalf("Catalog: %v", err)
+	}
+	byType := catalogByType(t, rows)
+	presets := 0
+	for _, pl := range nebiusfake.DefaultPlatforms() {
+		presets += len(pl.GetSpec().GetPresets())
+	}
+	if len(rows) != presets {
+		t.Fatalf("%d rows for %d presets", len(rows), presets)
+	}
+	want := map[string]provider.CatalogEntry{
+		// 1 GPU × 2.95; preemptible 1 × 1.25
+		"gpu-h100-sxm/1gpu-16vcpu-200gb":   {VCPUs: 16, MemoryGiB: 200, GPUModel: "h100", GPUCount: 1, GPUMemoryGiB: 80, HourlyPrice: 2.95, SpotPrice: 1.25},
+		"gpu-h100-sxm/8gpu-128vcpu-1600gb": {VCPUs: 128, MemoryGiB: 1600, GPUModel: "h100", GPUCount: 8, GPUMemoryGiB: 80, HourlyPrice: 23.6, SpotPrice: 10},
+		// 1.35 + 8 × 0.012 + 32 × 0.0032; no preemptibles on L40S
+		"gpu-l40s-a/1gpu-8vcpu-32gb": {VCPUs: 8, MemoryGiB: 32, GPUModel: "l40s", GPUCount: 1, GPUMemoryGiB: 48, HourlyPrice: 1.5484},
+		// 4 × 0.012 + 16 × 0.0032
+		"cpu-d3/4vcpu-16gb": {VCPUs: 4, MemoryGiB: 16, HourlyPrice: 0.0992},
+	}
+	for typ, w := range want {
+		g, ok := byType[typ]
+		if !ok {
+			t.Errorf("no row for %s", typ)
+			continue
+		}
+		if g.Provider != Name || g.Region != testRegion || g.Zone != "" || !g.Available {
+			t.Errorf("%s: provider %q region %q zone %q available %v", typ, g.Provider, g.Region, g.Zone, g.Available)
+		}
+		if g.VCPUs != w.VCPUs || g.MemoryGiB != w.MemoryGiB || g.GPUModel != w.GPUModel || g.GPUCount != w.GPUCount || g.GPUMemoryGiB != w.GPUMemoryGiB {
+			t.Errorf("%s: got %d vCPU %.0f GiB %q×%d (%.0f GiB), want %d vCPU %.0f GiB %q×%d (%.0f GiB)", typ,
+				g.VCPUs, g.MemoryGiB, g.GPUModel, g.GPUCount, g.GPUMemoryGiB, w.VCPUs, w.MemoryGiB, w.GPUModel, w.GPUCount, w.GPUMemoryGiB)
+		}
+		if !near(g.HourlyPrice, w.HourlyPrice) || !near(g.SpotPrice, w.SpotPrice) {
+			t.Errorf("%s: price %v spot %v, want %v spot %v", typ, g.HourlyPrice, g.SpotPrice, w.HourlyPrice, w.SpotPrice)
+		}
+		if g.PricingSource != PricingSourceCalculator || !strings.HasPrefix(g.PricingVersion, "calculator-") {
+			t.Errorf("%s: pricing source %q version %q", typ, g.PricingSource, g.PricingVersion)
+		}
+	}
+	// The version identifies the prices: same prices, same version;
+	// another price, another version.
+	again, err := p.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0].PricingVersion != rows[0].PricingVersion {
+		t.Fatalf("version changed without a price change: %s → %s", rows[0].PricingVersion, again[0].PricingVersion)
+	}
+	prices := nebiusfake.DefaultPrices()
+	h := prices["gpu-h100-sxm"]
+	h.GPU = 2.5
+	prices["gpu-h100-sxm"] = h
+	o := fastFake()
+	o.Prices = prices
+	other := openProvider(t, startFake(t, o), "dep", nil)
+	changed, err := other.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed[0].PricingVersion == rows[0].PricingVersion {
+		t.Fatal("a price changed but the pricing version did not")
+	}
+	if n := len(srv.Calls(nebiusfake.MethodEstimate)); n != 2*(presets+4) {
+		// one estimate per preset, one more per preset of the two
+		// preemptible-capable platforms, for each of the two calls
+		t.Fatalf("%d calculator calls, want %d", n, 2*(presets+4))
+	}
+}
+
+func TestCatalogRejectsMalformedPayloads(t *testing.T) {
+	srv := startFake(t, fastFake())
+	p := openProvider(t, srv, "dep", map[string]string{"retries": "0"})
+	ctx := testCtx(t)
+	good := nebiusfake.DefaultPlatforms()
+	withPreset := func(name string, r *compute.PresetResources) []*compute.Platform {
+		return []*compute.Platform{{
+			Metadata: &common.ResourceMetadata{Name: name},
+			Spec:     &compute.PlatformSpec{Presets: []*compute.Preset{{Name: "p", Resources: r}}},
+		}}
+	}
+	platformCases := map[string][]*compute.Platform{
+		"no platforms":          {},
+		"platform without name": {{Spec: good[0].GetSpec()}},
+		"no presets":            {{Metadata: &common.ResourceMetadata{Name: "cpu-d3"}, Spec: &compute.PlatformSpec{}}},
+		"no resources":          withPreset("cpu-d3", nil),
+		"zero vCPUs":            withPreset("cpu-d3", &compute.PresetResources{VcpuCount: 0, MemoryGibibytes: 8}),
+		"GPUs on a CPU name":    withPreset("cpu-d3", &compute.PresetResources{VcpuCount: 8, MemoryGibibytes: 8, GpuCount: 1}),
+		"duplicate preset":      {good[0], good[0]},
+	}
+	for name, plats := range platformCases {
+		t.Run("platforms/"+name, func(t *testing.T) {
+			srv.SetPlatforms(plats)
+			defer srv.SetPlatforms(nil)
+			rows, err := p.Catalog(ctx)
+			if err == nil || rows != nil {
+				t.Fatalf("got %d rows, error %v; want the payload rejected", len(rows), err)
+			}
+			if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") || !strings.Contains(err.Error(), "malformed") {
+				t.Fatalf("error %v (kind %s) does not reject a malformed payload naming nebius", err, kindOf(err))
+			}
+		})
+	}
+	priceCases := map[string]*billing.EstimateResponse{
+		"no hourly cost":   {MonthlyCost: nebiusfake.Cost("100")},
+		"not a number":     {HourlyCost: nebiusfake.Cost("two dollars")},
+		"negative":         {HourlyCost: nebiusfake.Cost("-1.5")},
+		"zero":             {HourlyCost: nebiusfake.Cost("0")},
+		"not a number NaN": {HourlyCost: nebiusfake.Cost("NaN")},
+	}
+	for name, resp := range priceCases {
+		t.Run("prices/"+name, func(t *testing.T) {
+			srv.SetEstimate(func(req *billing.EstimateRequest) (*billing.EstimateResponse, error) {
+				// Only one preset's price is bad: the catalog must still
+				// be refused as a whole.
+				if req.GetResourceSpec().GetComputeInstanceSpec().GetSpec().GetResources().GetPreset() == "1gpu-8vcpu-32gb" {
+					return resp, nil
+				}
+				return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("1.0")}, nil
+			})
+			defer srv.SetEstimate(nil)
+			rows, err := p.Catalog(ctx)
+			if err == nil || rows != nil {
+				t.Fatalf("got %d rows, error %v; want the payload rejected", len(rows), err)
+			}
+			if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") {
+				t.Fatalf("error %v (kind %s)", err, kindOf(err))
+			}
+		})
+	}
+	// A calculator outage is not a malformed payload: transient, and
+	// still no partial catalog. (Every call fails: a request the last
+	// subtest cancelled may still reach the fake and take a one-off fault.)
+	srv.Inject(nebiusfake.MethodEstimate, -1, nebiusfake.Unavailable())
+	defer srv.Clear()
+	rows, err := p.Catalog(ctx)
+	if rows != nil || kindOf(err) != provider.KindTransient {
+		t.Fatalf("calculator outage: %d rows, %v (kind %s)", len(rows), err, kindOf(err))
+	}
+}
+
+func TestCatalogFromPriceTable(t *testing.T) {
+	srv := startFake(t, fastFake())
+	dir := t.TempDir()
+	table := filepath.Join(dir, "nebius-prices.json")
+	write := func(s string) {
+		if err := os.WriteFile(table, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"version": "2026-03-01", "currency": "USD", "prices": [
+		{"platform": "gpu-h100-sxm", "preset": "1gpu-16vcpu-200gb", "hourly": 3.1, "preemptible": 1.4},
+		{"region": "eu-north1", "platform": "gpu-h100-sxm", "preset": "1gpu-16vcpu-200gb", "hourly": 2.9, "preemptible": 1.2},
+		{"region": "us-central1", "platform": "cpu-d3", "preset": "2vcpu-8gb", "hourly": 0.5},
+		{"platform": "cpu-d3", "preset": "4vcpu-16gb", "hourly": 0.1}]}`)
+	p := openProvider(t, srv, "dep", map[string]string{"price_table": table})
+	rows, err := p.Catalog(testCtx(t))
+	if err != nil {
+		t.Fatalf("Catalog: %v", err)
+	}
+	byType := catalogByType(t, rows)
+	if len(rows) != 2 {
+		t.Fatalf("got %d rows (%v), want the 2 presets the table prices for %s", len(rows), rows, testRegion)
+	}
+	h := byType["gpu-h100-sxm/1gpu-16vcpu-200gb"]
+	if h.HourlyPrice != 2.9 || h.SpotPrice != 1.2 || h.PricingVersion != "2026-03-01" || !strings.Contains(h.PricingSource, table) || h.GPUModel != "h100" {
+		t.Fatalf("h100 row %+v", h)
+	}
+	if c := byType["cpu-d3/4vcpu-16gb"]; c.HourlyPrice != 0.1 || c.VCPUs != 4 {
+		t.Fatalf("cpu row %+v", c)
+	}
+	if n := len(srv.Calls(nebiusfake.MethodEstimate)); n != 0 {
+		t.Fatalf("the calculator was called %d times with a price table", n)
+	}
+
+	for name, bad := range map[string]string{
+		"no version":  `{"prices": [{"platform": "cpu-d3", "preset": "4vcpu-16gb", "hourly": 0.1}]}`,
+		"not USD":     `{"version": "1", "currency": "EUR", "prices": [{"platform": "cpu-d3", "preset": "4vcpu-16gb", "hourly": 0.1}]}`,
+		"zero price":  `{"version": "1", "prices": [{"platform": "cpu-d3", "preset": "4vcpu-16gb", "hourly": 0}]}`,
+		"unknown key": `{"version": "1", "prices": [{"platform": "cpu-d3", "preset": "4vcpu-16gb", "hourly": 0.1, "hourley": 1}]}`,
+		"prices none": `{"version": "1", "prices": [{"platform": "cpu-x", "preset": "big", "hourly": 0.1}]}`,
+		"not JSON":    `version: 1`,
+	} {
+		write(bad)
+		if rows, err := p.Catalog(testCtx(t)); err == nil || kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") {
+			t.Errorf("%s: got %d rows, %v (kind %s); want an invalid error", name, len(rows), err, kindOf(err))
+		}
+	}
+}
+
+func TestGPUModelFromPlatformName(t *testing.T) {
+	for platform, want := range map[string]string{
+		"gpu-h100-sxm": "h100", "gpu-h200-sxm": "h200", "gpu-l40s-a": "l40s", "gpu-l40s-d": "l40s",
+		"gpu-b200-sxm-a": "b200", "gpu-b300-sxm": "b300", "cpu-d3": "", "cpu-e2": "", "gpu": "",
+	} {
+		if got := gpuModel(platform); got != want {
+			t.Errorf("gpuModel(%q) = %q, want %q", platform, got, want)
+		}
+	}
+}
+
+func TestCatalogAvailability(t *testing.T) {
+	srv := startFake(t, fastFake())
+	p := openProvider(t, srv, "dep", map[string]string{"retries": "0"})
+	ctx := testCtx(t)
+	srv.SetCapacity("gpu-h100-sxm", false)
+	rows, err := p.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if want := !strings.HasPrefix(r.InstanceType, "gpu-h100-sxm/"); r.Available != want {
+			t.Errorf("%s: available %v, want %v", r.InstanceType, r.Available, want)
+		}
+	}
+	// Without access to the capacity advisor the catalog still comes,
+	// every preset counted as available.
+	srv.Inject(nebiusfake.MethodResourceAdvice, 1, nebiusfake.PermissionDenied())
+	rows, err = p.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if !r.Available {
+			t.Errorf("%s is unavailable without advice", r.InstanceType)
+		}
+	}
+	// An advisor outage fails the refresh (the cache keeps what it had).
+	srv.Inject(nebiusfake.MethodResourceAdvice, 1, nebiusfake.Unavailable())
+	if rows, err := p.Catalog(ctx); rows != nil || kindOf(err) != provider.KindTransient {
+		t.Fatalf("advisor outage: %d rows, %v", len(rows), err)
+	}
+}
