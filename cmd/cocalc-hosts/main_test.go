@@ -65,6 +65,9 @@ func runScripts(t *testing.T, backend string) {
 				}
 			}
 			env.Defer(func() { cleanupLocalHosts(work) })
+			if err := projectScriptSetup(env); err != nil {
+				return err
+			}
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
@@ -78,12 +81,20 @@ func runScripts(t *testing.T, backend string) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"jsonfield":  cmdJSONField,
+			"jsonenv":    cmdJSONEnv,
+			"eventually": cmdEventually,
+			"ptyrun":     cmdPtyRun,
 			"exits":      cmdExits,
 			"chmod":      cmdChmod,
 			"pidalive":   cmdPidAlive,
 			"sim-orphan": cmdSimOrphan,
 			"sim-vanish": cmdSimVanish,
 			"sim-stop":   cmdSimStop,
+			"vmlog":      cmdVMLog,
+			"cloudflare": cmdCloudflare,
+			"dnsrecord":  cmdDNSRecord,
+			"lambdafake": cmdLambdaFake,
+			"lambdareqs": cmdLambdaRequests,
 		},
 	})
 }

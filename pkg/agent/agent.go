@@ -23,6 +23,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/btrfs"
+	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
 
@@ -39,6 +40,30 @@ type Config struct {
 	StorageKind string `json:"storage_kind"` // agentapi.StorageBtrfs or agentapi.StorageDirectory
 	// LogPath is where the agent writes its log; empty means no log.
 	LogPath string `json:"log_path,omitempty"`
+
+	// Project runtime settings (projects.go, activity.go).
+	//
+	// Podman says how to call podman: a containers.conf for hosts that
+	// need one, and optionally a store of its own.
+	Podman podman.Config `json:"podman,omitempty"`
+	// ImageCacheDir keeps root filesystems built by `image build`, keyed
+	// by their package list; empty means no cache.
+	ImageCacheDir string `json:"image_cache_dir,omitempty"`
+	// IdleCheckInterval is how often project activity is sampled (a Go
+	// duration; default 30s).
+	IdleCheckInterval string `json:"idle_check_interval,omitempty"`
+	// SnapshotInterval is how often projects that were active get a
+	// scheduled snapshot (default 1h; "0" turns it off).
+	SnapshotInterval string `json:"snapshot_interval,omitempty"`
+	// StopProjectsOnExit stops every project when the agent shuts down
+	// cleanly: on a host that is only this agent (the local provider),
+	// stopping the agent is stopping the host. A killed agent never stops
+	// projects, so a restarted one finds them running.
+	StopProjectsOnExit bool `json:"stop_projects_on_exit,omitempty"`
+	// SelfStopCommand is run (after stopping projects) when the host's
+	// idle policy stops it, e.g. "systemctl poweroff" on a VM (split on
+	// spaces, no shell); empty means the agent exits.
+	SelfStopCommand string `json:"self_stop_command,omitempty"`
 }
 
 // maxSocketPath is the longest path a unix socket address can hold
@@ -62,7 +87,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("storage_kind %q is not %q or %q", c.StorageKind, agentapi.StorageBtrfs, agentapi.StorageDirectory)
 	}
-	return nil
+	return c.validateProjects()
 }
 
 // LoadConfig reads and validates a config file, refusing one that others
@@ -126,6 +151,11 @@ func Main(ctx context.Context, configPath string) error {
 	defer os.Remove(cfg.SocketPath)
 
 	s := &server{cfg: cfg, started: time.Now(), log: logger}
+	if err := s.startProjects(ctx); err != nil {
+		logger.Error("refusing to start", "err", err)
+		return err
+	}
+	defer s.stopProjects()
 	srv := &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -140,6 +170,8 @@ func Main(ctx context.Context, configPath string) error {
 		logger.Error("server failed", "err", err)
 		return fmt.Errorf("agent: serve on %s: %w", cfg.SocketPath, err)
 	case <-ctx.Done():
+	case <-s.selfStop:
+		s.idleStopHost()
 	}
 	logger.Info("agent shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -240,11 +272,16 @@ type server struct {
 	cfg     Config
 	started time.Time
 	log     *slog.Logger
+	// The project runtime (projects_http.go).
+	proj     *runtime
+	selfStop chan struct{}
+	cancel   context.CancelFunc
 }
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.StatusPath, s.handleStatus)
+	s.projectRoutes(mux)
 	return mux
 }
 

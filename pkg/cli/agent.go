@@ -40,10 +40,15 @@ type AgentHealth struct {
 	Reachable bool             `json:"reachable"`
 	Error     string           `json:"error,omitempty"`
 	Status    *agentapi.Status `json:"status,omitempty"`
+	// LastContact is the last successful SSH contact with a remote host.
+	LastContact *time.Time `json:"last_contact,omitempty"`
 }
 
 func (a *AgentHealth) String() string {
 	if !a.Reachable {
+		if a.LastContact != nil {
+			return fmt.Sprintf("not answering (last contact %s): %s", a.LastContact.Local().Format("2006-01-02 15:04:05"), a.Error)
+		}
 		return "not answering: " + a.Error
 	}
 	s := a.Status

@@ -26,6 +26,10 @@ type CreateOptions struct {
 	Image       string
 	Spot        bool
 	NoWait      bool
+	DryRun      bool
+	// Address and DataDisk adopt an existing machine (--cloud ssh).
+	Address  string
+	DataDisk string
 }
 
 func newCreateCmd(f *Factory, runF func(context.Context, *CreateOptions) error) *cobra.Command {
@@ -37,10 +41,15 @@ func newCreateCmd(f *Factory, runF func(context.Context, *CreateOptions) error) 
 its create action is queued, and this command works it in-process (showing
 progress) unless --no-wait is given.
 
-Without --machine-type, the cheapest machine of the provider that meets
---cpu, --ram and --gpu is chosen.`,
+Without --machine-type, the cheapest machine that meets every minimum
+(--cpu, --ram, --gpu, --gpus) is chosen from the provider's catalog, or,
+without --cloud, from the catalogs of every configured cloud. If the chosen
+machine has no capacity and --zone/--region/--machine-type left room, the
+next cheapest is tried. --dry-run shows the choice, its hourly price and a
+monthly estimate including the data disk, and creates nothing.`,
 		Example: `  cocalc-hosts create --cloud local --name dev
-  cocalc-hosts create --cloud sim --gpu l4 --region sim-east1 --no-wait`,
+  cocalc-hosts create --cloud sim --gpu l4 --region sim-east1 --no-wait
+  cocalc-hosts create --gpu l4 --ram 32 --dry-run`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -63,7 +72,9 @@ Without --machine-type, the cheapest machine of the provider that meets
 	fl.StringVar(&o.Image, "image", "", "VM image, on providers with custom images")
 	fl.BoolVar(&o.Spot, "spot", false, "use a spot (preemptible) instance")
 	fl.BoolVar(&o.NoWait, "no-wait", false, "only queue the create; a `worker` runs it")
-	cmd.MarkFlagRequired("cloud")                              //nolint:errcheck
+	fl.BoolVar(&o.DryRun, "dry-run", false, "show the machine that would be chosen and its cost; create nothing")
+	fl.StringVar(&o.Address, "address", "", "with --cloud ssh: the machine to adopt, USER@HOST[:PORT] (authorize `cocalc-hosts ssh-key` there first)")
+	fl.StringVar(&o.DataDisk, "data-disk", "", "with --cloud ssh: empty disk for the project pool, e.g. /dev/vdb (default: a loop file)")
 	cmd.RegisterFlagCompletionFunc("cloud", completeProviders) //nolint:errcheck
 	return cmd
 }
@@ -83,11 +94,16 @@ func runCreate(ctx context.Context, f *Factory, o *CreateOptions) error {
 	if err != nil {
 		return err
 	}
-	sub, err := svc.Create(ctx, hosts.CreateRequest{
+	req := hosts.CreateRequest{
 		Name: o.Name, Owner: cfg.String("account"), Provider: o.Provider, Region: o.Region, Zone: o.Zone,
 		Spec: model.HostSpec{MachineType: o.MachineType, CPUs: o.CPUs, MemoryGiB: o.MemoryGiB, GPUModel: o.GPU,
-			GPUCount: o.GPUCount, DiskGB: o.DiskGB, Image: o.Image, Spot: o.Spot},
-	})
+			GPUCount: o.GPUCount, DiskGB: o.DiskGB, Image: o.Image, Spot: o.Spot,
+			Address: o.Address, DataDiskDevice: o.DataDisk},
+	}
+	if o.DryRun {
+		return runCreateDryRun(ctx, f, svc, req)
+	}
+	sub, err := svc.Create(ctx, req)
 	if err != nil {
 		return err
 	}

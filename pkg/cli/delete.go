@@ -17,6 +17,9 @@ type DeleteOptions struct {
 	KeepDisk bool
 	Yes      bool
 	NoWait   bool
+	// Purge and Forget are for adopted machines (--cloud ssh).
+	Purge  bool
+	Forget bool
 }
 
 func newDeleteCmd(f *Factory, runF func(context.Context, *DeleteOptions) error) *cobra.Command {
@@ -26,7 +29,11 @@ func newDeleteCmd(f *Factory, runF func(context.Context, *DeleteOptions) error) 
 		Short: "Delete a host and its VM",
 		Long: `Delete a host: its VM and, unless --keep-disk, its data disk. With
 --keep-disk the host stays (status off) and ` + "`start`" + ` makes a new VM on the kept
-disk. On a terminal you are asked to confirm; otherwise pass --yes.`,
+disk. On a terminal you are asked to confirm; otherwise pass --yes.
+
+An adopted machine (--cloud ssh) is the user's: delete uninstalls the agent
+and keeps the project pool (/btrfs) and its data unless --purge. --forget
+drops a host whose machine is gone or unreachable without touching it.`,
 		Args:              oneHost,
 		ValidArgsFunction: completeHosts(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -40,6 +47,8 @@ disk. On a terminal you are asked to confirm; otherwise pass --yes.`,
 	cmd.Flags().BoolVar(&o.KeepDisk, "keep-disk", false, "keep the data disk (host becomes off)")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
+	cmd.Flags().BoolVar(&o.Purge, "purge", false, "adopted machines: also erase the project pool (/btrfs) and its data")
+	cmd.Flags().BoolVar(&o.Forget, "forget", false, "adopted machines: drop the host without touching the machine")
 	return cmd
 }
 
@@ -66,7 +75,7 @@ func runDelete(ctx context.Context, f *Factory, o *DeleteOptions) error {
 			return usagef("not confirmed; host %s left as it was", h.Name)
 		}
 	}
-	sub, err := svc.Delete(ctx, h.ID, hosts.DeleteOptions{KeepDisk: o.KeepDisk})
+	sub, err := svc.Delete(ctx, h.ID, hosts.DeleteOptions{KeepDisk: o.KeepDisk, Purge: o.Purge, Forget: o.Forget})
 	if err != nil {
 		return err
 	}

@@ -69,9 +69,12 @@ func exitCode(err error) int {
 	var af *actionFailedError
 	var unk *provider.UnknownError
 	var loose *secrets.ModeError
+	var status interface{ ExitStatus() int } // a command's own status (project exec)
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &status):
+		return status.ExitStatus()
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &ue), errors.As(err, &inv), errors.As(err, &unk), errors.As(err, &loose),

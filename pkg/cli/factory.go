@@ -57,6 +57,8 @@ type Factory struct {
 	cfg       *config.Config
 	st        store.Store
 	providers *providerSet
+	// ssh is the SSH pool and bootstrap runner (sshkey.go), made on first use.
+	ssh sshParts
 }
 
 // NewFactory returns a factory on io.
@@ -118,6 +120,12 @@ func (f *Factory) Hosts(ctx context.Context) (*hosts.Service, error) {
 	}
 	svc := hosts.New(s, ps)
 	svc.Now = f.Now
+	if err := configureHostExtras(svc, cfg, s); err != nil {
+		return nil, err
+	}
+	if err := f.wireBootstrap(ctx, svc); err != nil {
+		return nil, err
+	}
 	if n := cfg.Int("worker.max_attempts"); n > 0 {
 		svc.MaxAttempts = n
 	}
@@ -173,7 +181,8 @@ func (f *Factory) Providers(ctx context.Context) (*providerSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("find own executable for the agent: %w", err)
 		}
-		f.providers = &providerSet{cfg: cfg, st: s, stateDir: stateDir, runtimeDir: runtimeDir, exe: exe, open: map[string]provider.Provider{}}
+		f.providers = &providerSet{cfg: cfg, st: s, stateDir: stateDir, runtimeDir: runtimeDir, exe: exe, open: map[string]provider.Provider{},
+			onOpen: f.giveSSH}
 	}
 	return f.providers, nil
 }
@@ -185,6 +194,7 @@ func (f *Factory) Close() {
 	if f.providers != nil {
 		f.providers.close()
 	}
+	f.ssh.close()
 	if f.st != nil {
 		f.st.Close()
 		f.st = nil
@@ -200,6 +210,9 @@ type providerSet struct {
 	runtimeDir string
 	exe        string
 	open       map[string]provider.Provider
+	// onOpen completes a newly opened provider (hands the SSH pool to
+	// providers that work over SSH).
+	onOpen func(context.Context, provider.Provider) error
 }
 
 var _ hosts.Providers = (*providerSet)(nil)
@@ -223,6 +236,11 @@ func (ps *providerSet) Get(ctx context.Context, name string) (provider.Provider,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if ps.onOpen != nil {
+		if err := ps.onOpen(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	ps.open[name] = p
 	return p, nil

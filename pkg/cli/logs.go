@@ -15,6 +15,8 @@ type LogsOptions struct {
 	Host   string
 	Limit  int
 	Follow bool
+	// Boot shows the output of the host's newest bootstrap run instead.
+	Boot bool
 }
 
 func newLogsCmd(f *Factory, runF func(context.Context, *LogsOptions) error) *cobra.Command {
@@ -34,6 +36,7 @@ func newLogsCmd(f *Factory, runF func(context.Context, *LogsOptions) error) *cob
 	}
 	cmd.Flags().IntVarP(&o.Limit, "limit", "n", 50, "show the newest N entries (0: all)")
 	cmd.Flags().BoolVarP(&o.Follow, "follow", "f", false, "keep printing new entries until interrupted")
+	cmd.Flags().BoolVar(&o.Boot, "boot", false, "show the output of the host's newest bootstrap (or upgrade) run")
 	return cmd
 }
 
@@ -48,6 +51,9 @@ func runLogs(ctx context.Context, f *Factory, o *LogsOptions) error {
 	h, err := st.GetHost(ctx, o.Host)
 	if err != nil {
 		return err
+	}
+	if o.Boot {
+		return runBootLogs(ctx, f, st, h, o)
 	}
 	entries, err := st.ListLog(ctx, store.LogFilter{HostID: h.ID, Limit: o.Limit})
 	if err != nil {

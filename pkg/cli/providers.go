@@ -14,34 +14,48 @@ type ProviderInfo struct {
 	Name         string                `json:"name"`
 	Description  string                `json:"description"`
 	Capabilities provider.Capabilities `json:"capabilities"`
+	// Configured: the config file has a providers.NAME section (see
+	// `providers add`).
+	Configured bool `json:"configured"`
 }
 
 func newProvidersCmd(f *Factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "providers",
 		Short: "List providers and their capabilities",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.Config()
+			if err != nil {
+				return err
+			}
+			configured := map[string]bool{}
+			for _, n := range cfg.ConfiguredProviders() {
+				configured[n] = true
+			}
 			var out []ProviderInfo
 			for _, r := range provider.Registered() {
-				out = append(out, ProviderInfo{Name: r.Name, Description: r.Description, Capabilities: r.Capabilities})
+				out = append(out, ProviderInfo{Name: r.Name, Description: r.Description, Capabilities: r.Capabilities,
+					Configured: configured[r.Name]})
 			}
 			if f.jsonOutput() {
 				return printJSON(f.IO.Out, out)
 			}
-			t := newTable(f.IO.Out, "NAME", "STOP", "DISK RESIZE", "KEEP DISK", "GPU", "ZONES", "SPOT", "CUSTOM IMAGE", "DESCRIPTION")
+			t := newTable(f.IO.Out, "NAME", "CONFIGURED", "STOP", "DISK RESIZE", "KEEP DISK", "GPU", "ZONES", "SPOT", "CUSTOM IMAGE", "DESCRIPTION")
 			for _, p := range out {
 				c := p.Capabilities
 				resize := yesNo(c.DiskResize)
 				if c.DiskResize && c.DiskResizeRequiresStop {
 					resize = "when stopped"
 				}
-				t.row(p.Name, string(c.Stop), resize, yesNo(c.PersistentDisk), yesNo(c.GPU), yesNo(c.Zones), yesNo(c.Spot),
+				t.row(p.Name, yesNo(p.Configured), string(c.Stop), resize, yesNo(c.PersistentDisk), yesNo(c.GPU), yesNo(c.Zones), yesNo(c.Spot),
 					yesNo(c.CustomImage), p.Description)
 			}
 			return t.flush()
 		},
 	}
+	cmd.AddCommand(newProvidersAddCmd(f, nil))
+	return cmd
 }
 
 func yesNo(b bool) string {

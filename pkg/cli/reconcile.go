@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/reconcile"
 )
 
@@ -60,8 +61,13 @@ func reconcileOnce(ctx context.Context, f *Factory, o ReconcileOptions) (reconci
 	if err != nil {
 		return reconcile.Report{}, err
 	}
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return reconcile.Report{}, err
+	}
 	return reconcile.Run(ctx, reconcile.Options{Store: st, Providers: provs, DryRun: o.DryRun,
-		DeleteOrphans: o.DeleteOrphans, Now: f.Now})
+		DeleteOrphans: o.DeleteOrphans, Now: f.Now,
+		BeforeWrite: func(ctx context.Context, h *model.Host) { svc.SyncDNS(ctx, h, func(string) {}) }})
 }
 
 func printReconcileReport(f *Factory, rep reconcile.Report, dryRun bool) {

@@ -24,6 +24,9 @@ type HostDetail struct {
 	Collaborators []string         `json:"collaborators"`
 	RecentLog     []model.LogEntry `json:"recent_log"`
 	Agent         *AgentHealth     `json:"agent,omitempty"`
+	// Address is how to reach the host: its public DNS name when DNS is
+	// configured, else its raw public IP.
+	Address string `json:"address,omitempty"`
 }
 
 func newShowCmd(f *Factory, runF func(context.Context, *ShowOptions) error) *cobra.Command {
@@ -53,7 +56,7 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 	if err != nil {
 		return err
 	}
-	d := HostDetail{Host: h, Collaborators: []string{}, RecentLog: []model.LogEntry{}}
+	d := HostDetail{Host: h, Collaborators: []string{}, RecentLog: []model.LogEntry{}, Address: publicAddress(h)}
 	if jobs, err := st.ListJobs(ctx, store.JobFilter{HostID: h.ID, ActiveOnly: true}); err != nil {
 		return err
 	} else if len(jobs) > 0 {
@@ -70,7 +73,7 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 		d.RecentLog = l
 	}
 	if h.Status == model.StatusRunning {
-		d.Agent = agentHealth(ctx, h)
+		d.Agent = f.hostAgentHealth(ctx, h)
 	}
 	if f.jsonOutput() {
 		return printJSON(f.IO.Out, d)
@@ -94,8 +97,8 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 	if h.Runtime.InstanceID != "" {
 		kv("instance", h.Runtime.InstanceID)
 	}
-	if h.Runtime.PublicIP != "" {
-		kv("address", h.Runtime.PublicIP)
+	if d.Address != "" {
+		kv("address", addressLine(h))
 	}
 	if s := h.Runtime.Meta["storage"]; s != "" {
 		note := ""

@@ -40,7 +40,7 @@ disk kept where the provider has one.`,
 			if err != nil {
 				return err
 			}
-			return finishSubmitted(cmd.Context(), f, sub, o.NoWait)
+			return finishStop(cmd.Context(), f, sub, o.NoWait, o.Deprovision)
 		},
 	}
 	cmd.Flags().BoolVar(&o.Deprovision, "deprovision", false, "delete the VM, keeping the data disk where possible")

@@ -27,7 +27,8 @@ func newWorkerCmd(f *Factory, runF func(context.Context, *WorkerOptions) error) 
 database; each action runs once. A worker that dies leaves its job to be
 taken over when its lease expires. With --drain the worker exits when no
 job is queued or running. The worker also reconciles the database with the
-providers every worker.reconcile_interval (not with --drain).`,
+providers every worker.reconcile_interval, and refreshes expired catalogs and
+recomputes usage every catalog.refresh_interval (neither with --drain).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -92,6 +93,9 @@ func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
 	}
 	if !o.Drain && o.ReconcileInterval > 0 {
 		go reconcileLoop(ctx, f, o.ReconcileInterval)
+	}
+	if !o.Drain {
+		go catalogLoop(ctx, f) // refreshes expired catalogs and usage
 	}
 	if !f.jsonOutput() {
 		fmt.Fprintf(f.IO.ErrOut, "worker %s: %d at once, lease %s\n", w.ID, w.Concurrency, w.Lease)

@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,21 +39,54 @@ var defaults = map[string]any{
 	"sqlite.busy_timeout":       "10s",
 	"postgres.connect_timeout":  "10s",
 	"ready_timeout":             "10m",
+	"catalog.ttl.machine_types": "72h",
+	"catalog.ttl.capacity":      "15m",
+	"catalog.refresh_interval":  "10m",
+	"dns.domain":                "",
+	"dns.zone_id":               "",
+	"dns.token_file":            "",
+	"dns.endpoint":              "https://api.cloudflare.com/client/v4",
+
+	// Bootstrap over SSH (pkg/sshboot).
+	"ssh.fleet_key":                      "", // default: fleet_ed25519 in the state dir
+	"bootstrap.ssh_wait":                 "5m",
+	"bootstrap.agent_wait":               "60s",
+	"bootstrap.agent_url":                "",
+	"bootstrap.agent_sha256_linux_amd64": "",
+	"bootstrap.agent_sha256_linux_arm64": "",
+	"bootstrap.secrets":                  "",
 }
 
 // Descriptions of keys, for `config list`.
 var Descriptions = map[string]string{
-	"db":                        "state database: an SQLite file path or postgres://user@host/db (password in ~/.pgpass)",
-	"account":                   "your account id (default: your login name)",
-	"output":                    "default output format: table or json",
-	"worker.concurrency":        "jobs a worker runs at once",
-	"worker.lease":              "how long a claimed job stays claimed without a heartbeat",
-	"worker.reconcile_interval": "how often `worker` reconciles with the providers (0 disables)",
-	"worker.max_attempts":       "attempts per action before it is recorded as failed",
-	"sqlite.busy_timeout":       "how long to wait for another process's SQLite write lock",
-	"postgres.connect_timeout":  "how long to wait when connecting to Postgres",
-	"ready_timeout":             "how long to wait for a VM to reach the wanted state",
-	"providers.NAME.KEY":        "option KEY of provider NAME (see `cocalc-hosts providers`)",
+	"db":                         "state database: an SQLite file path or postgres://user@host/db (password in ~/.pgpass)",
+	"account":                    "your account id (default: your login name)",
+	"output":                     "default output format: table or json",
+	"worker.concurrency":         "jobs a worker runs at once",
+	"worker.lease":               "how long a claimed job stays claimed without a heartbeat",
+	"worker.reconcile_interval":  "how often `worker` reconciles with the providers (0 disables)",
+	"worker.max_attempts":        "attempts per action before it is recorded as failed",
+	"sqlite.busy_timeout":        "how long to wait for another process's SQLite write lock",
+	"postgres.connect_timeout":   "how long to wait when connecting to Postgres",
+	"ready_timeout":              "how long to wait for a VM to reach the wanted state",
+	"providers.NAME.KEY":         "option KEY of provider NAME (see `cocalc-hosts providers`)",
+	"catalog.ttl.machine_types":  "how long cached machine types and prices are used before they are fetched again",
+	"catalog.ttl.capacity":       "how long cached capacity (which machines are available where) is used",
+	"catalog.refresh_interval":   "how often `worker` refreshes expired catalogs and recomputes usage (0 disables)",
+	"dns.domain":                 "domain under which running hosts get an A record NAME.DOMAIN (empty: no DNS)",
+	"dns.zone_id":                "Cloudflare zone id of dns.domain",
+	"dns.token_file":             "0600 file with a Cloudflare API token allowed to edit DNS in that zone",
+	"dns.endpoint":               "Cloudflare API base URL",
+	"pricing.disk_gb_month.NAME": "USD per GB-month of provider NAME's data disks (default: its list price)",
+
+	// Bootstrap over SSH (pkg/sshboot).
+	"ssh.fleet_key":                      "the fleet SSH private key (ed25519, 0600), made on first use (default: fleet_ed25519 in the state directory)",
+	"bootstrap.ssh_wait":                 "how long the bootstrap waits for a new machine to answer SSH",
+	"bootstrap.agent_wait":               "how long the bootstrap waits for the agent to answer after installing it",
+	"bootstrap.agent_url":                "URL of agent binaries for hosts of another platform than this program, with {os} and {arch} (https:// or file://; raw binary or .tar.gz)",
+	"bootstrap.agent_sha256_linux_amd64": "sha256 of the linux/amd64 artifact at bootstrap.agent_url",
+	"bootstrap.agent_sha256_linux_arm64": "sha256 of the linux/arm64 artifact at bootstrap.agent_url",
+	"bootstrap.secrets":                  "secrets installed on every host as /etc/cocalc-hosts/secrets/NAME (root, 0600): NAME=FILE[,NAME=FILE...], each FILE mode 0600",
 }
 
 // ConfigDir is $XDG_CONFIG_HOME/cocalc-hosts (or ~/.config/cocalc-hosts).
@@ -214,6 +248,9 @@ func (c *Config) All(flags *pflag.FlagSet) []Setting {
 		if desc == "" && strings.HasPrefix(k, "providers.") {
 			desc = Descriptions["providers.NAME.KEY"]
 		}
+		if desc == "" && validPricingKey(k) {
+			desc = Descriptions["pricing.disk_gb_month.NAME"]
+		}
 		out = append(out, Setting{Key: k, Value: c.v.Get(k), Source: src, Description: desc})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
@@ -231,8 +268,13 @@ func (c *Config) Get(key string) (any, bool) {
 // Set writes key=value into the config file (creating it 0600). Only
 // known keys and provider options are accepted.
 func Set(path, key, value string) error {
-	if _, ok := defaults[key]; !ok && !validProviderKey(key) {
+	if _, ok := defaults[key]; !ok && !validProviderKey(key) && !validPricingKey(key) {
 		return fmt.Errorf("unknown config key %q; see `cocalc-hosts config list`", key)
+	}
+	if validPricingKey(key) {
+		if f, err := strconv.ParseFloat(value, 64); err != nil || f < 0 {
+			return fmt.Errorf("%s=%q: want a price in USD per GB-month, such as 0.10", key, value)
+		}
 	}
 	if key == "output" && value != "table" && value != "json" {
 		return fmt.Errorf("invalid output format %q: use table or json", value)
@@ -252,6 +294,75 @@ func Set(path, key, value string) error {
 		return fmt.Errorf("write config %s: %w", path, err)
 	}
 	return os.Chmod(path, 0o600)
+}
+
+// AddProvider records provider name in the config file with options
+// (written as providers.NAME.KEY). Other settings of the provider are
+// kept. A provider added without any option gets an empty credentials
+// entry, because the config format has no empty sections and the section
+// is what makes the provider count as configured.
+func AddProvider(path, name string, options map[string]string) error {
+	if name == "" || strings.Contains(name, ".") {
+		return fmt.Errorf("invalid provider name %q", name)
+	}
+	for k := range options {
+		if k == "" || strings.ContainsAny(k, ". =") {
+			return fmt.Errorf("invalid option name %q for provider %s: use letters, digits and underscores", k, name)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	v := viper.New()
+	v.SetConfigFile(path)
+	if _, err := os.Stat(path); err == nil {
+		if err := v.ReadInConfig(); err != nil {
+			return fmt.Errorf("config file %s: %v", path, err)
+		}
+	}
+	section := "providers." + name
+	if len(options) == 0 && !v.IsSet(section) {
+		v.Set(section+".credentials", "")
+	}
+	for k, val := range options {
+		v.Set(section+"."+k, val)
+	}
+	if err := v.WriteConfigAs(path); err != nil {
+		return fmt.Errorf("write config %s: %w", path, err)
+	}
+	return os.Chmod(path, 0o600)
+}
+
+// Float parses key as a number, naming the key on error.
+func (c *Config) Float(key string) (float64, error) {
+	s := c.v.GetString(key)
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("config %s: %q is not a number", key, s)
+	}
+	return f, nil
+}
+
+// DiskPrices returns pricing.disk_gb_month.* as provider name → USD per
+// GB-month.
+func (c *Config) DiskPrices() (map[string]float64, error) {
+	out := map[string]float64{}
+	for name := range c.v.GetStringMap("pricing.disk_gb_month") {
+		f, err := c.Float("pricing.disk_gb_month." + name)
+		if err != nil {
+			return nil, err
+		}
+		if f < 0 {
+			return nil, fmt.Errorf("config pricing.disk_gb_month.%s: %v is negative", name, f)
+		}
+		out[name] = f
+	}
+	return out, nil
+}
+
+func validPricingKey(key string) bool {
+	parts := strings.Split(key, ".")
+	return len(parts) == 3 && parts[0] == "pricing" && parts[1] == "disk_gb_month" && parts[2] != ""
 }
 
 func validProviderKey(key string) bool {

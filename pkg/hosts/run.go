@@ -45,9 +45,12 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		json.Unmarshal(job.Payload, &pl) //nolint:errcheck // written by us
 		pricing = pl.PricingVersion
 		progress(fmt.Sprintf("creating %s instance %s (%s in %s)", p.Name(), provider.InstanceName(h.ID), h.Spec.MachineType, h.Region))
-		inst, err = s.createInstance(ctx, p, h)
+		inst, err = s.createWithFallback(ctx, p, &h, job.Payload, progress)
 		if err == nil {
 			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateRunning, progress)
+		}
+		if err == nil {
+			inst, err = s.bootstrapInstance(ctx, p, &h, inst, job.ID, false, progress)
 		}
 	case model.ActionStart:
 		progress(fmt.Sprintf("starting %s", h.Name))
@@ -63,6 +66,15 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		if err == nil {
 			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateRunning, progress)
 		}
+		if err == nil {
+			inst, err = s.bootstrapInstance(ctx, p, &h, inst, job.ID, false, progress)
+		}
+	case model.ActionUpgrade:
+		progress(fmt.Sprintf("upgrading the agent of %s", h.Name))
+		inst, err = p.Status(ctx, ref)
+		if err == nil {
+			inst, err = s.bootstrapInstance(ctx, p, &h, inst, job.ID, true, progress)
+		}
 	case model.ActionStop:
 		progress(fmt.Sprintf("stopping %s", h.Name))
 		inst, err = p.Stop(ctx, ref)
@@ -73,10 +85,7 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		var pl deletePayload
 		json.Unmarshal(job.Payload, &pl) //nolint:errcheck
 		progress(fmt.Sprintf("deleting %s (keep data disk: %v)", h.Name, pl.KeepDisk))
-		err = p.Delete(ctx, ref, pl.KeepDisk)
-		if provider.IsNotFound(err) {
-			err = nil // already gone: that is what we wanted
-		}
+		err = s.deleteInstance(ctx, p, h, ref, pl)
 		if err == nil {
 			h.Runtime.InstanceID = ""
 			inst = provider.Instance{State: provider.StateTerminated}
@@ -117,6 +126,7 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		h.DeletedAt = &now
 		h.Runtime = model.Runtime{}
 	}
+	s.SyncDNS(ctx, &h, progress)
 	return queue.Result{Host: &h, Log: s.logEntry(job, h, "done", "", pricing)}, nil
 }
 
@@ -156,12 +166,16 @@ func (s *Service) createInstance(ctx context.Context, p provider.Provider, h mod
 	} else {
 		return provider.Instance{}, err
 	}
-	return p.Create(ctx, provider.CreateSpec{
+	spec := provider.CreateSpec{
 		HostID: h.ID, Name: provider.InstanceName(h.ID), Region: h.Region, Zone: h.Zone,
 		MachineType: h.Spec.MachineType, DiskGB: h.Spec.DiskGB, GPUModel: h.Spec.GPUModel, GPUCount: h.Spec.GPUCount,
 		Image: h.Spec.Image, Spot: h.Spec.Spot,
 		Labels: map[string]string{provider.LabelDeployment: dep, provider.LabelHost: h.ID},
-	})
+	}
+	if err := s.prepareBootstrap(ctx, p, h, &spec); err != nil {
+		return provider.Instance{}, err
+	}
+	return p.Create(ctx, spec)
 }
 
 // waitFor polls until the instance reaches want, the VM fails, or the

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
@@ -36,6 +36,13 @@ type Service struct {
 	Now          func() time.Time
 	// Agents reaches host agents (nil: LocalAgents).
 	Agents AgentConnector
+	// Catalog is where machines are chosen from (nil: a default cache on
+	// Store); DNS publishes host names (nil: no DNS).
+	Catalog *catalog.Cache
+	DNS     DNSRecords
+	// Bootstrap turns the VMs of providers with Capabilities().Bootstrap
+	// into project hosts over SSH (nil: such providers cannot be used).
+	Bootstrap Bootstrapper
 }
 
 var _ queue.Handler = (*Service)(nil)
@@ -84,31 +91,17 @@ type Submitted struct {
 // Create validates req, stores the host as provisioning and enqueues its
 // create job. Nothing is written when validation fails.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, error) {
-	if !nameRE.MatchString(req.Name) {
-		return Submitted{}, invalid("invalid host name %q: use 1-63 lowercase letters, digits and hyphens, starting with a letter", req.Name)
+	if err := req.validate(); err != nil {
+		return Submitted{}, err
 	}
-	if req.Spec.DiskGB < 0 || req.Spec.CPUs < 0 || req.Spec.MemoryGiB < 0 || req.Spec.GPUCount < 0 {
-		return Submitted{}, invalid("disk, cpu, memory and gpu counts must not be negative")
+	if req.Provider == "" && (req.Spec.Address != "" || req.Spec.DataDiskDevice != "") {
+		return Submitted{}, invalid("--address and --data-disk adopt an existing machine: give --cloud ssh too")
 	}
-	if _, err := provider.Lookup(req.Provider); err != nil {
-		return Submitted{}, invalid("%v", err)
-	}
-	p, err := s.Providers.Get(ctx, req.Provider)
+	plan, err := s.plan(ctx, &req)
 	if err != nil {
 		return Submitted{}, err
 	}
-	caps := p.Capabilities()
-	if req.Spec.GPUModel != "" && !caps.GPU {
-		return Submitted{}, invalid("provider %s has no GPUs; choose a provider with GPUs (see `cocalc-hosts providers`)", req.Provider)
-	}
-	if req.Spec.Spot && !caps.Spot {
-		return Submitted{}, invalid("provider %s has no spot instances", req.Provider)
-	}
-	if req.Zone != "" && !caps.Zones {
-		return Submitted{}, invalid("provider %s has no zones; drop --zone", req.Provider)
-	}
-	entry, err := s.pickMachine(ctx, p, &req)
-	if err != nil {
+	if err := s.checkBootstrapSpec(ctx, &req); err != nil {
 		return Submitted{}, err
 	}
 	if _, err := s.Store.EnsureAccount(ctx, req.Owner); err != nil {
@@ -118,7 +111,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 	h := model.Host{
 		ID: uuid.NewString(), Name: req.Name, Owner: req.Owner, Provider: req.Provider,
 		Region: req.Region, Zone: req.Zone, Status: model.StatusProvisioning, Spec: req.Spec,
-		HourlyPrice: entry.HourlyPrice, LastAction: string(model.ActionCreate), CreatedAt: now, UpdatedAt: now,
+		HourlyPrice: plan.Estimate.HourlyPrice, LastAction: string(model.ActionCreate), CreatedAt: now, UpdatedAt: now,
 	}
 	if err := s.Store.CreateHost(ctx, h); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -126,7 +119,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 		}
 		return Submitted{}, err
 	}
-	payload, _ := json.Marshal(createPayload{PricingVersion: entry.PricingSource})
+	payload, _ := json.Marshal(createPayload{PricingVersion: catalog.VersionTag(plan.Choice), Query: &plan.Query})
 	job, _, err := s.enqueue(ctx, h, model.ActionCreate, payload)
 	if err != nil {
 		return Submitted{}, err
@@ -134,80 +127,33 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 	return Submitted{Host: h, Job: &job}, nil
 }
 
+func (req CreateRequest) validate() error {
+	if !nameRE.MatchString(req.Name) {
+		return invalid("invalid host name %q: use 1-63 lowercase letters, digits and hyphens, starting with a letter", req.Name)
+	}
+	if req.Spec.DiskGB < 0 || req.Spec.CPUs < 0 || req.Spec.MemoryGiB < 0 || req.Spec.GPUCount < 0 {
+		return invalid("disk, cpu, memory and gpu counts must not be negative")
+	}
+	return nil
+}
+
 type createPayload struct {
 	PricingVersion string `json:"pricing_version,omitempty"`
+	// Query is the request the machine was chosen for; on a capacity
+	// error the next cheapest machine meeting it is tried.
+	Query *catalog.Query `json:"query,omitempty"`
 }
 
 type deletePayload struct {
 	KeepDisk bool `json:"keep_disk"`
+	// Purge erases data the provider would keep; Forget drops the machine
+	// without touching it (see bootstrap.go).
+	Purge  bool `json:"purge,omitempty"`
+	Forget bool `json:"forget,omitempty"`
 }
 
 type resizePayload struct {
 	DiskGB int `json:"disk_gb"`
-}
-
-// pickMachine resolves the machine type and region from the provider's
-// catalog: the given type, or the cheapest entry that meets the spec.
-func (s *Service) pickMachine(ctx context.Context, p provider.Provider, req *CreateRequest) (provider.CatalogEntry, error) {
-	cat, err := s.Catalog(ctx, p)
-	if err != nil {
-		return provider.CatalogEntry{}, err
-	}
-	var match []provider.CatalogEntry
-	regions := map[string]bool{}
-	for _, e := range cat {
-		regions[e.Region] = true
-		if req.Region != "" && e.Region != req.Region {
-			continue
-		}
-		if req.Zone != "" && e.Zone != "" && e.Zone != req.Zone {
-			continue
-		}
-		if req.Spec.MachineType != "" && e.InstanceType != req.Spec.MachineType {
-			continue
-		}
-		if e.VCPUs < req.Spec.CPUs || int(e.MemoryGiB+0.5) < req.Spec.MemoryGiB ||
-			(req.Spec.GPUModel != "" && e.GPUModel != req.Spec.GPUModel) || e.GPUCount < req.Spec.GPUCount {
-			continue
-		}
-		match = append(match, e)
-	}
-	if req.Region != "" && !regions[req.Region] {
-		return provider.CatalogEntry{}, invalid("provider %s has no region %q (regions: %v)", p.Name(), req.Region, sortedKeys(regions))
-	}
-	if len(match) == 0 {
-		if req.Spec.MachineType != "" {
-			return provider.CatalogEntry{}, invalid("provider %s has no machine type %q in %s; see `cocalc-hosts providers`", p.Name(), req.Spec.MachineType, orAny(req.Region))
-		}
-		return provider.CatalogEntry{}, invalid("no machine at %s in %s meets the request (cpus>=%d, memory>=%d GiB, gpu %q x%d)",
-			p.Name(), orAny(req.Region), req.Spec.CPUs, req.Spec.MemoryGiB, req.Spec.GPUModel, req.Spec.GPUCount)
-	}
-	sort.SliceStable(match, func(i, j int) bool { return match[i].HourlyPrice < match[j].HourlyPrice })
-	best := match[0]
-	req.Spec.MachineType = best.InstanceType
-	if req.Region == "" {
-		req.Region = best.Region
-	}
-	if req.Zone == "" {
-		req.Zone = best.Zone
-	}
-	return best, nil
-}
-
-func orAny(region string) string {
-	if region == "" {
-		return "any region"
-	}
-	return "region " + region
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (s *Service) enqueue(ctx context.Context, h model.Host, a model.Action, payload json.RawMessage) (model.Job, bool, error) {
@@ -281,7 +227,14 @@ func (s *Service) Stop(ctx context.Context, idOrName string, o StopOptions) (Sub
 }
 
 // DeleteOptions tune Delete.
-type DeleteOptions struct{ KeepDisk bool }
+type DeleteOptions struct {
+	KeepDisk bool
+	// Purge also erases the data an adopted machine keeps (its /btrfs).
+	Purge bool
+	// Forget drops the host without touching its machine (for a machine
+	// that is gone or unreachable).
+	Forget bool
+}
 
 // Delete enqueues deprovisioning a host.
 func (s *Service) Delete(ctx context.Context, idOrName string, o DeleteOptions) (Submitted, error) {
@@ -298,7 +251,10 @@ func (s *Service) Delete(ctx context.Context, idOrName string, o DeleteOptions) 
 			return Submitted{}, invalid("provider %s has no data disk that outlives its VM; drop --keep-disk", h.Provider)
 		}
 	}
-	payload, _ := json.Marshal(deletePayload{KeepDisk: o.KeepDisk})
+	if err := s.checkDeleteOptions(ctx, h, o); err != nil {
+		return Submitted{}, err
+	}
+	payload, _ := json.Marshal(deletePayload{KeepDisk: o.KeepDisk, Purge: o.Purge, Forget: o.Forget})
 	return s.submit(ctx, h, model.ActionDelete, payload)
 }
 

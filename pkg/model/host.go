@@ -50,6 +50,12 @@ type HostSpec struct {
 	DiskGB      int    `json:"disk_gb,omitempty"`
 	Image       string `json:"image,omitempty"`
 	Spot        bool   `json:"spot,omitempty"`
+	// Address is the machine an adopting provider (ssh) takes over, as
+	// USER@HOST:PORT.
+	Address string `json:"address,omitempty"`
+	// DataDiskDevice is the device an adopted machine's pool goes on
+	// (e.g. /dev/vdb); empty means a loop file.
+	DataDiskDevice string `json:"data_disk_device,omitempty"`
 }
 
 // Runtime is what the provider told us about the host's VM.
@@ -104,6 +110,9 @@ const (
 	ActionDelete  Action = "delete"
 	ActionResize  Action = "resize"
 	ActionRefresh Action = "refresh"
+	// ActionUpgrade installs the control plane's agent on a host that was
+	// bootstrapped over SSH and restarts it.
+	ActionUpgrade Action = "upgrade"
 )
 
 // JobState is a queue job's state.

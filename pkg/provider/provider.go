@@ -121,6 +121,9 @@ type CreateSpec struct {
 	// authorize for it.
 	SSHUser          string `json:"ssh_user,omitempty"`
 	SSHAuthorizedKey string `json:"ssh_authorized_key,omitempty"`
+	// Address is the existing machine (HOST:PORT) that providers which
+	// adopt machines (ssh) take over; other providers ignore it.
+	Address string `json:"address,omitempty"`
 	// HostKey, when set, is an SSH host key pair (OpenSSH PEM private key
 	// and authorized_keys-format public key) that providers with user data
 	// install on the VM, so its host key is known before first contact.

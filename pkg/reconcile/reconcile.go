@@ -51,6 +51,10 @@ type Options struct {
 	// Strikes is the number of consecutive misses that mark a host
 	// deprovisioned; zero means DefaultStrikes.
 	Strikes int
+	// BeforeWrite, when set, may adjust a host about to be written with a
+	// new status or address (the host service republishes or removes its
+	// DNS record there). It is not called on dry runs.
+	BeforeWrite func(ctx context.Context, h *model.Host)
 }
 
 // Report is what a pass found and did. Its JSON field names are a public
@@ -343,6 +347,9 @@ func missing(ctx context.Context, o Options, name string, h model.Host, now time
 func write(ctx context.Context, o Options, h, nh model.Host, entry *model.LogEntry) (bool, error) {
 	if o.DryRun {
 		return true, nil
+	}
+	if o.BeforeWrite != nil {
+		o.BeforeWrite(ctx, &nh)
 	}
 	ok, err := o.Store.UpdateHostIfIdle(ctx, nh, h.UpdatedAt, entry)
 	if err != nil {

@@ -66,7 +66,7 @@ func (s *SQLStore) migrate(ctx context.Context) error {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	// Reading first keeps an up-to-date database free of write locks, so
 	// read-only commands work while another process writes.
-	current, err := s.SchemaVersion(ctx)
+	applied, err := s.appliedMigrations(ctx)
 	if err != nil {
 		if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 			return s.err("prepare migrations", err)
@@ -77,7 +77,7 @@ func (s *SQLStore) migrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("migration %s: name must start with a number", e.Name())
 		}
-		if version <= current {
+		if applied[version] {
 			continue
 		}
 		body, err := migrations.ReadFile(dir + "/" + e.Name())
@@ -114,6 +114,26 @@ func (s *SQLStore) applyMigration(ctx context.Context, version int, body string)
 		return s.d.translate(err)
 	}
 	return s.d.translate(tx.Commit())
+}
+
+// appliedMigrations returns the versions recorded as applied. Every
+// missing version is applied, not only those above the newest: branches
+// may add migrations out of order.
+func (s *SQLStore) appliedMigrations(ctx context.Context) (map[int]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out[v] = true
+	}
+	return out, rows.Err()
 }
 
 // SchemaVersion returns the newest applied migration.

@@ -1,4 +1,197 @@
 package store
 
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+)
+
 // ProjectStore holds projects and their placement on hosts.
-type ProjectStore interface{}
+type ProjectStore interface {
+	// CreateProject inserts p; an existing id is ErrConflict.
+	CreateProject(ctx context.Context, p model.Project) error
+	// GetProject returns project id, deleted or not, or ErrNotFound.
+	GetProject(ctx context.Context, id string) (model.Project, error)
+	ListProjects(ctx context.Context, f ProjectFilter) ([]model.Project, error)
+	// UpdateProject writes every field of p but id and created_at.
+	UpdateProject(ctx context.Context, p model.Project) error
+	// UpdateProjectIfIdle writes p only if the row's updated_at still
+	// equals expect and the project has no queued or running job, so that
+	// what was observed on the host never overwrites a worker's write.
+	UpdateProjectIfIdle(ctx context.Context, p model.Project, expect time.Time) (bool, error)
+	// PurgeProject removes a project's row for good.
+	PurgeProject(ctx context.Context, id string) error
+
+	// SetHostShared puts a host in (or takes it out of) the shared pool
+	// that every account may place projects on.
+	SetHostShared(ctx context.Context, hostID string, shared bool) error
+	// ListAdmins returns the accounts that are admins.
+	ListAdmins(ctx context.Context) ([]string, error)
+
+	// SetIdlePolicy records a host's idle stop (0: off).
+	SetIdlePolicy(ctx context.Context, hostID string, stopAfterSeconds int64, at time.Time) error
+	// GetIdlePolicy returns a host's idle stop; 0 when none was set.
+	GetIdlePolicy(ctx context.Context, hostID string) (int64, error)
+}
+
+// ProjectFilter selects projects. Zero values select every live project.
+type ProjectFilter struct {
+	HostID         string
+	Owner          string
+	IncludeDeleted bool
+}
+
+const projectColumns = `id, title, owner, host_id, image, memory_bytes, cpus, pids_limit, disk_bytes, idle_timeout_s,
+ state, last_activity, last_action, last_error, created_at, updated_at, deleted_at`
+
+func scanProject(r scanner) (model.Project, error) {
+	var p model.Project
+	var state string
+	var created, updated int64
+	var activity, deleted sql.NullInt64
+	err := r.Scan(&p.ID, &p.Title, &p.Owner, &p.HostID, &p.Image, &p.Limits.MemoryBytes, &p.Limits.CPUs,
+		&p.Limits.PidsLimit, &p.Limits.DiskBytes, &p.IdleTimeoutSeconds, &state, &activity, &p.LastAction,
+		&p.LastError, &created, &updated, &deleted)
+	if err != nil {
+		return p, err
+	}
+	p.State = model.ProjectState(state)
+	p.LastActivity, p.DeletedAt = nullMS(activity), nullMS(deleted)
+	p.CreatedAt, p.UpdatedAt = fromMS(created), fromMS(updated)
+	return p, nil
+}
+
+func (s *SQLStore) CreateProject(ctx context.Context, p model.Project) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO projects (`+projectColumns+`)
+ VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+		p.ID, p.Title, p.Owner, p.HostID, p.Image, p.Limits.MemoryBytes, p.Limits.CPUs, p.Limits.PidsLimit,
+		p.Limits.DiskBytes, p.IdleTimeoutSeconds, string(p.State), toNullMS(p.LastActivity), p.LastAction,
+		p.LastError, ms(p.CreatedAt), ms(p.UpdatedAt), toNullMS(p.DeletedAt))
+	if err != nil {
+		err = s.d.translate(err)
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("a project with id %s already exists: %w", p.ID, ErrConflict)
+		}
+		return fmt.Errorf("create project %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+func (s *SQLStore) GetProject(ctx context.Context, id string) (model.Project, error) {
+	p, err := scanProject(s.db.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("no project %s: %w", id, ErrNotFound)
+	}
+	return p, s.err("get project "+id, err)
+}
+
+func (s *SQLStore) ListProjects(ctx context.Context, f ProjectFilter) ([]model.Project, error) {
+	q := `SELECT ` + projectColumns + ` FROM projects WHERE ($1 = '' OR host_id = $1) AND ($2 = '' OR owner = $2)`
+	if !f.IncludeDeleted {
+		q += ` AND deleted_at IS NULL`
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, f.HostID, f.Owner)
+	if err != nil {
+		return nil, s.err("list projects", err)
+	}
+	defer rows.Close()
+	var out []model.Project
+	for rows.Next() {
+		p, err := scanProject(rows)
+		if err != nil {
+			return nil, s.err("list projects", err)
+		}
+		out = append(out, p)
+	}
+	return out, s.err("list projects", rows.Err())
+}
+
+const updateProjectSQL = `UPDATE projects SET title=$2, owner=$3, host_id=$4, image=$5, memory_bytes=$6, cpus=$7,
+ pids_limit=$8, disk_bytes=$9, idle_timeout_s=$10, state=$11, last_activity=$12, last_action=$13, last_error=$14,
+ updated_at=$15, deleted_at=$16 WHERE id = $1`
+
+func updateProjectArgs(p model.Project) []any {
+	return []any{p.ID, p.Title, p.Owner, p.HostID, p.Image, p.Limits.MemoryBytes, p.Limits.CPUs, p.Limits.PidsLimit,
+		p.Limits.DiskBytes, p.IdleTimeoutSeconds, string(p.State), toNullMS(p.LastActivity), p.LastAction, p.LastError,
+		ms(p.UpdatedAt), toNullMS(p.DeletedAt)}
+}
+
+func (s *SQLStore) UpdateProject(ctx context.Context, p model.Project) error {
+	if p.UpdatedAt.IsZero() {
+		p.UpdatedAt = time.Now()
+	}
+	res, err := s.db.ExecContext(ctx, updateProjectSQL, updateProjectArgs(p)...)
+	if err != nil {
+		return s.err("update project "+p.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("update project %s: %w", p.ID, ErrNotFound)
+	}
+	return nil
+}
+
+func (s *SQLStore) UpdateProjectIfIdle(ctx context.Context, p model.Project, expect time.Time) (bool, error) {
+	res, err := s.db.ExecContext(ctx, updateProjectSQL+` AND updated_at = $17
+ AND NOT EXISTS (SELECT 1 FROM host_jobs WHERE host_id = $1 AND state IN ('queued','running'))`,
+		append(updateProjectArgs(p), ms(expect))...)
+	if err != nil {
+		return false, s.err("update project "+p.ID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (s *SQLStore) PurgeProject(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM projects WHERE id = $1`, id)
+	return s.err("purge project "+id, err)
+}
+
+func (s *SQLStore) SetHostShared(ctx context.Context, hostID string, shared bool) error {
+	// Only this column: a worker writing the whole host row at the same
+	// time would otherwise race with it (and it with the worker).
+	res, err := s.db.ExecContext(ctx, `UPDATE project_hosts SET shared = $2 WHERE id = $1 AND deleted_at IS NULL`, hostID, shared)
+	if err != nil {
+		return s.err("set host shared", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("no host %s: %w", hostID, ErrNotFound)
+	}
+	return nil
+}
+
+func (s *SQLStore) ListAdmins(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM accounts WHERE admin = $1 ORDER BY id`, true)
+	if err != nil {
+		return nil, s.err("list admins", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, s.err("list admins", err)
+		}
+		out = append(out, id)
+	}
+	return out, s.err("list admins", rows.Err())
+}
+
+func (s *SQLStore) SetIdlePolicy(ctx context.Context, hostID string, stopAfterSeconds int64, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO host_idle_policies (host_id, stop_after_s, updated_at) VALUES ($1,$2,$3)
+ ON CONFLICT (host_id) DO UPDATE SET stop_after_s = excluded.stop_after_s, updated_at = excluded.updated_at`,
+		hostID, stopAfterSeconds, ms(at))
+	return s.err("set idle policy", err)
+}
+
+func (s *SQLStore) GetIdlePolicy(ctx context.Context, hostID string) (int64, error) {
+	var v int64
+	err := s.db.QueryRowContext(ctx, `SELECT stop_after_s FROM host_idle_policies WHERE host_id = $1`, hostID).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, s.err("get idle policy", err)
+}

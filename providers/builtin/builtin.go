@@ -3,6 +3,11 @@
 package builtin
 
 import (
+	_ "github.com/sagemathinc/cocalc-hosts/providers/gcp"
+	_ "github.com/sagemathinc/cocalc-hosts/providers/hyperstack"
+	_ "github.com/sagemathinc/cocalc-hosts/providers/lambda"
 	_ "github.com/sagemathinc/cocalc-hosts/providers/local"
+	_ "github.com/sagemathinc/cocalc-hosts/providers/nebius"
 	_ "github.com/sagemathinc/cocalc-hosts/providers/sim"
+	_ "github.com/sagemathinc/cocalc-hosts/providers/ssh"
 )

@@ -217,3 +217,7 @@ func (p *Provider) CheckCredentials(ctx context.Context) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// InjectsHostKey reports that Create installs CreateSpec.HostKey on the VM
+// (through its user data), so the host key is pinned before first contact.
+func (p *Provider) InjectsHostKey() bool { return true }

@@ -1067,3 +1067,7 @@ func refName(ref provider.Ref) string {
 	}
 	return ref.Name
 }
+
+// InjectsHostKey reports that Create installs CreateSpec.HostKey on the VM
+// (through its user data), so the host key is pinned before first contact.
+func (p *Provider) InjectsHostKey() bool { return true }

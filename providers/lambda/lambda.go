@@ -572,3 +572,7 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// InjectsHostKey reports that Create installs CreateSpec.HostKey on the VM
+// (through its user data), so the host key is pinned before first contact.
+func (p *Provider) InjectsHostKey() bool { return true }

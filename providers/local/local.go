@@ -87,6 +87,7 @@ type Provider struct {
 	storage      string // "auto", agentapi.StorageBtrfs or agentapi.StorageDirectory
 	startTimeout time.Duration
 	stopTimeout  time.Duration
+	proj         projectOptions // project_options.go
 }
 
 // New makes the local provider from cfg.
@@ -109,6 +110,9 @@ func New(cfg provider.Config) (provider.Provider, error) {
 		p.storage = s
 	default:
 		return nil, fmt.Errorf("local provider option %s=%q: want auto, btrfs or directory", OptionStorage, s)
+	}
+	if p.proj, err = parseProjectOptions(cfg.Options, cfg.RuntimeDir); err != nil {
+		return nil, err
 	}
 	if s := cfg.Options[OptionAgentStartTimeout]; s != "" {
 		d, err := time.ParseDuration(s)

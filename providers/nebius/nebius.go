@@ -240,3 +240,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// InjectsHostKey reports that Create installs CreateSpec.HostKey on the VM
+// (through its user data), so the host key is pinned before first contact.
+func (p *Provider) InjectsHostKey() bool { return true }

@@ -1,0 +1,646 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
+	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
+)
+
+// The user every project runs as, and where its home is mounted.
+const (
+	ProjectUID  = 1000
+	ProjectGID  = 1000
+	ProjectHome = "/home/user"
+	// ContainerPrefix starts every project container's name.
+	ContainerPrefix = "cocalc-project-"
+)
+
+// initCommand is the container's first process: it reaps the processes
+// that exec sessions leave behind and exits promptly on SIGTERM (a bare
+// "sleep infinity" as PID 1 ignores SIGTERM, so every stop would wait for
+// the kill timeout). Any image with /bin/sh and sleep can run it.
+var initCommand = []string{"/bin/sh", "-c", `trap "exit 0" TERM INT HUP; while :; do sleep 86400 & wait $!; done`}
+
+// stopGrace is how long a project's processes get between SIGTERM and
+// SIGKILL when it stops.
+const stopGrace = 5 * time.Second
+
+// projectError is an error with an API code.
+type projectError struct {
+	code string
+	msg  string
+}
+
+func (e *projectError) Error() string { return e.msg }
+
+func perr(code, format string, args ...any) error {
+	return &projectError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// codeOf maps errors to API codes.
+func codeOf(err error) string {
+	var pe *projectError
+	switch {
+	case errors.As(err, &pe):
+		return pe.code
+	case errors.Is(err, storage.ErrInvalid):
+		return agentapi.CodeInvalid
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, podman.ErrNotFound):
+		return agentapi.CodeNotFound
+	case errors.Is(err, storage.ErrExists):
+		return agentapi.CodeConflict
+	case errors.Is(err, storage.ErrUnsupported):
+		return agentapi.CodeUnsupported
+	}
+	return agentapi.CodeInternal
+}
+
+// specLabel is what a container's LabelSpec holds: what it was started
+// with, read back by an agent that restarts.
+type specLabel struct {
+	Limits             agentapi.Limits `json:"limits"`
+	IdleTimeoutSeconds int64           `json:"idle_timeout_seconds"`
+	GPUs               bool            `json:"gpus,omitempty"`
+}
+
+// activity is what the agent tracks about a project between checks.
+type activity struct {
+	last          time.Time
+	cpu           time.Duration
+	cpuValid      bool
+	sessions      int
+	stoppedReason string
+	lastAuto      time.Time // last scheduled snapshot
+}
+
+// runtime runs the projects of one host.
+type runtime struct {
+	hostID string
+	log    *slog.Logger
+	st     *storage.Manager
+	pm     *podman.Podman
+	cache  string
+	now    func() time.Time
+
+	gpus    bool
+	gpuN    int
+	gpuNote string
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+	act   map[string]*activity
+	// hostActive is when some project was last active, for the host's
+	// own idle stop.
+	hostActive time.Time
+	idle       agentapi.IdlePolicy
+	statePath  string
+	dirty      bool
+}
+
+func newRuntime(cfg Config, log *slog.Logger) (*runtime, error) {
+	kind := storage.KindDirectory
+	if cfg.StorageKind == agentapi.StorageBtrfs {
+		kind = storage.KindBtrfs
+	}
+	st, err := storage.New(cfg.PoolPath, kind, storage.Owner{UID: ProjectUID, GID: ProjectGID})
+	if err != nil {
+		return nil, err
+	}
+	pm, err := podman.New(cfg.Podman)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	r := &runtime{
+		hostID: cfg.HostID, log: log, st: st, pm: pm, cache: cfg.ImageCacheDir, now: time.Now,
+		locks: map[string]*sync.Mutex{}, act: map[string]*activity{},
+		statePath: filepath.Join(cfg.PoolPath, ".cocalc-agent", "state.json"),
+	}
+	r.gpus, r.gpuN, err = podman.GPUPassthrough("/dev", podman.CDIDirs)
+	if err != nil {
+		// Projects still run, without GPUs; status says why.
+		r.gpuNote = err.Error()
+		log.Warn("GPUs not passed to projects", "err", err)
+	}
+	return r, nil
+}
+
+func containerName(id string) string { return ContainerPrefix + id }
+
+// lock serializes actions on one project inside this agent (the control
+// plane serializes them too, but exec and the idle loop come from here).
+func (r *runtime) lock(id string) func() {
+	r.mu.Lock()
+	l := r.locks[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		r.locks[id] = l
+	}
+	r.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func (r *runtime) activityOf(id string) *activity {
+	a := r.act[id]
+	if a == nil {
+		a = &activity{}
+		r.act[id] = a
+	}
+	return a
+}
+
+// touch records activity of project id now.
+func (r *runtime) touch(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	r.activityOf(id).last = now
+	r.hostActive = now
+	r.dirty = true
+}
+
+// containers returns this host's project containers by project id.
+func (r *runtime) containers(ctx context.Context) (map[string]podman.Container, error) {
+	cs, err := r.pm.List(ctx, podman.LabelHost+"="+r.hostID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]podman.Container{}
+	for _, c := range cs {
+		id := c.Labels[podman.LabelProject]
+		if storage.ValidID(id) && c.Name == containerName(id) {
+			out[id] = c
+		}
+	}
+	return out, nil
+}
+
+// container returns project id's container, or ErrNotFound.
+func (r *runtime) container(ctx context.Context, id string) (podman.Container, error) {
+	c, err := r.pm.Get(ctx, containerName(id))
+	if err != nil {
+		return c, err
+	}
+	if c.Labels[podman.LabelHost] != r.hostID {
+		return c, perr(agentapi.CodeConflict, "container %s belongs to host %s, not this host (%s); remove it with podman rm", c.Name, c.Labels[podman.LabelHost], r.hostID)
+	}
+	return c, nil
+}
+
+// rediscover adopts the project containers that run on this host, so that
+// an agent that was killed and restarted knows them again.
+func (r *runtime) rediscover(ctx context.Context) error {
+	r.loadState()
+	cs, err := r.containers(ctx)
+	if err != nil {
+		return fmt.Errorf("find project containers: %w", err)
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// A host that (re)starts counts as active: its idle clock starts now,
+	// or a host started again after an idle stop would stop at once.
+	r.hostActive = now
+	for id, c := range cs {
+		a := r.activityOf(id)
+		if c.Running() && a.last.IsZero() {
+			// No record of its activity: count from now rather than stop
+			// it at once.
+			a.last = now
+		}
+		r.log.Info("found project container", "project", id, "container", c.ID[:12], "state", c.State)
+	}
+	return nil
+}
+
+// status describes project id; withDisk adds its disk usage (slower).
+func (r *runtime) status(ctx context.Context, id string, c *podman.Container, withDisk bool) (agentapi.ProjectStatus, error) {
+	ps := agentapi.ProjectStatus{ID: id, State: agentapi.ProjectAbsent}
+	onDisk, err := r.st.Exists(id)
+	if err != nil {
+		return ps, err
+	}
+	if onDisk {
+		ps.State = agentapi.ProjectStopped
+	}
+	if c != nil {
+		ps.ContainerID, ps.Image = c.ID, c.Image
+		var sl specLabel
+		if json.Unmarshal([]byte(c.Labels[podman.LabelSpec]), &sl) == nil {
+			ps.Limits, ps.IdleTimeoutSeconds, ps.GPUs = sl.Limits, sl.IdleTimeoutSeconds, sl.GPUs
+		}
+		if c.Running() {
+			ps.State = agentapi.ProjectRunning
+			t := c.StartedAt
+			ps.StartedAt = &t
+			if cpu, err := podman.CPUUsage(c.PID); err == nil {
+				ps.CPUSeconds = cpu.Seconds()
+			}
+			if mem, err := podman.MemoryUsage(c.PID); err == nil {
+				ps.MemoryBytes = mem
+			}
+			if n, err := podman.OOMKills(c.PID); err == nil {
+				ps.OOMKills = n
+			}
+		}
+	}
+	r.mu.Lock()
+	if a := r.act[id]; a != nil {
+		if !a.last.IsZero() {
+			t := a.last
+			ps.LastActivity = &t
+		}
+		ps.Sessions = a.sessions
+		if ps.State != agentapi.ProjectRunning {
+			ps.StoppedReason = a.stoppedReason
+		}
+	}
+	r.mu.Unlock()
+	if withDisk && onDisk {
+		u, err := r.st.Usage(ctx, id)
+		if err != nil {
+			return ps, err
+		}
+		ps.Disk = &agentapi.DiskUsage{UsedBytes: u.UsedBytes, QuotaBytes: u.QuotaBytes, ScratchBytes: u.ScratchBytes,
+			ScratchQuotaBytes: u.ScratchQuotaBytes, Snapshots: u.Snapshots, Note: u.Note}
+	}
+	return ps, nil
+}
+
+// Status of one project, with disk usage.
+func (r *runtime) Status(ctx context.Context, id string) (agentapi.ProjectStatus, error) {
+	if err := storage.CheckID(id); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	c, err := r.container(ctx, id)
+	if errors.Is(err, podman.ErrNotFound) {
+		return r.status(ctx, id, nil, true)
+	}
+	if err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	return r.status(ctx, id, &c, true)
+}
+
+// List every project on this host: on disk or with a container.
+func (r *runtime) List(ctx context.Context) ([]agentapi.ProjectStatus, error) {
+	cs, err := r.containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := r.st.List()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	out := []agentapi.ProjectStatus{}
+	add := func(id string) error {
+		if seen[id] {
+			return nil
+		}
+		seen[id] = true
+		var cp *podman.Container
+		if c, ok := cs[id]; ok {
+			cp = &c
+		}
+		ps, err := r.status(ctx, id, cp, false)
+		if err != nil {
+			return err
+		}
+		out = append(out, ps)
+		return nil
+	}
+	for _, id := range ids {
+		if err := add(id); err != nil {
+			return nil, err
+		}
+	}
+	for id := range cs {
+		if err := add(id); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Create makes project id's storage (idempotent).
+func (r *runtime) Create(ctx context.Context, id string, req agentapi.CreateProjectRequest) (agentapi.ProjectStatus, error) {
+	if err := storage.CheckID(id); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	if req.DiskBytes < 0 {
+		return agentapi.ProjectStatus{}, perr(agentapi.CodeInvalid, "disk quota %d is negative", req.DiskBytes)
+	}
+	defer r.lock(id)()
+	if err := r.st.Create(ctx, id, req.DiskBytes); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	r.log.Info("project created", "project", id, "disk_bytes", req.DiskBytes)
+	return r.status(ctx, id, nil, true)
+}
+
+// Delete stops project id and deletes its storage.
+func (r *runtime) Delete(ctx context.Context, id string) error {
+	if err := storage.CheckID(id); err != nil {
+		return err
+	}
+	defer r.lock(id)()
+	if err := r.pm.Remove(ctx, containerName(id), 0); err != nil {
+		return fmt.Errorf("delete project %s: %w", id, err)
+	}
+	if err := r.st.Delete(ctx, id); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.act, id)
+	r.dirty = true
+	r.mu.Unlock()
+	r.log.Info("project deleted", "project", id)
+	return nil
+}
+
+// CheckImage refuses image names that could be taken for podman options.
+func CheckImage(image string) error {
+	if !agentapi.ValidImageName(image) {
+		return perr(agentapi.CodeInvalid, "image name %q is not valid (letters, digits and ._/:@+- only, such as docker.io/library/debian:bookworm)", image)
+	}
+	return nil
+}
+
+// Start runs project id's container, or returns the one that runs.
+func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjectRequest) (agentapi.ProjectStatus, error) {
+	if err := storage.CheckID(id); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	if err := CheckImage(req.Image); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	l := req.Limits
+	if l.MemoryBytes < 0 || l.CPUs < 0 || l.PidsLimit < 0 || l.DiskBytes < 0 || req.IdleTimeoutSeconds < 0 {
+		return agentapi.ProjectStatus{}, perr(agentapi.CodeInvalid, "limits and idle timeout must not be negative")
+	}
+	if l.MemoryBytes > 0 && l.MemoryBytes < 6<<20 {
+		return agentapi.ProjectStatus{}, perr(agentapi.CodeInvalid, "memory limit %d bytes is below podman's minimum of 6 MiB", l.MemoryBytes)
+	}
+	defer r.lock(id)()
+	if ok, err := r.st.Exists(id); err != nil {
+		return agentapi.ProjectStatus{}, err
+	} else if !ok {
+		return agentapi.ProjectStatus{}, perr(agentapi.CodeNotFound, "project %s has no storage on this host; create it first", id)
+	}
+	c, err := r.container(ctx, id)
+	switch {
+	case err == nil && c.Running():
+		return r.status(ctx, id, &c, false)
+	case err == nil:
+		// Exited by itself (its first process died, the host rebooted):
+		// start afresh; the home is what persists.
+		if err := r.pm.Remove(ctx, c.Name, 0); err != nil {
+			return agentapi.ProjectStatus{}, err
+		}
+	case !errors.Is(err, podman.ErrNotFound):
+		return agentapi.ProjectStatus{}, err
+	}
+	if err := r.ensureImage(ctx, req.Image, req.Pull); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	if l.DiskBytes > 0 && r.st.Capabilities().Quotas {
+		if err := r.st.SetQuota(ctx, id, l.DiskBytes); err != nil {
+			return agentapi.ProjectStatus{}, err
+		}
+	}
+	mounts := []podman.Mount{
+		{Source: r.st.HomePath(id), Target: ProjectHome},
+		{Source: r.st.ScratchPath(id), Target: "/scratch"},
+	}
+	if r.st.Capabilities().Snapshots {
+		if err := r.prepareSnapshotsMount(id); err != nil {
+			return agentapi.ProjectStatus{}, err
+		}
+		mounts = append(mounts, podman.Mount{Source: r.st.SnapshotDir(id), Target: ProjectHome + "/" + storage.SnapshotsDirName, ReadOnly: true})
+	}
+	hostname := req.Hostname
+	if hostname == "" {
+		hostname = "project-" + id[:8]
+	}
+	spec, _ := json.Marshal(specLabel{Limits: l, IdleTimeoutSeconds: req.IdleTimeoutSeconds, GPUs: r.gpus})
+	rs := podman.RunSpec{
+		Name: containerName(id), Image: req.Image, Hostname: hostname,
+		Labels:      map[string]string{podman.LabelProject: id, podman.LabelHost: r.hostID, podman.LabelSpec: string(spec)},
+		MemoryBytes: l.MemoryBytes, CPUs: l.CPUs, PidsLimit: l.PidsLimit,
+		Mounts: mounts, User: fmt.Sprintf("%d:%d", ProjectUID, ProjectGID), Workdir: ProjectHome,
+		Env:     []string{"HOME=" + ProjectHome, "COCALC_PROJECT_ID=" + id},
+		GPUs:    r.gpus,
+		Command: initCommand,
+	}
+	cid, err := r.pm.Start(ctx, rs)
+	if err != nil {
+		// A container that was created but did not start would block the
+		// next start under the same name.
+		r.pm.Remove(context.WithoutCancel(ctx), rs.Name, 0) //nolint:errcheck
+		return agentapi.ProjectStatus{}, fmt.Errorf("start project %s: %w", id, err)
+	}
+	r.mu.Lock()
+	a := r.activityOf(id)
+	a.last, a.cpuValid, a.stoppedReason = r.now(), false, ""
+	r.hostActive, r.dirty = a.last, true
+	r.mu.Unlock()
+	r.log.Info("project started", "project", id, "image", req.Image, "memory", l.MemoryBytes, "cpus", l.CPUs)
+	// What was just started, without asking podman again (a start is on
+	// the path users wait on).
+	started := r.now().UTC()
+	ps := agentapi.ProjectStatus{ID: id, State: agentapi.ProjectRunning, ContainerID: cid, Image: req.Image, Limits: l,
+		StartedAt: &started, LastActivity: &started, IdleTimeoutSeconds: req.IdleTimeoutSeconds, GPUs: r.gpus}
+	return ps, nil
+}
+
+// prepareSnapshotsMount makes sure the mount point of ~/.snapshots is a
+// real directory; the project may have replaced it with anything.
+func (r *runtime) prepareSnapshotsMount(id string) error {
+	root, err := os.OpenRoot(r.st.HomePath(id))
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	st, err := root.Lstat(storage.SnapshotsDirName)
+	if err == nil && st.IsDir() {
+		return nil
+	}
+	if err == nil {
+		if err := root.Remove(storage.SnapshotsDirName); err != nil {
+			return fmt.Errorf("project %s: ~/.snapshots is not a directory and cannot be removed: %w", id, err)
+		}
+	}
+	return root.Mkdir(storage.SnapshotsDirName, 0o755)
+}
+
+// ensureImage checks that image is on the host, pulling it if asked.
+func (r *runtime) ensureImage(ctx context.Context, image string, pull bool) error {
+	ok, err := r.pm.ImageExists(ctx, image)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	if !pull {
+		return perr(agentapi.CodeNotFound, "image %s is not on this host; build one with `cocalc-hosts image build NAME --host HOST` or choose another --image", image)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := r.pm.Pull(pctx, image); err != nil {
+		return perr(agentapi.CodeNotFound, "image %s is not on this host and cannot be pulled (%v); build one with `cocalc-hosts image build NAME --host HOST` or choose another --image", image, err)
+	}
+	return nil
+}
+
+// Stop stops project id's container; reason is recorded ("" for a request).
+func (r *runtime) Stop(ctx context.Context, id, reason string) (agentapi.ProjectStatus, error) {
+	if err := storage.CheckID(id); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	defer r.lock(id)()
+	return r.stopLocked(ctx, id, reason)
+}
+
+func (r *runtime) stopLocked(ctx context.Context, id, reason string) (agentapi.ProjectStatus, error) {
+	// The reason is recorded first: while podman removes the container,
+	// it already shows as not running, and whoever asks then must learn why.
+	r.mu.Lock()
+	a := r.activityOf(id)
+	prev := a.stoppedReason
+	a.stoppedReason = reason
+	r.mu.Unlock()
+	if err := r.pm.Remove(ctx, containerName(id), stopGrace); err != nil {
+		r.mu.Lock()
+		a.stoppedReason = prev
+		r.mu.Unlock()
+		return agentapi.ProjectStatus{}, fmt.Errorf("stop project %s: %w", id, err)
+	}
+	r.mu.Lock()
+	a.sessions = 0
+	r.dirty = true
+	r.mu.Unlock()
+	r.log.Info("project stopped", "project", id, "reason", orString(reason, "request"))
+	return r.status(ctx, id, nil, false)
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// StopAll stops every project container of this host.
+func (r *runtime) StopAll(ctx context.Context, reason string) error {
+	cs, err := r.containers(ctx)
+	if err != nil {
+		return err
+	}
+	// In parallel: a host stops within its agent's stop timeout only if
+	// its projects do not stop one after another.
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 8)
+	)
+	for id := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := r.Stop(ctx, id, reason); err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// SetQuota changes project id's disk quota.
+func (r *runtime) SetQuota(ctx context.Context, id string, bytes int64) error {
+	if err := storage.CheckID(id); err != nil {
+		return err
+	}
+	defer r.lock(id)()
+	return r.st.SetQuota(ctx, id, bytes)
+}
+
+// Snapshot snapshots project id; an empty name gets a time-based one.
+func (r *runtime) Snapshot(ctx context.Context, id, name string) (agentapi.Snapshot, error) {
+	if name == "" {
+		name = "snap-" + r.now().UTC().Format("20060102T150405Z")
+	}
+	if strings.HasPrefix(name, storage.AutoPrefix) {
+		return agentapi.Snapshot{}, perr(agentapi.CodeInvalid, "snapshot names starting with %q are reserved for scheduled snapshots", storage.AutoPrefix)
+	}
+	if err := storage.CheckID(id); err != nil {
+		return agentapi.Snapshot{}, err
+	}
+	defer r.lock(id)()
+	s, err := r.st.Snapshot(ctx, id, name)
+	if err != nil {
+		return agentapi.Snapshot{}, err
+	}
+	return agentapi.Snapshot(s), nil
+}
+
+// Snapshots lists project id's snapshots.
+func (r *runtime) Snapshots(ctx context.Context, id string) ([]agentapi.Snapshot, error) {
+	if err := storage.CheckID(id); err != nil {
+		return nil, err
+	}
+	// Under the project's lock: a scheduled snapshot and its pruning are
+	// one step to whoever lists.
+	defer r.lock(id)()
+	ss, err := r.st.Snapshots(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]agentapi.Snapshot, len(ss))
+	for i, s := range ss {
+		out[i] = agentapi.Snapshot(s)
+	}
+	return out, nil
+}
+
+// DeleteSnapshot deletes one snapshot of project id.
+func (r *runtime) DeleteSnapshot(ctx context.Context, id, name string) error {
+	if err := storage.CheckID(id); err != nil {
+		return err
+	}
+	defer r.lock(id)()
+	return r.st.DeleteSnapshot(ctx, id, name)
+}
+
+// Restore restores a path of project id from a snapshot.
+func (r *runtime) Restore(ctx context.Context, id string, req agentapi.RestoreRequest) (agentapi.RestoreResult, error) {
+	if err := storage.CheckID(id); err != nil {
+		return agentapi.RestoreResult{}, err
+	}
+	defer r.lock(id)()
+	safety, err := r.st.Restore(ctx, id, req.Snapshot, req.Path)
+	res := agentapi.RestoreResult{SafetySnapshot: safety.Name}
+	if err != nil {
+		return res, err
+	}
+	r.log.Info("project restored", "project", id, "snapshot", req.Snapshot, "path", req.Path, "safety", safety.Name)
+	return res, nil
+}

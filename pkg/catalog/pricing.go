@@ -1,0 +1,95 @@
+package catalog
+
+import "math"
+
+// HoursPerMonth converts between hourly and monthly prices, the way GCP
+// and Nebius quote them (730 hours = 365 days / 12 months).
+const HoursPerMonth = 730
+
+// DefaultDiskGB is the data disk size of a host created without --disk:
+// providers make a 10 GB disk then (the provider contract suite checks it).
+const DefaultDiskGB = 10
+
+// DiskPrice is the price of a provider's data disk.
+type DiskPrice struct {
+	PerGBMonth float64 `json:"per_gb_month"`
+	Source     string  `json:"source"`
+}
+
+// DiskPricing prices data disks per provider. Machine catalogs carry no
+// disk prices, so these are list prices of the disk type each provider
+// creates, overridable per provider in the config
+// (pricing.disk_gb_month.NAME).
+type DiskPricing map[string]DiskPrice
+
+// DefaultDiskPrices are USD list prices per GB-month of the data disk
+// each provider creates. They are estimates: a cloud's price for a region
+// or contract may differ, which is why the config can override them.
+var DefaultDiskPrices = DiskPricing{
+	"gcp":        {PerGBMonth: 0.10, Source: "list price of GCP pd-balanced (us regions)"},
+	"hyperstack": {PerGBMonth: 0.07, Source: "estimate for Hyperstack volumes"},
+	"lambda":     {PerGBMonth: 0.20, Source: "list price of Lambda filesystems"},
+	"nebius":     {PerGBMonth: 0.10, Source: "estimate for Nebius network SSD disks"},
+	"sim":        {PerGBMonth: 0.10, Source: "simulated"},
+	"local":      {PerGBMonth: 0, Source: "this machine's own disk"},
+}
+
+// For returns the disk price of a provider: its configured or default
+// price, else zero with a source saying how to set one.
+func (d DiskPricing) For(providerName string) DiskPrice {
+	if p, ok := d[providerName]; ok {
+		return p
+	}
+	if p, ok := DefaultDiskPrices[providerName]; ok {
+		return p
+	}
+	return DiskPrice{Source: "unknown; set pricing.disk_gb_month." + providerName}
+}
+
+// Estimate is what a machine with a data disk costs.
+type Estimate struct {
+	Provider            string  `json:"provider"`
+	HourlyPrice         float64 `json:"hourly_price"`
+	DiskGB              int     `json:"disk_gb"`
+	DiskPricePerGBMonth float64 `json:"disk_price_gb_month"`
+	DiskPriceSource     string  `json:"disk_price_source"`
+	// Monthly figures assume HoursPerMonth hours running.
+	ComputeMonthly float64 `json:"compute_monthly"`
+	DiskMonthly    float64 `json:"disk_monthly"`
+	Monthly        float64 `json:"monthly"`
+	PricingVersion string  `json:"pricing_version,omitempty"`
+	Simulated      bool    `json:"simulated,omitempty"`
+}
+
+// Estimate prices e running all month with a diskGB data disk (0: the
+// default size), at its spot price if spot.
+func (d DiskPricing) Estimate(e Entry, spot bool, diskGB int) Estimate {
+	if diskGB <= 0 {
+		diskGB = DefaultDiskGB
+	}
+	hourly := e.HourlyPrice
+	if spot {
+		hourly = e.SpotPrice
+	}
+	dp := d.For(e.Provider)
+	est := Estimate{
+		Provider: e.Provider, HourlyPrice: hourly, DiskGB: diskGB,
+		DiskPricePerGBMonth: dp.PerGBMonth, DiskPriceSource: dp.Source,
+		ComputeMonthly: Cents(hourly * HoursPerMonth), DiskMonthly: Cents(float64(diskGB) * dp.PerGBMonth),
+		PricingVersion: VersionTag(e), Simulated: e.Simulated,
+	}
+	est.Monthly = Cents(est.ComputeMonthly + est.DiskMonthly)
+	return est
+}
+
+// StoppedMonthly is what a stopped host still costs per month: its disk.
+func (d DiskPricing) StoppedMonthly(providerName string, diskGB int) (float64, DiskPrice) {
+	if diskGB <= 0 {
+		diskGB = DefaultDiskGB
+	}
+	dp := d.For(providerName)
+	return Cents(float64(diskGB) * dp.PerGBMonth), dp
+}
+
+// Cents rounds an amount of dollars to whole cents, for display.
+func Cents(f float64) float64 { return math.Round(f*100) / 100 }

@@ -1,0 +1,465 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/config"
+	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
+	"github.com/sagemathinc/cocalc-hosts/pkg/dns"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+func init() { register("hosts", func(f *Factory) *cobra.Command { return newCatalogCmd(f, nil) }) }
+
+// CatalogOptions are the inputs of `catalog`.
+type CatalogOptions struct {
+	Clouds      []string
+	Region      string
+	Zone        string
+	MachineType string
+	GPU         string
+	GPUs        int
+	CPUs        int
+	RAM         float64
+	MaxPrice    float64
+	Spot        bool
+	All         bool
+	Limit       int
+}
+
+// CatalogResult is `catalog`'s JSON.
+type CatalogResult struct {
+	Query    catalog.Query   `json:"query"`
+	Total    int             `json:"total"`
+	Entries  []catalog.Entry `json:"entries"`
+	Warnings []string        `json:"warnings"`
+}
+
+func newCatalogCmd(f *Factory, runF func(context.Context, *CatalogOptions) error) *cobra.Command {
+	o := &CatalogOptions{}
+	cmd := &cobra.Command{
+		Use:   "catalog [flags]",
+		Short: "List machines across clouds, cheapest first",
+		Long: `List the machine types of the configured clouds (or --cloud) that meet every
+given minimum, cheapest first: provider, region, zone, type, vCPUs, memory,
+GPUs, hourly on-demand and spot price, and whether the cloud has capacity.
+
+Catalogs are cached in the state database: machine types and prices for
+catalog.ttl.machine_types, capacity for catalog.ttl.capacity. An expired
+catalog is fetched again when used; if that fails, the expired one is shown
+with a warning. ` + "`catalog refresh`" + ` fetches them now; ` + "`worker`" + ` refreshes
+expired ones every catalog.refresh_interval.`,
+		Example: `  cocalc-hosts catalog --gpu l4
+  cocalc-hosts catalog --gpu a100 --gpus 2 --ram 128 --max-price 8
+  cocalc-hosts catalog --cloud sim --cpu 8 --region sim-east1 -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runCatalog(cmd.Context(), f, o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVarP(&o.Clouds, "cloud", "c", nil, "only these providers (comma-separated; default: every configured one)")
+	fl.StringVar(&o.Region, "region", "", "only this region")
+	fl.StringVar(&o.Zone, "zone", "", "only this zone")
+	fl.StringVar(&o.MachineType, "machine-type", "", "only this machine type")
+	fl.StringVar(&o.GPU, "gpu", "", "GPU model, e.g. l4, a100, h100")
+	fl.IntVar(&o.GPUs, "gpus", 0, "minimum number of GPUs (default 1 with --gpu)")
+	fl.IntVar(&o.CPUs, "cpu", 0, "minimum vCPUs")
+	fl.Float64Var(&o.RAM, "ram", 0, "minimum memory in GiB")
+	fl.Float64Var(&o.MaxPrice, "max-price", 0, "maximum price in USD per hour")
+	fl.BoolVar(&o.Spot, "spot", false, "price by spot price; only machines with one")
+	fl.BoolVar(&o.All, "all", false, "include machines the cloud has no capacity for now")
+	fl.IntVar(&o.Limit, "limit", 25, "show at most this many (0: all)")
+	cmd.RegisterFlagCompletionFunc("cloud", completeProviders) //nolint:errcheck
+	cmd.AddCommand(newCatalogRefreshCmd(f))
+	return cmd
+}
+
+func runCatalog(ctx context.Context, f *Factory, o *CatalogOptions) error {
+	if o.GPUs < 0 || o.CPUs < 0 || o.RAM < 0 || o.MaxPrice < 0 || o.Limit < 0 {
+		return usagef("--gpus, --cpu, --ram, --max-price and --limit must not be negative")
+	}
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return err
+	}
+	ps, err := catalogProviders(ctx, f, o.Clouds)
+	if err != nil {
+		return err
+	}
+	cats, errs := svc.CatalogCache().GetAll(ctx, ps)
+	if len(cats) == 0 {
+		return errors.Join(errs...)
+	}
+	res := CatalogResult{Entries: []catalog.Entry{}, Warnings: catalogWarnings(cats, errs)}
+	q := catalog.Query{Providers: o.Clouds, Region: o.Region, Zone: o.Zone, MachineType: o.MachineType,
+		GPUModel: o.GPU, GPUCount: o.GPUs, CPUs: o.CPUs, MemoryGiB: o.RAM, MaxPrice: o.MaxPrice, Spot: o.Spot,
+		IncludeUnavailable: o.All}
+	if len(q.Providers) == 0 {
+		for _, c := range cats {
+			q.Providers = append(q.Providers, c.Provider)
+		}
+	}
+	res.Query = q
+	entries := catalog.Entries(cats)
+	if err := catalog.Validate(entries, q); err != nil {
+		return usageErr(err)
+	}
+	match := catalog.Matches(entries, q)
+	if len(match) == 0 {
+		_, _, err := catalog.Select(entries, q)
+		return usageErr(err)
+	}
+	res.Total = len(match)
+	if o.Limit > 0 && len(match) > o.Limit {
+		match = match[:o.Limit]
+	}
+	res.Entries = match
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, res)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(f.IO.ErrOut, "warning: "+w)
+	}
+	t := newTable(f.IO.Out, "CLOUD", "REGION", "ZONE", "TYPE", "VCPUS", "RAM GIB", "GPU", "$/HOUR", "SPOT $/HOUR", "CAPACITY", "PRICES")
+	for _, e := range res.Entries {
+		gpu := "-"
+		if e.GPUCount > 0 {
+			gpu = fmt.Sprintf("%d x %s", e.GPUCount, e.GPUModel)
+			if e.GPUMemoryGiB > 0 {
+				gpu += fmt.Sprintf(" (%gG)", e.GPUMemoryGiB)
+			}
+		}
+		spot := "-"
+		if e.SpotPrice > 0 {
+			spot = fmt.Sprintf("%.4f", e.SpotPrice)
+		}
+		capacity := "yes"
+		if !e.Available {
+			capacity = "no"
+		}
+		t.row(e.Provider, e.Region, orDash(e.Zone), e.InstanceType, fmt.Sprint(e.VCPUs), fmt.Sprintf("%g", e.MemoryGiB),
+			gpu, fmt.Sprintf("%.4f", e.HourlyPrice), spot, capacity, orDash(e.PricingSource))
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if res.Total > len(res.Entries) {
+		fmt.Fprintf(f.IO.ErrOut, "%d more; --limit 0 shows all\n", res.Total-len(res.Entries))
+	}
+	return nil
+}
+
+func catalogWarnings(cats []catalog.Catalog, errs []error) []string {
+	out := []string{}
+	for _, c := range cats {
+		if c.Warning != "" {
+			out = append(out, c.Warning)
+		}
+	}
+	for _, err := range errs {
+		out = append(out, err.Error())
+	}
+	return out
+}
+
+// catalogProviders opens the named providers, or every configured one.
+func catalogProviders(ctx context.Context, f *Factory, names []string) ([]provider.Provider, error) {
+	set, err := f.Providers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		m, err := set.Configured(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(m) == 0 {
+			return nil, usagef("no cloud is configured; add one with `cocalc-hosts providers add NAME --credentials FILE`, or name one with --cloud (see `cocalc-hosts providers`)")
+		}
+		for n := range m {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	var ps []provider.Provider
+	for _, n := range names {
+		if _, err := provider.Lookup(n); err != nil {
+			return nil, usageErr(err)
+		}
+		p, err := set.Get(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// RefreshResult is `catalog refresh`'s JSON.
+type RefreshResult struct {
+	Refreshed []RefreshedCatalog `json:"refreshed"`
+	Failed    []RefreshFailure   `json:"failed"`
+}
+
+// RefreshedCatalog is one provider's fresh catalog.
+type RefreshedCatalog struct {
+	Provider       string    `json:"provider"`
+	MachineTypes   int       `json:"machine_types"`
+	Available      int       `json:"available"`
+	PricingSource  string    `json:"pricing_source"`
+	PricingVersion string    `json:"pricing_version"`
+	FetchedAt      time.Time `json:"fetched_at"`
+}
+
+// RefreshFailure is a provider whose catalog could not be refreshed.
+type RefreshFailure struct {
+	Provider string `json:"provider"`
+	Error    string `json:"error"`
+}
+
+func newCatalogRefreshCmd(f *Factory) *cobra.Command {
+	var clouds []string
+	cmd := &cobra.Command{
+		Use:   "refresh",
+		Short: "Fetch catalogs and prices now",
+		Long: `Fetch the catalogs (machine types, prices and capacity) of the configured
+clouds, or of --cloud, and replace their cache. A fetch that fails, or
+returns a malformed catalog, leaves that cloud's cache as it was and is
+reported by name; the other clouds are still refreshed.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			svc, err := f.Hosts(ctx)
+			if err != nil {
+				return err
+			}
+			ps, err := catalogProviders(ctx, f, clouds)
+			if err != nil {
+				return err
+			}
+			cats, errs := svc.CatalogCache().RefreshAll(ctx, ps)
+			res := RefreshResult{Refreshed: []RefreshedCatalog{}, Failed: []RefreshFailure{}}
+			for _, c := range cats {
+				rc := RefreshedCatalog{Provider: c.Provider, MachineTypes: len(c.Entries), FetchedAt: c.FetchedAt}
+				for _, e := range c.Entries {
+					if e.Available {
+						rc.Available++
+					}
+				}
+				if len(c.Entries) > 0 {
+					rc.PricingSource, rc.PricingVersion = c.Entries[0].PricingSource, c.Entries[0].PricingVersion
+				}
+				res.Refreshed = append(res.Refreshed, rc)
+			}
+			var names []string
+			for _, err := range errs {
+				name := "?"
+				var re *catalog.RefreshError
+				if errors.As(err, &re) {
+					name = re.Provider
+				}
+				names = append(names, name)
+				res.Failed = append(res.Failed, RefreshFailure{Provider: name, Error: err.Error()})
+			}
+			if f.jsonOutput() {
+				if err := printJSON(f.IO.Out, res); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range res.Refreshed {
+					fmt.Fprintf(f.IO.Out, "%s: %d machine types (%d with capacity), prices from %s (%s)\n",
+						r.Provider, r.MachineTypes, r.Available, orDash(r.PricingSource), r.PricingVersion)
+				}
+			}
+			if len(errs) > 0 {
+				return fmt.Errorf("catalog refresh failed for %s: %w", strings.Join(names, ", "), errors.Join(errs...))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVarP(&clouds, "cloud", "c", nil, "only these providers (default: every configured one)")
+	cmd.RegisterFlagCompletionFunc("cloud", completeProviders) //nolint:errcheck
+	return cmd
+}
+
+// configureHostExtras gives the host service its catalog settings (TTLs,
+// disk prices) and, when dns.domain is set, its DNS publisher.
+func configureHostExtras(svc *hosts.Service, cfg *config.Config, st store.Store) error {
+	cache, err := catalogCache(cfg, st)
+	if err != nil {
+		return err
+	}
+	cache.Now = svc.Now
+	svc.Catalog = cache
+	if cfg.String("dns.domain") == "" {
+		return nil
+	}
+	d, err := dns.New(dns.Config{Domain: cfg.String("dns.domain"), ZoneID: cfg.String("dns.zone_id"),
+		TokenFile: cfg.String("dns.token_file"), Endpoint: cfg.String("dns.endpoint"), MaxRetries: -1})
+	if err != nil {
+		return usageErr(err)
+	}
+	svc.DNS = d
+	return nil
+}
+
+func catalogCache(cfg *config.Config, st store.Store) (*catalog.Cache, error) {
+	c := catalog.New(st)
+	var err error
+	if c.TTL.MachineTypes, err = cfg.Duration("catalog.ttl.machine_types"); err != nil {
+		return nil, usageErr(err)
+	}
+	if c.TTL.Capacity, err = cfg.Duration("catalog.ttl.capacity"); err != nil {
+		return nil, usageErr(err)
+	}
+	if c.TTL.MachineTypes <= 0 || c.TTL.Capacity <= 0 {
+		return nil, usagef("catalog.ttl.machine_types and catalog.ttl.capacity must be positive durations")
+	}
+	prices, err := cfg.DiskPrices()
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	c.Disk = catalog.DiskPricing{}
+	for name, p := range prices {
+		c.Disk[name] = catalog.DiskPrice{PerGBMonth: p, Source: "config pricing.disk_gb_month." + name}
+	}
+	return c, nil
+}
+
+// costService reports cost with the configured disk prices.
+func costService(ctx context.Context, f *Factory) (*cost.Service, error) {
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cache := svc.CatalogCache()
+	return &cost.Service{Store: svc.Store, Disk: cache.Disk, Prices: cache, Now: f.Now}, nil
+}
+
+// catalogLoop is the worker's periodic duty: refresh expired catalogs and
+// recompute usage, every catalog.refresh_interval.
+func catalogLoop(ctx context.Context, f *Factory) {
+	cfg, err := f.Config()
+	if err != nil {
+		return
+	}
+	every, err := cfg.Duration("catalog.refresh_interval")
+	if err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "catalog refresh disabled: %v\n", err)
+		return
+	}
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			catalogTick(ctx, f)
+		}
+	}
+}
+
+func catalogTick(ctx context.Context, f *Factory) {
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "catalog refresh: %v\n", err)
+		return
+	}
+	set, err := f.Providers(ctx)
+	if err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "catalog refresh: %v\n", err)
+		return
+	}
+	m, err := set.Configured(ctx)
+	if err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "catalog refresh: %v\n", err)
+		return
+	}
+	var ps []provider.Provider
+	for _, p := range m {
+		ps = append(ps, p)
+	}
+	_, errs := svc.CatalogCache().RefreshStale(ctx, ps)
+	for _, err := range errs {
+		fmt.Fprintf(f.IO.ErrOut, "catalog refresh: %v\n", err)
+	}
+	cs, err := costService(ctx, f)
+	if err == nil {
+		err = cs.RefreshAll(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "usage: %v\n", err)
+	}
+}
+
+// DryRunResult is `create --dry-run`'s JSON: the plan, nothing created.
+type DryRunResult struct {
+	DryRun bool   `json:"dry_run"`
+	Name   string `json:"name"`
+	hosts.Plan
+	// StoppedMonthly is what the host would cost per month while off.
+	StoppedMonthly float64 `json:"stopped_monthly"`
+}
+
+func runCreateDryRun(ctx context.Context, f *Factory, svc *hosts.Service, req hosts.CreateRequest) error {
+	plan, err := svc.Plan(ctx, req)
+	if err != nil {
+		return err
+	}
+	res := DryRunResult{DryRun: true, Name: req.Name, Plan: plan, StoppedMonthly: plan.Estimate.DiskMonthly}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, res)
+	}
+	for _, w := range plan.Warnings {
+		fmt.Fprintln(f.IO.ErrOut, "warning: "+w)
+	}
+	c, e := plan.Choice, plan.Estimate
+	where := c.Region
+	if c.Zone != "" {
+		where += " / " + c.Zone
+	}
+	gpu := ""
+	if c.GPUCount > 0 {
+		gpu = fmt.Sprintf(", %d x %s", c.GPUCount, c.GPUModel)
+	}
+	w := f.IO.Out
+	fmt.Fprintf(w, "dry run: would create host %s on %s: %s in %s (%d vCPUs, %g GiB%s)\n",
+		req.Name, c.Provider, c.InstanceType, where, c.VCPUs, c.MemoryGiB, gpu)
+	prices := orDash(c.PricingSource)
+	if c.Simulated && !strings.Contains(prices, "simulated") {
+		prices += ", simulated"
+	}
+	kind := ""
+	if req.Spec.Spot {
+		kind = " spot"
+	}
+	fmt.Fprintf(w, "price:    $%.4f/hour%s (prices: %s, version %s)\n", e.HourlyPrice, kind, prices, c.PricingVersion)
+	fmt.Fprintf(w, "estimate: $%.2f/month running = $%.2f compute (%d h) + $%.2f for a %d GB data disk at $%.4f/GB-month (%s)\n",
+		e.Monthly, e.ComputeMonthly, catalog.HoursPerMonth, e.DiskMonthly, e.DiskGB, e.DiskPricePerGBMonth, e.DiskPriceSource)
+	fmt.Fprintf(w, "stopped:  $%.2f/month for the disk alone\n", e.DiskMonthly)
+	if plan.Alternatives > 0 {
+		fmt.Fprintf(w, "%d other machines on %s meet the request; if this one has no capacity they are tried cheapest first\n",
+			plan.Alternatives, c.Provider)
+	}
+	fmt.Fprintln(w, "nothing was created")
+	return nil
+}

@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+)
+
+func init() { register("hosts", func(f *Factory) *cobra.Command { return newCostCmd(f, nil) }) }
+
+// CostOptions are the inputs of `cost`.
+type CostOptions struct {
+	Host  string
+	Since string
+}
+
+func newCostCmd(f *Factory, runF func(context.Context, *CostOptions) error) *cobra.Command {
+	o := &CostOptions{}
+	cmd := &cobra.Command{
+		Use:   "cost [HOST]",
+		Short: "What hosts cost: per host, per owner and in total",
+		Long: `Compute what hosts cost from their history in cloud_vm_log: compute while a
+host runs (at the hourly price stored when it was launched), and its data
+disk for as long as it exists, stopped or not (at the provider's disk price;
+pricing.disk_gb_month.NAME overrides it). Usage is stored in cloud_vm_usage.
+These are estimates from our own log, not a cloud's bill.`,
+		Example: `  cocalc-hosts cost
+  cocalc-hosts cost gpu1 --since 7d
+  cocalc-hosts cost --since 2026-11-01 -o json`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeHosts(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.Host = args[0]
+			}
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runCost(cmd.Context(), f, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Since, "since", "30d", "start of the window: a duration back from now (30d, 12h), a date (2026-11-01), or all")
+	return cmd
+}
+
+// parseSince turns --since into the window's start (zero: all time).
+func parseSince(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "all":
+		return time.Time{}, nil
+	case strings.HasSuffix(s, "d"):
+		if n, err := strconv.ParseFloat(strings.TrimSuffix(s, "d"), 64); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n * 24 * float64(time.Hour))), nil
+		}
+	default:
+		if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+			return now.Add(-d), nil
+		}
+		if t, err := time.Parse("2006-01-02", s); err == nil {
+			return t, nil
+		}
+		if t, err := time.Parse(time.RFC3339, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("invalid --since %q: use a duration such as 30d or 12h, a date such as 2026-11-01, or all", s)
+}
+
+func runCost(ctx context.Context, f *Factory, o *CostOptions) error {
+	from, err := parseSince(o.Since, f.Now())
+	if err != nil {
+		return usageErr(err)
+	}
+	cs, err := costService(ctx, f)
+	if err != nil {
+		return err
+	}
+	rep, err := cs.Report(ctx, cost.ReportOptions{Host: o.Host, From: from})
+	if err != nil {
+		return err
+	}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, rep)
+	}
+	w := f.IO.Out
+	t := newTable(w, "HOST", "OWNER", "CLOUD", "STATUS", "COMPUTE H", "DISK GB-H", "COMPUTE $", "DISK $", "TOTAL $", "NOW $/MONTH")
+	for _, h := range rep.Hosts {
+		status := string(h.Status)
+		if h.Deleted {
+			status += " (deleted)"
+		}
+		t.row(h.Name, h.Owner, h.Provider, status, fmt.Sprintf("%.2f", h.ComputeHours), fmt.Sprintf("%.1f", h.StorageGBHours),
+			money(h.ComputeCost), money(h.StorageCost), money(h.Total), money(h.MonthlyNow))
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if o.Host == "" && len(rep.Owners) > 0 {
+		fmt.Fprintln(w)
+		t := newTable(w, "OWNER", "HOSTS", "COMPUTE $", "DISK $", "TOTAL $")
+		for _, oc := range rep.Owners {
+			t.row(oc.Owner, fmt.Sprint(oc.Hosts), money(oc.ComputeCost), money(oc.StorageCost), money(oc.Total))
+		}
+		t.row("all", fmt.Sprint(len(rep.Hosts)), money(rep.Total.ComputeCost), money(rep.Total.StorageCost), money(rep.Total.Total))
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	start := "the beginning"
+	if !rep.From.IsZero() {
+		start = rep.From.Local().Format("2006-01-02 15:04")
+	}
+	fmt.Fprintf(f.IO.ErrOut, "cost in %s from %s to %s: an estimate from cloud_vm_log\n", rep.Currency, start, rep.To.Local().Format("2006-01-02 15:04"))
+	return nil
+}
+
+func money(f float64) string { return fmt.Sprintf("%.2f", f) }
+
+// StoppedCost is what a stopped host still costs: its data disk.
+type StoppedCost struct {
+	Monthly             float64 `json:"monthly"`
+	DiskGB              int     `json:"disk_gb"`
+	DiskPricePerGBMonth float64 `json:"disk_price_gb_month"`
+	Source              string  `json:"source"`
+}
+
+// stoppedCost prices h's disk, or nil when stopping leaves no disk (a
+// deprovision on a provider whose disks die with the VM).
+func stoppedCost(ctx context.Context, f *Factory, h model.Host, deprovision bool) *StoppedCost {
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return nil
+	}
+	if deprovision {
+		if p, err := svc.Providers.Get(ctx, h.Provider); err != nil || !p.Capabilities().PersistentDisk {
+			return nil
+		}
+	}
+	monthly, dp := svc.CatalogCache().Disk.StoppedMonthly(h.Provider, h.Spec.DiskGB)
+	gb := h.Spec.DiskGB
+	if gb <= 0 {
+		gb = catalog.DefaultDiskGB
+	}
+	return &StoppedCost{Monthly: monthly, DiskGB: gb, DiskPricePerGBMonth: dp.PerGBMonth, Source: dp.Source}
+}
+
+// finishStop is finishSubmitted for `stop`, which also says what the
+// stopped host still costs per month. With -o json that is the field
+// stopped_cost of the one JSON document.
+func finishStop(ctx context.Context, f *Factory, sub hosts.Submitted, noWait, deprovision bool) error {
+	sc := stoppedCost(ctx, f, sub.Host, deprovision)
+	if !f.jsonOutput() {
+		if err := finishSubmitted(ctx, f, sub, noWait); err != nil {
+			return err
+		}
+		if sc != nil {
+			verb := "while off it still costs"
+			if noWait {
+				verb = "once off it will still cost"
+			}
+			fmt.Fprintf(f.IO.Out, "%s: %s about $%.2f/month for its %d GB data disk ($%.4f/GB-month, %s)\n",
+				sub.Host.Name, verb, sc.Monthly, sc.DiskGB, sc.DiskPricePerGBMonth, sc.Source)
+		}
+		return nil
+	}
+	var buf bytes.Buffer
+	out := f.IO.Out
+	f.IO.Out = &buf
+	err := finishSubmitted(ctx, f, sub, noWait)
+	f.IO.Out = out
+	if err != nil {
+		sc = nil // it did not stop
+	}
+	var final hosts.Submitted
+	if buf.Len() == 0 || json.Unmarshal(buf.Bytes(), &final) != nil {
+		io.Copy(out, &buf) //nolint:errcheck
+		return err
+	}
+	if perr := printJSON(out, struct {
+		hosts.Submitted
+		StoppedCost *StoppedCost `json:"stopped_cost,omitempty"`
+	}{final, sc}); perr != nil {
+		return perr
+	}
+	return err
+}
+
+// publicAddress is the host's public DNS name when it has one, else its
+// raw public IP.
+func publicAddress(h model.Host) string {
+	if h.Runtime.DNSName != "" {
+		return h.Runtime.DNSName
+	}
+	return h.Runtime.PublicIP
+}
+
+// addressLine is publicAddress with the IP the name points at.
+func addressLine(h model.Host) string {
+	if h.Runtime.DNSName != "" && h.Runtime.PublicIP != "" {
+		return h.Runtime.DNSName + " (" + h.Runtime.PublicIP + ")"
+	}
+	return publicAddress(h)
+}

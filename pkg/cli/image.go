@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+)
+
+func init() { register("projects", newImageCmd) }
+
+// ImageBuildOptions are the inputs of `image build`.
+type ImageBuildOptions struct {
+	Name    string
+	Host    string
+	Suite   string
+	Include []string
+	Mirror  string
+	Rebuild bool
+}
+
+// ImageBuildResult is `image build -o json`'s document.
+type ImageBuildResult struct {
+	Name   string `json:"name"`
+	Host   string `json:"host"`
+	Cached bool   `json:"cached"`
+}
+
+func newImageCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Project images on hosts",
+		Args:  noArgs,
+	}
+	cmd.AddCommand(newImageBuildCmd(f, nil), newImageListCmd(f, nil))
+	return cmd
+}
+
+func newImageBuildCmd(f *Factory, runF func(context.Context, *ImageBuildOptions) error) *cobra.Command {
+	o := &ImageBuildOptions{}
+	cmd := &cobra.Command{
+		Use:   "build NAME --host HOST",
+		Short: "Make a small Debian base image on a host from Debian packages",
+		Long: `Make a project image on HOST without a container registry: a Debian root
+filesystem from Debian packages (mmdebstrap, or debootstrap), imported into the
+host's podman as NAME. The host needs a Debian mirror (--mirror, default the
+tool's). The root filesystem is cached on the host by its package list, so
+building the same image again (or on another host sharing the cache) is fast;
+--rebuild ignores the cache.`,
+		Example: `  cocalc-hosts image build cocalc-base --host dev
+  cocalc-hosts image build sci --host dev --include python3,python3-numpy`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("usage: %s NAME --host HOST", cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Name = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runImageBuild(cmd.Context(), f, o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.Host, "host", "", "host to build the image on")
+	fl.StringVar(&o.Suite, "suite", "", "Debian release (default bookworm)")
+	fl.StringSliceVar(&o.Include, "include", []string{"procps"}, "extra Debian packages, comma-separated")
+	fl.StringVar(&o.Mirror, "mirror", "", "Debian mirror URL")
+	fl.BoolVar(&o.Rebuild, "rebuild", false, "build the root filesystem again even if it is cached")
+	cmd.MarkFlagRequired("host")                             //nolint:errcheck
+	cmd.RegisterFlagCompletionFunc("host", completeHosts(f)) //nolint:errcheck
+	return cmd
+}
+
+func runImageBuild(ctx context.Context, f *Factory, o *ImageBuildOptions) error {
+	c, err := caller(f, &asFlag{})
+	if err != nil {
+		return err
+	}
+	ps, err := projectsService(ctx, f)
+	if err != nil {
+		return err
+	}
+	progress := func(line string) {
+		if f.jsonOutput() {
+			printJSONLine(f.IO.ErrOut, map[string]string{"event": "progress", "message": line})
+			return
+		}
+		fmt.Fprintf(f.IO.ErrOut, "  %s\n", line)
+	}
+	h, cached, err := ps.BuildImage(ctx, c, projects.BuildImageRequest{Host: o.Host, Name: o.Name, Suite: o.Suite,
+		Include: o.Include, Mirror: o.Mirror, Rebuild: o.Rebuild}, progress)
+	if err != nil {
+		return err
+	}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, ImageBuildResult{Name: o.Name, Host: h.Name, Cached: cached})
+	}
+	from := "built"
+	if cached {
+		from = "imported from the host's cache"
+	}
+	fmt.Fprintf(f.IO.Out, "%s: image %s %s\n", h.Name, o.Name, from)
+	return nil
+}
+
+// ImageListOptions are the inputs of `image list`.
+type ImageListOptions struct {
+	Host string
+}
+
+func newImageListCmd(f *Factory, runF func(context.Context, *ImageListOptions) error) *cobra.Command {
+	o := &ImageListOptions{}
+	cmd := &cobra.Command{
+		Use:   "list --host HOST",
+		Short: "List the suggested project images and whether HOST has them",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			c, err := caller(f, &asFlag{})
+			if err != nil {
+				return err
+			}
+			ps, err := projectsService(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			_, list, err := ps.Images(cmd.Context(), c, o.Host)
+			if err != nil {
+				return err
+			}
+			if f.jsonOutput() {
+				return printJSON(f.IO.Out, list)
+			}
+			t := newTable(f.IO.Out, "IMAGE", "ON HOST", "NOTE")
+			for _, im := range list {
+				t.row(im.Name, map[bool]string{true: "yes", false: "no"}[im.Present], im.Note)
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().StringVar(&o.Host, "host", "", "host to look on")
+	cmd.MarkFlagRequired("host")                             //nolint:errcheck
+	cmd.RegisterFlagCompletionFunc("host", completeHosts(f)) //nolint:errcheck
+	return cmd
+}

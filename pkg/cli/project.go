@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+func init() {
+	register("projects", newProjectCmd)
+	jobHandlers["project"] = func(ctx context.Context, f *Factory) (queue.Handler, error) {
+		ps, err := projectsService(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		return projects.Handler{S: ps}, nil
+	}
+}
+
+// asFlag is the account an operator acts for (--as).
+type asFlag struct{ as string }
+
+// addAsFlag adds --as to a parent command and its subcommands.
+func (a *asFlag) add(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&a.as, "as", "", "act for this account (admins only; the project is owned by it and its rights apply)")
+}
+
+const asHelp = `
+Who you are comes from the config key "account" (or --account, default your
+login name). In direct-to-database mode an admin may act for another
+account with --as ACCOUNT: projects it creates are owned by ACCOUNT, and
+ACCOUNT's rights (not the admin's) decide what is allowed. A later server
+mode will authenticate callers instead of trusting "account".`
+
+func newProjectCmd(f *Factory) *cobra.Command {
+	as := &asFlag{}
+	cmd := &cobra.Command{
+		Use:   "project",
+		Short: "Manage projects on hosts",
+		Long: `A project is a home directory (a btrfs subvolume with a quota and
+snapshots) plus a container on a host. Projects are created on a host you own,
+collaborate on, or that is in the shared pool, and only when the host has room
+for them. Their actions go through the durable queue, one at a time per
+project.` + asHelp,
+		Args: noArgs,
+	}
+	as.add(cmd)
+	for _, c := range []*cobra.Command{
+		newProjectCreateCmd(f, as, nil), newProjectListCmd(f, as, nil), newProjectShowCmd(f, as, nil),
+		newProjectLifecycleCmd(f, as, "start", nil), newProjectLifecycleCmd(f, as, "stop", nil),
+		newProjectLifecycleCmd(f, as, "restart", nil), newProjectDeleteCmd(f, as, nil),
+		newProjectExecCmd(f, as, nil), newProjectShellCmd(f, as, nil),
+		newProjectSnapshotCmd(f, as, nil), newProjectSnapshotsCmd(f, as, nil), newProjectRestoreCmd(f, as, nil),
+	} {
+		cmd.AddCommand(c)
+	}
+	return cmd
+}
+
+// projectsService returns the project domain on the factory's store, with
+// the host service reaching the agents.
+func projectsService(ctx context.Context, f *Factory) (*projects.Service, error) {
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ps := projects.New(svc.Store, svc)
+	ps.Now = f.Now
+	if cfg, err := f.Config(); err == nil {
+		if n := cfg.Int("worker.max_attempts"); n > 0 {
+			ps.MaxAttempts = n
+		}
+	}
+	return ps, nil
+}
+
+// caller is who runs the command.
+func caller(f *Factory, as *asFlag) (projects.Caller, error) {
+	cfg, err := f.Config()
+	if err != nil {
+		return projects.Caller{}, err
+	}
+	return projects.Caller{Account: cfg.String("account"), As: as.as}, nil
+}
+
+// oneProject checks for exactly one PROJECT argument.
+func oneProject(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usagef("%s needs exactly one project id; see `cocalc-hosts project list`", cmd.CommandPath())
+	}
+	return nil
+}
+
+// finishProject prints the outcome of a queued project action. Unless
+// noWait, it works the job in this process first (or waits for the worker
+// that has it), with progress on stderr.
+func finishProject(ctx context.Context, f *Factory, sub projects.Submitted, noWait bool) error {
+	for _, w := range sub.Warnings {
+		fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", w)
+	}
+	if sub.Note != "" && !f.jsonOutput() {
+		fmt.Fprintf(f.IO.ErrOut, "%s: %s\n", sub.Project.ID, sub.Note)
+	}
+	if sub.Job != nil && !noWait {
+		job, err := runJob(ctx, f, *sub.Job)
+		if err != nil {
+			return err
+		}
+		sub.Job = &job
+		st, err := f.Store(ctx)
+		if err != nil {
+			return err
+		}
+		p, err := st.GetProject(ctx, sub.Project.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// Purged, or a failed create that was undone.
+			sub.Project.State = model.ProjectDeleted
+		case err != nil:
+			return err
+		default:
+			sub.Project = p
+		}
+		if job.State == model.JobFailed {
+			if f.jsonOutput() {
+				printJSON(f.IO.Out, sub) //nolint:errcheck
+			}
+			what := strings.TrimPrefix(string(job.Action), "project.")
+			undone := ""
+			if job.Action == model.ActionProjectCreate && sub.Project.State == model.ProjectDeleted {
+				undone = "; nothing of it was left behind"
+			}
+			return &actionFailedError{msg: fmt.Sprintf("%s of project %s failed after %d attempt(s): %s%s",
+				what, sub.Project.ID, job.Attempts, job.LastError, undone)}
+		}
+	}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, sub)
+	}
+	if sub.Job != nil && noWait {
+		fmt.Fprintf(f.IO.Out, "%s: %s queued (job %s); `cocalc-hosts worker` will run it\n", sub.Project.ID, sub.Job.Action, sub.Job.ID)
+		return nil
+	}
+	fmt.Fprintf(f.IO.Out, "%s: %s\n", sub.Project.ID, sub.Project.State)
+	return nil
+}
+
+// completeProjects completes project ids with their titles.
+func completeProjects(f *Factory, as *asFlag) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ps, err := projectsService(cmd.Context(), f)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := caller(f, as)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		list, err := ps.List(cmd.Context(), c, projects.ListRequest{})
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []string
+		for _, p := range list {
+			if strings.HasPrefix(p.ID, prefix) {
+				out = append(out, fmt.Sprintf("%s\t%s %s", p.ID, orDash(p.Title), p.State))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}

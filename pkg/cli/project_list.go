@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// ProjectListOptions are the inputs of `project list`.
+type ProjectListOptions struct {
+	Host    string
+	All     bool
+	Deleted bool
+	Refresh bool
+}
+
+func newProjectListCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectListOptions) error) *cobra.Command {
+	o := &ProjectListOptions{}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List your projects",
+		Long: `List your projects (with --all, every account's; admins only). The
+states are the control plane's record; --refresh asks the running hosts first,
+so projects their hosts stopped for being idle show as stopped.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runProjectList(cmd.Context(), f, as, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Host, "host", "", "only projects on this host")
+	cmd.Flags().BoolVar(&o.All, "all", false, "every account's projects (admins)")
+	cmd.Flags().BoolVar(&o.Deleted, "deleted", false, "include deleted projects")
+	cmd.Flags().BoolVar(&o.Refresh, "refresh", false, "ask the hosts for each project's state")
+	cmd.RegisterFlagCompletionFunc("host", completeHosts(f)) //nolint:errcheck
+	return cmd
+}
+
+func runProjectList(ctx context.Context, f *Factory, as *asFlag, o *ProjectListOptions) error {
+	c, err := caller(f, as)
+	if err != nil {
+		return err
+	}
+	ps, err := projectsService(ctx, f)
+	if err != nil {
+		return err
+	}
+	list, err := ps.List(ctx, c, projects.ListRequest{Host: o.Host, All: o.All, Deleted: o.Deleted, Refresh: o.Refresh})
+	if err != nil {
+		return err
+	}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, list)
+	}
+	st, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	hs, err := st.ListHosts(ctx, store.HostFilter{IncludeDeleted: true})
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		names[h.ID] = h.Name
+	}
+	t := newTable(f.IO.Out, "ID", "TITLE", "OWNER", "HOST", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "LAST ACTIVITY")
+	now := f.Now()
+	for _, p := range list {
+		act := "-"
+		if p.LastActivity != nil {
+			act = ago(now, *p.LastActivity)
+		}
+		t.row(p.ID, orDash(truncate(p.Title, 24)), p.Owner, orDash(names[p.HostID]), string(p.State), truncate(p.Image, 32),
+			projects.FormatBytes(p.Limits.MemoryBytes), strconv.FormatFloat(p.Limits.CPUs, 'f', -1, 64),
+			projects.FormatBytes(p.Limits.DiskBytes), act)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(f.IO.ErrOut, "no projects; make one with `cocalc-hosts project create --host HOST`")
+	}
+	return nil
+}

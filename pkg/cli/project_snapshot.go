@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// ProjectSnapshotOptions are the inputs of `project snapshot`.
+type ProjectSnapshotOptions struct {
+	Project string
+	Name    string
+	NoWait  bool
+}
+
+func newProjectSnapshotCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSnapshotOptions) error) *cobra.Command {
+	o := &ProjectSnapshotOptions{}
+	cmd := &cobra.Command{
+		Use:   "snapshot PROJECT [--name NAME]",
+		Short: "Take a read-only snapshot of a project's home",
+		Long: `Take a read-only snapshot of a project's home. The project sees its snapshots
+in ~/.snapshots, and they count against its disk quota. Hosts also take
+scheduled snapshots (auto-…) of active projects and prune them (24 hourly,
+7 daily, 4 weekly); snapshots you make are kept until the project is purged.`,
+		Args:              oneProject,
+		ValidArgsFunction: completeProjects(f, as),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Project = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runProjectSnapshot(cmd.Context(), f, as, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Name, "name", "", "snapshot name (default snap-<UTC time>)")
+	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
+	return cmd
+}
+
+func runProjectSnapshot(ctx context.Context, f *Factory, as *asFlag, o *ProjectSnapshotOptions) error {
+	c, err := caller(f, as)
+	if err != nil {
+		return err
+	}
+	ps, err := projectsService(ctx, f)
+	if err != nil {
+		return err
+	}
+	sub, name, err := ps.Snapshot(ctx, c, o.Project, o.Name)
+	if err != nil {
+		return err
+	}
+	if !f.jsonOutput() && !o.NoWait {
+		defer func() {
+			if err == nil {
+				fmt.Fprintf(f.IO.ErrOut, "snapshot %s of project %s taken\n", name, sub.Project.ID)
+			}
+		}()
+	}
+	err = finishProject(ctx, f, sub, o.NoWait)
+	return err
+}
+
+// ProjectSnapshotsOptions are the inputs of `project snapshots`.
+type ProjectSnapshotsOptions struct {
+	Project string
+}
+
+func newProjectSnapshotsCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSnapshotsOptions) error) *cobra.Command {
+	o := &ProjectSnapshotsOptions{}
+	cmd := &cobra.Command{
+		Use:               "snapshots PROJECT",
+		Short:             "List a project's snapshots",
+		Args:              oneProject,
+		ValidArgsFunction: completeProjects(f, as),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Project = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runProjectSnapshots(cmd.Context(), f, as, o)
+		},
+	}
+	return cmd
+}
+
+func runProjectSnapshots(ctx context.Context, f *Factory, as *asFlag, o *ProjectSnapshotsOptions) error {
+	c, err := caller(f, as)
+	if err != nil {
+		return err
+	}
+	ps, err := projectsService(ctx, f)
+	if err != nil {
+		return err
+	}
+	snaps, err := ps.Snapshots(ctx, c, o.Project)
+	if err != nil {
+		return err
+	}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, snaps)
+	}
+	t := newTable(f.IO.Out, "NAME", "CREATED", "KIND")
+	for _, s := range snaps {
+		kind := "manual"
+		switch {
+		case s.Auto:
+			kind = "scheduled"
+		case strings.HasPrefix(s.Name, "pre-restore-"):
+			kind = "before a restore"
+		}
+		t.row(s.Name, s.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(f.Now(), s.CreatedAt)+")", kind)
+	}
+	return t.flush()
+}
+
+// ProjectRestoreOptions are the inputs of `project restore`.
+type ProjectRestoreOptions struct {
+	Project  string
+	Snapshot string
+	Path     string
+	NoWait   bool
+}
+
+func newProjectRestoreCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectRestoreOptions) error) *cobra.Command {
+	o := &ProjectRestoreOptions{}
+	cmd := &cobra.Command{
+		Use:   "restore PROJECT --snapshot NAME [--path PATH]",
+		Short: "Restore a file, a directory or the whole home from a snapshot",
+		Long: `Put back PATH (relative to the project's home; without --path, the whole
+home) as it was in a snapshot, replacing what is there now. What was there
+before is kept in a new snapshot named pre-restore-<time>, so a restore can
+itself be undone.`,
+		Args:              oneProject,
+		ValidArgsFunction: completeProjects(f, as),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Project = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runProjectRestore(cmd.Context(), f, as, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "snapshot to restore from (see `project snapshots`)")
+	cmd.Flags().StringVar(&o.Path, "path", "", "file or directory in the home to restore (default: the whole home)")
+	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
+	cmd.MarkFlagRequired("snapshot") //nolint:errcheck
+	return cmd
+}
+
+func runProjectRestore(ctx context.Context, f *Factory, as *asFlag, o *ProjectRestoreOptions) error {
+	c, err := caller(f, as)
+	if err != nil {
+		return err
+	}
+	ps, err := projectsService(ctx, f)
+	if err != nil {
+		return err
+	}
+	sub, err := ps.Restore(ctx, c, o.Project, o.Snapshot, o.Path)
+	if err != nil {
+		return err
+	}
+	if err := finishProject(ctx, f, sub, o.NoWait); err != nil {
+		return err
+	}
+	if o.NoWait || f.jsonOutput() {
+		return nil
+	}
+	// Name the safety snapshot: the newest pre-restore one.
+	if snaps, err := ps.Snapshots(ctx, c, sub.Project.ID); err == nil {
+		sort.Slice(snaps, func(i, j int) bool { return snaps[i].Name < snaps[j].Name })
+		for i := len(snaps) - 1; i >= 0; i-- {
+			if strings.HasPrefix(snaps[i].Name, "pre-restore-") {
+				fmt.Fprintf(f.IO.ErrOut, "what was there before the restore is in snapshot %s\n", snaps[i].Name)
+				break
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+package hosts
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+)
+
+func TestParseAddress(t *testing.T) {
+	good := map[string]string{
+		"root@203.0.113.7":             "root@203.0.113.7:22",
+		"203.0.113.7":                  "root@203.0.113.7:22",
+		"ubuntu@gpu1.example.org:2222": "ubuntu@gpu1.example.org:2222",
+		"deploy@[2001:db8::1]:22":      "deploy@[2001:db8::1]:22",
+		"deploy@[2001:db8::1]":         "deploy@[2001:db8::1]:22",
+	}
+	for in, want := range good {
+		a, err := ParseAddress(in)
+		if err != nil || a.String() != want {
+			t.Fatalf("ParseAddress(%q) = %v, %v; want %s", in, a, err, want)
+		}
+	}
+	for _, in := range []string{"", "root@", "@host", "root@host:0", "root@host:70000", "root@host:x", "Root Admin@host", "root@-bad", "root@host;rm"} {
+		_, err := ParseAddress(in)
+		var inv *InvalidError
+		if !errors.As(err, &inv) {
+			t.Fatalf("ParseAddress(%q): got %v, want an InvalidError", in, err)
+		}
+	}
+}
+
+func TestApplySSHRuntime(t *testing.T) {
+	h := model.Host{Spec: model.HostSpec{DataDiskDevice: "/dev/vdc"}}
+	applySSHRuntime(&h, provider.Instance{PrivateIP: "10.0.0.5", DataDiskDevice: "/dev/disk/by-id/google-data"})
+	if h.Runtime.SSHHost != "10.0.0.5" || h.Runtime.SSHPort != 22 || h.Runtime.SSHUser != "root" || h.Runtime.DataDiskDevice != "/dev/vdc" {
+		t.Fatalf("runtime: %+v", h.Runtime)
+	}
+	applySSHRuntime(&h, provider.Instance{PublicIP: "203.0.113.9", PrivateIP: "10.0.0.5", SSHPort: 2222, SSHUser: "ubuntu"})
+	if h.Runtime.SSHHost != "203.0.113.9" || h.Runtime.SSHPort != 2222 || h.Runtime.SSHUser != "ubuntu" {
+		t.Fatalf("runtime: %+v", h.Runtime)
+	}
+}

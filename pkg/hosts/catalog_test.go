@@ -1,0 +1,272 @@
+package hosts_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/providers/sim"
+)
+
+// configured is a provider set that knows which providers are set up.
+type configured map[string]provider.Provider
+
+func (c configured) Get(_ context.Context, name string) (provider.Provider, error) {
+	if p, ok := c[name]; ok {
+		return p, nil
+	}
+	return nil, errors.New("not configured")
+}
+
+func (c configured) Configured(context.Context) (map[string]provider.Provider, error) { return c, nil }
+
+func openStore(t *testing.T) *store.SQLStore {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func openSim(t *testing.T, st *store.SQLStore, opts map[string]string) provider.Provider {
+	t.Helper()
+	dep, _ := st.Deployment(context.Background())
+	p, err := provider.Open("sim", provider.Config{Deployment: dep, State: st.ProviderState(), Options: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runAllProgress works every queued job, collecting progress messages.
+func runAllProgress(t *testing.T, svc *hosts.Service, st store.Store) []string {
+	t.Helper()
+	var msgs []string
+	w := queue.NewWorker(st, svc)
+	w.Idle = time.Millisecond
+	w.OnEvent = func(e queue.Event) {
+		if e.Message != "" {
+			msgs = append(msgs, e.Message)
+		}
+	}
+	if err := w.Run(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func TestCreatePicksCheapestAndRecordsPrice(t *testing.T) {
+	st := openStore(t)
+	svc := hosts.New(st, configured{"sim": openSim(t, st, nil)})
+	ctx := context.Background()
+	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "gpu", Owner: "a", Provider: "sim",
+		Spec: model.HostSpec{GPUModel: "L4", CPUs: 4, MemoryGiB: 16, DiskGB: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sub.Host
+	if h.Spec.MachineType != "sim-gpu-l4" || h.Region != "sim-east1" || h.Zone != "sim-east1-a" || h.HourlyPrice != 0.85 || h.Spec.GPUModel != "l4" || h.Spec.GPUCount != 1 {
+		t.Fatalf("chose %+v", h)
+	}
+	runAllProgress(t, svc, st)
+	log, _ := st.ListLog(ctx, store.LogFilter{HostID: h.ID})
+	if len(log) != 1 || log[0].Status != "done" || !strings.HasPrefix(log[0].PricingVersion, "simulated@sha256:") {
+		t.Fatalf("log: %+v", log)
+	}
+	// The cheapest machine meeting --cpu 4 without a GPU.
+	sub, err = svc.Create(ctx, hosts.CreateRequest{Name: "cpu", Owner: "a", Provider: "sim", Spec: model.HostSpec{CPUs: 4}})
+	if err != nil || sub.Host.Spec.MachineType != "sim-medium" || sub.Host.HourlyPrice != 0.10 {
+		t.Fatalf("cpu host: %v %+v", err, sub.Host)
+	}
+	// Spot: the spot price is what the host costs.
+	sub, err = svc.Create(ctx, hosts.CreateRequest{Name: "spot", Owner: "a", Provider: "sim", Spec: model.HostSpec{CPUs: 4, Spot: true}})
+	if err != nil || sub.Host.HourlyPrice != 0.03 {
+		t.Fatalf("spot host: %v %+v", err, sub.Host)
+	}
+}
+
+func TestPlanExplainsBadRequests(t *testing.T) {
+	st := openStore(t)
+	svc := hosts.New(st, configured{"sim": openSim(t, st, nil)})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		req  hosts.CreateRequest
+		want string
+	}{
+		{hosts.CreateRequest{Provider: "sim", Spec: model.HostSpec{GPUModel: "l40"}}, `sim has no GPU model "l40" (GPU models: a100, l4)`},
+		{hosts.CreateRequest{Provider: "sim", Region: "sim-east"}, `sim has no region "sim-east" (regions: sim-east1, sim-west1)`},
+		{hosts.CreateRequest{Provider: "sim", Spec: model.HostSpec{GPUModel: "l4", MemoryGiB: 64}}, "also meets --ram 64 (the most memory is 32 GiB); lower --ram, or relax --gpu, --gpus"},
+		{hosts.CreateRequest{Provider: "sim", Spec: model.HostSpec{CPUs: 64}}, "meets --cpu 64 (the most vCPUs is 16); lower --cpu"},
+		{hosts.CreateRequest{Provider: "sim", Spec: model.HostSpec{MachineType: "sim-gpu-a100"}, Zone: "sim-east1-a"}, "no machine is offered at sim in zone sim-east1-a of type sim-gpu-a100"},
+	} {
+		tc.req.Name, tc.req.Owner = "x", "a"
+		_, err := svc.Plan(ctx, tc.req)
+		var inv *hosts.InvalidError
+		if !errors.As(err, &inv) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want InvalidError containing %q", tc.req, err, tc.want)
+		}
+	}
+}
+
+func TestCapacityFallsBackToNextCheapest(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	// The catalog was fetched while every region had capacity...
+	svc := hosts.New(st, configured{"sim": openSim(t, st, nil)})
+	if _, err := svc.CatalogCache().Refresh(ctx, openSim(t, st, nil)); err != nil {
+		t.Fatal(err)
+	}
+	// ...and sim-east1 ran out since.
+	full := openSim(t, st, map[string]string{"capacity_error_regions": "sim-east1"})
+	svc = hosts.New(st, configured{"sim": full})
+	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "gpu", Owner: "a", Provider: "sim", Spec: model.HostSpec{GPUModel: "l4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Host.Region != "sim-east1" {
+		t.Fatalf("the cached catalog should have chosen sim-east1 first, got %s", sub.Host.Region)
+	}
+	msgs := runAllProgress(t, svc, st)
+	h, _ := st.GetHost(ctx, sub.Host.ID)
+	if h.Status != model.StatusRunning || h.Region != "sim-west1" || h.Zone != "sim-west1-a" || h.Spec.MachineType != "sim-gpu-l4" {
+		t.Fatalf("after fallback: %s in %s/%s (%s): %s", h.Status, h.Region, h.Zone, h.Spec.MachineType, h.LastError)
+	}
+	joined := strings.Join(msgs, "\n")
+	for _, want := range []string{"no capacity for sim-gpu-l4 in sim-east1-a; trying sim-gpu-l4 in sim-east1-b",
+		"no capacity for sim-gpu-l4 in sim-east1-b; trying sim-gpu-l4 in sim-west1-a"} {
+		if !strings.Contains(joined, want) {
+			t.Fatalf("progress lacks %q:\n%s", want, joined)
+		}
+	}
+	recs, _ := sim.Records(ctx, st.ProviderState())
+	if len(recs) != 1 {
+		t.Fatalf("%d VMs, want 1", len(recs))
+	}
+	for _, r := range recs {
+		if r.Region != "sim-west1" || r.Creations != 1 {
+			t.Fatalf("VM %+v", r)
+		}
+	}
+}
+
+func TestNoFallbackOutsideWhatTheUserAllowed(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	svc := hosts.New(st, configured{"sim": openSim(t, st, nil)})
+	if _, err := svc.CatalogCache().Refresh(ctx, openSim(t, st, nil)); err != nil {
+		t.Fatal(err)
+	}
+	svc = hosts.New(st, configured{"sim": openSim(t, st, map[string]string{"capacity_error_regions": "sim-east1"})})
+	svc.MaxAttempts = 1
+	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "gpu", Owner: "a", Provider: "sim", Region: "sim-east1",
+		Spec: model.HostSpec{GPUModel: "l4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAllProgress(t, svc, st)
+	h, _ := st.GetHost(ctx, sub.Host.ID)
+	if h.Status != model.StatusError || h.Region != "sim-east1" || !strings.Contains(h.LastError, "no capacity") ||
+		!strings.Contains(h.LastError, "tried 1 machines after the first") {
+		t.Fatalf("with --region sim-east1 only its zones may be tried: %s in %s: %s", h.Status, h.Region, h.LastError)
+	}
+	if recs, _ := sim.Records(ctx, st.ProviderState()); len(recs) != 0 {
+		t.Fatalf("%d VMs", len(recs))
+	}
+}
+
+// rebranded is the sim under another name with other prices: a second
+// cloud for cross-cloud selection.
+type rebranded struct {
+	provider.Provider
+	name  string
+	scale float64
+	caps  *provider.Capabilities
+}
+
+func (r rebranded) Name() string { return r.name }
+
+func (r rebranded) Capabilities() provider.Capabilities {
+	if r.caps != nil {
+		return *r.caps
+	}
+	return r.Provider.Capabilities()
+}
+
+func (r rebranded) Catalog(ctx context.Context) ([]catalog.Entry, error) {
+	es, err := r.Provider.Catalog(ctx)
+	for i := range es {
+		es[i].Provider = r.name
+		es[i].HourlyPrice *= r.scale
+	}
+	return es, err
+}
+
+func TestCreateWithoutCloudPicksCheapestConfigured(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	base := openSim(t, st, nil)
+	noGPU := base.Capabilities()
+	noGPU.GPU = false
+	set := configured{
+		"sim":      base,
+		"cheapsim": rebranded{base, "cheapsim", 0.5, nil},
+		"cheapest": rebranded{base, "cheapest", 0.1, &noGPU}, // cheapest, but no GPUs
+		"pricesim": rebranded{base, "pricesim", 3, nil},
+	}
+	svc := hosts.New(st, set)
+	plan, err := svc.Plan(ctx, hosts.CreateRequest{Name: "x", Owner: "a", Spec: model.HostSpec{GPUModel: "l4", DiskGB: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Choice.Provider != "cheapsim" || plan.Choice.InstanceType != "sim-gpu-l4" || plan.Estimate.HourlyPrice != 0.425 {
+		t.Fatalf("plan %+v", plan.Choice)
+	}
+	// $0.425 × 730 h + 100 GB × $0.10 (the sim's disk price applies only to "sim").
+	if plan.Estimate.ComputeMonthly != 310.25 || plan.Estimate.DiskGB != 100 {
+		t.Fatalf("estimate %+v", plan.Estimate)
+	}
+	if len(plan.Warnings) != 1 || !strings.Contains(plan.Warnings[0], "left out cheapest: provider cheapest has no GPUs") {
+		t.Fatalf("warnings %v", plan.Warnings)
+	}
+	if plan.Alternatives != 2 || len(plan.Query.Providers) != 1 || plan.Query.Providers[0] != "cheapsim" {
+		t.Fatalf("fallbacks must stay on the chosen cloud: %d %+v", plan.Alternatives, plan.Query)
+	}
+	// Without a GPU the cheapest cloud wins.
+	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "cpu", Owner: "a", Spec: model.HostSpec{CPUs: 2}})
+	if err != nil || sub.Host.Provider != "cheapest" || sub.Host.Spec.MachineType != "sim-small" {
+		t.Fatalf("cpu host: %v %+v", err, sub.Host)
+	}
+	var pl struct {
+		Query catalog.Query `json:"query"`
+	}
+	json.Unmarshal(sub.Job.Payload, &pl) //nolint:errcheck
+	if len(pl.Query.Providers) != 1 || pl.Query.Providers[0] != "cheapest" || pl.Query.CPUs != 2 {
+		t.Fatalf("create payload query %+v", pl.Query)
+	}
+
+	// Nothing configured is bad input, and so is a request no configured
+	// cloud can serve.
+	none := hosts.New(st, configured{})
+	_, err = none.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a"})
+	var inv *hosts.InvalidError
+	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "no cloud is configured") {
+		t.Fatalf("nothing configured: %v", err)
+	}
+	onlyNoGPU := hosts.New(st, configured{"cheapest": set["cheapest"]})
+	if _, err := onlyNoGPU.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a", Spec: model.HostSpec{GPUModel: "l4"}}); !errors.As(err, &inv) ||
+		!strings.Contains(err.Error(), "no configured cloud can serve this request: provider cheapest has no GPUs") {
+		t.Fatalf("no GPU cloud: %v", err)
+	}
+}

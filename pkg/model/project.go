@@ -1,0 +1,57 @@
+package model
+
+import "time"
+
+// ProjectState is a project's lifecycle state as the control plane sees it.
+type ProjectState string
+
+const (
+	ProjectCreating ProjectState = "creating"
+	ProjectStopped  ProjectState = "stopped"
+	ProjectStarting ProjectState = "starting"
+	ProjectRunning  ProjectState = "running"
+	ProjectStopping ProjectState = "stopping"
+	ProjectDeleting ProjectState = "deleting"
+	ProjectDeleted  ProjectState = "deleted"
+	ProjectError    ProjectState = "error"
+)
+
+// ProjectLimits are a project's resource limits; zero means none.
+type ProjectLimits struct {
+	MemoryBytes int64   `json:"memory_bytes"`
+	CPUs        float64 `json:"cpus"`
+	PidsLimit   int     `json:"pids_limit"`
+	DiskBytes   int64   `json:"disk_bytes"`
+}
+
+// Project is a user's home directory plus a container, on one host.
+type Project struct {
+	ID     string        `json:"id"`
+	Title  string        `json:"title"`
+	Owner  string        `json:"owner"`
+	HostID string        `json:"host_id"`
+	Image  string        `json:"image"`
+	Limits ProjectLimits `json:"limits"`
+	// IdleTimeoutSeconds stops the project after that long without
+	// activity; 0 never does.
+	IdleTimeoutSeconds int64        `json:"idle_timeout_seconds"`
+	State              ProjectState `json:"state"`
+	LastActivity       *time.Time   `json:"last_activity,omitempty"`
+	LastAction         string       `json:"last_action"`
+	LastError          string       `json:"last_error"`
+	CreatedAt          time.Time    `json:"created_at"`
+	UpdatedAt          time.Time    `json:"updated_at"`
+	DeletedAt          *time.Time   `json:"deleted_at,omitempty"`
+}
+
+// Project actions run by the durable queue ("project.*" goes to the
+// project handler).
+const (
+	ActionProjectCreate   Action = "project.create"
+	ActionProjectStart    Action = "project.start"
+	ActionProjectStop     Action = "project.stop"
+	ActionProjectRestart  Action = "project.restart"
+	ActionProjectDelete   Action = "project.delete"
+	ActionProjectSnapshot Action = "project.snapshot"
+	ActionProjectRestore  Action = "project.restore"
+)

@@ -1,0 +1,663 @@
+package projects
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// Smallest limits a project can run with.
+const (
+	MinMemoryBytes = 32 << 20
+	MinDiskBytes   = 16 << 20
+	MinCPUs        = 0.01
+	MinPids        = 16
+)
+
+// CreateRequest asks for a new project.
+type CreateRequest struct {
+	Host  string
+	Title string
+	// Image defaults to DefaultImage.
+	Image string
+	// Limits: zero fields take Defaults.
+	Limits model.ProjectLimits
+	// IdleTimeout defaults to DefaultIdleTimeout; 0 never stops it.
+	IdleTimeout *time.Duration
+	// Start starts the project once it is made.
+	Start bool
+}
+
+func (s *Service) client(ctx context.Context, h model.Host) (*agentapi.Client, error) {
+	return s.Agents.AgentClient(ctx, h)
+}
+
+// Create validates req, checks that the caller may place a project on the
+// host and that the host has room for it, records the project and queues
+// its creation. Nothing is written when a check fails.
+func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Submitted, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return Submitted{}, err
+	}
+	if req.Host == "" {
+		return Submitted{}, invalid("a project needs a host: give --host HOST (see `cocalc-hosts list`)")
+	}
+	if len(req.Title) > 200 || strings.ContainsAny(req.Title, "\n\r\x00") {
+		return Submitted{}, invalid("title must be one line of at most 200 characters")
+	}
+	l := req.Limits
+	if l.MemoryBytes == 0 {
+		l.MemoryBytes = Defaults.MemoryBytes
+	}
+	if l.CPUs == 0 {
+		l.CPUs = Defaults.CPUs
+	}
+	if l.PidsLimit == 0 {
+		l.PidsLimit = Defaults.PidsLimit
+	}
+	if l.DiskBytes == 0 {
+		l.DiskBytes = Defaults.DiskBytes
+	}
+	if err := checkLimits(l); err != nil {
+		return Submitted{}, err
+	}
+	idle := DefaultIdleTimeout
+	if req.IdleTimeout != nil {
+		idle = *req.IdleTimeout
+	}
+	if idle < 0 || (idle > 0 && idle < time.Second) {
+		return Submitted{}, invalid("--idle-timeout %s: use 0 (never) or at least 1s", idle)
+	}
+	image := req.Image
+	if image == "" {
+		image = DefaultImage
+	}
+	if !agentapi.ValidImageName(image) {
+		return Submitted{}, invalid("invalid image name %q: use a name such as %s or docker.io/library/debian:bookworm", image, DefaultImage)
+	}
+	h, err := s.liveHost(ctx, req.Host)
+	if err != nil {
+		return Submitted{}, err
+	}
+	ok, err := s.mayPlace(ctx, a, h)
+	if err != nil {
+		return Submitted{}, err
+	}
+	if !ok {
+		return Submitted{}, refused("%s may not place projects on host %s (owned by %s): ask its owner to run `cocalc-hosts collaborators add %s %s`, or choose a host you own, collaborate on, or from the shared pool",
+			a.ID, h.Name, h.Owner, h.Name, a.ID)
+	}
+	client, err := s.client(ctx, h)
+	if err != nil {
+		return Submitted{}, err
+	}
+	p := model.Project{
+		ID: uuid.NewString(), Title: req.Title, Owner: a.ID, HostID: h.ID, Image: image, Limits: l,
+		IdleTimeoutSeconds: int64(idle / time.Second), State: model.ProjectCreating,
+		LastAction: string(model.ActionProjectCreate),
+	}
+	if err := s.checkHeadroom(ctx, client, h, p, true); err != nil {
+		return Submitted{}, err
+	}
+	var warnings []string
+	if !suggested(image) {
+		names := make([]string, len(SuggestedImages))
+		for i, im := range SuggestedImages {
+			names[i] = im.Name
+		}
+		warnings = append(warnings, fmt.Sprintf("image %s is not one of the suggested images (%s): it needs /bin/sh and sleep to run as a project, and may lack what projects need",
+			image, strings.Join(names, ", ")))
+	}
+	info, err := client.Image(ctx, image)
+	if err != nil {
+		return Submitted{}, hostErr(h, err)
+	}
+	if !info.Present {
+		if localOnly(image) {
+			return Submitted{}, fmt.Errorf("image %s is not on host %s and has no registry to pull it from: build it with `cocalc-hosts image build %s --host %s`, or give a full registry name such as docker.io/library/debian:bookworm: %w",
+				image, h.Name, strings.TrimPrefix(image, "localhost/"), h.Name, store.ErrNotFound)
+		}
+		warnings = append(warnings, fmt.Sprintf("image %s is not on host %s yet; it will be pulled from its registry", image, h.Name))
+	}
+	now := s.Now()
+	p.CreatedAt, p.UpdatedAt = now, now
+	if err := s.Store.CreateProject(ctx, p); err != nil {
+		return Submitted{}, err
+	}
+	sub, err := s.enqueue(ctx, p, model.ActionProjectCreate, payload{Start: req.Start, By: a.By})
+	if err != nil {
+		s.Store.PurgeProject(context.WithoutCancel(ctx), p.ID) //nolint:errcheck // the error below is what matters
+		return Submitted{}, err
+	}
+	sub.Warnings = warnings
+	return sub, nil
+}
+
+func checkLimits(l model.ProjectLimits) error {
+	switch {
+	case l.MemoryBytes < MinMemoryBytes:
+		return invalid("--memory %s is too small: a project needs at least %s", FormatBytes(l.MemoryBytes), FormatBytes(MinMemoryBytes))
+	case l.DiskBytes < MinDiskBytes:
+		return invalid("--disk %s is too small: a project needs at least %s", FormatBytes(l.DiskBytes), FormatBytes(MinDiskBytes))
+	case l.CPUs < MinCPUs:
+		return invalid("--cpus %g is too small: use at least %g", l.CPUs, MinCPUs)
+	case l.PidsLimit < MinPids:
+		return invalid("--pids %d is too small: use at least %d", l.PidsLimit, MinPids)
+	}
+	return nil
+}
+
+// localOnly reports whether image can only come from the host itself (a
+// short name or localhost/...): pulling it would ask registries chosen by
+// the host's configuration, or none.
+func localOnly(image string) bool {
+	return !strings.Contains(image, "/") || strings.HasPrefix(image, "localhost/")
+}
+
+// checkHeadroom refuses limits the host cannot have at all (bad input) and
+// projects the host has no room for now (refused).
+func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h model.Host, p model.Project, creating bool) error {
+	res, err := client.Resources(ctx)
+	if err != nil {
+		return hostErr(h, err)
+	}
+	l := p.Limits
+	if l.MemoryBytes > res.MemoryTotalBytes {
+		return invalid("--memory %s is more than host %s has (%s)", FormatBytes(l.MemoryBytes), h.Name, FormatBytes(res.MemoryTotalBytes))
+	}
+	if l.CPUs > float64(res.CPUs) {
+		return invalid("--cpus %g is more than host %s has (%d)", l.CPUs, h.Name, res.CPUs)
+	}
+	if l.DiskBytes > int64(res.Storage.TotalBytes) {
+		return invalid("--disk %s is more than host %s has (%s)", FormatBytes(l.DiskBytes), h.Name, FormatBytes(int64(res.Storage.TotalBytes)))
+	}
+	// Memory: the limits of the running projects (the agent's live view)
+	// plus this one must fit.
+	// A project that runs already holds its share.
+	committed := res.MemoryCommittedBytes - res.RunningMemory[p.ID]
+	memCap := int64(float64(res.MemoryTotalBytes) * s.MemoryOvercommit)
+	if committed+l.MemoryBytes > memCap {
+		return refused("host %s has no memory headroom: %s of %s is promised to %d running project(s) and this one needs %s; stop a project, ask for less --memory, or use another host",
+			h.Name, FormatBytes(committed), FormatBytes(memCap), res.RunningProjects, FormatBytes(l.MemoryBytes))
+	}
+	if !creating {
+		return nil
+	}
+	// Disk: quotas are promises of space, so all of them (also of stopped
+	// and deleted-but-not-purged projects, whose data stays) must fit.
+	if !res.Quotas {
+		if l.DiskBytes > int64(res.Storage.FreeBytes) {
+			return refused("host %s has %s free and this project asks for %s", h.Name, FormatBytes(int64(res.Storage.FreeBytes)), FormatBytes(l.DiskBytes))
+		}
+		return nil
+	}
+	ps, err := s.Store.ListProjects(ctx, store.ProjectFilter{HostID: h.ID, IncludeDeleted: true})
+	if err != nil {
+		return err
+	}
+	var promised int64
+	n := 0
+	for _, q := range ps {
+		if q.ID != p.ID {
+			promised += q.Limits.DiskBytes
+			n++
+		}
+	}
+	diskCap := int64(float64(res.Storage.TotalBytes) * s.DiskOvercommit)
+	if promised+l.DiskBytes > diskCap {
+		return refused("host %s has no disk headroom: %s of %s is promised to %d project(s) and this one asks for %s; ask for less --disk, purge projects (`cocalc-hosts project delete ID --purge`), or use another host",
+			h.Name, FormatBytes(promised), FormatBytes(diskCap), n, FormatBytes(l.DiskBytes))
+	}
+	return nil
+}
+
+// hostErr explains an error from host h's agent: one that does not answer
+// (the host stopped by itself, or crashed) or an error reply.
+func hostErr(h model.Host, err error) error {
+	var ae *agentapi.Error
+	if !errors.As(err, &ae) && isConnErr(err) {
+		return fmt.Errorf("host %s does not answer (%v); see `cocalc-hosts show %s` (`cocalc-hosts reconcile` notices a host that stopped)", h.Name, err, h.Name)
+	}
+	return agentErr(err)
+}
+
+func isConnErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
+}
+
+// agentErr turns an agent's error reply into the control plane's errors.
+func agentErr(err error) error {
+	var ae *agentapi.Error
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.Code {
+	case agentapi.CodeInvalid:
+		return invalid("%s", ae.Message)
+	case agentapi.CodeNotFound:
+		return fmt.Errorf("%s: %w", ae.Message, store.ErrNotFound)
+	case agentapi.CodeNotRunning, agentapi.CodeUnsupported:
+		return refused("%s", ae.Message)
+	case agentapi.CodeConflict:
+		return fmt.Errorf("%s: %w", ae.Message, store.ErrConflict)
+	}
+	return err
+}
+
+// hostOf returns a project's host, refusing when it is not running with a
+// pointer to starting it.
+func (s *Service) hostOf(ctx context.Context, p model.Project, what string) (model.Host, error) {
+	h, err := s.Store.GetHost(ctx, p.HostID)
+	if err != nil {
+		return h, err
+	}
+	if h.DeletedAt != nil {
+		return h, refused("project %s is on host %s, which was deleted", p.ID, h.Name)
+	}
+	if h.Status != model.StatusRunning {
+		return h, refused("cannot %s project %s: its host %s is %s; start the host with `cocalc-hosts start %s`",
+			what, p.ID, h.Name, h.Status, h.Name)
+	}
+	return h, nil
+}
+
+// live returns a project that is not deleted.
+func (s *Service) live(ctx context.Context, a actor, id string) (model.Project, error) {
+	p, err := s.project(ctx, a, id)
+	if err != nil {
+		return p, err
+	}
+	if p.DeletedAt != nil {
+		return p, fmt.Errorf("project %s was deleted (purge it with `cocalc-hosts project delete %s --purge`): %w", id, id, store.ErrNotFound)
+	}
+	return p, nil
+}
+
+// Start queues starting a project.
+func (s *Service) Start(ctx context.Context, c Caller, id string) (Submitted, error) {
+	return s.lifecycle(ctx, c, id, model.ActionProjectStart, "start")
+}
+
+// Stop queues stopping a project.
+func (s *Service) Stop(ctx context.Context, c Caller, id string) (Submitted, error) {
+	return s.lifecycle(ctx, c, id, model.ActionProjectStop, "stop")
+}
+
+// Restart queues stopping and starting a project.
+func (s *Service) Restart(ctx context.Context, c Caller, id string) (Submitted, error) {
+	return s.lifecycle(ctx, c, id, model.ActionProjectRestart, "restart")
+}
+
+func (s *Service) lifecycle(ctx context.Context, c Caller, id string, action model.Action, what string) (Submitted, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return Submitted{}, err
+	}
+	p, err := s.live(ctx, a, id)
+	if err != nil {
+		return Submitted{}, err
+	}
+	if p.State == model.ProjectCreating {
+		return Submitted{}, refused("project %s is still being created; wait for it (`cocalc-hosts worker --drain`)", id)
+	}
+	h, err := s.hostOf(ctx, p, what)
+	if err != nil {
+		return Submitted{}, err
+	}
+	if action != model.ActionProjectStop {
+		client, err := s.client(ctx, h)
+		if err != nil {
+			return Submitted{}, err
+		}
+		if err := s.checkHeadroom(ctx, client, h, p, false); err != nil {
+			return Submitted{}, err
+		}
+	}
+	return s.enqueue(ctx, p, action, payload{By: a.By})
+}
+
+// Delete queues deleting a project: it is stopped and hidden, its data
+// kept on the host; with purge its home, snapshots and scratch are
+// destroyed and its record removed.
+func (s *Service) Delete(ctx context.Context, c Caller, id string, purge bool) (Submitted, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return Submitted{}, err
+	}
+	p, err := s.project(ctx, a, id)
+	if err != nil {
+		return Submitted{}, err
+	}
+	if p.DeletedAt != nil && !purge {
+		return Submitted{Project: p, Note: "already deleted; add --purge to destroy its data"}, nil
+	}
+	if h, err := s.Store.GetHost(ctx, p.HostID); err == nil && (h.DeletedAt != nil || h.Status == model.StatusDeprovisioned) {
+		// The project's files went with its host: only the record is left.
+		if !purge {
+			return Submitted{}, refused("project %s was on host %s, which was deleted with its files; remove the record with --purge", p.ID, h.Name)
+		}
+		if err := s.Store.PurgeProject(ctx, p.ID); err != nil {
+			return Submitted{}, err
+		}
+		p.State = model.ProjectDeleted
+		return Submitted{Project: p, Note: "its host " + h.Name + " was deleted with its files; the record is removed"}, nil
+	}
+	if _, err := s.hostOf(ctx, p, "delete"); err != nil {
+		return Submitted{}, err
+	}
+	return s.enqueue(ctx, p, model.ActionProjectDelete, payload{Purge: purge, By: a.By})
+}
+
+// Snapshot queues a snapshot of a project's home; an empty name gets one
+// from the time. It returns the name.
+func (s *Service) Snapshot(ctx context.Context, c Caller, id, name string) (Submitted, string, error) {
+	if name == "" {
+		name = "snap-" + s.Now().UTC().Format("20060102T150405Z")
+	}
+	if err := storage.CheckSnapshotName(name); err != nil {
+		return Submitted{}, "", invalid("%v", strings.TrimSuffix(err.Error(), ": "+storage.ErrInvalid.Error()))
+	}
+	if strings.HasPrefix(name, storage.AutoPrefix) || strings.HasPrefix(name, "pre-restore-") {
+		return Submitted{}, "", invalid("snapshot names starting with %q or %q are reserved", storage.AutoPrefix, "pre-restore-")
+	}
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return Submitted{}, "", err
+	}
+	p, err := s.live(ctx, a, id)
+	if err != nil {
+		return Submitted{}, "", err
+	}
+	h, err := s.hostOf(ctx, p, "snapshot")
+	if err != nil {
+		return Submitted{}, "", err
+	}
+	if err := s.needSnapshots(ctx, h); err != nil {
+		return Submitted{}, "", err
+	}
+	sub, err := s.enqueue(ctx, p, model.ActionProjectSnapshot, payload{Snapshot: name, By: a.By})
+	return sub, name, err
+}
+
+func (s *Service) needSnapshots(ctx context.Context, h model.Host) error {
+	client, err := s.client(ctx, h)
+	if err != nil {
+		return err
+	}
+	res, err := client.Resources(ctx)
+	if err != nil {
+		return hostErr(h, err)
+	}
+	if !res.Snapshots {
+		return refused("host %s keeps projects in a plain directory (%s)", h.Name, agentapi.DirectoryNote)
+	}
+	return nil
+}
+
+// Restore queues restoring path ("" for the whole home) from a snapshot.
+func (s *Service) Restore(ctx context.Context, c Caller, id, snapshot, path string) (Submitted, error) {
+	if err := storage.CheckSnapshotName(snapshot); err != nil {
+		return Submitted{}, invalid("--snapshot %q is not a snapshot name (see `cocalc-hosts project snapshots %s`)", snapshot, id)
+	}
+	clean, err := storage.CleanRestorePath(path)
+	if err != nil {
+		return Submitted{}, invalid("--path %s", strings.TrimPrefix(strings.ReplaceAll(err.Error(), ": "+storage.ErrInvalid.Error(), ""), "path "))
+	}
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return Submitted{}, err
+	}
+	p, err := s.live(ctx, a, id)
+	if err != nil {
+		return Submitted{}, err
+	}
+	h, err := s.hostOf(ctx, p, "restore")
+	if err != nil {
+		return Submitted{}, err
+	}
+	if err := s.needSnapshots(ctx, h); err != nil {
+		return Submitted{}, err
+	}
+	client, err := s.client(ctx, h)
+	if err != nil {
+		return Submitted{}, err
+	}
+	snaps, err := client.Snapshots(ctx, p.ID)
+	if err != nil {
+		return Submitted{}, hostErr(h, err)
+	}
+	found := false
+	for _, sn := range snaps {
+		found = found || sn.Name == snapshot
+	}
+	if !found {
+		return Submitted{}, fmt.Errorf("project %s has no snapshot %q (see `cocalc-hosts project snapshots %s`): %w", id, snapshot, id, store.ErrNotFound)
+	}
+	return s.enqueue(ctx, p, model.ActionProjectRestore, payload{Snapshot: snapshot, Path: clean, By: a.By})
+}
+
+// Snapshots lists a project's snapshots, oldest first.
+func (s *Service) Snapshots(ctx context.Context, c Caller, id string) ([]agentapi.Snapshot, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.live(ctx, a, id)
+	if err != nil {
+		return nil, err
+	}
+	h, err := s.hostOf(ctx, p, "list snapshots of")
+	if err != nil {
+		return nil, err
+	}
+	client, err := s.client(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := client.Snapshots(ctx, p.ID)
+	if err != nil {
+		return nil, hostErr(h, err)
+	}
+	if snaps == nil {
+		snaps = []agentapi.Snapshot{}
+	}
+	return snaps, nil
+}
+
+// Detail is a project with what its host says about it.
+type Detail struct {
+	model.Project
+	HostName string                  `json:"host_name"`
+	Agent    *agentapi.ProjectStatus `json:"agent,omitempty"`
+	// AgentError says why the host could not be asked.
+	AgentError string     `json:"agent_error,omitempty"`
+	PendingJob *model.Job `json:"pending_job,omitempty"`
+}
+
+// Show returns a project and, when its host runs, what the host says
+// about it; the record is brought up to date with that (an idle project
+// the host stopped shows as stopped).
+func (s *Service) Show(ctx context.Context, c Caller, id string) (Detail, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return Detail{}, err
+	}
+	p, err := s.project(ctx, a, id)
+	if err != nil {
+		return Detail{}, err
+	}
+	d := Detail{Project: p}
+	h, err := s.Store.GetHost(ctx, p.HostID)
+	if err != nil {
+		return d, err
+	}
+	d.HostName = h.Name
+	if jobs, err := s.Store.ListJobs(ctx, store.JobFilter{HostID: p.ID, ActiveOnly: true}); err != nil {
+		return d, err
+	} else if len(jobs) > 0 {
+		d.PendingJob = &jobs[0]
+	}
+	if p.DeletedAt != nil {
+		return d, nil
+	}
+	if h.Status != model.StatusRunning {
+		d.AgentError = fmt.Sprintf("host %s is %s", h.Name, h.Status)
+		return d, nil
+	}
+	client, err := s.client(ctx, h)
+	if err != nil {
+		d.AgentError = err.Error()
+		return d, nil
+	}
+	st, err := client.Project(ctx, p.ID)
+	if err != nil {
+		d.AgentError = err.Error()
+		return d, nil
+	}
+	d.Agent = &st
+	d.Project = s.observe(ctx, p, st)
+	return d, nil
+}
+
+// observe brings p's record in line with what its host reports, unless a
+// job is working on it (the job's write wins).
+func (s *Service) observe(ctx context.Context, p model.Project, st agentapi.ProjectStatus) model.Project {
+	q := p
+	switch st.State {
+	case agentapi.ProjectRunning:
+		if p.State == model.ProjectStopped || p.State == model.ProjectError {
+			q.State = model.ProjectRunning
+		}
+	case agentapi.ProjectStopped:
+		if p.State == model.ProjectRunning {
+			q.State = model.ProjectStopped
+			if st.StoppedReason != "" {
+				q.LastAction = "project.stop (" + st.StoppedReason + ")"
+			}
+		}
+	case agentapi.ProjectAbsent:
+		if p.State == model.ProjectRunning || p.State == model.ProjectStopped {
+			q.State = model.ProjectError
+			q.LastError = "the project's files are not on its host"
+		}
+	}
+	if st.LastActivity != nil && (p.LastActivity == nil || st.LastActivity.After(*p.LastActivity)) {
+		t := st.LastActivity.UTC().Truncate(time.Millisecond)
+		q.LastActivity = &t
+	}
+	if q.State == p.State && timesEqual(q.LastActivity, p.LastActivity) && q.LastError == p.LastError {
+		return p
+	}
+	q.UpdatedAt = s.Now()
+	if ok, err := s.Store.UpdateProjectIfIdle(ctx, q, p.UpdatedAt); err != nil || !ok {
+		return p
+	}
+	return q
+}
+
+func timesEqual(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+// ListRequest selects projects.
+type ListRequest struct {
+	// Host limits the list to one host.
+	Host string
+	// All lists every account's projects (admins only).
+	All bool
+	// Deleted includes deleted projects.
+	Deleted bool
+	// Refresh asks the hosts for each project's state first.
+	Refresh bool
+}
+
+// List returns the caller's projects (or all, for admins with All).
+func (s *Service) List(ctx context.Context, c Caller, r ListRequest) ([]model.Project, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	f := store.ProjectFilter{Owner: a.ID, IncludeDeleted: r.Deleted}
+	if r.All {
+		if !a.Admin {
+			return nil, refused("--all lists every account's projects and needs an admin; %s is not one", a.ID)
+		}
+		f.Owner = ""
+	}
+	if r.Host != "" {
+		h, err := s.Store.GetHost(ctx, r.Host)
+		if err != nil {
+			return nil, err
+		}
+		f.HostID = h.ID
+	}
+	ps, err := s.Store.ListProjects(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if r.Refresh {
+		ps = s.refresh(ctx, ps)
+	}
+	if ps == nil {
+		ps = []model.Project{}
+	}
+	return ps, nil
+}
+
+// refresh asks each running host once about its projects.
+func (s *Service) refresh(ctx context.Context, ps []model.Project) []model.Project {
+	byHost := map[string][]int{}
+	for i, p := range ps {
+		if p.DeletedAt == nil {
+			byHost[p.HostID] = append(byHost[p.HostID], i)
+		}
+	}
+	hostIDs := make([]string, 0, len(byHost))
+	for id := range byHost {
+		hostIDs = append(hostIDs, id)
+	}
+	sort.Strings(hostIDs)
+	for _, hid := range hostIDs {
+		h, err := s.Store.GetHost(ctx, hid)
+		if err != nil || h.Status != model.StatusRunning {
+			continue
+		}
+		client, err := s.client(ctx, h)
+		if err != nil {
+			continue
+		}
+		sts, err := client.Projects(ctx)
+		if err != nil {
+			continue
+		}
+		byID := map[string]agentapi.ProjectStatus{}
+		for _, st := range sts {
+			byID[st.ID] = st
+		}
+		for _, i := range byHost[hid] {
+			st, ok := byID[ps[i].ID]
+			if !ok {
+				st = agentapi.ProjectStatus{ID: ps[i].ID, State: agentapi.ProjectAbsent}
+			}
+			ps[i] = s.observe(ctx, ps[i], st)
+		}
+	}
+	return ps
+}

@@ -1,0 +1,242 @@
+package projects
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// Handler runs "project.*" jobs from the durable queue. The job's host_id
+// column holds the project id, so a project's actions run one at a time.
+type Handler struct{ S *Service }
+
+var _ queue.Handler = Handler{}
+
+// transitional is the state a project shows while an action runs.
+var transitional = map[model.Action]model.ProjectState{
+	model.ActionProjectStart:   model.ProjectStarting,
+	model.ActionProjectStop:    model.ProjectStopping,
+	model.ActionProjectRestart: model.ProjectStarting,
+	model.ActionProjectDelete:  model.ProjectDeleting,
+}
+
+// classify marks errors for the queue, which retries only transient
+// ones: an agent that cannot be reached (or fails inside) may come back,
+// while bad input, a missing image or a host that is off stays so.
+func classify(h model.Host, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *provider.Error
+	if errors.As(err, &pe) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	where := "host " + h.Name
+	var ae *agentapi.Error
+	if errors.As(err, &ae) {
+		kind := provider.KindInvalid
+		switch ae.Code {
+		case agentapi.CodeInternal:
+			if ae.Status >= 500 && ae.Status != 501 {
+				kind = provider.KindTransient
+			}
+		case agentapi.CodeNotFound:
+			kind = provider.KindNotFound
+		case agentapi.CodeUnsupported, agentapi.CodeNotRunning:
+			kind = provider.KindUnsupported
+		}
+		return &provider.Error{Kind: kind, Provider: where, Err: errors.New(ae.Message)}
+	}
+	if isConnErr(err) || errors.Is(err, store.ErrUnavailable) {
+		return &provider.Error{Kind: provider.KindTransient, Provider: where, Err: err}
+	}
+	return &provider.Error{Kind: provider.KindInvalid, Provider: where, Err: err}
+}
+
+// Run performs one attempt of a project job. Every step is idempotent.
+func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) (queue.Result, error) {
+	s := h.S
+	p, err := s.Store.GetProject(ctx, job.HostID)
+	if err != nil {
+		return queue.Result{}, fmt.Errorf("%s: %w", job.Action, err)
+	}
+	var pl payload
+	json.Unmarshal(job.Payload, &pl) //nolint:errcheck // written by us
+	host, err := s.Store.GetHost(ctx, p.HostID)
+	if err != nil {
+		return queue.Result{}, err
+	}
+	client, err := s.client(ctx, host)
+	if err != nil {
+		// A host that is off stays off until someone starts it: retrying
+		// would not help.
+		return queue.Result{}, classify(host, err)
+	}
+	if st, ok := transitional[job.Action]; ok && p.State != st {
+		p.State, p.LastAction, p.UpdatedAt = st, string(job.Action), s.Now()
+		if err := s.Store.UpdateProject(ctx, p); err != nil {
+			return queue.Result{}, err
+		}
+	}
+	start := func() error {
+		if err := s.checkHeadroom(ctx, client, host, p, false); err != nil {
+			return err
+		}
+		progress(fmt.Sprintf("starting project %s on %s (image %s, %s memory, %g cpus)", p.ID, host.Name, p.Image, FormatBytes(p.Limits.MemoryBytes), p.Limits.CPUs))
+		st, err := client.StartProject(ctx, p.ID, agentapi.StartProjectRequest{
+			Image: p.Image, IdleTimeoutSeconds: p.IdleTimeoutSeconds,
+			Limits: agentapi.Limits{MemoryBytes: p.Limits.MemoryBytes, CPUs: p.Limits.CPUs, PidsLimit: p.Limits.PidsLimit, DiskBytes: p.Limits.DiskBytes},
+		})
+		if err != nil {
+			return err
+		}
+		p.State = model.ProjectRunning
+		if st.LastActivity != nil {
+			t := st.LastActivity.UTC().Truncate(time.Millisecond)
+			p.LastActivity = &t
+		}
+		return nil
+	}
+	stop := func() error {
+		progress(fmt.Sprintf("stopping project %s on %s", p.ID, host.Name))
+		if _, err := client.StopProject(ctx, p.ID); err != nil {
+			return err
+		}
+		p.State = model.ProjectStopped
+		return nil
+	}
+	purged := false
+	switch job.Action {
+	case model.ActionProjectCreate:
+		info, err := client.Image(ctx, p.Image)
+		if err != nil {
+			return queue.Result{}, classify(host, err)
+		}
+		if !info.Present {
+			progress(fmt.Sprintf("pulling image %s onto %s", p.Image, host.Name))
+			if _, err := client.PullImage(ctx, p.Image); err != nil {
+				return queue.Result{}, classify(host, err)
+			}
+		}
+		progress(fmt.Sprintf("making storage for project %s on %s (%s quota)", p.ID, host.Name, FormatBytes(p.Limits.DiskBytes)))
+		if _, err := client.CreateProject(ctx, p.ID, agentapi.CreateProjectRequest{DiskBytes: p.Limits.DiskBytes}); err != nil {
+			return queue.Result{}, classify(host, err)
+		}
+		p.State = model.ProjectStopped
+		if pl.Start {
+			err = start()
+		}
+	case model.ActionProjectStart:
+		err = start()
+	case model.ActionProjectStop:
+		err = stop()
+	case model.ActionProjectRestart:
+		if err = stop(); err == nil {
+			err = start()
+		}
+	case model.ActionProjectDelete:
+		if err = stop(); err != nil {
+			break
+		}
+		if pl.Purge {
+			progress(fmt.Sprintf("destroying the home, snapshots and scratch of project %s on %s", p.ID, host.Name))
+			if err = client.DeleteProject(ctx, p.ID); err == nil {
+				err = s.Store.PurgeProject(ctx, p.ID)
+				purged = true
+			}
+			break
+		}
+		now := s.Now()
+		p.State, p.DeletedAt = model.ProjectDeleted, &now
+	case model.ActionProjectSnapshot:
+		progress(fmt.Sprintf("snapshot %s of project %s", pl.Snapshot, p.ID))
+		_, err = client.CreateSnapshot(ctx, p.ID, pl.Snapshot)
+	case model.ActionProjectRestore:
+		what := pl.Path
+		if what == "" {
+			what = "the whole home"
+		}
+		progress(fmt.Sprintf("restoring %s of project %s from snapshot %s", what, p.ID, pl.Snapshot))
+		var res agentapi.RestoreResult
+		res, err = client.Restore(ctx, p.ID, agentapi.RestoreRequest{Snapshot: pl.Snapshot, Path: pl.Path})
+		if err == nil {
+			progress(fmt.Sprintf("what was there before is in snapshot %s", res.SafetySnapshot))
+		}
+	default:
+		return queue.Result{}, provider.Errorf(provider.KindInvalid, "projects", string(job.Action), "unknown project action")
+	}
+	if err != nil {
+		return queue.Result{}, classify(host, err)
+	}
+	if purged {
+		return queue.Result{}, nil
+	}
+	p.LastAction, p.LastError, p.UpdatedAt = string(job.Action), "", s.Now()
+	if err := s.Store.UpdateProject(ctx, p); err != nil {
+		return queue.Result{}, err
+	}
+	return queue.Result{}, nil
+}
+
+// Failed records a failed attempt on the project. A create that fails for
+// good is undone: its storage on the host (if any was made) and its record
+// are removed, so nothing half-made is left.
+func (h Handler) Failed(ctx context.Context, job model.Job, err error, final bool) queue.Result {
+	s := h.S
+	p, gerr := s.Store.GetProject(ctx, job.HostID)
+	if gerr != nil {
+		return queue.Result{}
+	}
+	if final && job.Action == model.ActionProjectCreate {
+		if host, herr := s.Store.GetHost(ctx, p.HostID); herr == nil {
+			if client, cerr := s.client(ctx, host); cerr == nil {
+				if derr := client.DeleteProject(ctx, p.ID); derr != nil {
+					// Keep the record: it is how anyone finds what is left.
+					p.State, p.LastError, p.UpdatedAt = model.ProjectError,
+						fmt.Sprintf("%v; removing what was made also failed: %v", err, derr), s.Now()
+					s.Store.UpdateProject(ctx, p) //nolint:errcheck
+					return queue.Result{}
+				}
+			}
+		}
+		s.Store.PurgeProject(ctx, p.ID) //nolint:errcheck
+		return queue.Result{}
+	}
+	msg := fmt.Sprintf("attempt %d of %d failed, will retry: %v", job.Attempts, job.MaxAttempts, err)
+	if final {
+		msg = err.Error()
+		// What the host says is the truth; without it the state is unknown.
+		p.State = model.ProjectError
+		if host, herr := s.Store.GetHost(ctx, p.HostID); herr == nil {
+			if client, cerr := s.client(ctx, host); cerr == nil {
+				if st, serr := client.Project(ctx, p.ID); serr == nil {
+					switch st.State {
+					case agentapi.ProjectRunning:
+						p.State = model.ProjectRunning
+					case agentapi.ProjectStopped:
+						p.State = model.ProjectStopped
+					}
+				}
+			} else {
+				var ref *hosts.RefusedError
+				if errors.As(cerr, &ref) && p.State != model.ProjectCreating {
+					// The host is off, so the project is not running.
+					p.State = model.ProjectStopped
+				}
+			}
+		}
+	}
+	p.LastAction, p.LastError, p.UpdatedAt = string(job.Action), strings.TrimSpace(msg), s.Now()
+	s.Store.UpdateProject(ctx, p) //nolint:errcheck
+	return queue.Result{}
+}

@@ -1,0 +1,285 @@
+// Package projects is the control plane's project domain: placement on a
+// host the caller may use (owner, collaborator, or the shared pool) with
+// headroom checks, project actions through the durable queue (serialized
+// per project: a project's jobs use its id as the queue key), and the
+// calls to the host agent that carry them out.
+package projects
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// Agents opens clients to host agents; *hosts.Service is one (it refuses
+// hosts that are not running, naming `cocalc-hosts start HOST`).
+type Agents interface {
+	AgentClient(ctx context.Context, h model.Host) (*agentapi.Client, error)
+}
+
+// Service is the project domain.
+type Service struct {
+	Store  store.Store
+	Agents Agents
+	Now    func() time.Time
+	// MaxAttempts bounds retries of one project action.
+	MaxAttempts int
+	// MemoryOvercommit is how far the memory limits of a host's running
+	// projects may add up beyond its memory (1 = not at all).
+	MemoryOvercommit float64
+	// DiskOvercommit is how far the disk quotas of a host's projects may
+	// add up beyond its pool (1 = not at all).
+	DiskOvercommit float64
+}
+
+// New returns a service with defaults.
+func New(st store.Store, agents Agents) *Service {
+	return &Service{Store: st, Agents: agents, Now: time.Now, MaxAttempts: 3, MemoryOvercommit: 1, DiskOvercommit: 1}
+}
+
+// Defaults for new projects.
+var Defaults = model.ProjectLimits{MemoryBytes: 1 << 30, CPUs: 1, PidsLimit: 1024, DiskBytes: 2 << 30}
+
+// DefaultIdleTimeout stops a project after an hour without activity.
+const DefaultIdleTimeout = time.Hour
+
+// Image is one of the suggested project images.
+type Image struct {
+	Name string `json:"name"`
+	Note string `json:"note"`
+}
+
+// SuggestedImages are the images projects are known to run on. The first
+// is the default: it needs no registry.
+var SuggestedImages = []Image{
+	{Name: "cocalc-base", Note: "small Debian base made on the host from Debian packages: `cocalc-hosts image build cocalc-base --host HOST` (works without a registry)"},
+	{Name: "docker.io/library/debian:bookworm", Note: "Debian 12 from Docker Hub"},
+	{Name: "docker.io/library/ubuntu:24.04", Note: "Ubuntu 24.04 from Docker Hub"},
+	{Name: "docker.io/library/python:3.12-bookworm", Note: "Python 3.12 on Debian 12 from Docker Hub"},
+}
+
+// DefaultImage is used without --image.
+var DefaultImage = SuggestedImages[0].Name
+
+func suggested(image string) bool {
+	for _, s := range SuggestedImages {
+		if s.Name == image || "localhost/"+s.Name == image || "localhost/"+s.Name+":latest" == image {
+			return true
+		}
+	}
+	return false
+}
+
+// Caller is who asks: Account is the caller's own account; As, if set, is
+// the account an operator acts for (only admins may).
+type Caller struct {
+	Account string
+	As      string
+}
+
+// actor is the account whose rights apply.
+type actor struct {
+	ID    string
+	Admin bool
+	// By is the operator acting for ID (empty when acting for oneself).
+	By string
+}
+
+func invalid(format string, args ...any) error {
+	return &hosts.InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+func refused(format string, args ...any) error {
+	return &hosts.RefusedError{Msg: fmt.Sprintf(format, args...)}
+}
+
+var accountRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$`)
+
+// CheckAccount validates an account id.
+func CheckAccount(id string) error {
+	if !accountRE.MatchString(id) {
+		return invalid("invalid account %q: use letters, digits and . _ @ + -", id)
+	}
+	return nil
+}
+
+// who resolves the caller to the account whose rights apply.
+func (s *Service) who(ctx context.Context, c Caller) (actor, error) {
+	if err := CheckAccount(c.Account); err != nil {
+		return actor{}, err
+	}
+	me, err := s.Store.EnsureAccount(ctx, c.Account)
+	if err != nil {
+		return actor{}, err
+	}
+	if c.As == "" || c.As == c.Account {
+		return actor{ID: me.ID, Admin: me.Admin}, nil
+	}
+	if err := CheckAccount(c.As); err != nil {
+		return actor{}, err
+	}
+	if !me.Admin {
+		return actor{}, refused("--as %s: only admins may act for another account, and %s is not an admin", c.As, c.Account)
+	}
+	other, err := s.Store.EnsureAccount(ctx, c.As)
+	if err != nil {
+		return actor{}, err
+	}
+	return actor{ID: other.ID, Admin: other.Admin, By: me.ID}, nil
+}
+
+// liveHost finds a host that is not deleted.
+func (s *Service) liveHost(ctx context.Context, idOrName string) (model.Host, error) {
+	h, err := s.Store.GetHost(ctx, idOrName)
+	if err != nil {
+		return h, err
+	}
+	if h.DeletedAt != nil || h.Status == model.StatusDeprovisioned {
+		return h, fmt.Errorf("host %s was deleted: %w", idOrName, store.ErrNotFound)
+	}
+	return h, nil
+}
+
+// mayPlace reports whether a may put projects on h.
+func (s *Service) mayPlace(ctx context.Context, a actor, h model.Host) (bool, error) {
+	if a.Admin || h.Owner == a.ID || h.Shared {
+		return true, nil
+	}
+	return s.isCollaborator(ctx, a.ID, h)
+}
+
+func (s *Service) isCollaborator(ctx context.Context, account string, h model.Host) (bool, error) {
+	cs, err := s.Store.ListCollaborators(ctx, h.ID)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range cs {
+		if c == account {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// project finds a project a may act on.
+func (s *Service) project(ctx context.Context, a actor, id string) (model.Project, error) {
+	if err := CheckID(id); err != nil {
+		return model.Project{}, err
+	}
+	p, err := s.Store.GetProject(ctx, id)
+	if err != nil {
+		return p, err
+	}
+	if p.Owner != a.ID && !a.Admin {
+		return p, refused("project %s belongs to %s; %s may not use it", id, p.Owner, a.ID)
+	}
+	return p, nil
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// CheckID accepts only canonical UUIDs as project ids: an id becomes a
+// path on the host, so nothing else may pass.
+func CheckID(id string) error {
+	if !uuidRE.MatchString(id) {
+		return invalid("invalid project id %q: project ids are UUIDs such as 3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13 (see `cocalc-hosts project list`)", id)
+	}
+	return nil
+}
+
+// ParseBytes reads a size such as 512M, 2G, 10GiB or 1073741824. Units
+// are binary (G = GiB), as podman reads them.
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, fmt.Errorf("empty size")
+	}
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := t[:i], strings.ToUpper(strings.TrimSpace(t[i:]))
+	unit = strings.TrimSuffix(strings.TrimSuffix(unit, "IB"), "B")
+	mult := map[string]float64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("size %q: unknown unit %q (use K, M, G or T)", s, t[i:])
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("size %q is not a number of bytes such as 512M or 2G", s)
+	}
+	v := f * mult
+	if v > 1<<62 {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return int64(v), nil
+}
+
+// FormatBytes writes a size in binary units.
+func FormatBytes(b int64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := int64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}
+
+// Submitted is a queued project action.
+type Submitted struct {
+	Project  model.Project `json:"project"`
+	Job      *model.Job    `json:"job,omitempty"`
+	Note     string        `json:"note,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"`
+}
+
+// payload is what project jobs carry.
+type payload struct {
+	Start    bool   `json:"start,omitempty"`
+	Purge    bool   `json:"purge,omitempty"`
+	Snapshot string `json:"snapshot,omitempty"`
+	Path     string `json:"path,omitempty"`
+	// By is the operator who acted for the project's owner.
+	By string `json:"by,omitempty"`
+}
+
+// enqueue queues action on project p. A project takes one action at a
+// time; asking again for the pending action returns its job.
+func (s *Service) enqueue(ctx context.Context, p model.Project, a model.Action, pl payload) (Submitted, error) {
+	now := s.Now()
+	b, _ := json.Marshal(pl)
+	job, created, err := s.Store.EnqueueJob(ctx, model.Job{
+		ID: uuid.NewString(), HostID: p.ID, Action: a, Payload: b,
+		MaxAttempts: s.MaxAttempts, RunAfter: now, CreatedAt: now,
+	})
+	var busy *store.BusyError
+	if errors.As(err, &busy) {
+		return Submitted{}, fmt.Errorf("project %s has pending work (%s job %s, %s); wait for it (`cocalc-hosts worker --drain` runs queued work) and retry: %w",
+			p.ID, busy.Active.Action, busy.Active.ID, busy.Active.State, store.ErrConflict)
+	}
+	if err != nil {
+		return Submitted{}, err
+	}
+	sub := Submitted{Project: p, Job: &job}
+	if !created {
+		sub.Note = fmt.Sprintf("%s already pending (job %s)", a, job.ID)
+	}
+	return sub, nil
+}

@@ -1,0 +1,111 @@
+package projects
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "512": 512, "1K": 1 << 10, "2G": 2 << 30, "2g": 2 << 30, "10GiB": 10 << 30, "1.5G": 3 << 29,
+		"128M": 128 << 20, "1T": 1 << 40, "64MB": 64 << 20, " 3 G ": 3 << 30,
+	} {
+		got, err := ParseBytes(in)
+		if err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-1G", "1X", "G", "1e400", "9999999999T"} {
+		if _, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", bad)
+		}
+	}
+	if s := FormatBytes(3 << 29); s != "1.5 GiB" {
+		t.Errorf("FormatBytes = %q", s)
+	}
+}
+
+func TestCheckID(t *testing.T) {
+	if err := CheckID("3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "..", "../../etc/passwd", "3F1C9A52-8D0B-4C7E-9A61-2B5D7E4F0C13", "3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13/..", "dev"} {
+		err := CheckID(bad)
+		var inv *hosts.InvalidError
+		if !errors.As(err, &inv) {
+			t.Errorf("CheckID(%q) = %v; want an InvalidError", bad, err)
+		}
+	}
+}
+
+func TestImages(t *testing.T) {
+	for _, im := range []string{"cocalc-base", "localhost/cocalc-base", "localhost/cocalc-base:latest", "docker.io/library/debian:bookworm"} {
+		if !suggested(im) {
+			t.Errorf("%s not suggested", im)
+		}
+	}
+	if suggested("docker.io/library/alpine:3") {
+		t.Error("alpine suggested")
+	}
+	for im, want := range map[string]bool{"cocalc-base": true, "localhost/x:1": true, "debian:bookworm": true, "docker.io/library/debian:bookworm": false, "ghcr.io/a/b:1": false} {
+		if localOnly(im) != want {
+			t.Errorf("localOnly(%s) = %v", im, !want)
+		}
+	}
+}
+
+func TestCheckLimits(t *testing.T) {
+	if err := checkLimits(Defaults); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []model.ProjectLimits{
+		{MemoryBytes: 1 << 20, CPUs: 1, PidsLimit: 100, DiskBytes: 1 << 30},
+		{MemoryBytes: 1 << 30, CPUs: 0, PidsLimit: 100, DiskBytes: 1 << 30},
+		{MemoryBytes: 1 << 30, CPUs: 1, PidsLimit: 1, DiskBytes: 1 << 30},
+		{MemoryBytes: 1 << 30, CPUs: 1, PidsLimit: 100, DiskBytes: 1 << 10},
+	} {
+		if err := checkLimits(l); err == nil {
+			t.Errorf("checkLimits(%+v) accepted", l)
+		}
+	}
+}
+
+// Only an agent that cannot be reached (or fails inside) is worth a retry;
+// the queue treats unclassified errors as transient, so everything else
+// must be classified as final.
+func TestClassify(t *testing.T) {
+	h := model.Host{Name: "dev"}
+	cases := []struct {
+		err       error
+		retryable bool
+	}{
+		{&agentapi.Error{Status: 500, Code: agentapi.CodeInternal, Message: "podman crashed"}, true},
+		{&agentapi.Error{Status: 404, Code: agentapi.CodeNotFound, Message: "image x is not on this host"}, false},
+		{&agentapi.Error{Status: 400, Code: agentapi.CodeInvalid, Message: "bad"}, false},
+		{&agentapi.Error{Status: 501, Code: agentapi.CodeUnsupported, Message: "no snapshots"}, false},
+		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
+		{&net.OpError{Op: "dial", Err: syscall.ENOENT}, true},
+		{fmt.Errorf("db: %w", store.ErrUnavailable), true},
+		{&hosts.RefusedError{Msg: "host dev is off"}, false},
+		{&hosts.InvalidError{Msg: "too much memory"}, false},
+		{errors.New("anything else"), false},
+	}
+	for _, c := range cases {
+		got := classify(h, c.err)
+		if provider.IsRetryable(got) != c.retryable {
+			t.Errorf("classify(%v) = %v (kind %s); retryable should be %v", c.err, got, provider.KindOf(got), c.retryable)
+		}
+	}
+	if got := classify(h, &agentapi.Error{Status: 404, Code: agentapi.CodeNotFound, Message: "image x is missing"}); got.Error() != "host dev: image x is missing" {
+		t.Errorf("message = %q", got.Error())
+	}
+}

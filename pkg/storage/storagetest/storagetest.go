@@ -1,0 +1,70 @@
+// Package storagetest makes real btrfs pools on loop files for tests.
+package storagetest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/btrfs"
+)
+
+// PoolSize is the size of test pools: btrfs cannot reclaim metadata chunks
+// on smaller ones, which then fill up long before their data does.
+const PoolSize = int64(4) << 30
+
+// BtrfsPool makes a 4 GiB btrfs pool with quotas enabled, mounted in a
+// temporary directory, and returns its mount point. The pool is unmounted
+// and its loop device detached when the test ends, also when it fails.
+// Without root or btrfs the test is skipped (or fails when require is set,
+// so CI on a capable machine cannot silently skip).
+func BtrfsPool(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount loop devices")
+	}
+	if !btrfs.Available() {
+		t.Fatal("running as root but btrfs is not available; run scripts/install-deps.sh")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "pool.img")
+	mnt := filepath.Join(dir, "pool")
+	t.Cleanup(func() { Release(t, img, mnt) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := btrfs.CreateLoopPool(ctx, img, mnt, PoolSize); err != nil {
+		t.Fatal(err)
+	}
+	return mnt
+}
+
+// Release unmounts a pool made by BtrfsPool and detaches its loop device.
+func Release(t testing.TB, img, mnt string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	// Something (a container that was just removed) may hold the mount for
+	// a moment; poll rather than give up at once.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if err = btrfs.Unmount(ctx, mnt); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+	// The filesystem lives on while a mount namespace of a container that
+	// is just going away still holds it; its loop device detaches when
+	// the last one is gone.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if err = btrfs.DetachLoops(ctx, img); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+}
