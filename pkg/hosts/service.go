@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -236,6 +237,41 @@ type DeleteOptions struct {
 	Forget bool
 }
 
+// checkNoProjectData refuses a delete that would destroy projects' files:
+// deleting the data disk of a host that still holds projects (deleted
+// projects keep their files until purged). Keeping the disk, or deleting
+// an adopted machine without --purge, keeps the data and is allowed.
+func (s *Service) checkNoProjectData(ctx context.Context, h model.Host, o DeleteOptions) error {
+	if o.KeepDisk || o.Forget {
+		return nil
+	}
+	p, err := s.Providers.Get(ctx, h.Provider)
+	if err != nil {
+		return err
+	}
+	if _, keepsData := p.(Purger); keepsData && !o.Purge {
+		return nil
+	}
+	projects, err := s.Store.ListProjects(ctx, store.ProjectFilter{HostID: h.ID, IncludeDeleted: true})
+	if err != nil {
+		return err
+	}
+	if len(projects) == 0 {
+		return nil
+	}
+	names := make([]string, 0, 3)
+	for i, pr := range projects {
+		if i == 3 {
+			names = append(names, "…")
+			break
+		}
+		names = append(names, pr.ID)
+	}
+	return &RefusedError{Msg: fmt.Sprintf(
+		"host %s still holds %d project(s) (%s) whose files the delete would destroy; remove them first with `cocalc-hosts project delete PROJECT --purge`, or keep the data with --keep-disk",
+		h.Name, len(projects), strings.Join(names, ", "))}
+}
+
 // Delete enqueues deprovisioning a host.
 func (s *Service) Delete(ctx context.Context, idOrName string, o DeleteOptions) (Submitted, error) {
 	h, err := s.live(ctx, idOrName)
@@ -252,6 +288,9 @@ func (s *Service) Delete(ctx context.Context, idOrName string, o DeleteOptions) 
 		}
 	}
 	if err := s.checkDeleteOptions(ctx, h, o); err != nil {
+		return Submitted{}, err
+	}
+	if err := s.checkNoProjectData(ctx, h, o); err != nil {
 		return Submitted{}, err
 	}
 	payload, _ := json.Marshal(deletePayload{KeepDisk: o.KeepDisk, Purge: o.Purge, Forget: o.Forget})

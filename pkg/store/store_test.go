@@ -86,13 +86,18 @@ func TestHosts(t *testing.T) {
 			t.Fatalf("missing host: got %v", err)
 		}
 
-		byID.Status, byID.LastError, byID.Shared = model.StatusRunning, "boom", true
+		if err := s.SetHostShared(ctx, h.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		// byID was read before the host was shared: writing it back must
+		// not unshare the host.
+		byID.Status, byID.LastError = model.StatusRunning, "boom"
 		if err := s.UpdateHost(ctx, byID); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := s.GetHost(ctx, h.ID)
 		if got.Status != model.StatusRunning || got.LastError != "boom" || !got.Shared {
-			t.Fatalf("update lost: %+v", got)
+			t.Fatalf("update lost or unshared: %+v", got)
 		}
 
 		// A deleted host frees its name but stays addressable by id.
