@@ -143,6 +143,7 @@ func newExitCodesHelp() *cobra.Command {
 	for _, e := range ExitCodeTable {
 		fmt.Fprintf(&b, "  %3d  %s\n", e.Code, e.Meaning)
 	}
+	b.WriteString("\n`project exec` and `project shell` exit with the command's own status instead.\n")
 	return &cobra.Command{Use: "exit-codes", Short: "Exit codes for scripts", Long: b.String()}
 }
 
