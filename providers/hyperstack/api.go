@@ -1,34 +1,31 @@
 package hyperstack
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
-	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
 
-// client speaks the Infrahub API: JSON bodies, an api_key header, replies
-// that carry {"status": true|false, "message": ...} next to their data
-// (except the pricebook, a bare array), and errors as
+// newClient speaks the Infrahub API: JSON bodies, an api_key header,
+// replies that carry {"status": true|false, "message": ...} next to their
+// data (except the pricebook, a bare array), and errors as
 // {"status": false, "message", "error_reason"}.
-type client struct {
-	base         string // e.g. https://infrahub-api.nexgencloud.com/v1
-	credsFile    string
-	http         *http.Client
-	maxRetryWait time.Duration
-	maxRetries   int
-	// sleep waits d or until ctx ends; tests replace it to observe the
-	// waits a 429 asks for without spending them.
-	sleep func(ctx context.Context, d time.Duration) error
+func newClient(o options, credsFile string) *restclient.Client {
+	return &restclient.Client{
+		Provider: Name, KeyName: "Hyperstack API key",
+		Base: o.endpoint, CredsFile: credsFile, HTTP: &http.Client{Timeout: o.timeout},
+		MaxReply:     64 << 20,
+		MaxRetryWait: o.maxRetryWait, MaxRetries: o.maxRetries, DefaultRetryWait: time.Second,
+		Sleep:     restclient.SleepCtx,
+		Authorize: func(req *http.Request, key string) { req.Header.Set("api_key", key) },
+		Classify:  classify,
+		Decode:    decode,
+	}
 }
 
 type apiError struct {
@@ -37,81 +34,8 @@ type apiError struct {
 	ErrorReason string `json:"error_reason"`
 }
 
-// apiKey reads the key on every call, so a rotated key file takes effect
-// without a restart and a missing file is reported where it matters.
-func (c *client) apiKey(op string) (string, error) {
-	if c.credsFile == "" {
-		return "", provider.Errorf(provider.KindAuth, Name, op,
-			"no API key configured; run `cocalc-hosts providers add %s --credentials FILE` with a 0600 file holding a Hyperstack API key", Name)
-	}
-	b, err := secrets.Read(c.credsFile)
-	if err != nil {
-		return "", provider.Errorf(provider.KindAuth, Name, op,
-			"cannot read the API key: %v; run `cocalc-hosts providers add %s --credentials FILE`", err, Name)
-	}
-	key := string(b)
-	if key == "" || strings.ContainsAny(key, " \t\r\n") {
-		return "", provider.Errorf(provider.KindAuth, Name, op,
-			"credentials file %s must hold exactly one Hyperstack API key; run `cocalc-hosts providers add %s --credentials FILE`", c.credsFile, Name)
-	}
-	return key, nil
-}
-
-// do sends one request and decodes the whole reply into out. A 429 is
-// retried here while its Retry-After is short (the request was not
-// processed); every other failure is classified and returned.
-func (c *client) do(ctx context.Context, op, method, path string, in, out any) error {
-	key, err := c.apiKey(op)
-	if err != nil {
-		return err
-	}
-	var body []byte
-	if in != nil {
-		if body, err = json.Marshal(in); err != nil {
-			return fmt.Errorf("%s %s: encode request: %w", Name, op, err)
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		err := c.once(ctx, op, method, path, key, body, out)
-		wait := provider.RetryAfter(err)
-		if provider.KindOf(err) != provider.KindRateLimited || attempt >= c.maxRetries || wait > c.maxRetryWait {
-			return err
-		}
-		if wait <= 0 {
-			wait = time.Second
-		}
-		if serr := c.sleep(ctx, wait); serr != nil {
-			return err
-		}
-	}
-}
-
-func (c *client) once(ctx context.Context, op, method, path, key string, body []byte, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return provider.Errorf(provider.KindInvalid, Name, op, "build request: %v", err)
-	}
-	req.Header.Set("api_key", key)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return provider.Errorf(provider.KindTransient, Name, op, "%s %s: %w", method, path, redact(err, key))
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return provider.Errorf(provider.KindTransient, Name, op, "%s %s: read reply: %v", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return classify(op, method, path, resp, raw)
-	}
+// decode reads the whole reply into out.
+func decode(op, method, path string, resp *http.Response, raw []byte, out any) error {
 	// Some failures come back as 200 with "status": false.
 	var ae apiError
 	if json.Unmarshal(raw, &ae) == nil && ae.Status != nil && !*ae.Status {
@@ -121,7 +45,7 @@ func (c *client) once(ctx context.Context, op, method, path, key string, body []
 		return nil
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return provider.Errorf(provider.KindTransient, Name, op, "%s %s: unexpected reply: %v: %s", method, path, err, snippet(raw))
+		return provider.Errorf(provider.KindTransient, Name, op, "%s %s: unexpected reply: %v: %s", method, path, err, restclient.Snippet(raw))
 	}
 	return nil
 }
@@ -135,7 +59,7 @@ func classify(op, method, path string, resp *http.Response, raw []byte) error {
 	_ = json.Unmarshal(raw, &ae)
 	msg := ae.Message
 	if msg == "" {
-		msg = snippet(raw)
+		msg = restclient.Snippet(raw)
 	}
 	detail := fmt.Sprintf("%s %s: HTTP %d", method, path, resp.StatusCode)
 	if ae.ErrorReason != "" {
@@ -162,7 +86,7 @@ func classify(op, method, path string, resp *http.Response, raw []byte) error {
 	}
 	e := provider.Errorf(kind, Name, op, "%s", detail)
 	if kind == provider.KindRateLimited {
-		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		e.RetryAfter = restclient.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return e
 }
@@ -174,54 +98,4 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an
-// HTTP-date (RFC 9110 §10.2.3). Zero means none given.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
-func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	if s == "" {
-		s = "(empty body)"
-	}
-	return s
-}
-
-func redact(err error, key string) error {
-	if key == "" || !strings.Contains(err.Error(), key) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), key, "[redacted]"))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

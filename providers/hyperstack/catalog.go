@@ -82,7 +82,7 @@ func (p *Provider) flavorGroups(ctx context.Context, op, region string) ([]flavo
 		path += "?" + url.Values{"region": {region}}.Encode()
 	}
 	var reply map[string]json.RawMessage
-	if err := p.api.do(ctx, op, http.MethodGet, path, nil, &reply); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodGet, path, nil, &reply); err != nil {
 		return nil, err
 	}
 	raw, ok := reply["data"]
@@ -120,7 +120,7 @@ func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error)
 		return nil, err
 	}
 	var rawPrices json.RawMessage
-	if err := p.api.do(ctx, op, http.MethodGet, "/pricebook", nil, &rawPrices); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodGet, "/pricebook", nil, &rawPrices); err != nil {
 		return nil, err
 	}
 	var prices []priceEntry

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/openapicheck"
 	"github.com/sagemathinc/cocalc-hosts/providers/hyperstack/hyperstackfake"
 )
 
@@ -26,7 +27,7 @@ type env struct {
 	p      *Provider
 	fake   *hyperstackfake.Fake
 	srv    *httptest.Server
-	spec   *specRecorder
+	spec   *openapicheck.Recorder
 	creds  string
 	sleeps *sleepLog
 }
@@ -55,20 +56,20 @@ func fastFake() hyperstackfake.Options {
 
 var (
 	specOnce sync.Once
-	specDoc  *openAPI
+	specDoc  *openapicheck.Spec
 )
 
 // loadSpec parses the 660 kB spec once per test binary.
-func loadSpec(t *testing.T) *openAPI {
+func loadSpec(t *testing.T) *openapicheck.Spec {
 	specOnce.Do(func() {
-		specDoc = loadOpenAPI(t, specFile, hyperstackfake.BasePath)
+		specDoc = openapicheck.Load(t, specFile, hyperstackfake.BasePath)
 		// The spec reuses Create_Security_Rule_Payload for the rules of a
 		// new VM, and that schema requires virtual_machine_id, which a VM
 		// cannot have before it exists (and which is not even among the
 		// schema's properties). CoCalc has created VMs with rules lacking
 		// it in production, so its absence is the spec's error.
 		for i := range 10 {
-			specDoc.specBugs[fmt.Sprintf(`POST /core/virtual-machines request.security_rules[%d]: required member "virtual_machine_id" is missing`, i)] = true
+			specDoc.IgnoreViolation(fmt.Sprintf(`POST /core/virtual-machines request.security_rules[%d]: required member "virtual_machine_id" is missing`, i))
 		}
 	})
 	return specDoc
@@ -78,7 +79,7 @@ func loadSpec(t *testing.T) *openAPI {
 func newEnv(t *testing.T, fo hyperstackfake.Options, opts map[string]string) *env {
 	t.Helper()
 	fake := hyperstackfake.New(fo)
-	rec := newSpecRecorder(loadSpec(t), fake)
+	rec := openapicheck.NewRecorder(loadSpec(t), fake)
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
 	creds := filepath.Join(t.TempDir(), "hyperstack.key")
@@ -98,9 +99,9 @@ func newEnv(t *testing.T, fo hyperstackfake.Options, opts map[string]string) *en
 		t.Fatal(err)
 	}
 	sl := &sleepLog{}
-	p.api.sleep = sl.sleep
+	p.api.Sleep = sl.sleep
 	t.Cleanup(func() {
-		if v, _ := rec.report(); len(v) > 0 {
+		if v, _ := rec.Report(); len(v) > 0 {
 			t.Errorf("exchanges that break the published spec:\n  %s", strings.Join(v, "\n  "))
 		}
 	})

@@ -38,6 +38,8 @@ import (
 	"strings"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/userdata"
 )
 
 // Name is the provider's registered name.
@@ -69,7 +71,7 @@ var (
 type Provider struct {
 	deployment string
 	opts       options
-	api        *client
+	api        *restclient.Client
 }
 
 // New makes a hyperstack provider from cfg. The API key is read from
@@ -84,10 +86,7 @@ func New(cfg provider.Config) (*Provider, error) {
 	}
 	return &Provider{
 		deployment: cfg.Deployment, opts: o,
-		api: &client{
-			base: o.endpoint, credsFile: cfg.CredentialsFile, http: &http.Client{Timeout: o.timeout},
-			maxRetryWait: o.maxRetryWait, maxRetries: o.maxRetries, sleep: sleepCtx,
-		},
+		api: newClient(o, cfg.CredentialsFile),
 	}, nil
 }
 
@@ -228,7 +227,7 @@ func (p *Provider) CheckCredentials(ctx context.Context) error {
 	var out struct {
 		Status bool `json:"status"`
 	}
-	return p.api.do(ctx, "check credentials", http.MethodGet, "/core/environments?page=1&pageSize=1", nil, &out)
+	return p.api.Do(ctx, "check credentials", http.MethodGet, "/core/environments?page=1&pageSize=1", nil, &out)
 }
 
 func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provider.Instance, error) {
@@ -307,7 +306,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 	req := createVMRequest{
 		Name: spec.Name, EnvironmentName: env, ImageName: image, FlavorName: flavorName, KeyName: keyName,
-		Count: 1, AssignFloatingIP: true, UserData: cloudConfig(user, DefaultSSHUser, spec.SSHAuthorizedKey, spec.HostKey),
+		Count: 1, AssignFloatingIP: true, UserData: userdata.CloudConfig(user, DefaultSSHUser, spec.SSHAuthorizedKey, spec.HostKey),
 	}
 	for _, port := range p.opts.openPorts {
 		req.SecurityRules = append(req.SecurityRules, securityRule{
@@ -317,7 +316,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	var created struct {
 		Instances []vm `json:"instances"`
 	}
-	if err := p.api.do(ctx, op, http.MethodPost, "/core/virtual-machines", req, &created); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodPost, "/core/virtual-machines", req, &created); err != nil {
 		return provider.Instance{}, err
 	}
 	if len(created.Instances) != 1 {
@@ -338,7 +337,7 @@ func (p *Provider) finishCreate(ctx context.Context, op string, v vm, env string
 	}
 	switch strings.ToUpper(v.Status) {
 	case statusError:
-		if err := p.api.do(ctx, op, http.MethodDelete, vmPath(v.ID, ""), nil, nil); err != nil && !provider.IsNotFound(err) {
+		if err := p.api.Do(ctx, op, http.MethodDelete, vmPath(v.ID, ""), nil, nil); err != nil && !provider.IsNotFound(err) {
 			return provider.Instance{}, err
 		}
 		return provider.Instance{}, provider.Errorf(provider.KindTransient, Name, op,
@@ -382,7 +381,7 @@ func (p *Provider) ensureAttached(ctx context.Context, op string, v vm, env stri
 		attach := struct {
 			VolumeIDs []int `json:"volume_ids"`
 		}{[]int{vol.ID}}
-		if err := p.api.do(ctx, op, http.MethodPost, vmPath(v.ID, "attach-volumes"), attach, nil); err != nil {
+		if err := p.api.Do(ctx, op, http.MethodPost, vmPath(v.ID, "attach-volumes"), attach, nil); err != nil {
 			return v, err
 		}
 	}
@@ -529,7 +528,7 @@ func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instanc
 
 // act runs one of the GET actions on v and reports the VM after it.
 func (p *Provider) act(ctx context.Context, op string, v vm, ref provider.Ref, action, query string) (provider.Instance, error) {
-	if err := p.api.do(ctx, op, http.MethodGet, vmPath(v.ID, action)+query, nil, nil); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodGet, vmPath(v.ID, action)+query, nil, nil); err != nil {
 		return provider.Instance{}, err
 	}
 	after, err := p.getVM(ctx, op, v.ID)
@@ -555,7 +554,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 		return err
 	}
 	if !strings.EqualFold(v.Status, statusDeleting) {
-		if err := p.api.do(ctx, op, http.MethodDelete, vmPath(v.ID, ""), nil, nil); err != nil && !provider.IsNotFound(err) {
+		if err := p.api.Do(ctx, op, http.MethodDelete, vmPath(v.ID, ""), nil, nil); err != nil && !provider.IsNotFound(err) {
 			return err
 		}
 	}
@@ -598,7 +597,7 @@ func (p *Provider) deleteVolume(ctx context.Context, op string, ref provider.Ref
 				break
 			}
 			if len(vol.Attachments) == 0 && !strings.EqualFold(vol.Status, "in-use") && !strings.EqualFold(vol.Status, "detaching") {
-				err := p.api.do(ctx, op, http.MethodDelete, fmt.Sprintf("/core/volumes/%d", vol.ID), nil, nil)
+				err := p.api.Do(ctx, op, http.MethodDelete, fmt.Sprintf("/core/volumes/%d", vol.ID), nil, nil)
 				if err != nil && !provider.IsNotFound(err) {
 					return err
 				}
@@ -758,7 +757,7 @@ func (p *Provider) getVM(ctx context.Context, op string, id int) (vm, error) {
 	var out struct {
 		Instance *vm `json:"instance"`
 	}
-	if err := p.api.do(ctx, op, http.MethodGet, vmPath(id, ""), nil, &out); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodGet, vmPath(id, ""), nil, &out); err != nil {
 		return vm{}, err
 	}
 	if out.Instance == nil || out.Instance.ID != id {
@@ -785,7 +784,7 @@ func (p *Provider) waitStable(ctx context.Context, op string, v vm) (vm, error) 
 // error saying what was being waited for, so the queue retries the
 // (resumable) action.
 func (p *Provider) pause(ctx context.Context, op, what string) error {
-	if err := sleepCtx(ctx, p.opts.pollInterval); err != nil {
+	if err := restclient.SleepCtx(ctx, p.opts.pollInterval); err != nil {
 		return provider.Errorf(provider.KindTransient, Name, op, "gave up waiting (%s): %w", what, err)
 	}
 	return nil
@@ -864,7 +863,7 @@ func (p *Provider) ensureEnvironment(ctx context.Context, op, region string) (st
 		Name   string `json:"name"`
 		Region string `json:"region"`
 	}{name, region}
-	err = p.api.do(ctx, op, http.MethodPost, "/core/environments", req, nil)
+	err = p.api.Do(ctx, op, http.MethodPost, "/core/environments", req, nil)
 	if err != nil && provider.KindOf(err) == provider.KindInvalid {
 		// A conflict: another worker made it a moment ago.
 		if envs, ferr := p.searchEnvs(ctx, op, region); ferr == nil && len(envs) > 0 {
@@ -903,7 +902,7 @@ func (p *Provider) ensureKeypair(ctx context.Context, op, env, pub string) (stri
 		EnvironmentName string `json:"environment_name"`
 		PublicKey       string `json:"public_key"`
 	}{name, env, pub}
-	err := p.api.do(ctx, op, http.MethodPost, "/core/keypairs", req, nil)
+	err := p.api.Do(ctx, op, http.MethodPost, "/core/keypairs", req, nil)
 	if err != nil && provider.KindOf(err) == provider.KindInvalid {
 		if ok, ferr := find(); ferr == nil && ok {
 			return name, nil
@@ -946,7 +945,7 @@ func (p *Provider) ensureVolume(ctx context.Context, op, env, instance string, s
 			VolumeType      string `json:"volume_type"`
 			Description     string `json:"description"`
 		}{name, env, sizeGB, p.opts.volumeType, "cocalc-hosts data disk of " + instance}
-		perr := p.api.do(ctx, op, http.MethodPost, "/core/volumes", req, nil)
+		perr := p.api.Do(ctx, op, http.MethodPost, "/core/volumes", req, nil)
 		if perr != nil && provider.KindOf(perr) != provider.KindInvalid {
 			return volume{}, perr
 		}
@@ -1014,14 +1013,14 @@ func vmPath(id int, action string) string {
 
 // listAll reads every page of a list endpoint whose reply carries the
 // items under key and the total under "count".
-func listAll[T any](ctx context.Context, c *client, op, path, key string, q url.Values) ([]T, error) {
+func listAll[T any](ctx context.Context, c *restclient.Client, op, path, key string, q url.Values) ([]T, error) {
 	const pageSize = 100
 	var out []T
 	for page := 1; page <= 1000; page++ {
 		q.Set("page", strconv.Itoa(page))
 		q.Set("pageSize", strconv.Itoa(pageSize))
 		var reply map[string]json.RawMessage
-		if err := c.do(ctx, op, http.MethodGet, path+"?"+q.Encode(), nil, &reply); err != nil {
+		if err := c.Do(ctx, op, http.MethodGet, path+"?"+q.Encode(), nil, &reply); err != nil {
 			return nil, err
 		}
 		var items []T

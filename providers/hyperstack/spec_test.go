@@ -1,9 +1,6 @@
 package hyperstack
 
 import (
-	"net/http"
-	"net/http/httptest"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,28 +47,14 @@ func TestExchangesMatchSpec(t *testing.T) {
 	if err := e.p.Delete(ctx, in.Ref(hostID), false); err != nil {
 		t.Fatal(err)
 	}
-	violations, seen := e.spec.report()
-	if len(violations) > 0 {
-		t.Fatalf("violations:\n  %s", strings.Join(violations, "\n  "))
-	}
-	for _, op := range []string{
+	e.spec.RequireExercised(t,
 		"GET /core/environments", "POST /core/environments", "GET /core/keypairs", "POST /core/keypairs",
 		"GET /core/flavors", "GET /pricebook", "GET /core/volumes", "POST /core/volumes", "DELETE /core/volumes/{volume_id}",
 		"GET /core/virtual-machines", "POST /core/virtual-machines", "GET /core/virtual-machines/{vm_id}",
 		"DELETE /core/virtual-machines/{vm_id}", "POST /core/virtual-machines/{vm_id}/attach-volumes",
 		"GET /core/virtual-machines/{vm_id}/hibernate", "GET /core/virtual-machines/{vm_id}/hibernate-restore",
 		"GET /core/virtual-machines/{vm_id}/start",
-	} {
-		if seen[op] == 0 {
-			t.Errorf("operation %s was not exercised", op)
-		}
-	}
-	var ops []string
-	for op := range seen {
-		ops = append(ops, op)
-	}
-	sort.Strings(ops)
-	t.Logf("checked operations: %v", ops)
+	)
 }
 
 // The checker must catch what it exists to catch.
@@ -93,12 +76,7 @@ func TestSpecCheckerCatchesViolations(t *testing.T) {
 		"undocumented status":   {"GET", "/v1/core/keypairs", "", 404, `{"status":false,"message":"m"}`, "not documented"},
 		"unknown query":         {"GET", "/v1/core/flavors?region_name=X", "", 200, `{"status":true,"data":[]}`, `query parameter "region_name"`},
 	} {
-		rec := newSpecRecorder(spec, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(tc.status)
-			w.Write([]byte(tc.reply)) //nolint:errcheck
-		}))
-		rec.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body)))
-		v, _ := rec.report()
+		v := spec.Exchange(tc.method, tc.path, tc.body, tc.status, tc.reply)
 		if !strings.Contains(strings.Join(v, "\n"), tc.mention) {
 			t.Errorf("%s: violations %q do not mention %q", name, v, tc.mention)
 		}

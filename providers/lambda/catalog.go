@@ -69,7 +69,7 @@ type typeAvailability struct {
 
 func (p *Provider) instanceTypes(ctx context.Context, op string) (map[string]typeAvailability, error) {
 	var raw json.RawMessage
-	if err := p.api.do(ctx, op, http.MethodGet, "/instance-types", nil, &raw); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodGet, "/instance-types", nil, &raw); err != nil {
 		return nil, err
 	}
 	var types map[string]typeAvailability

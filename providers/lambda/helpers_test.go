@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/openapicheck"
 	"github.com/sagemathinc/cocalc-hosts/providers/lambda/lambdafake"
 )
 
@@ -25,7 +26,7 @@ type env struct {
 	p      *Provider
 	fake   *lambdafake.Fake
 	srv    *httptest.Server
-	spec   *specRecorder
+	spec   *openapicheck.Recorder
 	creds  string
 	sleeps *sleepLog
 }
@@ -59,9 +60,9 @@ func fastFake() lambdafake.Options {
 func newEnv(t *testing.T, fo lambdafake.Options, opts map[string]string) *env {
 	t.Helper()
 	fake := lambdafake.New(fo)
-	spec := loadOpenAPI(t, specFile, lambdafake.BasePath)
-	spec.extraRequest["POST /instance-operations/launch"] = []string{"user_data", "image"}
-	rec := newSpecRecorder(spec, fake)
+	spec := openapicheck.Load(t, specFile, lambdafake.BasePath)
+	spec.AllowRequestMembers("POST /instance-operations/launch", "user_data", "image")
+	rec := openapicheck.NewRecorder(spec, fake)
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
 	creds := filepath.Join(t.TempDir(), "lambda.key")
@@ -77,10 +78,10 @@ func newEnv(t *testing.T, fo lambdafake.Options, opts map[string]string) *env {
 		t.Fatal(err)
 	}
 	sl := &sleepLog{}
-	p.api.sleep = sl.sleep
+	p.api.Sleep = sl.sleep
 	e := &env{p: p, fake: fake, srv: srv, spec: rec, creds: creds, sleeps: sl}
 	t.Cleanup(func() {
-		if v, _ := rec.report(); len(v) > 0 {
+		if v, _ := rec.Report(); len(v) > 0 {
 			t.Errorf("exchanges that break the published spec:\n  %s", joinLines(v))
 		}
 	})
@@ -153,4 +154,4 @@ func wantKind(t *testing.T, err error, kind provider.ErrorKind) {
 	}
 }
 
-var _ http.Handler = (*specRecorder)(nil)
+var _ http.Handler = (*openapicheck.Recorder)(nil)

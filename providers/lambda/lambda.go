@@ -33,6 +33,8 @@ import (
 	"strings"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/userdata"
 )
 
 // Name is the provider's registered name.
@@ -68,7 +70,7 @@ var (
 type Provider struct {
 	deployment string
 	opts       options
-	api        *client
+	api        *restclient.Client
 }
 
 // New makes a lambda provider from cfg. The API key is read from
@@ -85,12 +87,7 @@ func New(cfg provider.Config) (*Provider, error) {
 	return &Provider{
 		deployment: cfg.Deployment,
 		opts:       o,
-		api: &client{
-			base: o.endpoint, credsFile: cfg.CredentialsFile,
-			http:         &http.Client{Timeout: o.timeout},
-			maxRetryWait: o.maxRetryWait, maxRetries: o.maxRetries,
-			sleep: sleepCtx,
-		},
+		api:        newClient(o, cfg.CredentialsFile),
 	}, nil
 }
 
@@ -150,7 +147,7 @@ type idsRequest struct {
 
 func (p *Provider) CheckCredentials(ctx context.Context) error {
 	var keys []sshKey
-	return p.api.do(ctx, "check credentials", http.MethodGet, "/ssh-keys", nil, &keys)
+	return p.api.Do(ctx, "check credentials", http.MethodGet, "/ssh-keys", nil, &keys)
 }
 
 func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provider.Instance, error) {
@@ -190,7 +187,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	req := launchRequest{
 		RegionName: regionName, InstanceTypeName: typeName, SSHKeyNames: []string{keyName},
 		Quantity: 1, Name: spec.Name,
-		UserData: cloudConfig(user, DefaultSSHUser, spec.SSHAuthorizedKey, spec.HostKey),
+		UserData: userdata.CloudConfig(user, DefaultSSHUser, spec.SSHAuthorizedKey, spec.HostKey),
 	}
 	image := spec.Image
 	if image == "" {
@@ -202,7 +199,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	var launched struct {
 		InstanceIDs []string `json:"instance_ids"`
 	}
-	if err := p.api.do(ctx, op, http.MethodPost, "/instance-operations/launch", req, &launched); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodPost, "/instance-operations/launch", req, &launched); err != nil {
 		return provider.Instance{}, err
 	}
 	if len(launched.InstanceIDs) != 1 {
@@ -285,7 +282,7 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 		var out struct {
 			Restarted []instance `json:"restarted_instances"`
 		}
-		if err := p.api.do(ctx, op, http.MethodPost, "/instance-operations/restart", idsRequest{InstanceIDs: []string{in.ID}}, &out); err != nil {
+		if err := p.api.Do(ctx, op, http.MethodPost, "/instance-operations/restart", idsRequest{InstanceIDs: []string{in.ID}}, &out); err != nil {
 			return provider.Instance{}, err
 		}
 		return p.status(ctx, op, ref)
@@ -315,7 +312,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 	var out struct {
 		Terminated []instance `json:"terminated_instances"`
 	}
-	return p.api.do(ctx, op, http.MethodPost, "/instance-operations/terminate", idsRequest{InstanceIDs: []string{in.ID}}, &out)
+	return p.api.Do(ctx, op, http.MethodPost, "/instance-operations/terminate", idsRequest{InstanceIDs: []string{in.ID}}, &out)
 }
 
 func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Instance, error) {
@@ -402,7 +399,7 @@ func (p *Provider) findByName(ctx context.Context, op, name string, withTerminat
 
 func (p *Provider) list(ctx context.Context, op string) ([]instance, error) {
 	var all []instance
-	if err := p.api.do(ctx, op, http.MethodGet, "/instances", nil, &all); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodGet, "/instances", nil, &all); err != nil {
 		return nil, err
 	}
 	return all, nil
@@ -410,7 +407,7 @@ func (p *Provider) list(ctx context.Context, op string) ([]instance, error) {
 
 func (p *Provider) get(ctx context.Context, op, id string) (instance, error) {
 	var in instance
-	if err := p.api.do(ctx, op, http.MethodGet, "/instances/"+url.PathEscape(id), nil, &in); err != nil {
+	if err := p.api.Do(ctx, op, http.MethodGet, "/instances/"+url.PathEscape(id), nil, &in); err != nil {
 		return instance{}, err
 	}
 	return in, nil
@@ -465,7 +462,7 @@ func (p *Provider) ensureSSHKey(ctx context.Context, op, pub string) (string, er
 	name := p.keyName(pub)
 	find := func() (bool, error) {
 		var keys []sshKey
-		if err := p.api.do(ctx, op, http.MethodGet, "/ssh-keys", nil, &keys); err != nil {
+		if err := p.api.Do(ctx, op, http.MethodGet, "/ssh-keys", nil, &keys); err != nil {
 			return false, err
 		}
 		for _, k := range keys {
@@ -487,7 +484,7 @@ func (p *Provider) ensureSSHKey(ctx context.Context, op, pub string) (string, er
 		Name      string `json:"name"`
 		PublicKey string `json:"public_key"`
 	}{name, pub}
-	err := p.api.do(ctx, op, http.MethodPost, "/ssh-keys", add, &added)
+	err := p.api.Do(ctx, op, http.MethodPost, "/ssh-keys", add, &added)
 	if err != nil && provider.KindOf(err) == provider.KindInvalid {
 		// Another worker may have added it a moment ago.
 		if ok, ferr := find(); ferr == nil && ok {

@@ -284,22 +284,6 @@ func TestRetryOn429HonoursRetryAfter(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"":                              0,
-		"5":                             5 * time.Second,
-		"-1":                            0,
-		"soon":                          0,
-		"Fri, 02 Jan 2026 03:04:35 GMT": 30 * time.Second,
-		"Fri, 02 Jan 2026 03:00:00 GMT": 0,
-	} {
-		if got := parseRetryAfter(in, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestErrorClassification(t *testing.T) {
 	e := newEnv(t, fastFake(), nil)
 	ctx := ctxT(t)
@@ -517,19 +501,6 @@ func TestKeyNames(t *testing.T) {
 	}
 	if mk("Prod").keyPrefix() == mk("prod").keyPrefix() {
 		t.Error("deployments differing in case share a key prefix")
-	}
-}
-
-func TestCloudConfig(t *testing.T) {
-	if s := cloudConfig("ubuntu", "ubuntu", testPubKey, nil); s != "" {
-		t.Fatalf("nothing to configure, got user data %q", s)
-	}
-	s := cloudConfig("ubuntu", "ubuntu", testPubKey, &provider.HostKey{PrivatePEM: "-----BEGIN X-----\nK\n-----END X-----", Public: "ecdsa-sha2-nistp256 AAAA h"})
-	if !strings.Contains(s, "ecdsa_private: |\n    -----BEGIN X-----\n    K\n    -----END X-----\n") || !strings.Contains(s, `ecdsa_public: "ecdsa-sha2-nistp256 AAAA h"`) {
-		t.Fatalf("ecdsa host key not installed:\n%s", s)
-	}
-	if s := cloudConfig("ubuntu", "ubuntu", testPubKey, &provider.HostKey{PrivatePEM: "x", Public: "ssh-dss AAAA"}); s != "" {
-		t.Fatalf("a key type cloud-init cannot install must be skipped, got:\n%s", s)
 	}
 }
 

@@ -1,15 +1,13 @@
 package lambda
 
 import (
-	"net/http"
-	"net/http/httptest"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/openapicheck"
 )
 
 // TestExchangesMatchSpec drives every call the provider makes through
@@ -45,30 +43,16 @@ func TestExchangesMatchSpec(t *testing.T) {
 	if err := e.p.Delete(ctx, in.Ref(hostID), false); err != nil {
 		t.Fatal(err)
 	}
-	violations, seen := e.spec.report()
-	if len(violations) > 0 {
-		t.Fatalf("violations:\n  %s", strings.Join(violations, "\n  "))
-	}
-	for _, op := range []string{
+	e.spec.RequireExercised(t,
 		"GET /instance-types", "GET /instances", "GET /instances/{id}", "POST /instance-operations/launch",
 		"POST /instance-operations/terminate", "POST /instance-operations/restart", "GET /ssh-keys", "POST /ssh-keys",
-	} {
-		if seen[op] == 0 {
-			t.Errorf("operation %s was not exercised", op)
-		}
-	}
-	var ops []string
-	for op := range seen {
-		ops = append(ops, op)
-	}
-	sort.Strings(ops)
-	t.Logf("checked operations: %v", ops)
+	)
 }
 
 // The checker must catch what it exists to catch.
 func TestSpecCheckerCatchesViolations(t *testing.T) {
-	spec := loadOpenAPI(t, specFile, "/api/v1")
-	spec.extraRequest["POST /instance-operations/launch"] = []string{"user_data"}
+	spec := openapicheck.Load(t, specFile, "/api/v1")
+	spec.AllowRequestMembers("POST /instance-operations/launch", "user_data")
 	for name, tc := range map[string]struct {
 		method, path, body string
 		status             int
@@ -89,13 +73,7 @@ func TestSpecCheckerCatchesViolations(t *testing.T) {
 		"body on a GET":       {"GET", "/api/v1/instances", `{"x":1}`, 200, `{"data":[]}`, "body the spec does not define"},
 		"query not in spec":   {"GET", "/api/v1/instances?page=2", "", 200, `{"data":[]}`, `query parameter "page"`},
 	} {
-		rec := newSpecRecorder(spec, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(tc.status)
-			w.Write([]byte(tc.reply)) //nolint:errcheck
-		}))
-		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
-		rec.ServeHTTP(httptest.NewRecorder(), req)
-		v, _ := rec.report()
+		v := spec.Exchange(tc.method, tc.path, tc.body, tc.status, tc.reply)
 		if !strings.Contains(strings.Join(v, "\n"), tc.mention) {
 			t.Errorf("%s: violations %q do not mention %q", name, v, tc.mention)
 		}

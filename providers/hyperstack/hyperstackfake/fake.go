@@ -14,7 +14,6 @@
 package hyperstackfake
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,13 +24,15 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/fakeapi"
 )
 
 // BasePath is where the API lives on the fake's server.
 const BasePath = "/v1"
 
 // FaultHeader marks replies made by an injected fault.
-const FaultHeader = "X-Fake-Fault"
+const FaultHeader = fakeapi.FaultHeader
 
 // DefaultAPIKey is the key the fake accepts unless Options.APIKey says
 // otherwise.
@@ -196,7 +197,7 @@ type Fake struct {
 	keypairs []*keypair
 	vms      []*VM
 	volumes  []*Volume
-	faults   []*Fault
+	faults   fakeapi.Faults[Fault]
 	requests map[string]int
 	nextID   int
 	ipSeq    int
@@ -270,64 +271,28 @@ func (f *Fake) route(pattern string, h http.HandlerFunc) {
 		}
 		f.mu.Lock()
 		f.requests[pattern]++
-		fault := f.takeFault(method, path)
+		fault, hit := f.faults.Take(method, path)
 		f.mu.Unlock()
-		if fault == nil {
+		if !hit {
 			h(w, r)
 			return
 		}
-		if fault.Hang > 0 {
-			// Read the body now: after the client gives up, the
-			// connection may be gone, and AfterEffect still needs it.
-			body, _ := io.ReadAll(io.LimitReader(r.Body, 2<<20))
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			t := time.NewTimer(fault.Hang)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
+		failure := fakeapi.Failure{Status: fault.Status, RetryAfter: fault.RetryAfter, Hang: fault.Hang, AfterEffect: fault.AfterEffect}
+		fakeapi.Serve(w, r, h, failure, func(w http.ResponseWriter, status int) {
+			msg := fault.Message
+			if msg == "" {
+				msg = fmt.Sprintf("injected fault (HTTP %d)", status)
 			}
-			t.Stop()
-		}
-		if fault.AfterEffect {
-			h(httptest.NewRecorder(), r)
-		}
-		if fault.RetryAfter != "" {
-			w.Header().Set("Retry-After", fault.RetryAfter)
-		}
-		w.Header().Set(FaultHeader, "1")
-		status, msg := fault.Status, fault.Message
-		if status == 0 {
-			status = http.StatusInternalServerError
-		}
-		if msg == "" {
-			msg = fmt.Sprintf("injected fault (HTTP %d)", status)
-		}
-		writeError(w, status, fault.Reason, msg)
+			writeError(w, status, fault.Reason, msg)
+		})
 	})
-}
-
-func (f *Fake) takeFault(method, path string) *Fault {
-	for i, ft := range f.faults {
-		if (ft.Method == "" || ft.Method == method) && (ft.Path == "" || ft.Path == path) {
-			ft.Times--
-			if ft.Times <= 0 {
-				f.faults = append(f.faults[:i], f.faults[i+1:]...)
-			}
-			c := *ft
-			return &c
-		}
-	}
-	return nil
 }
 
 // InjectFault adds a fault for the next matching requests.
 func (f *Fake) InjectFault(ft Fault) {
-	if ft.Times <= 0 {
-		ft.Times = 1
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.faults = append(f.faults, &ft)
+	f.faults.Add(ft.Method, ft.Path, ft.Times, ft)
 }
 
 // SetStock sets whether flavor name is in stock in region.

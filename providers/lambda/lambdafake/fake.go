@@ -15,7 +15,6 @@
 package lambdafake
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -27,11 +26,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/fakeapi"
 )
 
 // FaultHeader marks replies made by an injected fault, so a test that
 // checks replies against the spec can tell them from the fake's own.
-const FaultHeader = "X-Fake-Fault"
+const FaultHeader = fakeapi.FaultHeader
 
 // BasePath is where the API lives on the fake's server.
 const BasePath = "/api/v1"
@@ -168,7 +169,7 @@ type Fake struct {
 	types     []InstanceType
 	instances []*Instance
 	keys      []sshKey
-	faults    []*Fault
+	faults    fakeapi.Faults[Fault]
 	requests  map[string]int // "METHOD /route" → count
 	launched  map[string]int // instance name → launches
 	ipSeq     int
@@ -223,39 +224,20 @@ func (f *Fake) route(pattern string, h http.HandlerFunc) {
 		}
 		f.mu.Lock()
 		f.requests[pattern]++
-		fault := f.takeFault(method, path)
+		fault, hit := f.faults.Take(method, path)
 		f.mu.Unlock()
-		if fault == nil {
+		if !hit {
 			h(w, r)
 			return
 		}
-		if fault.Hang > 0 {
-			// Read the body now: after the client gives up, the
-			// connection may be gone, and AfterEffect still needs it.
-			body, _ := io.ReadAll(io.LimitReader(r.Body, 2<<20))
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			t := time.NewTimer(fault.Hang)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
+		failure := fakeapi.Failure{Status: fault.Status, RetryAfter: fault.RetryAfter, Hang: fault.Hang, AfterEffect: fault.AfterEffect}
+		fakeapi.Serve(w, r, h, failure, func(w http.ResponseWriter, status int) {
+			code := fault.Code
+			if code == "" {
+				code = "global/unknown"
 			}
-			t.Stop()
-		}
-		if fault.AfterEffect {
-			h(httptest.NewRecorder(), r)
-		}
-		if fault.RetryAfter != "" {
-			w.Header().Set("Retry-After", fault.RetryAfter)
-		}
-		w.Header().Set(FaultHeader, "1")
-		status, code := fault.Status, fault.Code
-		if status == 0 {
-			status = http.StatusInternalServerError
-		}
-		if code == "" {
-			code = "global/unknown"
-		}
-		writeError(w, status, code, fmt.Sprintf("injected fault (HTTP %d)", status))
+			writeError(w, status, code, fmt.Sprintf("injected fault (HTTP %d)", status))
+		})
 	})
 }
 
@@ -270,28 +252,11 @@ func (f *Fake) authorized(r *http.Request) bool {
 	return false
 }
 
-func (f *Fake) takeFault(method, path string) *Fault {
-	for i, ft := range f.faults {
-		if (ft.Method == "" || ft.Method == method) && (ft.Path == "" || ft.Path == path) {
-			ft.Times--
-			if ft.Times <= 0 {
-				f.faults = append(f.faults[:i], f.faults[i+1:]...)
-			}
-			c := *ft
-			return &c
-		}
-	}
-	return nil
-}
-
 // InjectFault adds a fault for the next matching requests.
 func (f *Fake) InjectFault(ft Fault) {
-	if ft.Times <= 0 {
-		ft.Times = 1
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.faults = append(f.faults, &ft)
+	f.faults.Add(ft.Method, ft.Path, ft.Times, ft)
 }
 
 // SetCapacity sets the regions where typeName has capacity (none: sold out).

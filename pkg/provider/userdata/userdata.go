@@ -1,4 +1,6 @@
-package hyperstack
+// Package userdata builds the cloud-init user data the REST providers
+// (Hyperstack, Lambda) send with a new instance.
+package userdata
 
 import (
 	"encoding/json"
@@ -7,12 +9,12 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
-// cloudConfig is the cloud-init user data for a new instance: the SSH host
+// CloudConfig is the cloud-init user data for a new instance: the SSH host
 // key the control plane generated (so the bootstrap runner knows the key
 // before first contact) and, when the login user is not the image's
 // default, that user with the fleet key. It is empty when there is
 // nothing to say, and then no user_data is sent.
-func cloudConfig(user, defaultUser, authorizedKey string, hostKey *provider.HostKey) string {
+func CloudConfig(user, defaultUser, authorizedKey string, hostKey *provider.HostKey) string {
 	var b strings.Builder
 	if hostKey != nil && hostKey.PrivatePEM != "" && hostKey.Public != "" {
 		if kind := hostKeyKind(hostKey.Public); kind != "" {
