@@ -62,24 +62,52 @@ func (s *server) idleStopHost() {
 
 func (s *server) projectRoutes(mux *http.ServeMux) {
 	p := agentapi.ProjectsPath
-	mux.HandleFunc("GET "+p, s.handleListProjects)
-	mux.HandleFunc("GET "+p+"/{id}", s.handleProject)
-	mux.HandleFunc("PUT "+p+"/{id}", s.handleCreateProject)
-	mux.HandleFunc("DELETE "+p+"/{id}", s.handleDeleteProject)
-	mux.HandleFunc("POST "+p+"/{id}/start", s.handleStartProject)
-	mux.HandleFunc("POST "+p+"/{id}/stop", s.handleStopProject)
-	mux.HandleFunc("PUT "+p+"/{id}/quota", s.handleQuota)
-	mux.HandleFunc("GET "+p+"/{id}/snapshots", s.handleSnapshots)
-	mux.HandleFunc("POST "+p+"/{id}/snapshots", s.handleCreateSnapshot)
-	mux.HandleFunc("DELETE "+p+"/{id}/snapshots/{name}", s.handleDeleteSnapshot)
-	mux.HandleFunc("POST "+p+"/{id}/restore", s.handleRestore)
+	mux.HandleFunc("GET "+p, s.reply(s.handleListProjects))
+	mux.HandleFunc("GET "+p+"/{id}", s.reply(s.handleProject))
+	mux.HandleFunc("PUT "+p+"/{id}", s.reply(withBody(s.handleCreateProject)))
+	mux.HandleFunc("DELETE "+p+"/{id}", s.reply(s.handleDeleteProject))
+	mux.HandleFunc("POST "+p+"/{id}/start", s.reply(withBody(s.handleStartProject)))
+	mux.HandleFunc("POST "+p+"/{id}/stop", s.reply(s.handleStopProject))
+	mux.HandleFunc("PUT "+p+"/{id}/quota", s.reply(withBody(s.handleQuota)))
+	mux.HandleFunc("GET "+p+"/{id}/snapshots", s.reply(s.handleSnapshots))
+	mux.HandleFunc("POST "+p+"/{id}/snapshots", s.reply(withBody(s.handleCreateSnapshot)))
+	mux.HandleFunc("DELETE "+p+"/{id}/snapshots/{name}", s.reply(s.handleDeleteSnapshot))
+	mux.HandleFunc("POST "+p+"/{id}/restore", s.reply(withBody(s.handleRestore)))
 	mux.HandleFunc("POST "+p+"/{id}/exec", s.handleExec)
-	mux.HandleFunc("GET "+agentapi.ResourcesPath, s.handleResources)
-	mux.HandleFunc("GET "+agentapi.IdlePath, s.handleIdle)
-	mux.HandleFunc("PUT "+agentapi.IdlePath, s.handleSetIdle)
-	mux.HandleFunc("GET "+agentapi.ImagesPath, s.handleImage)
+	mux.HandleFunc("GET "+agentapi.ResourcesPath, s.reply(s.handleResources))
+	mux.HandleFunc("GET "+agentapi.IdlePath, s.reply(s.handleIdle))
+	mux.HandleFunc("PUT "+agentapi.IdlePath, s.reply(withBody(s.handleSetIdle)))
+	mux.HandleFunc("GET "+agentapi.ImagesPath, s.reply(s.handleImage))
 	mux.HandleFunc("POST "+agentapi.BuildPath, s.handleBuild)
-	mux.HandleFunc("POST "+agentapi.PullPath, s.handlePull)
+	mux.HandleFunc("POST "+agentapi.PullPath, s.reply(withBody(s.handlePull)))
+}
+
+// reply turns a handler that returns its answer into an http.HandlerFunc,
+// so each handler says only what it does: an error is written by writeErr,
+// a nil answer is 204 No Content, anything else is 200 with it as JSON.
+func (s *server) reply(h func(r *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := h(r)
+		switch {
+		case err != nil:
+			s.writeErr(w, r, err)
+		case v == nil:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			writeJSON(w, http.StatusOK, v)
+		}
+	}
+}
+
+// withBody decodes the request body (see decode) into a Req for h.
+func withBody[Req any](h func(r *http.Request, req Req) (any, error)) func(*http.Request) (any, error) {
+	return func(r *http.Request) (any, error) {
+		var req Req
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return h(r, req)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -116,189 +144,91 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-func (s *server) handleListProjects(w http.ResponseWriter, r *http.Request) {
-	ps, err := s.proj.List(r.Context())
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ps)
+func (s *server) handleListProjects(r *http.Request) (any, error) {
+	return s.proj.List(r.Context())
 }
 
-func (s *server) handleProject(w http.ResponseWriter, r *http.Request) {
-	ps, err := s.proj.Status(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ps)
+func (s *server) handleProject(r *http.Request) (any, error) {
+	return s.proj.Status(r.Context(), r.PathValue("id"))
 }
 
-func (s *server) handleCreateProject(w http.ResponseWriter, r *http.Request) {
-	var req agentapi.CreateProjectRequest
-	if err := decode(r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	ps, err := s.proj.Create(r.Context(), r.PathValue("id"), req)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ps)
+func (s *server) handleCreateProject(r *http.Request, req agentapi.CreateProjectRequest) (any, error) {
+	return s.proj.Create(r.Context(), r.PathValue("id"), req)
 }
 
-func (s *server) handleDeleteProject(w http.ResponseWriter, r *http.Request) {
-	if err := s.proj.Delete(r.Context(), r.PathValue("id")); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (s *server) handleDeleteProject(r *http.Request) (any, error) {
+	return nil, s.proj.Delete(r.Context(), r.PathValue("id"))
 }
 
-func (s *server) handleStartProject(w http.ResponseWriter, r *http.Request) {
-	var req agentapi.StartProjectRequest
-	if err := decode(r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	ps, err := s.proj.Start(r.Context(), r.PathValue("id"), req)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ps)
+func (s *server) handleStartProject(r *http.Request, req agentapi.StartProjectRequest) (any, error) {
+	return s.proj.Start(r.Context(), r.PathValue("id"), req)
 }
 
-func (s *server) handleStopProject(w http.ResponseWriter, r *http.Request) {
-	ps, err := s.proj.Stop(r.Context(), r.PathValue("id"), "")
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ps)
+func (s *server) handleStopProject(r *http.Request) (any, error) {
+	return s.proj.Stop(r.Context(), r.PathValue("id"), "")
 }
 
-func (s *server) handleQuota(w http.ResponseWriter, r *http.Request) {
-	var req agentapi.QuotaRequest
-	if err := decode(r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	if err := s.proj.SetQuota(r.Context(), r.PathValue("id"), req.DiskBytes); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (s *server) handleQuota(r *http.Request, req agentapi.QuotaRequest) (any, error) {
+	return nil, s.proj.SetQuota(r.Context(), r.PathValue("id"), req.DiskBytes)
 }
 
-func (s *server) handleSnapshots(w http.ResponseWriter, r *http.Request) {
-	ss, err := s.proj.Snapshots(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ss)
+func (s *server) handleSnapshots(r *http.Request) (any, error) {
+	return s.proj.Snapshots(r.Context(), r.PathValue("id"))
 }
 
-func (s *server) handleCreateSnapshot(w http.ResponseWriter, r *http.Request) {
-	var req agentapi.SnapshotRequest
-	if err := decode(r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	snap, err := s.proj.Snapshot(r.Context(), r.PathValue("id"), req.Name)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, snap)
+func (s *server) handleCreateSnapshot(r *http.Request, req agentapi.SnapshotRequest) (any, error) {
+	return s.proj.Snapshot(r.Context(), r.PathValue("id"), req.Name)
 }
 
-func (s *server) handleDeleteSnapshot(w http.ResponseWriter, r *http.Request) {
-	if err := s.proj.DeleteSnapshot(r.Context(), r.PathValue("id"), r.PathValue("name")); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (s *server) handleDeleteSnapshot(r *http.Request) (any, error) {
+	return nil, s.proj.DeleteSnapshot(r.Context(), r.PathValue("id"), r.PathValue("name"))
 }
 
-func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {
-	var req agentapi.RestoreRequest
-	if err := decode(r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	res, err := s.proj.Restore(r.Context(), r.PathValue("id"), req)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+func (s *server) handleRestore(r *http.Request, req agentapi.RestoreRequest) (any, error) {
+	return s.proj.Restore(r.Context(), r.PathValue("id"), req)
 }
 
-func (s *server) handleResources(w http.ResponseWriter, r *http.Request) {
+func (s *server) handleResources(r *http.Request) (any, error) {
 	st, err := storageStatus(s.cfg)
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return nil, err
 	}
-	res, err := s.proj.Resources(r.Context(), st)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	return s.proj.Resources(r.Context(), st)
 }
 
-func (s *server) handleIdle(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.proj.Idle())
+func (s *server) handleIdle(r *http.Request) (any, error) {
+	return s.proj.Idle(), nil
 }
 
-func (s *server) handleSetIdle(w http.ResponseWriter, r *http.Request) {
-	var req agentapi.IdlePolicy
-	if err := decode(r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
+func (s *server) handleSetIdle(r *http.Request, req agentapi.IdlePolicy) (any, error) {
 	p, err := s.proj.SetIdle(req)
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return nil, err
 	}
 	s.log.Info("host idle policy set", "stop_after_seconds", p.StopAfterSeconds)
-	writeJSON(w, http.StatusOK, p)
+	return p, nil
 }
 
-func (s *server) handleImage(w http.ResponseWriter, r *http.Request) {
+func (s *server) handleImage(r *http.Request) (any, error) {
 	name := r.URL.Query().Get("name")
 	if err := CheckImage(name); err != nil {
-		s.writeErr(w, r, err)
-		return
+		return nil, err
 	}
 	ok, err := s.proj.pm.ImageExists(r.Context(), name)
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, agentapi.ImageInfo{Name: name, Present: ok})
+	return agentapi.ImageInfo{Name: name, Present: ok}, nil
 }
 
-func (s *server) handlePull(w http.ResponseWriter, r *http.Request) {
-	var req agentapi.PullImageRequest
-	if err := decode(r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
+func (s *server) handlePull(r *http.Request, req agentapi.PullImageRequest) (any, error) {
 	if err := CheckImage(req.Name); err != nil {
-		s.writeErr(w, r, err)
-		return
+		return nil, err
 	}
 	if err := s.proj.ensureImage(r.Context(), req.Name, true); err != nil {
-		s.writeErr(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, agentapi.ImageInfo{Name: req.Name, Present: true})
+	return agentapi.ImageInfo{Name: req.Name, Present: true}, nil
 }
 
 // handleBuild builds an image and streams the tools' output as JSON lines;

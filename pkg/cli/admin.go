@@ -57,12 +57,7 @@ func newAdminVerbCmd(f *Factory, use, short string, runF func(context.Context, s
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != n {
-				return usagef("usage: %s %s", cmd.Parent().CommandPath(), use)
-			}
-			return nil
-		},
+		Args:  exactArgs(n, use),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if n == 1 {
 				o.Target = args[0]
@@ -80,11 +75,7 @@ func newAdminVerbCmd(f *Factory, use, short string, runF func(context.Context, s
 }
 
 func runAdmin(ctx context.Context, f *Factory, verb string, o *AdminOptions) error {
-	c, err := caller(f, &asFlag{})
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, &asFlag{})
 	if err != nil {
 		return err
 	}

@@ -53,14 +53,9 @@ func newCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string, runF func(cont
 		use, short, n = "list HOST", "List HOST's collaborators", 1
 	}
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != n {
-				return usagef("usage: %s %s", cmd.Parent().CommandPath(), use)
-			}
-			return nil
-		},
+		Use:               use,
+		Short:             short,
+		Args:              exactArgs(n, use),
 		ValidArgsFunction: completeHosts(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Host = args[0]
@@ -77,11 +72,7 @@ func newCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string, runF func(cont
 }
 
 func runCollaborators(ctx context.Context, f *Factory, as *asFlag, verb string, o *CollaboratorsOptions) error {
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ type DeleteOptions struct {
 
 func newDeleteCmd(f *Factory, runF func(context.Context, *DeleteOptions) error) *cobra.Command {
 	o := &DeleteOptions{}
-	cmd := &cobra.Command{
+	cmd := hostVerbCmd(f, &cobra.Command{
 		Use:   "delete HOST",
 		Short: "Delete a host and its VM",
 		Long: `Delete a host: its VM and, unless --keep-disk, its data disk. With
@@ -34,16 +34,7 @@ disk. On a terminal you are asked to confirm; otherwise pass --yes.
 An adopted machine (--cloud ssh) is the user's: delete uninstalls the agent
 and keeps the project pool (/btrfs) and its data unless --purge. --forget
 drops a host whose machine is gone or unreachable without touching it.`,
-		Args:              oneHost,
-		ValidArgsFunction: completeHosts(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Host = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runDelete(cmd.Context(), f, o)
-		},
-	}
+	}, o, &o.Host, runF, runDelete)
 	cmd.Flags().BoolVar(&o.KeepDisk, "keep-disk", false, "keep the data disk (host becomes off)")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")

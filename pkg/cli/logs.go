@@ -21,19 +21,10 @@ type LogsOptions struct {
 
 func newLogsCmd(f *Factory, runF func(context.Context, *LogsOptions) error) *cobra.Command {
 	o := &LogsOptions{}
-	cmd := &cobra.Command{
-		Use:               "logs HOST",
-		Short:             "Show a host's action log (cloud_vm_log)",
-		Args:              oneHost,
-		ValidArgsFunction: completeHosts(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Host = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runLogs(cmd.Context(), f, o)
-		},
-	}
+	cmd := hostVerbCmd(f, &cobra.Command{
+		Use:   "logs HOST",
+		Short: "Show a host's action log (cloud_vm_log)",
+	}, o, &o.Host, runF, runLogs)
 	cmd.Flags().IntVarP(&o.Limit, "limit", "n", 50, "show the newest N entries (0: all)")
 	cmd.Flags().BoolVarP(&o.Follow, "follow", "f", false, "keep printing new entries until interrupted")
 	cmd.Flags().BoolVar(&o.Boot, "boot", false, "show the output of the host's newest bootstrap (or upgrade) run")

@@ -159,11 +159,7 @@ func completeProjects(f *Factory, as *asFlag) func(*cobra.Command, []string, str
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		ps, err := projectsService(cmd.Context(), f)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := caller(f, as)
+		c, ps, err := withProjects(cmd.Context(), f, as)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

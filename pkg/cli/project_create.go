@@ -99,11 +99,7 @@ func runProjectCreate(ctx context.Context, f *Factory, as *asFlag, o *ProjectCre
 	} else if o.IdleTimeout != -1 {
 		return usagef("--idle-timeout must not be negative")
 	}
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ type ProjectDeleteOptions struct {
 
 func newProjectDeleteCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectDeleteOptions) error) *cobra.Command {
 	o := &ProjectDeleteOptions{}
-	cmd := &cobra.Command{
+	cmd := projectCmd(f, as, &cobra.Command{
 		Use:   "delete PROJECT [--purge]",
 		Short: "Delete a project",
 		Long: `Delete a project: its container is stopped and it leaves your list, but its
@@ -27,16 +27,7 @@ files stay on the host (and count against the host's disk) until you delete it
 with --purge, which destroys its home, snapshots and scratch for good and
 removes its record. On a terminal you are asked to confirm; otherwise pass
 --yes.`,
-		Args:              oneProject,
-		ValidArgsFunction: completeProjects(f, as),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runProjectDelete(cmd.Context(), f, as, o)
-		},
-	}
+	}, o, &o.Project, runF, runProjectDelete)
 	cmd.Flags().BoolVar(&o.Purge, "purge", false, "destroy the project's files and record for good")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
@@ -44,11 +35,7 @@ removes its record. On a terminal you are asked to confirm; otherwise pass
 }
 
 func runProjectDelete(ctx context.Context, f *Factory, as *asFlag, o *ProjectDeleteOptions) error {
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}

@@ -79,11 +79,7 @@ func runProjectExec(ctx context.Context, f *Factory, as *asFlag, o *ProjectExecO
 			return usagef("--env %q: want NAME=VALUE", e)
 		}
 	}
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}
@@ -118,23 +114,13 @@ type ProjectShellOptions struct {
 
 func newProjectShellCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectShellOptions) error) *cobra.Command {
 	o := &ProjectShellOptions{}
-	cmd := &cobra.Command{
+	return projectCmd(f, as, &cobra.Command{
 		Use:   "shell PROJECT",
 		Short: "Open an interactive shell in a running project",
 		Long: `Open a login shell (bash if the image has it, else sh) on a terminal in a
 running project. It needs a terminal; scripts use ` + "`project exec`" + `. While a
 shell is open the project counts as active and is not stopped for being idle.`,
-		Args:              oneProject,
-		ValidArgsFunction: completeProjects(f, as),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runProjectShell(cmd.Context(), f, as, o)
-		},
-	}
-	return cmd
+	}, o, &o.Project, runF, runProjectShell)
 }
 
 // shellCommand starts the best shell the image has.
@@ -146,11 +132,7 @@ func runProjectShell(ctx context.Context, f *Factory, as *asFlag, o *ProjectShel
 	if !f.IO.InTTY || !f.IO.OutTTY || !inOK || !outOK {
 		return usagef("project shell needs a terminal on stdin and stdout; in scripts use `cocalc-hosts project exec %s -- COMMAND`", o.Project)
 	}
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}

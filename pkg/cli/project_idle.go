@@ -55,11 +55,7 @@ type IdleStopResult struct {
 }
 
 func runIdleStop(ctx context.Context, f *Factory, o *IdleStopOptions, set bool) error {
-	c, err := caller(f, &asFlag{})
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, &asFlag{})
 	if err != nil {
 		return err
 	}

@@ -22,19 +22,13 @@ var lifecycleShort = map[string]string{
 
 func newProjectLifecycleCmd(f *Factory, as *asFlag, verb string, runF func(context.Context, *ProjectLifecycleOptions) error) *cobra.Command {
 	o := &ProjectLifecycleOptions{}
-	cmd := &cobra.Command{
-		Use:               verb + " PROJECT",
-		Short:             lifecycleShort[verb],
-		Args:              oneProject,
-		ValidArgsFunction: completeProjects(f, as),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runProjectLifecycle(cmd.Context(), f, as, verb, o)
-		},
+	run := func(ctx context.Context, f *Factory, as *asFlag, o *ProjectLifecycleOptions) error {
+		return runProjectLifecycle(ctx, f, as, verb, o)
 	}
+	cmd := projectCmd(f, as, &cobra.Command{
+		Use:   verb + " PROJECT",
+		Short: lifecycleShort[verb],
+	}, o, &o.Project, runF, run)
 	if verb == "start" {
 		cmd.Long = `Start a project's container on its host. The host must be running (a host
 that is off is refused with the command that starts it) and have memory
@@ -45,11 +39,7 @@ headroom for the project's limit.`
 }
 
 func runProjectLifecycle(ctx context.Context, f *Factory, as *asFlag, verb string, o *ProjectLifecycleOptions) error {
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}

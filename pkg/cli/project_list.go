@@ -44,11 +44,7 @@ so projects their hosts stopped for being idle show as stopped.`,
 }
 
 func runProjectList(ctx context.Context, f *Factory, as *asFlag, o *ProjectListOptions) error {
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}

@@ -18,28 +18,14 @@ type ProjectShowOptions struct {
 
 func newProjectShowCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectShowOptions) error) *cobra.Command {
 	o := &ProjectShowOptions{}
-	cmd := &cobra.Command{
-		Use:               "show PROJECT",
-		Short:             "Show a project, with what its host reports",
-		Args:              oneProject,
-		ValidArgsFunction: completeProjects(f, as),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runProjectShow(cmd.Context(), f, as, o)
-		},
-	}
-	return cmd
+	return projectCmd(f, as, &cobra.Command{
+		Use:   "show PROJECT",
+		Short: "Show a project, with what its host reports",
+	}, o, &o.Project, runF, runProjectShow)
 }
 
 func runProjectShow(ctx context.Context, f *Factory, as *asFlag, o *ProjectShowOptions) error {
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}

@@ -18,34 +18,21 @@ type ProjectSnapshotOptions struct {
 
 func newProjectSnapshotCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSnapshotOptions) error) *cobra.Command {
 	o := &ProjectSnapshotOptions{}
-	cmd := &cobra.Command{
+	cmd := projectCmd(f, as, &cobra.Command{
 		Use:   "snapshot PROJECT [--name NAME]",
 		Short: "Take a read-only snapshot of a project's home",
 		Long: `Take a read-only snapshot of a project's home. The project sees its snapshots
 in ~/.snapshots, and they count against its disk quota. Hosts also take
 scheduled snapshots (auto-…) of active projects and prune them (24 hourly,
 7 daily, 4 weekly); snapshots you make are kept until the project is purged.`,
-		Args:              oneProject,
-		ValidArgsFunction: completeProjects(f, as),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runProjectSnapshot(cmd.Context(), f, as, o)
-		},
-	}
+	}, o, &o.Project, runF, runProjectSnapshot)
 	cmd.Flags().StringVar(&o.Name, "name", "", "snapshot name (default snap-<UTC time>)")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
 	return cmd
 }
 
 func runProjectSnapshot(ctx context.Context, f *Factory, as *asFlag, o *ProjectSnapshotOptions) error {
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}
@@ -71,28 +58,14 @@ type ProjectSnapshotsOptions struct {
 
 func newProjectSnapshotsCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSnapshotsOptions) error) *cobra.Command {
 	o := &ProjectSnapshotsOptions{}
-	cmd := &cobra.Command{
-		Use:               "snapshots PROJECT",
-		Short:             "List a project's snapshots",
-		Args:              oneProject,
-		ValidArgsFunction: completeProjects(f, as),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runProjectSnapshots(cmd.Context(), f, as, o)
-		},
-	}
-	return cmd
+	return projectCmd(f, as, &cobra.Command{
+		Use:   "snapshots PROJECT",
+		Short: "List a project's snapshots",
+	}, o, &o.Project, runF, runProjectSnapshots)
 }
 
 func runProjectSnapshots(ctx context.Context, f *Factory, as *asFlag, o *ProjectSnapshotsOptions) error {
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}
@@ -127,23 +100,14 @@ type ProjectRestoreOptions struct {
 
 func newProjectRestoreCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectRestoreOptions) error) *cobra.Command {
 	o := &ProjectRestoreOptions{}
-	cmd := &cobra.Command{
+	cmd := projectCmd(f, as, &cobra.Command{
 		Use:   "restore PROJECT --snapshot NAME [--path PATH]",
 		Short: "Restore a file, a directory or the whole home from a snapshot",
 		Long: `Put back PATH (relative to the project's home; without --path, the whole
 home) as it was in a snapshot, replacing what is there now. What was there
 before is kept in a new snapshot named pre-restore-<time>, so a restore can
 itself be undone.`,
-		Args:              oneProject,
-		ValidArgsFunction: completeProjects(f, as),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runProjectRestore(cmd.Context(), f, as, o)
-		},
-	}
+	}, o, &o.Project, runF, runProjectRestore)
 	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "snapshot to restore from (see `project snapshots`)")
 	cmd.Flags().StringVar(&o.Path, "path", "", "file or directory in the home to restore (default: the whole home)")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
@@ -152,11 +116,7 @@ itself be undone.`,
 }
 
 func runProjectRestore(ctx context.Context, f *Factory, as *asFlag, o *ProjectRestoreOptions) error {
-	c, err := caller(f, as)
-	if err != nil {
-		return err
-	}
-	ps, err := projectsService(ctx, f)
+	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
 	}

@@ -31,20 +31,10 @@ type HostDetail struct {
 
 func newShowCmd(f *Factory, runF func(context.Context, *ShowOptions) error) *cobra.Command {
 	o := &ShowOptions{}
-	cmd := &cobra.Command{
-		Use:               "show HOST",
-		Short:             "Show one host in detail",
-		Args:              oneHost,
-		ValidArgsFunction: completeHosts(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Host = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return runShow(cmd.Context(), f, o)
-		},
-	}
-	return cmd
+	return hostVerbCmd(f, &cobra.Command{
+		Use:   "show HOST",
+		Short: "Show one host in detail",
+	}, o, &o.Host, runF, runShow)
 }
 
 func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {

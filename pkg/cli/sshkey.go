@@ -77,7 +77,7 @@ type RepinOptions struct {
 
 func newRepinCmd(f *Factory) *cobra.Command {
 	o := &RepinOptions{}
-	cmd := &cobra.Command{
+	cmd := hostVerbCmd(f, &cobra.Command{
 		Use:   "repin HOST",
 		Short: "Accept a host's new SSH host key (after a reinstall)",
 		Long: `Pin the SSH host key that HOST offers now, replacing the pinned one. cocalc-hosts
@@ -85,13 +85,7 @@ refuses to talk to a host whose key changed, because that is also what an
 attacker in between looks like. Read the machine's fingerprint on its console
 (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and pass it with
 --fingerprint: the key is pinned only if it matches.`,
-		Args:              oneHost,
-		ValidArgsFunction: completeHosts(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Host = args[0]
-			return runRepin(cmd.Context(), f, o)
-		},
-	}
+	}, o, &o.Host, nil, runRepin)
 	cmd.Flags().StringVar(&o.Fingerprint, "fingerprint", "", "the expected SHA256 fingerprint of the new key")
 	return cmd
 }

@@ -17,7 +17,7 @@ type StopOptions struct {
 
 func newStopCmd(f *Factory, runF func(context.Context, *StopOptions) error) *cobra.Command {
 	o := &StopOptions{}
-	cmd := &cobra.Command{
+	cmd := hostVerbCmd(f, &cobra.Command{
 		Use:   "stop HOST",
 		Short: "Stop a host, keeping its data",
 		Long: `Stop a host. Compute billing ends; the data disk is kept (and still billed).
@@ -25,25 +25,20 @@ func newStopCmd(f *Factory, runF func(context.Context, *StopOptions) error) *cob
 On providers that cannot stop a VM (see the "stop" capability in
 ` + "`cocalc-hosts providers`" + `), use --deprovision: the VM is deleted and the data
 disk kept where the provider has one.`,
-		Args:              oneHost,
-		ValidArgsFunction: completeHosts(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Host = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			svc, err := f.Hosts(cmd.Context())
-			if err != nil {
-				return err
-			}
-			sub, err := svc.Stop(cmd.Context(), o.Host, hosts.StopOptions{Deprovision: o.Deprovision})
-			if err != nil {
-				return err
-			}
-			return finishStop(cmd.Context(), f, sub, o.NoWait, o.Deprovision)
-		},
-	}
+	}, o, &o.Host, runF, runStop)
 	cmd.Flags().BoolVar(&o.Deprovision, "deprovision", false, "delete the VM, keeping the data disk where possible")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
 	return cmd
+}
+
+func runStop(ctx context.Context, f *Factory, o *StopOptions) error {
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return err
+	}
+	sub, err := svc.Stop(ctx, o.Host, hosts.StopOptions{Deprovision: o.Deprovision})
+	if err != nil {
+		return err
+	}
+	return finishStop(ctx, f, sub, o.NoWait, o.Deprovision)
 }
