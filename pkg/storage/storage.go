@@ -734,14 +734,14 @@ func duBytes(path string) (int64, error) {
 		if err := syscall.Lstat(p, &st); err != nil {
 			return nil
 		}
-		key := [2]uint64{st.Dev, st.Ino}
+		key := [2]uint64{uint64(st.Dev), st.Ino} //nolint:unconvert // Dev is int32 on darwin
 		if st.Nlink > 1 {
 			if seen[key] {
 				return nil
 			}
 			seen[key] = true
 		}
-		total += st.Blocks * 512
+		total += int64(st.Blocks) * 512
 		return nil
 	})
 	return total, err

@@ -623,11 +623,11 @@ func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int)
 
 // Catalog offers one machine type: this machine, for free.
 func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error) {
-	var si syscall.Sysinfo_t
-	if err := syscall.Sysinfo(&si); err != nil {
-		return nil, fmt.Errorf("local catalog: sysinfo: %w", err)
+	total, err := totalMemory()
+	if err != nil {
+		return nil, fmt.Errorf("local catalog: %w", err)
 	}
-	mem := float64(uint64(si.Totalram)*uint64(si.Unit)) / float64(gib)
+	mem := float64(total) / float64(gib)
 	return []provider.CatalogEntry{{
 		Provider:      Name,
 		Region:        Region,
