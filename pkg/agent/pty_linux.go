@@ -31,4 +31,3 @@ func openPTY() (master, slave *os.File, err error) {
 	}
 	return m, sl, nil
 }
-
