@@ -201,6 +201,14 @@ func (s *server) handleIdle(r *http.Request) (any, error) {
 }
 
 func (s *server) handleSetIdle(r *http.Request, req agentapi.IdlePolicy) (any, error) {
+	// A host stops itself by running its self-stop command, or, for a
+	// local host, by the agent exiting (its projects stopped with it). An
+	// adopted machine, or a cloud where a plain power-off is still billed,
+	// has neither: its agent would only exit and be restarted, forever.
+	if req.StopAfterSeconds > 0 && s.cfg.SelfStopCommand == "" && !s.cfg.StopProjectsOnExit {
+		return nil, perr(agentapi.CodeUnsupported,
+			"this host cannot stop itself (an adopted machine, or a cloud where powering off does not end billing); idle projects are still stopped after their --idle-timeout")
+	}
 	p, err := s.proj.SetIdle(req)
 	if err != nil {
 		return nil, err

@@ -669,3 +669,17 @@ func TestDirectoryPool(t *testing.T) {
 		t.Fatalf("snapshot on a directory pool: %v", err)
 	}
 }
+
+// A host with no way to stop itself (no self-stop command, and not a local
+// host whose agent exit is the host stopping) refuses an idle policy
+// instead of exiting into a restart loop.
+func TestIdlePolicyRefusedWhenHostCannotStop(t *testing.T) {
+	h := newHost(t, func(c *Config) { c.StopProjectsOnExit, c.SelfStopCommand = false, "" })
+	_, err := h.client.SetIdle(tctx(t), agentapi.IdlePolicy{StopAfterSeconds: 60})
+	if err == nil || !strings.Contains(err.Error(), "cannot stop itself") {
+		t.Fatalf("SetIdle on a host that cannot stop: %v", err)
+	}
+	if p, err := h.client.SetIdle(tctx(t), agentapi.IdlePolicy{StopAfterSeconds: 0}); err != nil || p.StopAfterSeconds != 0 {
+		t.Fatalf("turning it off must work: %+v, %v", p, err)
+	}
+}

@@ -194,6 +194,22 @@ func (f *Factory) makeSSH(ctx context.Context) error {
 	if b.AgentWait, err = cfg.Duration("bootstrap.agent_wait"); err != nil {
 		return usageErr(err)
 	}
+	if d, err := cfg.Duration("bootstrap.idle_check_interval"); err != nil || d <= 0 {
+		return usagef("config bootstrap.idle_check_interval: %q is not a positive duration (like 30s)", cfg.String("bootstrap.idle_check_interval"))
+	}
+	if d, err := cfg.Duration("bootstrap.snapshot_interval"); err != nil || d < 0 {
+		return usagef("config bootstrap.snapshot_interval: %q is not a duration (like 1h, or 0 for no scheduled snapshots)", cfg.String("bootstrap.snapshot_interval"))
+	}
+	b.IdleCheckInterval, b.SnapshotInterval = cfg.String("bootstrap.idle_check_interval"), cfg.String("bootstrap.snapshot_interval")
+	// Looked up when a host is bootstrapped, not now: opening a provider
+	// hands it the SSH pool that this function is making.
+	b.Provider = func(ctx context.Context, name string) (provider.Provider, error) {
+		ps, err := f.Providers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return ps.Get(ctx, name)
+	}
 	files, err := parseSecretFiles(cfg.String("bootstrap.secrets"))
 	if err != nil {
 		return usageErr(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 )
 
@@ -16,6 +17,9 @@ type WorkerOptions struct {
 	Drain             bool
 	Lease             time.Duration
 	ReconcileInterval time.Duration
+	// ProjectSyncInterval is how often project states are read from the
+	// hosts; negative means the config's worker.project_sync_interval.
+	ProjectSyncInterval time.Duration
 }
 
 func newWorkerCmd(f *Factory, runF func(context.Context, *WorkerOptions) error) *cobra.Command {
@@ -27,8 +31,10 @@ func newWorkerCmd(f *Factory, runF func(context.Context, *WorkerOptions) error) 
 database; each action runs once. A worker that dies leaves its job to be
 taken over when its lease expires. With --drain the worker exits when no
 job is queued or running. The worker also reconciles the database with the
-providers every worker.reconcile_interval, and refreshes expired catalogs and
-recomputes usage every catalog.refresh_interval (neither with --drain).`,
+providers every worker.reconcile_interval, refreshes expired catalogs and
+recomputes usage every catalog.refresh_interval, and records the states of
+projects their hosts stopped (for being idle) every
+worker.project_sync_interval (none of these with --drain).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -41,6 +47,7 @@ recomputes usage every catalog.refresh_interval (neither with --drain).`,
 	cmd.Flags().BoolVar(&o.Drain, "drain", false, "exit when the queue is empty")
 	cmd.Flags().DurationVar(&o.Lease, "lease", 0, "job lease (default worker.lease)")
 	cmd.Flags().DurationVar(&o.ReconcileInterval, "reconcile-interval", -1, "reconcile period, 0 to disable (default worker.reconcile_interval)")
+	cmd.Flags().DurationVar(&o.ProjectSyncInterval, "project-sync-interval", -1, "project state sync period, 0 to disable (default worker.project_sync_interval)")
 	return cmd
 }
 
@@ -66,6 +73,11 @@ func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
 	}
 	if o.ReconcileInterval < 0 {
 		if o.ReconcileInterval, err = cfg.Duration("worker.reconcile_interval"); err != nil {
+			return usageErr(err)
+		}
+	}
+	if o.ProjectSyncInterval < 0 {
+		if o.ProjectSyncInterval, err = cfg.Duration("worker.project_sync_interval"); err != nil {
 			return usageErr(err)
 		}
 	}
@@ -97,6 +109,9 @@ func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
 	if !o.Drain {
 		go catalogLoop(ctx, f) // refreshes expired catalogs and usage
 	}
+	if !o.Drain && o.ProjectSyncInterval > 0 {
+		go projectSyncLoop(ctx, f, o.ProjectSyncInterval)
+	}
 	if !f.jsonOutput() {
 		fmt.Fprintf(f.IO.ErrOut, "worker %s: %d at once, lease %s\n", w.ID, w.Concurrency, w.Lease)
 	}
@@ -122,6 +137,47 @@ func reconcileLoop(ctx context.Context, f *Factory, every time.Duration) {
 			}
 			if f.jsonOutput() {
 				printJSONLine(f.IO.ErrOut, rep)
+			}
+		}
+	}
+}
+
+// projectSyncLoop records what the hosts report about their projects, so
+// that a project its host stopped for being idle shows as stopped.
+func projectSyncLoop(ctx context.Context, f *Factory, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var ps *projects.Service
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ps == nil {
+				var err error
+				if ps, err = projectsService(ctx, f); err != nil {
+					fmt.Fprintf(f.IO.ErrOut, "project sync: %v\n", err)
+					continue
+				}
+			}
+			rep, err := ps.SyncAll(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					fmt.Fprintf(f.IO.ErrOut, "project sync: %v\n", err)
+				}
+				continue
+			}
+			if f.jsonOutput() {
+				if len(rep.Updated) > 0 || len(rep.Unreachable) > 0 {
+					printJSONLine(f.IO.ErrOut, rep)
+				}
+				continue
+			}
+			for _, id := range rep.Updated {
+				fmt.Fprintf(f.IO.ErrOut, "project sync: project %s updated from its host\n", shortID(id))
+			}
+			for _, h := range rep.Unreachable {
+				fmt.Fprintf(f.IO.ErrOut, "project sync: host %s not reached, nothing changed: %s\n", h.Name, h.Error)
 			}
 		}
 	}

@@ -29,23 +29,24 @@ type Config struct {
 
 // Keys and their defaults, documented by `cocalc-hosts config list`.
 var defaults = map[string]any{
-	"db":                        "", // filled from the state dir
-	"account":                   "",
-	"output":                    "table",
-	"worker.concurrency":        4,
-	"worker.lease":              "30s",
-	"worker.reconcile_interval": "5m",
-	"worker.max_attempts":       5,
-	"sqlite.busy_timeout":       "10s",
-	"postgres.connect_timeout":  "10s",
-	"ready_timeout":             "10m",
-	"catalog.ttl.machine_types": "72h",
-	"catalog.ttl.capacity":      "15m",
-	"catalog.refresh_interval":  "10m",
-	"dns.domain":                "",
-	"dns.zone_id":               "",
-	"dns.token_file":            "",
-	"dns.endpoint":              "https://api.cloudflare.com/client/v4",
+	"db":                           "", // filled from the state dir
+	"account":                      "",
+	"output":                       "table",
+	"worker.concurrency":           4,
+	"worker.lease":                 "30s",
+	"worker.reconcile_interval":    "5m",
+	"worker.project_sync_interval": "1m",
+	"worker.max_attempts":          5,
+	"sqlite.busy_timeout":          "10s",
+	"postgres.connect_timeout":     "10s",
+	"ready_timeout":                "10m",
+	"catalog.ttl.machine_types":    "72h",
+	"catalog.ttl.capacity":         "15m",
+	"catalog.refresh_interval":     "10m",
+	"dns.domain":                   "",
+	"dns.zone_id":                  "",
+	"dns.token_file":               "",
+	"dns.endpoint":                 "https://api.cloudflare.com/client/v4",
 
 	// Bootstrap over SSH (pkg/sshboot).
 	"ssh.fleet_key":                      "", // default: fleet_ed25519 in the state dir
@@ -55,29 +56,32 @@ var defaults = map[string]any{
 	"bootstrap.agent_sha256_linux_amd64": "",
 	"bootstrap.agent_sha256_linux_arm64": "",
 	"bootstrap.secrets":                  "",
+	"bootstrap.idle_check_interval":      "30s",
+	"bootstrap.snapshot_interval":        "1h",
 }
 
 // Descriptions of keys, for `config list`.
 var Descriptions = map[string]string{
-	"db":                         "state database: an SQLite file path or postgres://user@host/db (password in ~/.pgpass)",
-	"account":                    "your account id (default: your login name)",
-	"output":                     "default output format: table or json",
-	"worker.concurrency":         "jobs a worker runs at once",
-	"worker.lease":               "how long a claimed job stays claimed without a heartbeat",
-	"worker.reconcile_interval":  "how often `worker` reconciles with the providers (0 disables)",
-	"worker.max_attempts":        "attempts per action before it is recorded as failed",
-	"sqlite.busy_timeout":        "how long to wait for another process's SQLite write lock",
-	"postgres.connect_timeout":   "how long to wait when connecting to Postgres",
-	"ready_timeout":              "how long to wait for a VM to reach the wanted state",
-	"providers.NAME.KEY":         "option KEY of provider NAME (see `cocalc-hosts providers`)",
-	"catalog.ttl.machine_types":  "how long cached machine types and prices are used before they are fetched again",
-	"catalog.ttl.capacity":       "how long cached capacity (which machines are available where) is used",
-	"catalog.refresh_interval":   "how often `worker` refreshes expired catalogs and recomputes usage (0 disables)",
-	"dns.domain":                 "domain under which running hosts get an A record NAME.DOMAIN (empty: no DNS)",
-	"dns.zone_id":                "Cloudflare zone id of dns.domain",
-	"dns.token_file":             "0600 file with a Cloudflare API token allowed to edit DNS in that zone",
-	"dns.endpoint":               "Cloudflare API base URL",
-	"pricing.disk_gb_month.NAME": "USD per GB-month of provider NAME's data disks (default: its list price)",
+	"db":                           "state database: an SQLite file path or postgres://user@host/db (password in ~/.pgpass)",
+	"account":                      "your account id (default: your login name)",
+	"output":                       "default output format: table or json",
+	"worker.concurrency":           "jobs a worker runs at once",
+	"worker.lease":                 "how long a claimed job stays claimed without a heartbeat",
+	"worker.reconcile_interval":    "how often `worker` reconciles with the providers (0 disables)",
+	"worker.project_sync_interval": "how often `worker` asks running hosts for their projects' states and activity (0 disables)",
+	"worker.max_attempts":          "attempts per action before it is recorded as failed",
+	"sqlite.busy_timeout":          "how long to wait for another process's SQLite write lock",
+	"postgres.connect_timeout":     "how long to wait when connecting to Postgres",
+	"ready_timeout":                "how long to wait for a VM to reach the wanted state",
+	"providers.NAME.KEY":           "option KEY of provider NAME (see `cocalc-hosts providers`)",
+	"catalog.ttl.machine_types":    "how long cached machine types and prices are used before they are fetched again",
+	"catalog.ttl.capacity":         "how long cached capacity (which machines are available where) is used",
+	"catalog.refresh_interval":     "how often `worker` refreshes expired catalogs and recomputes usage (0 disables)",
+	"dns.domain":                   "domain under which running hosts get an A record NAME.DOMAIN (empty: no DNS)",
+	"dns.zone_id":                  "Cloudflare zone id of dns.domain",
+	"dns.token_file":               "0600 file with a Cloudflare API token allowed to edit DNS in that zone",
+	"dns.endpoint":                 "Cloudflare API base URL",
+	"pricing.disk_gb_month.NAME":   "USD per GB-month of provider NAME's data disks (default: its list price)",
 
 	// Bootstrap over SSH (pkg/sshboot).
 	"ssh.fleet_key":                      "the fleet SSH private key (ed25519, 0600), made on first use (default: fleet_ed25519 in the state directory)",
@@ -87,6 +91,8 @@ var Descriptions = map[string]string{
 	"bootstrap.agent_sha256_linux_amd64": "sha256 of the linux/amd64 artifact at bootstrap.agent_url",
 	"bootstrap.agent_sha256_linux_arm64": "sha256 of the linux/arm64 artifact at bootstrap.agent_url",
 	"bootstrap.secrets":                  "secrets installed on every host as /etc/cocalc-hosts/secrets/NAME (root, 0600): NAME=FILE[,NAME=FILE...], each FILE mode 0600",
+	"bootstrap.idle_check_interval":      "how often the agent of a bootstrapped host samples project activity",
+	"bootstrap.snapshot_interval":        "how often the agent of a bootstrapped host snapshots projects that were active (0: never)",
 }
 
 // ConfigDir is $XDG_CONFIG_HOME/cocalc-hosts (or ~/.config/cocalc-hosts).

@@ -613,7 +613,7 @@ func (s *Service) List(ctx context.Context, c Caller, r ListRequest) ([]model.Pr
 		return nil, err
 	}
 	if r.Refresh {
-		ps = s.refresh(ctx, ps)
+		ps, _ = s.refresh(ctx, ps)
 	}
 	if ps == nil {
 		ps = []model.Project{}
@@ -621,8 +621,11 @@ func (s *Service) List(ctx context.Context, c Caller, r ListRequest) ([]model.Pr
 	return ps, nil
 }
 
-// refresh asks each running host once about its projects.
-func (s *Service) refresh(ctx context.Context, ps []model.Project) []model.Project {
+// refresh asks each running host once about its projects. A host whose
+// agent cannot be reached changes nothing: a failed call says nothing
+// about its projects.
+func (s *Service) refresh(ctx context.Context, ps []model.Project) ([]model.Project, SyncReport) {
+	rep := SyncReport{Unreachable: []HostError{}, Updated: []string{}}
 	byHost := map[string][]int{}
 	for i, p := range ps {
 		if p.DeletedAt == nil {
@@ -639,12 +642,15 @@ func (s *Service) refresh(ctx context.Context, ps []model.Project) []model.Proje
 		if err != nil || h.Status != model.StatusRunning {
 			continue
 		}
+		rep.Hosts++
 		client, err := s.client(ctx, h)
 		if err != nil {
+			rep.Unreachable = append(rep.Unreachable, HostError{Host: h.ID, Name: h.Name, Error: err.Error()})
 			continue
 		}
 		sts, err := client.Projects(ctx)
 		if err != nil {
+			rep.Unreachable = append(rep.Unreachable, HostError{Host: h.ID, Name: h.Name, Error: err.Error()})
 			continue
 		}
 		byID := map[string]agentapi.ProjectStatus{}
@@ -656,8 +662,13 @@ func (s *Service) refresh(ctx context.Context, ps []model.Project) []model.Proje
 			if !ok {
 				st = agentapi.ProjectStatus{ID: ps[i].ID, State: agentapi.ProjectAbsent}
 			}
+			before := ps[i].UpdatedAt
 			ps[i] = s.observe(ctx, ps[i], st)
+			rep.Checked++
+			if !ps[i].UpdatedAt.Equal(before) {
+				rep.Updated = append(rep.Updated, ps[i].ID)
+			}
 		}
 	}
-	return ps
+	return ps, rep
 }

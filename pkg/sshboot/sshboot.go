@@ -37,6 +37,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -57,6 +58,13 @@ type Bootstrapper struct {
 	// AgentWait bounds waiting for the agent to answer after the script.
 	AgentWait time.Duration
 	Now       func() time.Time
+	// IdleCheckInterval and SnapshotInterval go into every host's agent
+	// config (Go durations; empty: the agent's defaults).
+	IdleCheckInterval string
+	SnapshotInterval  string
+	// Provider returns the provider named by a host. It decides whether
+	// the host's machine may power itself off when idle; nil means never.
+	Provider func(ctx context.Context, name string) (provider.Provider, error)
 }
 
 var _ hosts.Bootstrapper = (*Bootstrapper)(nil)
@@ -391,12 +399,67 @@ type file struct {
 
 var secretNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
+// Where a bootstrapped host keeps project data besides the projects: all
+// on the pool. The podman store is the one bootstrap.sh writes into
+// /etc/containers/storage.conf, with root's default tmpdir, so that the
+// agent and a plain `podman` on the host see the same containers.
+const (
+	ImageCacheDir = bootstrap.Pool + "/.image-cache"
+	PodmanRoot    = bootstrap.Pool + "/containers/storage"
+	PodmanRunRoot = "/run/containers/storage"
+	PodmanTmpDir  = "/run/libpod"
+	// SelfStopCommand powers off a cloud VM whose idle policy says so.
+	SelfStopCommand = "systemctl poweroff"
+)
+
+// agentConfig is the agent config of h. Projects keep running when the
+// agent stops: an upgrade restarts it, and that must not stop projects.
+func (b *Bootstrapper) agentConfig(ctx context.Context, h model.Host) (agent.Config, error) {
+	cfg := agent.Config{HostID: h.ID, SocketPath: bootstrap.AgentSocket, PoolPath: bootstrap.Pool,
+		StorageKind: agentapi.StorageBtrfs, LogPath: bootstrap.AgentLog,
+		Podman:            podman.Config{Root: PodmanRoot, RunRoot: PodmanRunRoot, TmpDir: PodmanTmpDir},
+		ImageCacheDir:     ImageCacheDir,
+		IdleCheckInterval: b.IdleCheckInterval,
+		SnapshotInterval:  b.SnapshotInterval,
+	}
+	off, err := b.mayPowerOff(ctx, h)
+	if err != nil {
+		return cfg, err
+	}
+	if off {
+		cfg.SelfStopCommand = SelfStopCommand
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("agent config for host %s: %w", h.Name, err)
+	}
+	return cfg, nil
+}
+
+// mayPowerOff says whether h's machine is a cloud VM of ours that stops
+// billing when it powers itself off. An adopted machine (provider ssh) is
+// the user's and is never powered off; neither is a VM whose provider
+// cannot stop it (a powered-off VM there is still billed) or hibernates
+// it (a plain shutdown is billed in full).
+func (b *Bootstrapper) mayPowerOff(ctx context.Context, h model.Host) (bool, error) {
+	if b.Provider == nil || h.Spec.Address != "" {
+		return false, nil
+	}
+	p, err := b.Provider(ctx, h.Provider)
+	if err != nil {
+		return false, fmt.Errorf("provider %s of host %s: %w", h.Provider, h.Name, err)
+	}
+	if a, ok := p.(hosts.Adopter); ok && a.AdoptsMachines() {
+		return false, nil
+	}
+	c := p.Capabilities()
+	return c.Bootstrap && !c.Simulated && c.Stop == provider.StopReal, nil
+}
+
 // files are what the host gets besides the binary, and the id of this
 // set of settings (the bootstrap's done marker).
 func (b *Bootstrapper) files(ctx context.Context, h model.Host) ([]file, string, []string, error) {
-	cfg := agent.Config{HostID: h.ID, SocketPath: bootstrap.AgentSocket, PoolPath: bootstrap.Pool,
-		StorageKind: agentapi.StorageBtrfs, LogPath: bootstrap.AgentLog}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := b.agentConfig(ctx, h)
+	if err != nil {
 		return nil, "", nil, err
 	}
 	agentJSON, err := json.MarshalIndent(cfg, "", "  ")

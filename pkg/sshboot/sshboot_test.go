@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,11 +26,14 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshboot"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/sshvm"
+	"github.com/sagemathinc/cocalc-hosts/providers/gcp"
+	sshprovider "github.com/sagemathinc/cocalc-hosts/providers/ssh"
 )
 
 // TestMain makes this test binary the agent, too: installed on a test VM
@@ -114,6 +118,19 @@ func newEnv(t testing.TB) *env {
 	}
 	b := sshboot.New(pool, st, func() (*fleet.Identity, error) { return id, nil }, &sshboot.AgentSource{Self: exe, CacheDir: agentCache})
 	b.SSHWait, b.AgentWait = 10*time.Second, 30*time.Second
+	// Real providers: ssh adopts machines; gcp makes VMs of ours (New
+	// makes no API call).
+	b.Provider = func(_ context.Context, name string) (provider.Provider, error) {
+		cfg := provider.Config{Deployment: "sshboot-test", State: st.ProviderState(),
+			Options: map[string]string{"project": "sshboot-test", "endpoint": "http://127.0.0.1:1"}}
+		switch name {
+		case "ssh":
+			return sshprovider.New(cfg)
+		case "gcp":
+			return gcp.New(cfg)
+		}
+		return nil, fmt.Errorf("no provider %s in this test", name)
+	}
 	e := &env{t: t, id: id, st: st, pool: pool, boot: b, secret: "restic-password-" + uuid.NewString()}
 	b.Secrets = func(context.Context) (map[string][]byte, error) {
 		return map[string][]byte{"backup-password": []byte(e.secret)}, nil
@@ -225,6 +242,16 @@ func TestBootstrapAsRoot(t *testing.T) {
 	if got := vm.MustExec(t, "cat /etc/cocalc-hosts/secrets/backup-password"); got != e.secret {
 		t.Fatalf("secret on the host is %q", got)
 	}
+	// The agent gets the project settings of a remote host: everything on
+	// the pool, podman in the store bootstrap.sh configured, projects that
+	// survive an agent restart, and no power-off on an adopted machine.
+	cfg := agentConfigOn(t, vm)
+	want := agent.Config{HostID: h.ID, SocketPath: "/run/cocalc-hosts/agent.sock", PoolPath: "/btrfs", StorageKind: "btrfs",
+		LogPath: "/var/log/cocalc-hosts/agent.log", ImageCacheDir: "/btrfs/.image-cache",
+		Podman: podman.Config{Root: "/btrfs/containers/storage", RunRoot: "/run/containers/storage", TmpDir: "/run/libpod"}}
+	if cfg != want {
+		t.Fatalf("agent config on the adopted machine:\n got %+v\nwant %+v", cfg, want)
+	}
 	environ := vm.MustExec(t, fmt.Sprintf("tr '\\0' '\\n' < /proc/%d/environ; echo; tr '\\0' ' ' < /proc/%d/cmdline", st.PID, st.PID))
 	if strings.Contains(environ, e.secret) || strings.Contains(environ, "SSH_") || strings.Contains(environ, "SUDO") {
 		t.Fatalf("the agent's environment or argv carries something it must not:\n%s", environ)
@@ -294,7 +321,14 @@ func TestBootstrapSudoUserDataDisk(t *testing.T) {
 	vm.AddUser(t, "deploy", true, e.id.AuthorizedKey())
 	disk := sshvm.LoopDevice(t, 4096, "")
 	h := e.host(vm, "deploy", disk)
+	h.Provider = "gcp" // a cloud VM of ours, which powers itself off when idle
+	e.boot.IdleCheckInterval, e.boot.SnapshotInterval = "45s", "0"
 	e.bootstrap(t, h)
+	cfg := agentConfigOn(t, vm)
+	if cfg.SelfStopCommand != "systemctl poweroff" || cfg.StopProjectsOnExit || cfg.IdleCheckInterval != "45s" || cfg.SnapshotInterval != "0" ||
+		cfg.ImageCacheDir != "/btrfs/.image-cache" || cfg.Podman.Root != "/btrfs/containers/storage" {
+		t.Fatalf("agent config on a cloud VM: %+v", cfg)
+	}
 	out := vm.MustExec(t, fmt.Sprintf("findmnt -n -o SOURCE,FSTYPE /btrfs; grep ' /btrfs ' /etc/fstab; blkid -o value -s UUID %s", disk))
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], disk+" ") || !strings.HasSuffix(lines[0], "btrfs") ||
@@ -306,6 +340,17 @@ func TestBootstrapSudoUserDataDisk(t *testing.T) {
 	if st, err := c.Status(ctx(t)); err != nil || st.HostID != h.ID {
 		t.Fatalf("agent through the relay: %v %+v", err, st)
 	}
+}
+
+// agentConfigOn reads the agent config the bootstrap wrote on vm.
+func agentConfigOn(t *testing.T, vm *sshvm.VM) agent.Config {
+	t.Helper()
+	var cfg agent.Config
+	raw := vm.MustExec(t, "cat /etc/cocalc-hosts/agent.json")
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatalf("agent.json on the host: %v\n%s", err, raw)
+	}
+	return cfg
 }
 
 // failBootstrap runs a bootstrap that must fail with an error mentioning
