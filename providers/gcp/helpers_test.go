@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/providers/gcp/gcpfake"
 )
 
@@ -63,11 +64,7 @@ func newTestProvider(t *testing.T, srv *gcpfake.Server, deployment string, extra
 	return p
 }
 
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t *testing.T) context.Context { return providertest.Ctx(t, 30*time.Second) }
 
 func baseSpec(hostID string) provider.CreateSpec {
 	return provider.CreateSpec{
@@ -76,35 +73,14 @@ func baseSpec(hostID string) provider.CreateSpec {
 	}
 }
 
-// waitState polls Status until the instance is in want.
 func waitState(t *testing.T, p *Provider, ref provider.Ref, want provider.State) provider.Instance {
 	t.Helper()
-	ctx := testCtx(t)
-	var last provider.Instance
-	var err error
-	for ctx.Err() == nil {
-		last, err = p.Status(ctx, ref)
-		if err == nil && last.State == want {
-			return last
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("instance %s never reached %s: last state %q, error %v", ref.Name, want, last.State, err)
-	return last
+	return providertest.WaitState(t, testCtx(t), p, ref, want)
 }
 
-// waitGone polls until Status says the instance does not exist.
 func waitGone(t *testing.T, p *Provider, ref provider.Ref) {
 	t.Helper()
-	ctx := testCtx(t)
-	for ctx.Err() == nil {
-		_, err := p.Status(ctx, ref)
-		if provider.IsNotFound(err) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("instance %s is still there", ref.Name)
+	providertest.WaitGone(t, testCtx(t), p, ref)
 }
 
 // waitNoDisk polls until the fake has no disk of that name.
@@ -120,22 +96,10 @@ func waitNoDisk(t *testing.T, srv *gcpfake.Server, name string) {
 	t.Fatalf("disk %s still exists", name)
 }
 
-func kindOf(err error) provider.ErrorKind {
-	if err == nil {
-		return "none"
-	}
-	return provider.KindOf(err)
-}
-
-func wantKind(t *testing.T, err error, want provider.ErrorKind) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want a %s error", want)
-	}
-	if got := provider.KindOf(err); got != want {
-		t.Fatalf("got %v (kind %s), want kind %s", err, got, want)
-	}
-}
+var (
+	kindOf   = providertest.KindOf
+	wantKind = providertest.WantKind
+)
 
 // sshKeys makes a user key (authorized_keys line) and a host key pair.
 func sshKeys(t *testing.T) (string, *provider.HostKey) {

@@ -2,12 +2,12 @@ package gcp
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	opts "github.com/sagemathinc/cocalc-hosts/pkg/provider/options"
 )
 
 // options are the gcp provider's settings, parsed from Config.Options
@@ -80,14 +80,7 @@ func parseOptions(m map[string]string) (options, error) {
 		dataDiskType: defaultDiskType, dataDiskGB: defaultDataGB, network: defaultNetwork, sshUser: defaultSSHUser,
 		pollInterval: 2 * time.Second, requestTimeout: defaultTimeout,
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // report the first bad key deterministically
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
-		var err error
+	err := opts.Each(m, func(k, v string) (err error) {
 		switch k {
 		case "project":
 			o.project = v
@@ -97,9 +90,9 @@ func parseOptions(m map[string]string) (options, error) {
 				err = fmt.Errorf("option zone=%q: want a zone such as us-central1-a", v)
 			}
 		case "endpoint":
-			o.endpoint, err = parseURL(k, v)
+			o.endpoint, err = opts.HTTPURL(k, v, "https://compute.googleapis.com")
 		case "billing_endpoint":
-			o.billingEndpoint, err = parseURL(k, v)
+			o.billingEndpoint, err = opts.HTTPURL(k, v, "https://compute.googleapis.com")
 		case "image":
 			o.image = v
 		case "boot_disk_gb":
@@ -121,31 +114,23 @@ func parseOptions(m map[string]string) (options, error) {
 			}
 		case "catalog_zones":
 			o.catalogZones = nil
-			for _, z := range strings.Split(v, ",") {
-				if z = strings.TrimSpace(z); z == "" {
-					continue
-				}
+			for _, z := range opts.List(v) {
 				if !zoneRE.MatchString(z) {
-					err = fmt.Errorf("option catalog_zones: %q is not a zone such as us-central1-a", z)
-					break
+					return fmt.Errorf("option catalog_zones: %q is not a zone such as us-central1-a", z)
 				}
 				o.catalogZones = append(o.catalogZones, z)
 			}
 		case "poll_interval":
-			o.pollInterval, err = parseDuration(k, v)
+			o.pollInterval, err = opts.NonNegativeDuration(k, v, "500ms or 2s")
 		case "request_timeout":
-			o.requestTimeout, err = parseDuration(k, v)
+			o.requestTimeout, err = opts.NonNegativeDuration(k, v, "500ms or 2s")
 		default:
-			known := make([]string, 0, len(optionKeys))
-			for k := range optionKeys {
-				known = append(known, k)
-			}
-			sort.Strings(known)
-			return o, fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(known, ", "))
+			return opts.Unknown(k, optionKeys)
 		}
-		if err != nil {
-			return o, err
-		}
+		return err
+	})
+	if err != nil {
+		return o, err
 	}
 	if o.project == "" {
 		return o, fmt.Errorf("option project is required: set providers.gcp.project to your GCP project id")
@@ -162,28 +147,12 @@ func parseOptions(m map[string]string) (options, error) {
 	return o, nil
 }
 
-func parseURL(key, v string) (string, error) {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("option %s=%q: want an http(s) URL such as https://compute.googleapis.com", key, v)
-	}
-	return strings.TrimRight(v, "/"), nil
-}
-
 func parseGB(key, v string) (int, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < minPersistentGB || n > 65536 {
 		return 0, fmt.Errorf("option %s=%q: want a whole number of GB between %d and 65536", key, v, minPersistentGB)
 	}
 	return n, nil
-}
-
-func parseDuration(key, v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("option %s=%q: want a non-negative Go duration such as 500ms or 2s", key, v)
-	}
-	return d, nil
 }
 
 // regionOf is the region of a zone: us-central1-a is in us-central1.

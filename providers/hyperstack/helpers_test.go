@@ -13,6 +13,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/openapicheck"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/providers/hyperstack/hyperstackfake"
 )
 
@@ -29,25 +30,7 @@ type env struct {
 	srv    *httptest.Server
 	spec   *openapicheck.Recorder
 	creds  string
-	sleeps *sleepLog
-}
-
-type sleepLog struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (s *sleepLog) sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.d = append(s.d, d)
-	return ctx.Err()
-}
-
-func (s *sleepLog) waits() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Duration(nil), s.d...)
+	sleeps *providertest.SleepLog
 }
 
 func fastFake() hyperstackfake.Options {
@@ -98,8 +81,8 @@ func newEnv(t *testing.T, fo hyperstackfake.Options, opts map[string]string) *en
 	if err != nil {
 		t.Fatal(err)
 	}
-	sl := &sleepLog{}
-	p.api.Sleep = sl.sleep
+	sl := &providertest.SleepLog{}
+	p.api.Sleep = sl.Sleep
 	t.Cleanup(func() {
 		if v, _ := rec.Report(); len(v) > 0 {
 			t.Errorf("exchanges that break the published spec:\n  %s", strings.Join(v, "\n  "))
@@ -116,51 +99,19 @@ func testSpec(hostID string) provider.CreateSpec {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return providertest.Ctx(t, 20*time.Second) }
 
 func waitState(t *testing.T, p provider.Provider, ref provider.Ref, want provider.State) provider.Instance {
 	t.Helper()
-	ctx := ctxT(t)
-	var last provider.Instance
-	var err error
-	for ctx.Err() == nil {
-		last, err = p.Status(ctx, ref)
-		if err == nil && last.State == want {
-			return last
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s never reached %s: last %+v, %v", ref.Name, want, last, err)
-	return last
+	return providertest.WaitState(t, ctxT(t), p, ref, want)
 }
 
 func waitGone(t *testing.T, p provider.Provider, ref provider.Ref) {
 	t.Helper()
-	ctx := ctxT(t)
-	var err error
-	for ctx.Err() == nil {
-		_, err = p.Status(ctx, ref)
-		if provider.IsNotFound(err) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s is not gone: %v", ref.Name, err)
+	providertest.WaitGone(t, ctxT(t), p, ref)
 }
 
-func wantKind(t *testing.T, err error, kind provider.ErrorKind) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want a %s error", kind)
-	}
-	if k := provider.KindOf(err); k != kind {
-		t.Fatalf("got %v (kind %s), want kind %s", err, k, kind)
-	}
-}
+var wantKind = providertest.WantKind
 
 // volumeOf returns the fake's volume called name.
 func volumeOf(f *hyperstackfake.Fake, name string) (hyperstackfake.Volume, bool) {

@@ -413,7 +413,7 @@ func TestRetryOn429HonoursRetryAfter(t *testing.T) {
 	if _, err := e.p.List(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.sleeps.waits(); !slices.Equal(got, []time.Duration{4 * time.Second, 4 * time.Second}) {
+	if got := e.sleeps.Waits(); !slices.Equal(got, []time.Duration{4 * time.Second, 4 * time.Second}) {
 		t.Fatalf("waited %v, want 4s twice", got)
 	}
 	e.fake.InjectFault(hyperstackfake.Fault{Method: "GET", Path: "/core/environments", Status: 429, RetryAfter: "90"})

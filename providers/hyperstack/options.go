@@ -2,11 +2,10 @@ package hyperstack
 
 import (
 	"fmt"
-	"net/url"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
+
+	opts "github.com/sagemathinc/cocalc-hosts/pkg/provider/options"
 )
 
 // DefaultEndpoint is the Infrahub API base URL.
@@ -54,17 +53,10 @@ func parseOptions(m map[string]string) (options, error) {
 		endpoint: DefaultEndpoint, image: DefaultImage, volumeType: DefaultVolumeType, openPorts: []int{22, 80, 443},
 		pollInterval: 5 * time.Second, timeout: 60 * time.Second, maxRetryWait: 30 * time.Second, maxRetries: 3,
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
-		var err error
+	err := opts.Each(m, func(k, v string) (err error) {
 		switch k {
 		case "endpoint":
-			o.endpoint, err = parseEndpoint(v)
+			o.endpoint, err = opts.HTTPURL(k, v, DefaultEndpoint)
 		case "region":
 			o.region = v
 		case "image":
@@ -73,62 +65,33 @@ func parseOptions(m map[string]string) (options, error) {
 			o.volumeType = v
 		case "open_ports":
 			o.openPorts = nil
-			for _, f := range strings.Split(v, ",") {
-				if f = strings.TrimSpace(f); f == "" {
-					continue
-				}
+			for _, f := range opts.List(v) {
 				n, perr := strconv.Atoi(f)
 				if perr != nil || n < 1 || n > 65535 {
-					return o, fmt.Errorf("option open_ports=%q: want comma-separated TCP ports such as 22,80,443", v)
+					return fmt.Errorf("option open_ports=%q: want comma-separated TCP ports such as 22,80,443", v)
 				}
 				o.openPorts = append(o.openPorts, n)
 			}
 		case "retain_ip":
-			o.retainIP, err = strconv.ParseBool(v)
-			if err != nil {
-				err = fmt.Errorf("option retain_ip=%q: want true or false", v)
-			}
+			o.retainIP, err = opts.Bool(k, v)
 		case "poll_interval":
-			o.pollInterval, err = parseDuration(k, v, false)
+			o.pollInterval, err = opts.PositiveDuration(k, v, "5s")
 		case "timeout":
-			o.timeout, err = parseDuration(k, v, false)
+			o.timeout, err = opts.PositiveDuration(k, v, "5s")
 		case "max_retry_wait":
-			o.maxRetryWait, err = parseDuration(k, v, true)
+			o.maxRetryWait, err = opts.NonNegativeDuration(k, v, "5s")
 		case "max_retries":
-			o.maxRetries, err = strconv.Atoi(v)
-			if err != nil || o.maxRetries < 0 {
-				err = fmt.Errorf("option %s=%q: want a non-negative integer", k, v)
-			}
+			o.maxRetries, err = opts.NonNegativeInt(k, v)
 		default:
-			known := make([]string, 0, len(optionKeys))
-			for k := range optionKeys {
-				known = append(known, k)
-			}
-			sort.Strings(known)
-			return o, fmt.Errorf("unknown option %q for provider %s (known: %s)", k, Name, strings.Join(known, ", "))
+			return opts.UnknownFor(Name, k, optionKeys)
 		}
-		if err != nil {
-			return o, err
-		}
+		return err
+	})
+	if err != nil {
+		return o, err
 	}
 	if o.image == "" || o.volumeType == "" {
 		return o, fmt.Errorf("options image and volume_type must not be empty")
 	}
 	return o, nil
-}
-
-func parseEndpoint(v string) (string, error) {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("option endpoint=%q: want an http(s) URL such as %s", v, DefaultEndpoint)
-	}
-	return strings.TrimRight(v, "/"), nil
-}
-
-func parseDuration(key, v string, zeroOK bool) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 || (d == 0 && !zeroOK) {
-		return 0, fmt.Errorf("option %s=%q: want a positive Go duration such as 5s", key, v)
-	}
-	return d, nil
 }

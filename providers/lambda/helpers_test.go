@@ -6,12 +6,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/openapicheck"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/providers/lambda/lambdafake"
 )
 
@@ -28,26 +28,7 @@ type env struct {
 	srv    *httptest.Server
 	spec   *openapicheck.Recorder
 	creds  string
-	sleeps *sleepLog
-}
-
-// sleepLog records the waits the client asked for instead of waiting.
-type sleepLog struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (s *sleepLog) sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.d = append(s.d, d)
-	return ctx.Err()
-}
-
-func (s *sleepLog) waits() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Duration(nil), s.d...)
+	sleeps *providertest.SleepLog
 }
 
 func fastFake() lambdafake.Options {
@@ -77,8 +58,8 @@ func newEnv(t *testing.T, fo lambdafake.Options, opts map[string]string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sl := &sleepLog{}
-	p.api.Sleep = sl.sleep
+	sl := &providertest.SleepLog{}
+	p.api.Sleep = sl.Sleep
 	e := &env{p: p, fake: fake, srv: srv, spec: rec, creds: creds, sleeps: sl}
 	t.Cleanup(func() {
 		if v, _ := rec.Report(); len(v) > 0 {
@@ -107,51 +88,18 @@ func testSpec(hostID string) provider.CreateSpec {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return providertest.Ctx(t, 20*time.Second) }
 
-// waitState polls Status until want, failing at the deadline.
 func waitState(t *testing.T, p provider.Provider, ref provider.Ref, want provider.State) provider.Instance {
 	t.Helper()
-	ctx := ctxT(t)
-	var last provider.Instance
-	var err error
-	for ctx.Err() == nil {
-		last, err = p.Status(ctx, ref)
-		if err == nil && last.State == want {
-			return last
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s never reached %s: last %+v, %v", ref.Name, want, last, err)
-	return last
+	return providertest.WaitState(t, ctxT(t), p, ref, want)
 }
 
 func waitGone(t *testing.T, p provider.Provider, ref provider.Ref) {
 	t.Helper()
-	ctx := ctxT(t)
-	var err error
-	for ctx.Err() == nil {
-		_, err = p.Status(ctx, ref)
-		if provider.IsNotFound(err) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s is not gone: %v", ref.Name, err)
+	providertest.WaitGone(t, ctxT(t), p, ref)
 }
 
-func wantKind(t *testing.T, err error, kind provider.ErrorKind) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want a %s error", kind)
-	}
-	if k := provider.KindOf(err); k != kind {
-		t.Fatalf("got %v (kind %s), want kind %s", err, k, kind)
-	}
-}
+var wantKind = providertest.WantKind
 
 var _ http.Handler = (*openapicheck.Recorder)(nil)

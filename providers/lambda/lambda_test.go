@@ -251,7 +251,7 @@ func TestRetryOn429HonoursRetryAfter(t *testing.T) {
 	if _, err := e.p.List(ctx); err != nil {
 		t.Fatalf("List through two 429s: %v", err)
 	}
-	if got := e.sleeps.waits(); !slices.Equal(got, []time.Duration{7 * time.Second, 7 * time.Second}) {
+	if got := e.sleeps.Waits(); !slices.Equal(got, []time.Duration{7 * time.Second, 7 * time.Second}) {
 		t.Fatalf("waited %v, want the 7s Retry-After twice", got)
 	}
 	if n := e.fake.Requests("GET /instances"); n != 3 {
@@ -269,7 +269,7 @@ func TestRetryOn429HonoursRetryAfter(t *testing.T) {
 	if !provider.IsRetryable(err) {
 		t.Fatal("a rate-limited error must be retryable")
 	}
-	if n := len(e.sleeps.waits()); n != 2 {
+	if n := len(e.sleeps.Waits()); n != 2 {
 		t.Fatalf("slept %d times in all, want no sleep for the long Retry-After", n)
 	}
 

@@ -1,12 +1,9 @@
 package lambda
 
 import (
-	"fmt"
-	"net/url"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	opts "github.com/sagemathinc/cocalc-hosts/pkg/provider/options"
 )
 
 // DefaultEndpoint is the Lambda Cloud API base URL.
@@ -38,63 +35,26 @@ var optionKeys = map[string]string{
 
 func parseOptions(m map[string]string) (options, error) {
 	o := options{endpoint: DefaultEndpoint, timeout: 60 * time.Second, maxRetryWait: 30 * time.Second, maxRetries: 3}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
-		var err error
+	err := opts.Each(m, func(k, v string) (err error) {
 		switch k {
 		case "endpoint":
-			o.endpoint, err = parseEndpoint(v)
+			o.endpoint, err = opts.HTTPURL(k, v, DefaultEndpoint)
 		case "region":
 			o.region = v
 		case "regions":
-			for _, r := range strings.Split(v, ",") {
-				if r = strings.TrimSpace(r); r != "" {
-					o.regions = append(o.regions, r)
-				}
-			}
+			o.regions = append(o.regions, opts.List(v)...)
 		case "image":
 			o.image = v
 		case "timeout":
-			o.timeout, err = parseDuration(k, v, false)
+			o.timeout, err = opts.PositiveDuration(k, v, "30s")
 		case "max_retry_wait":
-			o.maxRetryWait, err = parseDuration(k, v, true)
+			o.maxRetryWait, err = opts.NonNegativeDuration(k, v, "30s")
 		case "max_retries":
-			o.maxRetries, err = strconv.Atoi(v)
-			if err != nil || o.maxRetries < 0 {
-				err = fmt.Errorf("option %s=%q: want a non-negative integer", k, v)
-			}
+			o.maxRetries, err = opts.NonNegativeInt(k, v)
 		default:
-			known := make([]string, 0, len(optionKeys))
-			for k := range optionKeys {
-				known = append(known, k)
-			}
-			sort.Strings(known)
-			return o, fmt.Errorf("unknown option %q for provider %s (known: %s)", k, Name, strings.Join(known, ", "))
+			return opts.UnknownFor(Name, k, optionKeys)
 		}
-		if err != nil {
-			return o, err
-		}
-	}
-	return o, nil
-}
-
-func parseEndpoint(v string) (string, error) {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("option endpoint=%q: want an http(s) URL such as %s", v, DefaultEndpoint)
-	}
-	return strings.TrimRight(v, "/"), nil
-}
-
-func parseDuration(key, v string, zeroOK bool) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 || (d == 0 && !zeroOK) {
-		return 0, fmt.Errorf("option %s=%q: want a positive Go duration such as 30s", key, v)
-	}
-	return d, nil
+		return err
+	})
+	return o, err
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/providers/nebius/nebiusfake"
 )
 
@@ -74,11 +75,7 @@ func openProvider(t *testing.T, srv *nebiusfake.Server, deployment string, extra
 	return p
 }
 
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t *testing.T) context.Context { return providertest.Ctx(t, time.Minute) }
 
 // testKeys makes a fleet key line and a host key pair like the control
 // plane's.
@@ -112,26 +109,9 @@ func testSpec(hostID string) provider.CreateSpec {
 	}
 }
 
-// waitState polls Status until want, or fails at the deadline.
 func waitState(t *testing.T, p *Provider, ref provider.Ref, want provider.State) provider.Instance {
 	t.Helper()
-	ctx := testCtx(t)
-	var last provider.Instance
-	var err error
-	for ctx.Err() == nil {
-		last, err = p.Status(ctx, ref)
-		if err == nil && last.State == want {
-			return last
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("instance %s never reached %s: last state %q, error %v", ref.Name, want, last.State, err)
-	return last
+	return providertest.WaitState(t, testCtx(t), p, ref, want)
 }
 
-func kindOf(err error) provider.ErrorKind {
-	if err == nil {
-		return "none"
-	}
-	return provider.KindOf(err)
-}
+var kindOf = providertest.KindOf

@@ -3,14 +3,13 @@ package nebius
 import (
 	"fmt"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	opts "github.com/sagemathinc/cocalc-hosts/pkg/provider/options"
 )
 
 // options are the provider's settings, parsed from Config.Options
@@ -84,19 +83,12 @@ func parseOptions(m map[string]string) (options, error) {
 		pollInterval: provider.DefaultPollInterval, requestTimeout: time.Minute, retries: 3, maxRetryWait: 30 * time.Second,
 		concurrency: 8,
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // report the first bad key deterministically
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
-		var err error
+	err := opts.Each(m, func(k, v string) (err error) {
 		switch k {
 		case "endpoint":
 			o.endpoint = v
 		case "insecure":
-			o.insecure, err = parseBool(k, v)
+			o.insecure, err = opts.Bool(k, v)
 		case "project_id":
 			o.projectID = v
 		case "region":
@@ -110,9 +102,9 @@ func parseOptions(m map[string]string) (options, error) {
 		case "gpu_image_family":
 			o.gpuImageFamily = v
 		case "boot_disk_gb":
-			o.bootDiskGB, err = parsePositive(k, v)
+			o.bootDiskGB, err = opts.PositiveInt(k, v)
 		case "data_disk_gb":
-			o.dataDiskGB, err = parsePositive(k, v)
+			o.dataDiskGB, err = opts.PositiveInt(k, v)
 		case "disk_type":
 			t, ok := diskTypes[v]
 			if !ok {
@@ -120,38 +112,31 @@ func parseOptions(m map[string]string) (options, error) {
 			}
 			o.diskType = t
 		case "public_ip":
-			o.publicIP, err = parseBool(k, v)
+			o.publicIP, err = opts.Bool(k, v)
 		case "ssh_user":
 			o.sshUser = v
 			if !userRE.MatchString(v) {
 				err = fmt.Errorf("option ssh_user=%q: want a lowercase Unix user name", v)
 			}
 		case "poll_interval":
-			o.pollInterval, err = parseDuration(k, v)
+			o.pollInterval, err = opts.PositiveDuration(k, v, "500ms or 2s")
 		case "request_timeout":
-			o.requestTimeout, err = parseDuration(k, v)
+			o.requestTimeout, err = opts.PositiveDuration(k, v, "500ms or 2s")
 		case "max_retry_wait":
-			o.maxRetryWait, err = parseDuration(k, v)
+			o.maxRetryWait, err = opts.PositiveDuration(k, v, "500ms or 2s")
 		case "retries":
-			o.retries, err = strconv.Atoi(v)
-			if err != nil || o.retries < 0 {
-				err = fmt.Errorf("option retries=%q: want a non-negative integer", v)
-			}
+			o.retries, err = opts.NonNegativeInt(k, v)
 		case "catalog_concurrency":
-			o.concurrency, err = parsePositive(k, v)
+			o.concurrency, err = opts.PositiveInt(k, v)
 		case "price_table":
 			o.priceTable = v
 		default:
-			known := make([]string, 0, len(optionKeys))
-			for k := range optionKeys {
-				known = append(known, k)
-			}
-			sort.Strings(known)
-			return o, fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(known, ", "))
+			return opts.Unknown(k, optionKeys)
 		}
-		if err != nil {
-			return o, err
-		}
+		return err
+	})
+	if err != nil {
+		return o, err
 	}
 	switch {
 	case o.projectID == "":
@@ -177,28 +162,4 @@ func parseOptions(m map[string]string) (options, error) {
 		}
 	}
 	return o, nil
-}
-
-func parseBool(key, v string) (bool, error) {
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("option %s=%q: want true or false", key, v)
-	}
-	return b, nil
-}
-
-func parsePositive(key, v string) (int, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("option %s=%q: want a positive integer", key, v)
-	}
-	return n, nil
-}
-
-func parseDuration(key, v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("option %s=%q: want a positive Go duration such as 500ms or 2s", key, v)
-	}
-	return d, nil
 }

@@ -2,10 +2,10 @@ package sim
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
+
+	opts "github.com/sagemathinc/cocalc-hosts/pkg/provider/options"
 )
 
 // options are the sim provider's settings, parsed from Config.Options.
@@ -44,36 +44,28 @@ var optionKeys = map[string]string{
 
 func parseOptions(m map[string]string) (options, error) {
 	o := options{retryAfter: time.Second, timeout: 10 * time.Second, capacityRegions: map[string]bool{}}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // report the first bad key deterministically
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
-		var err error
+	const example = "250ms or 2s"
+	err := opts.Each(m, func(k, v string) (err error) {
 		switch k {
 		case "latency":
-			o.latency, err = parseDuration(k, v)
+			o.latency, err = opts.NonNegativeDuration(k, v, example)
 		case "boot_time":
-			o.bootTime, err = parseDuration(k, v)
+			o.bootTime, err = opts.NonNegativeDuration(k, v, example)
 		case "retry_after":
-			o.retryAfter, err = parseDuration(k, v)
+			o.retryAfter, err = opts.NonNegativeDuration(k, v, example)
 		case "timeout":
-			o.timeout, err = parseDuration(k, v)
+			o.timeout, err = opts.NonNegativeDuration(k, v, example)
 		case "error_rate":
-			o.errorRate, err = parseRate(k, v)
+			o.errorRate, err = opts.Rate(k, v)
 		case "rate_limit_rate":
-			o.rateLimitRate, err = parseRate(k, v)
+			o.rateLimitRate, err = opts.Rate(k, v)
 		case "timeout_rate":
-			o.timeoutRate, err = parseRate(k, v)
+			o.timeoutRate, err = opts.Rate(k, v)
 		case "create_ghost_rate":
-			o.ghostRate, err = parseRate(k, v)
+			o.ghostRate, err = opts.Rate(k, v)
 		case "capacity_error_regions":
-			for _, r := range strings.Split(v, ",") {
-				if r = strings.TrimSpace(r); r != "" {
-					o.capacityRegions[r] = true
-				}
+			for _, r := range opts.List(v) {
+				o.capacityRegions[r] = true
 			}
 		case "seed":
 			o.seed, err = strconv.ParseUint(v, 10, 64)
@@ -82,32 +74,9 @@ func parseOptions(m map[string]string) (options, error) {
 			}
 			o.hasSeed = true
 		default:
-			known := make([]string, 0, len(optionKeys))
-			for k := range optionKeys {
-				known = append(known, k)
-			}
-			sort.Strings(known)
-			return o, fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(known, ", "))
+			return opts.Unknown(k, optionKeys)
 		}
-		if err != nil {
-			return o, err
-		}
-	}
-	return o, nil
-}
-
-func parseDuration(key, v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("option %s=%q: want a non-negative Go duration such as 250ms or 2s", key, v)
-	}
-	return d, nil
-}
-
-func parseRate(key, v string) (float64, error) {
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 || f > 1 {
-		return 0, fmt.Errorf("option %s=%q: want a probability between 0 and 1", key, v)
-	}
-	return f, nil
+		return err
+	})
+	return o, err
 }

@@ -489,9 +489,9 @@ func (s *Server) listInstances(r *http.Request, rt route) (proto.Message, *httpE
 		return nil, herr
 	}
 	var items []*computepb.Instance
-	for _, in := range s.sortedInstances() {
-		if in.zone == rt.zone && f.match(in.pb.GetName(), in.pb.GetStatus(), in.pb.GetLabels()) {
-			items = append(items, s.instanceView(in.instance))
+	for _, in := range sortedByKey(s.instances) {
+		if in.zone == rt.zone && f.match(in.v.pb.GetName(), in.v.pb.GetStatus(), in.v.pb.GetLabels()) {
+			items = append(items, s.instanceView(in.v))
 		}
 	}
 	start, end, next, herr := s.page(r, len(items))
@@ -510,9 +510,9 @@ func (s *Server) aggregatedInstances(r *http.Request) (proto.Message, *httpError
 		return nil, herr
 	}
 	var all []zoned[*computepb.Instance]
-	for _, in := range s.sortedInstances() {
-		if f.match(in.pb.GetName(), in.pb.GetStatus(), in.pb.GetLabels()) {
-			all = append(all, zoned[*computepb.Instance]{in.zone, s.instanceView(in.instance)})
+	for _, in := range sortedByKey(s.instances) {
+		if f.match(in.v.pb.GetName(), in.v.pb.GetStatus(), in.v.pb.GetLabels()) {
+			all = append(all, zoned[*computepb.Instance]{in.zone, s.instanceView(in.v)})
 		}
 	}
 	start, end, next, herr := s.page(r, len(all))
@@ -521,14 +521,9 @@ func (s *Server) aggregatedInstances(r *http.Request) (proto.Message, *httpError
 	}
 	out := &computepb.InstanceAggregatedList{
 		Kind: proto.String("compute#instanceAggregatedList"), Id: proto.String("projects/" + s.opts.Project + "/aggregated/instances"),
-		Items: map[string]*computepb.InstancesScopedList{}, NextPageToken: optional(next), SelfLink: proto.String(s.link("aggregated", "instances")),
-	}
-	for _, it := range all[start:end] {
-		key := "zones/" + it.zone
-		if out.Items[key] == nil {
-			out.Items[key] = &computepb.InstancesScopedList{}
-		}
-		out.Items[key].Instances = append(out.Items[key].Instances, it.v)
+		NextPageToken: optional(next), SelfLink: proto.String(s.link("aggregated", "instances")),
+		Items: byZone(all[start:end], func() *computepb.InstancesScopedList { return &computepb.InstancesScopedList{} },
+			func(l *computepb.InstancesScopedList, v *computepb.Instance) { l.Instances = append(l.Instances, v) }),
 	}
 	for _, z := range s.Zones() {
 		if out.Items["zones/"+z] == nil {
@@ -543,21 +538,34 @@ type zoned[T any] struct {
 	v    T
 }
 
-type zonedInstance struct {
-	*instance
-	zone string
-}
-
-func (s *Server) sortedInstances() []zonedInstance {
-	keys := make([]string, 0, len(s.instances))
-	for k := range s.instances {
+// sortedByKey returns the values of m, keyed "zone/name", in key order
+// with their zone.
+func sortedByKey[T any](m map[string]T) []zoned[T] {
+	keys := make([]string, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	out := make([]zonedInstance, 0, len(keys))
+	out := make([]zoned[T], 0, len(keys))
 	for _, k := range keys {
 		zone, _, _ := strings.Cut(k, "/")
-		out = append(out, zonedInstance{s.instances[k], zone})
+		out = append(out, zoned[T]{zone, m[k]})
+	}
+	return out
+}
+
+// byZone groups one page of an aggregated list under "zones/<zone>"
+// keys; scoped makes a zone's empty list and add appends to it.
+func byZone[T, L any](items []zoned[T], scoped func() L, add func(L, T)) map[string]L {
+	out := map[string]L{}
+	for _, it := range items {
+		key := "zones/" + it.zone
+		l, ok := out[key]
+		if !ok {
+			l = scoped()
+			out[key] = l
+		}
+		add(l, it.v)
 	}
 	return out
 }
@@ -741,27 +749,13 @@ func (s *Server) getDisk(rt route) (proto.Message, *httpError) {
 	return proto.Clone(d.pb), nil
 }
 
-func (s *Server) sortedDisks() []zoned[*disk] {
-	keys := make([]string, 0, len(s.disks))
-	for k := range s.disks {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]zoned[*disk], 0, len(keys))
-	for _, k := range keys {
-		zone, _, _ := strings.Cut(k, "/")
-		out = append(out, zoned[*disk]{zone, s.disks[k]})
-	}
-	return out
-}
-
 func (s *Server) listDisks(r *http.Request, rt route) (proto.Message, *httpError) {
 	f, herr := parseFilter(r.URL.Query().Get("filter"))
 	if herr != nil {
 		return nil, herr
 	}
 	var items []*computepb.Disk
-	for _, d := range s.sortedDisks() {
+	for _, d := range sortedByKey(s.disks) {
 		if d.zone == rt.zone && f.match(d.v.pb.GetName(), d.v.pb.GetStatus(), d.v.pb.GetLabels()) {
 			items = append(items, proto.Clone(d.v.pb).(*computepb.Disk))
 		}
@@ -779,7 +773,7 @@ func (s *Server) aggregatedDisks(r *http.Request) (proto.Message, *httpError) {
 		return nil, herr
 	}
 	var all []zoned[*computepb.Disk]
-	for _, d := range s.sortedDisks() {
+	for _, d := range sortedByKey(s.disks) {
 		if f.match(d.v.pb.GetName(), d.v.pb.GetStatus(), d.v.pb.GetLabels()) {
 			all = append(all, zoned[*computepb.Disk]{d.zone, proto.Clone(d.v.pb).(*computepb.Disk)})
 		}
@@ -789,14 +783,9 @@ func (s *Server) aggregatedDisks(r *http.Request) (proto.Message, *httpError) {
 		return nil, herr
 	}
 	out := &computepb.DiskAggregatedList{
-		Kind: proto.String("compute#diskAggregatedList"), Items: map[string]*computepb.DisksScopedList{}, NextPageToken: optional(next),
-	}
-	for _, it := range all[start:end] {
-		key := "zones/" + it.zone
-		if out.Items[key] == nil {
-			out.Items[key] = &computepb.DisksScopedList{}
-		}
-		out.Items[key].Disks = append(out.Items[key].Disks, it.v)
+		Kind: proto.String("compute#diskAggregatedList"), NextPageToken: optional(next),
+		Items: byZone(all[start:end], func() *computepb.DisksScopedList { return &computepb.DisksScopedList{} },
+			func(l *computepb.DisksScopedList, v *computepb.Disk) { l.Disks = append(l.Disks, v) }),
 	}
 	for _, z := range s.Zones() {
 		if out.Items["zones/"+z] == nil {
@@ -923,15 +912,12 @@ func (s *Server) types(r *http.Request, rt route) (proto.Message, *httpError) {
 		if herr != nil {
 			return nil, herr
 		}
-		out := &computepb.MachineTypeAggregatedList{Kind: proto.String("compute#machineTypeAggregatedList"), Items: map[string]*computepb.MachineTypesScopedList{}, NextPageToken: optional(next)}
-		for _, it := range all[start:end] {
-			key := "zones/" + it.zone
-			if out.Items[key] == nil {
-				out.Items[key] = &computepb.MachineTypesScopedList{}
-			}
-			out.Items[key].MachineTypes = append(out.Items[key].MachineTypes, it.v)
-		}
-		return out, nil
+		return &computepb.MachineTypeAggregatedList{Kind: proto.String("compute#machineTypeAggregatedList"), NextPageToken: optional(next),
+			Items: byZone(all[start:end], func() *computepb.MachineTypesScopedList { return &computepb.MachineTypesScopedList{} },
+				func(l *computepb.MachineTypesScopedList, v *computepb.MachineType) {
+					l.MachineTypes = append(l.MachineTypes, v)
+				}),
+		}, nil
 	case "acceleratorTypes.aggregatedList":
 		var all []zoned[*computepb.AcceleratorType]
 		for _, z := range s.Zones() {
@@ -943,15 +929,12 @@ func (s *Server) types(r *http.Request, rt route) (proto.Message, *httpError) {
 		if herr != nil {
 			return nil, herr
 		}
-		out := &computepb.AcceleratorTypeAggregatedList{Kind: proto.String("compute#acceleratorTypeAggregatedList"), Items: map[string]*computepb.AcceleratorTypesScopedList{}, NextPageToken: optional(next)}
-		for _, it := range all[start:end] {
-			key := "zones/" + it.zone
-			if out.Items[key] == nil {
-				out.Items[key] = &computepb.AcceleratorTypesScopedList{}
-			}
-			out.Items[key].AcceleratorTypes = append(out.Items[key].AcceleratorTypes, it.v)
-		}
-		return out, nil
+		return &computepb.AcceleratorTypeAggregatedList{Kind: proto.String("compute#acceleratorTypeAggregatedList"), NextPageToken: optional(next),
+			Items: byZone(all[start:end], func() *computepb.AcceleratorTypesScopedList { return &computepb.AcceleratorTypesScopedList{} },
+				func(l *computepb.AcceleratorTypesScopedList, v *computepb.AcceleratorType) {
+					l.AcceleratorTypes = append(l.AcceleratorTypes, v)
+				}),
+		}, nil
 	}
 	return nil, errf(http.StatusNotFound, "notFound", "no such method %s", rt.action)
 }

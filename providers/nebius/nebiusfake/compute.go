@@ -70,51 +70,23 @@ type instanceService struct {
 }
 
 func (x *instanceService) find(id string) (*instance, error) {
-	in, ok := x.s.instances[id]
-	if !ok {
-		return nil, notFound("instance", id)
-	}
-	return in, nil
+	return findByID(x.s.instances, "instance", id)
 }
 
 func (x *instanceService) Get(_ context.Context, req *compute.GetInstanceRequest) (*compute.Instance, error) {
-	in, err := x.find(req.GetId())
-	if err != nil {
-		return nil, err
-	}
-	return in.view(), nil
+	return viewByID(x.s.instances, "instance", req.GetId())
 }
 
 func (x *instanceService) GetByName(_ context.Context, req *common.GetByNameRequest) (*compute.Instance, error) {
-	if err := x.s.checkParent(req.GetParentId()); err != nil {
-		return nil, err
-	}
-	for _, in := range x.s.instances {
-		if in.meta.GetName() == req.GetName() {
-			return in.view(), nil
-		}
-	}
-	return nil, notFound("instance", req.GetName())
+	return viewByName(x.s, x.s.instances, "instance", req)
 }
 
 func (x *instanceService) List(_ context.Context, req *compute.ListInstancesRequest) (*compute.ListInstancesResponse, error) {
-	if err := x.s.checkParent(req.GetParentId()); err != nil {
-		return nil, err
-	}
-	all := make([]*instance, 0, len(x.s.instances))
-	for _, in := range x.s.instances {
-		all = append(all, in)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].meta.GetId() < all[j].meta.GetId() })
-	items, next, err := page(all, req.GetPageSize(), req.GetPageToken())
+	items, next, err := listViews(x.s, x.s.instances, req.GetParentId(), req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	resp := &compute.ListInstancesResponse{NextPageToken: next}
-	for _, in := range items {
-		resp.Items = append(resp.Items, in.view())
-	}
-	return resp, nil
+	return &compute.ListInstancesResponse{Items: items, NextPageToken: next}, nil
 }
 
 func (x *instanceService) Create(ctx context.Context, req *compute.CreateInstanceRequest) (*common.Operation, error) {
@@ -128,13 +100,8 @@ func (x *instanceService) Create(ctx context.Context, req *compute.CreateInstanc
 		return nil, err
 	}
 	name := md.GetName()
-	if !nameRE.MatchString(name) {
-		return nil, badRequest("metadata.name", fmt.Sprintf("%q is not a valid name", name))
-	}
-	for _, in := range s.instances {
-		if in.meta.GetName() == name {
-			return nil, alreadyExists(in.meta.GetId(), fmt.Sprintf("instance with name %q already exists", name))
-		}
+	if err := checkNewName(s.instances, "instance", name); err != nil {
+		return nil, err
 	}
 	if spec == nil {
 		return nil, badRequest("spec", "required")
@@ -204,10 +171,7 @@ func (x *instanceService) Create(ctx context.Context, req *compute.CreateInstanc
 
 	id := newID("computeinstance")
 	in := &instance{
-		meta: &common.ResourceMetadata{
-			Id: id, ParentId: md.GetParentId(), Name: name, ResourceVersion: 1,
-			CreatedAt: timestamppb.New(now), UpdatedAt: timestamppb.New(now), Labels: copyLabels(md.GetLabels()),
-		},
+		meta:      newMetadata(md, id, now),
 		spec:      proto.Clone(spec).(*compute.InstanceSpec),
 		state:     compute.InstanceStatus_CREATING,
 		privateIP: s.privateIP(),
@@ -248,8 +212,7 @@ func (x *instanceService) Create(ctx context.Context, req *compute.CreateInstanc
 			finish(op, t, nil)
 		})
 	})
-	s.remember(ctx, MethodInstanceCreate, op)
-	return clone(op), nil
+	return s.remember(ctx, MethodInstanceCreate, op), nil
 }
 
 // boot makes in RUNNING with a fresh dynamic public address.
@@ -293,8 +256,7 @@ func (x *instanceService) Delete(ctx context.Context, req *compute.DeleteInstanc
 		x.remove(in)
 		finish(op, t, nil)
 	})
-	s.remember(ctx, MethodInstanceDelete, op)
-	return clone(op), nil
+	return s.remember(ctx, MethodInstanceDelete, op), nil
 }
 
 func (x *instanceService) Stop(ctx context.Context, req *compute.StopInstanceRequest) (*common.Operation, error) {
@@ -309,9 +271,7 @@ func (x *instanceService) Stop(ctx context.Context, req *compute.StopInstanceReq
 	now := time.Now()
 	switch in.state {
 	case compute.InstanceStatus_STOPPED:
-		op := s.newOp(now, "Stop instance "+in.meta.GetName(), in.meta.GetId(), req)
-		finish(op, now, nil)
-		return clone(op), nil
+		return s.doneOp(now, "Stop instance "+in.meta.GetName(), in.meta.GetId(), req), nil
 	case compute.InstanceStatus_STOPPING:
 		return clone(in.pending), nil
 	case compute.InstanceStatus_RUNNING:
@@ -331,8 +291,7 @@ func (x *instanceService) Stop(ctx context.Context, req *compute.StopInstanceReq
 		in.state, in.publicIP, in.pending = compute.InstanceStatus_STOPPED, "", nil
 		finish(op, t, nil)
 	})
-	s.remember(ctx, MethodInstanceStop, op)
-	return clone(op), nil
+	return s.remember(ctx, MethodInstanceStop, op), nil
 }
 
 func (x *instanceService) Start(ctx context.Context, req *compute.StartInstanceRequest) (*common.Operation, error) {
@@ -347,9 +306,7 @@ func (x *instanceService) Start(ctx context.Context, req *compute.StartInstanceR
 	now := time.Now()
 	switch in.state {
 	case compute.InstanceStatus_RUNNING:
-		op := s.newOp(now, "Start instance "+in.meta.GetName(), in.meta.GetId(), req)
-		finish(op, now, nil)
-		return clone(op), nil
+		return s.doneOp(now, "Start instance "+in.meta.GetName(), in.meta.GetId(), req), nil
 	case compute.InstanceStatus_STARTING:
 		return clone(in.pending), nil
 	case compute.InstanceStatus_STOPPED:
@@ -375,8 +332,7 @@ func (x *instanceService) Start(ctx context.Context, req *compute.StartInstanceR
 		x.boot(in)
 		finish(op, t, nil)
 	})
-	s.remember(ctx, MethodInstanceStart, op)
-	return clone(op), nil
+	return s.remember(ctx, MethodInstanceStart, op), nil
 }
 
 // ---- disks
@@ -423,51 +379,23 @@ type diskService struct {
 }
 
 func (x *diskService) find(id string) (*disk, error) {
-	d, ok := x.s.disks[id]
-	if !ok {
-		return nil, notFound("disk", id)
-	}
-	return d, nil
+	return findByID(x.s.disks, "disk", id)
 }
 
 func (x *diskService) Get(_ context.Context, req *compute.GetDiskRequest) (*compute.Disk, error) {
-	d, err := x.find(req.GetId())
-	if err != nil {
-		return nil, err
-	}
-	return d.view(), nil
+	return viewByID(x.s.disks, "disk", req.GetId())
 }
 
 func (x *diskService) GetByName(_ context.Context, req *common.GetByNameRequest) (*compute.Disk, error) {
-	if err := x.s.checkParent(req.GetParentId()); err != nil {
-		return nil, err
-	}
-	for _, d := range x.s.disks {
-		if d.meta.GetName() == req.GetName() {
-			return d.view(), nil
-		}
-	}
-	return nil, notFound("disk", req.GetName())
+	return viewByName(x.s, x.s.disks, "disk", req)
 }
 
 func (x *diskService) List(_ context.Context, req *compute.ListDisksRequest) (*compute.ListDisksResponse, error) {
-	if err := x.s.checkParent(req.GetParentId()); err != nil {
-		return nil, err
-	}
-	all := make([]*disk, 0, len(x.s.disks))
-	for _, d := range x.s.disks {
-		all = append(all, d)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].meta.GetId() < all[j].meta.GetId() })
-	items, next, err := page(all, req.GetPageSize(), req.GetPageToken())
+	items, next, err := listViews(x.s, x.s.disks, req.GetParentId(), req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	resp := &compute.ListDisksResponse{NextPageToken: next}
-	for _, d := range items {
-		resp.Items = append(resp.Items, d.view())
-	}
-	return resp, nil
+	return &compute.ListDisksResponse{Items: items, NextPageToken: next}, nil
 }
 
 func (x *diskService) Create(ctx context.Context, req *compute.CreateDiskRequest) (*common.Operation, error) {
@@ -480,13 +408,8 @@ func (x *diskService) Create(ctx context.Context, req *compute.CreateDiskRequest
 		return nil, err
 	}
 	name := md.GetName()
-	if !nameRE.MatchString(name) {
-		return nil, badRequest("metadata.name", fmt.Sprintf("%q is not a valid name", name))
-	}
-	for _, d := range s.disks {
-		if d.meta.GetName() == name {
-			return nil, alreadyExists(d.meta.GetId(), fmt.Sprintf("disk with name %q already exists", name))
-		}
+	if err := checkNewName(s.disks, "disk", name); err != nil {
+		return nil, err
 	}
 	size := specSize(spec)
 	switch {
@@ -503,10 +426,7 @@ func (x *diskService) Create(ctx context.Context, req *compute.CreateDiskRequest
 	now := time.Now()
 	id := newID("computedisk")
 	d := &disk{
-		meta: &common.ResourceMetadata{
-			Id: id, ParentId: md.GetParentId(), Name: name, ResourceVersion: 1,
-			CreatedAt: timestamppb.New(now), UpdatedAt: timestamppb.New(now), Labels: copyLabels(md.GetLabels()),
-		},
+		meta: newMetadata(md, id, now),
 		spec: proto.Clone(spec).(*compute.DiskSpec), state: compute.DiskStatus_CREATING, sizeBytes: size,
 	}
 	s.disks[id] = d
@@ -516,8 +436,7 @@ func (x *diskService) Create(ctx context.Context, req *compute.CreateDiskRequest
 		d.state, d.pending = compute.DiskStatus_READY, nil
 		finish(op, t, nil)
 	})
-	s.remember(ctx, MethodDiskCreate, op)
-	return clone(op), nil
+	return s.remember(ctx, MethodDiskCreate, op), nil
 }
 
 // Update replaces the disk's labels and spec. Only the size may change,
@@ -577,8 +496,7 @@ func (x *diskService) Update(ctx context.Context, req *compute.UpdateDiskRequest
 		d.state, d.pending = compute.DiskStatus_READY, nil
 		finish(op, t, nil)
 	})
-	s.remember(ctx, MethodDiskUpdate, op)
-	return clone(op), nil
+	return s.remember(ctx, MethodDiskUpdate, op), nil
 }
 
 func (x *diskService) Delete(ctx context.Context, req *compute.DeleteDiskRequest) (*common.Operation, error) {
@@ -607,8 +525,7 @@ func (x *diskService) Delete(ctx context.Context, req *compute.DeleteDiskRequest
 		delete(s.disks, d.meta.GetId())
 		finish(op, t, nil)
 	})
-	s.remember(ctx, MethodDiskDelete, op)
-	return clone(op), nil
+	return s.remember(ctx, MethodDiskDelete, op), nil
 }
 
 // ---- operations

@@ -322,10 +322,13 @@ func (s *Server) idempotent(ctx context.Context, method string) *common.Operatio
 	return nil
 }
 
-func (s *Server) remember(ctx context.Context, method string, op *common.Operation) {
+// remember records op under the request's idempotency key, so that a
+// retry gets the same operation, and returns the caller's copy of op.
+func (s *Server) remember(ctx context.Context, method string, op *common.Operation) *common.Operation {
 	if key, _ := ctx.Value(keyCtx{}).(string); key != "" {
 		s.idem[method+"\x00"+key] = op.GetId()
 	}
+	return clone(op)
 }
 
 // ---- operations
@@ -500,12 +503,7 @@ func (s *Server) Instances() []*compute.Instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.advance(time.Now())
-	out := make([]*compute.Instance, 0, len(s.instances))
-	for _, in := range s.instances {
-		out = append(out, in.view())
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetMetadata().GetName() < out[j].GetMetadata().GetName() })
-	return out
+	return viewsByName(s.instances)
 }
 
 // Instance returns the instance called name.
@@ -543,12 +541,7 @@ func (s *Server) Disks() []*compute.Disk {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.advance(time.Now())
-	out := make([]*compute.Disk, 0, len(s.disks))
-	for _, d := range s.disks {
-		out = append(out, d.view())
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetMetadata().GetName() < out[j].GetMetadata().GetName() })
-	return out
+	return viewsByName(s.disks)
 }
 
 // Disk returns the disk called name.
