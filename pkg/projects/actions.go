@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sort"
 	"strings"
@@ -109,7 +110,8 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Subm
 		IdleTimeoutSeconds: int64(idle / time.Second), State: model.ProjectCreating,
 		LastAction: string(model.ActionProjectCreate),
 	}
-	if err := s.checkHeadroom(ctx, client, h, p, true); err != nil {
+	diskCap, err := s.checkHeadroom(ctx, client, h, p, true)
+	if err != nil {
 		return Submitted{}, err
 	}
 	var warnings []string
@@ -134,7 +136,12 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Subm
 	}
 	now := s.Now()
 	p.CreatedAt, p.UpdatedAt = now, now
-	if err := s.Store.CreateProject(ctx, p); err != nil {
+	// The disk check is made again in the insert's transaction, so two
+	// creates at once cannot both take the host's last room.
+	var noRoom *store.NoRoomError
+	if err := s.Store.CreateProjectWithin(ctx, p, diskCap); errors.As(err, &noRoom) {
+		return Submitted{}, noDiskRoom(h, noRoom, l.DiskBytes)
+	} else if err != nil {
 		return Submitted{}, err
 	}
 	sub, err := s.enqueue(ctx, p, model.ActionProjectCreate, payload{Start: req.Start, By: a.By})
@@ -168,21 +175,23 @@ func localOnly(image string) bool {
 }
 
 // checkHeadroom refuses limits the host cannot have at all (bad input) and
-// projects the host has no room for now (refused).
-func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h model.Host, p model.Project, creating bool) error {
+// projects the host has no room for now (refused). Creating, it returns the
+// disk all projects of the host may be promised together, which the store
+// enforces when it inserts the project (math.MaxInt64 without quotas).
+func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h model.Host, p model.Project, creating bool) (int64, error) {
 	res, err := client.Resources(ctx)
 	if err != nil {
-		return hostErr(h, err)
+		return 0, hostErr(h, err)
 	}
 	l := p.Limits
 	if l.MemoryBytes > res.MemoryTotalBytes {
-		return invalid("--memory %s is more than host %s has (%s)", FormatBytes(l.MemoryBytes), h.Name, FormatBytes(res.MemoryTotalBytes))
+		return 0, invalid("--memory %s is more than host %s has (%s)", FormatBytes(l.MemoryBytes), h.Name, FormatBytes(res.MemoryTotalBytes))
 	}
 	if l.CPUs > float64(res.CPUs) {
-		return invalid("--cpus %g is more than host %s has (%d)", l.CPUs, h.Name, res.CPUs)
+		return 0, invalid("--cpus %g is more than host %s has (%d)", l.CPUs, h.Name, res.CPUs)
 	}
 	if l.DiskBytes > int64(res.Storage.TotalBytes) {
-		return invalid("--disk %s is more than host %s has (%s)", FormatBytes(l.DiskBytes), h.Name, FormatBytes(int64(res.Storage.TotalBytes)))
+		return 0, invalid("--disk %s is more than host %s has (%s)", FormatBytes(l.DiskBytes), h.Name, FormatBytes(int64(res.Storage.TotalBytes)))
 	}
 	// Memory: the limits of the running projects (the agent's live view)
 	// plus this one must fit.
@@ -190,38 +199,27 @@ func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h 
 	committed := res.MemoryCommittedBytes - res.RunningMemory[p.ID]
 	memCap := int64(float64(res.MemoryTotalBytes) * s.MemoryOvercommit)
 	if committed+l.MemoryBytes > memCap {
-		return refused("host %s has no memory headroom: %s of %s is promised to %d running project(s) and this one needs %s; stop a project, ask for less --memory, or use another host",
+		return 0, refused("host %s has no memory headroom: %s of %s is promised to %d running project(s) and this one needs %s; stop a project, ask for less --memory, or use another host",
 			h.Name, FormatBytes(committed), FormatBytes(memCap), res.RunningProjects, FormatBytes(l.MemoryBytes))
 	}
 	if !creating {
-		return nil
+		return 0, nil
 	}
 	// Disk: quotas are promises of space, so all of them (also of stopped
 	// and deleted-but-not-purged projects, whose data stays) must fit.
 	if !res.Quotas {
 		if l.DiskBytes > int64(res.Storage.FreeBytes) {
-			return refused("host %s has %s free and this project asks for %s", h.Name, FormatBytes(int64(res.Storage.FreeBytes)), FormatBytes(l.DiskBytes))
+			return 0, refused("host %s has %s free and this project asks for %s", h.Name, FormatBytes(int64(res.Storage.FreeBytes)), FormatBytes(l.DiskBytes))
 		}
-		return nil
+		return math.MaxInt64, nil
 	}
-	ps, err := s.Store.ListProjects(ctx, store.ProjectFilter{HostID: h.ID, IncludeDeleted: true})
-	if err != nil {
-		return err
-	}
-	var promised int64
-	n := 0
-	for _, q := range ps {
-		if q.ID != p.ID {
-			promised += q.Limits.DiskBytes
-			n++
-		}
-	}
-	diskCap := int64(float64(res.Storage.TotalBytes) * s.DiskOvercommit)
-	if promised+l.DiskBytes > diskCap {
-		return refused("host %s has no disk headroom: %s of %s is promised to %d project(s) and this one asks for %s; ask for less --disk, purge projects (`cocalc-hosts project delete ID --purge`), or use another host",
-			h.Name, FormatBytes(promised), FormatBytes(diskCap), n, FormatBytes(l.DiskBytes))
-	}
-	return nil
+	return int64(float64(res.Storage.TotalBytes) * s.DiskOvercommit), nil
+}
+
+// noDiskRoom explains a create refused because the host's disk is promised.
+func noDiskRoom(h model.Host, e *store.NoRoomError, asked int64) error {
+	return refused("host %s has no disk headroom: %s of %s is promised to %d project(s) and this one asks for %s; ask for less --disk, purge projects (`cocalc-hosts project delete ID --purge`), or use another host",
+		h.Name, FormatBytes(e.Promised), FormatBytes(e.Cap), e.Projects, FormatBytes(asked))
 }
 
 // hostErr explains an error from host h's agent: one that does not answer
@@ -323,7 +321,7 @@ func (s *Service) lifecycle(ctx context.Context, c Caller, id string, action mod
 		if err != nil {
 			return Submitted{}, err
 		}
-		if err := s.checkHeadroom(ctx, client, h, p, false); err != nil {
+		if _, err := s.checkHeadroom(ctx, client, h, p, false); err != nil {
 			return Submitted{}, err
 		}
 	}

@@ -89,7 +89,7 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 		}
 	}
 	start := func() error {
-		if err := s.checkHeadroom(ctx, client, host, p, false); err != nil {
+		if _, err := s.checkHeadroom(ctx, client, host, p, false); err != nil {
 			return err
 		}
 		progress(fmt.Sprintf("starting project %s on %s (image %s, %s memory, %g cpus)", p.ID, host.Name, p.Image, FormatBytes(p.Limits.MemoryBytes), p.Limits.CPUs))

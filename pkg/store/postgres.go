@@ -21,6 +21,7 @@ type postgresDialect struct{ where string }
 
 func (postgresDialect) name() string          { return "postgres" }
 func (postgresDialect) skipLocked() string    { return " FOR UPDATE SKIP LOCKED" }
+func (postgresDialect) lockRow() string       { return " FOR UPDATE" }
 func (postgresDialect) migrationsDir() string { return "migrations/postgres" }
 
 func (postgresDialect) migrationLock(ctx context.Context, tx *sql.Tx) error {

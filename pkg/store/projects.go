@@ -14,6 +14,12 @@ import (
 type ProjectStore interface {
 	// CreateProject inserts p; an existing id is ErrConflict.
 	CreateProject(ctx context.Context, p model.Project) error
+	// CreateProjectWithin inserts p only if the disk promised to the
+	// projects of its host (every row, deleted ones too: their data stays
+	// until purged) plus p's stays within diskCap; else *NoRoomError.
+	// Concurrent creates on one host are serialized, so two cannot both
+	// take the last room.
+	CreateProjectWithin(ctx context.Context, p model.Project, diskCap int64) error
 	// GetProject returns project id, deleted or not, or ErrNotFound.
 	GetProject(ctx context.Context, id string) (model.Project, error)
 	ListProjects(ctx context.Context, f ProjectFilter) ([]model.Project, error)
@@ -65,9 +71,15 @@ func scanProject(r scanner) (model.Project, error) {
 	return p, nil
 }
 
+const insertProjectSQL = `INSERT INTO projects (` + projectColumns + `)
+ VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`
+
 func (s *SQLStore) CreateProject(ctx context.Context, p model.Project) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO projects (`+projectColumns+`)
- VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+	return s.insertProject(ctx, s.db, p)
+}
+
+func (s *SQLStore) insertProject(ctx context.Context, db execer, p model.Project) error {
+	_, err := db.ExecContext(ctx, insertProjectSQL,
 		p.ID, p.Title, p.Owner, p.HostID, p.Image, p.Limits.MemoryBytes, p.Limits.CPUs, p.Limits.PidsLimit,
 		p.Limits.DiskBytes, p.IdleTimeoutSeconds, string(p.State), toNullMS(p.LastActivity), p.LastAction,
 		p.LastError, ms(p.CreatedAt), ms(p.UpdatedAt), toNullMS(p.DeletedAt))
@@ -79,6 +91,45 @@ func (s *SQLStore) CreateProject(ctx context.Context, p model.Project) error {
 		return fmt.Errorf("create project %s: %w", p.ID, err)
 	}
 	return nil
+}
+
+// NoRoomError says a host's disk is already promised to its projects.
+type NoRoomError struct {
+	Promised, Cap int64
+	Projects      int
+}
+
+func (e *NoRoomError) Error() string {
+	return fmt.Sprintf("%d of %d bytes of disk are promised to %d project(s)", e.Promised, e.Cap, e.Projects)
+}
+
+func (s *SQLStore) CreateProjectWithin(ctx context.Context, p model.Project, diskCap int64) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.err("create project "+p.ID, err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	var id string
+	err = tx.QueryRowContext(ctx, `SELECT id FROM project_hosts WHERE id = $1`+s.d.lockRow(), p.HostID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("no host %s: %w", p.HostID, ErrNotFound)
+	}
+	if err != nil {
+		return s.err("create project "+p.ID, err)
+	}
+	var promised int64
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(disk_bytes), 0), COUNT(*) FROM projects WHERE host_id = $1`,
+		p.HostID).Scan(&promised, &n); err != nil {
+		return s.err("create project "+p.ID, err)
+	}
+	if promised+p.Limits.DiskBytes > diskCap {
+		return &NoRoomError{Promised: promised, Cap: diskCap, Projects: n}
+	}
+	if err := s.insertProject(ctx, tx, p); err != nil {
+		return err
+	}
+	return s.err("create project "+p.ID, tx.Commit())
 }
 
 func (s *SQLStore) GetProject(ctx context.Context, id string) (model.Project, error) {

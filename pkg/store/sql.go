@@ -33,6 +33,10 @@ type dialect interface {
 	// skipLocked is appended to the claim subquery: FOR UPDATE SKIP LOCKED
 	// on Postgres; empty on SQLite, whose single writer serializes claims.
 	skipLocked() string
+	// lockRow is appended to a SELECT of one row that a transaction must
+	// hold until it commits: FOR UPDATE on Postgres; empty on SQLite,
+	// whose transactions here take the write lock at BEGIN.
+	lockRow() string
 	// translate maps a driver error to one of this package's errors.
 	translate(err error) error
 	// migrationLock serializes concurrent migrations inside tx.

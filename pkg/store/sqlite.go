@@ -18,6 +18,7 @@ type sqliteDialect struct{ path string }
 
 func (sqliteDialect) name() string          { return "sqlite" }
 func (sqliteDialect) skipLocked() string    { return "" }
+func (sqliteDialect) lockRow() string       { return "" }
 func (sqliteDialect) migrationsDir() string { return "migrations/sqlite" }
 
 // SQLite transactions here start with BEGIN IMMEDIATE (see openSQLite), so
