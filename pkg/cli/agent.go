@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -9,7 +8,6 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
-	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
 func newAgentCmd(f *Factory) *cobra.Command {
@@ -54,22 +52,6 @@ func (a *AgentHealth) String() string {
 	s := a.Status
 	return fmt.Sprintf("%s, up %s, %s free of %s on %s", s.Version, time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second),
 		bytesHuman(s.Storage.FreeBytes), bytesHuman(s.Storage.TotalBytes), s.Storage.Kind)
-}
-
-// agentHealth asks a host's agent for its status, where this process can
-// reach the agent's socket (local hosts).
-func agentHealth(ctx context.Context, h model.Host) *AgentHealth {
-	sock := h.Runtime.Meta["socket"]
-	if sock == "" {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	st, err := agentapi.NewClient(sock).Status(ctx)
-	if err != nil {
-		return &AgentHealth{Error: err.Error()}
-	}
-	return &AgentHealth{Reachable: true, Status: &st}
 }
 
 func bytesHuman(b uint64) string {

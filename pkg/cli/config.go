@@ -6,10 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
-
-var storeAll = store.HostFilter{}
 
 func newConfigCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{

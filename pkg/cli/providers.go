@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // ProviderInfo is one row of `providers`.
@@ -83,7 +84,7 @@ func completeHosts(f *Factory) func(*cobra.Command, []string, string) ([]string,
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		hs, err := st.ListHosts(cmd.Context(), storeAll)
+		hs, err := st.ListHosts(cmd.Context(), store.HostFilter{})
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

@@ -280,21 +280,25 @@ func (f *Factory) giveSSH(ctx context.Context, p provider.Provider) error {
 	return nil
 }
 
-// hostAgentHealth asks h's agent for its status: directly for local
-// hosts, through the host's SSH connection for remote ones (with the time
-// of the last successful contact, the host's health).
+// hostAgentHealth asks h's agent for its status through the host service
+// (directly for local hosts, over the host's SSH connection for remote
+// ones, with the time of the last successful contact: the host's health).
+// Hosts without an agent this process can reach (sim) have none.
 func (f *Factory) hostAgentHealth(ctx context.Context, h model.Host) *AgentHealth {
-	if h.Runtime.SSHHost == "" {
-		return agentHealth(ctx, h)
+	remote := h.Runtime.SSHHost != ""
+	if !remote && h.Runtime.Meta["socket"] == "" {
+		return nil
 	}
 	health := &AgentHealth{}
-	defer func() {
-		if st, err := f.Store(ctx); err == nil {
-			if pin, err := st.GetHostKey(ctx, h.ID); err == nil {
-				health.LastContact = pin.LastContactAt
+	if remote {
+		defer func() {
+			if st, err := f.Store(ctx); err == nil {
+				if pin, err := st.GetHostKey(ctx, h.ID); err == nil {
+					health.LastContact = pin.LastContactAt
+				}
 			}
-		}
-	}()
+		}()
+	}
 	svc, err := f.Hosts(ctx)
 	if err != nil {
 		health.Error = err.Error()

@@ -171,13 +171,9 @@ func (s *Service) enqueue(ctx context.Context, h model.Host, a model.Action, pay
 	return job, created, err
 }
 
-// Get returns a live host by name or id.
+// Get returns a host by name or id.
 func (s *Service) Get(ctx context.Context, idOrName string) (model.Host, error) {
-	h, err := s.Store.GetHost(ctx, idOrName)
-	if err != nil {
-		return h, err
-	}
-	return h, nil
+	return s.Store.GetHost(ctx, idOrName)
 }
 
 // Start enqueues starting an off (or failed) host.

@@ -88,9 +88,6 @@ func New(cfg Config) (*Podman, error) {
 	return &Podman{cfg: cfg}, nil
 }
 
-// Config returns the configuration.
-func (p *Podman) Config() Config { return p.cfg }
-
 // GlobalArgs are the flags that select the store.
 func (p *Podman) GlobalArgs() []string {
 	if p.cfg.Root == "" {
