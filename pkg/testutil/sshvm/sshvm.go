@@ -66,7 +66,7 @@ func NeedRoot(t testing.TB) {
 func Rootfs(t testing.TB) string {
 	t.Helper()
 	NeedRoot(t)
-	for _, tool := range []string{"mmdebstrap", "ip", "unshare", "chroot"} {
+	for _, tool := range []string{"mmdebstrap", "ip", "unshare", "nsenter", "pivot_root", "chroot"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing; run scripts/install-deps.sh", tool)
 		}
@@ -376,11 +376,22 @@ func (vm *VM) Boot(t testing.TB) {
 		"mount --rbind /dev " + m + "/dev",
 		"mount -t tmpfs -o mode=755 tmpfs " + m + "/run",
 		"mkdir -p -m 755 " + m + "/run/sshd",
-		"exec chroot " + m + " /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config_test",
+		// pivot_root and drop the old root, not chroot: a chroot keeps a
+		// copy of every host mount alive in this namespace, so a btrfs
+		// pool another test mounted meanwhile would stay busy (its loop
+		// device attached) until the VM shuts down.
+		"cd " + m,
+		"pivot_root . .",
+		"umount -l .",
+		"cd /",
+		"exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config_test",
 	}, "\n")
-	// --kill-child: if this process dies, so does the VM's init, and with
-	// it every process in the VM.
-	cmd := exec.Command("ip", "netns", "exec", vm.Name, "unshare", "--mount", "--uts", "--pid", "--kill-child",
+	// nsenter, not `ip netns exec`: the latter makes a mount namespace of
+	// its own, a full copy of the host's mounts, that unshare's parent
+	// process would keep for the VM's lifetime. --kill-child: if this
+	// process dies, so does the VM's init, and with it every process in
+	// the VM.
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+vm.Name, "unshare", "--mount", "--uts", "--pid", "--kill-child",
 		"--propagation", "private", "--", "/bin/sh", "-c", script)
 	cmd.Stdout, cmd.Stderr = logWriter{vm}, logWriter{vm}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
