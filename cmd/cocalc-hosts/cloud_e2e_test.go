@@ -81,25 +81,9 @@ func TestCloudE2E(t *testing.T) {
 
 	// create runs while this goroutine plays the cloud's part of booting
 	// the VM.
-	cmd := exec.Command("cocalc-hosts", "create", "--cloud", "gcp", "--gpu", "l4", "--name", "l4box")
-	cmd.Env = c.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	finished := false
-	t.Cleanup(func() {
-		if !finished {
-			cmd.Process.Kill() //nolint:errcheck
-			<-done
-		}
-	})
-
+	create := c.start("create", "--cloud", "gcp", "--gpu", "l4", "--name", "l4box")
 	var inst *computepb.Instance
-	pollUntil(t, 2*time.Minute, "the fake to stage a VM", done, &stderr, func() bool {
+	pollUntil(t, 2*time.Minute, "the fake to stage a VM", create.done, &create.stderr, func() bool {
 		names := fake.InstanceNames()
 		if len(names) != 1 {
 			return false
@@ -115,19 +99,8 @@ func TestCloudE2E(t *testing.T) {
 	if !fleet.SameKey(fleetKey, string(ssh.MarshalAuthorizedKey(authorized))) {
 		t.Fatalf("ssh-keys metadata authorizes %s, not the fleet key %s", ssh.MarshalAuthorizedKey(authorized), fleetKey)
 	}
-
-	select {
-	case err := <-done:
-		finished = true
-		if err != nil {
-			t.Fatalf("create: %v\nstdout:\n%s\nstderr:\n%s\nsshd:\n%s", err, stdout.String(), stderr.String(), vm.Log())
-		}
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill() //nolint:errcheck
-		<-done
-		finished = true
-		t.Fatalf("create did not finish in 5 minutes\nstderr:\n%s", stderr.String())
-	}
+	create.wait(t, vm)
+	stdout, stderr := &create.stdout, &create.stderr
 	if !strings.Contains(stdout.String(), "l4box: running") {
 		t.Fatalf("create: %s\n%s", stdout.String(), stderr.String())
 	}
@@ -199,6 +172,35 @@ func TestCloudE2E(t *testing.T) {
 		t.Fatalf("want one data disk on the VM, have %v", dataDisks)
 	}
 
+	// stop: GCE stops the VM (TERMINATED) and keeps its disks; the cloud
+	// then powers the machine off. What the pool holds survives, and
+	// start boots the VM again and bootstraps it once more (a re-run that
+	// remounts the pool and restarts the agent).
+	vm.MustExec(t, "echo kept > /btrfs/marker")
+	if out, _ := c.ok("stop", "l4box"); !strings.Contains(out, "l4box: off") {
+		t.Fatalf("stop: %s", out)
+	}
+	if in, _ := fake.Instance(inst.GetName()); in.GetStatus() != "TERMINATED" {
+		t.Fatalf("after stop the fake's VM is %s, want TERMINATED", in.GetStatus())
+	}
+	vm.PowerOff(t)
+	start := c.start("start", "l4box")
+	pollUntil(t, time.Minute, "the fake to start the VM", start.done, &start.stderr, func() bool {
+		in, ok := fake.Instance(inst.GetName())
+		return ok && (in.GetStatus() == "STAGING" || in.GetStatus() == "RUNNING")
+	})
+	vm.Boot(t)
+	start.wait(t, vm)
+	if h := c.show("l4box"); h.Status != "running" || h.Agent == nil || !h.Agent.Reachable {
+		t.Fatalf("show after start: %+v agent %+v", h, h.Agent)
+	}
+	if out := vm.MustExec(t, "cat /btrfs/marker; pgrep -f '[c]ocalc-hosts agent' >/dev/null && echo agent"); out != "kept\nagent\n" {
+		t.Fatalf("after stop and start, in the VM: %q", out)
+	}
+	if n := fake.Creations(inst.GetName()); n != 1 {
+		t.Fatalf("stop and start made %d VMs", n)
+	}
+
 	// delete without --keep-disk: the VM and its data disk go.
 	out, _ := c.ok("delete", "l4box", "--yes")
 	if !strings.Contains(out, "l4box: deprovisioned") {
@@ -213,6 +215,53 @@ func TestCloudE2E(t *testing.T) {
 	c.fails(3, []string{`no host "l4box"`}, "show", "l4box")
 	// The cloud has destroyed the machine.
 	vm.PowerOff(t)
+}
+
+// asyncCLI is a CLI command that runs while the test plays the cloud's
+// part.
+type asyncCLI struct {
+	cmd            *exec.Cmd
+	done           chan error
+	stdout, stderr bytes.Buffer
+	args           []string
+	finished       *bool
+}
+
+func (c *sshCLI) start(args ...string) *asyncCLI {
+	c.t.Helper()
+	a := &asyncCLI{cmd: exec.Command("cocalc-hosts", args...), done: make(chan error, 1), args: args}
+	a.cmd.Env = c.env
+	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, &a.stderr
+	if err := a.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	finished := false
+	c.t.Cleanup(func() {
+		if !finished {
+			a.cmd.Process.Kill() //nolint:errcheck
+			<-a.done
+		}
+	})
+	a.finished = &finished
+	return a
+}
+
+// wait waits for the command and fails the test unless it exits 0.
+func (a *asyncCLI) wait(t *testing.T, vm *sshvm.VM) {
+	t.Helper()
+	select {
+	case err := <-a.done:
+		*a.finished = true
+		if err != nil {
+			t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s\nsshd:\n%s", strings.Join(a.args, " "), err, a.stdout.String(), a.stderr.String(), vm.Log())
+		}
+	case <-time.After(5 * time.Minute):
+		a.cmd.Process.Kill() //nolint:errcheck
+		<-a.done
+		*a.finished = true
+		t.Fatalf("%s did not finish in 5 minutes\nstderr:\n%s", strings.Join(a.args, " "), a.stderr.String())
+	}
 }
 
 func newCloudCLI(t *testing.T, fake *gcpfake.Server) *sshCLI {

@@ -16,15 +16,18 @@ type DiskPrice struct {
 	Source     string  `json:"source"`
 }
 
-// DiskPricing prices data disks per provider. Machine catalogs carry no
-// disk prices, so these are list prices of the disk type each provider
-// creates, overridable per provider in the config
-// (pricing.disk_gb_month.NAME).
+// DiskPricing holds the disk prices set in the config
+// (pricing.disk_gb_month.NAME), per provider. A configured price wins —
+// it is the operator's word for a contract or region; then comes the
+// price the cloud's own pricing source gives for the region (carried on
+// catalog rows, and recorded on a host at launch); then a list-price
+// default.
 type DiskPricing map[string]DiskPrice
 
 // DefaultDiskPrices are USD list prices per GB-month of the data disk
-// each provider creates. They are estimates: a cloud's price for a region
-// or contract may differ, which is why the config can override them.
+// each provider creates, for clouds whose pricing source does not price
+// disks (Lambda's API publishes no storage price) and rows fetched
+// before it did.
 var DefaultDiskPrices = DiskPricing{
 	"gcp":        {PerGBMonth: 0.10, Source: "list price of GCP pd-balanced (us regions)"},
 	"hyperstack": {PerGBMonth: 0.07, Source: "estimate for Hyperstack volumes"},
@@ -34,8 +37,9 @@ var DefaultDiskPrices = DiskPricing{
 	"local":      {PerGBMonth: 0, Source: "this machine's own disk"},
 }
 
-// For returns the disk price of a provider: its configured or default
-// price, else zero with a source saying how to set one.
+// For returns the disk price of a provider when nothing more specific is
+// known: its configured or default price, else zero with a source saying
+// how to set one.
 func (d DiskPricing) For(providerName string) DiskPrice {
 	if p, ok := d[providerName]; ok {
 		return p
@@ -44,6 +48,23 @@ func (d DiskPricing) For(providerName string) DiskPrice {
 		return p
 	}
 	return DiskPrice{Source: "unknown; set pricing.disk_gb_month." + providerName}
+}
+
+// ForEntry is the disk price of a host made from catalog row e.
+func (d DiskPricing) ForEntry(e Entry) DiskPrice {
+	return d.ForHost(e.Provider, e.DiskPricePerGBMonth, e.PricingSource+" ("+e.Region+")")
+}
+
+// ForHost is the disk price of a host whose disk was priced at launchPrice
+// (0: not recorded) by source.
+func (d DiskPricing) ForHost(providerName string, launchPrice float64, source string) DiskPrice {
+	if p, ok := d[providerName]; ok {
+		return p
+	}
+	if launchPrice > 0 {
+		return DiskPrice{PerGBMonth: launchPrice, Source: source}
+	}
+	return d.For(providerName)
 }
 
 // Estimate is what a machine with a data disk costs.
@@ -71,7 +92,7 @@ func (d DiskPricing) Estimate(e Entry, spot bool, diskGB int) Estimate {
 	if spot {
 		hourly = e.SpotPrice
 	}
-	dp := d.For(e.Provider)
+	dp := d.ForEntry(e)
 	est := Estimate{
 		Provider: e.Provider, HourlyPrice: hourly, DiskGB: diskGB,
 		DiskPricePerGBMonth: dp.PerGBMonth, DiskPriceSource: dp.Source,
@@ -82,13 +103,13 @@ func (d DiskPricing) Estimate(e Entry, spot bool, diskGB int) Estimate {
 	return est
 }
 
-// StoppedMonthly is what a stopped host still costs per month: its disk.
-func (d DiskPricing) StoppedMonthly(providerName string, diskGB int) (float64, DiskPrice) {
+// StoppedMonthly is what a stopped host still costs per month: its disk,
+// at price dp.
+func StoppedMonthly(dp DiskPrice, diskGB int) float64 {
 	if diskGB <= 0 {
 		diskGB = DefaultDiskGB
 	}
-	dp := d.For(providerName)
-	return Cents(float64(diskGB) * dp.PerGBMonth), dp
+	return Cents(float64(diskGB) * dp.PerGBMonth)
 }
 
 // Cents rounds an amount of dollars to whole cents, for display.

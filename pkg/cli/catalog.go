@@ -457,8 +457,9 @@ func runCreateDryRun(ctx context.Context, f *Factory, svc *hosts.Service, req ho
 		e.Monthly, e.ComputeMonthly, catalog.HoursPerMonth, e.DiskMonthly, e.DiskGB, e.DiskPricePerGBMonth, e.DiskPriceSource)
 	fmt.Fprintf(w, "stopped:  $%.2f/month for the disk alone\n", e.DiskMonthly)
 	if plan.Alternatives > 0 {
+		clouds := strings.Join(append([]string{c.Provider}, plan.OtherClouds...), ", ")
 		fmt.Fprintf(w, "%d other machines on %s meet the request; if this one has no capacity they are tried cheapest first\n",
-			plan.Alternatives, c.Provider)
+			plan.Alternatives, clouds)
 	}
 	fmt.Fprintln(w, "nothing was created")
 	return nil

@@ -149,7 +149,8 @@ func stoppedCost(ctx context.Context, f *Factory, h model.Host, deprovision bool
 			return nil
 		}
 	}
-	monthly, dp := svc.CatalogCache().Disk.StoppedMonthly(h.Provider, h.Spec.DiskGB)
+	dp := svc.CatalogCache().Disk.ForHost(h.Provider, h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource)
+	monthly := catalog.StoppedMonthly(dp, h.Spec.DiskGB)
 	gb := h.Spec.DiskGB
 	if gb <= 0 {
 		gb = catalog.DefaultDiskGB

@@ -193,7 +193,7 @@ type Service struct {
 
 // RatesFor returns the prices h is billed at.
 func (s *Service) RatesFor(ctx context.Context, h model.Host) Rates {
-	r := Rates{HourlyPrice: h.HourlyPrice, DiskPricePerGBMonth: s.Disk.For(h.Provider).PerGBMonth}
+	r := Rates{HourlyPrice: h.HourlyPrice, DiskPricePerGBMonth: s.Disk.ForHost(h.Provider, h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource).PerGBMonth}
 	if r.HourlyPrice == 0 && s.Prices != nil && h.Spec.MachineType != "" {
 		sku := catalog.SKU(h.Spec.MachineType, h.Spec.GPUModel, h.Spec.GPUCount)
 		if p, err := s.Prices.Price(ctx, h.Provider, sku, h.Region, h.Spec.Spot); err == nil {

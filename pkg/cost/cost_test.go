@@ -118,6 +118,37 @@ func TestRunningHostIsBilledUntilNow(t *testing.T) {
 	}
 }
 
+// A host's disk is billed at the price recorded when it was launched
+// (from its cloud's pricing source), unless the config sets one; hosts
+// launched before prices were recorded get the provider's default.
+func TestDiskIsBilledAtItsLaunchPrice(t *testing.T) {
+	launched := model.Host{ID: "h1", Provider: "gcp", HourlyPrice: 2,
+		Spec: model.HostSpec{DiskGB: 20, DiskPricePerGBMonth: 0.11, DiskPriceSource: "gcp-billing-catalog (europe-west4)"}}
+	old := launched
+	old.Spec.DiskPricePerGBMonth, old.Spec.DiskPriceSource = 0, ""
+	for _, tc := range []struct {
+		name string
+		disk catalog.DiskPricing
+		h    model.Host
+		want float64
+	}{
+		{"launch price", nil, launched, 0.11},
+		{"configured price wins", catalog.DiskPricing{"gcp": {PerGBMonth: 0.2, Source: "config"}}, launched, 0.2},
+		{"no launch price: the default", nil, old, catalog.DefaultDiskPrices["gcp"].PerGBMonth},
+	} {
+		svc := &cost.Service{Disk: tc.disk}
+		if r := svc.RatesFor(context.Background(), tc.h); r.DiskPricePerGBMonth != tc.want || r.HourlyPrice != 2 {
+			t.Errorf("%s: rates %+v, want disk $%v/GB-month", tc.name, r, tc.want)
+		}
+	}
+	// And a catalog row carries its cloud's price into an estimate.
+	e := catalog.Entry{Provider: "gcp", Region: "europe-west4", HourlyPrice: 1, DiskPricePerGBMonth: 0.11, PricingSource: "gcp-billing-catalog"}
+	est := catalog.DiskPricing(nil).Estimate(e, false, 100)
+	if est.DiskMonthly != 11 || est.DiskPriceSource != "gcp-billing-catalog (europe-west4)" || est.Monthly != 741 {
+		t.Fatalf("estimate %+v", est)
+	}
+}
+
 func backends(t *testing.T, fn func(t *testing.T, s *store.SQLStore)) {
 	t.Run("sqlite", func(t *testing.T) {
 		s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"), store.Options{})

@@ -2,9 +2,9 @@ package hosts
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -32,6 +32,9 @@ type Plan struct {
 	// are tried in price order when the choice has no capacity.
 	Alternatives int           `json:"alternatives"`
 	Query        catalog.Query `json:"query"`
+	// OtherClouds are the other clouds searched, which a create may move
+	// to when the chosen one has no capacity.
+	OtherClouds []string `json:"other_clouds,omitempty"`
 	// Warnings are catalogs that could not be refreshed (stale ones were
 	// used) or clouds left out of the search.
 	Warnings []string `json:"warnings,omitempty"`
@@ -108,17 +111,18 @@ func (s *Service) plan(ctx context.Context, req *CreateRequest) (Plan, error) {
 	// The spec records the machine as chosen: its GPUs are exactly what
 	// the provider attaches (the request's minimums stay in q).
 	req.Spec.MachineType, req.Spec.GPUModel, req.Spec.GPUCount = choice.InstanceType, choice.GPUModel, choice.GPUCount
-	// Fallbacks stay on the chosen cloud: a host does not change clouds
-	// while it is being created.
-	q.Providers = []string{choice.Provider}
-	alternatives := 0
-	for _, e := range rest {
-		if e.Provider == choice.Provider {
-			alternatives++
+	// The query keeps the chosen cloud; the other clouds searched (only
+	// when the user named none) are where a create that finds no
+	// capacity on the chosen one may go next.
+	var others []string
+	for _, name := range q.Providers {
+		if name != choice.Provider {
+			others = append(others, name)
 		}
 	}
+	q.Providers = []string{choice.Provider}
 	return Plan{Choice: choice, Estimate: cache.Disk.Estimate(choice, req.Spec.Spot, req.Spec.DiskGB),
-		Alternatives: alternatives, Query: q, Warnings: warnings}, nil
+		Alternatives: len(rest), Query: q, OtherClouds: others, Warnings: warnings}, nil
 }
 
 // candidateProviders returns the providers to search: the named one (its
@@ -189,31 +193,37 @@ func capable(p provider.Provider, req *CreateRequest) error {
 
 // createWithFallback creates the host's instance; when the provider has
 // no capacity for the chosen machine and the request allowed others
-// (other zones, regions or types meeting the same minimums), it tries
-// them cheapest first. Each new choice is written to the host before its
-// create is attempted, so a worker that takes the job over after a crash
-// resumes with the machine that may already exist.
-func (s *Service) createWithFallback(ctx context.Context, p provider.Provider, h *model.Host, payload json.RawMessage, progress func(string)) (provider.Instance, error) {
+// (other zones, regions or types meeting the same minimums, and other
+// clouds when the user named none), it tries them cheapest first. Each
+// new choice is written to the host before its create is attempted, so a
+// worker that takes the job over after a crash resumes with the machine
+// that may already exist. Before a host moves to another cloud, what the
+// failed attempts made on the one it leaves (a data disk made before the
+// VM was refused) is deleted. It returns the provider the host ended on.
+func (s *Service) createWithFallback(ctx context.Context, p provider.Provider, h *model.Host, pl *createPayload, progress func(string)) (provider.Provider, provider.Instance, error) {
 	inst, err := s.createInstance(ctx, p, *h)
-	if err == nil || provider.KindOf(err) != provider.KindCapacity {
-		return inst, err
-	}
-	var pl createPayload
-	if json.Unmarshal(payload, &pl) != nil || pl.Query == nil {
-		return inst, err // an exact request: nothing else to try
-	}
-	cat, cerr := s.CatalogCache().Get(ctx, p)
-	if cerr != nil {
-		return inst, err
+	if err == nil || provider.KindOf(err) != provider.KindCapacity || pl.Query == nil {
+		return p, inst, err // done, another failure, or an exact request: nothing else to try
 	}
 	q := *pl.Query
-	q.Providers = []string{p.Name()}
-	tried := map[string]bool{catalog.Key(catalog.Entry{Region: h.Region, Zone: h.Zone, InstanceType: h.Spec.MachineType,
-		GPUModel: h.Spec.GPUModel, GPUCount: h.Spec.GPUCount}): true}
+	clouds := map[string]provider.Provider{p.Name(): p}
+	for _, name := range pl.Clouds {
+		if c, gerr := s.Providers.Get(ctx, name); gerr == nil && name != p.Name() {
+			clouds[name] = c
+		}
+	}
+	var ps []provider.Provider
+	for _, c := range clouds {
+		ps = append(ps, c)
+	}
+	cats, _ := s.CatalogCache().GetAll(ctx, ps)
+	q.Providers = slices.Sorted(maps.Keys(clouds))
+	tried := map[string]bool{tryKey(h.Provider, h.Region, h.Zone, h.Spec): true}
+	left := map[string]bool{} // clouds this attempt moved away from
 	n := 0
-	for _, c := range catalog.Matches(cat.Entries, q) {
-		k := catalog.Key(c)
-		if tried[k] {
+	for _, c := range catalog.Matches(catalog.Entries(cats), q) {
+		k := tryKey(c.Provider, c.Region, c.Zone, model.HostSpec{MachineType: c.InstanceType, GPUModel: c.GPUModel, GPUCount: c.GPUCount})
+		if tried[k] || left[c.Provider] {
 			continue
 		}
 		if n == MaxCapacityFallbacks {
@@ -222,21 +232,48 @@ func (s *Service) createWithFallback(ctx context.Context, p provider.Provider, h
 		tried[k] = true
 		n++
 		progress(fmt.Sprintf("no capacity for %s in %s; trying %s in %s at $%.4f/hour",
-			h.Spec.MachineType, where(h.Region, h.Zone), c.InstanceType, where(c.Region, c.Zone), q.Price(c)))
+			describe(h.Provider, h.Spec.MachineType, p.Name() != c.Provider), where(h.Region, h.Zone),
+			describe(c.Provider, c.InstanceType, p.Name() != c.Provider), where(c.Region, c.Zone), q.Price(c)))
+		if c.Provider != p.Name() {
+			progress(fmt.Sprintf("removing what the attempts left on %s before moving to %s", p.Name(), c.Provider))
+			if derr := p.Delete(ctx, refOf(*h), false); derr != nil && !provider.IsNotFound(derr) {
+				return p, inst, fmt.Errorf("%w; and cleaning up on %s before trying %s failed: %v", err, p.Name(), c.Provider, derr)
+			}
+			left[p.Name()] = true
+			p = clouds[c.Provider]
+			h.Provider, h.Runtime = c.Provider, model.Runtime{}
+		}
+		dp := s.CatalogCache().Disk.ForEntry(c)
 		h.Region, h.Zone, h.HourlyPrice, h.UpdatedAt = c.Region, c.Zone, q.Price(c), s.Now()
 		h.Spec.MachineType, h.Spec.GPUModel, h.Spec.GPUCount = c.InstanceType, c.GPUModel, c.GPUCount
+		h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource = dp.PerGBMonth, dp.Source
+		pl.PricingVersion = catalog.VersionTag(c)
 		if uerr := s.Store.UpdateHost(ctx, *h); uerr != nil {
-			return inst, uerr
+			return p, inst, uerr
 		}
 		inst, err = s.createInstance(ctx, p, *h)
 		if err == nil || provider.KindOf(err) != provider.KindCapacity {
-			return inst, err
+			return p, inst, err
 		}
 	}
 	if n > 0 {
-		return inst, fmt.Errorf("tried %d machines after the first: %w", n, err)
+		return p, inst, fmt.Errorf("tried %d machines after the first: %w", n, err)
 	}
-	return inst, err
+	return p, inst, err
+}
+
+// tryKey identifies one machine in one place of one cloud.
+func tryKey(providerName, region, zone string, spec model.HostSpec) string {
+	return providerName + "\x00" + catalog.Key(catalog.Entry{Region: region, Zone: zone, InstanceType: spec.MachineType,
+		GPUModel: spec.GPUModel, GPUCount: spec.GPUCount})
+}
+
+// describe names a machine type, with its cloud when clouds differ.
+func describe(providerName, machineType string, crossCloud bool) string {
+	if crossCloud {
+		return providerName + " " + machineType
+	}
+	return machineType
 }
 
 func where(region, zone string) string {

@@ -240,8 +240,11 @@ func TestCreateWithoutCloudPicksCheapestConfigured(t *testing.T) {
 	if len(plan.Warnings) != 1 || !strings.Contains(plan.Warnings[0], "left out cheapest: provider cheapest has no GPUs") {
 		t.Fatalf("warnings %v", plan.Warnings)
 	}
-	if plan.Alternatives != 2 || len(plan.Query.Providers) != 1 || plan.Query.Providers[0] != "cheapsim" {
-		t.Fatalf("fallbacks must stay on the chosen cloud: %d %+v", plan.Alternatives, plan.Query)
+	// Three zones offer the L4 on each of three GPU clouds: eight other
+	// machines, two other clouds to move to if the choice has no capacity.
+	if plan.Alternatives != 8 || len(plan.Query.Providers) != 1 || plan.Query.Providers[0] != "cheapsim" ||
+		strings.Join(plan.OtherClouds, ",") != "pricesim,sim" {
+		t.Fatalf("alternatives %d, query %+v, other clouds %v", plan.Alternatives, plan.Query, plan.OtherClouds)
 	}
 	// Without a GPU the cheapest cloud wins.
 	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "cpu", Owner: "a", Spec: model.HostSpec{CPUs: 2}})
@@ -268,5 +271,79 @@ func TestCreateWithoutCloudPicksCheapestConfigured(t *testing.T) {
 	if _, err := onlyNoGPU.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a", Spec: model.HostSpec{GPUModel: "l4"}}); !errors.As(err, &inv) ||
 		!strings.Contains(err.Error(), "no configured cloud can serve this request: provider cheapest has no GPUs") {
 		t.Fatalf("no GPU cloud: %v", err)
+	}
+}
+
+// deleteCounter counts Delete calls, to see the cleanup before a host
+// moves to another cloud.
+type deleteCounter struct {
+	provider.Provider
+	deletes int
+}
+
+func (d *deleteCounter) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) error {
+	d.deletes++
+	return d.Provider.Delete(ctx, ref, keepDisk)
+}
+
+// With no --cloud, a create whose cloud has no capacity anywhere moves to
+// the next cheapest cloud, after cleaning up on the one it leaves. With
+// --cloud it never does.
+func TestCapacityFallsBackToAnotherCloud(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	// The catalog was fetched while the cheap cloud had capacity...
+	cache := hosts.New(st, nil).CatalogCache()
+	if _, err := cache.Refresh(ctx, rebranded{openSim(t, st, nil), "cheapsim", 0.5, nil}); err != nil {
+		t.Fatal(err)
+	}
+	// ...and since, it has none in any region.
+	full := &deleteCounter{Provider: rebranded{openSim(t, st, map[string]string{"capacity_error_regions": "sim-east1,sim-west1"}), "cheapsim", 0.5, nil}}
+	svc := hosts.New(st, configured{"cheapsim": full, "sim": openSim(t, st, nil)})
+	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "gpu", Owner: "a", Spec: model.HostSpec{GPUModel: "l4", DiskGB: 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Host.Provider != "cheapsim" {
+		t.Fatalf("the cheaper cloud should be chosen first, got %s", sub.Host.Provider)
+	}
+	msgs := strings.Join(runAllProgress(t, svc, st), "\n")
+	h, _ := st.GetHost(ctx, sub.Host.ID)
+	if h.Status != model.StatusRunning || h.Provider != "sim" || h.Region != "sim-east1" || h.HourlyPrice != 0.85 {
+		t.Fatalf("after moving clouds: %s on %s in %s at %v: %s", h.Status, h.Provider, h.Region, h.HourlyPrice, h.LastError)
+	}
+	for _, want := range []string{
+		"no capacity for sim-gpu-l4 in sim-east1-a; trying sim-gpu-l4 in sim-east1-b",
+		"no capacity for cheapsim sim-gpu-l4 in sim-west1-a; trying sim sim-gpu-l4 in sim-east1-a at $0.8500/hour",
+		"removing what the attempts left on cheapsim before moving to sim",
+	} {
+		if !strings.Contains(msgs, want) {
+			t.Fatalf("progress lacks %q:\n%s", want, msgs)
+		}
+	}
+	if full.deletes != 1 {
+		t.Fatalf("%d cleanups on the cloud left behind, want 1", full.deletes)
+	}
+	if recs, _ := sim.Records(ctx, st.ProviderState()); len(recs) != 1 {
+		t.Fatalf("%d VMs, want 1", len(recs))
+	}
+	log, _ := st.ListLog(ctx, store.LogFilter{HostID: h.ID})
+	if last := log[len(log)-1]; last.Status != "done" || last.Provider != "sim" || !strings.HasPrefix(last.PricingVersion, "simulated@") {
+		t.Fatalf("the action's log entry should name the cloud it ended on: %+v", last)
+	}
+
+	// Named with --cloud, the host stays on that cloud and fails, though
+	// another configured cloud has room.
+	svc = hosts.New(st, configured{"sim": openSim(t, st, map[string]string{"capacity_error_regions": "sim-east1,sim-west1"}),
+		"roomy": rebranded{openSim(t, st, nil), "roomy", 1, nil}})
+	svc.MaxAttempts = 1
+	sub, err = svc.Create(ctx, hosts.CreateRequest{Name: "pinned", Owner: "a", Provider: "sim", Spec: model.HostSpec{GPUModel: "l4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAllProgress(t, svc, st)
+	h, _ = st.GetHost(ctx, sub.Host.ID)
+	if h.Status != model.StatusError || h.Provider != "sim" || !strings.Contains(h.LastError, "tried 2 machines after the first") {
+		t.Fatalf("with --cloud sim: %s on %s: %s", h.Status, h.Provider, h.LastError)
 	}
 }

@@ -45,7 +45,8 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		json.Unmarshal(job.Payload, &pl) //nolint:errcheck // written by us
 		pricing = pl.PricingVersion
 		progress(fmt.Sprintf("creating %s instance %s (%s in %s)", p.Name(), provider.InstanceName(h.ID), h.Spec.MachineType, h.Region))
-		inst, err = s.createWithFallback(ctx, p, &h, job.Payload, progress)
+		p, inst, err = s.createWithFallback(ctx, p, &h, &pl, progress)
+		pricing = pl.PricingVersion
 		if err == nil {
 			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateRunning, progress)
 		}

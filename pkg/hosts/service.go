@@ -114,13 +114,14 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 		Region: req.Region, Zone: req.Zone, Status: model.StatusProvisioning, Spec: req.Spec,
 		HourlyPrice: plan.Estimate.HourlyPrice, LastAction: string(model.ActionCreate), CreatedAt: now, UpdatedAt: now,
 	}
+	h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource = plan.Estimate.DiskPricePerGBMonth, plan.Estimate.DiskPriceSource
 	if err := s.Store.CreateHost(ctx, h); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return Submitted{}, fmt.Errorf("a host named %q already exists; pick another --name or delete it first: %w", req.Name, store.ErrConflict)
 		}
 		return Submitted{}, err
 	}
-	payload, _ := json.Marshal(createPayload{PricingVersion: catalog.VersionTag(plan.Choice), Query: &plan.Query})
+	payload, _ := json.Marshal(createPayload{PricingVersion: catalog.VersionTag(plan.Choice), Query: &plan.Query, Clouds: plan.OtherClouds})
 	job, _, err := s.enqueue(ctx, h, model.ActionCreate, payload)
 	if err != nil {
 		return Submitted{}, err
@@ -143,6 +144,8 @@ type createPayload struct {
 	// Query is the request the machine was chosen for; on a capacity
 	// error the next cheapest machine meeting it is tried.
 	Query *catalog.Query `json:"query,omitempty"`
+	// Clouds are other clouds the request allowed (no --cloud given).
+	Clouds []string `json:"clouds,omitempty"`
 }
 
 type deletePayload struct {

@@ -56,6 +56,11 @@ type HostSpec struct {
 	// DataDiskDevice is the device an adopted machine's pool goes on
 	// (e.g. /dev/vdb); empty means a loop file.
 	DataDiskDevice string `json:"data_disk_device,omitempty"`
+	// DiskPricePerGBMonth is the data disk's USD price per GB-month when
+	// the host was launched, and DiskPriceSource where it came from: cost
+	// bills the disk at it, as it bills compute at the host's hourly price.
+	DiskPricePerGBMonth float64 `json:"disk_price_gb_month,omitempty"`
+	DiskPriceSource     string  `json:"disk_price_source,omitempty"`
 }
 
 // Runtime is what the provider told us about the host's VM.

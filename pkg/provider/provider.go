@@ -177,20 +177,25 @@ func (i Instance) Ref(hostID string) Ref {
 
 // CatalogEntry is one machine type in one place, normalized across clouds.
 type CatalogEntry struct {
-	Provider      string  `json:"provider"`
-	Region        string  `json:"region"`
-	Zone          string  `json:"zone,omitempty"`
-	InstanceType  string  `json:"instance_type"`
-	VCPUs         int     `json:"vcpus"`
-	MemoryGiB     float64 `json:"memory_gib"`
-	GPUModel      string  `json:"gpu_model,omitempty"`
-	GPUCount      int     `json:"gpu_count,omitempty"`
-	GPUMemoryGiB  float64 `json:"gpu_memory_gib,omitempty"`
-	HourlyPrice   float64 `json:"hourly_price"`
-	SpotPrice     float64 `json:"spot_price,omitempty"`
-	Available     bool    `json:"available"`
-	Simulated     bool    `json:"simulated,omitempty"`
-	PricingSource string  `json:"pricing_source,omitempty"`
+	Provider     string  `json:"provider"`
+	Region       string  `json:"region"`
+	Zone         string  `json:"zone,omitempty"`
+	InstanceType string  `json:"instance_type"`
+	VCPUs        int     `json:"vcpus"`
+	MemoryGiB    float64 `json:"memory_gib"`
+	GPUModel     string  `json:"gpu_model,omitempty"`
+	GPUCount     int     `json:"gpu_count,omitempty"`
+	GPUMemoryGiB float64 `json:"gpu_memory_gib,omitempty"`
+	HourlyPrice  float64 `json:"hourly_price"`
+	SpotPrice    float64 `json:"spot_price,omitempty"`
+	// DiskPricePerGBMonth is the USD price per GB-month of the data disk
+	// this provider creates for a host in this region (its configured disk
+	// type), from the same pricing source as HourlyPrice; 0 means the
+	// source does not price disks and a default applies.
+	DiskPricePerGBMonth float64 `json:"disk_price_gb_month,omitempty"`
+	Available           bool    `json:"available"`
+	Simulated           bool    `json:"simulated,omitempty"`
+	PricingSource       string  `json:"pricing_source,omitempty"`
 	// PricingVersion identifies the price list the prices came from (for
 	// example the date or etag of the pricing payload); it is logged with
 	// each action in cloud_vm_log.

@@ -166,12 +166,13 @@ func (s *SQLStore) ListHosts(ctx context.Context, f HostFilter) ([]model.Host, e
 // out shared, which only admins change (SetHostShared), so a job that
 // read the row before an admin shared the host cannot undo that.
 const updateHostSQL = `UPDATE project_hosts SET name=$2, owner=$3, region=$4, zone=$5, status=$6, spec=$7, runtime=$8,
- hourly_price=$9, last_action=$10, last_error=$11, missing_count=$12, updated_at=$13, deleted_at=$14
+ hourly_price=$9, last_action=$10, last_error=$11, missing_count=$12, updated_at=$13, deleted_at=$14,
+ provider=$15
  WHERE id = $1`
 
 func updateHostArgs(h model.Host) []any {
 	return []any{h.ID, h.Name, h.Owner, h.Region, h.Zone, string(h.Status), mustJSON(h.Spec), mustJSON(h.Runtime),
-		h.HourlyPrice, h.LastAction, h.LastError, h.MissingCount, ms(h.UpdatedAt), toNullMS(h.DeletedAt)}
+		h.HourlyPrice, h.LastAction, h.LastError, h.MissingCount, ms(h.UpdatedAt), toNullMS(h.DeletedAt), h.Provider}
 }
 
 func (s *SQLStore) UpdateHost(ctx context.Context, h model.Host) error {
@@ -184,7 +185,7 @@ func (s *SQLStore) UpdateHostIfIdle(ctx context.Context, h model.Host, expect ti
 		return false, s.err("update host "+h.ID, err)
 	}
 	defer tx.Rollback() //nolint:errcheck
-	res, err := tx.ExecContext(ctx, updateHostSQL+` AND updated_at = $15 AND deleted_at IS NULL
+	res, err := tx.ExecContext(ctx, updateHostSQL+` AND updated_at = $16 AND deleted_at IS NULL
  AND NOT EXISTS (SELECT 1 FROM host_jobs WHERE host_id = $1 AND state IN ('queued','running'))`,
 		append(updateHostArgs(h), ms(expect))...)
 	if err != nil {

@@ -91,12 +91,14 @@ func TestHosts(t *testing.T) {
 		}
 		// byID was read before the host was shared: writing it back must
 		// not unshare the host.
-		byID.Status, byID.LastError = model.StatusRunning, "boom"
+		// A create that found no capacity may move the host to another
+		// cloud.
+		byID.Status, byID.LastError, byID.Provider = model.StatusRunning, "boom", "othercloud"
 		if err := s.UpdateHost(ctx, byID); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := s.GetHost(ctx, h.ID)
-		if got.Status != model.StatusRunning || got.LastError != "boom" || !got.Shared {
+		if got.Status != model.StatusRunning || got.LastError != "boom" || !got.Shared || got.Provider != "othercloud" {
 			t.Fatalf("update lost or unshared: %+v", got)
 		}
 

@@ -39,6 +39,29 @@ var (
 	skuGPURE     = regexp.MustCompile(`(?i)^(?:Spot Preemptible )?Nvidia (?:Tesla )?(.+?) GPU(?: attached to Spot Preemptible VMs)? running in .+$`)
 )
 
+// Zonal persistent disks are billed per GiB-month of provisioned
+// capacity under SKUs such as "Balanced PD Capacity" or "SSD backed PD
+// Capacity in Netherlands". "Regional ..." SKUs price replicated disks,
+// which the provider never creates, and are not matched (anchored ^).
+var skuDiskRE = regexp.MustCompile(`^(Balanced|SSD backed|Storage|Extreme) PD Capacity(?: in .+)?$`)
+
+// diskTypeOfSKU maps a capacity SKU's first words to the disk type that
+// data_disk_type names. Hyperdisk types are absent on purpose: they also
+// bill provisioned IOPS and throughput, so a capacity price alone would
+// understate them; they get 0 and the default disk price applies.
+// pd-extreme also bills provisioned IOPS, which its price here leaves out.
+var diskTypeOfSKU = map[string]string{
+	"Balanced":   "pd-balanced",
+	"SSD backed": "pd-ssd",
+	"Storage":    "pd-standard",
+	"Extreme":    "pd-extreme",
+}
+
+// hoursPerMonth converts an hourly disk rate to a monthly one, the same
+// 730 as pkg/catalog.HoursPerMonth (providers sit below pkg/catalog and
+// must not import it).
+const hoursPerMonth = 730
+
 // Attachable GPUs go on N1 machines; these shapes are offered with them.
 // GCE allows at most 12 vCPUs and 78 GB of memory per attached GPU on the
 // strictest model (V100), so only shapes within that are listed.
@@ -104,6 +127,11 @@ func variantOf(words []string) (string, float64) {
 	return strings.Join(toks, "-"), mem
 }
 
+type diskKey struct {
+	diskType string // "pd-balanced"
+	region   string
+}
+
 type priceKey struct {
 	family string // "n2", or a GPU "model/variant"
 	part   string // "core", "ram" or "gpu"
@@ -116,6 +144,17 @@ type prices struct {
 	rate    map[priceKey]float64
 	skuIDs  map[priceKey]string
 	version string
+	// disk is USD per GiB-month of a zonal disk type in a region.
+	disk       map[diskKey]float64
+	diskSKUIDs map[diskKey]string
+}
+
+// diskPrice is the USD price per GB-month of diskType in region, or 0
+// when the catalog has no capacity SKU for it there. GCP sizes disks in
+// GiB and calls them GB (sizeGb); the SKU price is per GiB-month and is
+// used as is, since a host's disk size in GB is passed to GCP as sizeGb.
+func (ps *prices) diskPrice(diskType, region string) float64 {
+	return round(ps.disk[diskKey{diskType: diskType, region: region}], 6)
 }
 
 func (ps *prices) get(k priceKey) (float64, bool) {
@@ -142,7 +181,14 @@ func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error)
 	if err != nil {
 		return nil, err
 	}
-	return buildCatalog(ps, mts, accs)
+	out, err := buildCatalog(ps, mts, accs)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].DiskPricePerGBMonth = ps.diskPrice(p.opts.dataDiskType, out[i].Region)
+	}
+	return out, nil
 }
 
 func malformed(format string, args ...any) error {
@@ -169,14 +215,17 @@ func (p *Provider) fetchPrices(ctx context.Context) (*prices, error) {
 	return parsePrices(skus)
 }
 
-// parsePrices indexes the SKUs that price machine parts.
+// parsePrices indexes the SKUs that price machine parts and zonal disk
+// capacity.
 func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 	if len(skus) == 0 {
 		return nil, malformed("the billing catalog lists no Compute Engine SKUs")
 	}
-	ps := &prices{rate: map[priceKey]float64{}, skuIDs: map[priceKey]string{}}
+	ps := &prices{rate: map[priceKey]float64{}, skuIDs: map[priceKey]string{},
+		disk: map[diskKey]float64{}, diskSKUIDs: map[diskKey]string{}}
 	var latest time.Time
 	var used []string
+	machineSKUs := 0
 	for _, s := range skus {
 		if s == nil || s.SkuId == "" || s.Description == "" {
 			return nil, malformed("a SKU without skuId or description")
@@ -191,6 +240,29 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 			spot = true
 		default:
 			continue // commitments and the like
+		}
+		if m := skuDiskRE.FindStringSubmatch(s.Description); m != nil && !spot {
+			price, eff, err := diskUnitPrice(s)
+			if err != nil {
+				return nil, err
+			}
+			regions, err := skuRegions(s)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range regions {
+				k := diskKey{diskType: diskTypeOfSKU[m[1]], region: r}
+				if prev, dup := ps.diskSKUIDs[k]; dup && prev != s.SkuId && ps.disk[k] >= price {
+					continue // keep the dearer, as for machine parts
+				}
+				ps.disk[k] = price
+				ps.diskSKUIDs[k] = s.SkuId
+			}
+			used = append(used, fmt.Sprintf("%s=%.9f", s.SkuId, price))
+			if eff.After(latest) {
+				latest = eff
+			}
+			continue
 		}
 		var key priceKey
 		var wantUnit string
@@ -213,12 +285,9 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 		if err != nil {
 			return nil, err
 		}
-		regions := s.ServiceRegions
-		if len(regions) == 0 && s.GeoTaxonomy != nil {
-			regions = s.GeoTaxonomy.Regions
-		}
-		if len(regions) == 0 {
-			return nil, malformed("SKU %s (%s) names no service region", s.SkuId, s.Description)
+		regions, err := skuRegions(s)
+		if err != nil {
+			return nil, err
 		}
 		for _, r := range regions {
 			k := key
@@ -234,11 +303,12 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 			ps.skuIDs[k] = s.SkuId
 		}
 		used = append(used, fmt.Sprintf("%s=%.9f", s.SkuId, price))
+		machineSKUs++
 		if eff.After(latest) {
 			latest = eff
 		}
 	}
-	if len(used) == 0 {
+	if machineSKUs == 0 {
 		return nil, malformed("no SKU prices a vCPU, memory or GPU (%d SKUs read)", len(skus))
 	}
 	sort.Strings(used)
@@ -248,6 +318,53 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 		ps.version = latest.UTC().Format("2006-01-02") + "-" + ps.version
 	}
 	return ps, nil
+}
+
+// skuRegions are the regions a SKU covers.
+func skuRegions(s *cloudbilling.Sku) ([]string, error) {
+	regions := s.ServiceRegions
+	if len(regions) == 0 && s.GeoTaxonomy != nil {
+		regions = s.GeoTaxonomy.Regions
+	}
+	if len(regions) == 0 {
+		return nil, malformed("SKU %s (%s) names no service region", s.SkuId, s.Description)
+	}
+	return regions, nil
+}
+
+// diskUnitPrice is a capacity SKU's USD price per GiB-month. The catalog
+// lists disk capacity per "GiBy.mo"; a per-GiB-hour listing is converted
+// with hoursPerMonth in case a SKU is ever published that way.
+func diskUnitPrice(s *cloudbilling.Sku) (float64, time.Time, error) {
+	unit := "GiBy.mo"
+	if pe := latestPricing(s); pe != nil && pe.PricingExpression != nil && pe.PricingExpression.UsageUnit == "GiBy.h" {
+		unit = "GiBy.h"
+	}
+	price, eff, err := unitPrice(s, unit)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if unit == "GiBy.h" {
+		price *= hoursPerMonth
+	}
+	return price, eff, nil
+}
+
+// latestPricing is a SKU's most recent pricingInfo, ignoring entries
+// whose time does not parse (unitPrice reports those).
+func latestPricing(s *cloudbilling.Sku) *cloudbilling.PricingInfo {
+	var info *cloudbilling.PricingInfo
+	var eff time.Time
+	for _, pi := range s.PricingInfo {
+		if pi == nil {
+			continue
+		}
+		t, _ := time.Parse(time.RFC3339Nano, pi.EffectiveTime)
+		if info == nil || t.After(eff) {
+			info, eff = pi, t
+		}
+	}
+	return info
 }
 
 // unitPrice is the USD price per unit of a SKU: units + nanos/1e9 of the

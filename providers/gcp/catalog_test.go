@@ -146,6 +146,8 @@ func TestCatalogMalformed(t *testing.T) {
 		{"no pricing info", `{"skus":[{"skuId":"X","description":"N2 Instance Core running in Americas","category":{"usageType":"OnDemand"},"serviceRegions":["us-central1"]}]}`, "no pricingInfo"},
 		{"no category", `{"skus":[{"skuId":"X","description":"N2 Instance Core running in Americas"}]}`, "no category"},
 		{"no region", strings.Replace(`{"skus":[`+sku("N2 Instance Core running in Americas", "h", "0", 1, "")+`]}`, `"serviceRegions":["us-central1"],`, "", 1), "no service region"},
+		{"disk capacity priced per hour of use", `{"skus":[` + sku("Balanced PD Capacity", "h", "0", 100000000, "") + `]}`, `priced per "h", want "GiBy.mo"`},
+		{"negative disk price", `{"skus":[` + sku("SSD backed PD Capacity in Netherlands", "GiBy.mo", "-1", 0, "") + `]}`, "negative price"},
 		{"euros", strings.Replace(`{"skus":[`+sku("N2 Instance Core running in Americas", "h", "0", 1, "")+`]}`, `"USD"`, `"EUR"`, 1), "want USD"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -228,4 +230,102 @@ func TestGPUNames(t *testing.T) {
 			t.Errorf("gpuOf(%s) = %+v, want %+v", name, got, want)
 		}
 	}
+}
+
+// Every row carries the per-GiB-month price of the data disk type the
+// provider creates, from that region's zonal capacity SKU.
+func TestCatalogDiskPrices(t *testing.T) {
+	srv := fastFake(t, gcpfake.Options{})
+	diskPrices := func(t *testing.T, options map[string]string) map[string]float64 {
+		t.Helper()
+		cat, err := newTestProvider(t, srv, "dep1", options).Catalog(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		byRegion := map[string]float64{}
+		for _, e := range cat {
+			if prev, seen := byRegion[e.Region]; seen && prev != e.DiskPricePerGBMonth {
+				t.Fatalf("%s %s: disk price %v, other rows in %s have %v", e.Zone, e.InstanceType, e.DiskPricePerGBMonth, e.Region, prev)
+			}
+			byRegion[e.Region] = e.DiskPricePerGBMonth
+		}
+		return byRegion
+	}
+	for _, tc := range []struct {
+		name    string
+		options map[string]string
+		want    map[string]float64
+	}{
+		// pd-balanced by default; the dearer "Regional Balanced PD
+		// Capacity" (0.20) must not be taken for the zonal disk.
+		{"default pd-balanced", nil, map[string]float64{"us-central1": 0.10, "europe-west4": 0.11}},
+		{"pd-ssd", map[string]string{"data_disk_type": "pd-ssd"}, map[string]float64{"us-central1": 0.17, "europe-west4": 0.187}},
+		{"pd-standard", map[string]string{"data_disk_type": "pd-standard"}, map[string]float64{"us-central1": 0.04, "europe-west4": 0.044}},
+		// Extreme PD is only listed for us-central1 in the fake.
+		{"pd-extreme", map[string]string{"data_disk_type": "pd-extreme"}, map[string]float64{"us-central1": 0.125, "europe-west4": 0}},
+		// Hyperdisk also bills IOPS and throughput: left unpriced.
+		{"hyperdisk", map[string]string{"data_disk_type": "hyperdisk-balanced"}, map[string]float64{"us-central1": 0, "europe-west4": 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := diskPrices(t, tc.options)
+			if len(got) != len(tc.want) {
+				t.Fatalf("regions %v, want %v", got, tc.want)
+			}
+			for region, want := range tc.want {
+				if !near(got[region], want) {
+					t.Errorf("%s: disk price %v per GB-month, want %v", region, got[region], want)
+				}
+			}
+		})
+	}
+
+	t.Run("region without a disk SKU", func(t *testing.T) {
+		var skus []gcpfake.SKU
+		for _, s := range gcpfake.DefaultSKUs() {
+			if s.Description != "Balanced PD Capacity in Netherlands" {
+				skus = append(skus, s)
+			}
+		}
+		srv.SetSKUs(skus)
+		t.Cleanup(func() { srv.SetSKUs(gcpfake.DefaultSKUs()) })
+		got := diskPrices(t, nil)
+		if got["europe-west4"] != 0 || !near(got["us-central1"], 0.10) {
+			t.Fatalf("disk prices %v; want europe-west4 0 (no SKU) and us-central1 0.10", got)
+		}
+	})
+
+	t.Run("per GiB-hour SKU is converted", func(t *testing.T) {
+		skus := append(gcpfake.DefaultSKUs(), gcpfake.NewSKU("D15C-0000-0001", "Balanced PD Capacity in Netherlands", "SSD", "OnDemand", []string{"europe-west4"}, "GiBy.h", 0.0002))
+		// NewSKU files per-hour units under Compute; the parser must not care.
+		srv.SetSKUs(skus)
+		t.Cleanup(func() { srv.SetSKUs(gcpfake.DefaultSKUs()) })
+		got := diskPrices(t, nil)
+		// 0.0002 × 730 = 0.146, dearer than the per-month 0.11 SKU.
+		if !near(got["europe-west4"], 0.146) {
+			t.Fatalf("europe-west4 disk price %v, want 0.0002/GiB-h × 730 = 0.146", got["europe-west4"])
+		}
+	})
+
+	t.Run("disk prices are part of the pricing version", func(t *testing.T) {
+		p := newTestProvider(t, srv, "dep1", nil)
+		before, err := p.Catalog(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		skus := gcpfake.DefaultSKUs()
+		for i := range skus {
+			if skus[i].Description == "Balanced PD Capacity" {
+				skus[i].PricingInfo[0].PricingExpression.TieredRates[0].UnitPrice = gcpfake.USD(0.12)
+			}
+		}
+		srv.SetSKUs(skus)
+		t.Cleanup(func() { srv.SetSKUs(gcpfake.DefaultSKUs()) })
+		after, err := p.Catalog(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after[0].PricingVersion == before[0].PricingVersion {
+			t.Fatal("a disk price change left the pricing version unchanged")
+		}
+	})
 }

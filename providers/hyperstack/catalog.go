@@ -28,6 +28,11 @@ const (
 	priceRAM  = "RAM (cpu-only-flavors)"
 )
 
+// hoursPerMonth turns the pricebook's hourly volume rate into a monthly
+// one; it is pkg/catalog.HoursPerMonth, which providers cannot import
+// (they sit below pkg/catalog, which imports pkg/store).
+const hoursPerMonth = 730
+
 type flavor struct {
 	ID             int      `json:"id"`
 	Name           string   `json:"name"`
@@ -127,7 +132,7 @@ func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error)
 	if err := json.Unmarshal(rawPrices, &prices); err != nil {
 		return nil, malformed("pricebook", "want an array of {name, value}: %v", err)
 	}
-	return normalize(groups, prices)
+	return normalize(groups, prices, p.opts.volumeType)
 }
 
 // normalize builds catalog rows from flavors and pricebook entries. A
@@ -135,7 +140,14 @@ func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error)
 // misprice machines). Flavors the pricebook does not price are left
 // out rather than shown at a made-up price, as are Kubernetes-only
 // flavors (name ending in k8s), which cannot run a host.
-func normalize(groups []flavorGroup, prices []priceEntry) ([]provider.CatalogEntry, error) {
+//
+// The data volume (of volumeType) is priced from the pricebook entry
+// named after the volume type ("Cloud-SSD"), read as USD per GB per hour
+// like Hyperstack's published storage rate, times hoursPerMonth. That
+// entry name and unit are our reading of the pricebook, not confirmed
+// against the live API. The pricebook is not per region, so every row
+// gets the same disk price; without the entry it is 0 (a default applies).
+func normalize(groups []flavorGroup, prices []priceEntry, volumeType string) ([]provider.CatalogEntry, error) {
 	price := map[string]float64{}
 	h := sha256.New()
 	sorted := append([]priceEntry(nil), prices...)
@@ -153,6 +165,7 @@ func normalize(groups []flavorGroup, prices []priceEntry) ([]provider.CatalogEnt
 		fmt.Fprintf(h, "%s=%v\n", e.Name, float64(*e.Value))
 	}
 	version := "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
+	diskGBMonth := math.Round(price[volumeType]*hoursPerMonth*1e6) / 1e6
 	var out []provider.CatalogEntry
 	for _, g := range groups {
 		for _, f := range g.Flavors {
@@ -176,8 +189,9 @@ func normalize(groups []flavorGroup, prices []priceEntry) ([]provider.CatalogEnt
 			}
 			e := provider.CatalogEntry{
 				Provider: Name, Region: region, InstanceType: f.Name, VCPUs: *f.CPU, MemoryGiB: *f.RAM,
-				Available:     f.StockAvailable != nil && *f.StockAvailable,
-				PricingSource: PricingSource, PricingVersion: version,
+				Available:           f.StockAvailable != nil && *f.StockAvailable,
+				DiskPricePerGBMonth: diskGBMonth,
+				PricingSource:       PricingSource, PricingVersion: version,
 			}
 			if gpu != "" && count > 0 {
 				perGPU, ok := price[gpu]

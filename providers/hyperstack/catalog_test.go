@@ -1,6 +1,7 @@
 package hyperstack
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,7 +36,9 @@ func TestCatalogFromFake(t *testing.T) {
 	want := provider.CatalogEntry{
 		Provider: Name, Region: "CANADA-1", InstanceType: "n3-A100x2", VCPUs: 60, MemoryGiB: 240,
 		GPUModel: "a100", GPUCount: 2, GPUMemoryGiB: 80, HourlyPrice: 2.70, Available: true,
-		PricingSource: PricingSource, PricingVersion: cat[0].PricingVersion,
+		// The fake's "Cloud-SSD" entry, 0.000096 per GB-hour × 730.
+		DiskPricePerGBMonth: 0.07008,
+		PricingSource:       PricingSource, PricingVersion: cat[0].PricingVersion,
 	}
 	if got := rows["CANADA-1/n3-A100x2"]; got != want {
 		t.Fatalf("n3-A100x2\n got %+v\nwant %+v", got, want)
@@ -165,5 +168,46 @@ func TestGPUModel(t *testing.T) {
 		if m != want.model || mem != want.mem {
 			t.Errorf("gpuModel(%q) = %s, %v; want %s, %v", in, m, mem, want.model, want.mem)
 		}
+	}
+}
+
+// The data volume is priced from the pricebook entry named after the
+// configured volume type, per GB-hour × 730; every region gets it.
+func TestCatalogDiskPrice(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prices []hyperstackfake.Price
+		opts   map[string]string
+		want   float64
+	}{
+		{"default Cloud-SSD", nil, nil, 0.000096 * 730},
+		{"configured volume type", append(hyperstackfake.DefaultPrices(), hyperstackfake.Price{Name: "Cloud-HDD", Value: 0.00005}),
+			map[string]string{"volume_type": "Cloud-HDD"}, 0.00005 * 730},
+		{"volume type not in the pricebook", nil, map[string]string{"volume_type": "Cloud-HDD"}, 0},
+		{"pricebook without volumes", []hyperstackfake.Price{{Name: "L40", Value: 1}, {Name: "A100-80G-PCIe", Value: 1.35}}, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, hyperstackfake.Options{Prices: tc.prices}, tc.opts)
+			cat, err := e.p.Catalog(ctxT(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			regions := map[string]bool{}
+			for _, r := range cat {
+				regions[r.Region] = true
+				if math.Abs(r.DiskPricePerGBMonth-tc.want) > 1e-9 {
+					t.Errorf("%s %s: disk price %v per GB-month, want %v", r.Region, r.InstanceType, r.DiskPricePerGBMonth, tc.want)
+				}
+			}
+			if len(regions) < 2 {
+				t.Fatalf("rows cover regions %v; the test needs two", regions)
+			}
+		})
+	}
+	// A negative volume price is refused like any other entry.
+	fl := `{"status":true,"message":"ok","data":[{"gpu":"L40","region_name":"CANADA-1","flavors":[{"id":1,"name":"n3-L40x1","cpu":28,"ram":58,"disk":100,"gpu":"L40","gpu_count":1,"stock_available":true,"region_name":"CANADA-1"}]}]}`
+	if _, err := serve(t, fl, `[{"id":1,"name":"L40","value":1.0},{"id":2,"name":"Cloud-SSD","value":-0.0001}]`).Catalog(ctxT(t)); err == nil ||
+		!strings.Contains(err.Error(), `"Cloud-SSD" has a negative price`) {
+		t.Fatalf("a negative volume price: %v; want it refused", err)
 	}
 }

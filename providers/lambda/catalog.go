@@ -142,6 +142,7 @@ func normalize(types map[string]typeAvailability, extraRegions []string, default
 			GPUModel: model, GPUCount: count, GPUMemoryGiB: memGiB,
 			HourlyPrice:   math.Round(float64(*it.PriceCentsPerHour)) / 100,
 			PricingSource: PricingSource,
+			// DiskPricePerGBMonth stays 0: the Lambda API publishes no storage price, so pkg/catalog's default applies.
 		}
 		capacity := map[string]bool{}
 		for _, r := range ta.Regions {

@@ -25,6 +25,11 @@ import (
 // PricingSourceCalculator names prices from the billing calculator.
 const PricingSourceCalculator = "nebius billing/v1alpha1 CalculatorService.Estimate"
 
+// hoursPerMonth turns the calculator's hourly disk cost into a monthly
+// one; it is pkg/catalog.HoursPerMonth, which providers cannot import
+// (they sit below pkg/catalog, which imports pkg/store).
+const hoursPerMonth = 730
+
 // machine is one preset of one platform: what Nebius calls a machine
 // type. We write it PLATFORM/PRESET, e.g. gpu-h100-sxm/1gpu-16vcpu-200gb.
 type machine struct {
@@ -203,16 +208,19 @@ func (p *Provider) availability(ctx context.Context, op string) (map[string]bool
 }
 
 // pricesFromCalculator asks the billing calculator for each preset's
-// hourly price, and for its preemptible price where the platform allows
-// preemptible instances. Requests run opts.concurrency at a time.
+// hourly price, for its preemptible price where the platform allows
+// preemptible instances, and once for the data disk every host gets.
+// Requests run opts.concurrency at a time.
 func (p *Provider) pricesFromCalculator(ctx context.Context, op string, ms []machine, rows []provider.CatalogEntry) ([]provider.CatalogEntry, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type job struct {
 		i    int
 		spot bool
+		disk bool
 	}
-	var jobs []job
+	var diskGBMonth float64
+	jobs := []job{{disk: true}}
 	for i, m := range ms {
 		jobs = append(jobs, job{i: i})
 		if m.platform.GetStatus().GetAllowedForPreemptibles() {
@@ -231,7 +239,13 @@ func (p *Provider) pricesFromCalculator(ctx context.Context, op string, ms []mac
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			price, err := p.estimate(ctx, op, ms[j.i], j.spot)
+			var price float64
+			var err error
+			if j.disk {
+				price, err = p.estimateDisk(ctx, op)
+			} else {
+				price, err = p.estimate(ctx, op, ms[j.i], j.spot)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -241,9 +255,12 @@ func (p *Provider) pricesFromCalculator(ctx context.Context, op string, ms []mac
 				}
 				return
 			}
-			if j.spot {
+			switch {
+			case j.disk:
+				diskGBMonth = price
+			case j.spot:
 				rows[j.i].SpotPrice = price
-			} else {
+			default:
 				rows[j.i].HourlyPrice = price
 			}
 		}()
@@ -253,8 +270,10 @@ func (p *Provider) pricesFromCalculator(ctx context.Context, op string, ms []mac
 		return nil, firstErr
 	}
 	h := sha256.New()
+	fmt.Fprintf(h, "disk %s %.9f\n", p.opts.diskType, diskGBMonth)
 	for i := range rows {
 		rows[i].PricingSource = PricingSourceCalculator
+		rows[i].DiskPricePerGBMonth = diskGBMonth
 		fmt.Fprintf(h, "%s %s %.9f %.9f\n", rows[i].Region, rows[i].InstanceType, rows[i].HourlyPrice, rows[i].SpotPrice)
 	}
 	// The calculator has no price-list version; a digest of the prices
@@ -296,6 +315,12 @@ func (p *Provider) estimate(ctx context.Context, op string, m machine, spot bool
 	if spot {
 		what += " (preemptible)"
 	}
+	return hourlyCost(resp, what)
+}
+
+// hourlyCost is an estimate's positive hourly total; anything else is a
+// malformed answer.
+func hourlyCost(resp *billing.EstimateResponse, what string) (float64, error) {
 	total := resp.GetHourlyCost().GetGeneral().GetTotal()
 	if total == nil {
 		return 0, malformed("billing calculator: no hourly cost for %s", what)
@@ -305,6 +330,44 @@ func (p *Provider) estimate(ctx context.Context, op string, m machine, spot bool
 		return 0, malformed("billing calculator: hourly cost %q for %s is not a positive number", total.GetCost(), what)
 	}
 	return v, nil
+}
+
+// estimateDisk prices the data disk Create makes (option disk_type, the
+// default data_disk_gb size) and returns USD per GB-month: hourly cost /
+// size × hoursPerMonth. Nebius sizes disks in GiB; a host's disk size in
+// GB is passed as GiB, so the price is per GiB-month used as per GB.
+func (p *Provider) estimateDisk(ctx context.Context, op string) (float64, error) {
+	size := p.opts.dataDiskGB
+	req := &billing.EstimateRequest{ResourceSpec: &billing.ResourceSpec{ResourceSpec: &billing.ResourceSpec_ComputeDiskSpec{
+		ComputeDiskSpec: &compute.CreateDiskRequest{
+			Metadata: &common.ResourceMetadata{ParentId: p.opts.projectID},
+			Spec:     &compute.DiskSpec{Size: &compute.DiskSpec_SizeGibibytes{SizeGibibytes: int64(size)}, Type: p.opts.diskType},
+		},
+	}}}
+	what := fmt.Sprintf("a %d GiB %s data disk", size, diskTypeName(p.opts.diskType))
+	var resp *billing.EstimateResponse
+	if err := p.do(ctx, op, func(ctx context.Context) error {
+		var err error
+		resp, err = p.calculator.Estimate(ctx, req)
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("price of %s: %w", what, err)
+	}
+	hourly, err := hourlyCost(resp, what)
+	if err != nil {
+		return 0, err
+	}
+	return math.Round(hourly/float64(size)*hoursPerMonth*1e6) / 1e6, nil
+}
+
+// diskTypeName is the option value (network_ssd) of a disk type.
+func diskTypeName(t compute.DiskSpec_DiskType) string {
+	for name, v := range diskTypes {
+		if v == t {
+			return name
+		}
+	}
+	return t.String()
 }
 
 // malformed is a payload we refuse; the catalog cache keeps what it had.
@@ -318,16 +381,32 @@ func malformed(format string, args ...any) error {
 // preset, versioned by the operator, for accounts where the billing
 // calculator is unavailable or prices are negotiated.
 //
-//	{"version": "2026-03-01", "currency": "USD", "prices": [
+//	{"version": "2026-03-01", "currency": "USD", "disk_gb_month": 0.071,
+//	 "disk_gb_month_by_region": {"us-central1": 0.075}, "prices": [
 //	  {"platform": "gpu-h100-sxm", "preset": "1gpu-16vcpu-200gb", "hourly": 2.95, "preemptible": 1.25},
 //	  {"region": "eu-north1", "platform": "cpu-d3", "preset": "4vcpu-16gb", "hourly": 0.1}]}
 //
 // A row without region applies to every region. Presets the table does
 // not price are left out of the catalog.
+//
+// disk_gb_month (optional) is the USD price per GB-month of the data
+// disk the provider creates (its disk_type option); an entry for the
+// provider's region in disk_gb_month_by_region wins over it. Without
+// either, rows carry no disk price and the default applies.
 type PriceTable struct {
-	Version  string       `json:"version"`
-	Currency string       `json:"currency"`
-	Prices   []PriceEntry `json:"prices"`
+	Version             string             `json:"version"`
+	Currency            string             `json:"currency"`
+	DiskGBMonth         float64            `json:"disk_gb_month,omitempty"`
+	DiskGBMonthByRegion map[string]float64 `json:"disk_gb_month_by_region,omitempty"`
+	Prices              []PriceEntry       `json:"prices"`
+}
+
+// diskPrice is the table's data-disk price for region, or 0.
+func (t PriceTable) diskPrice(region string) float64 {
+	if v, ok := t.DiskGBMonthByRegion[region]; ok {
+		return v
+	}
+	return t.DiskGBMonth
 }
 
 // PriceEntry is one row of a PriceTable.
@@ -358,6 +437,14 @@ func loadPriceTable(path string) (PriceTable, error) {
 	case len(t.Prices) == 0:
 		return PriceTable{}, fmt.Errorf("price table %s has no prices", path)
 	}
+	if !validDiskPrice(t.DiskGBMonth) {
+		return PriceTable{}, fmt.Errorf("price table %s: disk_gb_month %v must be a non-negative number of USD per GB-month", path, t.DiskGBMonth)
+	}
+	for region, v := range t.DiskGBMonthByRegion {
+		if region == "" || !validDiskPrice(v) {
+			return PriceTable{}, fmt.Errorf("price table %s: disk_gb_month_by_region[%q] = %v; want a region and a non-negative USD per GB-month", path, region, v)
+		}
+	}
 	for i, e := range t.Prices {
 		if e.Platform == "" || e.Preset == "" || !(e.Hourly > 0) || e.Preemptible < 0 || math.IsInf(e.Hourly, 0) {
 			return PriceTable{}, fmt.Errorf("price table %s: row %d needs platform, preset, a positive hourly price and a non-negative preemptible price", path, i)
@@ -365,6 +452,8 @@ func loadPriceTable(path string) (PriceTable, error) {
 	}
 	return t, nil
 }
+
+func validDiskPrice(v float64) bool { return v >= 0 && !math.IsInf(v, 0) }
 
 func (p *Provider) pricesFromTable(rows []provider.CatalogEntry) ([]provider.CatalogEntry, error) {
 	t, err := loadPriceTable(p.opts.priceTable)
@@ -387,6 +476,7 @@ func (p *Provider) pricesFromTable(rows []provider.CatalogEntry) ([]provider.Cat
 			continue
 		}
 		r.HourlyPrice, r.SpotPrice = e.Hourly, e.Preemptible
+		r.DiskPricePerGBMonth = t.diskPrice(p.opts.region)
 		r.PricingSource = "price table " + p.opts.priceTable
 		r.PricingVersion = t.Version
 		out = append(out, r)

@@ -77,6 +77,13 @@ func TestCatalogFromCalculator(t *testing.T) {
 			t.Errorf("%s: pricing source %q version %q", typ, g.PricingSource, g.PricingVersion)
 		}
 	}
+	// The default data disk (network_ssd) at the fake's 0.0000972 per
+	// GiB-hour, × 730 hours: on every row.
+	for _, r := range rows {
+		if !near(r.DiskPricePerGBMonth, 0.0000972*730) {
+			t.Errorf("%s: disk price %v per GB-month, want %v", r.InstanceType, r.DiskPricePerGBMonth, 0.0000972*730)
+		}
+	}
 	// The version identifies the prices: same prices, same version;
 	// another price, another version.
 	again, err := p.Catalog(ctx)
@@ -100,10 +107,11 @@ func TestCatalogFromCalculator(t *testing.T) {
 	if changed[0].PricingVersion == rows[0].PricingVersion {
 		t.Fatal("a price changed but the pricing version did not")
 	}
-	if n := len(srv.Calls(nebiusfake.MethodEstimate)); n != 2*(presets+4) {
+	if n := len(srv.Calls(nebiusfake.MethodEstimate)); n != 2*(presets+4+1) {
 		// one estimate per preset, one more per preset of the two
-		// preemptible-capable platforms, for each of the two calls
-		t.Fatalf("%d calculator calls, want %d", n, 2*(presets+4))
+		// preemptible-capable platforms, one for the data disk, for each
+		// of the two calls
+		t.Fatalf("%d calculator calls, want %d", n, 2*(presets+4+1))
 	}
 }
 
@@ -152,6 +160,9 @@ func TestCatalogRejectsMalformedPayloads(t *testing.T) {
 			srv.SetEstimate(func(req *billing.EstimateRequest) (*billing.EstimateResponse, error) {
 				// Only one preset's price is bad: the catalog must still
 				// be refused as a whole.
+				if req.GetResourceSpec().GetComputeDiskSpec() != nil {
+					return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("0.005")}, nil
+				}
 				if req.GetResourceSpec().GetComputeInstanceSpec().GetSpec().GetResources().GetPreset() == "1gpu-8vcpu-32gb" {
 					return resp, nil
 				}
@@ -164,6 +175,25 @@ func TestCatalogRejectsMalformedPayloads(t *testing.T) {
 			}
 			if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") {
 				t.Fatalf("error %v (kind %s)", err, kindOf(err))
+			}
+		})
+	}
+	// A malformed disk estimate is refused like a machine's.
+	for name, resp := range priceCases {
+		t.Run("disk prices/"+name, func(t *testing.T) {
+			srv.SetEstimate(func(req *billing.EstimateRequest) (*billing.EstimateResponse, error) {
+				if req.GetResourceSpec().GetComputeDiskSpec() != nil {
+					return resp, nil
+				}
+				return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("1.0")}, nil
+			})
+			defer srv.SetEstimate(nil)
+			rows, err := p.Catalog(ctx)
+			if err == nil || rows != nil {
+				t.Fatalf("got %d rows, error %v; want the payload rejected", len(rows), err)
+			}
+			if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") || !strings.Contains(err.Error(), "data disk") {
+				t.Fatalf("error %v (kind %s) should reject the disk estimate", err, kindOf(err))
 			}
 		})
 	}
@@ -268,5 +298,102 @@ func TestCatalogAvailability(t *testing.T) {
 	srv.Inject(nebiusfake.MethodResourceAdvice, 1, nebiusfake.Unavailable())
 	if rows, err := p.Catalog(ctx); rows != nil || kindOf(err) != provider.KindTransient {
 		t.Fatalf("advisor outage: %d rows, %v", len(rows), err)
+	}
+}
+
+// The data disk is priced once per catalog from a disk spec of the
+// configured type and default size: hourly cost / GiB × 730.
+func TestCatalogDiskPriceFromCalculator(t *testing.T) {
+	srv := startFake(t, fastFake())
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name  string
+		extra map[string]string
+		want  float64
+	}{
+		{"network_hdd", map[string]string{"disk_type": "network_hdd"}, 0.0000486 * 730},
+		{"non-replicated", map[string]string{"disk_type": "network_ssd_non_replicated"}, 0.0000777 * 730},
+		// The size asked about does not change the per-GB price.
+		{"larger default disk", map[string]string{"data_disk_gb": "400"}, 0.0000972 * 730},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rows, err := openProvider(t, srv, "dep", tc.extra).Catalog(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				if !near(r.DiskPricePerGBMonth, tc.want) {
+					t.Fatalf("%s: disk price %v, want %v", r.InstanceType, r.DiskPricePerGBMonth, tc.want)
+				}
+			}
+		})
+	}
+
+	// The disk spec sent is the one Create makes: project, type, size.
+	var sent []*compute.CreateDiskRequest
+	srv.SetEstimate(func(req *billing.EstimateRequest) (*billing.EstimateResponse, error) {
+		if d := req.GetResourceSpec().GetComputeDiskSpec(); d != nil {
+			sent = append(sent, d)
+			return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("0.012")}, nil
+		}
+		return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("1.0")}, nil
+	})
+	defer srv.SetEstimate(nil)
+	p := openProvider(t, srv, "dep", map[string]string{"disk_type": "network_hdd", "data_disk_gb": "120", "catalog_concurrency": "1"})
+	rows, err := p.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 1 {
+		t.Fatalf("%d disk estimates, want 1 per catalog", len(sent))
+	}
+	d := sent[0]
+	if d.GetMetadata().GetParentId() != p.opts.projectID || d.GetSpec().GetType() != compute.DiskSpec_NETWORK_HDD || d.GetSpec().GetSizeGibibytes() != 120 {
+		t.Fatalf("disk spec sent: %v", d)
+	}
+	// 0.012 per hour for 120 GiB → 0.0001 per GiB-hour → 0.073 per GiB-month.
+	if !near(rows[0].DiskPricePerGBMonth, 0.073) {
+		t.Fatalf("disk price %v, want 0.073", rows[0].DiskPricePerGBMonth)
+	}
+}
+
+func TestPriceTableDiskPrice(t *testing.T) {
+	srv := startFake(t, fastFake())
+	table := filepath.Join(t.TempDir(), "nebius-prices.json")
+	write := func(s string) {
+		if err := os.WriteFile(table, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := openProvider(t, srv, "dep", map[string]string{"price_table": table})
+	const prices = `"prices": [{"platform": "cpu-d3", "preset": "4vcpu-16gb", "hourly": 0.1}]`
+	for _, tc := range []struct {
+		name, table string
+		want        float64
+	}{
+		{"none", `{"version": "1", ` + prices + `}`, 0},
+		{"top level", `{"version": "1", "disk_gb_month": 0.071, ` + prices + `}`, 0.071},
+		{"this region wins", `{"version": "1", "disk_gb_month": 0.071, "disk_gb_month_by_region": {"` + testRegion + `": 0.08, "us-central1": 0.09}, ` + prices + `}`, 0.08},
+		{"another region only", `{"version": "1", "disk_gb_month_by_region": {"us-central1": 0.09}, ` + prices + `}`, 0},
+	} {
+		write(tc.table)
+		rows, err := p.Catalog(testCtx(t))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(rows) != 1 || rows[0].DiskPricePerGBMonth != tc.want {
+			t.Fatalf("%s: rows %+v, want one with disk price %v", tc.name, rows, tc.want)
+		}
+	}
+	for name, bad := range map[string]string{
+		"negative":           `{"version": "1", "disk_gb_month": -0.01, ` + prices + `}`,
+		"negative in region": `{"version": "1", "disk_gb_month_by_region": {"` + testRegion + `": -1}, ` + prices + `}`,
+		"empty region":       `{"version": "1", "disk_gb_month_by_region": {"": 0.1}, ` + prices + `}`,
+		"not a number":       `{"version": "1", "disk_gb_month": "cheap", ` + prices + `}`,
+	} {
+		write(bad)
+		if rows, err := p.Catalog(testCtx(t)); err == nil || kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "disk_gb_month") {
+			t.Errorf("%s: got %d rows, %v; want an invalid error naming disk_gb_month", name, len(rows), err)
+		}
 	}
 }

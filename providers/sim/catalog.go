@@ -29,6 +29,14 @@ var regions = map[string][]string{
 
 const defaultRegion = "sim-east1"
 
+// diskPricePerGBMonth is each region's simulated data-disk price (USD per
+// GB-month); the regions differ so callers can see the price follow the
+// region.
+var diskPricePerGBMonth = map[string]float64{
+	"sim-east1": 0.08,
+	"sim-west1": 0.12,
+}
+
 var machineTypes = []machineType{
 	{name: "sim-small", vcpus: 2, memoryGiB: 8, hourly: 0.05},
 	{name: "sim-medium", vcpus: 4, memoryGiB: 16, hourly: 0.10},
@@ -92,7 +100,8 @@ func (p *Provider) catalog() []provider.CatalogEntry {
 					VCPUs: m.vcpus, MemoryGiB: m.memoryGiB,
 					GPUModel: m.gpuModel, GPUCount: m.gpuCount, GPUMemoryGiB: m.gpuMemoryGiB,
 					HourlyPrice: m.hourly, SpotPrice: round4(m.hourly * 0.3),
-					Available: !p.opts.capacityRegions[r], Simulated: true, PricingSource: "simulated",
+					DiskPricePerGBMonth: diskPricePerGBMonth[r],
+					Available:           !p.opts.capacityRegions[r], Simulated: true, PricingSource: "simulated",
 				})
 			}
 		}

@@ -159,6 +159,9 @@ func TestCatalog(t *testing.T) {
 		if e.Available == (e.Region == "sim-west1") {
 			t.Fatalf("availability should follow capacity_error_regions: %+v", e)
 		}
+		if want := map[string]float64{"sim-east1": 0.08, "sim-west1": 0.12}[e.Region]; e.DiskPricePerGBMonth != want {
+			t.Fatalf("%s %s: disk price %v per GB-month, want %v", e.Zone, e.InstanceType, e.DiskPricePerGBMonth, want)
+		}
 	}
 	for _, want := range []string{"sim-east1/sim-east1-a", "sim-east1/sim-east1-b", "sim-west1/sim-west1-a"} {
 		if !regions[want] {

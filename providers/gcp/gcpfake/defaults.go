@@ -149,19 +149,23 @@ func USD(price float64) Money {
 }
 
 // NewSKU makes a SKU the way the catalog lists one. usageType is
-// "OnDemand" or "Preemptible"; unit is "h" (cores, GPUs) or "GiBy.h"
-// (memory).
+// "OnDemand" or "Preemptible"; unit is "h" (cores, GPUs), "GiBy.h"
+// (memory) or "GiBy.mo" (disk capacity, in resource family Storage).
 func NewSKU(id, description, resourceGroup, usageType string, regions []string, unit string, price float64) SKU {
-	unitDesc, base, baseDesc, factor := "hour", "s", "second", 3600.0
-	if unit == "GiBy.h" {
+	family, unitDesc, base, baseDesc, factor := "Compute", "hour", "s", "second", 3600.0
+	switch unit {
+	case "GiBy.h":
 		unitDesc, base, baseDesc, factor = "gibibyte hour", "By.s", "byte second", 3865470566400
+	case "GiBy.mo":
+		// The real catalog's factor: a GiB over a 31-day month.
+		family, unitDesc, base, baseDesc, factor = "Storage", "gibibyte month", "By.s", "byte second", 2875910101401600
 	}
 	return SKU{
 		Name:        "services/6F81-5844-456A/skus/" + id,
 		SkuID:       id,
 		Description: description,
 		Category: Category{
-			ServiceDisplayName: "Compute Engine", ResourceFamily: "Compute", ResourceGroup: resourceGroup, UsageType: usageType,
+			ServiceDisplayName: "Compute Engine", ResourceFamily: family, ResourceGroup: resourceGroup, UsageType: usageType,
 		},
 		ServiceRegions: regions,
 		PricingInfo: []PricingInfo{{
@@ -185,8 +189,9 @@ var (
 
 // DefaultSKUs are Compute Engine SKUs for the default machine types, with
 // list prices of the kind the real catalog has (USD per vCPU hour, per
-// GiB hour, per GPU hour), plus SKUs the provider must ignore
-// (commitments, custom shapes, workstations, storage).
+// GiB hour, per GPU hour), zonal persistent-disk capacity per GiB-month
+// in us-central1 and europe-west4, plus SKUs the provider must ignore
+// (commitments, custom shapes, workstations, regional disks, snapshots).
 func DefaultSKUs() []SKU {
 	var out []SKU
 	n := 0
@@ -226,6 +231,18 @@ func DefaultSKUs() []SKU {
 		add("N2 Custom Instance Core running in "+r.where, "CPU", "OnDemand", r.regions, "h", 0.033197*m)
 		add("Storage PD Capacity in "+r.where, "PDStandard", "OnDemand", r.regions, "GiBy.mo", 0.04*m)
 	}
+	// Disk capacity SKUs are per region, as in the real catalog; the one
+	// for us-central1 has no place suffix there.
+	iowa := []string{"us-central1"}
+	add("Balanced PD Capacity", "SSD", "OnDemand", iowa, "GiBy.mo", 0.10)
+	add("Balanced PD Capacity in Netherlands", "SSD", "OnDemand", netherlands, "GiBy.mo", 0.11)
+	add("SSD backed PD Capacity", "SSD", "OnDemand", iowa, "GiBy.mo", 0.17)
+	add("SSD backed PD Capacity in Netherlands", "SSD", "OnDemand", netherlands, "GiBy.mo", 0.187)
+	add("Extreme PD Capacity", "SSD", "OnDemand", iowa, "GiBy.mo", 0.125)
+	// Lookalikes that must not price a zonal data disk.
+	add("Regional Balanced PD Capacity", "SSD", "OnDemand", iowa, "GiBy.mo", 0.20)
+	add("Regional SSD backed PD Capacity in Netherlands", "SSD", "OnDemand", netherlands, "GiBy.mo", 0.374)
+	add("Storage PD Snapshot in Netherlands", "PDSnapshot", "OnDemand", netherlands, "GiBy.mo", 0.029)
 	return out
 }
 

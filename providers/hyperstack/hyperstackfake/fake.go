@@ -96,7 +96,9 @@ func DefaultFlavors() []Flavor {
 }
 
 // DefaultPrices is a pricebook shaped like Hyperstack's (USD per hour,
-// per GPU for GPU names).
+// per GPU for GPU names). Volumes are priced per GB-hour under the
+// volume type's name ("Cloud-SSD", 0.000096 ≈ 0.07 per GB-month, the
+// published rate); that naming is our reading of the pricebook.
 func DefaultPrices() []Price {
 	return []Price{
 		{"A100-80G-PCIe", 1.35}, {"H100-80G-PCIe", 1.90}, {"L40", 1.00}, {"RTX-A6000", 0.50},

@@ -79,6 +79,16 @@ func DefaultPrices() map[string]Price {
 	}
 }
 
+// DefaultDiskPrices are illustrative per-GiB-hour prices of each disk
+// type (about 0.071, 0.036 and 0.057 USD per GiB-month; not a price list).
+func DefaultDiskPrices() map[compute.DiskSpec_DiskType]float64 {
+	return map[compute.DiskSpec_DiskType]float64{
+		compute.DiskSpec_NETWORK_SSD:                0.0000972,
+		compute.DiskSpec_NETWORK_HDD:                0.0000486,
+		compute.DiskSpec_NETWORK_SSD_NON_REPLICATED: 0.0000777,
+	}
+}
+
 // findPreset returns the platform and preset named; errors are shaped
 // like the API's. Called with s.mu held.
 func (s *Server) findPreset(platformName, presetName string) (*compute.Platform, *compute.Preset, error) {
@@ -146,15 +156,18 @@ type calculatorService struct {
 	s *Server
 }
 
-// Estimate prices one compute instance spec, the way the billing
+// Estimate prices one compute instance or disk spec, the way the billing
 // calculator does: the hourly cost and 720 times it for a month.
 func (x *calculatorService) Estimate(_ context.Context, req *billing.EstimateRequest) (*billing.EstimateResponse, error) {
 	if x.s.estimate != nil {
 		return x.s.estimate(req)
 	}
+	if d := req.GetResourceSpec().GetComputeDiskSpec(); d != nil {
+		return x.s.estimateDisk(d)
+	}
 	create := req.GetResourceSpec().GetComputeInstanceSpec()
 	if create == nil {
-		return nil, status.Error(codes.InvalidArgument, "resource_spec: only compute_instance_spec is supported by this fake")
+		return nil, status.Error(codes.InvalidArgument, "resource_spec: only compute_instance_spec and compute_disk_spec are supported by this fake")
 	}
 	res := create.GetSpec().GetResources()
 	plat, ps, err := x.s.findPreset(res.GetPlatform(), res.GetPreset())
@@ -174,6 +187,21 @@ func (x *calculatorService) Estimate(_ context.Context, req *billing.EstimateReq
 	}
 	r := ps.GetResources()
 	hourly := float64(r.GetGpuCount())*gpuPrice + float64(r.GetVcpuCount())*price.VCPU + float64(r.GetMemoryGibibytes())*price.MemoryGiB
+	return &billing.EstimateResponse{HourlyCost: cost(hourly), MonthlyCost: cost(hourly * 720)}, nil
+}
+
+// estimateDisk prices a disk as size in GiB × its type's GiB-hour rate.
+func (s *Server) estimateDisk(d *compute.CreateDiskRequest) (*billing.EstimateResponse, error) {
+	spec := d.GetSpec()
+	size := spec.GetSizeGibibytes()
+	if size <= 0 {
+		return nil, badRequest("resource_spec.compute_disk_spec.spec.size", "a positive size_gibibytes is required")
+	}
+	rate, ok := s.diskPrices[spec.GetType()]
+	if !ok {
+		return nil, badRequest("resource_spec.compute_disk_spec.spec.type", fmt.Sprintf("disk type %s is not offered", spec.GetType()))
+	}
+	hourly := float64(size) * rate
 	return &billing.EstimateResponse{HourlyCost: cost(hourly), MonthlyCost: cost(hourly * 720)}, nil
 }
 

@@ -88,6 +88,9 @@ type Options struct {
 	// Prices per platform name for the CalculatorService; nil means
 	// DefaultPrices.
 	Prices map[string]Price
+	// DiskPrices are USD per GiB-hour of each disk type for the
+	// CalculatorService; nil means DefaultDiskPrices.
+	DiskPrices map[compute.DiskSpec_DiskType]float64
 
 	// PublicIP, when set, chooses the public address an instance gets
 	// each time it starts ("" falls back to TEST-NET-3 addresses): an
@@ -113,11 +116,12 @@ type Server struct {
 	created   map[string]int    // instance name → times an instance was made
 	ipSeq     int
 
-	tokens    map[string]bool
-	platforms []*compute.Platform
-	prices    map[string]Price
-	noCap     map[string]bool // platforms without capacity
-	estimate  func(*billing.EstimateRequest) (*billing.EstimateResponse, error)
+	tokens     map[string]bool
+	platforms  []*compute.Platform
+	prices     map[string]Price
+	diskPrices map[compute.DiskSpec_DiskType]float64
+	noCap      map[string]bool // platforms without capacity
+	estimate   func(*billing.EstimateRequest) (*billing.EstimateResponse, error)
 
 	faults map[string][]*pendingFault
 	calls  map[string][]Call
@@ -164,6 +168,9 @@ func Start(opts Options) (*Server, error) {
 	if opts.Prices == nil {
 		opts.Prices = DefaultPrices()
 	}
+	if opts.DiskPrices == nil {
+		opts.DiskPrices = DefaultDiskPrices()
+	}
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("nebius fake: protovalidate: %w", err)
@@ -176,7 +183,7 @@ func Start(opts Options) (*Server, error) {
 		opts: opts, lis: lis,
 		instances: map[string]*instance{}, disks: map[string]*disk{}, ops: map[string]*common.Operation{},
 		idem: map[string]string{}, created: map[string]int{},
-		tokens: map[string]bool{}, platforms: opts.Platforms, prices: opts.Prices, noCap: map[string]bool{},
+		tokens: map[string]bool{}, platforms: opts.Platforms, prices: opts.Prices, diskPrices: opts.DiskPrices, noCap: map[string]bool{},
 		faults: map[string][]*pendingFault{}, calls: map[string][]Call{}, validator: validator,
 		raw: map[string]bool{},
 	}
