@@ -281,29 +281,46 @@ func (r *runtime) Resources(ctx context.Context, storageInfo agentapi.Storage) (
 		return res, err
 	}
 	res.MemoryTotalBytes, res.MemoryAvailableBytes = total, avail
-	cs, err := r.containers(ctx)
+	use, err := r.committed(ctx)
 	if err != nil {
 		return res, err
 	}
-	res.RunningMemory = map[string]int64{}
-	for id, c := range cs {
-		if !c.Running() {
-			continue
-		}
-		res.RunningProjects++
-		var sl specLabel
-		if json.Unmarshal([]byte(c.Labels[podman.LabelSpec]), &sl) == nil {
-			res.MemoryCommittedBytes += sl.Limits.MemoryBytes
-			res.CPUsCommitted += sl.Limits.CPUs
-			res.RunningMemory[id] = sl.Limits.MemoryBytes
-		}
-	}
+	res.RunningProjects, res.MemoryCommittedBytes, res.CPUsCommitted, res.RunningMemory = use.running, use.memory, use.cpus, use.perProject
 	ids, err := r.st.List()
 	if err != nil {
 		return res, err
 	}
 	res.ProjectsOnDisk = len(ids)
 	return res, nil
+}
+
+// commitment is what the limits of the running projects add up to.
+type commitment struct {
+	running    int
+	memory     int64
+	cpus       float64
+	perProject map[string]int64 // memory limit of each running project
+}
+
+func (r *runtime) committed(ctx context.Context) (commitment, error) {
+	cs, err := r.containers(ctx)
+	if err != nil {
+		return commitment{}, err
+	}
+	use := commitment{perProject: map[string]int64{}}
+	for id, c := range cs {
+		if !c.Running() {
+			continue
+		}
+		use.running++
+		var sl specLabel
+		if json.Unmarshal([]byte(c.Labels[podman.LabelSpec]), &sl) == nil {
+			use.memory += sl.Limits.MemoryBytes
+			use.cpus += sl.Limits.CPUs
+			use.perProject[id] = sl.Limits.MemoryBytes
+		}
+	}
+	return use, nil
 }
 
 // meminfo reads MemTotal and MemAvailable.

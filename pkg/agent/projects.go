@@ -97,8 +97,11 @@ type runtime struct {
 	gpuN    int
 	gpuNote string
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	// startMu makes a start's memory check and the container's start one
+	// step (taken after the project's own lock).
+	startMu sync.Mutex
+	mu      sync.Mutex
+	locks   map[string]*sync.Mutex
 	act   map[string]*activity
 	// hostActive is when some project was last active, for the host's
 	// own idle stop.
@@ -414,6 +417,19 @@ func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjec
 	}
 	if err := r.ensureImage(ctx, req.Image, req.Pull); err != nil {
 		return agentapi.ProjectStatus{}, err
+	}
+	if req.MemoryCapBytes > 0 {
+		r.startMu.Lock()
+		defer r.startMu.Unlock()
+		use, err := r.committed(ctx)
+		if err != nil {
+			return agentapi.ProjectStatus{}, err
+		}
+		if use.memory+l.MemoryBytes > req.MemoryCapBytes {
+			return agentapi.ProjectStatus{}, perr(agentapi.CodeNoRoom,
+				"no memory headroom: %d MiB of %d MiB is promised to %d running project(s) and this one needs %d MiB; stop a project, ask for less --memory, or use another host",
+				use.memory>>20, req.MemoryCapBytes>>20, use.running, l.MemoryBytes>>20)
+		}
 	}
 	if l.DiskBytes > 0 && r.st.Capabilities().Quotas {
 		if err := r.st.SetQuota(ctx, id, l.DiskBytes); err != nil {

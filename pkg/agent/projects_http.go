@@ -123,6 +123,7 @@ var codeStatus = map[string]int{
 	agentapi.CodeNotRunning:  http.StatusConflict,
 	agentapi.CodeUnsupported: http.StatusNotImplemented,
 	agentapi.CodeInternal:    http.StatusInternalServerError,
+	agentapi.CodeNoRoom:      http.StatusConflict,
 }
 
 func (s *server) writeErr(w http.ResponseWriter, r *http.Request, err error) {

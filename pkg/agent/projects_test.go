@@ -553,6 +553,37 @@ func TestResourcesAndImages(t *testing.T) {
 		res.CPUsCommitted != 0.5 || !res.Quotas || !res.Snapshots || res.Storage.TotalBytes == 0 {
 		t.Fatalf("resources = %+v", res)
 	}
+
+	// Two starts at once with room for one more 100 MiB project under the
+	// cap: exactly one runs, the other is refused as no room.
+	ids := []string{uuid.NewString(), uuid.NewString()}
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		if _, err := h.client.CreateProject(ctx, id, agentapi.CreateProjectRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		go func() {
+			_, err := h.client.StartProject(ctx, id, agentapi.StartProjectRequest{Image: h.env.Image,
+				Limits: agentapi.Limits{MemoryBytes: 100 * mib}, MemoryCapBytes: 250 * mib})
+			errs <- err
+		}()
+	}
+	var refusals []error
+	for range ids {
+		if err := <-errs; err != nil {
+			refusals = append(refusals, err)
+		}
+	}
+	if len(refusals) != 1 || !agentapi.IsCode(refusals[0], agentapi.CodeNoRoom) ||
+		!strings.Contains(refusals[0].Error(), "no memory headroom: 200 MiB of 250 MiB is promised to 2 running project(s) and this one needs 100 MiB") {
+		t.Fatalf("concurrent starts under a cap: %v", refusals)
+	}
+	if res, err := h.client.Resources(ctx); err != nil || res.RunningProjects != 2 || res.MemoryCommittedBytes != 200*mib {
+		t.Fatalf("after the concurrent starts: %+v %v", res, err)
+	}
+
 	if im, err := h.client.Image(ctx, h.env.Image); err != nil || !im.Present {
 		t.Fatalf("test image: %+v, %v", im, err)
 	}

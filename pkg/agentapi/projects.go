@@ -62,6 +62,8 @@ const (
 	CodeUnsupported = "unsupported"
 	CodeNotRunning  = "not_running"
 	CodeInternal    = "internal"
+	// CodeNoRoom: the host has no room for what was asked (memory).
+	CodeNoRoom = "no_room"
 )
 
 // ErrorReply is the body of every error reply of the project API.
@@ -109,6 +111,11 @@ type StartProjectRequest struct {
 	// Pull fetches the image from its registry when it is not on the
 	// host; without it a missing image is an error at once.
 	Pull bool `json:"pull,omitempty"`
+	// MemoryCapBytes, when set, is the most the memory limits of all
+	// running projects, this one included, may add up to. The agent
+	// checks it in one step with the start, so concurrent starts cannot
+	// both take the last room.
+	MemoryCapBytes int64 `json:"memory_cap_bytes,omitempty"`
 }
 
 // DiskUsage is a project's disk use.

@@ -110,7 +110,7 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Subm
 		IdleTimeoutSeconds: int64(idle / time.Second), State: model.ProjectCreating,
 		LastAction: string(model.ActionProjectCreate),
 	}
-	diskCap, err := s.checkHeadroom(ctx, client, h, p, true)
+	hc, err := s.checkHeadroom(ctx, client, h, p, true)
 	if err != nil {
 		return Submitted{}, err
 	}
@@ -139,7 +139,7 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Subm
 	// The disk check is made again in the insert's transaction, so two
 	// creates at once cannot both take the host's last room.
 	var noRoom *store.NoRoomError
-	if err := s.Store.CreateProjectWithin(ctx, p, diskCap); errors.As(err, &noRoom) {
+	if err := s.Store.CreateProjectWithin(ctx, p, hc.disk); errors.As(err, &noRoom) {
 		return Submitted{}, noDiskRoom(h, noRoom, l.DiskBytes)
 	} else if err != nil {
 		return Submitted{}, err
@@ -174,24 +174,33 @@ func localOnly(image string) bool {
 	return !strings.Contains(image, "/") || strings.HasPrefix(image, "localhost/")
 }
 
+// caps are what all projects of a host may be promised together.
+type caps struct {
+	// disk, when creating, is enforced by the store when it inserts the
+	// project (math.MaxInt64 without quotas).
+	disk int64
+	// memory is the cap on running projects' memory limits, which the
+	// agent enforces in one step with a start.
+	memory int64
+}
+
 // checkHeadroom refuses limits the host cannot have at all (bad input) and
-// projects the host has no room for now (refused). Creating, it returns the
-// disk all projects of the host may be promised together, which the store
-// enforces when it inserts the project (math.MaxInt64 without quotas).
-func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h model.Host, p model.Project, creating bool) (int64, error) {
+// projects the host has no room for now (refused), and returns the host's
+// caps (the disk cap only when creating).
+func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h model.Host, p model.Project, creating bool) (caps, error) {
 	res, err := client.Resources(ctx)
 	if err != nil {
-		return 0, hostErr(h, err)
+		return caps{}, hostErr(h, err)
 	}
 	l := p.Limits
 	if l.MemoryBytes > res.MemoryTotalBytes {
-		return 0, invalid("--memory %s is more than host %s has (%s)", FormatBytes(l.MemoryBytes), h.Name, FormatBytes(res.MemoryTotalBytes))
+		return caps{}, invalid("--memory %s is more than host %s has (%s)", FormatBytes(l.MemoryBytes), h.Name, FormatBytes(res.MemoryTotalBytes))
 	}
 	if l.CPUs > float64(res.CPUs) {
-		return 0, invalid("--cpus %g is more than host %s has (%d)", l.CPUs, h.Name, res.CPUs)
+		return caps{}, invalid("--cpus %g is more than host %s has (%d)", l.CPUs, h.Name, res.CPUs)
 	}
 	if l.DiskBytes > int64(res.Storage.TotalBytes) {
-		return 0, invalid("--disk %s is more than host %s has (%s)", FormatBytes(l.DiskBytes), h.Name, FormatBytes(int64(res.Storage.TotalBytes)))
+		return caps{}, invalid("--disk %s is more than host %s has (%s)", FormatBytes(l.DiskBytes), h.Name, FormatBytes(int64(res.Storage.TotalBytes)))
 	}
 	// Memory: the limits of the running projects (the agent's live view)
 	// plus this one must fit.
@@ -199,21 +208,21 @@ func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h 
 	committed := res.MemoryCommittedBytes - res.RunningMemory[p.ID]
 	memCap := int64(float64(res.MemoryTotalBytes) * s.MemoryOvercommit)
 	if committed+l.MemoryBytes > memCap {
-		return 0, refused("host %s has no memory headroom: %s of %s is promised to %d running project(s) and this one needs %s; stop a project, ask for less --memory, or use another host",
+		return caps{}, refused("host %s has no memory headroom: %s of %s is promised to %d running project(s) and this one needs %s; stop a project, ask for less --memory, or use another host",
 			h.Name, FormatBytes(committed), FormatBytes(memCap), res.RunningProjects, FormatBytes(l.MemoryBytes))
 	}
 	if !creating {
-		return 0, nil
+		return caps{memory: memCap}, nil
 	}
 	// Disk: quotas are promises of space, so all of them (also of stopped
 	// and deleted-but-not-purged projects, whose data stays) must fit.
 	if !res.Quotas {
 		if l.DiskBytes > int64(res.Storage.FreeBytes) {
-			return 0, refused("host %s has %s free and this project asks for %s", h.Name, FormatBytes(int64(res.Storage.FreeBytes)), FormatBytes(l.DiskBytes))
+			return caps{}, refused("host %s has %s free and this project asks for %s", h.Name, FormatBytes(int64(res.Storage.FreeBytes)), FormatBytes(l.DiskBytes))
 		}
-		return math.MaxInt64, nil
+		return caps{disk: math.MaxInt64, memory: memCap}, nil
 	}
-	return int64(float64(res.Storage.TotalBytes) * s.DiskOvercommit), nil
+	return caps{disk: int64(float64(res.Storage.TotalBytes) * s.DiskOvercommit), memory: memCap}, nil
 }
 
 // noDiskRoom explains a create refused because the host's disk is promised.

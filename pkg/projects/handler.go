@@ -89,13 +89,15 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 		}
 	}
 	start := func() error {
-		if _, err := s.checkHeadroom(ctx, client, host, p, false); err != nil {
+		hc, err := s.checkHeadroom(ctx, client, host, p, false)
+		if err != nil {
 			return err
 		}
 		progress(fmt.Sprintf("starting project %s on %s (image %s, %s memory, %g cpus)", p.ID, host.Name, p.Image, FormatBytes(p.Limits.MemoryBytes), p.Limits.CPUs))
 		st, err := client.StartProject(ctx, p.ID, agentapi.StartProjectRequest{
 			Image: p.Image, IdleTimeoutSeconds: p.IdleTimeoutSeconds,
-			Limits: agentapi.Limits{MemoryBytes: p.Limits.MemoryBytes, CPUs: p.Limits.CPUs, PidsLimit: p.Limits.PidsLimit, DiskBytes: p.Limits.DiskBytes},
+			Limits:         agentapi.Limits{MemoryBytes: p.Limits.MemoryBytes, CPUs: p.Limits.CPUs, PidsLimit: p.Limits.PidsLimit, DiskBytes: p.Limits.DiskBytes},
+			MemoryCapBytes: hc.memory,
 		})
 		if err != nil {
 			return err

@@ -157,6 +157,16 @@ func (ps *prices) diskPrice(diskType, region string) float64 {
 	return round(ps.disk[diskKey{diskType: diskType, region: region}], 6)
 }
 
+// keepDearer records SKU id's price for k, unless another SKU already
+// prices k higher: of two SKUs for the same thing the dearer is kept, so
+// a price is never understated.
+func keepDearer[K comparable](rate map[K]float64, ids map[K]string, k K, id string, price float64) {
+	if prev, dup := ids[k]; dup && prev != id && rate[k] >= price {
+		return
+	}
+	rate[k], ids[k] = price, id
+}
+
 func (ps *prices) get(k priceKey) (float64, bool) {
 	v, ok := ps.rate[k]
 	return v, ok
@@ -251,12 +261,7 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 				return nil, err
 			}
 			for _, r := range regions {
-				k := diskKey{diskType: diskTypeOfSKU[m[1]], region: r}
-				if prev, dup := ps.diskSKUIDs[k]; dup && prev != s.SkuId && ps.disk[k] >= price {
-					continue // keep the dearer, as for machine parts
-				}
-				ps.disk[k] = price
-				ps.diskSKUIDs[k] = s.SkuId
+				keepDearer(ps.disk, ps.diskSKUIDs, diskKey{diskType: diskTypeOfSKU[m[1]], region: r}, s.SkuId, price)
 			}
 			used = append(used, fmt.Sprintf("%s=%.9f", s.SkuId, price))
 			if eff.After(latest) {
@@ -292,15 +297,7 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 		for _, r := range regions {
 			k := key
 			k.region = r
-			if prev, dup := ps.skuIDs[k]; dup && prev != s.SkuId {
-				// Two SKUs for the same part: keep the dearer, so a
-				// price is never understated.
-				if ps.rate[k] >= price {
-					continue
-				}
-			}
-			ps.rate[k] = price
-			ps.skuIDs[k] = s.SkuId
+			keepDearer(ps.rate, ps.skuIDs, k, s.SkuId, price)
 		}
 		used = append(used, fmt.Sprintf("%s=%.9f", s.SkuId, price))
 		machineSKUs++

@@ -303,24 +303,24 @@ func (p *Provider) estimate(ctx context.Context, op string, m machine, spot bool
 			Spec:     spec,
 		},
 	}}}
+	what := m.name()
+	if spot {
+		what += " (preemptible)"
+	}
+	return p.hourlyCost(ctx, op, req, what)
+}
+
+// hourlyCost asks the calculator for req's positive hourly total; any
+// other answer is malformed.
+func (p *Provider) hourlyCost(ctx context.Context, op string, req *billing.EstimateRequest, what string) (float64, error) {
 	var resp *billing.EstimateResponse
 	if err := p.do(ctx, op, func(ctx context.Context) error {
 		var err error
 		resp, err = p.calculator.Estimate(ctx, req)
 		return err
 	}); err != nil {
-		return 0, fmt.Errorf("price of %s: %w", m.name(), err)
+		return 0, fmt.Errorf("price of %s: %w", what, err)
 	}
-	what := m.name()
-	if spot {
-		what += " (preemptible)"
-	}
-	return hourlyCost(resp, what)
-}
-
-// hourlyCost is an estimate's positive hourly total; anything else is a
-// malformed answer.
-func hourlyCost(resp *billing.EstimateResponse, what string) (float64, error) {
 	total := resp.GetHourlyCost().GetGeneral().GetTotal()
 	if total == nil {
 		return 0, malformed("billing calculator: no hourly cost for %s", what)
@@ -345,15 +345,7 @@ func (p *Provider) estimateDisk(ctx context.Context, op string) (float64, error)
 		},
 	}}}
 	what := fmt.Sprintf("a %d GiB %s data disk", size, diskTypeName(p.opts.diskType))
-	var resp *billing.EstimateResponse
-	if err := p.do(ctx, op, func(ctx context.Context) error {
-		var err error
-		resp, err = p.calculator.Estimate(ctx, req)
-		return err
-	}); err != nil {
-		return 0, fmt.Errorf("price of %s: %w", what, err)
-	}
-	hourly, err := hourlyCost(resp, what)
+	hourly, err := p.hourlyCost(ctx, op, req, what)
 	if err != nil {
 		return 0, err
 	}

@@ -155,47 +155,33 @@ func TestCatalogRejectsMalformedPayloads(t *testing.T) {
 		"zero":             {HourlyCost: nebiusfake.Cost("0")},
 		"not a number NaN": {HourlyCost: nebiusfake.Cost("NaN")},
 	}
+	// One bad price — of one machine preset, or of the data disk — and
+	// the catalog is refused as a whole.
 	for name, resp := range priceCases {
-		t.Run("prices/"+name, func(t *testing.T) {
-			srv.SetEstimate(func(req *billing.EstimateRequest) (*billing.EstimateResponse, error) {
-				// Only one preset's price is bad: the catalog must still
-				// be refused as a whole.
-				if req.GetResourceSpec().GetComputeDiskSpec() != nil {
-					return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("0.005")}, nil
+		for _, bad := range []string{"machine", "disk"} {
+			t.Run(bad+" prices/"+name, func(t *testing.T) {
+				srv.SetEstimate(func(req *billing.EstimateRequest) (*billing.EstimateResponse, error) {
+					isDisk := req.GetResourceSpec().GetComputeDiskSpec() != nil
+					badMachine := req.GetResourceSpec().GetComputeInstanceSpec().GetSpec().GetResources().GetPreset() == "1gpu-8vcpu-32gb"
+					switch {
+					case bad == "disk" && isDisk, bad == "machine" && badMachine:
+						return resp, nil
+					case isDisk:
+						return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("0.005")}, nil
+					}
+					return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("1.0")}, nil
+				})
+				defer srv.SetEstimate(nil)
+				rows, err := p.Catalog(ctx)
+				if err == nil || rows != nil {
+					t.Fatalf("got %d rows, error %v; want the payload rejected", len(rows), err)
 				}
-				if req.GetResourceSpec().GetComputeInstanceSpec().GetSpec().GetResources().GetPreset() == "1gpu-8vcpu-32gb" {
-					return resp, nil
+				if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") ||
+					bad == "disk" && !strings.Contains(err.Error(), "data disk") {
+					t.Fatalf("error %v (kind %s)", err, kindOf(err))
 				}
-				return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("1.0")}, nil
 			})
-			defer srv.SetEstimate(nil)
-			rows, err := p.Catalog(ctx)
-			if err == nil || rows != nil {
-				t.Fatalf("got %d rows, error %v; want the payload rejected", len(rows), err)
-			}
-			if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") {
-				t.Fatalf("error %v (kind %s)", err, kindOf(err))
-			}
-		})
-	}
-	// A malformed disk estimate is refused like a machine's.
-	for name, resp := range priceCases {
-		t.Run("disk prices/"+name, func(t *testing.T) {
-			srv.SetEstimate(func(req *billing.EstimateRequest) (*billing.EstimateResponse, error) {
-				if req.GetResourceSpec().GetComputeDiskSpec() != nil {
-					return resp, nil
-				}
-				return &billing.EstimateResponse{HourlyCost: nebiusfake.Cost("1.0")}, nil
-			})
-			defer srv.SetEstimate(nil)
-			rows, err := p.Catalog(ctx)
-			if err == nil || rows != nil {
-				t.Fatalf("got %d rows, error %v; want the payload rejected", len(rows), err)
-			}
-			if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") || !strings.Contains(err.Error(), "data disk") {
-				t.Fatalf("error %v (kind %s) should reject the disk estimate", err, kindOf(err))
-			}
-		})
+		}
 	}
 	// A calculator outage is not a malformed payload: transient, and
 	// still no partial catalog. (Every call fails: a request the last
