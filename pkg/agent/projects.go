@@ -102,7 +102,7 @@ type runtime struct {
 	startMu sync.Mutex
 	mu      sync.Mutex
 	locks   map[string]*sync.Mutex
-	act   map[string]*activity
+	act     map[string]*activity
 	// hostActive is when some project was last active, for the host's
 	// own idle stop.
 	hostActive time.Time
