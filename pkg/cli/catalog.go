@@ -134,7 +134,8 @@ func runCatalog(ctx context.Context, f *Factory, o *CatalogOptions) error {
 	for _, w := range res.Warnings {
 		fmt.Fprintln(f.IO.ErrOut, "warning: "+w)
 	}
-	t := newTable(f.IO.Out, "CLOUD", "REGION", "ZONE", "TYPE", "VCPUS", "RAM GIB", "GPU", "$/HOUR", "SPOT $/HOUR", "CAPACITY", "PRICES")
+	disk := svc.CatalogCache().Disk
+	t := newTable(f.IO.Out, "CLOUD", "REGION", "ZONE", "TYPE", "VCPUS", "RAM GIB", "GPU", "$/HOUR", "SPOT $/HOUR", "DISK $/GB-MO", "CAPACITY", "PRICES")
 	for _, e := range res.Entries {
 		gpu := "-"
 		if e.GPUCount > 0 {
@@ -152,7 +153,7 @@ func runCatalog(ctx context.Context, f *Factory, o *CatalogOptions) error {
 			capacity = "no"
 		}
 		t.row(e.Provider, e.Region, orDash(e.Zone), e.InstanceType, fmt.Sprint(e.VCPUs), fmt.Sprintf("%g", e.MemoryGiB),
-			gpu, fmt.Sprintf("%.4f", e.HourlyPrice), spot, capacity, orDash(e.PricingSource))
+			gpu, fmt.Sprintf("%.4f", e.HourlyPrice), spot, fmt.Sprintf("%.4f", disk.ForEntry(e).PerGBMonth), capacity, orDash(e.PricingSource))
 	}
 	if err := t.flush(); err != nil {
 		return err
