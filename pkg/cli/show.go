@@ -84,6 +84,9 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 		kv("disk", fmt.Sprintf("%d GB", h.Spec.DiskGB))
 	}
 	kv("price", fmt.Sprintf("$%.4f/hour at launch", h.HourlyPrice))
+	if h.Spec.DiskPricePerGBMonth > 0 {
+		kv("disk price", fmt.Sprintf("$%.4f/GB-month at launch (%s)", h.Spec.DiskPricePerGBMonth, orDash(h.Spec.DiskPriceSource)))
+	}
 	if h.Runtime.InstanceID != "" {
 		kv("instance", h.Runtime.InstanceID)
 	}
