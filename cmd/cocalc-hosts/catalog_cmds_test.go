@@ -148,3 +148,18 @@ func cmdLambdaRequests(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s: %d requests, want %d", args[0], got, want)
 	}
 }
+
+// cmdLambdaCapacity sets where the fake has capacity for an instance type
+// (no regions: sold out): lambdacapacity TYPE [REGION...]
+func cmdLambdaCapacity(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: lambdacapacity TYPE [REGION...]")
+	}
+	lambdaMu.Lock()
+	f := lambdaFakes[ts]
+	lambdaMu.Unlock()
+	if f == nil {
+		ts.Fatalf("lambdacapacity: run lambdafake first")
+	}
+	f.SetCapacity(args[0], args[1:]...)
+}
