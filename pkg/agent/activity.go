@@ -196,6 +196,9 @@ func (r *runtime) loop(ctx context.Context, cfg Config, selfStop chan<- struct{}
 	t := time.NewTicker(check)
 	defer t.Stop()
 	var lastSnap time.Time
+	// idleStopped: the projects were stopped for the host's idle policy,
+	// and the control plane is to stop the host.
+	idleStopped := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -214,7 +217,19 @@ func (r *runtime) loop(ctx context.Context, cfg Config, selfStop chan<- struct{}
 		if err := r.saveState(); err != nil {
 			r.log.Error("save agent state", "err", err)
 		}
-		if hostIdle {
+		switch {
+		case !hostIdle:
+			idleStopped = false
+		case cfg.SelfStopCommand == "" && !cfg.StopProjectsOnExit && cfg.IdleStopByControlPlane:
+			if !idleStopped {
+				r.log.Info("host idle past its policy: stopping projects; the control plane stops the host", "stop_after_seconds", r.idle.StopAfterSeconds)
+				err := r.StopAll(ctx, "host idle")
+				if err != nil {
+					r.log.Error("stop projects for host idle stop (tried again next check)", "err", err)
+				}
+				idleStopped = err == nil
+			}
+		default:
 			r.log.Info("host idle past its policy: stopping projects and the host", "stop_after_seconds", r.idle.StopAfterSeconds)
 			close(selfStop)
 			return

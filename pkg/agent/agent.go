@@ -64,6 +64,12 @@ type Config struct {
 	// idle policy stops it, e.g. "systemctl poweroff" on a VM (split on
 	// spaces, no shell); empty means the agent exits.
 	SelfStopCommand string `json:"self_stop_command,omitempty"`
+	// IdleStopByControlPlane: the control plane stops this host through
+	// its cloud's API once it has been idle past its policy (on clouds
+	// where powering off does not end billing, such as Hyperstack, whose
+	// stop is a hibernate). The agent keeps and reports the policy, and
+	// stops the projects when it is reached.
+	IdleStopByControlPlane bool `json:"idle_stop_by_control_plane,omitempty"`
 }
 
 // maxSocketPath is the longest path a unix socket address can hold

@@ -198,24 +198,36 @@ func (s *server) handleResources(r *http.Request) (any, error) {
 }
 
 func (s *server) handleIdle(r *http.Request) (any, error) {
-	return s.proj.Idle(), nil
+	return s.withStopper(s.proj.Idle()), nil
+}
+
+// withStopper says in p who stops this host when it is idle.
+func (s *server) withStopper(p agentapi.IdlePolicy) agentapi.IdlePolicy {
+	switch {
+	case s.cfg.SelfStopCommand != "" || s.cfg.StopProjectsOnExit:
+		p.StoppedBy = agentapi.IdleStopByHost
+	case s.cfg.IdleStopByControlPlane:
+		p.StoppedBy = agentapi.IdleStopByControlPlane
+	}
+	return p
 }
 
 func (s *server) handleSetIdle(r *http.Request, req agentapi.IdlePolicy) (any, error) {
 	// A host stops itself by running its self-stop command, or, for a
-	// local host, by the agent exiting (its projects stopped with it). An
-	// adopted machine, or a cloud where a plain power-off is still billed,
-	// has neither: its agent would only exit and be restarted, forever.
-	if req.StopAfterSeconds > 0 && s.cfg.SelfStopCommand == "" && !s.cfg.StopProjectsOnExit {
+	// local host, by the agent exiting (its projects stopped with it), or
+	// is stopped by the control plane through its cloud's API. An adopted
+	// machine, or a cloud that cannot stop VMs, has none of these: its
+	// agent would only exit and be restarted, forever.
+	if req.StopAfterSeconds > 0 && s.cfg.SelfStopCommand == "" && !s.cfg.StopProjectsOnExit && !s.cfg.IdleStopByControlPlane {
 		return nil, perr(agentapi.CodeUnsupported,
-			"this host cannot stop itself (an adopted machine, or a cloud where powering off does not end billing); idle projects are still stopped after their --idle-timeout")
+			"this host cannot be stopped when idle (an adopted machine, or a cloud that cannot stop VMs); idle projects are still stopped after their --idle-timeout")
 	}
 	p, err := s.proj.SetIdle(req)
 	if err != nil {
 		return nil, err
 	}
 	s.log.Info("host idle policy set", "stop_after_seconds", p.StopAfterSeconds)
-	return p, nil
+	return s.withStopper(p), nil
 }
 
 func (s *server) handleImage(r *http.Request) (any, error) {

@@ -707,7 +707,7 @@ func TestDirectoryPool(t *testing.T) {
 func TestIdlePolicyRefusedWhenHostCannotStop(t *testing.T) {
 	h := newHost(t, func(c *Config) { c.StopProjectsOnExit, c.SelfStopCommand = false, "" })
 	_, err := h.client.SetIdle(tctx(t), agentapi.IdlePolicy{StopAfterSeconds: 60})
-	if err == nil || !strings.Contains(err.Error(), "cannot stop itself") {
+	if err == nil || !strings.Contains(err.Error(), "cannot be stopped when idle") {
 		t.Fatalf("SetIdle on a host that cannot stop: %v", err)
 	}
 	if p, err := h.client.SetIdle(tctx(t), agentapi.IdlePolicy{StopAfterSeconds: 0}); err != nil || p.StopAfterSeconds != 0 {

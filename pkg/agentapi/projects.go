@@ -207,7 +207,20 @@ type IdlePolicy struct {
 	// and when the host will stop if nothing happens.
 	LastActivity *time.Time `json:"last_activity,omitempty"`
 	StopsAt      *time.Time `json:"stops_at,omitempty"`
+	// StoppedBy (read only) says who stops the host when the policy is
+	// reached: IdleStopByHost or IdleStopByControlPlane.
+	StoppedBy string `json:"stopped_by,omitempty"`
 }
+
+// Who stops an idle host.
+const (
+	// IdleStopByHost: the host stops itself (a VM powers itself off; a
+	// local host's agent exits).
+	IdleStopByHost = "host"
+	// IdleStopByControlPlane: the agent stops the projects and the
+	// control plane's worker stops the host through the cloud's API.
+	IdleStopByControlPlane = "control_plane"
+)
 
 // ImageInfo says whether an image is on the host.
 type ImageInfo struct {

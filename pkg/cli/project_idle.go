@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,7 +27,10 @@ func newIdleStopCmd(f *Factory) *cobra.Command {
 		Long: `Make HOST stop itself (its projects first) once no project on it has been
 active for DURATION, so an idle GPU host stops costing money. Activity is CPU
 use or an open exec/shell session. The host's agent keeps the policy and acts
-on it even when the control plane is away. Without flags, show the policy.
+on it even when the control plane is away. On clouds where a powered-off VM
+is still billed (Hyperstack, whose stop is a hibernate) the agent stops the
+projects and a running ` + "`cocalc-hosts worker`" + ` stops the host through the
+cloud's API. Without flags, show the policy.
 Only the host's owner or an admin may change it; the host must be running.`,
 		Example: `  cocalc-hosts idle-stop gpu1 --after 30m
   cocalc-hosts idle-stop gpu1 --off`,
@@ -79,6 +83,10 @@ func runIdleStop(ctx context.Context, f *Factory, o *IdleStopOptions, set bool) 
 		return nil
 	}
 	msg := fmt.Sprintf("%s: stops itself after %s without project activity", h.Name, time.Duration(p.StopAfterSeconds)*time.Second)
+	if p.StoppedBy == agentapi.IdleStopByControlPlane {
+		msg = fmt.Sprintf("%s: stops after %s without project activity (its projects are stopped, then `cocalc-hosts worker` stops the host through %s's API)",
+			h.Name, time.Duration(p.StopAfterSeconds)*time.Second, h.Provider)
+	}
 	if p.StopsAt != nil {
 		msg += fmt.Sprintf(" (next at %s if nothing happens)", p.StopsAt.Local().Format("15:04:05"))
 	}

@@ -143,7 +143,8 @@ func reconcileLoop(ctx context.Context, f *Factory, every time.Duration) {
 }
 
 // projectSyncLoop records what the hosts report about their projects, so
-// that a project its host stopped for being idle shows as stopped.
+// that a project its host stopped for being idle shows as stopped, and
+// stops the hosts the control plane stops when idle.
 func projectSyncLoop(ctx context.Context, f *Factory, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -160,6 +161,7 @@ func projectSyncLoop(ctx context.Context, f *Factory, every time.Duration) {
 					continue
 				}
 			}
+			idleStopOnce(ctx, f)
 			rep, err := ps.SyncAll(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
@@ -179,6 +181,31 @@ func projectSyncLoop(ctx context.Context, f *Factory, every time.Duration) {
 			for _, h := range rep.Unreachable {
 				fmt.Fprintf(f.IO.ErrOut, "project sync: host %s not reached, nothing changed: %s\n", h.Name, h.Error)
 			}
+		}
+	}
+}
+
+// idleStopOnce stops the hosts idle past their policy that the control
+// plane stops (see hosts.StopIdleHosts); the worker's queue then runs
+// the stops.
+func idleStopOnce(ctx context.Context, f *Factory) {
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "idle stop: %v\n", err)
+		return
+	}
+	stops, err := svc.StopIdleHosts(ctx)
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(f.IO.ErrOut, "idle stop: %v\n", err)
+	}
+	for _, st := range stops {
+		switch {
+		case f.jsonOutput():
+			printJSONLine(f.IO.ErrOut, map[string]any{"idle_stop": st})
+		case st.Error != "":
+			fmt.Fprintf(f.IO.ErrOut, "idle stop: host %s: %s\n", st.Name, st.Error)
+		default:
+			fmt.Fprintf(f.IO.ErrOut, "idle stop: host %s has been idle past its policy: stopping it (job %s)\n", st.Name, shortID(st.Job))
 		}
 	}
 }

@@ -422,12 +422,13 @@ func (b *Bootstrapper) agentConfig(ctx context.Context, h model.Host) (agent.Con
 		IdleCheckInterval: b.IdleCheckInterval,
 		SnapshotInterval:  b.SnapshotInterval,
 	}
-	off, err := b.mayPowerOff(ctx, h)
-	if err != nil {
+	switch how, err := b.idleStop(ctx, h); {
+	case err != nil:
 		return cfg, err
-	}
-	if off {
+	case how == provider.StopReal:
 		cfg.SelfStopCommand = SelfStopCommand
+	case how == provider.StopHibernate:
+		cfg.IdleStopByControlPlane = true
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("agent config for host %s: %w", h.Name, err)
@@ -435,24 +436,17 @@ func (b *Bootstrapper) agentConfig(ctx context.Context, h model.Host) (agent.Con
 	return cfg, nil
 }
 
-// mayPowerOff says whether h's machine is a cloud VM of ours that stops
-// billing when it powers itself off. An adopted machine (provider ssh) is
-// the user's and is never powered off; neither is a VM whose provider
-// cannot stop it (a powered-off VM there is still billed) or hibernates
-// it (a plain shutdown is billed in full).
-func (b *Bootstrapper) mayPowerOff(ctx context.Context, h model.Host) (bool, error) {
-	if b.Provider == nil || h.Spec.Address != "" {
-		return false, nil
+// idleStop says how h stops when idle past its policy (see
+// hosts.IdleStopKind).
+func (b *Bootstrapper) idleStop(ctx context.Context, h model.Host) (provider.StopKind, error) {
+	if b.Provider == nil {
+		return provider.StopNone, nil
 	}
 	p, err := b.Provider(ctx, h.Provider)
 	if err != nil {
-		return false, fmt.Errorf("provider %s of host %s: %w", h.Provider, h.Name, err)
+		return provider.StopNone, fmt.Errorf("provider %s of host %s: %w", h.Provider, h.Name, err)
 	}
-	if a, ok := p.(hosts.Adopter); ok && a.AdoptsMachines() {
-		return false, nil
-	}
-	c := p.Capabilities()
-	return c.Bootstrap && !c.Simulated && c.Stop == provider.StopReal, nil
+	return hosts.IdleStopKind(p, h), nil
 }
 
 // files are what the host gets besides the binary, and the id of this

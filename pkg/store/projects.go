@@ -42,6 +42,9 @@ type ProjectStore interface {
 	SetIdlePolicy(ctx context.Context, hostID string, stopAfterSeconds int64, at time.Time) error
 	// GetIdlePolicy returns a host's idle stop; 0 when none was set.
 	GetIdlePolicy(ctx context.Context, hostID string) (int64, error)
+	// ListIdlePolicies returns the hosts with an idle stop set, as host id
+	// → seconds.
+	ListIdlePolicies(ctx context.Context) (map[string]int64, error)
 }
 
 // ProjectFilter selects projects. Zero values select every live project.
@@ -245,4 +248,22 @@ func (s *SQLStore) GetIdlePolicy(ctx context.Context, hostID string) (int64, err
 		return 0, nil
 	}
 	return v, s.err("get idle policy", err)
+}
+
+func (s *SQLStore) ListIdlePolicies(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT host_id, stop_after_s FROM host_idle_policies WHERE stop_after_s > 0`)
+	if err != nil {
+		return nil, s.err("list idle policies", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			return nil, s.err("list idle policies", err)
+		}
+		out[id] = v
+	}
+	return out, s.err("list idle policies", rows.Err())
 }

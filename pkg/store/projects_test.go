@@ -198,5 +198,15 @@ func TestSharedHostsAdminsAndIdlePolicy(t *testing.T) {
 		if v, err := s.GetIdlePolicy(ctx, h.ID); err != nil || v != 600 {
 			t.Fatalf("idle policy = %d, %v", v, err)
 		}
+		if m, err := s.ListIdlePolicies(ctx); err != nil || len(m) != 1 || m[h.ID] != 600 {
+			t.Fatalf("idle policies = %v, %v", m, err)
+		}
+		// Turned off, a policy is no longer listed.
+		if err := s.SetIdlePolicy(ctx, h.ID, 0, t0); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := s.ListIdlePolicies(ctx); err != nil || len(m) != 0 {
+			t.Fatalf("idle policies after --off = %v, %v", m, err)
+		}
 	})
 }
