@@ -269,9 +269,13 @@ func (s *server) handleBuild(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, perr(agentapi.CodeInvalid, "%v", err))
 		return
 	}
-	if _, err := podman.Bootstrapper(); err != nil {
-		s.writeErr(w, r, perr(agentapi.CodeUnsupported, "%v", err))
-		return
+	// An air-gapped host builds from a root filesystem put in its image
+	// cache, without a bootstrap tool.
+	if req.Rebuild || !podman.IsCached(s.cfg.ImageCacheDir, spec) {
+		if _, err := podman.Bootstrapper(); err != nil {
+			s.writeErr(w, r, perr(agentapi.CodeUnsupported, "%v", err))
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

@@ -170,7 +170,7 @@ func CachedRootfs(ctx context.Context, cacheDir string, s BuildSpec, rebuild boo
 	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
 		return "", false, fmt.Errorf("image cache: %w", err)
 	}
-	path = filepath.Join(cacheDir, "rootfs-"+s.Key()+".tar")
+	path = cachedPath(cacheDir, s)
 	unlock, err := lockFile(ctx, path+".lock")
 	if err != nil {
 		return "", false, err
@@ -186,6 +186,17 @@ func CachedRootfs(ctx context.Context, cacheDir string, s BuildSpec, rebuild boo
 		return "", false, err
 	}
 	return path, false, nil
+}
+
+func cachedPath(cacheDir string, s BuildSpec) string {
+	return filepath.Join(cacheDir, "rootfs-"+s.Key()+".tar")
+}
+
+// IsCached reports whether cacheDir holds the root filesystem of s (a
+// normalized spec), so that building it needs no bootstrap tool.
+func IsCached(cacheDir string, s BuildSpec) bool {
+	st, err := os.Stat(cachedPath(cacheDir, s))
+	return err == nil && st.Size() > 0
 }
 
 func lockFile(ctx context.Context, path string) (func(), error) {
