@@ -136,12 +136,7 @@ func cmdLambdaRequests(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: lambdareqs 'METHOD /path' N")
 	}
-	lambdaMu.Lock()
-	f := lambdaFakes[ts]
-	lambdaMu.Unlock()
-	if f == nil {
-		ts.Fatalf("lambdareqs: run lambdafake first")
-	}
+	f := lambdaFakeOf(ts, "lambdareqs")
 	want, err := strconv.Atoi(args[1])
 	ts.Check(err)
 	if got := f.Requests(args[0]); got != want {
@@ -155,11 +150,17 @@ func cmdLambdaCapacity(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 1 {
 		ts.Fatalf("usage: lambdacapacity TYPE [REGION...]")
 	}
+	lambdaFakeOf(ts, "lambdacapacity").SetCapacity(args[0], args[1:]...)
+}
+
+// lambdaFakeOf is the script's Lambda fake; cmd names the command that
+// needs it.
+func lambdaFakeOf(ts *testscript.TestScript, cmd string) *lambdafake.Fake {
 	lambdaMu.Lock()
 	f := lambdaFakes[ts]
 	lambdaMu.Unlock()
 	if f == nil {
-		ts.Fatalf("lambdacapacity: run lambdafake first")
+		ts.Fatalf("%s: run lambdafake first", cmd)
 	}
-	f.SetCapacity(args[0], args[1:]...)
+	return f
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -251,27 +252,11 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 		default:
 			continue // commitments and the like
 		}
-		if m := skuDiskRE.FindStringSubmatch(s.Description); m != nil && !spot {
-			price, eff, err := diskUnitPrice(s)
-			if err != nil {
-				return nil, err
-			}
-			regions, err := skuRegions(s)
-			if err != nil {
-				return nil, err
-			}
-			for _, r := range regions {
-				keepDearer(ps.disk, ps.diskSKUIDs, diskKey{diskType: diskTypeOfSKU[m[1]], region: r}, s.SkuId, price)
-			}
-			used = append(used, fmt.Sprintf("%s=%.9f", s.SkuId, price))
-			if eff.After(latest) {
-				latest = eff
-			}
-			continue
-		}
 		var key priceKey
-		var wantUnit string
-		if m := skuCoreRamRE.FindStringSubmatch(s.Description); m != nil {
+		var diskType, wantUnit string
+		if m := skuDiskRE.FindStringSubmatch(s.Description); m != nil && !spot {
+			diskType = diskTypeOfSKU[m[1]]
+		} else if m := skuCoreRamRE.FindStringSubmatch(s.Description); m != nil {
 			key = priceKey{family: strings.ToLower(m[1]), part: strings.ToLower(m[2]), spot: spot}
 			if key.part == "ram" {
 				wantUnit = "GiBy.h"
@@ -286,7 +271,14 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 		} else {
 			continue
 		}
-		price, eff, err := unitPrice(s, wantUnit)
+		var price float64
+		var eff time.Time
+		var err error
+		if diskType != "" {
+			price, eff, err = diskUnitPrice(s)
+		} else {
+			price, _, eff, err = unitPrice(s, wantUnit)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -295,12 +287,18 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 			return nil, err
 		}
 		for _, r := range regions {
+			if diskType != "" {
+				keepDearer(ps.disk, ps.diskSKUIDs, diskKey{diskType: diskType, region: r}, s.SkuId, price)
+				continue
+			}
 			k := key
 			k.region = r
 			keepDearer(ps.rate, ps.skuIDs, k, s.SkuId, price)
 		}
 		used = append(used, fmt.Sprintf("%s=%.9f", s.SkuId, price))
-		machineSKUs++
+		if diskType == "" {
+			machineSKUs++
+		}
 		if eff.After(latest) {
 			latest = eff
 		}
@@ -333,63 +331,39 @@ func skuRegions(s *cloudbilling.Sku) ([]string, error) {
 // lists disk capacity per "GiBy.mo"; a per-GiB-hour listing is converted
 // with hoursPerMonth in case a SKU is ever published that way.
 func diskUnitPrice(s *cloudbilling.Sku) (float64, time.Time, error) {
-	unit := "GiBy.mo"
-	if pe := latestPricing(s); pe != nil && pe.PricingExpression != nil && pe.PricingExpression.UsageUnit == "GiBy.h" {
-		unit = "GiBy.h"
-	}
-	price, eff, err := unitPrice(s, unit)
-	if err != nil {
-		return 0, time.Time{}, err
-	}
+	price, unit, eff, err := unitPrice(s, "GiBy.mo", "GiBy.h")
 	if unit == "GiBy.h" {
 		price *= hoursPerMonth
 	}
-	return price, eff, nil
-}
-
-// latestPricing is a SKU's most recent pricingInfo, ignoring entries
-// whose time does not parse (unitPrice reports those).
-func latestPricing(s *cloudbilling.Sku) *cloudbilling.PricingInfo {
-	var info *cloudbilling.PricingInfo
-	var eff time.Time
-	for _, pi := range s.PricingInfo {
-		if pi == nil {
-			continue
-		}
-		t, _ := time.Parse(time.RFC3339Nano, pi.EffectiveTime)
-		if info == nil || t.After(eff) {
-			info, eff = pi, t
-		}
-	}
-	return info
+	return price, eff, err
 }
 
 // unitPrice is the USD price per unit of a SKU: units + nanos/1e9 of the
 // last tier (the rate once any free tier is used up) of its most recent
 // pricing.
-func unitPrice(s *cloudbilling.Sku, wantUnit string) (float64, time.Time, error) {
+func unitPrice(s *cloudbilling.Sku, wantUnits ...string) (price float64, unit string, eff time.Time, err error) {
 	if len(s.PricingInfo) == 0 {
-		return 0, time.Time{}, malformed("SKU %s (%s) has no pricingInfo", s.SkuId, s.Description)
+		return 0, "", time.Time{}, malformed("SKU %s (%s) has no pricingInfo", s.SkuId, s.Description)
 	}
 	var info *cloudbilling.PricingInfo
-	var eff time.Time
 	for _, pi := range s.PricingInfo {
 		if pi == nil {
 			continue
 		}
 		t, err := time.Parse(time.RFC3339Nano, pi.EffectiveTime)
 		if pi.EffectiveTime != "" && err != nil {
-			return 0, time.Time{}, malformed("SKU %s has effectiveTime %q, not an RFC 3339 time", s.SkuId, pi.EffectiveTime)
+			return 0, "", time.Time{}, malformed("SKU %s has effectiveTime %q, not an RFC 3339 time", s.SkuId, pi.EffectiveTime)
 		}
 		if info == nil || t.After(eff) {
 			info, eff = pi, t
 		}
 	}
 	if info == nil || info.PricingExpression == nil || len(info.PricingExpression.TieredRates) == 0 {
-		return 0, time.Time{}, malformed("SKU %s (%s) has no tiered rates", s.SkuId, s.Description)
+		return 0, "", time.Time{}, malformed("SKU %s (%s) has no tiered rates", s.SkuId, s.Description)
 	}
-	if u := info.PricingExpression.UsageUnit; u != wantUnit {
-		return 0, time.Time{}, malformed("SKU %s (%s) is priced per %q, want %q", s.SkuId, s.Description, u, wantUnit)
+	unit = info.PricingExpression.UsageUnit
+	if !slices.Contains(wantUnits, unit) {
+		return 0, "", time.Time{}, malformed("SKU %s (%s) is priced per %q, want \"%s\"", s.SkuId, s.Description, unit, strings.Join(wantUnits, `" or "`))
 	}
 	var tier *cloudbilling.TierRate
 	for _, tr := range info.PricingExpression.TieredRates {
@@ -398,20 +372,20 @@ func unitPrice(s *cloudbilling.Sku, wantUnit string) (float64, time.Time, error)
 		}
 	}
 	if tier == nil {
-		return 0, time.Time{}, malformed("SKU %s (%s) has a tier without unitPrice", s.SkuId, s.Description)
+		return 0, "", time.Time{}, malformed("SKU %s (%s) has a tier without unitPrice", s.SkuId, s.Description)
 	}
 	m := tier.UnitPrice
 	if m.CurrencyCode != "" && m.CurrencyCode != "USD" {
-		return 0, time.Time{}, malformed("SKU %s is priced in %s, want USD", s.SkuId, m.CurrencyCode)
+		return 0, "", time.Time{}, malformed("SKU %s is priced in %s, want USD", s.SkuId, m.CurrencyCode)
 	}
 	if m.Nanos <= -1e9 || m.Nanos >= 1e9 {
-		return 0, time.Time{}, malformed("SKU %s has nanos %d outside ±999999999", s.SkuId, m.Nanos)
+		return 0, "", time.Time{}, malformed("SKU %s has nanos %d outside ±999999999", s.SkuId, m.Nanos)
 	}
-	price := float64(m.Units) + float64(m.Nanos)/1e9
+	price = float64(m.Units) + float64(m.Nanos)/1e9
 	if price < 0 || math.IsNaN(price) {
-		return 0, time.Time{}, malformed("SKU %s has a negative price %v", s.SkuId, price)
+		return 0, "", time.Time{}, malformed("SKU %s has a negative price %v", s.SkuId, price)
 	}
-	return price, eff, nil
+	return price, unit, eff, nil
 }
 
 // machineTypes and acceleratorTypes per zone.
