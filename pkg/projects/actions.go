@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -631,6 +632,9 @@ func (s *Service) List(ctx context.Context, c Caller, r ListRequest) ([]model.Pr
 // refresh asks each running host once about its projects. A host whose
 // agent cannot be reached changes nothing: a failed call says nothing
 // about its projects.
+// maxHostsAskedAtOnce bounds the agents one refresh asks concurrently.
+const maxHostsAskedAtOnce = 8
+
 func (s *Service) refresh(ctx context.Context, ps []model.Project) ([]model.Project, SyncReport) {
 	rep := SyncReport{Unreachable: []HostError{}, Updated: []string{}}
 	byHost := map[string][]int{}
@@ -644,24 +648,49 @@ func (s *Service) refresh(ctx context.Context, ps []model.Project) ([]model.Proj
 		hostIDs = append(hostIDs, id)
 	}
 	sort.Strings(hostIDs)
-	for _, hid := range hostIDs {
+	// The hosts are asked at once (a few at a time), so one slow agent
+	// does not hold up the others; the answers are applied in order.
+	type answer struct {
+		h   model.Host
+		sts []agentapi.ProjectStatus
+		err error
+	}
+	answers := make([]*answer, len(hostIDs))
+	sem := make(chan struct{}, maxHostsAskedAtOnce)
+	var wg sync.WaitGroup
+	for k, hid := range hostIDs {
 		h, err := s.Store.GetHost(ctx, hid)
 		if err != nil || h.Status != model.StatusRunning {
 			continue
 		}
-		rep.Hosts++
-		client, err := s.client(ctx, h)
-		if err != nil {
-			rep.Unreachable = append(rep.Unreachable, HostError{Host: h.ID, Name: h.Name, Error: err.Error()})
+		a := &answer{h: h}
+		answers[k] = a
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			client, err := s.client(ctx, a.h)
+			if err == nil {
+				a.sts, err = client.Projects(ctx)
+			}
+			a.err = err
+		}()
+	}
+	wg.Wait()
+	for k, hid := range hostIDs {
+		a := answers[k]
+		if a == nil {
 			continue
 		}
-		sts, err := client.Projects(ctx)
-		if err != nil {
-			rep.Unreachable = append(rep.Unreachable, HostError{Host: h.ID, Name: h.Name, Error: err.Error()})
+		h := a.h
+		rep.Hosts++
+		if a.err != nil {
+			rep.Unreachable = append(rep.Unreachable, HostError{Host: h.ID, Name: h.Name, Error: a.err.Error()})
 			continue
 		}
 		byID := map[string]agentapi.ProjectStatus{}
-		for _, st := range sts {
+		for _, st := range a.sts {
 			byID[st.ID] = st
 		}
 		for _, i := range byHost[hid] {
