@@ -10,11 +10,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -525,6 +528,47 @@ func TestAgentSource(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(tb.Path); string(got) != "#!/bin/sh\necho from tarball\n" {
 		t.Fatalf("extracted %q", got)
+	}
+
+	// Over https, as from a release page: the archive is downloaded once
+	// and verified; a missing artifact is bad configuration, a server
+	// error is worth retrying.
+	archive, _ := os.ReadFile(arch)
+	var downloads atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/cocalc-hosts_linux_arm64.tar.gz":
+			downloads.Add(1)
+			w.Write(archive) //nolint:errcheck
+		case "/v1/cocalc-hosts_linux_riscv64.tar.gz":
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	web := &sshboot.AgentSource{SelfPlatform: "linux/amd64", CacheDir: filepath.Join(dir, "cache3"), HTTP: srv.Client(),
+		ReleaseURL: srv.URL + "/v1/cocalc-hosts_{os}_{arch}.tar.gz",
+		SHA256: map[string]string{"linux/arm64": asum,
+			// (other sums: the cache is keyed by the artifact's sum)
+			"linux/riscv64": strings.Repeat("1", 64), "darwin/arm64": strings.Repeat("2", 64)}}
+	for range 2 {
+		wb, err := web.For(context.Background(), "linux/arm64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(wb.Path); string(got) != "#!/bin/sh\necho from tarball\n" {
+			t.Fatalf("downloaded agent %q", got)
+		}
+	}
+	if n := downloads.Load(); n != 1 {
+		t.Fatalf("%d downloads, want 1 (then the verified cache)", n)
+	}
+	if _, err := web.For(context.Background(), "darwin/arm64"); provider.KindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("missing artifact: %v (kind %s)", err, provider.KindOf(err))
+	}
+	if _, err := web.For(context.Background(), "linux/riscv64"); provider.KindOf(err) != provider.KindTransient || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("server error: %v (kind %s)", err, provider.KindOf(err))
 	}
 }
 
