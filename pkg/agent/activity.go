@@ -220,7 +220,7 @@ func (r *runtime) loop(ctx context.Context, cfg Config, selfStop chan<- struct{}
 		switch {
 		case !hostIdle:
 			idleStopped = false
-		case cfg.SelfStopCommand == "" && !cfg.StopProjectsOnExit && cfg.IdleStopByControlPlane:
+		case cfg.idleStopper() == agentapi.IdleStopByControlPlane:
 			if !idleStopped {
 				r.log.Info("host idle past its policy: stopping projects; the control plane stops the host", "stop_after_seconds", r.idle.StopAfterSeconds)
 				err := r.StopAll(ctx, "host idle")
@@ -229,7 +229,7 @@ func (r *runtime) loop(ctx context.Context, cfg Config, selfStop chan<- struct{}
 				}
 				idleStopped = err == nil
 			}
-		default:
+		case cfg.idleStopper() == agentapi.IdleStopByHost:
 			r.log.Info("host idle past its policy: stopping projects and the host", "stop_after_seconds", r.idle.StopAfterSeconds)
 			close(selfStop)
 			return

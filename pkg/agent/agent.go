@@ -72,6 +72,19 @@ type Config struct {
 	IdleStopByControlPlane bool `json:"idle_stop_by_control_plane,omitempty"`
 }
 
+// idleStopper says who stops this host once it is idle past its policy
+// (agentapi.IdleStopByHost or IdleStopByControlPlane), or "" when nobody
+// can: an adopted machine, or a cloud that cannot stop VMs.
+func (c Config) idleStopper() string {
+	switch {
+	case c.SelfStopCommand != "" || c.StopProjectsOnExit:
+		return agentapi.IdleStopByHost
+	case c.IdleStopByControlPlane:
+		return agentapi.IdleStopByControlPlane
+	}
+	return ""
+}
+
 // maxSocketPath is the longest path a unix socket address can hold
 // (sun_path is 108 bytes including the terminating NUL).
 const maxSocketPath = 107

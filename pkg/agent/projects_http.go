@@ -203,22 +203,14 @@ func (s *server) handleIdle(r *http.Request) (any, error) {
 
 // withStopper says in p who stops this host when it is idle.
 func (s *server) withStopper(p agentapi.IdlePolicy) agentapi.IdlePolicy {
-	switch {
-	case s.cfg.SelfStopCommand != "" || s.cfg.StopProjectsOnExit:
-		p.StoppedBy = agentapi.IdleStopByHost
-	case s.cfg.IdleStopByControlPlane:
-		p.StoppedBy = agentapi.IdleStopByControlPlane
-	}
+	p.StoppedBy = s.cfg.idleStopper()
 	return p
 }
 
 func (s *server) handleSetIdle(r *http.Request, req agentapi.IdlePolicy) (any, error) {
-	// A host stops itself by running its self-stop command, or, for a
-	// local host, by the agent exiting (its projects stopped with it), or
-	// is stopped by the control plane through its cloud's API. An adopted
-	// machine, or a cloud that cannot stop VMs, has none of these: its
-	// agent would only exit and be restarted, forever.
-	if req.StopAfterSeconds > 0 && s.cfg.SelfStopCommand == "" && !s.cfg.StopProjectsOnExit && !s.cfg.IdleStopByControlPlane {
+	// Without a way to stop the host the agent would only exit and be
+	// restarted, forever.
+	if req.StopAfterSeconds > 0 && s.cfg.idleStopper() == "" {
 		return nil, perr(agentapi.CodeUnsupported,
 			"this host cannot be stopped when idle (an adopted machine, or a cloud that cannot stop VMs); idle projects are still stopped after their --idle-timeout")
 	}
