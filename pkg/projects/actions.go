@@ -629,12 +629,12 @@ func (s *Service) List(ctx context.Context, c Caller, r ListRequest) ([]model.Pr
 	return ps, nil
 }
 
-// refresh asks each running host once about its projects. A host whose
-// agent cannot be reached changes nothing: a failed call says nothing
-// about its projects.
 // maxHostsAskedAtOnce bounds the agents one refresh asks concurrently.
 const maxHostsAskedAtOnce = 8
 
+// refresh asks each running host once about its projects. A host whose
+// agent cannot be reached changes nothing: a failed call says nothing
+// about its projects.
 func (s *Service) refresh(ctx context.Context, ps []model.Project) ([]model.Project, SyncReport) {
 	rep := SyncReport{Unreachable: []HostError{}, Updated: []string{}}
 	byHost := map[string][]int{}
