@@ -16,15 +16,19 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/sshvm"
 	"github.com/sagemathinc/cocalc-hosts/providers/gcp/gcpfake"
 )
 
-// TestCloudE2E: `create --cloud gcp --gpu l4` with the real binary, the
+func TestCloudE2ESQLite(t *testing.T)   { cloudE2E(t, "sqlite") }
+func TestCloudE2EPostgres(t *testing.T) { cloudE2E(t, "postgres") }
+
+// cloudE2E: `create --cloud gcp --gpu l4` with the real binary, the
 // real GCP SDK against gcpfake, and a network-namespace VM with OpenSSH
 // as the machine the fake cloud boots: catalog choice, create, SSH
-// bootstrap and agent health for real; then show and delete.
-func TestCloudE2E(t *testing.T) {
+// bootstrap and agent health for real; then show, stop, start and delete.
+func cloudE2E(t *testing.T, backend string) {
 	sshvm.NeedRoot(t)
 
 	// The machine the cloud will boot: off until the fake has an
@@ -43,7 +47,7 @@ func TestCloudE2E(t *testing.T) {
 	})
 	t.Cleanup(fake.Close)
 
-	c := newCloudCLI(t, fake)
+	c := newCloudCLI(t, fake, backend)
 	keyJSON, err := fake.ServiceAccountKey("e2e@" + fake.Project() + ".iam.gserviceaccount.com")
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +268,7 @@ func (a *asyncCLI) wait(t *testing.T, vm *sshvm.VM) {
 	}
 }
 
-func newCloudCLI(t *testing.T, fake *gcpfake.Server) *sshCLI {
+func newCloudCLI(t *testing.T, fake *gcpfake.Server, backend string) *sshCLI {
 	dir := t.TempDir()
 	c := &sshCLI{t: t, dir: dir}
 	cfg := fmt.Sprintf(`bootstrap:
@@ -278,6 +282,9 @@ providers:
     zone: us-central1-a
     poll_interval: 100ms
 `, fake.URL, fake.Project())
+	if backend == "postgres" {
+		cfg += "db: " + pgtest.Shared(t).NewDatabase(t) + "\n"
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "config", "cocalc-hosts"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +353,7 @@ func bootWithMetadata(t *testing.T, vm *sshvm.VM, fake *gcpfake.Server, inst *co
 			t.Fatalf("attached disk %s is not in the fake", ad.GetSource())
 		}
 		dev := sshvm.LoopDevice(t, int(d.GetSizeGb())*1024, "")
-		attachByID(t, "google-"+ad.GetDeviceName(), dev)
+		sshvm.AttachByID(t, "google-"+ad.GetDeviceName(), dev)
 	}
 
 	// On failure too, the VM (which mounts the data disk) must be off
@@ -399,31 +406,6 @@ sh /var/lib/gce-fake/startup-script
 	vm.SetHostKey(t, *priv)
 	vm.Boot(t)
 	return user, authorized, vm.HostKey()
-}
-
-// attachByID makes /dev/disk/by-id/NAME point at dev, as udev does for a
-// GCE disk, and removes it (and directories it made) when the test ends.
-func attachByID(t *testing.T, name, dev string) {
-	t.Helper()
-	var made []string
-	for _, d := range []string{"/dev/disk", "/dev/disk/by-id"} {
-		if _, err := os.Stat(d); os.IsNotExist(err) {
-			if err := os.Mkdir(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			made = append(made, d)
-		}
-	}
-	link := "/dev/disk/by-id/" + name
-	if err := os.Symlink(dev, link); err != nil {
-		t.Fatalf("attach data disk: %v", err)
-	}
-	t.Cleanup(func() {
-		os.Remove(link)
-		for i := len(made) - 1; i >= 0; i-- {
-			os.Remove(made[i])
-		}
-	})
 }
 
 // gpuTools stand in for NVIDIA's driver and container toolkit in the

@@ -652,3 +652,39 @@ func mustCreate(t testing.TB, path string) string {
 	f.Close()
 	return path
 }
+
+// AttachByID makes /dev/disk/by-id/NAME point at dev, as udev does for a
+// cloud's disk, until the test ends. The name is the same for every VM
+// of a cloud (GCE calls a data disk google-DEVICE_NAME) and /dev is this
+// machine's, so tests in other processes wait for it; a link left by a
+// killed test run is replaced.
+func AttachByID(t testing.TB, name, dev string) {
+	t.Helper()
+	if err := os.MkdirAll(CacheDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unlock := lockFile(t, filepath.Join(CacheDir, "by-id-"+name+".lock"))
+	var made []string
+	for _, d := range []string{"/dev/disk", "/dev/disk/by-id"} {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				unlock()
+				t.Fatal(err)
+			}
+			made = append(made, d)
+		}
+	}
+	link := "/dev/disk/by-id/" + name
+	os.Remove(link) // stale: whoever made it no longer holds the lock
+	if err := os.Symlink(dev, link); err != nil {
+		unlock()
+		t.Fatalf("attach disk %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		os.Remove(link)
+		for i := len(made) - 1; i >= 0; i-- {
+			os.Remove(made[i]) // only if empty: another test may use it
+		}
+		unlock()
+	})
+}
