@@ -77,7 +77,12 @@ type Estimate struct {
 	// Monthly figures assume HoursPerMonth hours running.
 	ComputeMonthly float64 `json:"compute_monthly"`
 	DiskMonthly    float64 `json:"disk_monthly"`
-	Monthly        float64 `json:"monthly"`
+	// BootDiskMonthly is the boot disk's price, where the machine price
+	// does not include it; it is billed while the VM exists.
+	BootDiskMonthly float64 `json:"boot_disk_monthly"`
+	Monthly         float64 `json:"monthly"`
+	// StoppedMonthly is what the host costs while stopped: its disks.
+	StoppedMonthly float64 `json:"stopped_monthly"`
 	PricingVersion string  `json:"pricing_version,omitempty"`
 	Simulated      bool    `json:"simulated,omitempty"`
 }
@@ -97,9 +102,10 @@ func (d DiskPricing) Estimate(e Entry, spot bool, diskGB int) Estimate {
 		Provider: e.Provider, HourlyPrice: hourly, DiskGB: diskGB,
 		DiskPricePerGBMonth: dp.PerGBMonth, DiskPriceSource: dp.Source,
 		ComputeMonthly: Cents(hourly * HoursPerMonth), DiskMonthly: Cents(float64(diskGB) * dp.PerGBMonth),
-		PricingVersion: VersionTag(e), Simulated: e.Simulated,
+		BootDiskMonthly: Cents(e.BootDiskMonthly), PricingVersion: VersionTag(e), Simulated: e.Simulated,
 	}
-	est.Monthly = Cents(est.ComputeMonthly + est.DiskMonthly)
+	est.StoppedMonthly = Cents(est.DiskMonthly + est.BootDiskMonthly)
+	est.Monthly = Cents(est.ComputeMonthly + est.StoppedMonthly)
 	return est
 }
 

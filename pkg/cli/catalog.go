@@ -426,7 +426,7 @@ func runCreateDryRun(ctx context.Context, f *Factory, svc *hosts.Service, req ho
 	if err != nil {
 		return err
 	}
-	res := DryRunResult{DryRun: true, Name: req.Name, Plan: plan, StoppedMonthly: plan.Estimate.DiskMonthly}
+	res := DryRunResult{DryRun: true, Name: req.Name, Plan: plan, StoppedMonthly: plan.Estimate.StoppedMonthly}
 	if f.jsonOutput() {
 		return printJSON(f.IO.Out, res)
 	}
@@ -454,9 +454,13 @@ func runCreateDryRun(ctx context.Context, f *Factory, svc *hosts.Service, req ho
 		kind = " spot"
 	}
 	fmt.Fprintf(w, "price:    $%.4f/hour%s (prices: %s, version %s)\n", e.HourlyPrice, kind, prices, c.PricingVersion)
-	fmt.Fprintf(w, "estimate: $%.2f/month running = $%.2f compute (%d h) + $%.2f for a %d GB data disk at $%.4f/GB-month (%s)\n",
-		e.Monthly, e.ComputeMonthly, catalog.HoursPerMonth, e.DiskMonthly, e.DiskGB, e.DiskPricePerGBMonth, e.DiskPriceSource)
-	fmt.Fprintf(w, "stopped:  $%.2f/month for the disk alone\n", e.DiskMonthly)
+	boot, disks := "", "the disk"
+	if e.BootDiskMonthly > 0 {
+		boot, disks = fmt.Sprintf(" + $%.2f for the boot disk", e.BootDiskMonthly), "the disks"
+	}
+	fmt.Fprintf(w, "estimate: $%.2f/month running = $%.2f compute (%d h) + $%.2f for a %d GB data disk at $%.4f/GB-month (%s)%s\n",
+		e.Monthly, e.ComputeMonthly, catalog.HoursPerMonth, e.DiskMonthly, e.DiskGB, e.DiskPricePerGBMonth, e.DiskPriceSource, boot)
+	fmt.Fprintf(w, "stopped:  $%.2f/month for %s alone\n", e.StoppedMonthly, disks)
 	if plan.Alternatives > 0 {
 		clouds := strings.Join(append([]string{c.Provider}, plan.OtherClouds...), ", ")
 		fmt.Fprintf(w, "%d other machines on %s meet the request; if this one has no capacity they are tried cheapest first\n",

@@ -135,6 +135,9 @@ type StoppedCost struct {
 	DiskGB              int     `json:"disk_gb"`
 	DiskPricePerGBMonth float64 `json:"disk_price_gb_month"`
 	Source              string  `json:"source"`
+	// BootDiskMonthly is the boot disk's part of Monthly (a stopped VM
+	// keeps it; a deprovisioned one does not).
+	BootDiskMonthly float64 `json:"boot_disk_monthly,omitempty"`
 }
 
 // stoppedCost prices h's disk, or nil when stopping leaves no disk (a
@@ -155,7 +158,12 @@ func stoppedCost(ctx context.Context, f *Factory, h model.Host, deprovision bool
 	if gb <= 0 {
 		gb = catalog.DefaultDiskGB
 	}
-	return &StoppedCost{Monthly: monthly, DiskGB: gb, DiskPricePerGBMonth: dp.PerGBMonth, Source: dp.Source}
+	sc := &StoppedCost{Monthly: monthly, DiskGB: gb, DiskPricePerGBMonth: dp.PerGBMonth, Source: dp.Source}
+	if !deprovision {
+		sc.BootDiskMonthly = catalog.Cents(h.Spec.BootDiskMonthly)
+		sc.Monthly = catalog.Cents(sc.Monthly + sc.BootDiskMonthly)
+	}
+	return sc
 }
 
 // finishStop is finishSubmitted for `stop`, which also says what the
@@ -172,8 +180,12 @@ func finishStop(ctx context.Context, f *Factory, sub hosts.Submitted, noWait, de
 			if noWait {
 				verb = "once off it will still cost"
 			}
-			fmt.Fprintf(f.IO.Out, "%s: %s about $%.2f/month for its %d GB data disk ($%.4f/GB-month, %s)\n",
-				sub.Host.Name, verb, sc.Monthly, sc.DiskGB, sc.DiskPricePerGBMonth, sc.Source)
+			boot := ""
+			if sc.BootDiskMonthly > 0 {
+				boot = fmt.Sprintf(" and its boot disk ($%.2f)", sc.BootDiskMonthly)
+			}
+			fmt.Fprintf(f.IO.Out, "%s: %s about $%.2f/month for its %d GB data disk ($%.4f/GB-month, %s)%s\n",
+				sub.Host.Name, verb, sc.Monthly, sc.DiskGB, sc.DiskPricePerGBMonth, sc.Source, boot)
 		}
 		return nil
 	}

@@ -41,24 +41,27 @@ const (
 type Rates struct {
 	HourlyPrice         float64
 	DiskPricePerGBMonth float64
-	PricingVersion      string
+	// BootDiskMonthly is billed while the VM exists (running or stopped).
+	BootDiskMonthly float64
+	PricingVersion  string
 }
 
 // Segments computes a host's usage from its log up to now. Only log
 // entries that say what became of the VM move the billing state: running
-// (compute and disk), off (disk only), deprovisioned (nothing). Failed or
+// (compute and disks), off (disks only: the boot disk too unless the VM
+// was deleted keeping its data disk), deprovisioned (nothing). Failed or
 // transitional entries (error, stopping, ...) leave it as it was, since a
 // failed stop does not stop the bill.
 func Segments(h model.Host, log []model.LogEntry, r Rates, now time.Time) []store.UsageRecord {
 	sort.SliceStable(log, func(i, j int) bool { return log[i].TS.Before(log[j].TS) })
 	var out []store.UsageRecord
-	vm, disk := false, false
+	vm, disk, boot := false, false, false
 	diskGB := 0
 	var since time.Time
 	pricing := r.PricingVersion
 	flush := func(until time.Time) {
 		if (vm || disk) && until.After(since) {
-			out = append(out, split(h, since, until, vm, diskGB, r, pricing, now)...)
+			out = append(out, split(h, since, until, vm, boot, diskGB, r, pricing, now)...)
 		}
 		since = until
 	}
@@ -66,23 +69,25 @@ func Segments(h model.Host, log []model.LogEntry, r Rates, now time.Time) []stor
 		if e.PricingVersion != "" && pricing == "" {
 			pricing = e.PricingVersion
 		}
-		var nextVM, nextDisk bool
+		var nextVM, nextDisk, nextBoot bool
 		switch e.HostStatus {
 		case model.StatusRunning:
-			nextVM, nextDisk = true, true
+			nextVM, nextDisk, nextBoot = true, true, true
 		case model.StatusOff:
-			nextVM, nextDisk = false, true
+			// Off by a delete keeping the data disk: the VM and its boot
+			// disk are gone; off otherwise (a stop): both are kept.
+			nextVM, nextDisk, nextBoot = false, true, e.Action != string(model.ActionDelete)
 		case model.StatusDeprovisioned:
-			nextVM, nextDisk = false, false
+			nextVM, nextDisk, nextBoot = false, false, false
 		default:
 			continue
 		}
 		gb := specDiskGB(e.Spec)
-		if nextVM == vm && nextDisk == disk && gb == diskGB {
+		if nextVM == vm && nextDisk == disk && nextBoot == boot && gb == diskGB {
 			continue
 		}
 		flush(e.TS)
-		vm, disk, diskGB = nextVM, nextDisk, gb
+		vm, disk, boot, diskGB = nextVM, nextDisk, nextBoot, gb
 	}
 	flush(now)
 	return out
@@ -97,7 +102,7 @@ func specDiskGB(raw json.RawMessage) int {
 }
 
 // split makes one usage row per UTC day of [from, to).
-func split(h model.Host, from, to time.Time, vm bool, diskGB int, r Rates, pricing string, now time.Time) []store.UsageRecord {
+func split(h model.Host, from, to time.Time, vm, boot bool, diskGB int, r Rates, pricing string, now time.Time) []store.UsageRecord {
 	var out []store.UsageRecord
 	for start := from; start.Before(to); {
 		y, m, d := start.UTC().Date()
@@ -115,7 +120,10 @@ func split(h model.Host, from, to time.Time, vm bool, diskGB int, r Rates, prici
 			u.State, u.ComputeHours = StateRunning, hours
 			u.ComputeCost = hours * r.HourlyPrice
 		}
-		u.StorageCost = u.StorageGBHours * r.DiskPricePerGBMonth / catalog.HoursPerMonth
+		if boot {
+			u.BootDiskCost = hours * r.BootDiskMonthly / catalog.HoursPerMonth
+		}
+		u.StorageCost = u.StorageGBHours*r.DiskPricePerGBMonth/catalog.HoursPerMonth + u.BootDiskCost
 		u.Cost = u.ComputeCost + u.StorageCost
 		out = append(out, u)
 		start = end
@@ -193,7 +201,8 @@ type Service struct {
 
 // RatesFor returns the prices h is billed at.
 func (s *Service) RatesFor(ctx context.Context, h model.Host) Rates {
-	r := Rates{HourlyPrice: h.HourlyPrice, DiskPricePerGBMonth: s.Disk.ForHost(h.Provider, h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource).PerGBMonth}
+	r := Rates{HourlyPrice: h.HourlyPrice, DiskPricePerGBMonth: s.Disk.ForHost(h.Provider, h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource).PerGBMonth,
+		BootDiskMonthly: h.Spec.BootDiskMonthly}
 	if r.HourlyPrice == 0 && s.Prices != nil && h.Spec.MachineType != "" {
 		sku := catalog.SKU(h.Spec.MachineType, h.Spec.GPUModel, h.Spec.GPUCount)
 		if p, err := s.Prices.Price(ctx, h.Provider, sku, h.Region, h.Spec.Spot); err == nil {
@@ -265,8 +274,9 @@ type HostCost struct {
 	HourlyPrice         float64 `json:"hourly_price"`
 	DiskGB              int     `json:"disk_gb"`
 	DiskPricePerGBMonth float64 `json:"disk_price_gb_month"`
+	BootDiskMonthly     float64 `json:"boot_disk_monthly,omitempty"`
 	// MonthlyNow is what the host costs per month in its current state:
-	// compute and disk while running, the disk alone while off.
+	// compute and disks while running, the disks alone while off.
 	MonthlyNow     float64 `json:"monthly_now"`
 	PricingVersion string  `json:"pricing_version,omitempty"`
 }
@@ -331,12 +341,15 @@ func (s *Service) Report(ctx context.Context, o ReportOptions) (Report, error) {
 		t := Window(rows, o.From, now)
 		hc := HostCost{HostID: h.ID, Name: h.Name, Owner: h.Owner, Provider: h.Provider, Status: h.Status,
 			Deleted: h.DeletedAt != nil, Totals: t.rounded(), HourlyPrice: r.HourlyPrice,
-			DiskPricePerGBMonth: r.DiskPricePerGBMonth, PricingVersion: r.PricingVersion}
+			DiskPricePerGBMonth: r.DiskPricePerGBMonth, BootDiskMonthly: r.BootDiskMonthly, PricingVersion: r.PricingVersion}
 		if n := len(rows); n > 0 {
 			last := rows[n-1]
 			hc.DiskGB, hc.PricingVersion = last.DiskGB, last.PricingVersion
 			if last.PeriodEnd.Equal(now) {
 				monthly := float64(last.DiskGB) * r.DiskPricePerGBMonth
+				if last.BootDiskCost > 0 {
+					monthly += r.BootDiskMonthly
+				}
 				if last.State == StateRunning {
 					monthly += r.HourlyPrice * catalog.HoursPerMonth
 				}

@@ -104,6 +104,36 @@ func TestSegmentsMatchHandCalculation(t *testing.T) {
 	}
 }
 
+// The boot disk is billed while the VM exists — running or stopped — and
+// no longer once the VM is deleted keeping its data disk.
+func TestBootDiskIsBilledWhileTheVMExists(t *testing.T) {
+	e := func(h float64, action string, hs model.Status) model.LogEntry {
+		return model.LogEntry{HostID: "h1", TS: at(h), Action: action, Status: "done", Provider: "gcp", Spec: spec(20), HostStatus: hs}
+	}
+	log := []model.LogEntry{
+		e(0, "create", model.StatusRunning),
+		e(2, "stop", model.StatusOff),
+		e(5, "start", model.StatusRunning),
+		e(8, "delete", model.StatusOff), // --keep-disk
+		e(10, "delete", model.StatusDeprovisioned),
+	}
+	// $7.30 a month is $0.01 an hour; the data disk $0.73/GB-month.
+	rows := cost.Segments(model.Host{ID: "h1", Provider: "gcp"}, log, cost.Rates{HourlyPrice: 1, DiskPricePerGBMonth: 0.73, BootDiskMonthly: 7.30}, at(12))
+	var boot float64
+	for _, r := range rows {
+		boot += r.BootDiskCost
+	}
+	tot := cost.Window(rows, time.Time{}, time.Time{})
+	// boot: 0–8 h × $0.01 = $0.08; data: 20 GB × 10 h × $0.73/730 = $0.20;
+	// compute: (2 + 3) h × $1.
+	if !near(boot, 0.08) || !near(tot.StorageCost, 0.28) || !near(tot.ComputeCost, 5) || !near(tot.Total, 5.28) {
+		t.Fatalf("boot %v, totals %+v", boot, tot)
+	}
+	if last := rows[len(rows)-1]; !last.PeriodStart.Equal(at(8)) || last.BootDiskCost != 0 {
+		t.Fatalf("after the delete keeping the data disk: %+v", last)
+	}
+}
+
 func TestRunningHostIsBilledUntilNow(t *testing.T) {
 	h := model.Host{ID: "h1", Provider: "sim", HourlyPrice: 2}
 	log := history("h1")[:4] // created, stopped, started: running since 5 h

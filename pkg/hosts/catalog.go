@@ -246,7 +246,7 @@ func (s *Service) createWithFallback(ctx context.Context, p provider.Provider, h
 		dp := s.CatalogCache().Disk.ForEntry(c)
 		h.Region, h.Zone, h.HourlyPrice, h.UpdatedAt = c.Region, c.Zone, q.Price(c), s.Now()
 		h.Spec.MachineType, h.Spec.GPUModel, h.Spec.GPUCount = c.InstanceType, c.GPUModel, c.GPUCount
-		h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource = dp.PerGBMonth, dp.Source
+		h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource, h.Spec.BootDiskMonthly = dp.PerGBMonth, dp.Source, c.BootDiskMonthly
 		pl.PricingVersion = catalog.VersionTag(c)
 		if uerr := s.Store.UpdateHost(ctx, *h); uerr != nil {
 			return p, inst, uerr

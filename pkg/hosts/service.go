@@ -115,6 +115,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 		HourlyPrice: plan.Estimate.HourlyPrice, LastAction: string(model.ActionCreate), CreatedAt: now, UpdatedAt: now,
 	}
 	h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource = plan.Estimate.DiskPricePerGBMonth, plan.Estimate.DiskPriceSource
+	h.Spec.BootDiskMonthly = plan.Choice.BootDiskMonthly
 	if err := s.Store.CreateHost(ctx, h); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return Submitted{}, fmt.Errorf("a host named %q already exists; pick another --name or delete it first: %w", req.Name, store.ErrConflict)

@@ -61,6 +61,9 @@ type HostSpec struct {
 	// bills the disk at it, as it bills compute at the host's hourly price.
 	DiskPricePerGBMonth float64 `json:"disk_price_gb_month,omitempty"`
 	DiskPriceSource     string  `json:"disk_price_source,omitempty"`
+	// BootDiskMonthly is the boot disk's USD price per month at launch,
+	// billed while the VM exists (0: included in the machine price).
+	BootDiskMonthly float64 `json:"boot_disk_monthly,omitempty"`
 }
 
 // Runtime is what the provider told us about the host's VM.

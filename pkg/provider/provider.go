@@ -193,9 +193,13 @@ type CatalogEntry struct {
 	// type), from the same pricing source as HourlyPrice; 0 means the
 	// source does not price disks and a default applies.
 	DiskPricePerGBMonth float64 `json:"disk_price_gb_month,omitempty"`
-	Available           bool    `json:"available"`
-	Simulated           bool    `json:"simulated,omitempty"`
-	PricingSource       string  `json:"pricing_source,omitempty"`
+	// BootDiskMonthly is the USD price per month of the boot disk this
+	// provider creates with the machine, billed while the VM exists
+	// (stopped too); 0 when the machine price includes it.
+	BootDiskMonthly float64 `json:"boot_disk_monthly,omitempty"`
+	Available       bool    `json:"available"`
+	Simulated       bool    `json:"simulated,omitempty"`
+	PricingSource   string  `json:"pricing_source,omitempty"`
 	// PricingVersion identifies the price list the prices came from (for
 	// example the date or etag of the pricing payload); it is logged with
 	// each action in cloud_vm_log.

@@ -48,20 +48,23 @@ type UsageRecord struct {
 	PeriodStart time.Time `json:"period_start"`
 	PeriodEnd   time.Time `json:"period_end"`
 	// State is "running" (compute and disk billed) or "off" (disk only).
-	State               string    `json:"state"`
-	ComputeHours        float64   `json:"compute_hours"`
-	StorageGBHours      float64   `json:"storage_gb_hours"`
-	EgressGB            float64   `json:"egress_gb"`
-	HourlyPrice         float64   `json:"hourly_price"`
-	DiskGB              int       `json:"disk_gb"`
-	DiskPricePerGBMonth float64   `json:"disk_price_gb_month"`
-	ComputeCost         float64   `json:"compute_cost"`
-	StorageCost         float64   `json:"storage_cost"`
-	Cost                float64   `json:"cost"`
-	PricingVersion      string    `json:"pricing_version,omitempty"`
-	Source              string    `json:"source"`
-	Confidence          string    `json:"confidence"`
-	ComputedAt          time.Time `json:"computed_at"`
+	State               string  `json:"state"`
+	ComputeHours        float64 `json:"compute_hours"`
+	StorageGBHours      float64 `json:"storage_gb_hours"`
+	EgressGB            float64 `json:"egress_gb"`
+	HourlyPrice         float64 `json:"hourly_price"`
+	DiskGB              int     `json:"disk_gb"`
+	DiskPricePerGBMonth float64 `json:"disk_price_gb_month"`
+	ComputeCost         float64 `json:"compute_cost"`
+	// StorageCost is what the disks cost: the data disk, and the boot
+	// disk (BootDiskCost) where the machine price does not include it.
+	StorageCost    float64   `json:"storage_cost"`
+	BootDiskCost   float64   `json:"boot_disk_cost,omitempty"`
+	Cost           float64   `json:"cost"`
+	PricingVersion string    `json:"pricing_version,omitempty"`
+	Source         string    `json:"source"`
+	Confidence     string    `json:"confidence"`
+	ComputedAt     time.Time `json:"computed_at"`
 }
 
 // UsageFilter selects usage rows that overlap [From, To). Zero times are
@@ -152,7 +155,7 @@ func (s *SQLStore) ListPrices(ctx context.Context, providerName string) ([]Price
 
 const usageColumns = `host_id, owner, provider, period_start, period_end, state, compute_hours, storage_gb_hours,
  egress_gb, hourly_price, disk_gb, disk_price_gb_month, compute_cost, storage_cost, cost, pricing_version, source,
- confidence, computed_at`
+ confidence, computed_at, boot_disk_cost`
 
 func (s *SQLStore) ReplaceUsage(ctx context.Context, source string, hostIDs []string, rows []UsageRecord) error {
 	op := fmt.Sprintf("record usage of %d hosts", len(hostIDs))
@@ -176,7 +179,7 @@ func (s *SQLStore) ReplaceUsage(ctx context.Context, source string, hostIDs []st
 	// One prepared statement for all rows: parsing the insert again for
 	// each row made a report over a thousand hosts take seconds.
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO cloud_vm_usage (`+usageColumns+`)
- VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)`)
+ VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)`)
 	if err != nil {
 		return s.err(op, err)
 	}
@@ -184,7 +187,7 @@ func (s *SQLStore) ReplaceUsage(ctx context.Context, source string, hostIDs []st
 	for _, u := range rows {
 		if _, err := ins.ExecContext(ctx, u.HostID, u.Owner, u.Provider, ms(u.PeriodStart), ms(u.PeriodEnd), u.State, u.ComputeHours,
 			u.StorageGBHours, u.EgressGB, u.HourlyPrice, u.DiskGB, u.DiskPricePerGBMonth, u.ComputeCost, u.StorageCost, u.Cost,
-			u.PricingVersion, u.Source, u.Confidence, ms(u.ComputedAt)); err != nil {
+			u.PricingVersion, u.Source, u.Confidence, ms(u.ComputedAt), u.BootDiskCost); err != nil {
 			return s.err(op, err)
 		}
 	}
@@ -211,7 +214,7 @@ func (s *SQLStore) ListUsage(ctx context.Context, f UsageFilter) ([]UsageRecord,
 		var start, end, computed int64
 		if err := rows.Scan(&u.HostID, &u.Owner, &u.Provider, &start, &end, &u.State, &u.ComputeHours, &u.StorageGBHours,
 			&u.EgressGB, &u.HourlyPrice, &u.DiskGB, &u.DiskPricePerGBMonth, &u.ComputeCost, &u.StorageCost, &u.Cost,
-			&u.PricingVersion, &u.Source, &u.Confidence, &computed); err != nil {
+			&u.PricingVersion, &u.Source, &u.Confidence, &computed, &u.BootDiskCost); err != nil {
 			return nil, s.err("list usage", err)
 		}
 		u.PeriodStart, u.PeriodEnd, u.ComputedAt = fromMS(start), fromMS(end), fromMS(computed)

@@ -64,7 +64,8 @@ func TestUsageRowsAndWindow(t *testing.T) {
 		row := func(host string, start, end time.Time, cost float64) store.UsageRecord {
 			return store.UsageRecord{HostID: host, Owner: "alice", Provider: "sim", PeriodStart: start, PeriodEnd: end,
 				State: "running", ComputeHours: end.Sub(start).Hours(), HourlyPrice: 0.5, DiskGB: 10, DiskPricePerGBMonth: 0.1,
-				ComputeCost: cost, Cost: cost, PricingVersion: "simulated@x", Source: "cloud_vm_log", Confidence: "estimate", ComputedAt: t0}
+				ComputeCost: cost, Cost: cost, PricingVersion: "simulated@x", Source: "cloud_vm_log", Confidence: "estimate", ComputedAt: t0,
+				StorageCost: 0.25, BootDiskCost: 0.25}
 		}
 		day := 24 * time.Hour
 		if err := s.ReplaceUsage(ctx, "cloud_vm_log", []string{"h1"}, []store.UsageRecord{
@@ -79,7 +80,8 @@ func TestUsageRowsAndWindow(t *testing.T) {
 		if err != nil || len(all) != 3 {
 			t.Fatalf("all usage: %d %v", len(all), err)
 		}
-		if all[0].HostID != "h1" || all[0].Owner != "alice" || all[0].DiskGB != 10 || all[0].PricingVersion != "simulated@x" || !all[0].PeriodStart.Equal(t0) {
+		if all[0].HostID != "h1" || all[0].Owner != "alice" || all[0].DiskGB != 10 || all[0].PricingVersion != "simulated@x" || !all[0].PeriodStart.Equal(t0) ||
+			all[0].BootDiskCost != 0.25 {
 			t.Fatalf("round trip: %+v", all[0])
 		}
 		// Rows overlapping [t0+36h, t0+40h): h1's second day and h2's row.

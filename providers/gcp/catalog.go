@@ -198,6 +198,7 @@ func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error)
 	}
 	for i := range out {
 		out[i].DiskPricePerGBMonth = ps.diskPrice(p.opts.dataDiskType, out[i].Region)
+		out[i].BootDiskMonthly = round(float64(p.opts.bootDiskGB)*ps.diskPrice(p.opts.bootDiskType, out[i].Region), 6)
 	}
 	return out, nil
 }

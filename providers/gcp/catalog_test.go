@@ -248,6 +248,12 @@ func TestCatalogDiskPrices(t *testing.T) {
 				t.Fatalf("%s %s: disk price %v, other rows in %s have %v", e.Zone, e.InstanceType, e.DiskPricePerGBMonth, e.Region, prev)
 			}
 			byRegion[e.Region] = e.DiskPricePerGBMonth
+			// The boot disk is pd-balanced (20 GB by default), whatever
+			// the data disk's type.
+			if balanced := options["data_disk_type"] == ""; balanced && !near(e.BootDiskMonthly, 20*e.DiskPricePerGBMonth) ||
+				!balanced && !near(e.BootDiskMonthly, 20*map[string]float64{"us-central1": 0.10, "europe-west4": 0.11}[e.Region]) {
+				t.Fatalf("%s %s: boot disk %v a month, want 20 GB at the pd-balanced price", e.Zone, e.InstanceType, e.BootDiskMonthly)
+			}
 		}
 		return byRegion
 	}

@@ -217,10 +217,13 @@ func (p *Provider) pricesFromCalculator(ctx context.Context, op string, ms []mac
 	type job struct {
 		i    int
 		spot bool
-		disk bool
+		disk string // "data" or "boot": a disk, not a machine
 	}
-	var diskGBMonth float64
-	jobs := []job{{disk: true}}
+	var diskGBMonth, bootGBMonth float64
+	jobs := []job{{disk: "data"}}
+	if bootDiskType != p.opts.diskType {
+		jobs = append(jobs, job{disk: "boot"})
+	}
 	for i, m := range ms {
 		jobs = append(jobs, job{i: i})
 		if m.platform.GetStatus().GetAllowedForPreemptibles() {
@@ -241,9 +244,12 @@ func (p *Provider) pricesFromCalculator(ctx context.Context, op string, ms []mac
 			defer func() { <-sem }()
 			var price float64
 			var err error
-			if j.disk {
-				price, err = p.estimateDisk(ctx, op)
-			} else {
+			switch j.disk {
+			case "data":
+				price, err = p.estimateDisk(ctx, op, p.opts.diskType, p.opts.dataDiskGB, "data")
+			case "boot":
+				price, err = p.estimateDisk(ctx, op, bootDiskType, p.opts.bootDiskGB, "boot")
+			default:
 				price, err = p.estimate(ctx, op, ms[j.i], j.spot)
 			}
 			mu.Lock()
@@ -256,8 +262,10 @@ func (p *Provider) pricesFromCalculator(ctx context.Context, op string, ms []mac
 				return
 			}
 			switch {
-			case j.disk:
+			case j.disk == "data":
 				diskGBMonth = price
+			case j.disk == "boot":
+				bootGBMonth = price
 			case j.spot:
 				rows[j.i].SpotPrice = price
 			default:
@@ -269,11 +277,16 @@ func (p *Provider) pricesFromCalculator(ctx context.Context, op string, ms []mac
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	if bootDiskType == p.opts.diskType {
+		bootGBMonth = diskGBMonth
+	}
+	bootMonthly := math.Round(bootGBMonth*float64(p.opts.bootDiskGB)*1e6) / 1e6
 	h := sha256.New()
-	fmt.Fprintf(h, "disk %s %.9f\n", p.opts.diskType, diskGBMonth)
+	fmt.Fprintf(h, "disk %s %.9f boot %.9f\n", p.opts.diskType, diskGBMonth, bootMonthly)
 	for i := range rows {
 		rows[i].PricingSource = PricingSourceCalculator
 		rows[i].DiskPricePerGBMonth = diskGBMonth
+		rows[i].BootDiskMonthly = bootMonthly
 		fmt.Fprintf(h, "%s %s %.9f %.9f\n", rows[i].Region, rows[i].InstanceType, rows[i].HourlyPrice, rows[i].SpotPrice)
 	}
 	// The calculator has no price-list version; a digest of the prices
@@ -332,19 +345,19 @@ func (p *Provider) hourlyCost(ctx context.Context, op string, req *billing.Estim
 	return v, nil
 }
 
-// estimateDisk prices the data disk Create makes (option disk_type, the
-// default data_disk_gb size) and returns USD per GB-month: hourly cost /
-// size × hoursPerMonth. Nebius sizes disks in GiB; a host's disk size in
-// GB is passed as GiB, so the price is per GiB-month used as per GB.
-func (p *Provider) estimateDisk(ctx context.Context, op string) (float64, error) {
-	size := p.opts.dataDiskGB
+// estimateDisk prices a disk Create makes (role "data": option disk_type,
+// the default data_disk_gb size; "boot": the boot disk) and returns USD
+// per GB-month: hourly cost / size × hoursPerMonth. Nebius sizes disks in
+// GiB; a host's disk size in GB is passed as GiB, so the price is per
+// GiB-month used as per GB.
+func (p *Provider) estimateDisk(ctx context.Context, op string, typ compute.DiskSpec_DiskType, size int, role string) (float64, error) {
 	req := &billing.EstimateRequest{ResourceSpec: &billing.ResourceSpec{ResourceSpec: &billing.ResourceSpec_ComputeDiskSpec{
 		ComputeDiskSpec: &compute.CreateDiskRequest{
 			Metadata: &common.ResourceMetadata{ParentId: p.opts.projectID},
-			Spec:     &compute.DiskSpec{Size: &compute.DiskSpec_SizeGibibytes{SizeGibibytes: int64(size)}, Type: p.opts.diskType},
+			Spec:     &compute.DiskSpec{Size: &compute.DiskSpec_SizeGibibytes{SizeGibibytes: int64(size)}, Type: typ},
 		},
 	}}}
-	what := fmt.Sprintf("a %d GiB %s data disk", size, diskTypeName(p.opts.diskType))
+	what := fmt.Sprintf("a %d GiB %s %s disk", size, diskTypeName(typ), role)
 	hourly, err := p.hourlyCost(ctx, op, req, what)
 	if err != nil {
 		return 0, err
@@ -469,6 +482,8 @@ func (p *Provider) pricesFromTable(rows []provider.CatalogEntry) ([]provider.Cat
 		}
 		r.HourlyPrice, r.SpotPrice = e.Hourly, e.Preemptible
 		r.DiskPricePerGBMonth = t.diskPrice(p.opts.region)
+		// The table's disk price is taken for the boot disk too.
+		r.BootDiskMonthly = math.Round(r.DiskPricePerGBMonth*float64(p.opts.bootDiskGB)*1e6) / 1e6
 		r.PricingSource = "price table " + p.opts.priceTable
 		r.PricingVersion = t.Version
 		out = append(out, r)

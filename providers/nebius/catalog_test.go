@@ -307,9 +307,10 @@ func TestCatalogDiskPriceFromCalculator(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The boot disk (network SSD, 50 GiB by default) is priced too.
 			for _, r := range rows {
-				if !near(r.DiskPricePerGBMonth, tc.want) {
-					t.Fatalf("%s: disk price %v, want %v", r.InstanceType, r.DiskPricePerGBMonth, tc.want)
+				if !near(r.DiskPricePerGBMonth, tc.want) || !near(r.BootDiskMonthly, 0.0000972*730*50) {
+					t.Fatalf("%s: disk price %v, want %v; boot disk %v a month", r.InstanceType, r.DiskPricePerGBMonth, tc.want, r.BootDiskMonthly)
 				}
 			}
 		})
@@ -330,16 +331,22 @@ func TestCatalogDiskPriceFromCalculator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sent) != 1 {
-		t.Fatalf("%d disk estimates, want 1 per catalog", len(sent))
+	// One estimate for the data disk and, as its type differs, one for
+	// the boot disk.
+	if len(sent) != 2 {
+		t.Fatalf("%d disk estimates, want 2 per catalog", len(sent))
 	}
-	d := sent[0]
+	d, b := sent[0], sent[1]
 	if d.GetMetadata().GetParentId() != p.opts.projectID || d.GetSpec().GetType() != compute.DiskSpec_NETWORK_HDD || d.GetSpec().GetSizeGibibytes() != 120 {
-		t.Fatalf("disk spec sent: %v", d)
+		t.Fatalf("data disk spec sent: %v", d)
 	}
-	// 0.012 per hour for 120 GiB → 0.0001 per GiB-hour → 0.073 per GiB-month.
-	if !near(rows[0].DiskPricePerGBMonth, 0.073) {
-		t.Fatalf("disk price %v, want 0.073", rows[0].DiskPricePerGBMonth)
+	if b.GetSpec().GetType() != compute.DiskSpec_NETWORK_SSD || b.GetSpec().GetSizeGibibytes() != 50 {
+		t.Fatalf("boot disk spec sent: %v", b)
+	}
+	// 0.012 per hour for 120 GiB → 0.0001 per GiB-hour → 0.073 per
+	// GiB-month; the boot disk is 0.012 per hour as a whole → 8.76 a month.
+	if !near(rows[0].DiskPricePerGBMonth, 0.073) || !near(rows[0].BootDiskMonthly, 8.76) {
+		t.Fatalf("disk price %v, boot disk %v a month; want 0.073 and 8.76", rows[0].DiskPricePerGBMonth, rows[0].BootDiskMonthly)
 	}
 }
 
@@ -367,7 +374,8 @@ func TestPriceTableDiskPrice(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if len(rows) != 1 || rows[0].DiskPricePerGBMonth != tc.want {
+		// The boot disk (50 GiB) is priced at the table's disk price.
+		if len(rows) != 1 || rows[0].DiskPricePerGBMonth != tc.want || !near(rows[0].BootDiskMonthly, tc.want*50) {
 			t.Fatalf("%s: rows %+v, want one with disk price %v", tc.name, rows, tc.want)
 		}
 	}

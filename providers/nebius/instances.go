@@ -22,6 +22,9 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
+// bootDiskType is the type of every host's boot disk.
+const bootDiskType = compute.DiskSpec_NETWORK_SSD
+
 const (
 	bootSuffix = "-boot"
 	dataSuffix = "-data"
@@ -108,7 +111,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	if made {
 		fresh = append(fresh, data)
 	}
-	bootSpec := &compute.DiskSpec{Size: &compute.DiskSpec_SizeGibibytes{SizeGibibytes: int64(p.opts.bootDiskGB)}, Type: compute.DiskSpec_NETWORK_SSD}
+	bootSpec := &compute.DiskSpec{Size: &compute.DiskSpec_SizeGibibytes{SizeGibibytes: int64(p.opts.bootDiskGB)}, Type: bootDiskType}
 	if strings.HasPrefix(image, "computeimage-") {
 		bootSpec.Source = &compute.DiskSpec_SourceImageId{SourceImageId: image}
 	} else {

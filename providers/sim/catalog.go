@@ -101,6 +101,7 @@ func (p *Provider) catalog() []provider.CatalogEntry {
 					GPUModel: m.gpuModel, GPUCount: m.gpuCount, GPUMemoryGiB: m.gpuMemoryGiB,
 					HourlyPrice: m.hourly, SpotPrice: round4(m.hourly * 0.3),
 					DiskPricePerGBMonth: diskPricePerGBMonth[r],
+					BootDiskMonthly:     float64(p.opts.bootDiskGB) * diskPricePerGBMonth[r],
 					Available:           !p.opts.capacityRegions[r], Simulated: true, PricingSource: "simulated",
 				})
 			}

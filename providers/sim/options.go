@@ -23,6 +23,8 @@ type options struct {
 
 	capacityRegions map[string]bool // Create fails with KindCapacity here
 
+	bootDiskGB int // a simulated boot disk billed apart from the machine
+
 	seed    uint64
 	hasSeed bool
 }
@@ -40,6 +42,7 @@ var optionKeys = map[string]string{
 	"create_ghost_rate":      "probability in [0,1] that Create makes the VM but returns an error",
 	"capacity_error_regions": "comma-separated regions where Create fails for lack of capacity",
 	"seed":                   "unsigned integer seeding the fault generator, for reproducible runs",
+	"boot_disk_gb":           "size of a simulated boot disk priced apart from the machine, like GCP's (default 0: none)",
 }
 
 func parseOptions(m map[string]string) (options, error) {
@@ -66,6 +69,11 @@ func parseOptions(m map[string]string) (options, error) {
 		case "capacity_error_regions":
 			for _, r := range opts.List(v) {
 				o.capacityRegions[r] = true
+			}
+		case "boot_disk_gb":
+			o.bootDiskGB, err = strconv.Atoi(v)
+			if err != nil || o.bootDiskGB < 0 {
+				err = fmt.Errorf("option boot_disk_gb=%q: want a whole number of GB, 0 or more", v)
 			}
 		case "seed":
 			o.seed, err = strconv.ParseUint(v, 10, 64)

@@ -1,0 +1,3 @@
+-- The boot disk's part of a usage row's storage cost (billed while the VM
+-- exists, stopped too, where the machine price does not include it).
+ALTER TABLE cloud_vm_usage ADD COLUMN boot_disk_cost DOUBLE PRECISION NOT NULL DEFAULT 0;
