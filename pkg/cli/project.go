@@ -110,7 +110,7 @@ func finishProject(ctx context.Context, f *Factory, sub projects.Submitted, noWa
 		fmt.Fprintf(f.IO.ErrOut, "%s: %s\n", sub.Project.ID, sub.Note)
 	}
 	if sub.Job != nil && !noWait {
-		job, err := runJob(ctx, f, *sub.Job)
+		job, err := runJob(ctx, f, *sub.Job, eventPrinter(f))
 		if err != nil {
 			return err
 		}

@@ -107,7 +107,7 @@ func runUpgrade(ctx context.Context, f *Factory, o *UpgradeOptions) error {
 		}
 		r.Job, r.Result = sub.Job, "queued"
 		if !o.NoWait && sub.Job != nil {
-			job, err := runJob(ctx, f, *sub.Job)
+			job, err := runJob(ctx, f, *sub.Job, eventPrinter(f))
 			if err != nil {
 				return err
 			}

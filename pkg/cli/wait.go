@@ -18,7 +18,7 @@ func finishSubmitted(ctx context.Context, f *Factory, sub hosts.Submitted, noWai
 		fmt.Fprintf(f.IO.ErrOut, "%s: %s\n", sub.Host.Name, sub.Note)
 	}
 	if sub.Job != nil && !noWait {
-		job, err := runJob(ctx, f, *sub.Job)
+		job, err := runJob(ctx, f, *sub.Job, eventPrinter(f))
 		if err != nil {
 			return err
 		}
@@ -50,7 +50,9 @@ func finishSubmitted(ctx context.Context, f *Factory, sub hosts.Submitted, noWai
 	return nil
 }
 
-func runJob(ctx context.Context, f *Factory, job model.Job) (model.Job, error) {
+// runJob works job in this process until it is done or failed, telling
+// onEvent what happens.
+func runJob(ctx context.Context, f *Factory, job model.Job, onEvent func(queue.Event)) (model.Job, error) {
 	st, err := f.Store(ctx)
 	if err != nil {
 		return job, err
@@ -65,7 +67,7 @@ func runJob(ctx context.Context, f *Factory, job model.Job) (model.Job, error) {
 			w.Lease = d
 		}
 	}
-	w.OnEvent = eventPrinter(f)
+	w.OnEvent = onEvent
 	return w.Wait(ctx, job.ID)
 }
 
