@@ -87,6 +87,9 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 	if h.Spec.DiskPricePerGBMonth > 0 {
 		kv("disk price", fmt.Sprintf("$%.4f/GB-month at launch (%s)", h.Spec.DiskPricePerGBMonth, orDash(h.Spec.DiskPriceSource)))
 	}
+	if h.Spec.BootDiskMonthly > 0 {
+		kv("boot disk", fmt.Sprintf("$%.2f/month at launch, while the VM exists", h.Spec.BootDiskMonthly))
+	}
 	if h.Runtime.InstanceID != "" {
 		kv("instance", h.Runtime.InstanceID)
 	}
