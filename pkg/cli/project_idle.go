@@ -23,7 +23,7 @@ func newIdleStopCmd(f *Factory) *cobra.Command {
 	var set bool
 	cmd := &cobra.Command{
 		Use:   "idle-stop HOST [--after DURATION | --off]",
-		Short: "Make a host stop itself when no project has been active for a while",
+		Short: "Stop a host when no project has been active for a while",
 		Long: `Make HOST stop itself (its projects first) once no project on it has been
 active for DURATION, so an idle GPU host stops costing money. Activity is CPU
 use or an open exec/shell session. The host's agent keeps the policy and acts
