@@ -74,7 +74,18 @@ func TestSSHProjectsSurviveUpgrade(t *testing.T) {
 		t.Fatalf("no running container for project %s in the VM:\n%s", id, vm.MustExec(t, "podman ps -a"))
 	}
 
+	agentPID := func() int {
+		h := c.show("r1")
+		if h.Agent == nil || h.Agent.Status == nil {
+			t.Fatalf("no agent status: %+v", h)
+		}
+		return h.Agent.Status.PID
+	}
+	pid := agentPID()
 	c.ok("upgrade", "r1")
+	if agentPID() == pid {
+		t.Fatal("the upgrade did not restart the agent")
+	}
 	if after := containerID(); after != before {
 		t.Fatalf("the project's container changed over the upgrade: %s → %s", before, after)
 	}
