@@ -1,8 +1,9 @@
-// Package fakeapi is the fault injection the in-repo REST cloud fakes
-// (hyperstackfake, lambdafake) share: a queue of injected faults and the
-// way a fault is served (a hang, the request taking effect before the
-// error, Retry-After, the FaultHeader mark). What the error body looks
-// like stays in each fake.
+// Package fakeapi is what the in-repo REST cloud fakes (hyperstackfake,
+// lambdafake) share: a router with authentication, request counts and
+// fault injection, a queue of injected faults, and the way a fault is
+// served (a hang, the request taking effect before the error,
+// Retry-After, the FaultHeader mark). What the error body looks like
+// stays in each fake.
 package fakeapi
 
 import (
@@ -18,8 +19,8 @@ import (
 const FaultHeader = "X-Fake-Fault"
 
 // Faults is a queue of injected faults of a fake's own type F (which
-// carries the cloud's error details). It does no locking: the fake holds
-// its own lock around Add and Take.
+// carries the cloud's error details). It does no locking: its owner (a
+// Router) holds a lock around Add and Take.
 type Faults[F any] struct {
 	queue []*queued[F]
 }

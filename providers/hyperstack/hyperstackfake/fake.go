@@ -190,7 +190,7 @@ type keypair struct {
 // Fake is the fake API; it is an http.Handler.
 type Fake struct {
 	o   Options
-	mux *http.ServeMux
+	api *fakeapi.Router[Fault]
 
 	mu       sync.Mutex
 	flavors  []Flavor
@@ -199,8 +199,6 @@ type Fake struct {
 	keypairs []*keypair
 	vms      []*VM
 	volumes  []*Volume
-	faults   fakeapi.Faults[Fault]
-	requests map[string]int
 	nextID   int
 	ipSeq    int
 	created  map[string]int // VM name → VMs ever created with it
@@ -227,8 +225,17 @@ func New(o Options) *Fake {
 	if pr == nil {
 		pr = DefaultPrices()
 	}
-	f := &Fake{o: o, mux: http.NewServeMux(), flavors: append([]Flavor(nil), fl...), prices: append([]Price(nil), pr...),
-		requests: map[string]int{}, nextID: 100, created: map[string]int{}}
+	f := &Fake{o: o, flavors: append([]Flavor(nil), fl...), prices: append([]Price(nil), pr...),
+		nextID: 100, created: map[string]int{}}
+	f.api = fakeapi.NewRouter(BasePath,
+		func(r *http.Request) bool { return r.Header.Get("api_key") == f.o.APIKey },
+		func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "Invalid API key")
+		},
+		func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+		},
+		serveFault)
 	f.route("GET /core/environments", f.listEnvs)
 	f.route("POST /core/environments", f.createEnv)
 	f.route("GET /core/keypairs", f.listKeypairs)
@@ -249,9 +256,6 @@ func New(o Options) *Fake {
 	f.route("POST /core/volumes", f.createVolume)
 	f.route("GET /core/volumes/{volume_id}", f.getVolume)
 	f.route("DELETE /core/volumes/{volume_id}", f.deleteVolume)
-	f.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
 	return f
 }
 
@@ -262,40 +266,25 @@ func Start(o Options) (*Fake, *httptest.Server) {
 	return f, httptest.NewServer(f)
 }
 
-func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.mux.ServeHTTP(w, r) }
+func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.api.ServeHTTP(w, r) }
 
-func (f *Fake) route(pattern string, h http.HandlerFunc) {
-	method, path, _ := strings.Cut(pattern, " ")
-	f.mux.HandleFunc(method+" "+BasePath+path, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("api_key") != f.o.APIKey {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "Invalid API key")
-			return
+// route registers h for "METHOD /path" below BasePath.
+func (f *Fake) route(pattern string, h http.HandlerFunc) { f.api.Handle(pattern, h) }
+
+// serveFault replies with an injected fault in Hyperstack's error format.
+func serveFault(w http.ResponseWriter, r *http.Request, h http.HandlerFunc, fault Fault) {
+	failure := fakeapi.Failure{Status: fault.Status, RetryAfter: fault.RetryAfter, Hang: fault.Hang, AfterEffect: fault.AfterEffect}
+	fakeapi.Serve(w, r, h, failure, func(w http.ResponseWriter, status int) {
+		msg := fault.Message
+		if msg == "" {
+			msg = fmt.Sprintf("injected fault (HTTP %d)", status)
 		}
-		f.mu.Lock()
-		f.requests[pattern]++
-		fault, hit := f.faults.Take(method, path)
-		f.mu.Unlock()
-		if !hit {
-			h(w, r)
-			return
-		}
-		failure := fakeapi.Failure{Status: fault.Status, RetryAfter: fault.RetryAfter, Hang: fault.Hang, AfterEffect: fault.AfterEffect}
-		fakeapi.Serve(w, r, h, failure, func(w http.ResponseWriter, status int) {
-			msg := fault.Message
-			if msg == "" {
-				msg = fmt.Sprintf("injected fault (HTTP %d)", status)
-			}
-			writeError(w, status, fault.Reason, msg)
-		})
+		writeError(w, status, fault.Reason, msg)
 	})
 }
 
 // InjectFault adds a fault for the next matching requests.
-func (f *Fake) InjectFault(ft Fault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.faults.Add(ft.Method, ft.Path, ft.Times, ft)
-}
+func (f *Fake) InjectFault(ft Fault) { f.api.Inject(ft.Method, ft.Path, ft.Times, ft) }
 
 // SetStock sets whether flavor name is in stock in region.
 func (f *Fake) SetStock(name, region string, stock bool) {
@@ -310,11 +299,7 @@ func (f *Fake) SetStock(name, region string, stock bool) {
 
 // Requests counts the requests served for a route ("GET
 // /core/virtual-machines/{vm_id}/hibernate"), faults included.
-func (f *Fake) Requests(pattern string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.requests[pattern]
-}
+func (f *Fake) Requests(pattern string) int { return f.api.Requests(pattern) }
 
 // VMs returns copies of the VM records that still exist.
 func (f *Fake) VMs() []VM {

@@ -163,14 +163,12 @@ type sshKey struct {
 // Fake is the fake API; it is an http.Handler.
 type Fake struct {
 	o   Options
-	mux *http.ServeMux
+	api *fakeapi.Router[Fault]
 
 	mu        sync.Mutex
 	types     []InstanceType
 	instances []*Instance
 	keys      []sshKey
-	faults    fakeapi.Faults[Fault]
-	requests  map[string]int // "METHOD /route" → count
 	launched  map[string]int // instance name → launches
 	ipSeq     int
 }
@@ -187,7 +185,15 @@ func New(o Options) *Fake {
 	if types == nil {
 		types = DefaultInstanceTypes()
 	}
-	f := &Fake{o: o, types: append([]InstanceType(nil), types...), requests: map[string]int{}, launched: map[string]int{}, mux: http.NewServeMux()}
+	f := &Fake{o: o, types: append([]InstanceType(nil), types...), launched: map[string]int{}}
+	f.api = fakeapi.NewRouter(BasePath, f.authorized,
+		func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, http.StatusUnauthorized, "global/invalid-api-key", "API key is invalid, expired, or deleted.")
+		},
+		func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "global/object-does-not-exist", "no such endpoint: "+r.Method+" "+r.URL.Path)
+		},
+		serveFault)
 	f.route("GET /instance-types", f.instanceTypes)
 	f.route("GET /instances", f.listInstances)
 	f.route("GET /instances/{id}", f.getInstance)
@@ -198,9 +204,6 @@ func New(o Options) *Fake {
 	f.route("POST /ssh-keys", f.addKey)
 	f.route("DELETE /ssh-keys/{id}", f.deleteKey)
 	f.route("GET /file-systems", f.listFileSystems)
-	f.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "global/object-does-not-exist", "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
 	return f
 }
 
@@ -211,33 +214,20 @@ func Start(o Options) (*Fake, *httptest.Server) {
 	return f, httptest.NewServer(f)
 }
 
-func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.mux.ServeHTTP(w, r) }
+func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.api.ServeHTTP(w, r) }
 
-// route registers h for "METHOD /path" below BasePath, behind the
-// authentication check, the request counter and fault injection.
-func (f *Fake) route(pattern string, h http.HandlerFunc) {
-	method, path, _ := strings.Cut(pattern, " ")
-	f.mux.HandleFunc(method+" "+BasePath+path, func(w http.ResponseWriter, r *http.Request) {
-		if !f.authorized(r) {
-			writeError(w, http.StatusUnauthorized, "global/invalid-api-key", "API key is invalid, expired, or deleted.")
-			return
+// route registers h for "METHOD /path" below BasePath.
+func (f *Fake) route(pattern string, h http.HandlerFunc) { f.api.Handle(pattern, h) }
+
+// serveFault replies with an injected fault in Lambda's error format.
+func serveFault(w http.ResponseWriter, r *http.Request, h http.HandlerFunc, fault Fault) {
+	failure := fakeapi.Failure{Status: fault.Status, RetryAfter: fault.RetryAfter, Hang: fault.Hang, AfterEffect: fault.AfterEffect}
+	fakeapi.Serve(w, r, h, failure, func(w http.ResponseWriter, status int) {
+		code := fault.Code
+		if code == "" {
+			code = "global/unknown"
 		}
-		f.mu.Lock()
-		f.requests[pattern]++
-		fault, hit := f.faults.Take(method, path)
-		f.mu.Unlock()
-		if !hit {
-			h(w, r)
-			return
-		}
-		failure := fakeapi.Failure{Status: fault.Status, RetryAfter: fault.RetryAfter, Hang: fault.Hang, AfterEffect: fault.AfterEffect}
-		fakeapi.Serve(w, r, h, failure, func(w http.ResponseWriter, status int) {
-			code := fault.Code
-			if code == "" {
-				code = "global/unknown"
-			}
-			writeError(w, status, code, fmt.Sprintf("injected fault (HTTP %d)", status))
-		})
+		writeError(w, status, code, fmt.Sprintf("injected fault (HTTP %d)", status))
 	})
 }
 
@@ -253,11 +243,7 @@ func (f *Fake) authorized(r *http.Request) bool {
 }
 
 // InjectFault adds a fault for the next matching requests.
-func (f *Fake) InjectFault(ft Fault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.faults.Add(ft.Method, ft.Path, ft.Times, ft)
-}
+func (f *Fake) InjectFault(ft Fault) { f.api.Inject(ft.Method, ft.Path, ft.Times, ft) }
 
 // SetCapacity sets the regions where typeName has capacity (none: sold out).
 func (f *Fake) SetCapacity(typeName string, regions ...string) {
@@ -272,11 +258,7 @@ func (f *Fake) SetCapacity(typeName string, regions ...string) {
 
 // Requests counts the requests served for a route ("POST
 // /instance-operations/launch"), faults included.
-func (f *Fake) Requests(pattern string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.requests[pattern]
-}
+func (f *Fake) Requests(pattern string) int { return f.api.Requests(pattern) }
 
 // Instances returns copies of every instance record still known,
 // terminated ones included until they disappear.
