@@ -228,7 +228,7 @@ type asyncCLI struct {
 	done           chan error
 	stdout, stderr bytes.Buffer
 	args           []string
-	finished       *bool
+	finished       bool
 }
 
 func (c *sshCLI) start(args ...string) *asyncCLI {
@@ -240,14 +240,12 @@ func (c *sshCLI) start(args ...string) *asyncCLI {
 		c.t.Fatal(err)
 	}
 	go func() { a.done <- a.cmd.Wait() }()
-	finished := false
 	c.t.Cleanup(func() {
-		if !finished {
+		if !a.finished {
 			a.cmd.Process.Kill() //nolint:errcheck
 			<-a.done
 		}
 	})
-	a.finished = &finished
 	return a
 }
 
@@ -256,14 +254,14 @@ func (a *asyncCLI) wait(t *testing.T, vm *sshvm.VM) {
 	t.Helper()
 	select {
 	case err := <-a.done:
-		*a.finished = true
+		a.finished = true
 		if err != nil {
 			t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s\nsshd:\n%s", strings.Join(a.args, " "), err, a.stdout.String(), a.stderr.String(), vm.Log())
 		}
 	case <-time.After(5 * time.Minute):
 		a.cmd.Process.Kill() //nolint:errcheck
 		<-a.done
-		*a.finished = true
+		a.finished = true
 		t.Fatalf("%s did not finish in 5 minutes\nstderr:\n%s", strings.Join(a.args, " "), a.stderr.String())
 	}
 }
