@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -143,7 +144,7 @@ func (c *Cache) Cached(ctx context.Context, name string) (Catalog, bool, error) 
 func (c *Cache) cached(ctx context.Context, name string) (Catalog, bool, error) {
 	cat := Catalog{Provider: name}
 	mt, err := c.Store.GetCatalog(ctx, name, KindMachineTypes, scopeAll)
-	if errors.Is(err, store.ErrNotFound) {
+	if errkind.Is(err, errkind.NotFound) {
 		return cat, false, nil
 	}
 	if err != nil {
@@ -165,7 +166,7 @@ func (c *Cache) cached(ctx context.Context, name string) (Catalog, bool, error) 
 	cp, err := c.Store.GetCatalog(ctx, name, KindCapacity, scopeAll)
 	var rows []capacityRow
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errkind.Is(err, errkind.NotFound):
 		fresh = false
 	case err != nil:
 		return cat, false, err
@@ -303,10 +304,10 @@ func (c *Cache) fetch(ctx context.Context, p provider.Provider) ([]Entry, error)
 		if err == nil {
 			return entries, nil
 		}
-		if attempt >= attempts || !provider.IsRetryable(err) || ctx.Err() != nil {
+		if attempt >= attempts || !errkind.Retryable(err) || ctx.Err() != nil {
 			return nil, err
 		}
-		t := time.NewTimer(max(delay, provider.RetryAfter(err)))
+		t := time.NewTimer(max(delay, errkind.RetryAfter(err)))
 		select {
 		case <-ctx.Done():
 			t.Stop()

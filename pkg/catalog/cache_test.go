@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
@@ -197,10 +198,10 @@ func TestFailedRefreshKeepsCacheAndNamesProvider(t *testing.T) {
 			"duplicate rows": func() ([]entry, error) { return append(good.Entries[:1:1], good.Entries[0]), nil },
 			"empty":          func() ([]entry, error) { return nil, nil },
 			"API refuses": func() ([]entry, error) {
-				return nil, provider.Errorf(provider.KindAuth, "sim", "catalog", "401 Unauthorized")
+				return nil, provider.Errorf(errkind.Auth, "sim", "catalog", "401 Unauthorized")
 			},
 			"malformed from SDK": func() ([]entry, error) {
-				return nil, provider.Errorf(provider.KindInvalid, "sim", "catalog", "malformed catalog payload: unexpected end of JSON input")
+				return nil, provider.Errorf(errkind.Invalid, "sim", "catalog", "malformed catalog payload: unexpected end of JSON input")
 			},
 		}
 		for name, bad := range malformed {
@@ -251,7 +252,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 		sim.catalog = func() ([]entry, error) {
 			if fails > 0 {
 				fails--
-				return nil, &provider.Error{Kind: provider.KindRateLimited, Provider: "sim", Op: "catalog",
+				return nil, &provider.Error{Kind: errkind.RateLimited, Provider: "sim", Op: "catalog",
 					RetryAfter: time.Millisecond, Err: errors.New("429")}
 			}
 			return sim.Provider.Catalog(ctx)
@@ -301,7 +302,7 @@ func TestPricingCacheAndVersion(t *testing.T) {
 		if err != nil || changed.Entries[0].PricingVersion == cat.Entries[0].PricingVersion {
 			t.Fatalf("changed prices kept version %q: %v", changed.Entries[0].PricingVersion, err)
 		}
-		if _, err := cache.Price(ctx, "sim", "sim-gpu-l4/1xl4", "sim-east1", false); !errors.Is(err, store.ErrNotFound) {
+		if _, err := cache.Price(ctx, "sim", "sim-gpu-l4/1xl4", "sim-east1", false); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("a type no longer listed still has a price: %v", err)
 		}
 		// A provider's own version is kept.
@@ -326,7 +327,7 @@ func TestGetAllReportsFailuresPerProvider(t *testing.T) {
 		cache := newCache(s, clk)
 		good := openSim(t, s, nil)
 		bad := &cloud{Provider: namedProvider{good.Provider, "broken"},
-			catalog: func() ([]entry, error) { return nil, provider.Errorf(provider.KindAuth, "broken", "catalog", "403") }}
+			catalog: func() ([]entry, error) { return nil, provider.Errorf(errkind.Auth, "broken", "catalog", "403") }}
 		cats, errs := cache.GetAll(ctx, []provider.Provider{bad, good})
 		if len(cats) != 1 || cats[0].Provider != "sim" || len(errs) != 1 || !strings.Contains(errs[0].Error(), "catalog of broken") {
 			t.Fatalf("cats %v errs %v", len(cats), errs)

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	_ "github.com/sagemathinc/cocalc-hosts/providers/sim"
 )
@@ -76,18 +77,45 @@ func TestExitCodeHelpListsEveryCode(t *testing.T) {
 	if code != 0 {
 		t.Fatal(code)
 	}
-	for _, e := range ExitCodeTable {
-		if !strings.Contains(out, e.Meaning) {
-			t.Errorf("help exit-codes lacks %d %q", e.Code, e.Meaning)
-		}
-	}
 	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range ExitCodeTable {
-		if !strings.Contains(string(readme), "| "+strconv.Itoa(e.Code)+" |") {
-			t.Errorf("README.md exit code table lacks %d", e.Code)
+		if !strings.Contains(out, fmt.Sprintf("%3d  %-12s %s\n", e.Code, e.Kind, e.Meaning)) {
+			t.Errorf("help exit-codes lacks %d %s %q", e.Code, e.Kind, e.Meaning)
 		}
+		kind := string(e.Kind)
+		if kind != "" {
+			kind = "`" + kind + "`"
+		}
+		if row := fmt.Sprintf("| %d | %s | %s |", e.Code, kind, e.Meaning); !strings.Contains(string(readme), row) {
+			t.Errorf("README.md exit code table lacks the row %s", row)
+		}
+	}
+}
+
+// Every error kind has exactly one exit code, and an error of that kind
+// exits with it however deeply it is wrapped.
+func TestEveryKindHasOneExitCode(t *testing.T) {
+	codes := map[errkind.Kind][]int{}
+	for _, e := range ExitCodeTable {
+		if e.Kind != "" {
+			codes[e.Kind] = append(codes[e.Kind], e.Code)
+		}
+	}
+	for _, k := range errkind.All() {
+		if len(codes[k]) != 1 {
+			t.Errorf("kind %s has exit codes %v, want exactly one", k, codes[k])
+			continue
+		}
+		err := fmt.Errorf("start host h: %w", errkind.New(k, "x"))
+		if got := exitCode(err); got != codes[k][0] {
+			t.Errorf("an error of kind %s exits %d, want %d", k, got, codes[k][0])
+		}
+		delete(codes, k)
+	}
+	for k := range codes {
+		t.Errorf("exit code table names kind %q, which errkind does not have", k)
 	}
 }

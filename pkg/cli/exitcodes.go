@@ -3,16 +3,13 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
-	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
-	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
-// Exit codes are the scripting contract of cocalc-hosts. They are listed
-// in README.md and by `cocalc-hosts help exit-codes`; never renumber them.
+// Exit codes are the scripting contract of cocalc-hosts. Each error kind
+// (pkg/errkind) has exactly one code. They are listed in README.md and by
+// `cocalc-hosts help exit-codes`; never renumber them.
 const (
 	ExitOK          = 0   // success
 	ExitError       = 1   // any other failure
@@ -22,79 +19,66 @@ const (
 	ExitUnavailable = 5   // the state database cannot be used (unreachable, locked, corrupt)
 	ExitActionFail  = 6   // the action ran and failed at the provider (see `logs`)
 	ExitRefused     = 7   // refused by the host's state or the provider's capabilities
+	ExitAuth        = 8   // credentials missing or rejected
+	ExitForbidden   = 9   // credentials not allowed to do this
+	ExitQuota       = 10  // an account limit was reached
+	ExitCapacity    = 11  // no capacity there now
+	ExitRateLimited = 12  // the provider asked to slow down
+	ExitTransient   = 13  // a temporary failure
 	ExitInterrupted = 130 // interrupted (Ctrl-C); queued work stays queued
 )
 
-// ExitCodeTable documents the codes, in order.
+// ExitCodeTable documents the codes, in order, with the kind each stands
+// for (none for success).
 var ExitCodeTable = []struct {
 	Code    int
+	Kind    errkind.Kind
 	Meaning string
 }{
-	{ExitOK, "success"},
-	{ExitError, "any other failure"},
-	{ExitUsage, "bad flags, arguments or input values"},
-	{ExitNotFound, "the host or job does not exist"},
-	{ExitConflict, "the name is taken, or the host has pending work"},
-	{ExitUnavailable, "the state database cannot be used (unreachable, locked, corrupt)"},
-	{ExitActionFail, "the action ran and failed at the provider (see `cocalc-hosts logs HOST`)"},
-	{ExitRefused, "refused by the host's state or its provider's capabilities"},
-	{ExitInterrupted, "interrupted; queued work stays queued for any worker"},
+	{ExitOK, "", "success"},
+	{ExitError, errkind.Internal, "any other failure"},
+	{ExitUsage, errkind.Invalid, "bad flags, arguments or input values"},
+	{ExitNotFound, errkind.NotFound, "the host, project or job does not exist"},
+	{ExitConflict, errkind.Conflict, "the name is taken, or the host has pending work"},
+	{ExitUnavailable, errkind.Unavailable, "the state database cannot be used (unreachable, locked, corrupt)"},
+	{ExitActionFail, errkind.Failed, "the action ran and failed at the provider (see `cocalc-hosts logs HOST`)"},
+	{ExitRefused, errkind.Refused, "refused by the host's state or its provider's capabilities"},
+	{ExitAuth, errkind.Auth, "credentials are missing or were rejected (cloud, SSH); fix them and retry"},
+	{ExitForbidden, errkind.Forbidden, "the credentials are not allowed to do this"},
+	{ExitQuota, errkind.Quota, "an account limit at the provider was reached"},
+	{ExitCapacity, errkind.Capacity, "the provider has no capacity there now; try another region or later"},
+	{ExitRateLimited, errkind.RateLimited, "the provider asked to slow down; retry later"},
+	{ExitTransient, errkind.Transient, "a temporary failure (network, timeout, server error); retry"},
+	{ExitInterrupted, errkind.Canceled, "interrupted; queued work stays queued for any worker"},
 }
 
-// usageError marks bad input.
-type usageError struct{ err error }
+// usageErr marks err as bad input.
+func usageErr(err error) error { return errkind.Wrap(errkind.Invalid, err) }
 
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-func usageErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &usageError{err}
+func usagef(format string, args ...any) error {
+	return errkind.Errorf(errkind.Invalid, format, args...)
 }
 
-func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(format, args...)} }
-
-// actionFailedError is a job that ended failed.
-type actionFailedError struct{ msg string }
-
-func (e *actionFailedError) Error() string { return e.msg }
-
-// exitCode maps an error to the documented exit code.
+// exitCode maps an error to the documented exit code: a command's own
+// status (project exec) or the code of the error's kind.
 func exitCode(err error) int {
-	var ue *usageError
-	var inv *hosts.InvalidError
-	var ref *hosts.RefusedError
-	var af *actionFailedError
-	var unk *provider.UnknownError
-	var loose *secrets.ModeError
-	var status interface{ ExitStatus() int } // a command's own status (project exec)
-	switch {
-	case err == nil:
+	if err == nil {
 		return ExitOK
-	case errors.As(err, &status):
+	}
+	var status interface{ ExitStatus() int }
+	if errors.As(err, &status) {
 		return status.ExitStatus()
-	case errors.Is(err, context.Canceled):
+	}
+	if errors.Is(err, context.Canceled) {
+		// However a cancelled call was classified on its way up, the
+		// user (or a signal) ended it.
 		return ExitInterrupted
-	case errors.As(err, &ue), errors.As(err, &inv), errors.As(err, &unk), errors.As(err, &loose),
-		errors.Is(err, store.ErrBadDSN):
-		return ExitUsage
-	case errors.As(err, &af):
-		return ExitActionFail
-	case errors.As(err, &ref), provider.KindOf(err) == provider.KindUnsupported && isProviderErr(err):
-		return ExitRefused
-	case errors.Is(err, store.ErrNotFound):
-		return ExitNotFound
-	case errors.Is(err, store.ErrConflict):
-		return ExitConflict
-	case errors.Is(err, store.ErrUnavailable):
-		return ExitUnavailable
+	}
+	k := errkind.Of(err)
+	for _, e := range ExitCodeTable {
+		if e.Kind == k {
+			return e.Code
+		}
 	}
 	return ExitError
-}
-
-func isProviderErr(err error) bool {
-	var pe *provider.Error
-	return errors.As(err, &pe)
 }

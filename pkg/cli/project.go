@@ -2,16 +2,15 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 func init() {
@@ -121,7 +120,7 @@ func finishProject(ctx context.Context, f *Factory, sub projects.Submitted, noWa
 		}
 		p, err := st.GetProject(ctx, sub.Project.ID)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errkind.Is(err, errkind.NotFound):
 			// Purged, or a failed create that was undone.
 			sub.Project.State = model.ProjectDeleted
 		case err != nil:
@@ -138,8 +137,8 @@ func finishProject(ctx context.Context, f *Factory, sub projects.Submitted, noWa
 			if job.Action == model.ActionProjectCreate && sub.Project.State == model.ProjectDeleted {
 				undone = "; nothing of it was left behind"
 			}
-			return &actionFailedError{msg: fmt.Sprintf("%s of project %s failed after %d attempt(s): %s%s",
-				what, sub.Project.ID, job.Attempts, job.LastError, undone)}
+			return errkind.Errorf(errkind.Failed, "%s of project %s failed after %d attempt(s): %s%s",
+				what, sub.Project.ID, job.Attempts, job.LastError, undone)
 		}
 	}
 	if f.jsonOutput() {

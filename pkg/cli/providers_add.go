@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
@@ -124,7 +125,7 @@ func runProvidersAdd(ctx context.Context, f *Factory, o *ProvidersAddOptions) er
 		cancel()
 		if err != nil {
 			err = fmt.Errorf("the credentials in %s do not work for %s: %w; nothing was saved", creds, o.Name, err)
-			if provider.KindOf(err) == provider.KindAuth {
+			if errkind.Of(err) == errkind.Auth {
 				return usageErr(err)
 			}
 			return err

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
 // Version is set at build time (-ldflags "-X ...cli.Version=v1.2.3").
@@ -32,7 +34,13 @@ func Execute(ctx context.Context, f *Factory, args []string) int {
 	if err == nil {
 		return ExitOK
 	}
-	if isCobraUsage(err) {
+	var ran *ranError
+	if errors.As(err, &ran) {
+		err = ran.err
+	} else {
+		// Not from a command's own code: cobra refused the command line
+		// (unknown command or flag, bad flag value, wrong arguments,
+		// missing required flags).
 		err = usageErr(err)
 	}
 	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
@@ -40,6 +48,10 @@ func Execute(ctx context.Context, f *Factory, args []string) int {
 	}
 	code := exitCode(err)
 	msg := err.Error()
+	var nf *errkind.NotFoundError
+	if errors.As(err, &nf) && notFoundHints[nf.Type] != "" {
+		msg += "; " + notFoundHints[nf.Type]
+	}
 	if code == ExitInterrupted {
 		msg = "interrupted; queued work stays queued and any worker will finish it (`cocalc-hosts worker --drain`)"
 	}
@@ -47,15 +59,38 @@ func Execute(ctx context.Context, f *Factory, args []string) int {
 	return code
 }
 
-func isCobraUsage(err error) bool {
-	m := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "invalid argument",
-		"flag needs an argument", "required flag", "accepts ", "requires at least", "if any flags in the group"} {
-		if strings.HasPrefix(m, p) || strings.Contains(m, "\" "+p) {
-			return true
+// notFoundHints say, by type, where to see what exists: domain packages
+// name what is missing, the command layer names the command.
+var notFoundHints = map[string]string{
+	"host":    "`cocalc-hosts list` shows the hosts",
+	"project": "`cocalc-hosts project list` shows the projects",
+}
+
+// ranError carries an error returned by a command's own code (its run
+// hooks), so that Execute can tell it from cobra's parsing errors.
+type ranError struct{ err error }
+
+func (e *ranError) Error() string { return e.err.Error() }
+func (e *ranError) Unwrap() error { return e.err }
+
+// markRuns wraps the run hooks of c and its subcommands so that their
+// errors arrive as *ranError.
+func markRuns(c *cobra.Command) {
+	for _, hook := range []*func(*cobra.Command, []string) error{
+		&c.PersistentPreRunE, &c.PreRunE, &c.RunE, &c.PostRunE, &c.PersistentPostRunE,
+	} {
+		if run := *hook; run != nil {
+			*hook = func(cmd *cobra.Command, args []string) error {
+				if err := run(cmd, args); err != nil {
+					return &ranError{err}
+				}
+				return nil
+			}
 		}
 	}
-	return false
+	for _, sub := range c.Commands() {
+		markRuns(sub)
+	}
 }
 
 // NewRootCmd builds the command tree.
@@ -72,7 +107,6 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 	}
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	pf := root.PersistentFlags()
 	pf.String("db", "", "state database: SQLite file path or postgres://user@host:port/db (password in ~/.pgpass)")
 	pf.StringVar(&f.ConfigPath, "config", "", "config file (default $XDG_CONFIG_HOME/cocalc-hosts/config.yaml)")
@@ -103,6 +137,7 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 	root.AddCommand(newVersionCmd(f), newExitCodesHelp())
 	root.SetHelpCommandGroupID("ops")
 	root.SetCompletionCommandGroupID("ops")
+	markRuns(root)
 	return root
 }
 
@@ -141,7 +176,7 @@ func newExitCodesHelp() *cobra.Command {
 	var b strings.Builder
 	b.WriteString("cocalc-hosts exits with one of these codes:\n\n")
 	for _, e := range ExitCodeTable {
-		fmt.Fprintf(&b, "  %3d  %s\n", e.Code, e.Meaning)
+		fmt.Fprintf(&b, "  %3d  %-12s %s\n", e.Code, e.Kind, e.Meaning)
 	}
 	b.WriteString("\n`project exec` and `project shell` exit with the command's own status instead.\n")
 	return &cobra.Command{Use: "exit-codes", Short: "Exit codes for scripts", Long: b.String()}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -139,7 +140,7 @@ func runUpgrade(ctx context.Context, f *Factory, o *UpgradeOptions) error {
 		t.flush() //nolint:errcheck
 	}
 	if len(failed) > 0 {
-		return &actionFailedError{msg: fmt.Sprintf("upgrade failed on %s; see `cocalc-hosts logs --boot HOST`", strings.Join(failed, ", "))}
+		return errkind.Errorf(errkind.Failed, "upgrade failed on %s; see `cocalc-hosts logs --boot HOST`", strings.Join(failed, ", "))
 	}
 	return nil
 }

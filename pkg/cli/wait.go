@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
@@ -35,8 +36,8 @@ func finishSubmitted(ctx context.Context, f *Factory, sub hosts.Submitted, noWai
 			if f.jsonOutput() {
 				printJSON(f.IO.Out, sub) //nolint:errcheck
 			}
-			return &actionFailedError{msg: fmt.Sprintf("%s of host %s failed after %d attempt(s): %s; see `cocalc-hosts logs %s`",
-				job.Action, h.Name, job.Attempts, job.LastError, h.Name)}
+			return errkind.Errorf(errkind.Failed, "%s of host %s failed after %d attempt(s): %s; see `cocalc-hosts logs %s`",
+				job.Action, h.Name, job.Attempts, job.LastError, h.Name)
 		}
 	}
 	if f.jsonOutput() {

@@ -30,7 +30,7 @@ func (LocalAgents) AgentClient(_ context.Context, h model.Host) (*agentapi.Clien
 // AgentClient returns a client for h's agent.
 func (s *Service) AgentClient(ctx context.Context, h model.Host) (*agentapi.Client, error) {
 	if h.Status != model.StatusRunning {
-		return nil, &RefusedError{Msg: fmt.Sprintf("host %s is %s; start it with `cocalc-hosts start %s`", h.Name, h.Status, h.Name)}
+		return nil, refused("host %s is %s; start it with `cocalc-hosts start %s`", h.Name, h.Status, h.Name)
 	}
 	c := s.Agents
 	if c == nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -168,8 +169,8 @@ func (s *Service) checkBootstrapSpec(ctx context.Context, req *CreateRequest) er
 	}
 	for _, h := range hs {
 		if o, err := ParseAddress(h.Spec.Address); err == nil && o.Host == a.Host && o.Port == a.Port {
-			return fmt.Errorf("machine %s is already host %s, and a machine can be one host only; delete that host first: %w",
-				net.JoinHostPort(a.Host, strconv.Itoa(a.Port)), h.Name, store.ErrConflict)
+			return errkind.Errorf(errkind.Conflict, "machine %s is already host %s, and a machine can be one host only; delete that host first",
+				net.JoinHostPort(a.Host, strconv.Itoa(a.Port)), h.Name)
 		}
 	}
 	return nil
@@ -189,7 +190,7 @@ func (s *Service) prepareBootstrap(ctx context.Context, p provider.Provider, h m
 		return nil
 	}
 	if s.Bootstrap == nil {
-		return provider.Errorf(provider.KindUnsupported, p.Name(), "create", "hosts of this provider are bootstrapped over SSH, but no bootstrap runner is configured")
+		return provider.Errorf(errkind.Refused, p.Name(), "create", "hosts of this provider are bootstrapped over SSH, but no bootstrap runner is configured")
 	}
 	inj, _ := p.(HostKeyInjector)
 	key, hk, err := s.Bootstrap.Access(ctx, h, inj != nil && inj.InjectsHostKey())
@@ -208,7 +209,7 @@ func (s *Service) bootstrapInstance(ctx context.Context, p provider.Provider, h 
 		return inst, nil
 	}
 	if s.Bootstrap == nil {
-		return inst, provider.Errorf(provider.KindUnsupported, p.Name(), "bootstrap", "no bootstrap runner is configured")
+		return inst, provider.Errorf(errkind.Refused, p.Name(), "bootstrap", "no bootstrap runner is configured")
 	}
 	applyRuntime(h, inst)
 	applySSHRuntime(h, inst)
@@ -279,7 +280,7 @@ func (s *Service) deleteInstance(ctx context.Context, p provider.Provider, h mod
 	case pl.Forget:
 		f, ok := p.(Forgetter)
 		if !ok {
-			return provider.Errorf(provider.KindUnsupported, p.Name(), "delete", "cannot forget a machine; delete it without --forget")
+			return provider.Errorf(errkind.Refused, p.Name(), "delete", "cannot forget a machine; delete it without --forget")
 		}
 		err = f.Forget(ctx, ref)
 	case pl.Purge:
@@ -291,7 +292,7 @@ func (s *Service) deleteInstance(ctx context.Context, p provider.Provider, h mod
 	default:
 		err = p.Delete(ctx, ref, pl.KeepDisk)
 	}
-	if provider.IsNotFound(err) {
+	if errkind.Is(err, errkind.NotFound) {
 		err = nil // already gone: that is what we wanted
 	}
 	if err == nil && !pl.KeepDisk && p.Capabilities().Bootstrap && s.Bootstrap != nil {
@@ -312,11 +313,11 @@ func (s *Service) Upgrade(ctx context.Context, idOrName string) (Submitted, erro
 		return Submitted{}, err
 	}
 	if !caps.Bootstrap {
-		return Submitted{}, &RefusedError{Msg: fmt.Sprintf("host %s (provider %s) runs its agent from this program directly; restart it with `cocalc-hosts stop %s && cocalc-hosts start %s` instead of upgrade",
-			h.Name, h.Provider, h.Name, h.Name)}
+		return Submitted{}, refused("host %s (provider %s) runs its agent from this program directly; restart it with `cocalc-hosts stop %s && cocalc-hosts start %s` instead of upgrade",
+			h.Name, h.Provider, h.Name, h.Name)
 	}
 	if h.Status != model.StatusRunning {
-		return Submitted{}, &RefusedError{Msg: fmt.Sprintf("host %s is %s; upgrade needs it running (`cocalc-hosts start %s` installs the current agent anyway)", h.Name, h.Status, h.Name)}
+		return Submitted{}, refused("host %s is %s; upgrade needs it running (`cocalc-hosts start %s` installs the current agent anyway)", h.Name, h.Status, h.Name)
 	}
 	return s.submit(ctx, h, model.ActionUpgrade, nil)
 }

@@ -1,9 +1,9 @@
 package hosts
 
 import (
-	"errors"
 	"testing"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
@@ -24,9 +24,8 @@ func TestParseAddress(t *testing.T) {
 	}
 	for _, in := range []string{"", "root@", "@host", "root@host:0", "root@host:70000", "root@host:x", "Root Admin@host", "root@-bad", "root@host;rm"} {
 		_, err := ParseAddress(in)
-		var inv *InvalidError
-		if !errors.As(err, &inv) {
-			t.Fatalf("ParseAddress(%q): got %v, want an InvalidError", in, err)
+		if !errkind.Is(err, errkind.Invalid) {
+			t.Fatalf("ParseAddress(%q): got %v, want an Invalid error", in, err)
 		}
 	}
 }

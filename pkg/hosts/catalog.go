@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
@@ -102,7 +103,7 @@ func (s *Service) plan(ctx context.Context, req *CreateRequest) (Plan, error) {
 		var iq *catalog.InvalidQueryError
 		var nm *catalog.NoMatchError
 		if errors.As(err, &iq) || errors.As(err, &nm) {
-			return Plan{}, &InvalidError{Msg: err.Error()}
+			return Plan{}, errkind.Wrap(errkind.Invalid, err)
 		}
 		return Plan{}, err
 	}
@@ -202,7 +203,7 @@ func capable(p provider.Provider, req *CreateRequest) error {
 // VM was refused) is deleted. It returns the provider the host ended on.
 func (s *Service) createWithFallback(ctx context.Context, p provider.Provider, h *model.Host, pl *createPayload, progress func(string)) (provider.Provider, provider.Instance, error) {
 	inst, err := s.createInstance(ctx, p, *h)
-	if err == nil || provider.KindOf(err) != provider.KindCapacity || pl.Query == nil {
+	if err == nil || errkind.Of(err) != errkind.Capacity || pl.Query == nil {
 		return p, inst, err // done, another failure, or an exact request: nothing else to try
 	}
 	q := *pl.Query
@@ -236,7 +237,7 @@ func (s *Service) createWithFallback(ctx context.Context, p provider.Provider, h
 			describe(c.Provider, c.InstanceType, p.Name() != c.Provider), where(c.Region, c.Zone), q.Price(c)))
 		if c.Provider != p.Name() {
 			progress(fmt.Sprintf("removing what the attempts left on %s before moving to %s", p.Name(), c.Provider))
-			if derr := p.Delete(ctx, refOf(*h), false); derr != nil && !provider.IsNotFound(derr) {
+			if derr := p.Delete(ctx, refOf(*h), false); derr != nil && !errkind.Is(derr, errkind.NotFound) {
 				return p, inst, fmt.Errorf("%w; and cleaning up on %s before trying %s failed: %v", err, p.Name(), c.Provider, derr)
 			}
 			left[p.Name()] = true
@@ -252,7 +253,7 @@ func (s *Service) createWithFallback(ctx context.Context, p provider.Provider, h
 			return p, inst, uerr
 		}
 		inst, err = s.createInstance(ctx, p, *h)
-		if err == nil || provider.KindOf(err) != provider.KindCapacity {
+		if err == nil || errkind.Of(err) != errkind.Capacity {
 			return p, inst, err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
@@ -113,9 +114,8 @@ func TestPlanExplainsBadRequests(t *testing.T) {
 	} {
 		tc.req.Name, tc.req.Owner = "x", "a"
 		_, err := svc.Plan(ctx, tc.req)
-		var inv *hosts.InvalidError
-		if !errors.As(err, &inv) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: got %v, want InvalidError containing %q", tc.req, err, tc.want)
+		if !errkind.Is(err, errkind.Invalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want an Invalid error containing %q", tc.req, err, tc.want)
 		}
 	}
 }
@@ -263,12 +263,11 @@ func TestCreateWithoutCloudPicksCheapestConfigured(t *testing.T) {
 	// cloud can serve.
 	none := hosts.New(st, configured{})
 	_, err = none.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a"})
-	var inv *hosts.InvalidError
-	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "no cloud is configured") {
+	if !errkind.Is(err, errkind.Invalid) || !strings.Contains(err.Error(), "no cloud is configured") {
 		t.Fatalf("nothing configured: %v", err)
 	}
 	onlyNoGPU := hosts.New(st, configured{"cheapest": set["cheapest"]})
-	if _, err := onlyNoGPU.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a", Spec: model.HostSpec{GPUModel: "l4"}}); !errors.As(err, &inv) ||
+	if _, err := onlyNoGPU.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a", Spec: model.HostSpec{GPUModel: "l4"}}); !errkind.Is(err, errkind.Invalid) ||
 		!strings.Contains(err.Error(), "no configured cloud can serve this request: provider cheapest has no GPUs") {
 		t.Fatalf("no GPU cloud: %v", err)
 	}

@@ -2,15 +2,14 @@ package hosts
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // IdleStopKind says how a host of provider p stops once it has been idle
@@ -62,7 +61,7 @@ func (s *Service) StopIdleHosts(ctx context.Context) ([]IdleStop, error) {
 	var out []IdleStop
 	for _, id := range ids {
 		h, err := s.Store.GetHost(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
+		if errkind.Is(err, errkind.NotFound) {
 			continue
 		}
 		if err != nil {

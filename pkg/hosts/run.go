@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
@@ -57,7 +58,7 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		progress(fmt.Sprintf("starting %s", h.Name))
 		inst, err = p.Status(ctx, ref)
 		switch {
-		case provider.IsNotFound(err) || (err == nil && inst.State == provider.StateTerminated):
+		case errkind.Is(err, errkind.NotFound) || (err == nil && inst.State == provider.StateTerminated):
 			// The VM was deleted keeping its disk: make it again.
 			progress("no VM: creating it again with the kept data disk")
 			inst, err = s.createInstance(ctx, p, h)
@@ -100,7 +101,7 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		json.Unmarshal(job.Payload, &pl) //nolint:errcheck
 		r, ok := p.(provider.DiskResizer)
 		if !ok {
-			return queue.Result{}, provider.Errorf(provider.KindUnsupported, p.Name(), "resize", "cannot resize disks")
+			return queue.Result{}, provider.Errorf(errkind.Refused, p.Name(), "resize", "cannot resize disks")
 		}
 		progress(fmt.Sprintf("growing the data disk of %s to %d GB", h.Name, pl.DiskGB))
 		inst, err = r.ResizeDisk(ctx, ref, pl.DiskGB)
@@ -109,12 +110,12 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		}
 	case model.ActionRefresh:
 		inst, err = p.Status(ctx, ref)
-		if provider.IsNotFound(err) {
+		if errkind.Is(err, errkind.NotFound) {
 			// One look is not proof: reconcile decides after two strikes.
 			return queue.Result{}, fmt.Errorf("refresh %s: %w", h.Name, err)
 		}
 	default:
-		return queue.Result{}, provider.Errorf(provider.KindInvalid, p.Name(), string(job.Action), "unknown action")
+		return queue.Result{}, provider.Errorf(errkind.Invalid, p.Name(), string(job.Action), "unknown action")
 	}
 	if err != nil {
 		return queue.Result{}, err
@@ -193,14 +194,14 @@ func (s *Service) waitFor(ctx context.Context, p provider.Provider, ref provider
 			return inst, nil
 		}
 		if inst.State == provider.StateError {
-			return inst, provider.Errorf(provider.KindTransient, p.Name(), "wait", "instance %s is in error state", ref.Name)
+			return inst, provider.Errorf(errkind.Transient, p.Name(), "wait", "instance %s is in error state", ref.Name)
 		}
 		if inst.State != last {
 			progress(fmt.Sprintf("instance %s is %s, waiting for %s", ref.Name, inst.State, want))
 			last = inst.State
 		}
 		if s.Now().After(deadline) {
-			return inst, provider.Errorf(provider.KindTransient, p.Name(), "wait", "instance %s still %s after %s", ref.Name, inst.State, s.ReadyTimeout)
+			return inst, provider.Errorf(errkind.Transient, p.Name(), "wait", "instance %s still %s after %s", ref.Name, inst.State, s.ReadyTimeout)
 		}
 		t := time.NewTimer(s.PollInterval)
 		select {

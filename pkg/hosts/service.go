@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
@@ -54,19 +55,15 @@ func New(s store.Store, p Providers) *Service {
 		PollInterval: time.Second, Now: time.Now}
 }
 
-// InvalidError is bad input from the user; the CLI exits with code 2.
-type InvalidError struct{ Msg string }
-
-func (e *InvalidError) Error() string { return e.Msg }
-
+// invalid is bad input from the caller.
 func invalid(format string, args ...any) error {
-	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+	return errkind.Errorf(errkind.Invalid, format, args...)
 }
 
-// RefusedError is a request the host's state or provider cannot honour.
-type RefusedError struct{ Msg string }
-
-func (e *RefusedError) Error() string { return e.Msg }
+// refused is a request the host's state or provider cannot honour.
+func refused(format string, args ...any) error {
+	return errkind.Errorf(errkind.Refused, format, args...)
+}
 
 var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
@@ -117,8 +114,8 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 	h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource = plan.Estimate.DiskPricePerGBMonth, plan.Estimate.DiskPriceSource
 	h.Spec.BootDiskMonthly = plan.Choice.BootDiskMonthly
 	if err := s.Store.CreateHost(ctx, h); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return Submitted{}, fmt.Errorf("a host named %q already exists; pick another --name or delete it first: %w", req.Name, store.ErrConflict)
+		if errkind.Is(err, errkind.Conflict) {
+			return Submitted{}, errkind.Errorf(errkind.Conflict, "a host named %q already exists; pick another --name or delete it first", req.Name)
 		}
 		return Submitted{}, err
 	}
@@ -169,8 +166,8 @@ func (s *Service) enqueue(ctx context.Context, h model.Host, a model.Action, pay
 	})
 	var busy *store.BusyError
 	if errors.As(err, &busy) {
-		return job, false, fmt.Errorf("host %s has pending work (%s job %s, %s); wait for it to finish (`cocalc-hosts logs %s`) and retry: %w",
-			h.Name, busy.Active.Action, busy.Active.ID, busy.Active.State, h.Name, store.ErrConflict)
+		return job, false, errkind.Errorf(errkind.Conflict, "host %s has pending work (%s job %s, %s); wait for it to finish (`cocalc-hosts logs %s`) and retry",
+			h.Name, busy.Active.Action, busy.Active.ID, busy.Active.State, h.Name)
 	}
 	return job, created, err
 }
@@ -190,7 +187,7 @@ func (s *Service) Start(ctx context.Context, idOrName string) (Submitted, error)
 	case model.StatusRunning:
 		return Submitted{Host: h, Note: "already running"}, nil
 	case model.StatusDeprovisioning:
-		return Submitted{}, &RefusedError{Msg: fmt.Sprintf("host %s is being deprovisioned; it cannot be started", h.Name)}
+		return Submitted{}, refused("host %s is being deprovisioned; it cannot be started", h.Name)
 	}
 	return s.submit(ctx, h, model.ActionStart, nil)
 }
@@ -217,9 +214,9 @@ func (s *Service) Stop(ctx context.Context, idOrName string, o StopOptions) (Sub
 		return s.submit(ctx, h, model.ActionDelete, payload)
 	}
 	if caps.Stop == provider.StopNone {
-		return Submitted{}, &RefusedError{Msg: fmt.Sprintf(
+		return Submitted{}, refused(
 			"provider %s cannot stop a host; to stop paying for it, run `cocalc-hosts stop --deprovision %s` (deletes the VM, keeps the data disk where %s has one) or `cocalc-hosts delete %s`",
-			h.Provider, h.Name, h.Provider, h.Name)}
+			h.Provider, h.Name, h.Provider, h.Name)
 	}
 	if h.Status == model.StatusOff {
 		return Submitted{Host: h, Note: "already off"}, nil
@@ -267,9 +264,9 @@ func (s *Service) checkNoProjectData(ctx context.Context, h model.Host, o Delete
 		}
 		names = append(names, pr.ID)
 	}
-	return &RefusedError{Msg: fmt.Sprintf(
+	return refused(
 		"host %s still holds %d project(s) (%s) whose files the delete would destroy; remove them first with `cocalc-hosts project delete PROJECT --purge`, or keep the data with --keep-disk",
-		h.Name, len(projects), strings.Join(names, ", "))}
+		h.Name, len(projects), strings.Join(names, ", "))
 }
 
 // Delete enqueues deprovisioning a host.
@@ -308,13 +305,13 @@ func (s *Service) Resize(ctx context.Context, idOrName string, diskGB int) (Subm
 		return Submitted{}, err
 	}
 	if !caps.DiskResize {
-		return Submitted{}, &RefusedError{Msg: fmt.Sprintf("provider %s cannot resize disks", h.Provider)}
+		return Submitted{}, refused("provider %s cannot resize disks", h.Provider)
 	}
 	if diskGB <= h.Spec.DiskGB {
 		return Submitted{}, invalid("disk can only grow: %s has %d GB, asked for %d GB", h.Name, h.Spec.DiskGB, diskGB)
 	}
 	if caps.DiskResizeRequiresStop && h.Status != model.StatusOff {
-		return Submitted{}, &RefusedError{Msg: fmt.Sprintf("provider %s resizes disks only while stopped; run `cocalc-hosts stop %s` first", h.Provider, h.Name)}
+		return Submitted{}, refused("provider %s resizes disks only while stopped; run `cocalc-hosts stop %s` first", h.Provider, h.Name)
 	}
 	payload, _ := json.Marshal(resizePayload{DiskGB: diskGB})
 	return s.submit(ctx, h, model.ActionResize, payload)
@@ -344,10 +341,10 @@ func (s *Service) live(ctx context.Context, idOrName string) (model.Host, error)
 		return h, err
 	}
 	if h.DeletedAt != nil {
-		return h, fmt.Errorf("host %s was deleted: %w", idOrName, store.ErrNotFound)
+		return h, errkind.Errorf(errkind.NotFound, "host %s was deleted", idOrName)
 	}
 	if h.Status == model.StatusDeprovisioned {
-		return h, &RefusedError{Msg: fmt.Sprintf("host %s is deprovisioned; create a new host", h.Name)}
+		return h, refused("host %s is deprovisioned; create a new host", h.Name)
 	}
 	return h, nil
 }

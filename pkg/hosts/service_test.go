@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
@@ -58,16 +59,14 @@ func TestStopRefusedWithoutStopCapability(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = svc.Stop(ctx, "gpu", hosts.StopOptions{})
-	var refused *hosts.RefusedError
-	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "cocalc-hosts stop --deprovision gpu") {
+	if !errkind.Is(err, errkind.Refused) || !strings.Contains(err.Error(), "cocalc-hosts stop --deprovision gpu") {
 		t.Fatalf("want a refusal naming --deprovision, got %v", err)
 	}
 	if jobs, _ := st.ListJobs(ctx, store.JobFilter{HostID: sub.Host.ID}); len(jobs) != 1 {
 		t.Fatalf("a refused stop must queue nothing: %d jobs", len(jobs))
 	}
 	_, err = svc.Delete(ctx, "gpu", hosts.DeleteOptions{KeepDisk: true})
-	var inv *hosts.InvalidError
-	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "drop --keep-disk") {
+	if !errkind.Is(err, errkind.Invalid) || !strings.Contains(err.Error(), "drop --keep-disk") {
 		t.Fatalf("keep-disk on a provider without persistent disks: %v", err)
 	}
 	_, err = svc.Resize(ctx, "gpu", 100)
@@ -117,9 +116,8 @@ func TestInvalidRequestsWriteNothing(t *testing.T) {
 	} {
 		req.Owner = "a"
 		_, err := svc.Create(ctx, req)
-		var inv *hosts.InvalidError
-		if !errors.As(err, &inv) {
-			t.Errorf("%+v: want InvalidError, got %v", req, err)
+		if !errkind.Is(err, errkind.Invalid) {
+			t.Errorf("%+v: want an Invalid error, got %v", req, err)
 		}
 	}
 	if hs, _ := st.ListHosts(ctx, store.HostFilter{IncludeDeleted: true}); len(hs) != 0 {

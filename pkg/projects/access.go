@@ -2,14 +2,12 @@ package projects
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // Exec runs a command in a running project and returns its exit code.
@@ -93,8 +91,8 @@ func (s *Service) RemoveCollaborator(ctx context.Context, c Caller, host, accoun
 		return h, err
 	}
 	if err := s.Store.RemoveCollaborator(ctx, h.ID, account); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return h, fmt.Errorf("%s is not a collaborator on host %s: %w", account, h.Name, store.ErrNotFound)
+		if errkind.Is(err, errkind.NotFound) {
+			return h, errkind.Errorf(errkind.NotFound, "%s is not a collaborator on host %s", account, h.Name)
 		}
 		return h, err
 	}

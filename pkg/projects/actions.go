@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -130,8 +131,8 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Subm
 	}
 	if !info.Present {
 		if localOnly(image) {
-			return Submitted{}, fmt.Errorf("image %s is not on host %s and has no registry to pull it from: build it with `cocalc-hosts image build %s --host %s`, or give a full registry name such as docker.io/library/debian:bookworm: %w",
-				image, h.Name, strings.TrimPrefix(image, "localhost/"), h.Name, store.ErrNotFound)
+			return Submitted{}, errkind.Errorf(errkind.NotFound, "image %s is not on host %s and has no registry to pull it from: build it with `cocalc-hosts image build %s --host %s`, or give a full registry name such as docker.io/library/debian:bookworm",
+				image, h.Name, strings.TrimPrefix(image, "localhost/"), h.Name)
 		}
 		warnings = append(warnings, fmt.Sprintf("image %s is not on host %s yet; it will be pulled from its registry", image, h.Name))
 	}
@@ -257,11 +258,11 @@ func agentErr(err error) error {
 	case agentapi.CodeInvalid:
 		return invalid("%s", ae.Message)
 	case agentapi.CodeNotFound:
-		return fmt.Errorf("%s: %w", ae.Message, store.ErrNotFound)
+		return errkind.New(errkind.NotFound, ae.Message)
 	case agentapi.CodeNotRunning, agentapi.CodeUnsupported:
 		return refused("%s", ae.Message)
 	case agentapi.CodeConflict:
-		return fmt.Errorf("%s: %w", ae.Message, store.ErrConflict)
+		return errkind.New(errkind.Conflict, ae.Message)
 	}
 	return err
 }
@@ -290,7 +291,7 @@ func (s *Service) live(ctx context.Context, a actor, id string) (model.Project, 
 		return p, err
 	}
 	if p.DeletedAt != nil {
-		return p, fmt.Errorf("project %s was deleted (purge it with `cocalc-hosts project delete %s --purge`): %w", id, id, store.ErrNotFound)
+		return p, errkind.Errorf(errkind.NotFound, "project %s was deleted (purge it with `cocalc-hosts project delete %s --purge`)", id, id)
 	}
 	return p, nil
 }
@@ -453,7 +454,7 @@ func (s *Service) Restore(ctx context.Context, c Caller, id, snapshot, path stri
 		found = found || sn.Name == snapshot
 	}
 	if !found {
-		return Submitted{}, fmt.Errorf("project %s has no snapshot %q (see `cocalc-hosts project snapshots %s`): %w", id, snapshot, id, store.ErrNotFound)
+		return Submitted{}, errkind.Errorf(errkind.NotFound, "project %s has no snapshot %q (see `cocalc-hosts project snapshots %s`)", id, snapshot, id)
 	}
 	return s.enqueue(ctx, p, model.ActionProjectRestore, payload{Snapshot: snapshot, Path: clean, By: a.By})
 }

@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
-	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // Handler runs "project.*" jobs from the durable queue. The job's host_id
@@ -37,30 +35,29 @@ func classify(h model.Host, err error) error {
 	if err == nil {
 		return nil
 	}
-	var pe *provider.Error
-	if errors.As(err, &pe) || errors.Is(err, context.Canceled) {
+	var known errkind.Kinded
+	if errors.As(err, &known) || errors.Is(err, context.Canceled) {
 		return err
 	}
-	where := "host " + h.Name
 	var ae *agentapi.Error
 	if errors.As(err, &ae) {
-		kind := provider.KindInvalid
+		kind := errkind.Invalid
 		switch ae.Code {
 		case agentapi.CodeInternal:
 			if ae.Status >= 500 && ae.Status != 501 {
-				kind = provider.KindTransient
+				kind = errkind.Transient
 			}
 		case agentapi.CodeNotFound:
-			kind = provider.KindNotFound
+			kind = errkind.NotFound
 		case agentapi.CodeUnsupported, agentapi.CodeNotRunning:
-			kind = provider.KindUnsupported
+			kind = errkind.Refused
 		}
-		return &provider.Error{Kind: kind, Provider: where, Err: errors.New(ae.Message)}
+		return errkind.Errorf(kind, "host %s: %s", h.Name, ae.Message)
 	}
-	if isConnErr(err) || errors.Is(err, store.ErrUnavailable) {
-		return &provider.Error{Kind: provider.KindTransient, Provider: where, Err: err}
+	if isConnErr(err) {
+		return errkind.Errorf(errkind.Transient, "host %s: %w", h.Name, err)
 	}
-	return &provider.Error{Kind: provider.KindInvalid, Provider: where, Err: err}
+	return errkind.Errorf(errkind.Invalid, "host %s: %w", h.Name, err)
 }
 
 // Run performs one attempt of a project job. Every step is idempotent.
@@ -175,7 +172,7 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 			progress(fmt.Sprintf("what was there before is in snapshot %s", res.SafetySnapshot))
 		}
 	default:
-		return queue.Result{}, provider.Errorf(provider.KindInvalid, "projects", string(job.Action), "unknown project action")
+		return queue.Result{}, errkind.Errorf(errkind.Invalid, "unknown project action %s", job.Action)
 	}
 	if err != nil {
 		return queue.Result{}, classify(host, err)
@@ -230,8 +227,7 @@ func (h Handler) Failed(ctx context.Context, job model.Job, err error, final boo
 					}
 				}
 			} else {
-				var ref *hosts.RefusedError
-				if errors.As(cerr, &ref) && p.State != model.ProjectCreating {
+				if errkind.Is(cerr, errkind.Refused) && p.State != model.ProjectCreating {
 					// The host is off, so the project is not running.
 					p.State = model.ProjectStopped
 				}

@@ -19,7 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
-	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -99,11 +99,11 @@ type actor struct {
 }
 
 func invalid(format string, args ...any) error {
-	return &hosts.InvalidError{Msg: fmt.Sprintf(format, args...)}
+	return errkind.Errorf(errkind.Invalid, format, args...)
 }
 
 func refused(format string, args ...any) error {
-	return &hosts.RefusedError{Msg: fmt.Sprintf(format, args...)}
+	return errkind.Errorf(errkind.Refused, format, args...)
 }
 
 var accountRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$`)
@@ -148,7 +148,7 @@ func (s *Service) liveHost(ctx context.Context, idOrName string) (model.Host, er
 		return h, err
 	}
 	if h.DeletedAt != nil || h.Status == model.StatusDeprovisioned {
-		return h, fmt.Errorf("host %s was deleted: %w", idOrName, store.ErrNotFound)
+		return h, errkind.Errorf(errkind.NotFound, "host %s was deleted", idOrName)
 	}
 	return h, nil
 }
@@ -271,8 +271,8 @@ func (s *Service) enqueue(ctx context.Context, p model.Project, a model.Action, 
 	})
 	var busy *store.BusyError
 	if errors.As(err, &busy) {
-		return Submitted{}, fmt.Errorf("project %s has pending work (%s job %s, %s); wait for it (`cocalc-hosts worker --drain` runs queued work) and retry: %w",
-			p.ID, busy.Active.Action, busy.Active.ID, busy.Active.State, store.ErrConflict)
+		return Submitted{}, errkind.Errorf(errkind.Conflict, "project %s has pending work (%s job %s, %s); wait for it (`cocalc-hosts worker --drain` runs queued work) and retry",
+			p.ID, busy.Active.Action, busy.Active.ID, busy.Active.State)
 	}
 	if err != nil {
 		return Submitted{}, err

@@ -8,10 +8,8 @@ import (
 	"testing"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
-	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -40,9 +38,8 @@ func TestCheckID(t *testing.T) {
 	}
 	for _, bad := range []string{"", "..", "../../etc/passwd", "3F1C9A52-8D0B-4C7E-9A61-2B5D7E4F0C13", "3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13/..", "dev"} {
 		err := CheckID(bad)
-		var inv *hosts.InvalidError
-		if !errors.As(err, &inv) {
-			t.Errorf("CheckID(%q) = %v; want an InvalidError", bad, err)
+		if !errkind.Is(err, errkind.Invalid) {
+			t.Errorf("CheckID(%q) = %v; want an Invalid error", bad, err)
 		}
 	}
 }
@@ -94,15 +91,15 @@ func TestClassify(t *testing.T) {
 		{&agentapi.Error{Status: 501, Code: agentapi.CodeUnsupported, Message: "no snapshots"}, false},
 		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
 		{&net.OpError{Op: "dial", Err: syscall.ENOENT}, true},
-		{fmt.Errorf("db: %w", store.ErrUnavailable), true},
-		{&hosts.RefusedError{Msg: "host dev is off"}, false},
-		{&hosts.InvalidError{Msg: "too much memory"}, false},
+		{errkind.Errorf(errkind.Unavailable, "db"), true},
+		{errkind.New(errkind.Refused, "host dev is off"), false},
+		{errkind.New(errkind.Invalid, "too much memory"), false},
 		{errors.New("anything else"), false},
 	}
 	for _, c := range cases {
 		got := classify(h, c.err)
-		if provider.IsRetryable(got) != c.retryable {
-			t.Errorf("classify(%v) = %v (kind %s); retryable should be %v", c.err, got, provider.KindOf(got), c.retryable)
+		if errkind.Retryable(got) != c.retryable {
+			t.Errorf("classify(%v) = %v (kind %s); retryable should be %v", c.err, got, errkind.Of(got), c.retryable)
 		}
 	}
 	if got := classify(h, &agentapi.Error{Status: 404, Code: agentapi.CodeNotFound, Message: "image x is missing"}); got.Error() != "host dev: image x is missing" {

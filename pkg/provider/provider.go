@@ -18,9 +18,9 @@ import (
 // Every method must be safe to retry: Create finds an instance it made
 // earlier (by name or label) instead of making a second one; Start and
 // Stop succeed when the instance is already in the wanted state; Delete of
-// a missing instance returns nil or a KindNotFound error, which callers
+// a missing instance returns nil or an errkind.NotFound error, which callers
 // treat as done.
-// Errors should be wrapped with Classify so callers can decide whether to
+// Errors should be classified (provider.Errorf, errkind) so callers can decide whether to
 // retry.
 type Provider interface {
 	// Name is the registered name ("local", "gcp", ...).

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
 // Factory makes a provider from its configuration.
@@ -87,6 +89,9 @@ type UnknownError struct {
 	Name  string
 	Known []string
 }
+
+// ErrorKind: naming a provider that does not exist is bad input.
+func (e *UnknownError) ErrorKind() errkind.Kind { return errkind.Invalid }
 
 func (e *UnknownError) Error() string {
 	return fmt.Sprintf("unknown provider %q (known: %s)", e.Name, strings.Join(e.Known, ", "))

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
 // Mux routes jobs to handlers by the prefix of their action: an action
@@ -32,7 +32,7 @@ func (m *Mux) route(a model.Action) (Handler, error) {
 		if h, ok := m.prefixes[string(a)[:i]]; ok {
 			return h, nil
 		}
-		return nil, provider.Errorf(provider.KindInvalid, "queue", string(a), "no handler for action %q", a)
+		return nil, errkind.Errorf(errkind.Invalid, "no handler for action %q", a)
 	}
 	if m.Default == nil {
 		return nil, fmt.Errorf("no handler for action %q", a)

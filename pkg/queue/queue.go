@@ -25,8 +25,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
@@ -148,7 +148,7 @@ func (w *Worker) loop(ctx context.Context, drain bool) error {
 	for ctx.Err() == nil {
 		ran, err := w.RunOne(ctx, "")
 		if err != nil {
-			if errors.Is(err, store.ErrUnavailable) {
+			if errkind.Is(err, errkind.Unavailable) {
 				// The database went away: keep trying, it may come back.
 				w.emit(Event{Kind: EventProgress, Err: err.Error(), Message: "state database unavailable; retrying"})
 			} else if ctx.Err() == nil {
@@ -216,8 +216,8 @@ func (w *Worker) execute(parent context.Context, job model.Job) error {
 	case runErr == nil:
 		f.State, f.Host, f.Log = model.JobDone, res.Host, res.Log
 		ev.Kind = EventDone
-	case provider.IsRetryable(runErr) && job.Attempts < job.MaxAttempts:
-		delay := w.backoff(job.Attempts, provider.RetryAfter(runErr))
+	case errkind.Retryable(runErr) && job.Attempts < job.MaxAttempts:
+		delay := w.backoff(job.Attempts, errkind.RetryAfter(runErr))
 		r := w.Handler.Failed(fctx, job, runErr, false)
 		f.State, f.RunAfter, f.Error, f.Host, f.Log = model.JobQueued, w.Now().Add(delay), runErr.Error(), r.Host, r.Log
 		ev.Kind, ev.Err = EventRetry, runErr.Error()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
@@ -155,7 +156,7 @@ func TestTerminalFailureIsRecorded(t *testing.T) {
 		svc := newService(tb, st, map[string]string{"capacity_error_regions": ""})
 		sub := createHosts(tb, svc, 1)[0]
 		w := fastWorker(st, handlerFunc{run: func(context.Context, model.Job) (queue.Result, error) {
-			return queue.Result{}, provider.Errorf(provider.KindAuth, "sim", "create", "invalid API key")
+			return queue.Result{}, provider.Errorf(errkind.Auth, "sim", "create", "invalid API key")
 		}, svc: svc})
 		if err := w.Run(ctx, true); err != nil {
 			tb.Fatal(err)
@@ -182,7 +183,7 @@ func TestRetriesStopAtMaxAttempts(t *testing.T) {
 		var calls atomic.Int64
 		w := fastWorker(st, handlerFunc{run: func(context.Context, model.Job) (queue.Result, error) {
 			calls.Add(1)
-			return queue.Result{}, provider.Errorf(provider.KindTransient, "sim", "create", "503")
+			return queue.Result{}, provider.Errorf(errkind.Transient, "sim", "create", "503")
 		}, svc: svc})
 		if err := w.Run(ctx, true); err != nil {
 			tb.Fatal(err)

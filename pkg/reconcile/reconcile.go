@@ -24,6 +24,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
@@ -367,7 +368,7 @@ func deleteOrphan(ctx context.Context, o Options, name string, p provider.Provid
 		case err == nil && h.DeletedAt == nil && h.Provider == name:
 			orph.Error = "host appeared during reconcile; not deleted"
 			return nil
-		case err != nil && !errors.Is(err, store.ErrNotFound):
+		case err != nil && !errkind.Is(err, errkind.NotFound):
 			return fmt.Errorf("re-read host %s of orphan %s: %w", orph.HostID, in.Name, err)
 		}
 		jobs, err := o.Store.ListJobs(ctx, store.JobFilter{HostID: orph.HostID, ActiveOnly: true, Limit: 1})
@@ -381,7 +382,7 @@ func deleteOrphan(ctx context.Context, o Options, name string, p provider.Provid
 	}
 	err := p.Delete(ctx, in.Ref(orph.HostID), false)
 	switch {
-	case err == nil || provider.IsNotFound(err):
+	case err == nil || errkind.Is(err, errkind.NotFound):
 		orph.Deleted = true
 	default:
 		orph.Error = fmt.Sprintf("delete: %v", err)

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
 // CheckMode refuses a file readable or writable by group or others.
@@ -28,6 +30,9 @@ type ModeError struct {
 	Path string
 	Mode os.FileMode
 }
+
+// ErrorKind: the file's mode is the user's to fix.
+func (e *ModeError) ErrorKind() errkind.Kind { return errkind.Invalid }
 
 func (e *ModeError) Error() string {
 	return fmt.Sprintf("secret file %s has mode %04o, which lets others read it; run: chmod 600 %s", e.Path, e.Mode, e.Path)

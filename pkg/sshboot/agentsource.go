@@ -17,7 +17,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
 // AgentSource finds the agent binary to install on a host of a given
@@ -67,14 +67,12 @@ func (a *AgentSource) For(ctx context.Context, platform string) (Binary, error) 
 		return a.self()
 	}
 	if a.ReleaseURL == "" {
-		return Binary{}, provider.Errorf(provider.KindInvalid, "bootstrap", "agent",
-			"the host is %s but this cocalc-hosts is %s, and no agent release is configured for other platforms: set bootstrap.agent_url "+
-				"(a URL with {os} and {arch}) and %s (the artifact's sha256)", platform, self, ConfigKey(platform))
+		return Binary{}, errkind.Errorf(errkind.Invalid, "bootstrap agent: the host is %s but this cocalc-hosts is %s, and no agent release is configured for other platforms: set bootstrap.agent_url "+
+			"(a URL with {os} and {arch}) and %s (the artifact's sha256)", platform, self, ConfigKey(platform))
 	}
 	want := strings.ToLower(strings.TrimSpace(a.SHA256[platform]))
 	if len(want) != 64 {
-		return Binary{}, provider.Errorf(provider.KindInvalid, "bootstrap", "agent",
-			"no sha256 configured for the %s agent: set %s to the artifact's sha256 (from the release's checksums file)", platform, ConfigKey(platform))
+		return Binary{}, errkind.Errorf(errkind.Invalid, "bootstrap agent: no sha256 configured for the %s agent: set %s to the artifact's sha256 (from the release's checksums file)", platform, ConfigKey(platform))
 	}
 	osName, arch, _ := strings.Cut(platform, "/")
 	u := strings.NewReplacer("{os}", osName, "{arch}", arch).Replace(a.ReleaseURL)
@@ -127,8 +125,7 @@ func (a *AgentSource) fetch(ctx context.Context, u, want, platform string) (Bina
 		return Binary{}, fmt.Errorf("agent download: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return Binary{}, provider.Errorf(provider.KindInvalid, "bootstrap", "agent",
-			"the agent artifact %s has sha256 %s, but %s says %s: refusing to install it (a changed or damaged download, or a stale checksum)",
+		return Binary{}, errkind.Errorf(errkind.Invalid, "bootstrap agent: the agent artifact %s has sha256 %s, but %s says %s: refusing to install it (a changed or damaged download, or a stale checksum)",
 			u, got, ConfigKey(platform), want)
 	}
 	if err := os.Rename(tmp.Name(), bin+".artifact"); err != nil {
@@ -199,13 +196,13 @@ func (a *AgentSource) binaryFrom(bin, u string) (Binary, error) {
 func (a *AgentSource) download(ctx context.Context, u string, w io.Writer) error {
 	pu, err := url.Parse(u)
 	if err != nil {
-		return provider.Errorf(provider.KindInvalid, "bootstrap", "agent", "bootstrap.agent_url %q: %v", u, err)
+		return errkind.Errorf(errkind.Invalid, "bootstrap agent: bootstrap.agent_url %q: %v", u, err)
 	}
 	switch pu.Scheme {
 	case "file":
 		f, err := os.Open(pu.Path)
 		if err != nil {
-			return provider.Errorf(provider.KindInvalid, "bootstrap", "agent", "agent artifact: %v", err)
+			return errkind.Errorf(errkind.Invalid, "bootstrap agent: agent artifact: %v", err)
 		}
 		defer f.Close()
 		_, err = io.Copy(w, f)
@@ -221,22 +218,22 @@ func (a *AgentSource) download(ctx context.Context, u string, w io.Writer) error
 		}
 		resp, err := c.Do(req)
 		if err != nil {
-			return provider.Errorf(provider.KindTransient, "bootstrap", "agent", "download %s: %v", u, err)
+			return errkind.Errorf(errkind.Transient, "bootstrap agent: download %s: %v", u, err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			kind := provider.KindInvalid
+			kind := errkind.Invalid
 			if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-				kind = provider.KindTransient
+				kind = errkind.Transient
 			}
-			return provider.Errorf(kind, "bootstrap", "agent", "download %s: %s", u, resp.Status)
+			return errkind.Errorf(kind, "bootstrap agent: download %s: %s", u, resp.Status)
 		}
 		if _, err := io.Copy(w, resp.Body); err != nil {
-			return provider.Errorf(provider.KindTransient, "bootstrap", "agent", "download %s: %v", u, err)
+			return errkind.Errorf(errkind.Transient, "bootstrap agent: download %s: %v", u, err)
 		}
 		return nil
 	}
-	return provider.Errorf(provider.KindInvalid, "bootstrap", "agent", "bootstrap.agent_url %q: use an https:// or file:// URL", u)
+	return errkind.Errorf(errkind.Invalid, "bootstrap agent: bootstrap.agent_url %q: use an https:// or file:// URL", u)
 }
 
 // Gzipped returns a gzip-compressed copy of bin, kept in CacheDir so that

@@ -34,6 +34,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/bootstrap"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
@@ -83,7 +84,7 @@ type StorePins struct {
 
 func (p StorePins) Pinned(ctx context.Context, hostID string) (string, bool, error) {
 	pin, err := p.Store.GetHostKey(ctx, hostID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errkind.Is(err, errkind.NotFound) {
 		return "", false, nil
 	}
 	if err != nil {
@@ -564,11 +565,11 @@ func (b *Bootstrapper) Repin(ctx context.Context, h model.Host, fingerprint stri
 	offered := fleet.KeyString(key)
 	ch := HostKeyChange{Host: h.Name, New: fleet.Fingerprint(offered)}
 	if fingerprint != "" && fingerprint != ch.New && "SHA256:"+fingerprint != ch.New {
-		return ch, &hosts.InvalidError{Msg: fmt.Sprintf("%s offers host key %s, not %s; nothing was re-pinned (check the fingerprint on the machine's console)", t, ch.New, fingerprint)}
+		return ch, errkind.Errorf(errkind.Invalid, "%s offers host key %s, not %s; nothing was re-pinned (check the fingerprint on the machine's console)", t, ch.New, fingerprint)
 	}
 	if old, err := b.Store.GetHostKey(ctx, h.ID); err == nil {
 		ch.Old = fleet.Fingerprint(old.PublicKey)
-	} else if !errors.Is(err, store.ErrNotFound) {
+	} else if !errkind.Is(err, errkind.NotFound) {
 		return ch, err
 	}
 	ch.Changed = ch.Old != ch.New
@@ -652,7 +653,7 @@ func (r *run) flush(ctx context.Context) {
 func (r *run) fail(format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	r.line("ERROR: " + msg)
-	err := &provider.Error{Kind: provider.KindInvalid, Provider: "bootstrap", Op: r.host.Name, Err: errors.New(msg)}
+	err := errkind.Errorf(errkind.Invalid, "bootstrap %s: %s", r.host.Name, msg)
 	r.failed = err
 	return err
 }
@@ -680,8 +681,8 @@ func (r *run) scriptError(what string, err error) error {
 	if step != "" {
 		headline = fmt.Sprintf("at step %q: %s", step, headline)
 	}
-	e := &provider.Error{Kind: provider.KindInvalid, Provider: "bootstrap", Op: r.host.Name, Err: fmt.Errorf(
-		"%s; last lines of the boot log: %s; see `cocalc-hosts logs --boot %s`", headline, strings.Join(tail, " | "), r.host.Name)}
+	e := errkind.Errorf(errkind.Invalid, "bootstrap %s: %s; last lines of the boot log: %s; see `cocalc-hosts logs --boot %s`",
+		r.host.Name, headline, strings.Join(tail, " | "), r.host.Name)
 	r.failed = e
 	return e
 }

@@ -26,6 +26,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
@@ -371,7 +372,7 @@ func (e *env) failBootstrap(t *testing.T, h model.Host, wants ...string) error {
 			t.Fatalf("error %q does not mention %q", err, w)
 		}
 	}
-	if provider.IsRetryable(err) {
+	if errkind.Retryable(err) {
 		t.Fatalf("bad input must not be retried by the queue: %v", err)
 	}
 	t.Logf("error: %v", err)
@@ -564,11 +565,11 @@ func TestAgentSource(t *testing.T) {
 	if n := downloads.Load(); n != 1 {
 		t.Fatalf("%d downloads, want 1 (then the verified cache)", n)
 	}
-	if _, err := web.For(context.Background(), "darwin/arm64"); provider.KindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "404") {
-		t.Fatalf("missing artifact: %v (kind %s)", err, provider.KindOf(err))
+	if _, err := web.For(context.Background(), "darwin/arm64"); errkind.Of(err) != errkind.Invalid || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("missing artifact: %v (kind %s)", err, errkind.Of(err))
 	}
-	if _, err := web.For(context.Background(), "linux/riscv64"); provider.KindOf(err) != provider.KindTransient || !strings.Contains(err.Error(), "503") {
-		t.Fatalf("server error: %v (kind %s)", err, provider.KindOf(err))
+	if _, err := web.For(context.Background(), "linux/riscv64"); errkind.Of(err) != errkind.Transient || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("server error: %v (kind %s)", err, errkind.Of(err))
 	}
 }
 
@@ -638,7 +639,7 @@ func TestInjectedHostKey(t *testing.T) {
 	if _, hk, err := e.boot.Access(ctx(t), h, false); err != nil || hk != nil {
 		t.Fatalf("access without injection: %v %v", err, hk)
 	}
-	if _, err := e.st.GetHostKey(ctx(t), h.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.st.GetHostKey(ctx(t), h.ID); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("the old VM's pin must go with a new VM: %v", err)
 	}
 }

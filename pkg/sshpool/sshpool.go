@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
-	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
 // Target is a host to reach.
@@ -271,7 +271,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*ssh.Client, error) {
 		return nil, err
 	}
 	if t.Host == "" || t.User == "" {
-		return nil, provider.Errorf(provider.KindInvalid, "ssh", "connect", "host %s has no SSH address or user", t.label())
+		return nil, connectErr(errkind.Invalid, fmt.Errorf("host %s has no SSH address or user", t.label()))
 	}
 	cfg := &ssh.ClientConfig{
 		User:            t.User,
@@ -400,15 +400,17 @@ func (e *AuthError) Unwrap() error { return e.Err }
 func classifyHandshake(t Target, id *fleet.Identity, err error) error {
 	var kc *fleet.KeyChangedError
 	if errors.As(err, &kc) {
-		return &provider.Error{Kind: provider.KindAuth, Provider: "ssh", Op: "connect", Err: kc}
+		return connectErr(errkind.Auth, kc)
 	}
 	if strings.Contains(err.Error(), "unable to authenticate") || strings.Contains(err.Error(), "no supported methods remain") {
-		return &provider.Error{Kind: provider.KindAuth, Provider: "ssh", Op: "connect",
-			Err: &AuthError{Target: t, Fingerprint: id.Fingerprint(), Err: err}}
+		return connectErr(errkind.Auth, &AuthError{Target: t, Fingerprint: id.Fingerprint(), Err: err})
 	}
 	// EOF or a reset during the handshake: sshd is starting or busy.
-	return &provider.Error{Kind: provider.KindTransient, Provider: "ssh", Op: "connect", Err: fmt.Errorf("SSH handshake with %s: %w", t.Addr(), err)}
+	return connectErr(errkind.Transient, fmt.Errorf("SSH handshake with %s: %w", t.Addr(), err))
 }
+
+// connectErr classifies a failed connection attempt.
+func connectErr(k errkind.Kind, err error) error { return errkind.Errorf(k, "ssh connect: %w", err) }
 
 // retryable reports whether waiting longer may help.
 func retryable(err error) bool {
@@ -416,7 +418,11 @@ func retryable(err error) bool {
 	if errors.As(err, &de) {
 		return true
 	}
-	return provider.KindOf(err) == provider.KindTransient && !errors.Is(err, context.Canceled)
+	switch errkind.Of(err) {
+	case errkind.Transient, errkind.Internal: // unclassified counts as transient
+		return !errors.Is(err, context.Canceled)
+	}
+	return false
 }
 
 // Wait connects to t, retrying with backoff while the host does not
@@ -439,8 +445,9 @@ func (p *Pool) Wait(ctx context.Context, t Target, wait time.Duration, progress 
 		}
 		now := p.Now()
 		if !now.Before(deadline) {
-			return nil, &provider.Error{Kind: provider.KindInvalid, Provider: "ssh", Op: "connect", Err: &UnreachableError{
-				Target: t, Waited: now.Sub(start).Round(time.Second), Attempts: attempts, Last: err}}
+			// Not retried: it already waited as long as it was asked to.
+			return nil, connectErr(errkind.Invalid, &UnreachableError{
+				Target: t, Waited: now.Sub(start).Round(time.Second), Attempts: attempts, Last: err})
 		}
 		if progress != nil && now.Sub(lastReport) >= 10*time.Second {
 			progress(fmt.Sprintf("waiting for SSH on %s (%v)", t, errors.Unwrap(err)))

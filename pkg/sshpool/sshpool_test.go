@@ -12,8 +12,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
-	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/sshvm"
@@ -28,7 +28,7 @@ type storePins struct {
 
 func (p *storePins) Pinned(ctx context.Context, hostID string) (string, bool, error) {
 	pin, err := p.s.GetHostKey(ctx, hostID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errkind.Is(err, errkind.NotFound) {
 		return "", false, nil
 	}
 	return pin.PublicKey, err == nil, err
@@ -198,7 +198,7 @@ func TestAuthErrors(t *testing.T) {
 		var waited []string
 		_, err := e.pool.Wait(c, target, time.Minute, func(msg string) { waited = append(waited, msg) })
 		var ae *sshpool.AuthError
-		if !errors.As(err, &ae) || provider.KindOf(err) != provider.KindAuth {
+		if !errors.As(err, &ae) || errkind.Of(err) != errkind.Auth {
 			t.Fatalf("user %s: got %v, want an AuthError", user, err)
 		}
 		if len(waited) > 0 {
@@ -227,7 +227,7 @@ func TestChangedHostKeyIsRefused(t *testing.T) {
 	e.pool.Forget(target)
 	_, err := e.pool.Wait(c, target, time.Minute, nil)
 	var kc *fleet.KeyChangedError
-	if !errors.As(err, &kc) || provider.KindOf(err) != provider.KindAuth {
+	if !errors.As(err, &kc) || errkind.Of(err) != errkind.Auth {
 		t.Fatalf("got %v, want a KeyChangedError", err)
 	}
 	if !strings.Contains(err.Error(), "ssh-key repin vm1") {
@@ -254,7 +254,7 @@ func TestUnreachableRetriesThenFails(t *testing.T) {
 	if ue.Attempts < 3 {
 		t.Fatalf("%d attempts in %s; the wait must retry", ue.Attempts, time.Since(start))
 	}
-	if provider.IsRetryable(err) {
+	if errkind.Retryable(err) {
 		t.Fatal("the queue must not retry a wait that already waited")
 	}
 	for _, want := range []string{"root@" + vm.Addr + ":2222", "connection refused", "port 2222"} {

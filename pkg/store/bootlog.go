@@ -4,8 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
 // BootStore holds boot logs of the SSH bootstrap runner and pinned SSH host keys.
@@ -27,7 +28,7 @@ type BootStore interface {
 	// processes wins); with replace true the key is replaced (a deliberate
 	// re-pin). It returns the pin in force afterwards.
 	PinHostKey(ctx context.Context, pin HostKeyPin, replace bool) (HostKeyPin, error)
-	// GetHostKey returns a host's pin, or ErrNotFound.
+	// GetHostKey returns a host's pin, or an errkind.NotFound error.
 	GetHostKey(ctx context.Context, hostID string) (HostKeyPin, error)
 	DeleteHostKey(ctx context.Context, hostID string) error
 	// TouchHostContact records a successful contact with the host (its
@@ -105,7 +106,7 @@ func (s *SQLStore) FinishBootRun(ctx context.Context, id string, finished time.T
 		return s.err("finish boot run", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("finish boot run %s: %w", id, ErrNotFound)
+		return errkind.Errorf(errkind.NotFound, "no boot run %s", id)
 	}
 	return nil
 }
@@ -216,7 +217,7 @@ func (s *SQLStore) GetHostKey(ctx context.Context, hostID string) (HostKeyPin, e
 	err := s.db.QueryRowContext(ctx, `SELECT host_id, public_key, source, pinned_at, last_contact_at FROM host_ssh_keys WHERE host_id = $1`,
 		hostID).Scan(&p.HostID, &p.PublicKey, &p.Source, &pinned, &contact)
 	if errors.Is(err, sql.ErrNoRows) {
-		return p, fmt.Errorf("no pinned host key for host %s: %w", hostID, ErrNotFound)
+		return p, errkind.Errorf(errkind.NotFound, "no pinned host key for host %s", hostID)
 	}
 	if err != nil {
 		return p, s.err("get host key", err)

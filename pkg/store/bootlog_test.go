@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
@@ -28,8 +28,8 @@ func TestBootRunsAndLog(t *testing.T) {
 		if err := s.FinishBootRun(ctx, run1.ID, t0.Add(30*time.Second), store.BootFailed, "disk holds ext4"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.FinishBootRun(ctx, "nope", t0, store.BootDone, ""); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("finishing an unknown run: got %v, want ErrNotFound", err)
+		if err := s.FinishBootRun(ctx, "nope", t0, store.BootDone, ""); !errkind.Is(err, errkind.NotFound) {
+			t.Fatalf("finishing an unknown run: got %v, want not found", err)
 		}
 		runs, err := s.ListBootRuns(ctx, hostID, 0)
 		if err != nil {
@@ -97,7 +97,7 @@ func TestHostKeyPins(t *testing.T) {
 	backends(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		hostID := uuid.NewString()
-		if _, err := s.GetHostKey(ctx, hostID); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.GetHostKey(ctx, hostID); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("no pin yet: got %v", err)
 		}
 		// Contact with an unpinned host records nothing and is no error.
@@ -135,7 +135,7 @@ func TestHostKeyPins(t *testing.T) {
 		if err := s.DeleteHostKey(ctx, hostID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.GetHostKey(ctx, hostID); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.GetHostKey(ctx, hostID); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("after delete: %v", err)
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
 // CostStore holds the pricing cache and usage computed from cloud_vm_log.
@@ -14,7 +16,7 @@ type CostStore interface {
 	// list in one transaction: either the whole refresh lands or the
 	// cache stays as it was. The provider's old price rows are replaced.
 	ReplaceCatalog(ctx context.Context, providerName string, records []CatalogRecord, prices []PriceRecord) error
-	// GetPrice returns one cached price; ErrNotFound when absent.
+	// GetPrice returns one cached price; an errkind.NotFound error when absent.
 	GetPrice(ctx context.Context, providerName, sku, region string) (PriceRecord, error)
 	// ListPrices returns a provider's cached prices (every provider's for "").
 	ListPrices(ctx context.Context, providerName string) ([]PriceRecord, error)
@@ -130,7 +132,7 @@ func (s *SQLStore) GetPrice(ctx context.Context, providerName, sku, region strin
 	p, err := scanPrice(s.db.QueryRowContext(ctx, `SELECT `+priceColumns+` FROM cloud_pricing_cache
  WHERE provider = $1 AND sku = $2 AND region = $3`, providerName, sku, region))
 	if errors.Is(err, sql.ErrNoRows) {
-		return p, fmt.Errorf("no cached price of %s %s in %s: %w", providerName, sku, region, ErrNotFound)
+		return p, errkind.Errorf(errkind.NotFound, "no cached price of %s %s in %s", providerName, sku, region)
 	}
 	return p, s.err("get price", err)
 }

@@ -3,10 +3,10 @@ package store_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"testing"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
@@ -49,7 +49,7 @@ func TestReplaceCatalogIsAllOrNothing(t *testing.T) {
 			[]store.PriceRecord{price("n4", "us-central1", 0.3)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.GetPrice(ctx, "gcp", "n2", "us-central1"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.GetPrice(ctx, "gcp", "n2", "us-central1"); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("old price survived: %v", err)
 		}
 		if all, _ := s.ListPrices(ctx, ""); len(all) != 1 || all[0].SKU != "n4" {

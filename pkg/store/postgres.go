@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
 
@@ -38,18 +39,18 @@ func (d postgresDialect) translate(err error) error {
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "23505":
-			return fmt.Errorf("%v: %w", err, ErrConflict)
+			return errkind.Wrap(errkind.Conflict, err)
 		case "28P01", "28000":
-			return fmt.Errorf("Postgres at %s refused the login (%s); check the user in --db and the password in ~/.pgpass: %w", d.where, pe.Message, ErrUnavailable)
+			return errkind.Errorf(errkind.Unavailable, "Postgres at %s refused the login (%s); check the user in --db and the password in ~/.pgpass", d.where, pe.Message)
 		case "3D000":
-			return fmt.Errorf("Postgres at %s: %s; create it with createdb or fix --db: %w", d.where, pe.Message, ErrUnavailable)
+			return errkind.Errorf(errkind.Unavailable, "Postgres at %s: %s; create it with createdb or fix --db", d.where, pe.Message)
 		}
 		return err
 	}
 	var ce *pgconn.ConnectError
 	var ne net.Error
 	if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("cannot reach Postgres at %s (%v); check --db and that the server is running: %w", d.where, err, ErrUnavailable)
+		return errkind.Errorf(errkind.Unavailable, "cannot reach Postgres at %s (%v); check --db and that the server is running", d.where, err)
 	}
 	return err
 }
@@ -57,17 +58,17 @@ func (d postgresDialect) translate(err error) error {
 func openPostgres(ctx context.Context, dsn string, o Options) (*SQLStore, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("bad Postgres URL: %v: %w", err, ErrBadDSN)
+		return nil, errkind.Errorf(errkind.Invalid, "bad Postgres URL: %v", err)
 	}
 	if _, has := u.User.Password(); has || u.Query().Has("password") {
-		return nil, fmt.Errorf("the Postgres URL contains a password; remove it and put it in ~/.pgpass (mode 0600) instead, so it never appears in argv or config: %w", ErrBadDSN)
+		return nil, errkind.Errorf(errkind.Invalid, "the Postgres URL contains a password; remove it and put it in ~/.pgpass (mode 0600) instead, so it never appears in argv or config")
 	}
 	if err := checkPassfile(u); err != nil {
 		return nil, err
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("bad Postgres URL: %v: %w", err, ErrBadDSN)
+		return nil, errkind.Errorf(errkind.Invalid, "bad Postgres URL: %v", err)
 	}
 	cfg.ConnectTimeout = o.ConnectTimeout
 	d := postgresDialect{where: net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)) + "/" + cfg.Database}

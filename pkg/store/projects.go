@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
 // ProjectStore holds projects and their placement on hosts.
 type ProjectStore interface {
-	// CreateProject inserts p; an existing id is ErrConflict.
+	// CreateProject inserts p; an existing id is an errkind.Conflict error.
 	CreateProject(ctx context.Context, p model.Project) error
 	// CreateProjectWithin inserts p only if the disk promised to the
 	// projects of its host (every row, deleted ones too: their data stays
@@ -20,7 +21,7 @@ type ProjectStore interface {
 	// Concurrent creates on one host are serialized, so two cannot both
 	// take the last room.
 	CreateProjectWithin(ctx context.Context, p model.Project, diskCap int64) error
-	// GetProject returns project id, deleted or not, or ErrNotFound.
+	// GetProject returns project id, deleted or not, or an errkind.NotFound error.
 	GetProject(ctx context.Context, id string) (model.Project, error)
 	ListProjects(ctx context.Context, f ProjectFilter) ([]model.Project, error)
 	// UpdateProject writes every field of p but id and created_at.
@@ -88,8 +89,8 @@ func (s *SQLStore) insertProject(ctx context.Context, db execer, p model.Project
 		p.LastError, ms(p.CreatedAt), ms(p.UpdatedAt), toNullMS(p.DeletedAt))
 	if err != nil {
 		err = s.d.translate(err)
-		if errors.Is(err, ErrConflict) {
-			return fmt.Errorf("a project with id %s already exists: %w", p.ID, ErrConflict)
+		if errkind.Is(err, errkind.Conflict) {
+			return errkind.Errorf(errkind.Conflict, "a project with id %s already exists", p.ID)
 		}
 		return fmt.Errorf("create project %s: %w", p.ID, err)
 	}
@@ -115,7 +116,7 @@ func (s *SQLStore) CreateProjectWithin(ctx context.Context, p model.Project, dis
 	var id string
 	err = tx.QueryRowContext(ctx, `SELECT id FROM project_hosts WHERE id = $1`+s.d.lockRow(), p.HostID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("no host %s: %w", p.HostID, ErrNotFound)
+		return &errkind.NotFoundError{Type: "host", Name: p.HostID}
 	}
 	if err != nil {
 		return s.err("create project "+p.ID, err)
@@ -138,7 +139,7 @@ func (s *SQLStore) CreateProjectWithin(ctx context.Context, p model.Project, dis
 func (s *SQLStore) GetProject(ctx context.Context, id string) (model.Project, error) {
 	p, err := scanProject(s.db.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return p, fmt.Errorf("no project %s: %w", id, ErrNotFound)
+		return p, &errkind.NotFoundError{Type: "project", Name: id}
 	}
 	return p, s.err("get project "+id, err)
 }
@@ -183,7 +184,7 @@ func (s *SQLStore) UpdateProject(ctx context.Context, p model.Project) error {
 		return s.err("update project "+p.ID, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("update project %s: %w", p.ID, ErrNotFound)
+		return errkind.Errorf(errkind.NotFound, "project %s no longer exists", p.ID)
 	}
 	return nil
 }
@@ -212,7 +213,7 @@ func (s *SQLStore) SetHostShared(ctx context.Context, hostID string, shared bool
 		return s.err("set host shared", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("no host %s: %w", hostID, ErrNotFound)
+		return &errkind.NotFoundError{Type: "host", Name: hostID}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
@@ -50,7 +51,7 @@ func TestCreateProjectWithinIsSerialized(t *testing.T) {
 			t.Fatalf("created %d, refused %d, rows %d; want 3, 5, 3", created, refused, len(ps))
 		}
 		p := newProject("no-such-host", "alice")
-		if err := s.CreateProjectWithin(ctx, p, gb); !errors.Is(err, store.ErrNotFound) {
+		if err := s.CreateProjectWithin(ctx, p, gb); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("unknown host: %v", err)
 		}
 	})

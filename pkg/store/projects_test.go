@@ -2,12 +2,12 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -34,7 +34,7 @@ func TestProjects(t *testing.T) {
 		if err := s.CreateProject(ctx, p); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CreateProject(ctx, p); !errors.Is(err, store.ErrConflict) {
+		if err := s.CreateProject(ctx, p); !errkind.Is(err, errkind.Conflict) {
 			t.Fatalf("duplicate id: %v", err)
 		}
 		// The host must exist.
@@ -50,7 +50,7 @@ func TestProjects(t *testing.T) {
 			!got.CreatedAt.Equal(t0) || got.LastActivity != nil || got.DeletedAt != nil {
 			t.Fatalf("round trip: %+v\nwant %+v", got, p)
 		}
-		if _, err := s.GetProject(ctx, uuid.NewString()); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.GetProject(ctx, uuid.NewString()); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("missing project: %v", err)
 		}
 
@@ -64,7 +64,7 @@ func TestProjects(t *testing.T) {
 			t.Fatalf("after update: %+v", again)
 		}
 		missing := newProject(h1.ID, "x")
-		if err := s.UpdateProject(ctx, missing); !errors.Is(err, store.ErrNotFound) {
+		if err := s.UpdateProject(ctx, missing); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("update of a missing project: %v", err)
 		}
 
@@ -106,7 +106,7 @@ func TestProjects(t *testing.T) {
 		if err := s.PurgeProject(ctx, p3.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.GetProject(ctx, p3.ID); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.GetProject(ctx, p3.ID); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("after purge: %v", err)
 		}
 	})
@@ -140,7 +140,7 @@ func TestUpdateProjectIfIdle(t *testing.T) {
 		}
 		// A different action for the same project is refused while one is
 		// pending: project actions are serialized per project.
-		if _, _, err := s.EnqueueJob(ctx, newJob(p.ID, model.ActionProjectStop)); !errors.Is(err, store.ErrConflict) {
+		if _, _, err := s.EnqueueJob(ctx, newJob(p.ID, model.ActionProjectStop)); !errkind.Is(err, errkind.Conflict) {
 			t.Fatalf("second action for the project: %v", err)
 		}
 		claimed, err := s.ClaimJob(ctx, store.Claim{Owner: "w", Lease: time.Minute, Now: t0})
@@ -173,7 +173,7 @@ func TestSharedHostsAdminsAndIdlePolicy(t *testing.T) {
 		if got, _ := s.GetHost(ctx, h.ID); !got.Shared {
 			t.Fatal("host not shared")
 		}
-		if err := s.SetHostShared(ctx, uuid.NewString(), true); !errors.Is(err, store.ErrNotFound) {
+		if err := s.SetHostShared(ctx, uuid.NewString(), true); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("sharing a missing host: %v", err)
 		}
 		if a, err := s.ListAdmins(ctx); err != nil || len(a) != 0 {

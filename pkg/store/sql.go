@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
@@ -121,8 +122,8 @@ func (s *SQLStore) CreateHost(ctx context.Context, h model.Host) error {
 		h.HourlyPrice, h.LastAction, h.LastError, h.Shared, h.MissingCount, ms(h.CreatedAt), ms(h.UpdatedAt), toNullMS(h.DeletedAt))
 	if err != nil {
 		err = s.d.translate(err)
-		if errors.Is(err, ErrConflict) {
-			return fmt.Errorf("a host named %q already exists: %w", h.Name, ErrConflict)
+		if errkind.Is(err, errkind.Conflict) {
+			return errkind.Errorf(errkind.Conflict, "a host named %q already exists", h.Name)
 		}
 		return fmt.Errorf("create host %s: %w", h.Name, err)
 	}
@@ -136,7 +137,7 @@ func (s *SQLStore) GetHost(ctx context.Context, idOrName string) (model.Host, er
 			`SELECT `+hostColumns+` FROM project_hosts WHERE name = $1 AND deleted_at IS NULL`, idOrName))
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return h, fmt.Errorf("no host %q: %w", idOrName, ErrNotFound)
+		return h, &errkind.NotFoundError{Type: "host", Name: idOrName}
 	}
 	return h, s.err("get host "+idOrName, err)
 }
@@ -215,7 +216,7 @@ func (s *SQLStore) updateHost(ctx context.Context, db execer, h model.Host) erro
 		return s.err("update host "+h.ID, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("update host %s: %w", h.ID, ErrNotFound)
+		return errkind.Errorf(errkind.NotFound, "host %s no longer exists", h.ID)
 	}
 	return nil
 }
@@ -275,7 +276,7 @@ func (s *SQLStore) EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool
 		}
 		return active, false, &BusyError{Active: active}
 	}
-	return j, false, fmt.Errorf("enqueue %s for host %s: lost the race ten times: %w", j.Action, j.HostID, ErrConflict)
+	return j, false, errkind.Errorf(errkind.Conflict, "enqueue %s for host %s: lost the race ten times", j.Action, j.HostID)
 }
 
 // ClaimJob takes the oldest runnable job: queued and due, or running with
@@ -348,7 +349,7 @@ func (s *SQLStore) FinishJob(ctx context.Context, f Finish) error {
 func (s *SQLStore) GetJob(ctx context.Context, id string) (model.Job, error) {
 	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM host_jobs WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return j, fmt.Errorf("no job %q: %w", id, ErrNotFound)
+		return j, &errkind.NotFoundError{Type: "job", Name: id}
 	}
 	return j, s.err("get job "+id, err)
 }
@@ -450,7 +451,7 @@ func (s *SQLStore) GetCatalog(ctx context.Context, providerName, kind, scope str
 	err := s.db.QueryRowContext(ctx, `SELECT payload, fetched_at, expires_at FROM cloud_catalog_cache
  WHERE provider = $1 AND kind = $2 AND scope = $3`, providerName, kind, scope).Scan(&payload, &fetched, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("no cached %s catalog for %s: %w", kind, providerName, ErrNotFound)
+		return c, errkind.Errorf(errkind.NotFound, "no cached %s catalog for %s", kind, providerName)
 	}
 	c.Payload, c.FetchedAt, c.ExpiresAt = json.RawMessage(payload), fromMS(fetched), fromMS(expires)
 	return c, s.err("get catalog", err)
@@ -490,7 +491,7 @@ func (s *SQLStore) RemoveCollaborator(ctx context.Context, hostID, accountID str
 		return s.err("remove collaborator", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%s is not a collaborator on host %s: %w", accountID, hostID, ErrNotFound)
+		return errkind.Errorf(errkind.NotFound, "%s is not a collaborator on host %s", accountID, hostID)
 	}
 	return nil
 }
@@ -539,7 +540,7 @@ func (p providerState) Get(ctx context.Context, prov, key string) (json.RawMessa
 	var v string
 	err := p.s.db.QueryRowContext(ctx, `SELECT value FROM provider_state WHERE provider = $1 AND key = $2`, prov, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, provider.Errorf(provider.KindNotFound, prov, "get", "no record %q", key)
+		return nil, errkind.Errorf(errkind.NotFound, "%s: no record %q", prov, key)
 	}
 	return json.RawMessage(v), p.s.err("provider state get", err)
 }

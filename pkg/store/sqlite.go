@@ -12,6 +12,8 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
 type sqliteDialect struct{ path string }
@@ -34,14 +36,14 @@ func (d sqliteDialect) translate(err error) error {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_CONSTRAINT:
 			if strings.Contains(err.Error(), "UNIQUE") {
-				return fmt.Errorf("%v: %w", err, ErrConflict)
+				return errkind.Wrap(errkind.Conflict, err)
 			}
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return fmt.Errorf("state database %s is locked by another process; wait for it to finish or stop it, then retry: %w", d.path, ErrUnavailable)
+			return errkind.Errorf(errkind.Unavailable, "state database %s is locked by another process; wait for it to finish or stop it, then retry", d.path)
 		case sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
-			return fmt.Errorf("state database %s is corrupt or not an SQLite database; restore it from a backup or move it aside to start empty: %w", d.path, ErrUnavailable)
+			return errkind.Errorf(errkind.Unavailable, "state database %s is corrupt or not an SQLite database; restore it from a backup or move it aside to start empty", d.path)
 		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
-			return fmt.Errorf("state database %s: %v; check the file and its directory: %w", d.path, err, ErrUnavailable)
+			return errkind.Errorf(errkind.Unavailable, "state database %s: %v; check the file and its directory", d.path, err)
 		}
 	}
 	return err
@@ -49,10 +51,10 @@ func (d sqliteDialect) translate(err error) error {
 
 func openSQLite(ctx context.Context, path string, o Options) (*SQLStore, error) {
 	if path == "" {
-		return nil, fmt.Errorf("empty SQLite path: give --db a file path or a postgres:// URL: %w", ErrBadDSN)
+		return nil, errkind.Errorf(errkind.Invalid, "empty SQLite path: give --db a file path or a postgres:// URL")
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("state database directory: %w", err)
+		return nil, errkind.Errorf(errkind.Unavailable, "state database %s cannot be created (%v); give --db a path in a writable directory", path, err)
 	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")

@@ -7,10 +7,10 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
@@ -120,15 +120,10 @@ type CatalogRecord struct {
 	ExpiresAt time.Time       `json:"expires_at"`
 }
 
-// Errors callers decide on. Match them with errors.Is.
-var (
-	ErrNotFound    = errors.New("not found")
-	ErrConflict    = errors.New("conflict")
-	ErrLeaseLost   = errors.New("job lease lost")
-	ErrUnavailable = errors.New("state database unavailable")
-	// ErrBadDSN is a --db value that cannot be used as given.
-	ErrBadDSN = errors.New("bad --db value")
-)
+// ErrLeaseLost says a worker no longer holds a job's lease (another took
+// it over). Match it with errors.Is; every other store error carries an
+// errkind kind (not_found, conflict, unavailable, invalid).
+var ErrLeaseLost = errkind.New(errkind.Conflict, "job lease lost")
 
 // BusyError says a host already has an active job of another action.
 type BusyError struct{ Active model.Job }
@@ -137,4 +132,4 @@ func (e *BusyError) Error() string {
 	return fmt.Sprintf("host %s has pending work: %s job %s is %s", e.Active.HostID, e.Active.Action, e.Active.ID, e.Active.State)
 }
 
-func (e *BusyError) Is(target error) bool { return target == ErrConflict }
+func (e *BusyError) ErrorKind() errkind.Kind { return errkind.Conflict }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
@@ -79,10 +80,10 @@ func TestHosts(t *testing.T) {
 		}
 
 		err = s.CreateHost(ctx, newHost("gpu1"))
-		if !errors.Is(err, store.ErrConflict) {
-			t.Fatalf("duplicate name: got %v, want ErrConflict", err)
+		if !errkind.Is(err, errkind.Conflict) {
+			t.Fatalf("duplicate name: got %v, want conflict", err)
 		}
-		if _, err := s.GetHost(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.GetHost(ctx, "nope"); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("missing host: got %v", err)
 		}
 
@@ -140,7 +141,7 @@ func TestEnqueueUnique(t *testing.T) {
 		}
 		_, _, err = s.EnqueueJob(ctx, newJob(h.ID, model.ActionDelete))
 		var busy *store.BusyError
-		if !errors.As(err, &busy) || busy.Active.ID != j1.ID || !errors.Is(err, store.ErrConflict) {
+		if !errors.As(err, &busy) || busy.Active.ID != j1.ID || !errkind.Is(err, errkind.Conflict) {
 			t.Fatalf("other action should be refused with BusyError, got %v", err)
 		}
 	})
@@ -260,8 +261,8 @@ func TestFinishIsAtomic(t *testing.T) {
 		ghost := newHost("ghost") // not in the store: the host update fails
 		err := s.FinishJob(ctx, store.Finish{JobID: j.ID, Owner: "w", State: model.JobDone, Now: t0, Host: &ghost,
 			Log: &model.LogEntry{HostID: h.ID, Action: "start", Status: "done", Provider: "sim"}})
-		if !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("want ErrNotFound, got %v", err)
+		if !errkind.Is(err, errkind.NotFound) {
+			t.Fatalf("want not found, got %v", err)
 		}
 		still, _ := s.GetJob(ctx, j.ID)
 		logs, _ := s.ListLog(ctx, store.LogFilter{HostID: h.ID})
@@ -373,7 +374,7 @@ func TestLogIsAppendOnly(t *testing.T) {
 func TestCatalogAndProviderState(t *testing.T) {
 	backends(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
-		if _, err := s.GetCatalog(ctx, "sim", "machine_types", "all"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.GetCatalog(ctx, "sim", "machine_types", "all"); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("empty cache: %v", err)
 		}
 		for i := range 2 {
@@ -441,7 +442,7 @@ func TestAccountsAndCollaborators(t *testing.T) {
 		if fmt.Sprint(got) != "[bob carol]" {
 			t.Fatalf("collaborators %v", got)
 		}
-		if err := s.RemoveCollaborator(ctx, h.ID, "dave"); !errors.Is(err, store.ErrNotFound) {
+		if err := s.RemoveCollaborator(ctx, h.ID, "dave"); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("remove unknown: %v", err)
 		}
 	})
@@ -476,15 +477,15 @@ func TestBadDatabases(t *testing.T) {
 	ctx := context.Background()
 	corrupt := filepath.Join(t.TempDir(), "corrupt.db")
 	os.WriteFile(corrupt, []byte("this is not an sqlite database, just some text that is long enough to matter..............."), 0o600)
-	if _, err := store.Open(ctx, corrupt, store.Options{}); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := store.Open(ctx, corrupt, store.Options{}); !errkind.Is(err, errkind.Unavailable) {
 		t.Fatalf("corrupt file: %v", err)
 	}
 	_, err := store.Open(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable", store.Options{ConnectTimeout: 2 * time.Second})
-	if !errors.Is(err, store.ErrUnavailable) {
+	if !errkind.Is(err, errkind.Unavailable) {
 		t.Fatalf("unreachable postgres: %v", err)
 	}
 	_, err = store.Open(ctx, "postgres://postgres:hunter2@127.0.0.1:1/x", store.Options{})
-	if err == nil || errors.Is(err, store.ErrUnavailable) {
+	if err == nil || errkind.Is(err, errkind.Unavailable) {
 		t.Fatalf("a password in the URL must be refused before connecting: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	cloudbilling "google.golang.org/api/cloudbilling/v1"
 	"google.golang.org/api/iterator"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -204,7 +205,7 @@ func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error)
 }
 
 func malformed(format string, args ...any) error {
-	return provider.Errorf(provider.KindTransient, Name, "catalog", "malformed payload: "+format, args...)
+	return provider.Errorf(errkind.Transient, Name, "catalog", "malformed payload: "+format, args...)
 }
 
 // fetchPrices reads the Compute Engine SKUs of the billing catalog.

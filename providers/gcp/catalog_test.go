@@ -9,6 +9,7 @@ import (
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/providers/gcp/gcpfake"
 )
@@ -177,7 +178,7 @@ func TestCatalogMalformed(t *testing.T) {
 		srv := fastFake(t, gcpfake.Options{})
 		srv.InjectFault(gcpfake.Fault{Action: "billing.skus", Status: 503})
 		_, err := newTestProvider(t, srv, "dep1", nil).Catalog(testCtx(t))
-		wantKind(t, err, provider.KindTransient)
+		wantKind(t, err, errkind.Transient)
 	})
 }
 

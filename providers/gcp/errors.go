@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/api/googleapi"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -62,21 +63,21 @@ func classify(op string, err error) error {
 	var ae *auth.Error
 	if errors.As(err, &ae) && ae.Response != nil {
 		if c := ae.Response.StatusCode; c >= 400 && c < 500 && c != http.StatusTooManyRequests {
-			return &provider.Error{Kind: provider.KindAuth, Provider: Name, Op: op,
+			return &provider.Error{Kind: errkind.Auth, Provider: Name, Op: op,
 				Err: fmt.Errorf("%w (the service-account key was refused; to replace it run: cocalc-hosts providers add %s --credentials FILE)", err, Name)}
 		}
-		return &provider.Error{Kind: provider.KindTransient, Provider: Name, Op: op, Err: err, RetryAfter: retryAfter(ae.Response.Header)}
+		return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: err, RetryAfter: retryAfter(ae.Response.Header)}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &provider.Error{Kind: provider.KindTransient, Provider: Name, Op: op, Err: fmt.Errorf("request timed out or was cancelled: %w", err)}
+		return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: fmt.Errorf("request timed out or was cancelled: %w", err)}
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {
-		return &provider.Error{Kind: provider.KindTransient, Provider: Name, Op: op, Err: err}
+		return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: err}
 	}
 	// Anything else is a transport failure (connection reset, EOF, a body
 	// that did not parse): retrying is the right answer.
-	return &provider.Error{Kind: provider.KindTransient, Provider: Name, Op: op, Err: err}
+	return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: err}
 }
 
 func classifyHTTP(op string, ge *googleapi.Error) error {
@@ -88,7 +89,7 @@ func classifyHTTP(op string, ge *googleapi.Error) error {
 	if text == "" {
 		text = http.StatusText(ge.Code)
 	}
-	wrap := func(kind provider.ErrorKind) error {
+	wrap := func(kind errkind.Kind) error {
 		return &provider.Error{Kind: kind, Provider: Name, Op: op, Err: fmt.Errorf("HTTP %d: %s", ge.Code, text), RetryAfter: retryAfter(ge.Header)}
 	}
 	has := func(rs ...string) bool {
@@ -104,26 +105,26 @@ func classifyHTTP(op string, ge *googleapi.Error) error {
 	upper := strings.ToUpper(text)
 	switch {
 	case ge.Code == http.StatusTooManyRequests, has("rateLimitExceeded", "userRateLimitExceeded"):
-		return wrap(provider.KindRateLimited)
+		return wrap(errkind.RateLimited)
 	case has("quotaExceeded", "limitExceeded") || containsAny(upper, quotaCodes):
-		return wrap(provider.KindQuota)
+		return wrap(errkind.Quota)
 	case containsAny(upper, capacityCodes) || strings.Contains(upper, "DOES NOT HAVE ENOUGH RESOURCES"):
-		return wrap(provider.KindCapacity)
+		return wrap(errkind.Capacity)
 	case ge.Code == http.StatusUnauthorized || ge.Code == http.StatusForbidden:
-		e := wrap(provider.KindAuth).(*provider.Error)
+		e := wrap(errkind.Auth).(*provider.Error)
 		e.Err = fmt.Errorf("%w (check the service account key and its roles; to replace it run: cocalc-hosts providers add %s --credentials FILE)", e.Err, Name)
 		return e
 	case ge.Code == http.StatusNotFound:
-		return wrap(provider.KindNotFound)
+		return wrap(errkind.NotFound)
 	case has("resourceNotReady") || ge.Code == http.StatusConflict && !has("alreadyExists") || ge.Code == http.StatusPreconditionFailed:
 		// The resource is busy with another operation: later works.
-		return wrap(provider.KindTransient)
+		return wrap(errkind.Transient)
 	case ge.Code >= 500 || ge.Code == http.StatusRequestTimeout:
-		return wrap(provider.KindTransient)
+		return wrap(errkind.Transient)
 	case ge.Code >= 400:
-		return wrap(provider.KindInvalid)
+		return wrap(errkind.Invalid)
 	}
-	return wrap(provider.KindTransient)
+	return wrap(errkind.Transient)
 }
 
 func containsAny(s string, codes map[string]bool) bool {
@@ -185,21 +186,21 @@ func opError(op string, o *computepb.Operation) error {
 	if msg == "" {
 		msg = fmt.Sprintf("HTTP %d %s", status, o.GetHttpErrorMessage())
 	}
-	kind := provider.KindTransient
+	kind := errkind.Transient
 	switch {
 	case anyIn(codes, capacityCodes):
-		kind = provider.KindCapacity
+		kind = errkind.Capacity
 		msg += " (no capacity in this zone now; try another zone or later)"
 	case anyIn(codes, quotaCodes):
-		kind = provider.KindQuota
+		kind = errkind.Quota
 	case anyIn(codes, map[string]bool{"RESOURCE_NOT_FOUND": true, "NOT_FOUND": true}):
-		kind = provider.KindNotFound
+		kind = errkind.NotFound
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		kind = provider.KindAuth
+		kind = errkind.Auth
 	case status == http.StatusTooManyRequests:
-		kind = provider.KindRateLimited
+		kind = errkind.RateLimited
 	case status >= 400 && status < 500 && status != http.StatusConflict && status != http.StatusRequestTimeout:
-		kind = provider.KindInvalid
+		kind = errkind.Invalid
 	}
 	return &provider.Error{Kind: kind, Provider: Name, Op: op, Err: fmt.Errorf("operation %s failed: %s", o.GetName(), msg)}
 }
@@ -238,7 +239,7 @@ func (p *Provider) wait(ctx context.Context, op string, o *compute.Operation) er
 				// Poll reports a DONE operation's HTTP error itself.
 				break
 			}
-			if ce := classify(op, err); provider.IsRetryable(ce) && ctx.Err() == nil {
+			if ce := classify(op, err); errkind.Retryable(ce) && ctx.Err() == nil {
 				continue
 			}
 			return classify(op, fmt.Errorf("polling operation %s: %w", o.Name(), err))

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
@@ -135,7 +136,7 @@ func New(cfg provider.Config) (*Provider, error) {
 }
 
 func clientErr(err error) error {
-	return provider.Errorf(provider.KindAuth, Name, "connect", "cannot set up the GCP client: %v; check the credentials with: cocalc-hosts providers add %s --credentials FILE", err, Name)
+	return provider.Errorf(errkind.Auth, Name, "connect", "cannot set up the GCP client: %v; check the credentials with: cocalc-hosts providers add %s --credentials FILE", err, Name)
 }
 
 // authOptions reads the service-account key. Without a credentials file
@@ -148,20 +149,20 @@ func authOptions(file string, o options) ([]option.ClientOption, error) {
 		if o.endpoint != "" {
 			return []option.ClientOption{option.WithoutAuthentication()}, nil
 		}
-		return nil, provider.Errorf(provider.KindAuth, Name, "credentials",
+		return nil, provider.Errorf(errkind.Auth, Name, "credentials",
 			"no credentials file configured; run: cocalc-hosts providers add %s --credentials FILE (a service-account JSON key, mode 0600)", Name)
 	}
 	raw, err := secrets.Read(file)
 	if err != nil {
 		var me *secrets.ModeError
 		if errors.As(err, &me) {
-			return nil, provider.Errorf(provider.KindAuth, Name, "credentials", "%v", err)
+			return nil, provider.Errorf(errkind.Auth, Name, "credentials", "%v", err)
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, provider.Errorf(provider.KindAuth, Name, "credentials",
+			return nil, provider.Errorf(errkind.Auth, Name, "credentials",
 				"credentials file %s does not exist; run: cocalc-hosts providers add %s --credentials FILE", file, Name)
 		}
-		return nil, provider.Errorf(provider.KindAuth, Name, "credentials", "%v; run: cocalc-hosts providers add %s --credentials FILE", err, Name)
+		return nil, provider.Errorf(errkind.Auth, Name, "credentials", "%v; run: cocalc-hosts providers add %s --credentials FILE", err, Name)
 	}
 	var key struct {
 		Type        string `json:"type"`
@@ -169,11 +170,11 @@ func authOptions(file string, o options) ([]option.ClientOption, error) {
 		PrivateKey  string `json:"private_key"`
 	}
 	if err := json.Unmarshal(raw, &key); err != nil {
-		return nil, provider.Errorf(provider.KindAuth, Name, "credentials",
+		return nil, provider.Errorf(errkind.Auth, Name, "credentials",
 			"credentials file %s is not JSON (%v); want a service-account key from the GCP console; run: cocalc-hosts providers add %s --credentials FILE", file, err, Name)
 	}
 	if key.Type != "service_account" || key.ClientEmail == "" || key.PrivateKey == "" {
-		return nil, provider.Errorf(provider.KindAuth, Name, "credentials",
+		return nil, provider.Errorf(errkind.Auth, Name, "credentials",
 			"credentials file %s is not a service-account key (type %q); create a JSON key for a service account and run: cocalc-hosts providers add %s --credentials FILE", file, key.Type, Name)
 	}
 	// The type-specific option refuses anything but a service-account

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/providers/gcp/gcpfake"
@@ -104,7 +105,7 @@ func TestOptions(t *testing.T) {
 	opts := fakeOptions(srv, nil)
 	delete(opts, "endpoint")
 	_, err := New(provider.Config{Deployment: "d", Options: opts})
-	wantKind(t, err, provider.KindAuth)
+	wantKind(t, err, errkind.Auth)
 	if !strings.Contains(err.Error(), "cocalc-hosts providers add gcp --credentials FILE") {
 		t.Fatalf("the error does not say how to add credentials: %v", err)
 	}
@@ -131,7 +132,7 @@ func TestCredentialsFile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := open(tc.file)
-			wantKind(t, err, provider.KindAuth)
+			wantKind(t, err, errkind.Auth)
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want it to mention %q", err, tc.want)
 			}
@@ -155,7 +156,7 @@ func TestCredentialsFile(t *testing.T) {
 	}
 	defer p2.Close()
 	err = p2.CheckCredentials(testCtx(t))
-	if err == nil || provider.IsRetryable(err) {
+	if err == nil || errkind.Retryable(err) {
 		t.Fatalf("CheckCredentials with a revoked key: got %v (kind %s), want a non-retryable error", err, kindOf(err))
 	}
 
@@ -164,7 +165,7 @@ func TestCredentialsFile(t *testing.T) {
 	srv2.InjectFault(gcpfake.Fault{Action: "instances.list", Status: http.StatusForbidden, Reason: "forbidden",
 		Message: "Required 'compute.instances.list' permission for 'projects/fake-project'"})
 	err = newTestProvider(t, srv2, "d", nil).CheckCredentials(testCtx(t))
-	wantKind(t, err, provider.KindAuth)
+	wantKind(t, err, errkind.Auth)
 }
 
 // Create sends what GCE needs: labels, the SSH key for the login user, a
@@ -318,7 +319,7 @@ func TestCreateGPUAndSpot(t *testing.T) {
 			spec := baseSpec(uuid.NewString())
 			spec.MachineType, spec.GPUModel, spec.GPUCount = tc.machine, tc.gpu, tc.count
 			_, err := p.Create(ctx, spec)
-			wantKind(t, err, provider.KindInvalid)
+			wantKind(t, err, errkind.Invalid)
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want it to say %q", err, tc.want)
 			}
@@ -345,7 +346,7 @@ func TestCreateCapacityErrorAndFallback(t *testing.T) {
 	srv.InjectFault(gcpfake.Fault{Action: "instances.insert", Zone: "us-central1-a",
 		OpError: "ZONE_RESOURCE_POOL_EXHAUSTED", OpHTTPStatus: http.StatusServiceUnavailable})
 	_, err := p.Create(ctx, spec)
-	wantKind(t, err, provider.KindCapacity)
+	wantKind(t, err, errkind.Capacity)
 	if srv.Creations(spec.Name) != 0 {
 		t.Fatal("a VM was made despite the capacity error")
 	}
@@ -371,7 +372,7 @@ func TestCreateFallbackMovesUnusedDisk(t *testing.T) {
 	spec := baseSpec(uuid.NewString())
 	srv.InjectFault(gcpfake.Fault{Action: "instances.insert", Status: http.StatusServiceUnavailable, Times: 3})
 	_, err := p.Create(ctx, spec)
-	wantKind(t, err, provider.KindTransient)
+	wantKind(t, err, errkind.Transient)
 	if d, ok := srv.Disk(spec.Name + "-data"); !ok || !strings.HasSuffix(d.GetZone(), "us-central1-a") {
 		t.Fatalf("after a transient failure the disk should wait in us-central1-a: %v", d)
 	}
@@ -391,7 +392,7 @@ func TestCreateFallbackMovesUnusedDisk(t *testing.T) {
 	waitGone(t, p, inst.Ref(spec.HostID))
 	spec.Zone = "us-central1-a"
 	_, err = p.Create(ctx, spec)
-	wantKind(t, err, provider.KindInvalid)
+	wantKind(t, err, errkind.Invalid)
 	if !strings.Contains(err.Error(), "is in zone europe-west4-a") {
 		t.Fatalf("the error should say where the kept disk is: %v", err)
 	}
@@ -429,7 +430,7 @@ func TestOperationErrorWithoutHTTPStatus(t *testing.T) {
 		srv.InjectFault(gcpfake.Fault{Action: "instances.insert", OpError: "QUOTA_EXCEEDED", OpMessage: "Quota 'GPUS_ALL_REGIONS' exceeded. Limit: 0.0 globally."})
 		spec := baseSpec(uuid.NewString())
 		_, err := p.Create(testCtx(t), spec)
-		wantKind(t, err, provider.KindQuota)
+		wantKind(t, err, errkind.Quota)
 		if !strings.Contains(err.Error(), "GPUS_ALL_REGIONS") {
 			t.Fatalf("the error hides the cloud's message: %v", err)
 		}
@@ -477,8 +478,8 @@ func TestCreateErrorAfterCreateIsFoundNotDuplicated(t *testing.T) {
 	srv.InjectFault(gcpfake.Fault{Action: "instances.insert", Status: http.StatusTooManyRequests, RetryAfter: "3", AfterApply: true})
 	spec := baseSpec(uuid.NewString())
 	_, err := p.Create(ctx, spec)
-	wantKind(t, err, provider.KindRateLimited)
-	if d := provider.RetryAfter(err); d != 3*time.Second {
+	wantKind(t, err, errkind.RateLimited)
+	if d := errkind.RetryAfter(err); d != 3*time.Second {
 		t.Fatalf("RetryAfter = %s, want 3s", d)
 	}
 	again, err := p.Create(ctx, spec)
@@ -517,7 +518,7 @@ func TestStartStop(t *testing.T) {
 	// Starting a VM that is still stopping fails for now, and says so.
 	if got.State == provider.StateStopping {
 		_, err := p.Start(ctx, ref)
-		wantKind(t, err, provider.KindTransient)
+		wantKind(t, err, errkind.Transient)
 	}
 	stopped := waitState(t, p, ref, provider.StateStopped)
 	if stopped.Meta["status"] != "TERMINATED" || stopped.PublicIP != "" {
@@ -549,7 +550,7 @@ func TestStartStop(t *testing.T) {
 	waitState(t, p, ref, provider.StateStopped)
 	srv.InjectFault(gcpfake.Fault{Action: "instances.start", OpError: "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"})
 	_, err = p.Start(ctx, ref)
-	wantKind(t, err, provider.KindCapacity)
+	wantKind(t, err, errkind.Capacity)
 }
 
 func TestResizeDisk(t *testing.T) {
@@ -580,7 +581,7 @@ func TestResizeDisk(t *testing.T) {
 		t.Fatalf("%d resize requests, want 1", n)
 	}
 	_, err = p.ResizeDisk(ctx, ref, 30)
-	wantKind(t, err, provider.KindInvalid)
+	wantKind(t, err, errkind.Invalid)
 }
 
 func TestDelete(t *testing.T) {
@@ -614,7 +615,7 @@ func TestDelete(t *testing.T) {
 		other := spec
 		other.Zone = "us-central1-b"
 		_, err = p.Create(ctx, other)
-		wantKind(t, err, provider.KindInvalid)
+		wantKind(t, err, errkind.Invalid)
 		// Without a zone, the disk's zone is used.
 		noZone := spec
 		noZone.Zone = ""
@@ -708,7 +709,7 @@ func TestStatusMapping(t *testing.T) {
 		t.Fatalf("Status without a zone: %+v, %v", got, err)
 	}
 	_, err = p.Status(ctx, provider.Ref{HostID: uuid.NewString()})
-	wantKind(t, err, provider.KindNotFound)
+	wantKind(t, err, errkind.NotFound)
 }
 
 func TestListByLabel(t *testing.T) {
@@ -763,19 +764,19 @@ func TestErrorClassification(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		fault      gcpfake.Fault
-		kind       provider.ErrorKind
+		kind       errkind.Kind
 		retryAfter time.Duration
 	}{
-		{"429 with seconds", gcpfake.Fault{Status: 429, RetryAfter: "7"}, provider.KindRateLimited, 7 * time.Second},
-		{"429 with a date", gcpfake.Fault{Status: 429, RetryAfter: date}, provider.KindRateLimited, 80 * time.Second},
-		{"403 rate limit", gcpfake.Fault{Status: 403, Reason: "rateLimitExceeded"}, provider.KindRateLimited, 0},
-		{"403 quota", gcpfake.Fault{Status: 403, Reason: "quotaExceeded", Message: "Quota 'CPUS' exceeded. Limit: 24.0 in region us-central1."}, provider.KindQuota, 0},
-		{"401", gcpfake.Fault{Status: 401}, provider.KindAuth, 0},
-		{"500", gcpfake.Fault{Status: 500}, provider.KindTransient, 0},
-		{"503", gcpfake.Fault{Status: 503}, provider.KindTransient, 0},
-		{"timeout", gcpfake.Fault{Hang: 3 * time.Second}, provider.KindTransient, 0},
-		{"400", gcpfake.Fault{Status: 400, Reason: "invalid"}, provider.KindInvalid, 0},
-		{"404", gcpfake.Fault{Status: 404}, provider.KindNotFound, 0},
+		{"429 with seconds", gcpfake.Fault{Status: 429, RetryAfter: "7"}, errkind.RateLimited, 7 * time.Second},
+		{"429 with a date", gcpfake.Fault{Status: 429, RetryAfter: date}, errkind.RateLimited, 80 * time.Second},
+		{"403 rate limit", gcpfake.Fault{Status: 403, Reason: "rateLimitExceeded"}, errkind.RateLimited, 0},
+		{"403 quota", gcpfake.Fault{Status: 403, Reason: "quotaExceeded", Message: "Quota 'CPUS' exceeded. Limit: 24.0 in region us-central1."}, errkind.Quota, 0},
+		{"401", gcpfake.Fault{Status: 401}, errkind.Auth, 0},
+		{"500", gcpfake.Fault{Status: 500}, errkind.Transient, 0},
+		{"503", gcpfake.Fault{Status: 503}, errkind.Transient, 0},
+		{"timeout", gcpfake.Fault{Hang: 3 * time.Second}, errkind.Transient, 0},
+		{"400", gcpfake.Fault{Status: 400, Reason: "invalid"}, errkind.Invalid, 0},
+		{"404", gcpfake.Fault{Status: 404}, errkind.NotFound, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.fault
@@ -784,7 +785,7 @@ func TestErrorClassification(t *testing.T) {
 			before := srv.Requests("instances.get")
 			_, err := p.Status(ctx, ref)
 			wantKind(t, err, tc.kind)
-			if got := provider.RetryAfter(err); tc.retryAfter > 0 && (got < tc.retryAfter || got > tc.retryAfter+15*time.Second) {
+			if got := errkind.RetryAfter(err); tc.retryAfter > 0 && (got < tc.retryAfter || got > tc.retryAfter+15*time.Second) {
 				t.Fatalf("RetryAfter = %s, want about %s", got, tc.retryAfter)
 			}
 			if n := srv.Requests("instances.get") - before; n != 1 {
@@ -809,10 +810,10 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		_, err = p.List(ctx)
-		if err == nil || !provider.IsRetryable(err) {
+		if err == nil || !errkind.Retryable(err) {
 			break
 		}
-		d := provider.RetryAfter(err)
+		d := errkind.RetryAfter(err)
 		if d <= 0 {
 			t.Fatalf("a 429 without a delay: %v", err)
 		}

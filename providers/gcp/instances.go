@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/api/iterator"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -75,7 +76,7 @@ func refName(ref provider.Ref) string {
 func validName(op, name string) error {
 	// The data disk's name adds 5 characters and must fit in 63 too.
 	if !resourceNameRE.MatchString(name) || len(dataDiskName(name)) > 63 {
-		return provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-58 lowercase letters, digits and hyphens, starting with a letter", name)
 	}
 	return nil
@@ -94,14 +95,14 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 	labels := p.labels(spec)
 	if err := validLabels(labels); err != nil {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "%v", err)
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "%v", err)
 	}
 	if spec.MachineType == "" {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"no machine type given for %s; pick one from `cocalc-hosts catalog --cloud gcp`", name)
 	}
 	if spec.DiskGB < 0 || spec.GPUCount < 0 {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "disk size and GPU count must not be negative")
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "disk size and GPU count must not be negative")
 	}
 
 	// Idempotency first: a VM with this name anywhere in the project is
@@ -138,12 +139,12 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 			}
 			kept = nil
 		case conflict:
-			return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+			return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 				"the kept data disk %s of %s is in zone %s; create the host there, or delete it without keeping its disk first", diskName, name, dz)
 		default:
 			for _, u := range kept.GetUsers() {
 				if lastSegment(u) != name {
-					return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+					return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 						"the data disk %s is attached to another instance, %s", diskName, lastSegment(u))
 				}
 			}
@@ -161,7 +162,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 	meta, err := p.metadata(spec)
 	if err != nil {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "%v", err)
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "%v", err)
 	}
 
 	if kept == nil {
@@ -183,7 +184,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		})
 	})
 	if err != nil && !isAlreadyExists(err) {
-		if madeDisk && (!provider.IsRetryable(err) || provider.KindOf(err) == provider.KindCapacity) {
+		if madeDisk && (!errkind.Retryable(err) || errkind.Of(err) == errkind.Capacity) {
 			// The VM was not made here, and the caller may try another
 			// zone: take back the empty disk made for it. A kept disk
 			// (with data) is never touched, and after a transient error
@@ -216,14 +217,14 @@ func (p *Provider) zoneFor(op string, spec provider.CreateSpec) (string, error) 
 	switch {
 	case spec.Zone != "":
 		if !zoneRE.MatchString(spec.Zone) {
-			return "", provider.Errorf(provider.KindInvalid, Name, op, "%q is not a GCP zone such as us-central1-a", spec.Zone)
+			return "", provider.Errorf(errkind.Invalid, Name, op, "%q is not a GCP zone such as us-central1-a", spec.Zone)
 		}
 		if spec.Region != "" && regionOf(spec.Zone) != spec.Region {
-			return "", provider.Errorf(provider.KindInvalid, Name, op, "zone %s is not in region %s", spec.Zone, spec.Region)
+			return "", provider.Errorf(errkind.Invalid, Name, op, "zone %s is not in region %s", spec.Zone, spec.Region)
 		}
 		return spec.Zone, nil
 	case spec.Region != "" && regionOf(p.opts.zone) != spec.Region:
-		return "", provider.Errorf(provider.KindInvalid, Name, op,
+		return "", provider.Errorf(errkind.Invalid, Name, op,
 			"region %s given without a zone, and the default zone %s is elsewhere; name a zone in %s (for example %s-b)", spec.Region, p.opts.zone, spec.Region, spec.Region)
 	}
 	return p.opts.zone, nil
@@ -337,7 +338,7 @@ func (p *Provider) insert(ctx context.Context, op string, send func(ctx context.
 			return err
 		}
 		cerr := classify(op, err)
-		if provider.KindOf(cerr) != provider.KindTransient || attempt == 3 || ctx.Err() != nil {
+		if errkind.Of(cerr) != errkind.Transient || attempt == 3 || ctx.Err() != nil {
 			return cerr
 		}
 		t := time.NewTimer(backoff)
@@ -380,7 +381,7 @@ func (p *Provider) deleteDisk(ctx context.Context, op, zone, name string) error 
 	err := p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
 		return p.disks.Delete(ctx, &computepb.DeleteDiskRequest{Project: p.opts.project, Zone: zone, Disk: name, RequestId: &requestID})
 	})
-	if err != nil && !provider.IsNotFound(err) {
+	if err != nil && !errkind.Is(err, errkind.NotFound) {
 		return fmt.Errorf("delete data disk %s: %w", name, err)
 	}
 	return nil
@@ -392,8 +393,8 @@ func (p *Provider) machineType(ctx context.Context, op, zone, name string) (*com
 	mt, err := p.machineTypes.Get(rctx, &computepb.GetMachineTypeRequest{Project: p.opts.project, Zone: zone, MachineType: name})
 	if err != nil {
 		err = classify(op, err)
-		if provider.IsNotFound(err) {
-			return nil, provider.Errorf(provider.KindInvalid, Name, op,
+		if errkind.Is(err, errkind.NotFound) {
+			return nil, provider.Errorf(errkind.Invalid, Name, op,
 				"machine type %s is not offered in zone %s; see `cocalc-hosts catalog --cloud gcp`", name, zone)
 		}
 		return nil, err
@@ -410,18 +411,18 @@ func (p *Provider) acceleratorsFor(ctx context.Context, op, zone string, mt *com
 		have := gpuOf(b[0].GetGuestAcceleratorType())
 		count := int(b[0].GetGuestAcceleratorCount())
 		if want != "" && want != have.model && want != b[0].GetGuestAcceleratorType() {
-			return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+			return nil, false, provider.Errorf(errkind.Invalid, Name, op,
 				"machine type %s comes with %d× %s, not %s", mt.GetName(), count, have.model, spec.GPUModel)
 		}
 		if spec.GPUCount > 0 && spec.GPUCount != count {
-			return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+			return nil, false, provider.Errorf(errkind.Invalid, Name, op,
 				"machine type %s comes with %d GPUs, not %d; pick the size that has %d", mt.GetName(), count, spec.GPUCount, spec.GPUCount)
 		}
 		return nil, true, nil
 	}
 	if want == "" {
 		if spec.GPUCount > 0 {
-			return nil, false, provider.Errorf(provider.KindInvalid, Name, op, "a GPU count was given without a GPU model")
+			return nil, false, provider.Errorf(errkind.Invalid, Name, op, "a GPU count was given without a GPU model")
 		}
 		return nil, false, nil
 	}
@@ -450,12 +451,12 @@ func (p *Provider) acceleratorsFor(ctx context.Context, op, zone string, mt *com
 	}
 	if match == nil {
 		sort.Strings(offered)
-		return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+		return nil, false, provider.Errorf(errkind.Invalid, Name, op,
 			"GPU model %s cannot be attached to %s in zone %s (attachable there: %s); accelerator-optimized types such as g2 (L4) carry their own GPUs",
 			spec.GPUModel, mt.GetName(), zone, strings.Join(dedupe(offered), ", "))
 	}
 	if maxCards := int(match.GetMaximumCardsPerInstance()); maxCards > 0 && count > maxCards {
-		return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+		return nil, false, provider.Errorf(errkind.Invalid, Name, op,
 			"at most %d %s GPUs fit one VM, not %d", maxCards, spec.GPUModel, count)
 	}
 	return []*computepb.AcceleratorConfig{{
@@ -482,8 +483,8 @@ func (p *Provider) getInstance(ctx context.Context, op, zone, name string) (*com
 	inst, err := p.instances.Get(rctx, &computepb.GetInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name})
 	if err != nil {
 		err = classify(op, err)
-		if provider.IsNotFound(err) {
-			return nil, provider.Errorf(provider.KindNotFound, Name, op, "instance %s not found in zone %s", name, zone)
+		if errkind.Is(err, errkind.NotFound) {
+			return nil, provider.Errorf(errkind.NotFound, Name, op, "instance %s not found in zone %s", name, zone)
 		}
 		return nil, err
 	}
@@ -558,7 +559,7 @@ func (p *Provider) locate(ctx context.Context, op string, ref provider.Ref) (*co
 		return p.getInstance(ctx, op, zone, name)
 	}
 	inst, err := p.getInstance(ctx, op, p.opts.zone, name)
-	if err == nil || !provider.IsNotFound(err) {
+	if err == nil || !errkind.Is(err, errkind.NotFound) {
 		return inst, err
 	}
 	found, err := p.findInstance(ctx, op, name)
@@ -566,7 +567,7 @@ func (p *Provider) locate(ctx context.Context, op string, ref provider.Ref) (*co
 		return nil, err
 	}
 	if found == nil {
-		return nil, provider.Errorf(provider.KindNotFound, Name, op, "instance %s not found in project %s", name, p.opts.project)
+		return nil, provider.Errorf(errkind.NotFound, Name, op, "instance %s not found in project %s", name, p.opts.project)
 	}
 	return found, nil
 }
@@ -599,7 +600,7 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 			return p.instances.Resume(ctx, &computepb.ResumeInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
 		}
 	case statusStopping, statusSuspending:
-		return p.instance(inst), provider.Errorf(provider.KindTransient, Name, op,
+		return p.instance(inst), provider.Errorf(errkind.Transient, Name, op,
 			"instance %s is %s; it can be started once that finishes", name, strings.ToLower(inst.GetStatus()))
 	default:
 		return p.instance(inst), nil // running or on its way there
@@ -636,7 +637,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 	const op = "delete"
 	name := refName(ref)
 	inst, err := p.locate(ctx, op, ref)
-	if err != nil && !provider.IsNotFound(err) {
+	if err != nil && !errkind.Is(err, errkind.NotFound) {
 		return err
 	}
 	diskZone := ""
@@ -646,7 +647,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 		err := p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
 			return p.instances.Delete(ctx, &computepb.DeleteInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
 		})
-		if err != nil && !provider.IsNotFound(err) {
+		if err != nil && !errkind.Is(err, errkind.NotFound) {
 			return err
 		}
 	}
@@ -690,7 +691,7 @@ func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int)
 	}
 	switch cur := int(disk.GetSizeGb()); {
 	case sizeGB < cur:
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"the data disk %s is %d GB; GCP disks can only grow, not shrink to %d GB", diskName, cur, sizeGB)
 	case sizeGB == cur:
 		return p.instance(inst), nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
@@ -45,7 +46,7 @@ func decode(op, method, path string, resp *http.Response, raw []byte, out any) e
 		return nil
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return provider.Errorf(provider.KindTransient, Name, op, "%s %s: unexpected reply: %v: %s", method, path, err, restclient.Snippet(raw))
+		return provider.Errorf(errkind.Transient, Name, op, "%s %s: unexpected reply: %v: %s", method, path, err, restclient.Snippet(raw))
 	}
 	return nil
 }
@@ -67,25 +68,25 @@ func classify(op, method, path string, resp *http.Response, raw []byte) error {
 	}
 	detail += ": " + msg
 	text := strings.ToLower(ae.ErrorReason + " " + msg)
-	kind := provider.KindTransient
+	kind := errkind.Transient
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		kind = provider.KindRateLimited
+		kind = errkind.RateLimited
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		kind = provider.KindAuth
+		kind = errkind.Auth
 	case resp.StatusCode >= 500:
-		kind = provider.KindTransient
+		kind = errkind.Transient
 	case containsAny(text, "insufficient stock", "out of stock", "no stock", "not enough capacity", "insufficient capacity", "no capacity", "not enough resources"):
-		kind = provider.KindCapacity
+		kind = errkind.Capacity
 	case containsAny(text, "quota", "limit exceeded", "limit reached", "insufficient credit", "insufficient balance"):
-		kind = provider.KindQuota
+		kind = errkind.Quota
 	case resp.StatusCode == http.StatusNotFound || strings.Contains(text, "not_found"):
-		kind = provider.KindNotFound
+		kind = errkind.NotFound
 	case resp.StatusCode >= 400:
-		kind = provider.KindInvalid
+		kind = errkind.Invalid
 	}
 	e := provider.Errorf(kind, Name, op, "%s", detail)
-	if kind == provider.KindRateLimited {
+	if kind == errkind.RateLimited {
 		e.RetryAfter = restclient.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return e

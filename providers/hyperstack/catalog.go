@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -78,7 +79,7 @@ func (m *money) UnmarshalJSON(b []byte) error {
 }
 
 func malformed(what, format string, args ...any) error {
-	return provider.Errorf(provider.KindInvalid, Name, "catalog", "malformed "+what+" payload from Hyperstack: "+format, args...)
+	return provider.Errorf(errkind.Invalid, Name, "catalog", "malformed "+what+" payload from Hyperstack: "+format, args...)
 }
 
 func (p *Provider) flavorGroups(ctx context.Context, op, region string) ([]flavorGroup, error) {

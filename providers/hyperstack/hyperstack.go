@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/userdata"
@@ -237,13 +238,13 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 	switch {
 	case strings.TrimSpace(spec.SSHAuthorizedKey) == "":
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "Hyperstack VMs need an SSH key pair, and the spec of %s has no public key", spec.Name)
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "Hyperstack VMs need an SSH key pair, and the spec of %s has no public key", spec.Name)
 	case spec.Spot:
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "Hyperstack has no spot VMs; drop --spot")
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "Hyperstack has no spot VMs; drop --spot")
 	case spec.Zone != "":
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "Hyperstack has regions but no zones; drop the zone %q", spec.Zone)
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "Hyperstack has regions but no zones; drop the zone %q", spec.Zone)
 	case spec.DiskGB < 0:
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "negative disk size %d GB", spec.DiskGB)
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "negative disk size %d GB", spec.DiskGB)
 	}
 	user := spec.SSHUser
 	if user == "" {
@@ -259,7 +260,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		return provider.Instance{}, err
 	} else if ok {
 		if strings.EqualFold(v.Status, statusDeleting) {
-			return provider.Instance{}, provider.Errorf(provider.KindTransient, Name, op,
+			return provider.Instance{}, provider.Errorf(errkind.Transient, Name, op,
 				"the previous VM %s (%d) is still being deleted; retry in a moment", v.Name, v.ID)
 		}
 		return p.finishCreate(ctx, op, v, env, spec.DiskGB, user)
@@ -269,7 +270,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	if keptRegion, ok, err := p.keptVolumeRegion(ctx, op, spec.Name); err != nil {
 		return provider.Instance{}, err
 	} else if ok && region != "" && !strings.EqualFold(region, keptRegion) {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"the kept data volume %s is in %s; create %s there (--region %s) or delete the host to drop the volume",
 			dataVolumeName(spec.Name), keptRegion, spec.Name, keptRegion)
 	} else if ok {
@@ -320,7 +321,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		return provider.Instance{}, err
 	}
 	if len(created.Instances) != 1 {
-		return provider.Instance{}, provider.Errorf(provider.KindTransient, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Transient, Name, op,
 			"creating %s returned %d instances, want 1; a retry finds it by name if it exists", spec.Name, len(created.Instances))
 	}
 	return p.finishCreate(ctx, op, created.Instances[0], env, spec.DiskGB, user)
@@ -337,10 +338,10 @@ func (p *Provider) finishCreate(ctx context.Context, op string, v vm, env string
 	}
 	switch strings.ToUpper(v.Status) {
 	case statusError:
-		if err := p.api.Do(ctx, op, http.MethodDelete, vmPath(v.ID, ""), nil, nil); err != nil && !provider.IsNotFound(err) {
+		if err := p.api.Do(ctx, op, http.MethodDelete, vmPath(v.ID, ""), nil, nil); err != nil && !errkind.Is(err, errkind.NotFound) {
 			return provider.Instance{}, err
 		}
-		return provider.Instance{}, provider.Errorf(provider.KindTransient, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Transient, Name, op,
 			"VM %s (%d) failed to build at Hyperstack and was deleted; a retry creates a new one", v.Name, v.ID)
 	case statusActive:
 		if v, err = p.ensureAttached(ctx, op, v, env, diskGB); err != nil {
@@ -364,7 +365,7 @@ func (p *Provider) ensureAttached(ctx context.Context, op string, v vm, env stri
 		if _, ok, err := p.findVolume(ctx, op, env, name); err != nil {
 			return v, err
 		} else if !ok {
-			return v, provider.Errorf(provider.KindInvalid, Name, op, "the data volume %s of VM %s is missing", name, v.Name)
+			return v, provider.Errorf(errkind.Invalid, Name, op, "the data volume %s of VM %s is missing", name, v.Name)
 		}
 	}
 	vol, err := p.ensureVolume(ctx, op, env, v.Name, diskGB)
@@ -373,7 +374,7 @@ func (p *Provider) ensureAttached(ctx context.Context, op string, v vm, env stri
 	}
 	for _, a := range vol.Attachments {
 		if a.InstanceID != v.ID {
-			return v, provider.Errorf(provider.KindInvalid, Name, op,
+			return v, provider.Errorf(errkind.Invalid, Name, op,
 				"the data volume %s (%d) is attached to another VM (%d); detach it in the Hyperstack console", vol.Name, vol.ID, a.InstanceID)
 		}
 	}
@@ -410,9 +411,9 @@ func (p *Provider) placement(ctx context.Context, op string, spec provider.Creat
 		case err != nil:
 			return "", "", err
 		case !ok:
-			return "", "", provider.Errorf(provider.KindInvalid, Name, op, "region %s has no flavor %q; see `cocalc-hosts catalog --cloud hyperstack`", region, flavorName)
+			return "", "", provider.Errorf(errkind.Invalid, Name, op, "region %s has no flavor %q; see `cocalc-hosts catalog --cloud hyperstack`", region, flavorName)
 		case fl.StockAvailable == nil || !*fl.StockAvailable:
-			return "", "", provider.Errorf(provider.KindCapacity, Name, op, "flavor %s is out of stock in %s", flavorName, region)
+			return "", "", provider.Errorf(errkind.Capacity, Name, op, "flavor %s is out of stock in %s", flavorName, region)
 		}
 		return flavorName, region, nil
 	}
@@ -446,7 +447,7 @@ func (p *Provider) placement(ctx context.Context, op string, spec provider.Creat
 		if region != "" {
 			where = region
 		}
-		return "", "", provider.Errorf(provider.KindCapacity, Name, op, "Hyperstack has %s in stock in %s right now", "no "+strings.TrimPrefix(what, "a "), where)
+		return "", "", provider.Errorf(errkind.Capacity, Name, op, "Hyperstack has %s in stock in %s right now", "no "+strings.TrimPrefix(what, "a "), where)
 	}
 	return best.InstanceType, best.Region, nil
 }
@@ -460,7 +461,7 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 	for range 3 {
 		switch s := strings.ToUpper(v.Status); {
 		case s == statusDeleting:
-			return provider.Instance{}, provider.Errorf(provider.KindNotFound, Name, op, "VM %s is being deleted", v.Name)
+			return provider.Instance{}, provider.Errorf(errkind.NotFound, Name, op, "VM %s is being deleted", v.Name)
 		case s == statusError:
 			return provider.Instance{}, errorState(op, v)
 		case s == statusHibernated:
@@ -480,7 +481,7 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 			}
 		}
 	}
-	return provider.Instance{}, provider.Errorf(provider.KindTransient, Name, op, "VM %s keeps changing state (%s); retry", v.Name, v.Status)
+	return provider.Instance{}, provider.Errorf(errkind.Transient, Name, op, "VM %s keeps changing state (%s); retry", v.Name, v.Status)
 }
 
 // Stop hibernates the VM: a SHUTOFF VM is still billed in full.
@@ -493,7 +494,7 @@ func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instanc
 	for range 3 {
 		switch s := strings.ToUpper(v.Status); s {
 		case statusDeleting:
-			return provider.Instance{}, provider.Errorf(provider.KindNotFound, Name, op, "VM %s is being deleted", v.Name)
+			return provider.Instance{}, provider.Errorf(errkind.NotFound, Name, op, "VM %s is being deleted", v.Name)
 		case statusError:
 			return provider.Instance{}, errorState(op, v)
 		case statusHibernating, statusHibernated:
@@ -501,7 +502,7 @@ func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instanc
 		case statusActive:
 			q := "?retain_ip=" + strconv.FormatBool(p.opts.retainIP)
 			inst, err := p.act(ctx, op, v, ref, "hibernate", q)
-			if provider.KindOf(err) == provider.KindInvalid {
+			if errkind.Of(err) == errkind.Invalid {
 				err = fmt.Errorf("%w; if flavor %s cannot hibernate, stop paying for the host with `cocalc-hosts stop --deprovision` (keeps its data volume)", err, v.Flavor.Name)
 			}
 			return inst, err
@@ -523,7 +524,7 @@ func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instanc
 			}
 		}
 	}
-	return provider.Instance{}, provider.Errorf(provider.KindTransient, Name, op, "VM %s keeps changing state (%s); retry", v.Name, v.Status)
+	return provider.Instance{}, provider.Errorf(errkind.Transient, Name, op, "VM %s keeps changing state (%s); retry", v.Name, v.Status)
 }
 
 // act runs one of the GET actions on v and reports the VM after it.
@@ -544,7 +545,7 @@ func (p *Provider) act(ctx context.Context, op string, v vm, ref provider.Ref, a
 func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) error {
 	const op = "delete"
 	v, env, err := p.lookup(ctx, op, ref)
-	if provider.IsNotFound(err) {
+	if errkind.Is(err, errkind.NotFound) {
 		if keepDisk {
 			return err
 		}
@@ -554,7 +555,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 		return err
 	}
 	if !strings.EqualFold(v.Status, statusDeleting) {
-		if err := p.api.Do(ctx, op, http.MethodDelete, vmPath(v.ID, ""), nil, nil); err != nil && !provider.IsNotFound(err) {
+		if err := p.api.Do(ctx, op, http.MethodDelete, vmPath(v.ID, ""), nil, nil); err != nil && !errkind.Is(err, errkind.NotFound) {
 			return err
 		}
 	}
@@ -563,7 +564,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 	}
 	for {
 		_, err := p.getVM(ctx, op, v.ID)
-		if provider.IsNotFound(err) {
+		if errkind.Is(err, errkind.NotFound) {
 			break
 		}
 		if err != nil {
@@ -598,7 +599,7 @@ func (p *Provider) deleteVolume(ctx context.Context, op string, ref provider.Ref
 			}
 			if len(vol.Attachments) == 0 && !strings.EqualFold(vol.Status, "in-use") && !strings.EqualFold(vol.Status, "detaching") {
 				err := p.api.Do(ctx, op, http.MethodDelete, fmt.Sprintf("/core/volumes/%d", vol.ID), nil, nil)
-				if err != nil && !provider.IsNotFound(err) {
+				if err != nil && !errkind.Is(err, errkind.NotFound) {
 					return err
 				}
 				return nil
@@ -658,7 +659,7 @@ func (p *Provider) lookup(ctx context.Context, op string, ref provider.Ref) (vm,
 			return vm{}, "", err
 		}
 		if v.Name != name || !p.ourEnv(v.Environment.Name, v.Environment.Region) {
-			return vm{}, "", provider.Errorf(provider.KindNotFound, Name, op, "VM %d is not our %s", id, name)
+			return vm{}, "", provider.Errorf(errkind.NotFound, Name, op, "VM %d is not our %s", id, name)
 		}
 		return v, v.Environment.Name, nil
 	}
@@ -667,7 +668,7 @@ func (p *Provider) lookup(ctx context.Context, op string, ref provider.Ref) (vm,
 		return vm{}, "", err
 	}
 	if !ok {
-		return vm{}, env, provider.Errorf(provider.KindNotFound, Name, op, "no VM named %s", name)
+		return vm{}, env, provider.Errorf(errkind.NotFound, Name, op, "no VM named %s", name)
 	}
 	return v, env, nil
 }
@@ -761,7 +762,7 @@ func (p *Provider) getVM(ctx context.Context, op string, id int) (vm, error) {
 		return vm{}, err
 	}
 	if out.Instance == nil || out.Instance.ID != id {
-		return vm{}, provider.Errorf(provider.KindTransient, Name, op, "GET VM %d: reply has no instance %d", id, id)
+		return vm{}, provider.Errorf(errkind.Transient, Name, op, "GET VM %d: reply has no instance %d", id, id)
 	}
 	return *out.Instance, nil
 }
@@ -785,7 +786,7 @@ func (p *Provider) waitStable(ctx context.Context, op string, v vm) (vm, error) 
 // (resumable) action.
 func (p *Provider) pause(ctx context.Context, op, what string) error {
 	if err := restclient.SleepCtx(ctx, p.opts.pollInterval); err != nil {
-		return provider.Errorf(provider.KindTransient, Name, op, "gave up waiting (%s): %w", what, err)
+		return provider.Errorf(errkind.Transient, Name, op, "gave up waiting (%s): %w", what, err)
 	}
 	return nil
 }
@@ -864,7 +865,7 @@ func (p *Provider) ensureEnvironment(ctx context.Context, op, region string) (st
 		Region string `json:"region"`
 	}{name, region}
 	err = p.api.Do(ctx, op, http.MethodPost, "/core/environments", req, nil)
-	if err != nil && provider.KindOf(err) == provider.KindInvalid {
+	if err != nil && errkind.Of(err) == errkind.Invalid {
 		// A conflict: another worker made it a moment ago.
 		if envs, ferr := p.searchEnvs(ctx, op, region); ferr == nil && len(envs) > 0 {
 			return name, nil
@@ -886,7 +887,7 @@ func (p *Provider) ensureKeypair(ctx context.Context, op, env, pub string) (stri
 		for _, k := range kps {
 			if k.Name == name && k.Environment.Name == env {
 				if strings.TrimSpace(k.PublicKey) != pub {
-					return false, provider.Errorf(provider.KindInvalid, Name, op,
+					return false, provider.Errorf(errkind.Invalid, Name, op,
 						"key pair %s in %s holds another public key; delete it in the Hyperstack console", name, env)
 				}
 				return true, nil
@@ -903,7 +904,7 @@ func (p *Provider) ensureKeypair(ctx context.Context, op, env, pub string) (stri
 		PublicKey       string `json:"public_key"`
 	}{name, env, pub}
 	err := p.api.Do(ctx, op, http.MethodPost, "/core/keypairs", req, nil)
-	if err != nil && provider.KindOf(err) == provider.KindInvalid {
+	if err != nil && errkind.Of(err) == errkind.Invalid {
 		if ok, ferr := find(); ferr == nil && ok {
 			return name, nil
 		}
@@ -946,7 +947,7 @@ func (p *Provider) ensureVolume(ctx context.Context, op, env, instance string, s
 			Description     string `json:"description"`
 		}{name, env, sizeGB, p.opts.volumeType, "cocalc-hosts data disk of " + instance}
 		perr := p.api.Do(ctx, op, http.MethodPost, "/core/volumes", req, nil)
-		if perr != nil && provider.KindOf(perr) != provider.KindInvalid {
+		if perr != nil && errkind.Of(perr) != errkind.Invalid {
 			return volume{}, perr
 		}
 		// On a conflict another worker made it; either way, read it back.
@@ -955,7 +956,7 @@ func (p *Provider) ensureVolume(ctx context.Context, op, env, instance string, s
 		} else if !ok && perr != nil {
 			return volume{}, perr
 		} else if !ok {
-			return volume{}, provider.Errorf(provider.KindTransient, Name, op, "volume %s is not listed yet after creating it; retry", name)
+			return volume{}, provider.Errorf(errkind.Transient, Name, op, "volume %s is not listed yet after creating it; retry", name)
 		}
 	}
 	for {
@@ -963,7 +964,7 @@ func (p *Provider) ensureVolume(ctx context.Context, op, env, instance string, s
 		case "available", "in-use":
 			return vol, nil
 		case "error", "error_deleting", "deleting":
-			return volume{}, provider.Errorf(provider.KindInvalid, Name, op, "data volume %s (%d) is in state %s", vol.Name, vol.ID, vol.Status)
+			return volume{}, provider.Errorf(errkind.Invalid, Name, op, "data volume %s (%d) is in state %s", vol.Name, vol.ID, vol.Status)
 		}
 		if err := p.pause(ctx, op, "volume "+name+" is "+vol.Status); err != nil {
 			return volume{}, err
@@ -971,7 +972,7 @@ func (p *Provider) ensureVolume(ctx context.Context, op, env, instance string, s
 		if vol, ok, err = p.findVolume(ctx, op, env, name); err != nil {
 			return volume{}, err
 		} else if !ok {
-			return volume{}, provider.Errorf(provider.KindTransient, Name, op, "volume %s disappeared while becoming ready", name)
+			return volume{}, provider.Errorf(errkind.Transient, Name, op, "volume %s disappeared while becoming ready", name)
 		}
 	}
 }
@@ -1000,7 +1001,7 @@ func (p *Provider) instance(v vm, user string) provider.Instance {
 }
 
 func errorState(op string, v vm) error {
-	return provider.Errorf(provider.KindInvalid, Name, op,
+	return provider.Errorf(errkind.Invalid, Name, op,
 		"VM %s (%d) is in state ERROR at Hyperstack; `cocalc-hosts stop --deprovision` deletes it and keeps the data volume, and a later start makes a new VM", v.Name, v.ID)
 }
 
@@ -1026,10 +1027,10 @@ func listAll[T any](ctx context.Context, c *restclient.Client, op, path, key str
 		var items []T
 		if raw, ok := reply[key]; ok {
 			if err := json.Unmarshal(raw, &items); err != nil {
-				return nil, provider.Errorf(provider.KindTransient, Name, op, "GET %s: unexpected %s: %v", path, key, err)
+				return nil, provider.Errorf(errkind.Transient, Name, op, "GET %s: unexpected %s: %v", path, key, err)
 			}
 		} else {
-			return nil, provider.Errorf(provider.KindTransient, Name, op, "GET %s: reply has no %q list", path, key)
+			return nil, provider.Errorf(errkind.Transient, Name, op, "GET %s: reply has no %q list", path, key)
 		}
 		out = append(out, items...)
 		// count is the total across pages; without it, a short page is
@@ -1054,7 +1055,7 @@ var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 func validName(op, name string) error {
 	if !nameRE.MatchString(name) {
-		return provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-63 lowercase letters, digits and hyphens, starting with a letter", name)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/providers/hyperstack/hyperstackfake"
@@ -83,7 +84,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	// An id that is not ours is not found.
 	foreign := e.fake.VMs()[1].ID
-	if _, err := e.p.Status(ctx, provider.Ref{Name: spec.Name, InstanceID: strconv.Itoa(foreign)}); !provider.IsNotFound(err) {
+	if _, err := e.p.Status(ctx, provider.Ref{Name: spec.Name, InstanceID: strconv.Itoa(foreign)}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("Status of a foreign VM id: %v, want not found", err)
 	}
 
@@ -153,7 +154,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal("the data volume survived Delete(keepDisk=false)")
 	}
 	waitGone(t, e.p, again.Ref(hostID))
-	if err := e.p.Delete(ctx, again.Ref(hostID), false); !provider.IsNotFound(err) {
+	if err := e.p.Delete(ctx, again.Ref(hostID), false); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("second Delete: %v, want not found", err)
 	}
 }
@@ -177,10 +178,10 @@ func TestDeleteKeptVolumeLater(t *testing.T) {
 	if n := len(e.fake.Volumes()); n != 0 {
 		t.Fatalf("%d volumes left", n)
 	}
-	if err := e.p.Delete(ctx, provider.Ref{HostID: hostID}, false); !provider.IsNotFound(err) {
+	if err := e.p.Delete(ctx, provider.Ref{HostID: hostID}, false); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("nothing left to delete: %v, want not found", err)
 	}
-	if err := e.p.Delete(ctx, provider.Ref{HostID: hostID}, true); !provider.IsNotFound(err) {
+	if err := e.p.Delete(ctx, provider.Ref{HostID: hostID}, true); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("keep-disk delete of nothing: %v, want not found", err)
 	}
 }
@@ -230,7 +231,7 @@ func TestStopFlavorWithoutHibernation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.p.Stop(ctx, in.Ref(hostID))
-	wantKind(t, err, provider.KindInvalid)
+	wantKind(t, err, errkind.Invalid)
 	if !strings.Contains(err.Error(), "stop --deprovision") || !strings.Contains(err.Error(), "n1-cpu-small") {
 		t.Fatalf("error %q does not explain what to do", err)
 	}
@@ -252,11 +253,11 @@ func TestVMInErrorState(t *testing.T) {
 		t.Fatalf("ERROR VM: %+v, %v", st, err)
 	}
 	_, err = e.p.Start(ctx, in.Ref(hostID))
-	wantKind(t, err, provider.KindInvalid)
+	wantKind(t, err, errkind.Invalid)
 	// Create on a failed VM deletes it; the retry makes a new one with
 	// the same volume.
 	_, err = e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindTransient)
+	wantKind(t, err, errkind.Transient)
 	var again provider.Instance
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -264,7 +265,7 @@ func TestVMInErrorState(t *testing.T) {
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
-		if !provider.IsRetryable(err) {
+		if !errkind.Retryable(err) {
 			t.Fatal(err)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -286,7 +287,7 @@ func TestCreateCapacity(t *testing.T) {
 	spec := testSpec(uuid.NewString())
 	spec.MachineType = "n3-H100x1" // out of stock in the default catalog
 	_, err := e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindCapacity)
+	wantKind(t, err, errkind.Capacity)
 	if n := len(e.fake.VMs()) + len(e.fake.Volumes()) + len(e.fake.Environments()); n != 0 {
 		t.Fatalf("a capacity error left %d resources behind", n)
 	}
@@ -314,7 +315,7 @@ func TestCreateCapacity(t *testing.T) {
 	e.fake.SetStock("n3-A100x2", "CANADA-1", false)
 	spec.Name, spec.HostID = provider.InstanceName(uuid.NewString()), ""
 	_, err = e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindCapacity)
+	wantKind(t, err, errkind.Capacity)
 	if !strings.Contains(err.Error(), "a100") {
 		t.Fatalf("capacity error %q does not name the GPU", err)
 	}
@@ -325,11 +326,11 @@ func TestCreateCapacity(t *testing.T) {
 	spec = testSpec(uuid.NewString())
 	spec.MachineType = "n3-L40x1"
 	_, err = e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindCapacity)
+	wantKind(t, err, errkind.Capacity)
 	// An unknown flavor is invalid, not capacity.
 	spec.MachineType = "n9-nope"
 	_, err = e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindInvalid)
+	wantKind(t, err, errkind.Invalid)
 }
 
 func TestCreateRefusals(t *testing.T) {
@@ -344,7 +345,7 @@ func TestCreateRefusals(t *testing.T) {
 	} {
 		spec := testSpec(uuid.NewString())
 		change(&spec)
-		if _, err := e.p.Create(ctx, spec); provider.KindOf(err) != provider.KindInvalid {
+		if _, err := e.p.Create(ctx, spec); errkind.Of(err) != errkind.Invalid {
 			t.Errorf("%s: got %v, want invalid", name, err)
 		}
 	}
@@ -381,7 +382,7 @@ func TestCreateIdempotentAfterErrors(t *testing.T) {
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				in, err = e.p.Create(ctx, spec)
-				if err == nil || !provider.IsRetryable(err) || time.Now().After(deadline) {
+				if err == nil || !errkind.Retryable(err) || time.Now().After(deadline) {
 					break
 				}
 				failures++
@@ -418,14 +419,14 @@ func TestRetryOn429HonoursRetryAfter(t *testing.T) {
 	}
 	e.fake.InjectFault(hyperstackfake.Fault{Method: "GET", Path: "/core/environments", Status: 429, RetryAfter: "90"})
 	_, err := e.p.List(ctx)
-	wantKind(t, err, provider.KindRateLimited)
-	if d := provider.RetryAfter(err); d != 90*time.Second {
+	wantKind(t, err, errkind.RateLimited)
+	if d := errkind.RetryAfter(err); d != 90*time.Second {
 		t.Fatalf("RetryAfter %s, want 90s", d)
 	}
 	e2 := newEnv(t, fastFake(), map[string]string{"max_retries": "0"})
 	e2.fake.InjectFault(hyperstackfake.Fault{Method: "GET", Path: "/core/environments", Status: 429, RetryAfter: "1"})
 	_, err = e2.p.List(ctx)
-	wantKind(t, err, provider.KindRateLimited)
+	wantKind(t, err, errkind.RateLimited)
 }
 
 func TestErrorClassification(t *testing.T) {
@@ -433,36 +434,36 @@ func TestErrorClassification(t *testing.T) {
 	ctx := ctxT(t)
 	for _, tc := range []struct {
 		fault hyperstackfake.Fault
-		want  provider.ErrorKind
+		want  errkind.Kind
 	}{
-		{hyperstackfake.Fault{Status: 500}, provider.KindTransient},
-		{hyperstackfake.Fault{Status: 503}, provider.KindTransient},
-		{hyperstackfake.Fault{Status: 401, Message: "Invalid API key"}, provider.KindAuth},
-		{hyperstackfake.Fault{Status: 403}, provider.KindAuth},
-		{hyperstackfake.Fault{Status: 404, Reason: "not_found"}, provider.KindNotFound},
-		{hyperstackfake.Fault{Status: 400, Message: "VM quota exceeded for this organization"}, provider.KindQuota},
-		{hyperstackfake.Fault{Status: 400, Message: "Not enough resources available"}, provider.KindCapacity},
-		{hyperstackfake.Fault{Status: 400, Message: "flavor_name is required"}, provider.KindInvalid},
-		{hyperstackfake.Fault{Status: 409, Message: "already exists"}, provider.KindInvalid},
+		{hyperstackfake.Fault{Status: 500}, errkind.Transient},
+		{hyperstackfake.Fault{Status: 503}, errkind.Transient},
+		{hyperstackfake.Fault{Status: 401, Message: "Invalid API key"}, errkind.Auth},
+		{hyperstackfake.Fault{Status: 403}, errkind.Auth},
+		{hyperstackfake.Fault{Status: 404, Reason: "not_found"}, errkind.NotFound},
+		{hyperstackfake.Fault{Status: 400, Message: "VM quota exceeded for this organization"}, errkind.Quota},
+		{hyperstackfake.Fault{Status: 400, Message: "Not enough resources available"}, errkind.Capacity},
+		{hyperstackfake.Fault{Status: 400, Message: "flavor_name is required"}, errkind.Invalid},
+		{hyperstackfake.Fault{Status: 409, Message: "already exists"}, errkind.Invalid},
 	} {
 		tc.fault.Method, tc.fault.Path = "GET", "/core/flavors"
 		e.fake.InjectFault(tc.fault)
 		_, err := e.p.Catalog(ctx)
-		if provider.KindOf(err) != tc.want {
-			t.Errorf("HTTP %d %q: got %v (kind %s), want %s", tc.fault.Status, tc.fault.Message, err, provider.KindOf(err), tc.want)
+		if errkind.Of(err) != tc.want {
+			t.Errorf("HTTP %d %q: got %v (kind %s), want %s", tc.fault.Status, tc.fault.Message, err, errkind.Of(err), tc.want)
 		}
 		if err != nil && !strings.HasPrefix(err.Error(), "hyperstack ") {
 			t.Errorf("error %q does not name the provider", err)
 		}
 	}
 	_, err := e.p.Status(ctx, provider.Ref{Name: "ch-x", InstanceID: "999999"})
-	wantKind(t, err, provider.KindNotFound)
+	wantKind(t, err, errkind.NotFound)
 	p, err := New(provider.Config{Deployment: "d", CredentialsFile: e.creds, Options: map[string]string{"endpoint": "http://127.0.0.1:1/v1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = p.List(ctx)
-	wantKind(t, err, provider.KindTransient)
+	wantKind(t, err, errkind.Transient)
 }
 
 func TestCredentials(t *testing.T) {
@@ -487,7 +488,7 @@ func TestCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = p.CheckCredentials(ctx)
-		if provider.KindOf(err) != provider.KindAuth || !strings.Contains(err.Error(), tc.mention) {
+		if errkind.Of(err) != errkind.Auth || !strings.Contains(err.Error(), tc.mention) {
 			t.Errorf("%s: got %v, want an auth error mentioning %q", name, err, tc.mention)
 		}
 	}
@@ -605,7 +606,7 @@ func TestKeptVolumeDecidesRegion(t *testing.T) {
 	waitGone(t, e.p, in.Ref(hostID))
 	spec.Region = "CANADA-1"
 	_, err = e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindInvalid)
+	wantKind(t, err, errkind.Invalid)
 	if !strings.Contains(err.Error(), "NORWAY-1") {
 		t.Fatalf("refusal %q does not say where the volume is", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
@@ -45,10 +46,10 @@ func decode(op, method, path string, resp *http.Response, raw []byte, out any) e
 		Data json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(raw, &env); err != nil || len(env.Data) == 0 || string(env.Data) == "null" {
-		return provider.Errorf(provider.KindTransient, Name, op, "%s %s: reply is not a {\"data\": ...} JSON document: %s", method, path, restclient.Snippet(raw))
+		return provider.Errorf(errkind.Transient, Name, op, "%s %s: reply is not a {\"data\": ...} JSON document: %s", method, path, restclient.Snippet(raw))
 	}
 	if err := json.Unmarshal(env.Data, out); err != nil {
-		return provider.Errorf(provider.KindTransient, Name, op, "%s %s: unexpected reply: %v", method, path, err)
+		return provider.Errorf(errkind.Transient, Name, op, "%s %s: unexpected reply: %v", method, path, err)
 	}
 	return nil
 }
@@ -71,26 +72,26 @@ func classify(op, method, path string, resp *http.Response, raw []byte) error {
 		detail += " " + code
 	}
 	detail += ": " + msg
-	kind := provider.KindTransient
+	kind := errkind.Transient
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		kind = provider.KindRateLimited
+		kind = errkind.RateLimited
 	case code == "instance-operations/launch/insufficient-capacity":
-		kind = provider.KindCapacity
+		kind = errkind.Capacity
 	case code == "global/quota-exceeded":
-		kind = provider.KindQuota
+		kind = errkind.Quota
 	case code == "global/invalid-api-key" || code == "global/account-inactive" ||
 		resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		kind = provider.KindAuth
+		kind = errkind.Auth
 	case code == "global/object-does-not-exist" || resp.StatusCode == http.StatusNotFound:
-		kind = provider.KindNotFound
+		kind = errkind.NotFound
 	case resp.StatusCode >= 500:
-		kind = provider.KindTransient
+		kind = errkind.Transient
 	case resp.StatusCode >= 400:
-		kind = provider.KindInvalid
+		kind = errkind.Invalid
 	}
 	e := provider.Errorf(kind, Name, op, "%s", detail)
-	if kind == provider.KindRateLimited {
+	if kind == errkind.RateLimited {
 		e.RetryAfter = restclient.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return e

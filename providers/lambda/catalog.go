@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -182,7 +183,7 @@ func normalize(types map[string]typeAvailability, extraRegions []string, default
 }
 
 func malformed(format string, args ...any) error {
-	return provider.Errorf(provider.KindInvalid, Name, "catalog", "malformed instance-types payload from Lambda: "+format, args...)
+	return provider.Errorf(errkind.Invalid, Name, "catalog", "malformed instance-types payload from Lambda: "+format, args...)
 }
 
 var (

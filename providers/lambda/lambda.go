@@ -32,6 +32,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/userdata"
@@ -156,14 +157,14 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		return provider.Instance{}, err
 	}
 	if strings.TrimSpace(spec.SSHAuthorizedKey) == "" {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"Lambda launches need an SSH public key, and the spec of %s has none", spec.Name)
 	}
 	if spec.Spot {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "Lambda Cloud has no spot instances; drop --spot")
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "Lambda Cloud has no spot instances; drop --spot")
 	}
 	if spec.Zone != "" {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "Lambda Cloud has regions but no zones; drop the zone %q", spec.Zone)
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "Lambda Cloud has regions but no zones; drop the zone %q", spec.Zone)
 	}
 	user := spec.SSHUser
 	if user == "" {
@@ -205,7 +206,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	if len(launched.InstanceIDs) != 1 {
 		// The spec warns fewer than asked may launch; with quantity 1
 		// that means none, and capacity is the usual reason.
-		return provider.Instance{}, provider.Errorf(provider.KindCapacity, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Capacity, Name, op,
 			"launch of %s in %s returned %d instance ids, want 1", typeName, regionName, len(launched.InstanceIDs))
 	}
 	id := launched.InstanceIDs[0]
@@ -265,7 +266,7 @@ func (p *Provider) placement(ctx context.Context, op string, spec provider.Creat
 		if regionName != "" {
 			where = regionName
 		}
-		return "", "", provider.Errorf(provider.KindCapacity, Name, op, "Lambda has no capacity for %s in %s right now", what, where)
+		return "", "", provider.Errorf(errkind.Capacity, Name, op, "Lambda has no capacity for %s in %s right now", what, where)
 	}
 	return best.InstanceType, best.Region, nil
 }
@@ -287,14 +288,14 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 		}
 		return p.status(ctx, op, ref)
 	case "terminating":
-		return provider.Instance{}, provider.Errorf(provider.KindNotFound, Name, op, "instance %s is being terminated", in.ID)
+		return provider.Instance{}, provider.Errorf(errkind.NotFound, Name, op, "instance %s is being terminated", in.ID)
 	}
 	return p.instance(in, ref.Meta["ssh_user"]), nil // booting or active: already started
 }
 
 // Stop is refused: Lambda bills an instance until it is terminated.
 func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instance, error) {
-	return provider.Instance{}, provider.Errorf(provider.KindUnsupported, Name, "stop",
+	return provider.Instance{}, provider.Errorf(errkind.Refused, Name, "stop",
 		"Lambda Cloud cannot stop an instance (it is billed until terminated); deprovision it with `cocalc-hosts stop --deprovision` or delete it")
 }
 
@@ -356,7 +357,7 @@ func (p *Provider) lookup(ctx context.Context, op string, ref provider.Ref) (ins
 			return instance{}, err
 		}
 		if in.Status == "terminated" || (name != "" && in.name() != name) || !p.ours(in) {
-			return instance{}, provider.Errorf(provider.KindNotFound, Name, op, "no live instance %s named %s", ref.InstanceID, name)
+			return instance{}, provider.Errorf(errkind.NotFound, Name, op, "no live instance %s named %s", ref.InstanceID, name)
 		}
 		return in, nil
 	}
@@ -368,7 +369,7 @@ func (p *Provider) lookup(ctx context.Context, op string, ref provider.Ref) (ins
 		return instance{}, err
 	}
 	if !ok {
-		return instance{}, provider.Errorf(provider.KindNotFound, Name, op, "no instance named %s", name)
+		return instance{}, provider.Errorf(errkind.NotFound, Name, op, "no instance named %s", name)
 	}
 	return in, nil
 }
@@ -468,7 +469,7 @@ func (p *Provider) ensureSSHKey(ctx context.Context, op, pub string) (string, er
 		for _, k := range keys {
 			if k.Name == name {
 				if strings.TrimSpace(k.PublicKey) != pub {
-					return false, provider.Errorf(provider.KindInvalid, Name, op,
+					return false, provider.Errorf(errkind.Invalid, Name, op,
 						"the SSH key %s registered at Lambda holds another public key; delete it in the Lambda dashboard", name)
 				}
 				return true, nil
@@ -485,7 +486,7 @@ func (p *Provider) ensureSSHKey(ctx context.Context, op, pub string) (string, er
 		PublicKey string `json:"public_key"`
 	}{name, pub}
 	err := p.api.Do(ctx, op, http.MethodPost, "/ssh-keys", add, &added)
-	if err != nil && provider.KindOf(err) == provider.KindInvalid {
+	if err != nil && errkind.Of(err) == errkind.Invalid {
 		// Another worker may have added it a moment ago.
 		if ok, ferr := find(); ferr == nil && ok {
 			return name, nil
@@ -550,7 +551,7 @@ var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,62}[a-z0-9])?$`)
 
 func validName(op, name string) error {
 	if !nameRE.MatchString(name) {
-		return provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-64 lowercase letters, digits and hyphens, starting with a letter", name)
 	}
 	return nil

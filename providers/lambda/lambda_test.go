@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/providers/lambda/lambdafake"
@@ -86,7 +87,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	// A foreign instance is not found by id either.
 	foreign := e.fake.Instances()[1].ID
-	if _, err := e.p.Status(ctx, provider.Ref{Name: other, InstanceID: foreign}); !provider.IsNotFound(err) {
+	if _, err := e.p.Status(ctx, provider.Ref{Name: other, InstanceID: foreign}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("Status of another deployment's instance: %v, want not found", err)
 	}
 
@@ -98,7 +99,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("just after Delete: %+v, want terminating or gone", st)
 	}
 	waitGone(t, e.p, run.Ref(hostID))
-	if err := e.p.Delete(ctx, run.Ref(hostID), false); !provider.IsNotFound(err) {
+	if err := e.p.Delete(ctx, run.Ref(hostID), false); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("second Delete: %v, want not found", err)
 	}
 	if n := e.fake.Requests("POST /instance-operations/terminate"); n != 1 {
@@ -142,7 +143,7 @@ func TestCreateCapacity(t *testing.T) {
 	spec := testSpec(uuid.NewString())
 	spec.MachineType, spec.Region = "gpu_8x_a100_80gb_sxm4", "us-east-1"
 	_, err := e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindCapacity)
+	wantKind(t, err, errkind.Capacity)
 	if n := len(e.fake.Instances()); n != 0 {
 		t.Fatalf("%d instances after a capacity error, want 0", n)
 	}
@@ -173,7 +174,7 @@ func TestCreateCapacity(t *testing.T) {
 	spec = testSpec(uuid.NewString())
 	spec.MachineType, spec.Region, spec.GPUModel = "", "", "a10"
 	_, err = e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindCapacity)
+	wantKind(t, err, errkind.Capacity)
 	if !strings.Contains(err.Error(), "a10") {
 		t.Fatalf("capacity error %q does not name the GPU", err)
 	}
@@ -191,7 +192,7 @@ func TestCreateRefusesWhatLambdaCannotDo(t *testing.T) {
 		spec := testSpec(uuid.NewString())
 		change(&spec)
 		_, err := e.p.Create(ctx, spec)
-		if provider.KindOf(err) != provider.KindInvalid {
+		if errkind.Of(err) != errkind.Invalid {
 			t.Errorf("%s: got %v, want an invalid error", name, err)
 		}
 	}
@@ -202,7 +203,7 @@ func TestCreateRefusesWhatLambdaCannotDo(t *testing.T) {
 	spec := testSpec(uuid.NewString())
 	spec.MachineType = "gpu_1x_nonexistent"
 	_, err := e.p.Create(ctx, spec)
-	wantKind(t, err, provider.KindInvalid)
+	wantKind(t, err, errkind.Invalid)
 }
 
 // A launch that Lambda carries out but answers with a 500 (or whose reply
@@ -221,7 +222,7 @@ func TestCreateIdempotentAfterError(t *testing.T) {
 			spec := testSpec(uuid.NewString())
 			e.fake.InjectFault(tc.fault)
 			_, err := e.p.Create(ctx, spec)
-			wantKind(t, err, provider.KindTransient)
+			wantKind(t, err, errkind.Transient)
 			// The hang fault performs the launch after the client gave up.
 			deadline := time.Now().Add(10 * time.Second)
 			for e.fake.CountByName(spec.Name) == 0 && time.Now().Before(deadline) {
@@ -262,11 +263,11 @@ func TestRetryOn429HonoursRetryAfter(t *testing.T) {
 	// (the queue), classified with the wait it asked for.
 	e.fake.InjectFault(lambdafake.Fault{Method: "GET", Path: "/instances", Status: 429, RetryAfter: "120"})
 	_, err := e.p.List(ctx)
-	wantKind(t, err, provider.KindRateLimited)
-	if d := provider.RetryAfter(err); d != 2*time.Minute {
+	wantKind(t, err, errkind.RateLimited)
+	if d := errkind.RetryAfter(err); d != 2*time.Minute {
 		t.Fatalf("RetryAfter = %s, want 2m", d)
 	}
-	if !provider.IsRetryable(err) {
+	if !errkind.Retryable(err) {
 		t.Fatal("a rate-limited error must be retryable")
 	}
 	if n := len(e.sleeps.Waits()); n != 2 {
@@ -289,21 +290,21 @@ func TestErrorClassification(t *testing.T) {
 	ctx := ctxT(t)
 	for _, tc := range []struct {
 		fault lambdafake.Fault
-		want  provider.ErrorKind
+		want  errkind.Kind
 	}{
-		{lambdafake.Fault{Status: 500}, provider.KindTransient},
-		{lambdafake.Fault{Status: 503}, provider.KindTransient},
-		{lambdafake.Fault{Status: 403, Code: "global/account-inactive"}, provider.KindAuth},
-		{lambdafake.Fault{Status: 400, Code: "global/quota-exceeded"}, provider.KindQuota},
-		{lambdafake.Fault{Status: 400, Code: "global/invalid-parameters"}, provider.KindInvalid},
-		{lambdafake.Fault{Status: 404, Code: "global/object-does-not-exist"}, provider.KindNotFound},
-		{lambdafake.Fault{Status: 400, Code: "instance-operations/launch/insufficient-capacity"}, provider.KindCapacity},
+		{lambdafake.Fault{Status: 500}, errkind.Transient},
+		{lambdafake.Fault{Status: 503}, errkind.Transient},
+		{lambdafake.Fault{Status: 403, Code: "global/account-inactive"}, errkind.Auth},
+		{lambdafake.Fault{Status: 400, Code: "global/quota-exceeded"}, errkind.Quota},
+		{lambdafake.Fault{Status: 400, Code: "global/invalid-parameters"}, errkind.Invalid},
+		{lambdafake.Fault{Status: 404, Code: "global/object-does-not-exist"}, errkind.NotFound},
+		{lambdafake.Fault{Status: 400, Code: "instance-operations/launch/insufficient-capacity"}, errkind.Capacity},
 	} {
 		tc.fault.Method, tc.fault.Path = "GET", "/instance-types"
 		e.fake.InjectFault(tc.fault)
 		_, err := e.p.Catalog(ctx)
-		if provider.KindOf(err) != tc.want {
-			t.Errorf("HTTP %d %s: got %v (kind %s), want %s", tc.fault.Status, tc.fault.Code, err, provider.KindOf(err), tc.want)
+		if errkind.Of(err) != tc.want {
+			t.Errorf("HTTP %d %s: got %v (kind %s), want %s", tc.fault.Status, tc.fault.Code, err, errkind.Of(err), tc.want)
 		}
 		if err != nil && !strings.HasPrefix(err.Error(), "lambda ") {
 			t.Errorf("error %q does not name the provider", err)
@@ -311,14 +312,14 @@ func TestErrorClassification(t *testing.T) {
 	}
 	// Status of an id Lambda does not know: not found.
 	_, err := e.p.Status(ctx, provider.Ref{Name: "ch-x", InstanceID: "0123456789abcdef"})
-	wantKind(t, err, provider.KindNotFound)
+	wantKind(t, err, errkind.NotFound)
 	// A refused connection is transient.
 	p, err := New(provider.Config{Deployment: "d", CredentialsFile: e.creds, Options: map[string]string{"endpoint": "http://127.0.0.1:1/api/v1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = p.List(ctx)
-	wantKind(t, err, provider.KindTransient)
+	wantKind(t, err, errkind.Transient)
 }
 
 func TestCredentials(t *testing.T) {
@@ -351,7 +352,7 @@ func TestCredentials(t *testing.T) {
 		"empty file": {empty, "exactly one"},
 	} {
 		err := open(tc.creds).CheckCredentials(ctx)
-		if provider.KindOf(err) != provider.KindAuth || !strings.Contains(err.Error(), tc.mention) {
+		if errkind.Of(err) != errkind.Auth || !strings.Contains(err.Error(), tc.mention) {
 			t.Errorf("%s: got %v, want an auth error mentioning %q", name, err, tc.mention)
 		}
 		if err != nil && strings.Contains(err.Error(), lambdafake.DefaultAPIKey) {
@@ -363,7 +364,7 @@ func TestCredentials(t *testing.T) {
 func TestStopIsRefused(t *testing.T) {
 	e := newEnv(t, fastFake(), nil)
 	_, err := e.p.Stop(ctxT(t), provider.Ref{Name: "ch-x"})
-	wantKind(t, err, provider.KindUnsupported)
+	wantKind(t, err, errkind.Refused)
 	if !strings.Contains(err.Error(), "--deprovision") {
 		t.Fatalf("refusal %q does not point at stop --deprovision", err)
 	}
@@ -412,7 +413,7 @@ func TestStartRestartsUnhealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.p.Start(ctx, in.Ref(hostID))
-	wantKind(t, err, provider.KindNotFound)
+	wantKind(t, err, errkind.NotFound)
 }
 
 // Lambda keeps nothing after terminate, so keepDisk changes nothing and
@@ -509,7 +510,7 @@ func TestDeleteHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := e.p.Delete(ctx, provider.Ref{Name: "ch-x"}, false)
-	if !errors.Is(err, context.Canceled) || provider.KindOf(err) != provider.KindTransient {
+	if !errors.Is(err, context.Canceled) || errkind.Of(err) != errkind.Transient {
 		t.Fatalf("canceled Delete: %v, want a transient error wrapping context.Canceled", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/openapicheck"
 )
@@ -37,7 +38,7 @@ func TestExchangesMatchSpec(t *testing.T) {
 	if _, err := e.p.List(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.p.Status(ctx, provider.Ref{Name: spec.Name, InstanceID: "00000000000000000000000000000000"}); !provider.IsNotFound(err) {
+	if _, err := e.p.Status(ctx, provider.Ref{Name: spec.Name, InstanceID: "00000000000000000000000000000000"}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("unknown id: %v", err)
 	}
 	if err := e.p.Delete(ctx, in.Ref(hostID), false); err != nil {

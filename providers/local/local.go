@@ -26,6 +26,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/btrfs"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
@@ -174,7 +175,7 @@ func (p *Provider) paths(name string) paths {
 // real clouds.
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
-func (p *Provider) errorf(kind provider.ErrorKind, op, format string, args ...any) error {
+func (p *Provider) errorf(kind errkind.Kind, op, format string, args ...any) error {
 	return provider.Errorf(kind, Name, op, format, args...)
 }
 
@@ -188,7 +189,7 @@ func (p *Provider) refName(op string, ref provider.Ref) (string, error) {
 		name = provider.InstanceName(ref.HostID)
 	}
 	if !validName.MatchString(name) {
-		return "", p.errorf(provider.KindInvalid, op, "invalid instance name %q", name)
+		return "", p.errorf(errkind.Invalid, op, "invalid instance name %q", name)
 	}
 	return name, nil
 }
@@ -200,7 +201,7 @@ func (p *Provider) load(op, name string, diskOnly bool) (record, paths, error) {
 	ps := p.paths(name)
 	b, err := os.ReadFile(ps.record)
 	if errors.Is(err, os.ErrNotExist) {
-		return record{}, ps, p.errorf(provider.KindNotFound, op, "no local host %s", name)
+		return record{}, ps, p.errorf(errkind.NotFound, op, "no local host %s", name)
 	}
 	if err != nil {
 		return record{}, ps, fmt.Errorf("read local host %s: %w", name, err)
@@ -210,10 +211,10 @@ func (p *Provider) load(op, name string, diskOnly bool) (record, paths, error) {
 		return record{}, ps, fmt.Errorf("read local host %s: %s: %w", name, ps.record, err)
 	}
 	if r.Labels[provider.LabelDeployment] != p.cfg.Deployment {
-		return record{}, ps, p.errorf(provider.KindNotFound, op, "no local host %s in deployment %s", name, p.cfg.Deployment)
+		return record{}, ps, p.errorf(errkind.NotFound, op, "no local host %s in deployment %s", name, p.cfg.Deployment)
 	}
 	if r.DiskOnly && !diskOnly {
-		return record{}, ps, p.errorf(provider.KindNotFound, op, "local host %s was deleted; only its disk is kept", name)
+		return record{}, ps, p.errorf(errkind.NotFound, op, "local host %s was deleted; only its disk is kept", name)
 	}
 	return r, ps, nil
 }
@@ -238,26 +239,26 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		name = provider.InstanceName(spec.HostID)
 	}
 	if !validName.MatchString(name) {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "invalid instance name %q", name)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "invalid instance name %q", name)
 	}
 	if spec.HostID == "" {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "instance %s: no host id", name)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "instance %s: no host id", name)
 	}
 	if spec.DiskGB < 0 {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "disk size %d GB is negative", spec.DiskGB)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "disk size %d GB is negative", spec.DiskGB)
 	}
 	if spec.Region != "" && spec.Region != Region {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "region %q: the local provider has only %q", spec.Region, Region)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "region %q: the local provider has only %q", spec.Region, Region)
 	}
 	if spec.GPUCount > 0 || spec.GPUModel != "" {
-		return provider.Instance{}, p.errorf(provider.KindUnsupported, op, "the local provider has no GPUs")
+		return provider.Instance{}, p.errorf(errkind.Refused, op, "the local provider has no GPUs")
 	}
 	if len(p.cfg.AgentCommand) == 0 {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "no agent command configured")
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "no agent command configured")
 	}
 	ps := p.paths(name)
 	if len(ps.socket) > 107 {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "socket path %s is too long for a unix socket; set a shorter runtime directory (XDG_RUNTIME_DIR)", ps.socket)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "socket path %s is too long for a unix socket; set a shorter runtime directory (XDG_RUNTIME_DIR)", ps.socket)
 	}
 
 	unlock, err := p.lock(ctx, name)
@@ -270,7 +271,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	switch {
 	case err == nil:
 		if r.HostID != spec.HostID {
-			return provider.Instance{}, p.errorf(provider.KindInvalid, op, "instance %s already belongs to host %s, not %s", name, r.HostID, spec.HostID)
+			return provider.Instance{}, p.errorf(errkind.Invalid, op, "instance %s already belongs to host %s, not %s", name, r.HostID, spec.HostID)
 		}
 		if r.DiskOnly {
 			// Attach the disk kept by Delete(keepDisk): the host comes
@@ -280,7 +281,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 				return provider.Instance{}, err
 			}
 		}
-	case provider.IsNotFound(err):
+	case errkind.Is(err, errkind.NotFound):
 		if r, err = p.newRecord(name, spec); err != nil {
 			return provider.Instance{}, err
 		}
@@ -290,7 +291,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		// If another deployment's record were here, load would have said
 		// NotFound too; do not take over its directory.
 		if _, err := os.Stat(ps.record); err == nil {
-			return provider.Instance{}, p.errorf(provider.KindInvalid, op, "instance name %s is used by another deployment in %s", name, p.root)
+			return provider.Instance{}, p.errorf(errkind.Invalid, op, "instance name %s is used by another deployment in %s", name, p.root)
 		}
 		// The record goes first so that a crash below leaves a host
 		// that the next Create recognizes and completes.
@@ -341,7 +342,7 @@ func (p *Provider) storageKind() (string, error) {
 		return agentapi.StorageDirectory, nil
 	case agentapi.StorageBtrfs:
 		if !btrfs.Available() {
-			return "", p.errorf(provider.KindUnsupported, "create", "storage=btrfs, but btrfs is not usable here (needs root, btrfs-progs and kernel support)")
+			return "", p.errorf(errkind.Refused, "create", "storage=btrfs, but btrfs is not usable here (needs root, btrfs-progs and kernel support)")
 		}
 		return agentapi.StorageBtrfs, nil
 	}
@@ -370,7 +371,7 @@ func (p *Provider) ensurePool(ctx context.Context, op string, r record, ps paths
 		return nil
 	case agentapi.StorageBtrfs:
 		if !btrfs.Available() {
-			return p.errorf(provider.KindUnsupported, op, "host %s has a btrfs pool, but btrfs is not usable here", r.Name)
+			return p.errorf(errkind.Refused, op, "host %s has a btrfs pool, but btrfs is not usable here", r.Name)
 		}
 		if create {
 			if err := btrfs.CreateLoopPool(ctx, ps.image, ps.pool, int64(r.DiskGB)*gib); err != nil {
@@ -395,7 +396,7 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 		return provider.Instance{}, err
 	}
 	if len(p.cfg.AgentCommand) == 0 {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "no agent command configured")
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "no agent command configured")
 	}
 	unlock, err := p.lock(ctx, name)
 	if err != nil {
@@ -454,7 +455,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 	}
 	defer unlock()
 	r, ps, loadErr := p.load(op, name, true)
-	if provider.IsNotFound(loadErr) {
+	if errkind.Is(loadErr, errkind.NotFound) {
 		if _, serr := os.Stat(ps.record); serr == nil {
 			return nil // another deployment's host: not ours to delete
 		}
@@ -556,7 +557,7 @@ func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 			continue
 		}
 		r, ps, err := p.load("list", e.Name(), false)
-		if provider.IsNotFound(err) {
+		if errkind.Is(err, errkind.NotFound) {
 			continue // another deployment's, deleted keeping its disk, or half-made
 		}
 		if err != nil {
@@ -586,7 +587,7 @@ func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int)
 		return provider.Instance{}, err
 	}
 	if sizeGB < r.DiskGB {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "cannot shrink %s from %d GB to %d GB", name, r.DiskGB, sizeGB)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "cannot shrink %s from %d GB to %d GB", name, r.DiskGB, sizeGB)
 	}
 	if sizeGB > r.DiskGB && r.Storage == agentapi.StorageDirectory {
 		// A plain directory has no size of its own (it has the free

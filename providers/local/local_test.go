@@ -18,6 +18,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/btrfs"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -279,7 +280,7 @@ func TestBtrfsHostLifecycle(t *testing.T) {
 	if n := agentsWithConfig(t, ps.config); n != 1 {
 		t.Fatalf("%d agent processes, want 1", n)
 	}
-	if _, err := p2.Create(ctx, provider.CreateSpec{HostID: "other", Name: name}); provider.KindOf(err) != provider.KindInvalid {
+	if _, err := p2.Create(ctx, provider.CreateSpec{HostID: "other", Name: name}); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("create with the name of another host: %v", err)
 	}
 
@@ -345,7 +346,7 @@ func TestBtrfsHostLifecycle(t *testing.T) {
 	if fi, err := os.Stat(ps.image); err != nil || fi.Size() != 6*gib {
 		t.Fatalf("image after resize: %v, %v", fi.Size(), err)
 	}
-	if _, err := p2.ResizeDisk(ctx, provider.Ref{Name: name}, 5); provider.KindOf(err) != provider.KindInvalid {
+	if _, err := p2.ResizeDisk(ctx, provider.Ref{Name: name}, 5); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("shrink: %v, want an invalid error", err)
 	}
 
@@ -353,7 +354,7 @@ func TestBtrfsHostLifecycle(t *testing.T) {
 	if err := p2.Delete(ctx, provider.Ref{Name: name}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p2.Status(ctx, provider.Ref{Name: name}); !provider.IsNotFound(err) {
+	if _, err := p2.Status(ctx, provider.Ref{Name: name}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("status after delete: %v, want not found", err)
 	}
 	if btrfs.IsMounted(ps.pool) {
@@ -398,13 +399,13 @@ func TestDeleteKeepDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The instance is gone, as a cloud VM deleted keeping its disk.
-	if _, err := p.Status(ctx, provider.Ref{Name: name}); !provider.IsNotFound(err) {
+	if _, err := p.Status(ctx, provider.Ref{Name: name}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("status after delete keeping disk: %v, want not found", err)
 	}
 	if l, err := p.List(ctx); err != nil || len(l) != 0 {
 		t.Fatalf("list after delete keeping disk: %v, %v", l, err)
 	}
-	if _, err := p.Start(ctx, provider.Ref{Name: name}); !provider.IsNotFound(err) {
+	if _, err := p.Start(ctx, provider.Ref{Name: name}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("start after delete keeping disk: %v, want not found", err)
 	}
 	if n := agentsWithConfig(t, ps.config); n != 0 {
@@ -519,7 +520,7 @@ func TestDirectoryStorage(t *testing.T) {
 	if inst, err := p.ResizeDisk(ctx, provider.Ref{Name: name}, 8); err != nil || inst.Meta["disk_gb"] != "8" {
 		t.Fatalf("resize of a directory pool: %v, %v", inst.Meta, err)
 	}
-	if _, err := p.ResizeDisk(ctx, provider.Ref{Name: name}, 5); provider.KindOf(err) != provider.KindInvalid {
+	if _, err := p.ResizeDisk(ctx, provider.Ref{Name: name}, 5); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("shrinking a directory pool: %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(ps.pool, "f"), []byte("x"), 0o600); err != nil {
@@ -538,7 +539,7 @@ func TestDirectoryStorage(t *testing.T) {
 	if err := p.Delete(ctx, provider.Ref{Name: name}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Status(ctx, provider.Ref{Name: name}); !provider.IsNotFound(err) {
+	if _, err := p.Status(ctx, provider.Ref{Name: name}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("status after delete: %v", err)
 	}
 	if _, err := os.Stat(ps.dir); !os.IsNotExist(err) {
@@ -581,13 +582,13 @@ func TestListFiltersByDeployment(t *testing.T) {
 		t.Fatalf("dep2 lists %s", got)
 	}
 	// Other deployments' hosts are invisible and untouchable.
-	if _, err := p1.Status(ctx, provider.Ref{Name: "ch-c"}); !provider.IsNotFound(err) {
+	if _, err := p1.Status(ctx, provider.Ref{Name: "ch-c"}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("dep1 sees dep2's host: %v", err)
 	}
 	if err := p1.Delete(ctx, provider.Ref{Name: "ch-c"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p1.Create(ctx, provider.CreateSpec{HostID: "c", Name: "ch-c"}); provider.KindOf(err) != provider.KindInvalid {
+	if _, err := p1.Create(ctx, provider.CreateSpec{HostID: "c", Name: "ch-c"}); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("dep1 creating over dep2's host: %v", err)
 	}
 	wantState(t, p2, "ch-c", provider.StateRunning)
@@ -645,14 +646,14 @@ func TestHungAgent(t *testing.T) {
 func TestRefs(t *testing.T) {
 	p := newProvider(t, t.TempDir(), "dep1", nil)
 	ctx := context.Background()
-	if _, err := p.Status(ctx, provider.Ref{Name: "../etc"}); provider.KindOf(err) != provider.KindInvalid {
+	if _, err := p.Status(ctx, provider.Ref{Name: "../etc"}); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("status of a path name: %v", err)
 	}
-	if _, err := p.Status(ctx, provider.Ref{HostID: "zz"}); !provider.IsNotFound(err) {
+	if _, err := p.Status(ctx, provider.Ref{HostID: "zz"}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("status of a missing host: %v", err)
 	}
 	var pe *provider.Error
-	if _, err := p.Start(ctx, provider.Ref{Name: "ch-zz"}); !errors.As(err, &pe) || pe.Kind != provider.KindNotFound {
+	if _, err := p.Start(ctx, provider.Ref{Name: "ch-zz"}); !errors.As(err, &pe) || pe.Kind != errkind.NotFound {
 		t.Fatalf("start of a missing host: %v", err)
 	}
 }

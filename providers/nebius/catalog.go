@@ -19,6 +19,7 @@ import (
 	common "github.com/nebius/gosdk/proto/nebius/common/v1"
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -183,8 +184,8 @@ func (p *Provider) availability(ctx context.Context, op string) (map[string]bool
 			resp, err = p.advice.List(ctx, &capacity.ListResourceAdviceRequest{ParentId: p.opts.projectID, PageSize: 100, PageToken: token})
 			return err
 		})
-		switch provider.KindOf(err) {
-		case provider.KindAuth, provider.KindUnsupported, provider.KindNotFound:
+		switch errkind.Of(err) {
+		case errkind.Auth, errkind.Refused, errkind.NotFound:
 			return map[string]bool{}, nil
 		}
 		if err != nil {
@@ -377,7 +378,7 @@ func diskTypeName(t compute.DiskSpec_DiskType) string {
 
 // malformed is a payload we refuse; the catalog cache keeps what it had.
 func malformed(format string, args ...any) error {
-	return provider.Errorf(provider.KindInvalid, Name, "catalog", "malformed response: "+format, args...)
+	return provider.Errorf(errkind.Invalid, Name, "catalog", "malformed response: "+format, args...)
 }
 
 // ---- price table
@@ -463,7 +464,7 @@ func validDiskPrice(v float64) bool { return v >= 0 && !math.IsInf(v, 0) }
 func (p *Provider) pricesFromTable(rows []provider.CatalogEntry) ([]provider.CatalogEntry, error) {
 	t, err := loadPriceTable(p.opts.priceTable)
 	if err != nil {
-		return nil, provider.Errorf(provider.KindInvalid, Name, "catalog", "%v", err)
+		return nil, provider.Errorf(errkind.Invalid, Name, "catalog", "%v", err)
 	}
 	price := map[string]PriceEntry{}
 	for _, e := range t.Prices {
@@ -489,7 +490,7 @@ func (p *Provider) pricesFromTable(rows []provider.CatalogEntry) ([]provider.Cat
 		out = append(out, r)
 	}
 	if len(out) == 0 {
-		return nil, provider.Errorf(provider.KindInvalid, Name, "catalog",
+		return nil, provider.Errorf(errkind.Invalid, Name, "catalog",
 			"price table %s prices none of the %d presets of project %s (region %s)", p.opts.priceTable, len(rows), p.opts.projectID, p.opts.region)
 	}
 	return out, nil
@@ -503,7 +504,7 @@ func (p *Provider) pricesFromTable(rows []provider.CatalogEntry) ([]provider.Cat
 // platform.
 func (p *Provider) resolveMachine(ctx context.Context, op string, spec provider.CreateSpec) (machine, error) {
 	invalid := func(format string, args ...any) (machine, error) {
-		return machine{}, provider.Errorf(provider.KindInvalid, Name, op, format, args...)
+		return machine{}, provider.Errorf(errkind.Invalid, Name, op, format, args...)
 	}
 	if spec.Region != "" && spec.Region != p.opts.region {
 		return invalid("region %q: this nebius provider manages project %s in region %s", spec.Region, p.opts.projectID, p.opts.region)

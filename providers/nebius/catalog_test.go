@@ -11,6 +11,7 @@ import (
 	common "github.com/nebius/gosdk/proto/nebius/common/v1"
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/providers/nebius/nebiusfake"
 )
@@ -143,7 +144,7 @@ func TestCatalogRejectsMalformedPayloads(t *testing.T) {
 			if err == nil || rows != nil {
 				t.Fatalf("got %d rows, error %v; want the payload rejected", len(rows), err)
 			}
-			if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") || !strings.Contains(err.Error(), "malformed") {
+			if kindOf(err) != errkind.Invalid || !strings.Contains(err.Error(), "nebius") || !strings.Contains(err.Error(), "malformed") {
 				t.Fatalf("error %v (kind %s) does not reject a malformed payload naming nebius", err, kindOf(err))
 			}
 		})
@@ -176,7 +177,7 @@ func TestCatalogRejectsMalformedPayloads(t *testing.T) {
 				if err == nil || rows != nil {
 					t.Fatalf("got %d rows, error %v; want the payload rejected", len(rows), err)
 				}
-				if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") ||
+				if kindOf(err) != errkind.Invalid || !strings.Contains(err.Error(), "nebius") ||
 					bad == "disk" && !strings.Contains(err.Error(), "data disk") {
 					t.Fatalf("error %v (kind %s)", err, kindOf(err))
 				}
@@ -189,7 +190,7 @@ func TestCatalogRejectsMalformedPayloads(t *testing.T) {
 	srv.Inject(nebiusfake.MethodEstimate, -1, nebiusfake.Unavailable())
 	defer srv.Clear()
 	rows, err := p.Catalog(ctx)
-	if rows != nil || kindOf(err) != provider.KindTransient {
+	if rows != nil || kindOf(err) != errkind.Transient {
 		t.Fatalf("calculator outage: %d rows, %v (kind %s)", len(rows), err, kindOf(err))
 	}
 }
@@ -237,7 +238,7 @@ func TestCatalogFromPriceTable(t *testing.T) {
 		"not JSON":    `version: 1`,
 	} {
 		write(bad)
-		if rows, err := p.Catalog(testCtx(t)); err == nil || kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "nebius") {
+		if rows, err := p.Catalog(testCtx(t)); err == nil || kindOf(err) != errkind.Invalid || !strings.Contains(err.Error(), "nebius") {
 			t.Errorf("%s: got %d rows, %v (kind %s); want an invalid error", name, len(rows), err, kindOf(err))
 		}
 	}
@@ -282,7 +283,7 @@ func TestCatalogAvailability(t *testing.T) {
 	}
 	// An advisor outage fails the refresh (the cache keeps what it had).
 	srv.Inject(nebiusfake.MethodResourceAdvice, 1, nebiusfake.Unavailable())
-	if rows, err := p.Catalog(ctx); rows != nil || kindOf(err) != provider.KindTransient {
+	if rows, err := p.Catalog(ctx); rows != nil || kindOf(err) != errkind.Transient {
 		t.Fatalf("advisor outage: %d rows, %v", len(rows), err)
 	}
 }
@@ -386,7 +387,7 @@ func TestPriceTableDiskPrice(t *testing.T) {
 		"not a number":       `{"version": "1", "disk_gb_month": "cheap", ` + prices + `}`,
 	} {
 		write(bad)
-		if rows, err := p.Catalog(testCtx(t)); err == nil || kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "disk_gb_month") {
+		if rows, err := p.Catalog(testCtx(t)); err == nil || kindOf(err) != errkind.Invalid || !strings.Contains(err.Error(), "disk_gb_month") {
 			t.Errorf("%s: got %d rows, %v; want an invalid error naming disk_gb_month", name, len(rows), err)
 		}
 	}

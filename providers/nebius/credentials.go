@@ -10,6 +10,7 @@ import (
 	"github.com/nebius/gosdk"
 	"github.com/nebius/gosdk/auth"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
@@ -31,25 +32,25 @@ func credentials(path string) (gosdk.Credentials, error) {
 	const op = "credentials"
 	addHint := "run `cocalc-hosts providers add " + Name + " --credentials FILE` with a Nebius service-account credentials JSON file or an IAM token file"
 	if path == "" {
-		return nil, provider.Errorf(provider.KindAuth, Name, op, "no credentials file is configured; %s", addHint)
+		return nil, provider.Errorf(errkind.Auth, Name, op, "no credentials file is configured; %s", addHint)
 	}
 	raw, err := secrets.Read(path)
 	if err != nil {
-		return nil, provider.Errorf(provider.KindAuth, Name, op, "%v; %s", err, addHint)
+		return nil, provider.Errorf(errkind.Auth, Name, op, "%v; %s", err, addHint)
 	}
 	if len(raw) == 0 {
-		return nil, provider.Errorf(provider.KindAuth, Name, op, "credentials file %s is empty; %s", path, addHint)
+		return nil, provider.Errorf(errkind.Auth, Name, op, "credentials file %s is empty; %s", path, addHint)
 	}
 	if raw[0] == '{' {
 		sa, err := parseServiceAccount(raw)
 		if err != nil {
-			return nil, provider.Errorf(provider.KindAuth, Name, op, "credentials file %s: %v; %s", path, err, addHint)
+			return nil, provider.Errorf(errkind.Auth, Name, op, "credentials file %s: %v; %s", path, err, addHint)
 		}
 		return gosdk.ServiceAccount(sa), nil
 	}
 	token := string(raw)
 	if strings.ContainsAny(token, " \t\r\n") {
-		return nil, provider.Errorf(provider.KindAuth, Name, op,
+		return nil, provider.Errorf(errkind.Auth, Name, op,
 			"credentials file %s is neither service-account JSON nor a single-line IAM token; %s", path, addHint)
 	}
 	return gosdk.IAMToken(token), nil

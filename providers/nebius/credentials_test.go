@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/providers/nebius/nebiusfake"
 )
@@ -44,7 +45,7 @@ func TestCredentialsFileProblems(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := newWithCreds(t, srv, c.file)
-			if kindOf(err) != provider.KindAuth || !strings.Contains(err.Error(), c.want) {
+			if kindOf(err) != errkind.Auth || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v (kind %s); want an auth error mentioning %q", err, kindOf(err), c.want)
 			}
 			if strings.Contains(err.Error(), nebiusfake.DefaultToken) {
@@ -74,7 +75,7 @@ func TestCheckCredentialsWithToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = bad.CheckCredentials(ctx)
-	if kindOf(err) != provider.KindAuth || !strings.Contains(err.Error(), "providers add nebius") {
+	if kindOf(err) != errkind.Auth || !strings.Contains(err.Error(), "providers add nebius") {
 		t.Fatalf("CheckCredentials with a bad token: %v (kind %s), want auth with a hint", err, kindOf(err))
 	}
 	// The wrong project is an access problem too.
@@ -84,7 +85,7 @@ func TestCheckCredentialsWithToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if err := other.CheckCredentials(ctx); kindOf(err) != provider.KindAuth {
+	if err := other.CheckCredentials(ctx); kindOf(err) != errkind.Auth {
 		t.Fatalf("CheckCredentials on another project: %v (kind %s), want auth", err, kindOf(err))
 	}
 }
@@ -141,7 +142,7 @@ func TestServiceAccountCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q.CheckCredentials(ctx); kindOf(err) != provider.KindAuth {
+	if err := q.CheckCredentials(ctx); kindOf(err) != errkind.Auth {
 		t.Fatalf("CheckCredentials with an unknown key: %v (kind %s), want auth", err, kindOf(err))
 	}
 }

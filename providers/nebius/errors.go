@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -44,7 +45,7 @@ func classify(op string, err error) error {
 	var ae *auth.Error
 	if errors.As(err, &ae) && ae.Cause != nil {
 		if grpcStatus(ae.Cause) == nil {
-			return &provider.Error{Kind: provider.KindAuth, Provider: Name, Op: op,
+			return &provider.Error{Kind: errkind.Auth, Provider: Name, Op: op,
 				Err: &apiError{msg: oneLine(err.Error()) + " (" + authHint + ")", err: err}}
 		}
 		e := classify(op, ae.Cause).(*provider.Error)
@@ -52,7 +53,7 @@ func classify(op string, err error) error {
 		return e
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return &provider.Error{Kind: provider.KindTransient, Provider: Name, Op: op, Err: err}
+		return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: err}
 	}
 
 	var st *status.Status
@@ -78,23 +79,23 @@ func classify(op string, err error) error {
 	if !ok {
 		switch code {
 		case codes.Unauthenticated, codes.PermissionDenied:
-			kind = provider.KindAuth
+			kind = errkind.Auth
 			hint = authHint
 		case codes.ResourceExhausted:
-			kind = provider.KindRateLimited
+			kind = errkind.RateLimited
 		case codes.NotFound:
-			kind = provider.KindNotFound
+			kind = errkind.NotFound
 		case codes.InvalidArgument, codes.OutOfRange, codes.FailedPrecondition, codes.AlreadyExists:
-			kind = provider.KindInvalid
+			kind = errkind.Invalid
 		case codes.Unimplemented:
-			kind = provider.KindUnsupported
+			kind = errkind.Refused
 		default:
 			// Unavailable, DeadlineExceeded, Internal, Aborted, Unknown,
 			// DataLoss, and connection failures.
-			kind = provider.KindTransient
+			kind = errkind.Transient
 		}
 	}
-	if kind == provider.KindRateLimited && retryAfter <= 0 {
+	if kind == errkind.RateLimited && retryAfter <= 0 {
 		retryAfter = defaultRateLimitWait
 	}
 	msg := describe(err, st, opErr, se)
@@ -153,15 +154,15 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // detailKind classifies by the Nebius ServiceError details, which name
 // what ran out more precisely than the gRPC code does.
-func detailKind(details []serviceerror.Detail) (provider.ErrorKind, string, bool) {
+func detailKind(details []serviceerror.Detail) (errkind.Kind, string, bool) {
 	for _, d := range details {
 		switch d.(type) {
 		case *serviceerror.QuotaFailure:
-			return provider.KindQuota, "raise the quota in the Nebius console or choose a smaller machine", true
+			return errkind.Quota, "raise the quota in the Nebius console or choose a smaller machine", true
 		case *serviceerror.NotEnoughResources:
-			return provider.KindCapacity, "Nebius has no capacity for this machine in the region now; try later or another machine", true
+			return errkind.Capacity, "Nebius has no capacity for this machine in the region now; try later or another machine", true
 		case *serviceerror.TooManyRequests:
-			return provider.KindRateLimited, "", true
+			return errkind.RateLimited, "", true
 		}
 	}
 	return "", "", false
@@ -184,5 +185,5 @@ func retryDelay(st *status.Status) time.Duration {
 
 // notFound makes a classified not-found error.
 func notFound(op, format string, args ...any) error {
-	return provider.Errorf(provider.KindNotFound, Name, op, format, args...)
+	return provider.Errorf(errkind.NotFound, Name, op, format, args...)
 }

@@ -19,6 +19,7 @@ import (
 	common "github.com/nebius/gosdk/proto/nebius/common/v1"
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -60,13 +61,13 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		name = provider.InstanceName(spec.HostID)
 	}
 	if !nameRE.MatchString(name) {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"instance name %q: want lowercase letters, digits and dashes, starting with a letter, at most 58 characters", name)
 	}
 	// Idempotency first: an instance of this name is the one we made.
 	if in, err := p.getByName(ctx, op, name); err == nil {
 		return p.existing(ctx, op, in)
-	} else if !provider.IsNotFound(err) {
+	} else if !errkind.Is(err, errkind.NotFound) {
 		return provider.Instance{}, err
 	}
 
@@ -80,7 +81,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 	ud, err := userData(user, spec)
 	if err != nil {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "cloud-init user data for %s: %v", name, err)
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "cloud-init user data for %s: %v", name, err)
 	}
 	hostID := firstNonEmpty(spec.Labels[provider.LabelHost], spec.HostID, provider.HostIDFromName(name))
 	labels := p.labels(spec.Labels, hostID)
@@ -88,7 +89,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 
 	dataGB := spec.DiskGB
 	if dataGB < 0 {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op, "negative disk size %d GB", dataGB)
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op, "negative disk size %d GB", dataGB)
 	}
 	if dataGB == 0 {
 		dataGB = p.opts.dataDiskGB
@@ -155,10 +156,10 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		in, gerr := p.getByName(ctx, op, name)
 		switch {
 		case gerr == nil && in.GetStatus().GetState() != compute.InstanceStatus_ERROR:
-			if isCode(err, codes.AlreadyExists) || provider.IsRetryable(err) && provider.KindOf(err) != provider.KindCapacity {
+			if isCode(err, codes.AlreadyExists) || errkind.Retryable(err) && errkind.Of(err) != errkind.Capacity {
 				return p.existing(ctx, op, in)
 			}
-		case provider.IsNotFound(gerr):
+		case errkind.Is(gerr, errkind.NotFound):
 			p.cleanup(ctx, fresh)
 		}
 		return provider.Instance{}, fmt.Errorf("create instance %s (%s): %w", name, m.name(), err)
@@ -176,7 +177,7 @@ func (p *Provider) existing(ctx context.Context, op string, in *compute.Instance
 		return provider.Instance{}, err
 	}
 	if in.GetStatus().GetState() == compute.InstanceStatus_DELETING {
-		return provider.Instance{}, provider.Errorf(provider.KindTransient, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Transient, Name, op,
 			"instance %s is being deleted; a new one can be created once it is gone", in.GetMetadata().GetName())
 	}
 	return p.toInstance(in, p.dataDiskOf(ctx, op, in)), nil
@@ -243,7 +244,7 @@ func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int)
 	}
 	name := in.GetMetadata().GetName()
 	if st := in.GetStatus().GetState(); st != compute.InstanceStatus_STOPPED {
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"instance %s is %s: Nebius resizes a disk only while its instance is stopped; stop the host first", name, st)
 	}
 	d := p.dataDiskOf(ctx, op, in)
@@ -253,7 +254,7 @@ func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int)
 	cur := diskGB(d)
 	switch {
 	case sizeGB < cur:
-		return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"the data disk of %s is %d GB; disks can only grow, not shrink to %d GB", name, cur, sizeGB)
 	case sizeGB == cur:
 		return p.toInstance(in, d), nil
@@ -281,7 +282,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 	name := refName(ref)
 	in, err := p.lookup(ctx, op, ref)
 	found := err == nil
-	if err != nil && !provider.IsNotFound(err) {
+	if err != nil && !errkind.Is(err, errkind.NotFound) {
 		return err
 	}
 	if found {
@@ -387,16 +388,16 @@ func (p *Provider) lookup(ctx context.Context, op string, ref provider.Ref) (*co
 		if err == nil {
 			return in, p.checkOurs(op, in)
 		}
-		if !provider.IsNotFound(err) {
+		if !errkind.Is(err, errkind.NotFound) {
 			return nil, err
 		}
 	}
 	name := refName(ref)
 	if name == "" {
-		return nil, provider.Errorf(provider.KindInvalid, Name, op, "the reference names no instance (no id, name or host id)")
+		return nil, provider.Errorf(errkind.Invalid, Name, op, "the reference names no instance (no id, name or host id)")
 	}
 	in, err := p.getByName(ctx, op, name)
-	if provider.IsNotFound(err) {
+	if errkind.Is(err, errkind.NotFound) {
 		return nil, notFound(op, "no instance %q in project %s", name, p.opts.projectID)
 	}
 	if err != nil {
@@ -431,12 +432,12 @@ func (p *Provider) badState(op string, in *compute.Instance) error {
 	name, st := in.GetMetadata().GetName(), in.GetStatus().GetState()
 	switch st {
 	case compute.InstanceStatus_ERROR:
-		return provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Errorf(errkind.Invalid, Name, op,
 			"instance %s is in state ERROR, from which Nebius cannot %s it; delete the host and create it again", name, op)
 	case compute.InstanceStatus_DELETING:
-		return provider.Errorf(provider.KindInvalid, Name, op, "instance %s is being deleted", name)
+		return provider.Errorf(errkind.Invalid, Name, op, "instance %s is being deleted", name)
 	}
-	return provider.Errorf(provider.KindInvalid, Name, op, "instance %s is %s; cannot %s it", name, st, op)
+	return provider.Errorf(errkind.Invalid, Name, op, "instance %s is %s; cannot %s it", name, st, op)
 }
 
 func (p *Provider) status(ctx context.Context, op, id string) (provider.Instance, error) {
@@ -451,7 +452,7 @@ func (p *Provider) status(ctx context.Context, op, id string) (provider.Instance
 // name collides with ours, but it is not ours to touch.
 func (p *Provider) checkOurs(op string, in *compute.Instance) error {
 	if dep := in.GetMetadata().GetLabels()[provider.LabelDeployment]; dep != p.deployment {
-		return provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Errorf(errkind.Invalid, Name, op,
 			"instance %s (%s) in project %s belongs to deployment %q, not %q; refusing to touch it",
 			in.GetMetadata().GetName(), in.GetMetadata().GetId(), p.opts.projectID, dep, p.deployment)
 	}
@@ -464,7 +465,7 @@ func (p *Provider) deleteInstance(ctx context.Context, op string, in *compute.In
 		_, err := p.mutate(ctx, op, func(ctx context.Context, key grpc.CallOption) (operations.Operation, error) {
 			return p.instances.Delete(ctx, &compute.DeleteInstanceRequest{Id: id}, key)
 		})
-		if err == nil || !provider.IsNotFound(err) {
+		if err == nil || !errkind.Is(err, errkind.NotFound) {
 			return err
 		}
 		return nil
@@ -472,7 +473,7 @@ func (p *Provider) deleteInstance(ctx context.Context, op string, in *compute.In
 	// Someone else's delete is running: wait for it to finish.
 	for {
 		_, err := p.getByID(ctx, op, id)
-		if provider.IsNotFound(err) {
+		if errkind.Is(err, errkind.NotFound) {
 			return nil
 		}
 		if err != nil {
@@ -696,7 +697,7 @@ func diskGB(d *compute.Disk) int {
 // attached elsewhere or labelled for another deployment is refused.
 func (p *Provider) ensureDisk(ctx context.Context, op, name string, labels map[string]string, spec *compute.DiskSpec) (*compute.Disk, bool, error) {
 	d, err := p.diskByName(ctx, op, name)
-	if provider.IsNotFound(err) {
+	if errkind.Is(err, errkind.NotFound) {
 		req := &compute.CreateDiskRequest{
 			Metadata: &common.ResourceMetadata{ParentId: p.opts.projectID, Name: name, Labels: labels},
 			Spec:     spec,
@@ -718,22 +719,22 @@ func (p *Provider) ensureDisk(ctx context.Context, op, name string, labels map[s
 		return nil, false, err
 	}
 	if dep := d.GetMetadata().GetLabels()[provider.LabelDeployment]; dep != p.deployment {
-		return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+		return nil, false, provider.Errorf(errkind.Invalid, Name, op,
 			"disk %s (%s) belongs to deployment %q, not %q; refusing to use it", name, d.GetMetadata().GetId(), dep, p.deployment)
 	}
 	for {
 		switch d.GetStatus().GetState() {
 		case compute.DiskStatus_READY:
 			if at := d.GetStatus().GetReadWriteAttachment(); at != "" {
-				return nil, false, provider.Errorf(provider.KindTransient, Name, op,
+				return nil, false, provider.Errorf(errkind.Transient, Name, op,
 					"disk %s is still attached to instance %s; retry once it is detached", name, at)
 			}
 			return d, false, nil
 		case compute.DiskStatus_CREATING, compute.DiskStatus_UPDATING, compute.DiskStatus_UNSPECIFIED:
 		case compute.DiskStatus_DELETING:
-			return nil, false, provider.Errorf(provider.KindTransient, Name, op, "disk %s is being deleted; retry once it is gone", name)
+			return nil, false, provider.Errorf(errkind.Transient, Name, op, "disk %s is being deleted; retry once it is gone", name)
 		default:
-			return nil, false, provider.Errorf(provider.KindInvalid, Name, op,
+			return nil, false, provider.Errorf(errkind.Invalid, Name, op,
 				"disk %s is %s (%s); delete it to let a new one be made", name, d.GetStatus().GetState(), d.GetStatus().GetStateDescription())
 		}
 		if err := p.sleep(ctx, p.opts.pollInterval); err != nil {
@@ -749,14 +750,14 @@ func (p *Provider) ensureDisk(ctx context.Context, op, name string, labels map[s
 // waiting first for a just-deleted instance to let go of it.
 func (p *Provider) deleteDisk(ctx context.Context, op, name string) (bool, error) {
 	d, err := p.diskByName(ctx, op, name)
-	if provider.IsNotFound(err) {
+	if errkind.Is(err, errkind.NotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
 	if dep := d.GetMetadata().GetLabels()[provider.LabelDeployment]; dep != p.deployment {
-		return false, provider.Errorf(provider.KindInvalid, Name, op,
+		return false, provider.Errorf(errkind.Invalid, Name, op,
 			"disk %s (%s) belongs to deployment %q, not %q; refusing to delete it", name, d.GetMetadata().GetId(), dep, p.deployment)
 	}
 	id := d.GetMetadata().GetId()
@@ -764,15 +765,15 @@ func (p *Provider) deleteDisk(ctx context.Context, op, name string) (bool, error
 		d.GetStatus().GetState() == compute.DiskStatus_UPDATING {
 		if at := d.GetStatus().GetReadWriteAttachment(); at != "" {
 			if _, err := p.getByID(ctx, op, at); err == nil {
-				return false, provider.Errorf(provider.KindInvalid, Name, op, "disk %s is attached to instance %s", name, at)
-			} else if !provider.IsNotFound(err) {
+				return false, provider.Errorf(errkind.Invalid, Name, op, "disk %s is attached to instance %s", name, at)
+			} else if !errkind.Is(err, errkind.NotFound) {
 				return false, err
 			}
 		}
 		if err := p.sleep(ctx, p.opts.pollInterval); err != nil {
 			return false, classify(op, fmt.Errorf("waiting for disk %s to be detached: %w", name, err))
 		}
-		if d, err = p.diskByID(ctx, op, id); provider.IsNotFound(err) {
+		if d, err = p.diskByID(ctx, op, id); errkind.Is(err, errkind.NotFound) {
 			return true, nil
 		} else if err != nil {
 			return false, err
@@ -784,7 +785,7 @@ func (p *Provider) deleteDisk(ctx context.Context, op, name string) (bool, error
 	_, err = p.mutate(ctx, op, func(ctx context.Context, key grpc.CallOption) (operations.Operation, error) {
 		return p.disks.Delete(ctx, &compute.DeleteDiskRequest{Id: id}, key)
 	})
-	if provider.IsNotFound(err) {
+	if errkind.Is(err, errkind.NotFound) {
 		return true, nil
 	}
 	return true, err
@@ -793,7 +794,7 @@ func (p *Provider) deleteDisk(ctx context.Context, op, name string) (bool, error
 func (p *Provider) waitDiskGone(ctx context.Context, op, id string) error {
 	for {
 		_, err := p.diskByID(ctx, op, id)
-		if provider.IsNotFound(err) {
+		if errkind.Is(err, errkind.NotFound) {
 			return nil
 		}
 		if err != nil {

@@ -45,6 +45,7 @@ import (
 	capacitysvc "github.com/nebius/gosdk/services/nebius/capacity/v1"
 	computesvc "github.com/nebius/gosdk/services/nebius/compute/v1"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -177,11 +178,11 @@ func (p *Provider) do(ctx context.Context, op string, call func(ctx context.Cont
 		if ctx.Err() != nil || attempt >= p.opts.retries {
 			return err
 		}
-		kind := provider.KindOf(err)
-		if kind != provider.KindTransient && kind != provider.KindRateLimited {
+		kind := errkind.Of(err)
+		if kind != errkind.Transient && kind != errkind.RateLimited {
 			return err
 		}
-		wait := provider.RetryAfter(err)
+		wait := errkind.RetryAfter(err)
 		if wait <= 0 {
 			wait = backoff
 			backoff = min(backoff*2, 5*time.Second)

@@ -11,6 +11,7 @@ import (
 
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/providers/nebius/nebiusfake"
 )
@@ -139,7 +140,7 @@ func TestCreateRefusesBadRequests(t *testing.T) {
 			spec := testSpec(uuid.NewString())
 			mod(&spec)
 			_, err := p.Create(ctx, spec)
-			if kindOf(err) != provider.KindInvalid {
+			if kindOf(err) != errkind.Invalid {
 				t.Fatalf("got %v (kind %s), want an invalid error", err, kindOf(err))
 			}
 			if srv.InstanceCount(spec.Name) != 0 {
@@ -163,7 +164,7 @@ func TestCreateCapacityError(t *testing.T) {
 	// it: RESOURCE_EXHAUSTED with a NotEnoughResources detail.
 	srv.SetCapacity("gpu-h100-sxm", false)
 	_, err := p.Create(ctx, spec)
-	if kindOf(err) != provider.KindCapacity || !provider.IsRetryable(err) {
+	if kindOf(err) != errkind.Capacity || !errkind.Retryable(err) {
 		t.Fatalf("got %v (kind %s), want a retryable capacity error", err, kindOf(err))
 	}
 	if !strings.Contains(err.Error(), "nebius") {
@@ -179,7 +180,7 @@ func TestCreateCapacityError(t *testing.T) {
 	// The same failure reported by the call itself.
 	srv.SetCapacity("gpu-h100-sxm", true)
 	srv.Inject(nebiusfake.MethodInstanceCreate, 1, nebiusfake.Capacity())
-	if _, err := p.Create(ctx, spec); kindOf(err) != provider.KindCapacity {
+	if _, err := p.Create(ctx, spec); kindOf(err) != errkind.Capacity {
 		t.Fatalf("got %v (kind %s), want a capacity error", err, kindOf(err))
 	}
 
@@ -198,7 +199,7 @@ func TestQuotaIsNotRetried(t *testing.T) {
 	p := openProvider(t, srv, "dep", nil)
 	srv.Inject(nebiusfake.MethodInstanceCreate, 1, nebiusfake.QuotaExceeded())
 	_, err := p.Create(testCtx(t), testSpec(uuid.NewString()))
-	if kindOf(err) != provider.KindQuota || provider.IsRetryable(err) {
+	if kindOf(err) != errkind.Quota || errkind.Retryable(err) {
 		t.Fatalf("got %v (kind %s), want a non-retryable quota error", err, kindOf(err))
 	}
 	if n := len(srv.Calls(nebiusfake.MethodInstanceCreate)); n != 1 {
@@ -339,7 +340,7 @@ func TestResizeOnlyWhileStopped(t *testing.T) {
 	}
 	ref := inst.Ref(spec.HostID)
 	_, err = p.ResizeDisk(ctx, ref, 30)
-	if kindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "stop") {
+	if kindOf(err) != errkind.Invalid || !strings.Contains(err.Error(), "stop") {
 		t.Fatalf("resize of a running instance: %v (kind %s), want an invalid error saying to stop", err, kindOf(err))
 	}
 	if n := len(srv.Calls(nebiusfake.MethodDiskUpdate)); n != 0 {
@@ -362,7 +363,7 @@ func TestResizeOnlyWhileStopped(t *testing.T) {
 	if n := len(srv.Calls(nebiusfake.MethodDiskUpdate)); n != 1 {
 		t.Fatalf("disk updated %d times, want 1", n)
 	}
-	if _, err := p.ResizeDisk(ctx, ref, 10); kindOf(err) != provider.KindInvalid {
+	if _, err := p.ResizeDisk(ctx, ref, 10); kindOf(err) != errkind.Invalid {
 		t.Fatalf("shrinking: %v (kind %s), want invalid", err, kindOf(err))
 	}
 	if st, err := p.Start(ctx, ref); err != nil || st.DiskGB != 30 {
@@ -392,7 +393,7 @@ func TestDeleteKeepingAndRemovingTheDataDisk(t *testing.T) {
 	if !ok || data.GetStatus().GetReadWriteAttachment() != "" {
 		t.Fatalf("the data disk was not kept detached: %v", data)
 	}
-	if _, err := p.Status(ctx, first.Ref(spec.HostID)); !provider.IsNotFound(err) {
+	if _, err := p.Status(ctx, first.Ref(spec.HostID)); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("Status after delete: %v, want not found", err)
 	}
 
@@ -411,7 +412,7 @@ func TestDeleteKeepingAndRemovingTheDataDisk(t *testing.T) {
 	for _, d := range srv.Disks() {
 		t.Errorf("disk %s is left after deleting without keeping the disk", d.GetMetadata().GetName())
 	}
-	if err := p.Delete(ctx, again.Ref(spec.HostID), false); !provider.IsNotFound(err) {
+	if err := p.Delete(ctx, again.Ref(spec.HostID), false); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("second Delete: %v, want not found", err)
 	}
 }
@@ -458,7 +459,7 @@ func TestListByDeploymentLabel(t *testing.T) {
 		t.Fatalf("alpha lists %+v, want only %s with its disk size", list, sa.Name)
 	}
 	// Beta's instance is not alpha's to touch even by name.
-	if _, err := a.Stop(ctx, provider.Ref{Name: sb.Name}); kindOf(err) != provider.KindInvalid {
+	if _, err := a.Stop(ctx, provider.Ref{Name: sb.Name}); kindOf(err) != errkind.Invalid {
 		t.Fatalf("alpha stopping beta's instance: %v, want refused", err)
 	}
 }
@@ -470,7 +471,7 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 	const wait = 150 * time.Millisecond
 	srv.Inject(nebiusfake.MethodInstanceGetByName, 1, nebiusfake.RateLimited(wait))
 	_, err := p.Status(ctx, provider.Ref{Name: "ch-missing"})
-	if !provider.IsNotFound(err) {
+	if !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("Status after a rate limit: %v, want not found", err)
 	}
 	calls := srv.Calls(nebiusfake.MethodInstanceGetByName)
@@ -486,8 +487,8 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 	q := openProvider(t, srv, "dep", map[string]string{"max_retry_wait": "50ms"})
 	srv.Inject(nebiusfake.MethodInstanceGetByName, 1, nebiusfake.RateLimited(10*time.Second))
 	_, err = q.Status(ctx, provider.Ref{Name: "ch-missing"})
-	if kindOf(err) != provider.KindRateLimited || provider.RetryAfter(err) != 10*time.Second {
-		t.Fatalf("got %v (kind %s, retry after %s), want rate limited asking for 10s", err, kindOf(err), provider.RetryAfter(err))
+	if kindOf(err) != errkind.RateLimited || errkind.RetryAfter(err) != 10*time.Second {
+		t.Fatalf("got %v (kind %s, retry after %s), want rate limited asking for 10s", err, kindOf(err), errkind.RetryAfter(err))
 	}
 }
 
@@ -508,13 +509,13 @@ func TestTransientFailures(t *testing.T) {
 	} {
 		srv.Inject(nebiusfake.MethodInstanceList, 1, f)
 		_, err := once.List(ctx)
-		if kindOf(err) != provider.KindTransient || !provider.IsRetryable(err) {
+		if kindOf(err) != errkind.Transient || !errkind.Retryable(err) {
 			t.Errorf("%s: got %v (kind %s), want a retryable transient error", name, err, kindOf(err))
 		}
 	}
 	srv.Clear()
 	srv.Inject(nebiusfake.MethodInstanceList, 1, nebiusfake.PermissionDenied())
-	if _, err := once.List(ctx); kindOf(err) != provider.KindAuth {
+	if _, err := once.List(ctx); kindOf(err) != errkind.Auth {
 		t.Errorf("permission denied: got %v (kind %s), want auth", err, kindOf(err))
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -98,28 +99,28 @@ func TestClassify(t *testing.T) {
 	}
 	for name, c := range map[string]struct {
 		err   error
-		kind  provider.ErrorKind
+		kind  errkind.Kind
 		after time.Duration
 	}{
-		"unauthenticated":       {status.Error(codes.Unauthenticated, "x"), provider.KindAuth, 0},
-		"permission denied":     {status.Error(codes.PermissionDenied, "x"), provider.KindAuth, 0},
-		"not found":             {status.Error(codes.NotFound, "x"), provider.KindNotFound, 0},
-		"invalid":               {status.Error(codes.InvalidArgument, "x"), provider.KindInvalid, 0},
-		"precondition":          {status.Error(codes.FailedPrecondition, "x"), provider.KindInvalid, 0},
-		"unimplemented":         {status.Error(codes.Unimplemented, "x"), provider.KindUnsupported, 0},
-		"unavailable":           {status.Error(codes.Unavailable, "x"), provider.KindTransient, 0},
-		"deadline":              {status.Error(codes.DeadlineExceeded, "x"), provider.KindTransient, 0},
-		"internal":              {status.Error(codes.Internal, "x"), provider.KindTransient, 0},
-		"exhausted, no info":    {status.Error(codes.ResourceExhausted, "x"), provider.KindRateLimited, defaultRateLimitWait},
-		"exhausted, retry info": {withRetry(codes.ResourceExhausted, 7*time.Second), provider.KindRateLimited, 7 * time.Second},
-		"wrapped":               {errors.Join(errors.New("context"), status.Error(codes.NotFound, "x")), provider.KindNotFound, 0},
-		"caller gave up":        {context.DeadlineExceeded, provider.KindTransient, 0},
-		"plain network failure": {errors.New("connection reset by peer"), provider.KindTransient, 0},
-		"already classified":    {provider.Errorf(provider.KindQuota, Name, "x", "y"), provider.KindQuota, 0},
+		"unauthenticated":       {status.Error(codes.Unauthenticated, "x"), errkind.Auth, 0},
+		"permission denied":     {status.Error(codes.PermissionDenied, "x"), errkind.Auth, 0},
+		"not found":             {status.Error(codes.NotFound, "x"), errkind.NotFound, 0},
+		"invalid":               {status.Error(codes.InvalidArgument, "x"), errkind.Invalid, 0},
+		"precondition":          {status.Error(codes.FailedPrecondition, "x"), errkind.Invalid, 0},
+		"unimplemented":         {status.Error(codes.Unimplemented, "x"), errkind.Refused, 0},
+		"unavailable":           {status.Error(codes.Unavailable, "x"), errkind.Transient, 0},
+		"deadline":              {status.Error(codes.DeadlineExceeded, "x"), errkind.Transient, 0},
+		"internal":              {status.Error(codes.Internal, "x"), errkind.Transient, 0},
+		"exhausted, no info":    {status.Error(codes.ResourceExhausted, "x"), errkind.RateLimited, defaultRateLimitWait},
+		"exhausted, retry info": {withRetry(codes.ResourceExhausted, 7*time.Second), errkind.RateLimited, 7 * time.Second},
+		"wrapped":               {errors.Join(errors.New("context"), status.Error(codes.NotFound, "x")), errkind.NotFound, 0},
+		"caller gave up":        {context.DeadlineExceeded, errkind.Transient, 0},
+		"plain network failure": {errors.New("connection reset by peer"), errkind.Transient, 0},
+		"already classified":    {provider.Errorf(errkind.Quota, Name, "x", "y"), errkind.Quota, 0},
 	} {
 		err := classify("op", c.err)
-		if provider.KindOf(err) != c.kind || provider.RetryAfter(err) != c.after {
-			t.Errorf("%s: kind %s retry after %s; want %s, %s", name, provider.KindOf(err), provider.RetryAfter(err), c.kind, c.after)
+		if errkind.Of(err) != c.kind || errkind.RetryAfter(err) != c.after {
+			t.Errorf("%s: kind %s retry after %s; want %s, %s", name, errkind.Of(err), errkind.RetryAfter(err), c.kind, c.after)
 		}
 		if strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: the error has several lines: %q", name, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/providers/sim"
@@ -26,10 +27,10 @@ func createUntilOK(ctx context.Context, p provider.Provider, sp provider.CreateS
 			return inst, nil
 		}
 		errs.Add(1)
-		if !provider.IsRetryable(err) || attempt == 500 {
+		if !errkind.Retryable(err) || attempt == 500 {
 			return inst, fmt.Errorf("attempt %d: %w", attempt, err)
 		}
-		wait := provider.RetryAfter(err)
+		wait := errkind.RetryAfter(err)
 		if wait <= 0 {
 			wait = backoff
 			backoff = min(2*backoff, 20*time.Millisecond)

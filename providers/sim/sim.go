@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -206,7 +207,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	// even if the spec changed or its region has since run out of capacity.
 	if r, err := p.get(ctx, op, spec.Name); err == nil {
 		return p.instance(r), nil
-	} else if !provider.IsNotFound(err) {
+	} else if !errkind.Is(err, errkind.NotFound) {
 		return provider.Instance{}, err
 	}
 	rec, err := p.newRecord(spec)
@@ -214,7 +215,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		return provider.Instance{}, err
 	}
 	if p.opts.capacityRegions[rec.Region] {
-		return provider.Instance{}, provider.Errorf(provider.KindCapacity, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Capacity, Name, op,
 			"no capacity for %s in %s (simulated); try another region or later", rec.MachineType, rec.Region)
 	}
 	disk, kept, err := p.getDisk(ctx, op, spec.Name)
@@ -224,7 +225,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	if kept {
 		// A zonal disk can only be attached in its own zone.
 		if (spec.Region != "" && spec.Region != disk.Region) || (spec.Zone != "" && spec.Zone != disk.Zone) {
-			return provider.Instance{}, provider.Errorf(provider.KindInvalid, Name, op,
+			return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 				"the kept data disk %s of %s is in %s; create the instance there or delete the disk", disk.ID, spec.Name, disk.Zone)
 		}
 		rec.Region, rec.Zone, rec.DataDisk = disk.Region, disk.Zone, disk.ID
@@ -252,7 +253,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		}
 	}
 	if p.chance(p.opts.ghostRate) {
-		return provider.Instance{}, provider.Errorf(provider.KindTransient, Name, op,
+		return provider.Instance{}, provider.Errorf(errkind.Transient, Name, op,
 			"simulated 500 Internal Server Error (the instance %s was created anyway)", spec.Name)
 	}
 	return p.instance(rec), nil
@@ -287,7 +288,7 @@ func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int)
 	return p.update(ctx, op, ref, func(r *Record, _ time.Time) (bool, error) {
 		switch {
 		case sizeGB < r.DiskGB:
-			return false, provider.Errorf(provider.KindInvalid, Name, op,
+			return false, provider.Errorf(errkind.Invalid, Name, op,
 				"the data disk of %s is %d GB; disks can only grow, not shrink to %d GB", r.Name, r.DiskGB, sizeGB)
 		case sizeGB == r.DiskGB:
 			return false, nil
@@ -311,7 +312,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 		return err
 	}
 	r, err := p.get(ctx, op, name)
-	if provider.IsNotFound(err) {
+	if errkind.Is(err, errkind.NotFound) {
 		if keepDisk {
 			return err
 		}
@@ -434,7 +435,7 @@ func (p *Provider) boot(r *Record, now time.Time) {
 func (p *Provider) newRecord(spec provider.CreateSpec) (Record, error) {
 	const op = "create"
 	invalid := func(format string, args ...any) (Record, error) {
-		return Record{}, provider.Errorf(provider.KindInvalid, Name, op, format, args...)
+		return Record{}, provider.Errorf(errkind.Invalid, Name, op, format, args...)
 	}
 	region := spec.Region
 	if region == "" && spec.Zone != "" {
@@ -538,22 +539,22 @@ func (p *Provider) instance(r Record) provider.Instance {
 
 func (p *Provider) get(ctx context.Context, op, name string) (Record, error) {
 	raw, err := p.state.Get(ctx, Name, name)
-	if provider.IsNotFound(err) {
-		return Record{}, provider.Errorf(provider.KindNotFound, Name, op, "no instance %q", name)
+	if errkind.Is(err, errkind.NotFound) {
+		return Record{}, provider.Errorf(errkind.NotFound, Name, op, "no instance %q", name)
 	}
 	if err != nil {
 		return Record{}, p.storeErr(op, err)
 	}
 	var r Record
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return Record{}, provider.Errorf(provider.KindInvalid, Name, op, "record of instance %q is corrupt: %v", name, err)
+		return Record{}, provider.Errorf(errkind.Invalid, Name, op, "record of instance %q is corrupt: %v", name, err)
 	}
 	return r, nil
 }
 
 func (p *Provider) getDisk(ctx context.Context, op, name string) (Disk, bool, error) {
 	raw, err := p.state.Get(ctx, Name, diskPrefix+name)
-	if provider.IsNotFound(err) {
+	if errkind.Is(err, errkind.NotFound) {
 		return Disk{}, false, nil
 	}
 	if err != nil {
@@ -561,7 +562,7 @@ func (p *Provider) getDisk(ctx context.Context, op, name string) (Disk, bool, er
 	}
 	var d Disk
 	if err := json.Unmarshal(raw, &d); err != nil {
-		return Disk{}, false, provider.Errorf(provider.KindInvalid, Name, op, "record of the kept disk of %q is corrupt: %v", name, err)
+		return Disk{}, false, provider.Errorf(errkind.Invalid, Name, op, "record of the kept disk of %q is corrupt: %v", name, err)
 	}
 	return d, true, nil
 }
@@ -572,31 +573,31 @@ func (p *Provider) storeErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return provider.Errorf(provider.KindTransient, Name, op, "state store: %w", err)
+	return provider.Errorf(errkind.Transient, Name, op, "state store: %w", err)
 }
 
 // call simulates the network and server side of one API call: latency,
 // then the configured faults, each drawn independently.
 func (p *Provider) call(ctx context.Context, op string) error {
 	if err := sleep(ctx, p.opts.latency); err != nil {
-		return provider.Errorf(provider.KindTransient, Name, op, "%w", err)
+		return provider.Errorf(errkind.Transient, Name, op, "%w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return provider.Errorf(provider.KindTransient, Name, op, "%w", err)
+		return provider.Errorf(errkind.Transient, Name, op, "%w", err)
 	}
 	if p.chance(p.opts.errorRate) {
-		return provider.Errorf(provider.KindTransient, Name, op, "simulated 503 Service Unavailable")
+		return provider.Errorf(errkind.Transient, Name, op, "simulated 503 Service Unavailable")
 	}
 	if p.chance(p.opts.rateLimitRate) {
-		e := provider.Errorf(provider.KindRateLimited, Name, op, "simulated 429 Too Many Requests; retry after %s", p.opts.retryAfter)
+		e := provider.Errorf(errkind.RateLimited, Name, op, "simulated 429 Too Many Requests; retry after %s", p.opts.retryAfter)
 		e.RetryAfter = p.opts.retryAfter
 		return e
 	}
 	if p.chance(p.opts.timeoutRate) {
 		if err := sleep(ctx, p.opts.timeout); err != nil {
-			return provider.Errorf(provider.KindTransient, Name, op, "simulated hang: %w", err)
+			return provider.Errorf(errkind.Transient, Name, op, "simulated hang: %w", err)
 		}
-		return provider.Errorf(provider.KindTransient, Name, op, "simulated timeout after %s", p.opts.timeout)
+		return provider.Errorf(errkind.Transient, Name, op, "simulated timeout after %s", p.opts.timeout)
 	}
 	return nil
 }
@@ -635,7 +636,7 @@ var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 func validName(op, name string) error {
 	if !nameRE.MatchString(name) {
-		return provider.Errorf(provider.KindInvalid, Name, op,
+		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-63 lowercase letters, digits and hyphens, starting with a letter", name)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -188,14 +189,14 @@ func TestCreateValidationAndCapacity(t *testing.T) {
 		sp := spec(uuid.NewString())
 		mod(&sp)
 		_, err := p.Create(ctx, sp)
-		if provider.KindOf(err) != provider.KindInvalid || provider.IsRetryable(err) {
+		if errkind.Of(err) != errkind.Invalid || errkind.Retryable(err) {
 			t.Errorf("%s: got %v, want a non-retryable invalid error", name, err)
 		}
 	}
 	sp := spec(uuid.NewString())
 	sp.Region = "sim-west1"
 	_, err := p.Create(ctx, sp)
-	if provider.KindOf(err) != provider.KindCapacity || !provider.IsRetryable(err) {
+	if errkind.Of(err) != errkind.Capacity || !errkind.Retryable(err) {
 		t.Fatalf("capacity region: got %v", err)
 	}
 	// A GPU spec without a machine type picks a type with that GPU and a
@@ -219,7 +220,7 @@ func TestNotFound(t *testing.T) {
 	e5 := p.Delete(ctx, ref, false)
 	e6 := p.Delete(ctx, ref, true)
 	for i, err := range []error{e1, e2, e3, e4, e5, e6} {
-		if !provider.IsNotFound(err) {
+		if !errkind.Is(err, errkind.NotFound) {
 			t.Errorf("call %d: got %v, want NotFound", i+1, err)
 		}
 	}
@@ -236,7 +237,7 @@ func TestDeleteKeepDiskAndReattach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.ResizeDisk(ctx, inst.Ref(hostID), 10); provider.KindOf(err) != provider.KindInvalid {
+	if _, err := p.ResizeDisk(ctx, inst.Ref(hostID), 10); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("shrink: got %v, want invalid", err)
 	}
 	if _, err := p.ResizeDisk(ctx, inst.Ref(hostID), 30); err != nil {
@@ -265,14 +266,14 @@ func TestDeleteKeepDiskAndReattach(t *testing.T) {
 	}
 	elsewhere := sp
 	elsewhere.Zone = "sim-east1-b"
-	if _, err := p.Create(ctx, elsewhere); provider.KindOf(err) != provider.KindInvalid {
+	if _, err := p.Create(ctx, elsewhere); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("create away from the kept disk: got %v", err)
 	}
 	// Deleting without keepDisk removes a kept disk even with no VM.
 	if err := p.Delete(ctx, again.Ref(hostID), false); err != nil {
 		t.Fatalf("delete the kept disk: %v", err)
 	}
-	if err := p.Delete(ctx, again.Ref(hostID), false); !provider.IsNotFound(err) {
+	if err := p.Delete(ctx, again.Ref(hostID), false); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("nothing left: got %v", err)
 	}
 	recs, _ := sim.Records(ctx, s.ProviderState())
@@ -313,32 +314,32 @@ func TestInjectedFaults(t *testing.T) {
 	s := openSQLite(t)
 
 	fail := newSim(t, s, map[string]string{"error_rate": "1"})
-	if _, err := fail.List(ctx); provider.KindOf(err) != provider.KindTransient {
+	if _, err := fail.List(ctx); errkind.Of(err) != errkind.Transient {
 		t.Fatalf("error_rate=1: got %v", err)
 	}
 
 	limited := newSim(t, s, map[string]string{"rate_limit_rate": "1", "retry_after": "3s"})
 	_, err := limited.Status(ctx, provider.Ref{Name: "ch-x"})
-	if provider.KindOf(err) != provider.KindRateLimited || provider.RetryAfter(err) != 3*time.Second {
-		t.Fatalf("rate limit: got %v, retry after %s", err, provider.RetryAfter(err))
+	if errkind.Of(err) != errkind.RateLimited || errkind.RetryAfter(err) != 3*time.Second {
+		t.Fatalf("rate limit: got %v, retry after %s", err, errkind.RetryAfter(err))
 	}
 
 	hang := newSim(t, s, map[string]string{"timeout_rate": "1", "timeout": "1h"})
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	_, err = hang.List(cctx) // returns when ctx ends, not after an hour
-	if provider.KindOf(err) != provider.KindTransient || !errors.Is(err, context.DeadlineExceeded) {
+	if errkind.Of(err) != errkind.Transient || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("hang: got %v", err)
 	}
 	short := newSim(t, s, map[string]string{"timeout_rate": "1", "timeout": "1ms"})
-	if _, err := short.List(ctx); provider.KindOf(err) != provider.KindTransient {
+	if _, err := short.List(ctx); errkind.Of(err) != errkind.Transient {
 		t.Fatalf("timeout: got %v", err)
 	}
 
 	ghost := newSim(t, s, map[string]string{"create_ghost_rate": "1"})
 	hostID := uuid.NewString()
 	_, err = ghost.Create(ctx, spec(hostID))
-	if provider.KindOf(err) != provider.KindTransient {
+	if errkind.Of(err) != errkind.Transient {
 		t.Fatalf("ghost create: got %v", err)
 	}
 	recs, _ := sim.Records(ctx, s.ProviderState())

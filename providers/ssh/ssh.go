@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/bootstrap"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
 )
@@ -127,7 +128,7 @@ func (r record) instance() provider.Instance {
 	}
 }
 
-func (p *Provider) errorf(kind provider.ErrorKind, op, format string, args ...any) error {
+func (p *Provider) errorf(kind errkind.Kind, op, format string, args ...any) error {
 	return provider.Errorf(kind, Name, op, format, args...)
 }
 
@@ -144,8 +145,8 @@ func refName(ref provider.Ref) string {
 func (p *Provider) load(ctx context.Context, op, name string) (record, error) {
 	raw, err := p.cfg.State.Get(ctx, Name, name)
 	if err != nil {
-		if provider.IsNotFound(err) {
-			return record{}, p.errorf(provider.KindNotFound, op, "no adopted machine %s", name)
+		if errkind.Is(err, errkind.NotFound) {
+			return record{}, p.errorf(errkind.NotFound, op, "no adopted machine %s", name)
 		}
 		return record{}, err
 	}
@@ -154,7 +155,7 @@ func (p *Provider) load(ctx context.Context, op, name string) (record, error) {
 		return record{}, fmt.Errorf("ssh provider: record %s: %w", name, err)
 	}
 	if r.Labels[provider.LabelDeployment] != p.cfg.Deployment {
-		return record{}, p.errorf(provider.KindNotFound, op, "no adopted machine %s in deployment %s", name, p.cfg.Deployment)
+		return record{}, p.errorf(errkind.NotFound, op, "no adopted machine %s in deployment %s", name, p.cfg.Deployment)
 	}
 	return r, nil
 }
@@ -176,18 +177,18 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		name = provider.InstanceName(spec.HostID)
 	}
 	if spec.HostID == "" {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "instance %s: no host id", name)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "instance %s: no host id", name)
 	}
 	if spec.GPUModel != "" || spec.GPUCount > 0 {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "adopted machines bring their own GPUs (the bootstrap sets up any NVIDIA GPU it finds); drop --gpu")
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "adopted machines bring their own GPUs (the bootstrap sets up any NVIDIA GPU it finds); drop --gpu")
 	}
 	host, portStr, err := net.SplitHostPort(spec.Address)
 	if err != nil || host == "" {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "the machine to adopt needs an address HOST:PORT, got %q (--address USER@HOST[:PORT])", spec.Address)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "the machine to adopt needs an address HOST:PORT, got %q (--address USER@HOST[:PORT])", spec.Address)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil || port < 1 || port > 65535 {
-		return provider.Instance{}, p.errorf(provider.KindInvalid, op, "invalid port in %q", spec.Address)
+		return provider.Instance{}, p.errorf(errkind.Invalid, op, "invalid port in %q", spec.Address)
 	}
 	user := spec.SSHUser
 	if user == "" {
@@ -208,7 +209,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 	for _, o := range all {
 		if o.Name != name && o.Host == host && o.Port == port {
-			return provider.Instance{}, p.errorf(provider.KindInvalid, op, "machine %s is already adopted as %s; a machine can be one host only", net.JoinHostPort(host, portStr), o.Name)
+			return provider.Instance{}, p.errorf(errkind.Invalid, op, "machine %s is already adopted as %s; a machine can be one host only", net.JoinHostPort(host, portStr), o.Name)
 		}
 	}
 	b, err := json.Marshal(r)
@@ -225,7 +226,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 			return provider.Instance{}, err
 		}
 		if existing.HostID != spec.HostID {
-			return provider.Instance{}, p.errorf(provider.KindInvalid, op, "instance %s already belongs to host %s", name, existing.HostID)
+			return provider.Instance{}, p.errorf(errkind.Invalid, op, "instance %s already belongs to host %s", name, existing.HostID)
 		}
 		return existing.instance(), nil
 	}
@@ -237,13 +238,13 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 // machine has installed (or not yet).
 func (p *Provider) agentctl(ctx context.Context, op string, r record, args ...string) error {
 	if p.pool == nil {
-		return p.errorf(provider.KindUnsupported, op, "no SSH connection pool was given to the ssh provider")
+		return p.errorf(errkind.Refused, op, "no SSH connection pool was given to the ssh provider")
 	}
 	t := r.target()
 	if _, err := p.pool.Wait(ctx, t, p.wait, nil); err != nil {
 		var ue *sshpool.UnreachableError
 		if errors.As(err, &ue) && op == "delete" {
-			return p.errorf(provider.KindInvalid, op, "%v; to drop the host without touching the machine, run `cocalc-hosts delete --forget`", ue)
+			return p.errorf(errkind.Invalid, op, "%v; to drop the host without touching the machine, run `cocalc-hosts delete --forget`", ue)
 		}
 		return err
 	}
@@ -260,7 +261,7 @@ func (p *Provider) agentctl(ctx context.Context, op string, r record, args ...st
 		if op == "delete" {
 			hint = "; fix that and retry, or drop the host without touching the machine: `cocalc-hosts delete --forget`"
 		}
-		return p.errorf(provider.KindInvalid, op, "agentctl %s on %s failed: %s%s", strings.Join(args, " "), t, strings.Join(tail, " | "), hint)
+		return p.errorf(errkind.Invalid, op, "agentctl %s on %s failed: %s%s", strings.Join(args, " "), t, strings.Join(tail, " | "), hint)
 	}
 	return err
 }
@@ -305,7 +306,7 @@ func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instanc
 // data stay (Purge erases them too).
 func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) error {
 	if keepDisk {
-		return p.errorf(provider.KindUnsupported, "delete", "an adopted machine keeps its disk anyway; delete without --keep-disk")
+		return p.errorf(errkind.Refused, "delete", "an adopted machine keeps its disk anyway; delete without --keep-disk")
 	}
 	return p.remove(ctx, ref, "uninstall")
 }

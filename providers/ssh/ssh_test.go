@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
@@ -72,7 +73,7 @@ func TestCreateRefusesBadInput(t *testing.T) {
 		return provider.CreateSpec{HostID: id, Name: provider.InstanceName(id), Address: addr}
 	}
 	for _, addr := range []string{"", "10.250.0.2", "10.250.0.2:0", "10.250.0.2:99999"} {
-		if _, err := p.Create(ctx, spec(addr)); provider.KindOf(err) != provider.KindInvalid {
+		if _, err := p.Create(ctx, spec(addr)); errkind.Of(err) != errkind.Invalid {
 			t.Fatalf("address %q: got %v, want an invalid error", addr, err)
 		}
 	}
@@ -81,12 +82,12 @@ func TestCreateRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := p.Create(ctx, spec("10.250.0.2:22"))
-	if provider.KindOf(err) != provider.KindInvalid || !strings.Contains(err.Error(), "already adopted as "+first.Name) {
+	if errkind.Of(err) != errkind.Invalid || !strings.Contains(err.Error(), "already adopted as "+first.Name) {
 		t.Fatalf("a second host on one machine: %v", err)
 	}
 	gpu := spec("10.250.0.3:22")
 	gpu.GPUModel = "l4"
-	if _, err := p.Create(ctx, gpu); provider.KindOf(err) != provider.KindInvalid {
+	if _, err := p.Create(ctx, gpu); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("asking an adopted machine for a GPU: %v", err)
 	}
 	if _, err := sshprov.New(provider.Config{Deployment: "d", State: e.st.ProviderState(), Options: map[string]string{sshprov.OptionConnectWait: "soon"}}); err == nil {
@@ -118,7 +119,7 @@ func TestDeleteUnreachableSaysForget(t *testing.T) {
 	}).Forget(ctx, inst.Ref(id)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Status(ctx, inst.Ref(id)); !provider.IsNotFound(err) {
+	if _, err := p.Status(ctx, inst.Ref(id)); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("after forget: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -46,7 +47,7 @@ func WaitGone(t testing.TB, ctx context.Context, p provider.Provider, ref provid
 	var err error
 	for ctx.Err() == nil {
 		_, err = p.Status(ctx, ref)
-		if provider.IsNotFound(err) {
+		if errkind.Is(err, errkind.NotFound) {
 			return
 		}
 		time.Sleep(waitStep)
@@ -55,23 +56,23 @@ func WaitGone(t testing.TB, ctx context.Context, p provider.Provider, ref provid
 }
 
 // WantKind fails the test unless err is a provider error of kind.
-func WantKind(t testing.TB, err error, kind provider.ErrorKind) {
+func WantKind(t testing.TB, err error, kind errkind.Kind) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want a %s error", kind)
 	}
-	if k := provider.KindOf(err); k != kind {
+	if k := errkind.Of(err); k != kind {
 		t.Fatalf("got %v (kind %s), want kind %s", err, k, kind)
 	}
 }
 
-// KindOf is provider.KindOf, with "none" for a nil error so test tables
+// KindOf is errkind.Of, with "none" for a nil error so test tables
 // can expect success and failure alike.
-func KindOf(err error) provider.ErrorKind {
+func KindOf(err error) errkind.Kind {
 	if err == nil {
 		return "none"
 	}
-	return provider.KindOf(err)
+	return errkind.Of(err)
 }
 
 // SleepLog stands in for a client's sleep function: it records the waits

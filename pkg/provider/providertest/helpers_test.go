@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -42,8 +43,8 @@ func TestWaitHelpers(t *testing.T) {
 	}
 	providertest.WaitGone(t, ctx, p, ref)
 	_, err = p.Status(ctx, ref)
-	providertest.WantKind(t, err, provider.KindNotFound)
-	if k := providertest.KindOf(err); k != provider.KindNotFound {
+	providertest.WantKind(t, err, errkind.NotFound)
+	if k := providertest.KindOf(err); k != errkind.NotFound {
 		t.Fatalf("KindOf(not found) = %s", k)
 	}
 	if k := providertest.KindOf(nil); k != "none" {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -188,8 +189,8 @@ func (s *suite) testStatusUnknown(t *testing.T) {
 	ref := provider.Ref{HostID: hostID, Name: provider.InstanceName(hostID)}
 	ctx := s.ctx(t)
 	_, err := retry(ctx, func() (provider.Instance, error) { return s.p.Status(ctx, ref) })
-	if !provider.IsNotFound(err) {
-		t.Fatalf("Status of an unknown instance: got %v (kind %s), want a %s error", err, kindOf(err), provider.KindNotFound)
+	if !errkind.Is(err, errkind.NotFound) {
+		t.Fatalf("Status of an unknown instance: got %v (kind %s), want a %s error", err, kindOf(err), errkind.NotFound)
 	}
 }
 
@@ -256,8 +257,8 @@ func (s *suite) testStop(t *testing.T) {
 	ref := s.inst.Ref(s.hostID)
 	if s.caps.Stop == provider.StopNone {
 		_, err := s.p.Stop(ctx, ref)
-		if provider.KindOf(err) != provider.KindUnsupported {
-			t.Fatalf("Stop on a StopNone provider: got %v (kind %s), want a %s error", err, kindOf(err), provider.KindUnsupported)
+		if errkind.Of(err) != errkind.Refused {
+			t.Fatalf("Stop on a StopNone provider: got %v (kind %s), want a %s error", err, kindOf(err), errkind.Refused)
 		}
 		return
 	}
@@ -331,8 +332,8 @@ func (s *suite) testDelete(t *testing.T) {
 func (s *suite) testDeleteAgain(t *testing.T) {
 	ctx := s.ctx(t)
 	err := retryErr(ctx, func() error { return s.p.Delete(ctx, s.inst.Ref(s.hostID), false) })
-	if err != nil && !provider.IsNotFound(err) {
-		t.Fatalf("second Delete: got %v (kind %s), want nil or a %s error", err, kindOf(err), provider.KindNotFound)
+	if err != nil && !errkind.Is(err, errkind.NotFound) {
+		t.Fatalf("second Delete: got %v (kind %s), want nil or a %s error", err, kindOf(err), errkind.NotFound)
 	}
 }
 
@@ -380,7 +381,7 @@ func (s *suite) waitState(t *testing.T, ref provider.Ref, want provider.State) p
 	ok := poll(ctx, s.o.PollInterval, func() (bool, error) {
 		last, lastErr = s.p.Status(ctx, ref)
 		if lastErr != nil {
-			if provider.IsRetryable(lastErr) {
+			if errkind.Retryable(lastErr) {
 				return false, nil
 			}
 			return false, lastErr
@@ -406,8 +407,8 @@ func (s *suite) waitGone(t *testing.T, ref provider.Ref) {
 	ok := poll(ctx, s.o.PollInterval, func() (bool, error) {
 		inst, err := s.p.Status(ctx, ref)
 		switch {
-		case provider.IsNotFound(err):
-		case err != nil && provider.IsRetryable(err):
+		case errkind.Is(err, errkind.NotFound):
+		case err != nil && errkind.Retryable(err):
 			state = "status error: " + err.Error()
 			return false, nil
 		case err != nil:
@@ -418,7 +419,7 @@ func (s *suite) waitGone(t *testing.T, ref provider.Ref) {
 		}
 		list, err := s.p.List(ctx)
 		if err != nil {
-			if provider.IsRetryable(err) {
+			if errkind.Retryable(err) {
 				return false, nil
 			}
 			return false, err
@@ -444,7 +445,7 @@ func (s *suite) cleanup(t *testing.T) {
 			return s.p.Delete(ctx, provider.Ref{HostID: provider.HostIDFromName(name), Name: name}, false)
 		})
 		cancel()
-		if err != nil && !provider.IsNotFound(err) {
+		if err != nil && !errkind.Is(err, errkind.NotFound) {
 			t.Errorf("cleanup: could not delete instance %s: %v", name, err)
 		}
 	}
@@ -483,10 +484,10 @@ func retry[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 	backoff := 50 * time.Millisecond
 	for {
 		v, err := fn()
-		if err == nil || !provider.IsRetryable(err) || provider.KindOf(err) == provider.KindCapacity {
+		if err == nil || !errkind.Retryable(err) || errkind.Of(err) == errkind.Capacity {
 			return v, err
 		}
-		wait := provider.RetryAfter(err)
+		wait := errkind.RetryAfter(err)
 		if wait <= 0 {
 			wait = backoff
 			backoff = min(backoff*2, 5*time.Second)
@@ -519,5 +520,5 @@ func kindOf(err error) string {
 	if err == nil {
 		return "none"
 	}
-	return string(provider.KindOf(err))
+	return string(errkind.Of(err))
 }

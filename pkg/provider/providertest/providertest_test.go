@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/providertest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -30,7 +31,7 @@ func (b *broken) Create(ctx context.Context, spec provider.CreateSpec) (provider
 
 func (b *broken) Status(ctx context.Context, ref provider.Ref) (provider.Instance, error) {
 	in, err := b.Provider.Status(ctx, ref)
-	if b.mode == "status_unknown_nil" && provider.IsNotFound(err) {
+	if b.mode == "status_unknown_nil" && errkind.Is(err, errkind.NotFound) {
 		return provider.Instance{Name: ref.Name, State: provider.StateTerminated}, nil
 	}
 	return in, err

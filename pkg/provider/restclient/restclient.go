@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
@@ -51,17 +52,17 @@ type Client struct {
 // without a restart and a missing file is reported where it matters.
 func (c *Client) APIKey(op string) (string, error) {
 	if c.CredsFile == "" {
-		return "", provider.Errorf(provider.KindAuth, c.Provider, op,
+		return "", provider.Errorf(errkind.Auth, c.Provider, op,
 			"no API key configured; run `cocalc-hosts providers add %s --credentials FILE` with a 0600 file holding a %s", c.Provider, c.KeyName)
 	}
 	b, err := secrets.Read(c.CredsFile)
 	if err != nil {
-		return "", provider.Errorf(provider.KindAuth, c.Provider, op,
+		return "", provider.Errorf(errkind.Auth, c.Provider, op,
 			"cannot read the API key: %v; run `cocalc-hosts providers add %s --credentials FILE`", err, c.Provider)
 	}
 	key := string(b)
 	if key == "" || strings.ContainsAny(key, " \t\r\n") {
-		return "", provider.Errorf(provider.KindAuth, c.Provider, op,
+		return "", provider.Errorf(errkind.Auth, c.Provider, op,
 			"credentials file %s must hold exactly one %s; run `cocalc-hosts providers add %s --credentials FILE`", c.CredsFile, c.KeyName, c.Provider)
 	}
 	return key, nil
@@ -85,8 +86,8 @@ func (c *Client) Do(ctx context.Context, op, method, path string, in, out any) e
 	}
 	for attempt := 0; ; attempt++ {
 		err := c.once(ctx, op, method, path, key, body, out)
-		wait := provider.RetryAfter(err)
-		if provider.KindOf(err) != provider.KindRateLimited || attempt >= c.MaxRetries || wait > c.MaxRetryWait {
+		wait := errkind.RetryAfter(err)
+		if errkind.Of(err) != errkind.RateLimited || attempt >= c.MaxRetries || wait > c.MaxRetryWait {
 			return err
 		}
 		if wait <= 0 {
@@ -105,7 +106,7 @@ func (c *Client) once(ctx context.Context, op, method, path, key string, body []
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
 	if err != nil {
-		return provider.Errorf(provider.KindInvalid, c.Provider, op, "build request: %v", err)
+		return provider.Errorf(errkind.Invalid, c.Provider, op, "build request: %v", err)
 	}
 	c.Authorize(req, key)
 	req.Header.Set("Accept", "application/json")
@@ -116,12 +117,12 @@ func (c *Client) once(ctx context.Context, op, method, path, key string, body []
 	if err != nil {
 		// Timeouts, resets, refused connections: the call may or may not
 		// have reached the cloud; callers make every action idempotent.
-		return provider.Errorf(provider.KindTransient, c.Provider, op, "%s %s: %w", method, path, redact(err, key))
+		return provider.Errorf(errkind.Transient, c.Provider, op, "%s %s: %w", method, path, redact(err, key))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.MaxReply))
 	if err != nil {
-		return provider.Errorf(provider.KindTransient, c.Provider, op, "%s %s: read reply: %v", method, path, err)
+		return provider.Errorf(errkind.Transient, c.Provider, op, "%s %s: read reply: %v", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		return c.Classify(op, method, path, resp, raw)
