@@ -84,6 +84,7 @@ func runScripts(t *testing.T, backend string) {
 			"jsonenv":        cmdJSONEnv,
 			"eventually":     cmdEventually,
 			"ptyrun":         cmdPtyRun,
+			"tui":            cmdTUI,
 			"exits":          cmdExits,
 			"chmod":          cmdChmod,
 			"pidalive":       cmdPidAlive,

@@ -16,6 +16,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/tui"
 )
 
 func init() { register("hosts", func(f *Factory) *cobra.Command { return newCostCmd(f, nil) }) }
@@ -176,16 +177,7 @@ func finishStop(ctx context.Context, f *Factory, sub hosts.Submitted, noWait, de
 			return err
 		}
 		if sc != nil {
-			verb := "while off it still costs"
-			if noWait {
-				verb = "once off it will still cost"
-			}
-			boot := ""
-			if sc.BootDiskMonthly > 0 {
-				boot = fmt.Sprintf(" and its boot disk ($%.2f)", sc.BootDiskMonthly)
-			}
-			fmt.Fprintf(f.IO.Out, "%s: %s about $%.2f/month for its %d GB data disk ($%.4f/GB-month, %s)%s\n",
-				sub.Host.Name, verb, sc.Monthly, sc.DiskGB, sc.DiskPricePerGBMonth, sc.Source, boot)
+			fmt.Fprintf(f.IO.Out, "%s: %s\n", sub.Host.Name, tui.StoppedLine(tui.StoppedCost(*sc), !noWait))
 		}
 		return nil
 	}

@@ -2,16 +2,12 @@ package cli
 
 import (
 	"context"
-	"fmt"
+	"os"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
-	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/tui"
 )
 
@@ -20,86 +16,89 @@ func init() { register("hosts", newDashboardCmd) }
 // DashboardOptions are the inputs of `dashboard`.
 type DashboardOptions struct {
 	Refresh time.Duration
+	Timeout time.Duration
+	Theme   string
+	Mouse   bool
 }
 
 func newDashboardCmd(f *Factory) *cobra.Command {
 	o := &DashboardOptions{}
 	cmd := &cobra.Command{
 		Use:   "dashboard",
-		Short: "Watch and start or stop hosts in an interactive terminal dashboard",
-		Long: `An interactive view of your hosts that refreshes itself: status, cloud,
-place, hourly price and the last action or error of each; enter shows the
-selected host's details, s starts it and x stops it (after a y), running the
-action here as ` + "`start`/`stop`" + ` do. Needs a terminal; scripts use ` + "`list -o json`" + `.`,
+		Short: "Hosts, projects, costs, logs and actions in one terminal screen",
+		Long: `An interactive dashboard that keeps itself up to date:
+
+  1 Hosts     status, $/hour, cost this month, projects, age and last error;
+              sort with o/O, filter with /; enter shows a host's details
+              (spec, addresses, agent health and headroom, what it costs
+              stopped, recent cloud_vm_log)
+  2 Projects  all, or those of the selected host (a toggles)
+  3 Logs      cloud_vm_log and the boot log of the selected host, following
+  4 Catalog   machines across clouds, cheapest first, filtered as you type;
+              enter creates a host on the selected machine
+
+Actions go through the queue, as the CLI verbs do, with their progress on
+screen: s start, x stop, D delete (type the host's name), U upgrade the
+agent, n new project; on projects s/x/R start, stop, restart, S snapshot and
+e a shell (the dashboard steps aside until it ends). Whatever costs or
+destroys is confirmed first, showing what it costs or deletes. ? lists every
+key.
+
+It polls every --refresh; each read has --timeout, and the top line says how
+old what you see is. NO_COLOR (or --theme mono) shows it without colour.
+Needs a terminal; scripts use ` + "`list -o json`" + `.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDashboard(cmd.Context(), f, o)
 		},
 	}
-	cmd.Flags().DurationVar(&o.Refresh, "refresh", 2*time.Second, "how often to reload the hosts")
+	fl := cmd.Flags()
+	fl.DurationVar(&o.Refresh, "refresh", 2*time.Second, "how often to read the hosts and projects again")
+	fl.DurationVar(&o.Timeout, "timeout", 10*time.Second, "how long one read (of the database, an agent or a cloud) may take")
+	fl.StringVar(&o.Theme, "theme", "auto", "colors: auto (none when NO_COLOR is set), color or mono")
+	fl.BoolVar(&o.Mouse, "mouse", false, "use the mouse: the wheel scrolls, a click selects")
 	return cmd
 }
 
 func runDashboard(ctx context.Context, f *Factory, o *DashboardOptions) error {
+	if o.Refresh < 100*time.Millisecond {
+		return usagef("--refresh %s is too short; use 100ms or more", o.Refresh)
+	}
+	if o.Timeout < 100*time.Millisecond {
+		return usagef("--timeout %s is too short; use 100ms or more", o.Timeout)
+	}
+	theme := tui.ColorTheme()
+	switch o.Theme {
+	case "auto":
+		// https://no-color.org: set and not empty means no colour.
+		if os.Getenv("NO_COLOR") != "" {
+			theme = tui.MonoTheme()
+		}
+	case "color":
+	case "mono":
+		theme = tui.MonoTheme()
+	default:
+		return usagef("--theme %q: use auto, color or mono", o.Theme)
+	}
 	if f.jsonOutput() {
 		return usagef("dashboard is interactive and has no JSON output; use `cocalc-hosts list -o json`")
 	}
 	if !f.IO.OutTTY || !f.IO.InTTY {
 		return usagef("dashboard needs a terminal; use `cocalc-hosts list` (or `list -o json`) in scripts")
 	}
-	if o.Refresh < 100*time.Millisecond {
-		return usagef("--refresh %s is too short; use 100ms or more", o.Refresh)
-	}
-	svc, err := f.Hosts(ctx)
+	src, err := newDashboardSource(ctx, f)
 	if err != nil {
 		return err
 	}
-	p := tea.NewProgram(tui.New(&dashboardSource{f: f, svc: svc}, o.Refresh),
-		tea.WithContext(ctx), tea.WithInput(f.IO.In), tea.WithOutput(f.IO.Out))
-	_, err = p.Run()
+	m := tui.New(src, tui.Options{Refresh: o.Refresh, Timeout: o.Timeout, Theme: theme, Mouse: o.Mouse, Context: ctx, Now: f.Now})
+	// Bubble Tea restores the terminal on every way out: q, ctrl+c, a
+	// cancelled context (SIGTERM and SIGINT cancel it: Main handles them,
+	// so Bubble Tea's own handler is off), and a panic in the dashboard or
+	// in one of its reads.
+	_, err = tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(f.IO.In), tea.WithOutput(f.IO.Out),
+		tea.WithoutSignalHandler()).Run()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	return err
-}
-
-// dashboardSource is the dashboard's view of the store and host service.
-type dashboardSource struct {
-	f   *Factory
-	svc *hosts.Service
-}
-
-func (s *dashboardSource) Hosts(ctx context.Context) ([]model.Host, error) {
-	return s.svc.Store.ListHosts(ctx, store.HostFilter{})
-}
-
-func (s *dashboardSource) Start(ctx context.Context, id string) (string, error) {
-	return s.run(ctx, id, s.svc.Start)
-}
-
-func (s *dashboardSource) Stop(ctx context.Context, id string) (string, error) {
-	return s.run(ctx, id, func(ctx context.Context, id string) (hosts.Submitted, error) {
-		return s.svc.Stop(ctx, id, hosts.StopOptions{})
-	})
-}
-
-// run submits an action and works its job here, as the CLI verbs do;
-// the screen belongs to the dashboard, so progress is not printed.
-func (s *dashboardSource) run(ctx context.Context, id string, submit func(context.Context, string) (hosts.Submitted, error)) (string, error) {
-	sub, err := submit(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	if sub.Job == nil {
-		return sub.Note, nil
-	}
-	job, err := runJob(ctx, s.f, *sub.Job, func(queue.Event) {})
-	if err != nil {
-		return "", err
-	}
-	if job.State == model.JobFailed {
-		return "", fmt.Errorf("failed after %d attempt(s): %s", job.Attempts, job.LastError)
-	}
-	h, err := s.svc.Store.GetHost(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	return string(h.Status), nil
 }

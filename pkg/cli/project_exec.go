@@ -132,9 +132,22 @@ func runProjectShell(ctx context.Context, f *Factory, as *asFlag, o *ProjectShel
 	if !f.IO.InTTY || !f.IO.OutTTY || !inOK || !outOK {
 		return usagef("project shell needs a terminal on stdin and stdout; in scripts use `cocalc-hosts project exec %s -- COMMAND`", o.Project)
 	}
-	c, ps, err := withProjects(ctx, f, as)
+	code, err := projectShell(ctx, f, as, o.Project, in, out)
 	if err != nil {
 		return err
+	}
+	if code != 0 {
+		return &exitStatusError{code: code}
+	}
+	return nil
+}
+
+// projectShell runs a login shell in project on the terminal in/out (in
+// raw mode while it runs) and returns its exit status.
+func projectShell(ctx context.Context, f *Factory, as *asFlag, project string, in, out *os.File) (int, error) {
+	c, ps, err := withProjects(ctx, f, as)
+	if err != nil {
+		return 0, err
 	}
 	cols, rows, err := term.GetSize(int(out.Fd()))
 	if err != nil {
@@ -168,15 +181,8 @@ func runProjectShell(ctx context.Context, f *Factory, as *asFlag, o *ProjectShel
 	}()
 	old, err := term.MakeRaw(int(in.Fd()))
 	if err != nil {
-		return fmt.Errorf("project shell: terminal: %w", err)
+		return 0, fmt.Errorf("project shell: terminal: %w", err)
 	}
-	code, err := ps.Exec(sctx, c, o.Project, req, agentapi.ExecIO{Stdin: io.Reader(in), Stdout: out, Resize: resize})
-	term.Restore(int(in.Fd()), old) //nolint:errcheck
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return &exitStatusError{code: code}
-	}
-	return nil
+	defer term.Restore(int(in.Fd()), old) //nolint:errcheck
+	return ps.Exec(sctx, c, project, req, agentapi.ExecIO{Stdin: io.Reader(in), Stdout: out, Resize: resize})
 }

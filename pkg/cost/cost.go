@@ -345,17 +345,8 @@ func (s *Service) Report(ctx context.Context, o ReportOptions) (Report, error) {
 		if n := len(rows); n > 0 {
 			last := rows[n-1]
 			hc.DiskGB, hc.PricingVersion = last.DiskGB, last.PricingVersion
-			if last.PeriodEnd.Equal(now) {
-				monthly := float64(last.DiskGB) * r.DiskPricePerGBMonth
-				if last.BootDiskCost > 0 {
-					monthly += r.BootDiskMonthly
-				}
-				if last.State == StateRunning {
-					monthly += r.HourlyPrice * catalog.HoursPerMonth
-				}
-				hc.MonthlyNow = catalog.Cents(monthly)
-			}
 		}
+		hc.MonthlyNow = MonthlyNow(rows, r, now)
 		rep.Hosts = append(rep.Hosts, hc)
 		oc := owners[h.Owner]
 		if oc == nil {
@@ -374,6 +365,24 @@ func (s *Service) Report(ctx context.Context, o ReportOptions) (Report, error) {
 	sort.SliceStable(rep.Hosts, func(i, j int) bool { return rep.Hosts[i].Total > rep.Hosts[j].Total })
 	rep.Total = rep.Total.rounded()
 	return rep, nil
+}
+
+// MonthlyNow is what a host whose usage up to now is rows costs per
+// month in its current state: compute and disks while running, the disks
+// alone while off, nothing once deprovisioned.
+func MonthlyNow(rows []store.UsageRecord, r Rates, now time.Time) float64 {
+	if len(rows) == 0 || !rows[len(rows)-1].PeriodEnd.Equal(now) {
+		return 0
+	}
+	last := rows[len(rows)-1]
+	monthly := float64(last.DiskGB) * r.DiskPricePerGBMonth
+	if last.BootDiskCost > 0 {
+		monthly += r.BootDiskMonthly
+	}
+	if last.State == StateRunning {
+		monthly += r.HourlyPrice * catalog.HoursPerMonth
+	}
+	return catalog.Cents(monthly)
 }
 
 func (s *Service) now() time.Time {

@@ -304,22 +304,31 @@ func (s *Service) deleteInstance(ctx context.Context, p provider.Provider, h mod
 // Upgrade enqueues installing this control plane's agent on a running
 // host and restarting it.
 func (s *Service) Upgrade(ctx context.Context, idOrName string) (Submitted, error) {
-	h, err := s.live(ctx, idOrName)
+	h, err := s.CheckUpgrade(ctx, idOrName)
 	if err != nil {
 		return Submitted{}, err
+	}
+	return s.submit(ctx, h, model.ActionUpgrade, nil)
+}
+
+// CheckUpgrade refuses what Upgrade would refuse, queueing nothing.
+func (s *Service) CheckUpgrade(ctx context.Context, idOrName string) (model.Host, error) {
+	h, err := s.live(ctx, idOrName)
+	if err != nil {
+		return h, err
 	}
 	caps, err := s.capabilities(ctx, h)
 	if err != nil {
-		return Submitted{}, err
+		return h, err
 	}
 	if !caps.Bootstrap {
-		return Submitted{}, refused("host %s (provider %s) runs its agent from this program directly; restart it with `cocalc-hosts stop %s && cocalc-hosts start %s` instead of upgrade",
+		return h, refused("host %s (provider %s) runs its agent from this program directly; restart it with `cocalc-hosts stop %s && cocalc-hosts start %s` instead of upgrade",
 			h.Name, h.Provider, h.Name, h.Name)
 	}
 	if h.Status != model.StatusRunning {
-		return Submitted{}, refused("host %s is %s; upgrade needs it running (`cocalc-hosts start %s` installs the current agent anyway)", h.Name, h.Status, h.Name)
+		return h, refused("host %s is %s; upgrade needs it running (`cocalc-hosts start %s` installs the current agent anyway)", h.Name, h.Status, h.Name)
 	}
-	return s.submit(ctx, h, model.ActionUpgrade, nil)
+	return h, nil
 }
 
 // IsBootstrapped reports whether h's provider bootstraps its hosts over SSH.

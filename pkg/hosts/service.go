@@ -201,11 +201,7 @@ type StopOptions struct {
 
 // Stop enqueues stopping a host.
 func (s *Service) Stop(ctx context.Context, idOrName string, o StopOptions) (Submitted, error) {
-	h, err := s.live(ctx, idOrName)
-	if err != nil {
-		return Submitted{}, err
-	}
-	caps, err := s.capabilities(ctx, h)
+	h, err := s.CheckStop(ctx, idOrName, o)
 	if err != nil {
 		return Submitted{}, err
 	}
@@ -213,15 +209,29 @@ func (s *Service) Stop(ctx context.Context, idOrName string, o StopOptions) (Sub
 		payload, _ := json.Marshal(deletePayload{KeepDisk: true})
 		return s.submit(ctx, h, model.ActionDelete, payload)
 	}
-	if caps.Stop == provider.StopNone {
-		return Submitted{}, refused(
-			"provider %s cannot stop a host; to stop paying for it, run `cocalc-hosts stop --deprovision %s` (deletes the VM, keeps the data disk where %s has one) or `cocalc-hosts delete %s`",
-			h.Provider, h.Name, h.Provider, h.Name)
-	}
 	if h.Status == model.StatusOff {
 		return Submitted{Host: h, Note: "already off"}, nil
 	}
 	return s.submit(ctx, h, model.ActionStop, nil)
+}
+
+// CheckStop refuses what Stop would refuse, queueing nothing (for a
+// confirmation shown before the stop).
+func (s *Service) CheckStop(ctx context.Context, idOrName string, o StopOptions) (model.Host, error) {
+	h, err := s.live(ctx, idOrName)
+	if err != nil {
+		return h, err
+	}
+	caps, err := s.capabilities(ctx, h)
+	if err != nil {
+		return h, err
+	}
+	if !o.Deprovision && caps.Stop == provider.StopNone {
+		return h, refused(
+			"provider %s cannot stop a host; to stop paying for it, run `cocalc-hosts stop --deprovision %s` (deletes the VM, keeps the data disk where %s has one) or `cocalc-hosts delete %s`",
+			h.Provider, h.Name, h.Provider, h.Name)
+	}
+	return h, nil
 }
 
 // DeleteOptions tune Delete.
@@ -271,27 +281,33 @@ func (s *Service) checkNoProjectData(ctx context.Context, h model.Host, o Delete
 
 // Delete enqueues deprovisioning a host.
 func (s *Service) Delete(ctx context.Context, idOrName string, o DeleteOptions) (Submitted, error) {
-	h, err := s.live(ctx, idOrName)
+	h, err := s.CheckDelete(ctx, idOrName, o)
 	if err != nil {
-		return Submitted{}, err
-	}
-	if o.KeepDisk {
-		caps, err := s.capabilities(ctx, h)
-		if err != nil {
-			return Submitted{}, err
-		}
-		if !caps.PersistentDisk {
-			return Submitted{}, invalid("provider %s has no data disk that outlives its VM; drop --keep-disk", h.Provider)
-		}
-	}
-	if err := s.checkDeleteOptions(ctx, h, o); err != nil {
-		return Submitted{}, err
-	}
-	if err := s.checkNoProjectData(ctx, h, o); err != nil {
 		return Submitted{}, err
 	}
 	payload, _ := json.Marshal(deletePayload{KeepDisk: o.KeepDisk, Purge: o.Purge, Forget: o.Forget})
 	return s.submit(ctx, h, model.ActionDelete, payload)
+}
+
+// CheckDelete refuses what Delete would refuse, queueing nothing.
+func (s *Service) CheckDelete(ctx context.Context, idOrName string, o DeleteOptions) (model.Host, error) {
+	h, err := s.live(ctx, idOrName)
+	if err != nil {
+		return h, err
+	}
+	if o.KeepDisk {
+		caps, err := s.capabilities(ctx, h)
+		if err != nil {
+			return h, err
+		}
+		if !caps.PersistentDisk {
+			return h, invalid("provider %s has no data disk that outlives its VM; drop --keep-disk", h.Provider)
+		}
+	}
+	if err := s.checkDeleteOptions(ctx, h, o); err != nil {
+		return h, err
+	}
+	return h, s.checkNoProjectData(ctx, h, o)
 }
 
 // Resize enqueues growing a host's data disk.
