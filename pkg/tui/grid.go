@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 
@@ -189,4 +190,30 @@ func matchAll(query string, fields ...string) bool {
 		}
 	}
 	return true
+}
+
+// reindex refills index with the rows of n that keep, ordered by cmp
+// (reversed when g sorts descending), and puts the cursor back on the
+// row that was selected.
+func reindex(index []int, n int, l *list, g grid, keep func(int) bool, cmp func(a, b int) int, selected func(int) bool) []int {
+	index = index[:0]
+	for i := 0; i < n; i++ {
+		if keep(i) {
+			index = append(index, i)
+		}
+	}
+	slices.SortStableFunc(index, func(a, b int) int {
+		if g.desc {
+			return -cmp(a, b)
+		}
+		return cmp(a, b)
+	})
+	l.clampTo(len(index))
+	for k, i := range index {
+		if selected(i) {
+			l.cursor = k
+			break
+		}
+	}
+	return index
 }

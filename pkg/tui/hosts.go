@@ -3,7 +3,6 @@ package tui
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -67,33 +66,12 @@ func (v *hostsView) rebuild(hs []Host, count map[string][2]int) {
 	}
 	v.hosts, v.count = hs, count
 	q := v.filter.value()
-	v.index = v.index[:0]
-	for i := range hs {
-		h := &hs[i]
-		if q == "" || matchAll(q, h.Name, h.Provider, string(h.Status)) {
-			v.index = append(v.index, i)
-		}
-	}
-	col, desc := v.grid.sortCol, v.grid.desc
-	slices.SortStableFunc(v.index, func(a, b int) int {
-		c := compareHosts(&hs[a], &hs[b], col, count)
-		if c == 0 {
-			c = strings.Compare(hs[a].Name, hs[b].Name)
-		}
-		if desc {
-			return -c
-		}
-		return c
-	})
-	v.list.clampTo(len(v.index))
-	if selected != "" {
-		for k, i := range v.index {
-			if hs[i].ID == selected {
-				v.list.cursor = k
-				break
-			}
-		}
-	}
+	v.index = reindex(v.index, len(hs), &v.list, v.grid,
+		func(i int) bool { return q == "" || matchAll(q, hs[i].Name, hs[i].Provider, string(hs[i].Status)) },
+		func(a, b int) int {
+			return cmp.Or(compareHosts(&hs[a], &hs[b], v.grid.sortCol, count), strings.Compare(hs[a].Name, hs[b].Name))
+		},
+		func(i int) bool { return hs[i].ID == selected })
 }
 
 func compareHosts(a, b *Host, col int, count map[string][2]int) int {

@@ -3,7 +3,6 @@ package tui
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -78,36 +77,16 @@ func (v *projectsView) rebuild(ps []model.Project, hs []Host, byID map[string]in
 		v.hostName[h.ID] = h.Name
 	}
 	q := v.filter.value()
-	v.index = v.index[:0]
-	for i := range ps {
-		p := &ps[i]
-		if v.hostID != "" && p.HostID != v.hostID {
-			continue
-		}
-		if q == "" || matchAll(q, p.Title, p.ID, p.Owner, v.hostName[p.HostID], string(p.State)) {
-			v.index = append(v.index, i)
-		}
-	}
-	col, desc := v.grid.sortCol, v.grid.desc
-	slices.SortStableFunc(v.index, func(a, b int) int {
-		c := v.compare(&ps[a], &ps[b], col)
-		if c == 0 {
-			c = strings.Compare(ps[a].ID, ps[b].ID)
-		}
-		if desc {
-			return -c
-		}
-		return c
-	})
-	v.list.clampTo(len(v.index))
-	if selected != "" {
-		for k, i := range v.index {
-			if ps[i].ID == selected {
-				v.list.cursor = k
-				break
-			}
-		}
-	}
+	v.index = reindex(v.index, len(ps), &v.list, v.grid,
+		func(i int) bool {
+			p := &ps[i]
+			return (v.hostID == "" || p.HostID == v.hostID) &&
+				(q == "" || matchAll(q, p.Title, p.ID, p.Owner, v.hostName[p.HostID], string(p.State)))
+		},
+		func(a, b int) int {
+			return cmp.Or(v.compare(&ps[a], &ps[b], v.grid.sortCol), strings.Compare(ps[a].ID, ps[b].ID))
+		},
+		func(i int) bool { return ps[i].ID == selected })
 }
 
 func (v *projectsView) compare(a, b *model.Project, col int) int {
