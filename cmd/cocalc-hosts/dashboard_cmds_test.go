@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,7 +13,8 @@ import (
 
 	"github.com/charmbracelet/x/vt"
 	"github.com/rogpeppe/go-internal/testscript"
-	"golang.org/x/sys/unix"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/ptytest"
 )
 
 // cmdTUI runs a full-screen program on a new terminal, emulated by a
@@ -38,13 +38,11 @@ func cmdTUI(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	steps := strings.Split(ts.ReadFile(args[0]), "\n")
 	const cols, rows = 110, 32
-	m, s, err := openPTY()
+	m, s, ptsName, err := ptytest.Open()
 	ts.Check(err)
 	defer m.Close()
-	ts.Check(unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}))
-	ptsName, err := ptyName(m)
-	ts.Check(err)
-	before, err := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
+	ts.Check(ptytest.SetSize(m, cols, rows))
+	before, err := ptytest.Modes(s)
 	ts.Check(err)
 
 	cmd := exec.Command(programPath(ts, args[1]), args[2:]...)
@@ -158,7 +156,7 @@ func cmdTUI(ts *testscript.TestScript, neg bool, args []string) {
 	sl, err := os.OpenFile(ptsName, os.O_RDWR|syscall.O_NOCTTY, 0)
 	ts.Check(err)
 	defer sl.Close()
-	after, err := unix.IoctlGetTermios(int(sl.Fd()), unix.TCGETS)
+	after, err := ptytest.Modes(sl)
 	ts.Check(err)
 	if after.Lflag != before.Lflag || after.Iflag != before.Iflag || after.Oflag != before.Oflag {
 		ts.Fatalf("terminal modes not restored: lflag %#x iflag %#x oflag %#x, were %#x %#x %#x",
@@ -187,14 +185,6 @@ func programPath(ts *testscript.TestScript, name string) string {
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
-}
-
-func ptyName(m *os.File) (string, error) {
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("/dev/pts/%d", n), nil
 }
 
 // screen is a terminal emulator fed by a pty's output; its answers to

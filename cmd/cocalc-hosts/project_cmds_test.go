@@ -22,6 +22,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman/podmantest"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/ptytest"
 	"github.com/sagemathinc/cocalc-hosts/providers/local"
 )
 
@@ -262,23 +263,6 @@ func waitUntil(ts *testscript.TestScript, seen func() string, want string) {
 }
 
 func openPTY() (*os.File, *os.File, error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	return m, s, nil
+	m, s, _, err := ptytest.Open()
+	return m, s, err
 }

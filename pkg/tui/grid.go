@@ -125,16 +125,17 @@ func (g grid) render(t Theme, width, height, start, end, cursor int, cell func(r
 		}
 		rows = append(rows, cells)
 	}
-	tb := table.New(table.WithColumns(cols), table.WithRows(rows), table.WithHeight(height), table.WithWidth(width),
+	// Every setter renders the rows again: give the rows last, and move
+	// the cursor only when it is not on the first of them.
+	tb := table.New(table.WithColumns(cols), table.WithHeight(height), table.WithWidth(width),
 		table.WithStyles(table.Styles{
 			Header:   t.Header.PaddingRight(1),
 			Cell:     lipgloss.NewStyle().PaddingRight(1),
 			Selected: t.Selected,
 		}))
-	if cursor >= start && cursor < end {
-		tb.SetCursor(cursor - start)
-	} else {
-		tb.SetCursor(-1)
+	tb.SetRows(rows)
+	if k := cursor - start; k != 0 {
+		tb.SetCursor(k)
 	}
 	return tb.View()
 }
