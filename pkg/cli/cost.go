@@ -148,6 +148,11 @@ func stoppedCost(ctx context.Context, f *Factory, h model.Host, deprovision bool
 	if err != nil {
 		return nil
 	}
+	return stoppedCostOn(ctx, svc, h, deprovision)
+}
+
+// stoppedCostOn is stoppedCost with the host service at hand.
+func stoppedCostOn(ctx context.Context, svc *hosts.Service, h model.Host, deprovision bool) *StoppedCost {
 	if deprovision {
 		if p, err := svc.Providers.Get(ctx, h.Provider); err != nil || !p.Capabilities().PersistentDisk {
 			return nil

@@ -158,7 +158,7 @@ func (s *dashboardSource) Host(ctx context.Context, id string) (tui.HostInfo, er
 	if c, err := s.st().ListCollaborators(ctx, h.ID); err == nil && c != nil {
 		info.Collaborators = c
 	}
-	if sc := stoppedCost(ctx, s.f, h, false); sc != nil {
+	if sc := stoppedCostOn(ctx, s.svc, h, false); sc != nil {
 		t := tui.StoppedCost(*sc)
 		info.Stopped = &t
 	}
@@ -338,7 +338,7 @@ func (s *dashboardSource) Preview(ctx context.Context, a tui.Action) (tui.Previe
 			return tui.Preview{}, err
 		}
 		lines := []string{fmt.Sprintf("compute billing ($%.4f/hour) ends; projects on it stop", h.HourlyPrice)}
-		if sc := stoppedCost(ctx, s.f, h, false); sc != nil {
+		if sc := stoppedCostOn(ctx, s.svc, h, false); sc != nil {
 			lines = append(lines, tui.StoppedLine(tui.StoppedCost(*sc), false))
 		}
 		return tui.Preview{Lines: lines}, nil
@@ -457,7 +457,7 @@ func (s *dashboardSource) Do(ctx context.Context, a tui.Action, progress func(tu
 		out.Message += " (" + sub.Note + ")"
 	}
 	if a.Kind == tui.HostStop && h.Status == model.StatusOff {
-		if sc := stoppedCost(ctx, s.f, h, false); sc != nil {
+		if sc := stoppedCostOn(ctx, s.svc, h, false); sc != nil {
 			out.Notes = append(out.Notes, h.Name+": "+tui.StoppedLine(tui.StoppedCost(*sc), true))
 		}
 	}

@@ -60,7 +60,7 @@ func (helpModal) view(m Model) string {
 		{k.Hosts, k.Projects, k.Logs, k.Catalog, k.Next, k.Details, k.Back, k.Help, k.Quit, k.ForceQuit},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom, k.Filter, k.Sort, k.Reverse, k.Refresh},
 		compact([]keyBinding{m.supported(k.Start, HostStart), m.supported(k.Stop, HostStop), m.supported(k.Delete, HostDelete),
-			m.supported(k.Upgrade, HostUpgrade), m.supported(k.NewProj, ProjectCreate), k.Follow}),
+			m.supported(k.Upgrade, HostUpgrade), m.supported(k.NewProj, ProjectCreate), k.HostProjects, k.Follow}),
 		compact([]keyBinding{m.supported(k.Restart, ProjectRestart), m.supported(k.Snapshot, ProjectSnapshot), k.Shell,
 			k.AllProjects, m.supported(k.Move, ProjectMove), m.supported(k.Backup, ProjectBackup)}),
 	}

@@ -455,12 +455,12 @@ func (m Model) viewKeys(short bool) []keyBinding {
 	var out []keyBinding
 	switch m.view {
 	case viewHosts:
-		out = append(out, k.Details, k.Filter, k.Sort)
+		out = append(out, k.Details, k.Filter, k.Sort, k.HostProjects)
 		out = append(out, m.supported(k.Start, HostStart), m.supported(k.Stop, HostStop),
 			m.supported(k.Delete, HostDelete), m.supported(k.Upgrade, HostUpgrade), m.supported(k.NewProj, ProjectCreate))
 	case viewDetails:
 		out = append(out, k.Back, m.supported(k.Start, HostStart), m.supported(k.Stop, HostStop),
-			m.supported(k.Delete, HostDelete), k.Logs, k.Projects)
+			m.supported(k.Delete, HostDelete), k.Logs, k.HostProjects)
 	case viewProjects:
 		out = append(out, k.AllProjects, k.Filter, k.Sort, m.supported(k.Start, ProjectStart), m.supported(k.Stop, ProjectStop),
 			m.supported(k.Restart, ProjectRestart), m.supported(k.Snapshot, ProjectSnapshot), k.Shell,

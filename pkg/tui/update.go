@@ -336,7 +336,7 @@ func (m *Model) hostActionKey(k tea.KeyPressMsg) tea.Cmd {
 		a.Kind = HostUpgrade
 	case key.Matches(k, keys.NewProj):
 		return m.newProject(h)
-	case k.String() == "p":
+	case key.Matches(k, keys.HostProjects):
 		return m.openProjects(h.ID)
 	default:
 		return nil
