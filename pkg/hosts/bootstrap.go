@@ -313,11 +313,7 @@ func (s *Service) Upgrade(ctx context.Context, idOrName string) (Submitted, erro
 
 // CheckUpgrade refuses what Upgrade would refuse, queueing nothing.
 func (s *Service) CheckUpgrade(ctx context.Context, idOrName string) (model.Host, error) {
-	h, err := s.live(ctx, idOrName)
-	if err != nil {
-		return h, err
-	}
-	caps, err := s.capabilities(ctx, h)
+	h, caps, err := s.liveCaps(ctx, idOrName)
 	if err != nil {
 		return h, err
 	}

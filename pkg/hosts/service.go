@@ -218,11 +218,7 @@ func (s *Service) Stop(ctx context.Context, idOrName string, o StopOptions) (Sub
 // CheckStop refuses what Stop would refuse, queueing nothing (for a
 // confirmation shown before the stop).
 func (s *Service) CheckStop(ctx context.Context, idOrName string, o StopOptions) (model.Host, error) {
-	h, err := s.live(ctx, idOrName)
-	if err != nil {
-		return h, err
-	}
-	caps, err := s.capabilities(ctx, h)
+	h, caps, err := s.liveCaps(ctx, idOrName)
 	if err != nil {
 		return h, err
 	}
@@ -349,6 +345,16 @@ func (s *Service) capabilities(ctx context.Context, h model.Host) (provider.Capa
 		return provider.Capabilities{}, err
 	}
 	return p.Capabilities(), nil
+}
+
+// liveCaps is live with the capabilities of the host's provider.
+func (s *Service) liveCaps(ctx context.Context, idOrName string) (model.Host, provider.Capabilities, error) {
+	h, err := s.live(ctx, idOrName)
+	if err != nil {
+		return h, provider.Capabilities{}, err
+	}
+	caps, err := s.capabilities(ctx, h)
+	return h, caps, err
 }
 
 func (s *Service) live(ctx context.Context, idOrName string) (model.Host, error) {
