@@ -14,6 +14,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
@@ -501,7 +502,7 @@ func (s *dashboardSource) doProject(ctx context.Context, a tui.Action, onEvent f
 		}
 		if got, err := s.st().GetProject(ctx, p.ID); err == nil {
 			p = got
-		} else if errors.Is(err, store.ErrNotFound) {
+		} else if errkind.Is(err, errkind.NotFound) {
 			p.State = model.ProjectDeleted
 		}
 		if job.State == model.JobFailed {
