@@ -125,18 +125,19 @@ func (g grid) render(t Theme, width, height, start, end, cursor int, cell func(r
 		}
 		rows = append(rows, cells)
 	}
-	// Every setter renders the rows again: give the rows last, and move
-	// the cursor only when it is not on the first of them.
+	// Every setter renders the rows again: place the cursor over empty
+	// rows (nothing to render), then give the real rows once.
 	tb := table.New(table.WithColumns(cols), table.WithHeight(height), table.WithWidth(width),
 		table.WithStyles(table.Styles{
 			Header:   t.Header.PaddingRight(1),
 			Cell:     lipgloss.NewStyle().PaddingRight(1),
 			Selected: t.Selected,
 		}))
-	tb.SetRows(rows)
 	if k := cursor - start; k != 0 {
+		tb.SetRows(make([]table.Row, len(rows)))
 		tb.SetCursor(k)
 	}
+	tb.SetRows(rows)
 	return tb.View()
 }
 
