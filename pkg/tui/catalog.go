@@ -205,13 +205,8 @@ func (m Model) catalogBody(height int) string {
 	}
 	h := height - len(head)
 	start, end := v.list.window(len(v.index), h-1)
-	return pre + v.grid.render(t, m.width, h, start, end, v.list.cursor, func(r int, widths, idx []int, selected bool) []string {
-		e := &v.cat.Machines[v.index[r]]
-		out := make([]string, len(idx))
-		for k, c := range idx {
-			out[k] = clip(machineCell(e, c), widths[k])
-		}
-		return out
+	return pre + v.grid.render(t, m.width, h, start, end, v.list.cursor, func(r, col, width int, _ bool) string {
+		return clip(machineCell(&v.cat.Machines[v.index[r]], col), width)
 	})
 }
 

@@ -96,9 +96,9 @@ type grid struct {
 	desc    bool
 }
 
-// render draws rows [start, end) of cell(i) in width×height (header
-// included); cursor is the selected row.
-func (g grid) render(t Theme, width, height, start, end, cursor int, cell func(row int, widths []int, idx []int, selected bool) []string) string {
+// render draws rows [start, end) in width×height (header included);
+// cell(row, col, width, selected) is one cell; cursor is the selected row.
+func (g grid) render(t Theme, width, height, start, end, cursor int, cell func(row, col, width int, selected bool) string) string {
 	idx, widths := fit(g.cols, width)
 	cols := make([]table.Column, len(idx))
 	for k, i := range idx {
@@ -117,8 +117,9 @@ func (g grid) render(t Theme, width, height, start, end, cursor int, cell func(r
 	}
 	rows := make([]table.Row, 0, end-start)
 	for r := start; r < end; r++ {
-		cells := cell(r, widths, idx, r == cursor)
+		cells := make(table.Row, len(idx))
 		for k, i := range idx {
+			cells[k] = cell(r, i, widths[k], r == cursor)
 			if g.cols[i].right {
 				cells[k] = padLeft(cells[k], widths[k])
 			}

@@ -177,13 +177,8 @@ func (m Model) hostsBody(height int) string {
 	}
 	start, end := v.list.window(len(v.index), height-1)
 	now := m.opt.Now()
-	return v.grid.render(m.opt.Theme, m.width, height, start, end, v.list.cursor, func(r int, widths, idx []int, selected bool) []string {
-		h := &v.hosts[v.index[r]]
-		out := make([]string, len(idx))
-		for k, c := range idx {
-			out[k] = m.hostCell(h, c, widths[k], selected, now)
-		}
-		return out
+	return v.grid.render(m.opt.Theme, m.width, height, start, end, v.list.cursor, func(r, col, width int, selected bool) string {
+		return m.hostCell(&v.hosts[v.index[r]], col, width, selected, now)
 	})
 }
 
