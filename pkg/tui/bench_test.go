@@ -133,7 +133,7 @@ func cpuPerOp(b *testing.B) func() {
 	return func() {
 		var after syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &after) //nolint:errcheck
-		cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano())
+		cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }
