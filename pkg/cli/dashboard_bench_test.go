@@ -19,6 +19,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/benchcpu"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/tui"
 )
@@ -77,6 +78,7 @@ func BenchmarkDashboardFleetPostgres(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer benchcpu.PerOp(b)()
 	for b.Loop() {
 		fl, err := src.Fleet(context.Background())
 		if err != nil || len(fl.Hosts) != 10000 || len(fl.Projects) != 50000 {

@@ -3,13 +3,13 @@ package tui
 import (
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/benchcpu"
 )
 
 // bigFleet is 10,000 hosts with 50,000 projects, shaped like a real
@@ -65,7 +65,7 @@ func BenchmarkFrame(b *testing.B) {
 				}
 				down := keyMsg("down")
 				i := 0
-				defer cpuPerOp(b)()
+				defer benchcpu.PerOp(b)()
 				for b.Loop() {
 					if view != "details" {
 						next, _ := m.Update(down)
@@ -86,7 +86,7 @@ func BenchmarkFrame(b *testing.B) {
 func BenchmarkLoad(b *testing.B) {
 	f := bigFleet()
 	m := loadedModel(b, f, 160, 48)
-	defer cpuPerOp(b)()
+	defer benchcpu.PerOp(b)()
 	for b.Loop() {
 		next, _ := m.Update(fleetMsg{fleet: f, at: t0})
 		m = next.(Model)
@@ -100,7 +100,7 @@ func BenchmarkFilterKeystroke(b *testing.B) {
 	m = next.(Model)
 	keys := []tea.KeyPressMsg{keyMsg("h"), keyMsg("1"), {Code: tea.KeyBackspace}, {Code: tea.KeyBackspace}}
 	i := 0
-	defer cpuPerOp(b)()
+	defer benchcpu.PerOp(b)()
 	for b.Loop() {
 		next, _ := m.Update(keys[i%len(keys)])
 		m = next.(Model)
@@ -121,19 +121,5 @@ func BenchmarkFleetMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-held")
 		runtime.KeepAlive(m)
-	}
-}
-
-// cpuPerOp reports the process's CPU time per operation besides the
-// wall time: on a shared 2-core machine other work inflates ns/op, not
-// this.
-func cpuPerOp(b *testing.B) func() {
-	var before syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &before) //nolint:errcheck
-	return func() {
-		var after syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &after) //nolint:errcheck
-		cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
-		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }
