@@ -44,6 +44,7 @@ func newDriver(t *testing.T, src Source, w, h int, theme Theme) *driver {
 	d := &driver{t: t, m: New(src, Options{Refresh: time.Hour, Timeout: time.Second, Theme: theme, Now: func() time.Time { return t0 }})}
 	d.send(tea.WindowSizeMsg{Width: w, Height: h})
 	d.exec(d.m.Init())
+	d.settle(func() bool { return !d.m.fleet.At.IsZero() })
 	return d
 }
 
@@ -381,6 +382,7 @@ func TestActionsConfirmAndProgress(t *testing.T) {
 	d.want("Type gpu1 to confirm")
 	d.typeText("1")
 	d.keys("enter")
+	d.settle(func() bool { return len(d.m.jobs) == 0 && len(src.calls) == 2 })
 	if got := strings.Join(src.calls, ", "); got != "stop h1, delete h1" {
 		t.Fatalf("calls: %s", got)
 	}
@@ -448,8 +450,11 @@ func TestProjectsView(t *testing.T) {
 	d.keys("R")
 	d.want("Restart thesis?")
 	d.keys("y")
+	d.settle(func() bool { return len(d.m.jobs) == 0 })
 	d.keys("down", "s")
+	d.settle(func() bool { return len(d.m.jobs) == 0 })
 	d.keys("S")
+	d.settle(func() bool { return len(d.m.jobs) == 0 && len(src.calls) == 3 })
 	if got := strings.Join(src.calls, ", "); got != "project.restart h1p1aaaaaa-1111, project.start h1p2bbbbbb-2222, project.snapshot h1p2bbbbbb-2222" {
 		t.Fatalf("calls: %s", got)
 	}
@@ -457,6 +462,7 @@ func TestProjectsView(t *testing.T) {
 	d.keys("e")
 	d.want("project course is stopped: start it (s) before opening a shell")
 	d.keys("up", "e")
+	d.settle(func() bool { return d.execs > 0 })
 	if d.execs != 1 {
 		t.Fatalf("the shell should take the terminal (tea.Exec), %d execs", d.execs)
 	}
@@ -466,6 +472,7 @@ func TestProjectsView(t *testing.T) {
 	d.typeText("paper")
 	d.keys("enter")
 	d.want("project p-new: running")
+	d.settle(func() bool { return len(d.m.jobs) == 0 })
 	if n := len(src.calls); src.calls[n-1] != "project.create h1" {
 		t.Fatalf("calls: %v", src.calls)
 	}
@@ -478,6 +485,7 @@ func TestCatalogCreatesHost(t *testing.T) {
 	src := testFleet()
 	d := newDriver(t, src, 120, 30, MonoTheme())
 	d.keys("4")
+	d.settle(func() bool { return len(d.m.catalog.index) == 5 })
 	// Cheapest first.
 	var order []string
 	for _, i := range d.m.catalog.index {
@@ -512,6 +520,7 @@ func TestCatalogCreatesHost(t *testing.T) {
 	d.want("Create l41?", "a gcp g2-standard-4: $0.7000/hour")
 	d.keys("y")
 	d.want("l41: running")
+	d.settle(func() bool { return len(src.calls) == 1 })
 	if got := strings.Join(src.calls, ", "); got != "create " {
 		t.Fatalf("calls: %s", got)
 	}

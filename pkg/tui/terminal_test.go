@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,10 +16,18 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/ptytest"
 )
 
-// panicSource panics in its first read, as a bug in a source would.
-type panicSource struct{ fleetSource }
+// panicSource panics in its second read, as a bug in a source would.
+type panicSource struct {
+	fleetSource
+	reads atomic.Int32
+}
 
-func (*panicSource) Fleet(context.Context) (Fleet, error) { panic("a bug in the source") }
+func (s *panicSource) Fleet(ctx context.Context) (Fleet, error) {
+	if s.reads.Add(1) > 1 {
+		panic("a bug in the source")
+	}
+	return s.fleetSource.Fleet(ctx)
+}
 
 // A panic, in a read or in the dashboard, ends the program with the
 // terminal as it was: cooked mode and echo, main screen, cursor shown.
@@ -57,6 +66,23 @@ func TestPanicLeavesTerminalClean(t *testing.T) {
 	p := tea.NewProgram(New(src, Options{Refresh: time.Hour}), tea.WithInput(tty), tea.WithOutput(tty), tea.WithoutSignalHandler())
 	done := make(chan error, 1)
 	go func() { _, err := p.Run(); done <- err }()
+	// Once the hosts are on screen, ctrl+r reads again: the panic.
+	shown := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		up := emu.IsAltScreen() && strings.Contains(emu.String(), "gpu1")
+		mu.Unlock()
+		if up {
+			break
+		}
+		if time.Now().After(shown) {
+			t.Fatal("the dashboard never showed the hosts")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := m.Write([]byte{0x12}); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case err = <-done:
 	case <-time.After(30 * time.Second):
