@@ -91,7 +91,7 @@ func TestControlPlaneStopsIdleHost(t *testing.T) {
 		t.Fatalf("idle stops = %+v, %v", stops, err)
 	}
 	job, err := st.GetJob(ctx, stops[0].Job)
-	if err != nil || job.Action != model.ActionStop || job.HostID != host.ID {
+	if err != nil || job.Action != model.ActionStop || job.Subject != model.HostSubject(host.ID) {
 		t.Fatalf("pending job = %+v, %v", job, err)
 	}
 	if again, err := svc.StopIdleHosts(ctx); err != nil || len(again) != 1 || again[0].Job != job.ID {

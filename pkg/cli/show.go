@@ -47,7 +47,7 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 		return err
 	}
 	d := HostDetail{Host: h, Collaborators: []string{}, RecentLog: []model.LogEntry{}, Address: publicAddress(h)}
-	if jobs, err := st.ListJobs(ctx, store.JobFilter{HostID: h.ID, ActiveOnly: true}); err != nil {
+	if jobs, err := st.ListJobs(ctx, store.JobFilter{Subject: model.HostSubject(h.ID), ActiveOnly: true}); err != nil {
 		return err
 	} else if len(jobs) > 0 {
 		d.PendingJob = &jobs[0]

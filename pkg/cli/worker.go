@@ -96,9 +96,9 @@ func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
 		if !f.jsonOutput() {
 			switch e.Kind {
 			case queue.EventClaimed:
-				fmt.Fprintf(f.IO.ErrOut, "%s %s host %s (job %s, attempt %d)\n", e.Time.Local().Format("15:04:05"), e.Action, shortID(e.HostID), shortID(e.JobID), e.Attempt)
+				fmt.Fprintf(f.IO.ErrOut, "%s %s %s %s (job %s, attempt %d)\n", e.Time.Local().Format("15:04:05"), e.Action, e.Subject.Kind, shortID(e.Subject.ID), shortID(e.JobID), e.Attempt)
 			case queue.EventDone:
-				fmt.Fprintf(f.IO.ErrOut, "%s %s host %s done\n", e.Time.Local().Format("15:04:05"), e.Action, shortID(e.HostID))
+				fmt.Fprintf(f.IO.ErrOut, "%s %s %s %s done\n", e.Time.Local().Format("15:04:05"), e.Action, e.Subject.Kind, shortID(e.Subject.ID))
 			}
 		}
 		print(e)

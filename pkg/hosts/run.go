@@ -10,6 +10,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // transitional is the status a host shows while an action runs.
@@ -23,7 +24,7 @@ var transitional = map[model.Action]model.Status{
 // Run executes one attempt of job. Every step is idempotent, so a job taken
 // over from a crashed worker simply runs again.
 func (s *Service) Run(ctx context.Context, job model.Job, progress func(string)) (queue.Result, error) {
-	h, err := s.Store.GetHost(ctx, job.HostID)
+	h, err := s.Store.GetHost(ctx, job.Subject.ID)
 	if err != nil {
 		return queue.Result{}, fmt.Errorf("%s: %w", job.Action, err)
 	}
@@ -49,7 +50,7 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		p, inst, err = s.createWithFallback(ctx, p, &h, &pl, progress)
 		pricing = pl.PricingVersion
 		if err == nil {
-			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateRunning, progress)
+			inst, err = s.waitFor(ctx, p, inst, h.ID, provider.StateRunning, progress)
 		}
 		if err == nil {
 			inst, err = s.bootstrapInstance(ctx, p, &h, inst, job.ID, false, progress)
@@ -66,7 +67,7 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 			inst, err = p.Start(ctx, inst.Ref(h.ID))
 		}
 		if err == nil {
-			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateRunning, progress)
+			inst, err = s.waitFor(ctx, p, inst, h.ID, provider.StateRunning, progress)
 		}
 		if err == nil {
 			inst, err = s.bootstrapInstance(ctx, p, &h, inst, job.ID, false, progress)
@@ -81,7 +82,7 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		progress(fmt.Sprintf("stopping %s", h.Name))
 		inst, err = p.Stop(ctx, ref)
 		if err == nil {
-			inst, err = s.waitFor(ctx, p, inst.Ref(h.ID), provider.StateStopped, progress)
+			inst, err = s.waitFor(ctx, p, inst, h.ID, provider.StateStopped, progress)
 		}
 	case model.ActionDelete:
 		var pl deletePayload
@@ -129,13 +130,13 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		h.Runtime = model.Runtime{}
 	}
 	s.SyncDNS(ctx, &h, progress)
-	return queue.Result{Host: &h, Log: s.logEntry(job, h, "done", "", pricing)}, nil
+	return s.result(job, h, "done", "", pricing), nil
 }
 
 // Failed records a failed attempt. A failed refresh changes no status: an
 // API error says nothing about the VM.
 func (s *Service) Failed(ctx context.Context, job model.Job, err error, final bool) queue.Result {
-	h, gerr := s.Store.GetHost(ctx, job.HostID)
+	h, gerr := s.Store.GetHost(ctx, job.Subject.ID)
 	if gerr != nil {
 		return queue.Result{}
 	}
@@ -149,16 +150,18 @@ func (s *Service) Failed(ctx context.Context, job model.Job, err error, final bo
 		}
 	}
 	h.LastAction, h.LastError, h.UpdatedAt = string(job.Action), msg, s.Now()
-	return queue.Result{Host: &h, Log: s.logEntry(job, h, status, err.Error(), "")}
+	return s.result(job, h, status, err.Error(), "")
 }
 
-func (s *Service) logEntry(job model.Job, h model.Host, status, errMsg, pricing string) *model.LogEntry {
+// result is what an attempt commits with the job: the host's new row and
+// its cloud_vm_log entry.
+func (s *Service) result(job model.Job, h model.Host, status, errMsg, pricing string) queue.Result {
 	spec, _ := json.Marshal(h.Spec)
 	rt, _ := json.Marshal(h.Runtime)
-	return &model.LogEntry{
+	return queue.Result{Writes: []store.Write{store.HostWrite{Host: h}, store.LogWrite{Entry: model.LogEntry{
 		HostID: h.ID, JobID: job.ID, TS: s.Now(), Action: string(job.Action), Status: status, Provider: h.Provider,
 		Spec: spec, Runtime: rt, Error: errMsg, PricingVersion: pricing, HostStatus: h.Status,
-	}
+	}}}}
 }
 
 func (s *Service) createInstance(ctx context.Context, p provider.Provider, h model.Host) (provider.Instance, error) {
@@ -181,8 +184,13 @@ func (s *Service) createInstance(ctx context.Context, p provider.Provider, h mod
 }
 
 // waitFor polls until the instance reaches want, the VM fails, or the
-// ready timeout passes.
-func (s *Service) waitFor(ctx context.Context, p provider.Provider, ref provider.Ref, want provider.State, progress func(string)) (provider.Instance, error) {
+// ready timeout passes. An instance already in want (as the provider's
+// reply to the action said) needs no call.
+func (s *Service) waitFor(ctx context.Context, p provider.Provider, inst provider.Instance, hostID string, want provider.State, progress func(string)) (provider.Instance, error) {
+	if inst.State == want {
+		return inst, nil
+	}
+	ref := inst.Ref(hostID)
 	deadline := s.Now().Add(s.ReadyTimeout)
 	last := provider.State("")
 	for {

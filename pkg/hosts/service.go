@@ -161,7 +161,7 @@ type resizePayload struct {
 func (s *Service) enqueue(ctx context.Context, h model.Host, a model.Action, payload json.RawMessage) (model.Job, bool, error) {
 	now := s.Now()
 	job, created, err := s.Store.EnqueueJob(ctx, model.Job{
-		ID: uuid.NewString(), HostID: h.ID, Action: a, Payload: payload,
+		ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: a, Payload: payload,
 		MaxAttempts: s.MaxAttempts, RunAfter: now, CreatedAt: now,
 	})
 	var busy *store.BusyError

@@ -62,7 +62,7 @@ func TestStopRefusedWithoutStopCapability(t *testing.T) {
 	if !errkind.Is(err, errkind.Refused) || !strings.Contains(err.Error(), "cocalc-hosts stop --deprovision gpu") {
 		t.Fatalf("want a refusal naming --deprovision, got %v", err)
 	}
-	if jobs, _ := st.ListJobs(ctx, store.JobFilter{HostID: sub.Host.ID}); len(jobs) != 1 {
+	if jobs, _ := st.ListJobs(ctx, store.JobFilter{Subject: model.HostSubject(sub.Host.ID)}); len(jobs) != 1 {
 		t.Fatalf("a refused stop must queue nothing: %d jobs", len(jobs))
 	}
 	_, err = svc.Delete(ctx, "gpu", hosts.DeleteOptions{KeepDisk: true})

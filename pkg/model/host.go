@@ -133,10 +133,33 @@ const (
 	JobFailed  JobState = "failed"
 )
 
-// Job is one queued action.
+// SubjectKind names what kind of thing a job acts on.
+type SubjectKind string
+
+const (
+	SubjectHost    SubjectKind = "host"
+	SubjectProject SubjectKind = "project"
+)
+
+// Subject is what a job acts on. At most one job per subject is queued or
+// running, so a subject's actions run one at a time.
+type Subject struct {
+	Kind SubjectKind `json:"kind"`
+	ID   string      `json:"id"`
+}
+
+// HostSubject is the subject of a host's jobs.
+func HostSubject(id string) Subject { return Subject{Kind: SubjectHost, ID: id} }
+
+// ProjectSubject is the subject of a project's jobs.
+func ProjectSubject(id string) Subject { return Subject{Kind: SubjectProject, ID: id} }
+
+func (s Subject) String() string { return string(s.Kind) + " " + s.ID }
+
+// Job is one queued action on a subject.
 type Job struct {
 	ID          string          `json:"id"`
-	HostID      string          `json:"host_id"`
+	Subject     Subject         `json:"subject"`
 	Action      Action          `json:"action"`
 	Payload     json.RawMessage `json:"payload,omitempty"`
 	State       JobState        `json:"state"`
@@ -151,7 +174,7 @@ type Job struct {
 	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
 }
 
-// Active reports whether the job still holds its host.
+// Active reports whether the job still holds its subject.
 func (j Job) Active() bool { return j.State == JobQueued || j.State == JobRunning }
 
 // LogEntry is one row of the append-only cloud_vm_log.

@@ -515,7 +515,7 @@ func (s *Service) Show(ctx context.Context, c Caller, id string) (Detail, error)
 		return d, err
 	}
 	d.HostName = h.Name
-	if jobs, err := s.Store.ListJobs(ctx, store.JobFilter{HostID: p.ID, ActiveOnly: true}); err != nil {
+	if jobs, err := s.Store.ListJobs(ctx, store.JobFilter{Subject: model.ProjectSubject(p.ID), ActiveOnly: true}); err != nil {
 		return d, err
 	} else if len(jobs) > 0 {
 		d.PendingJob = &jobs[0]

@@ -14,8 +14,8 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 )
 
-// Handler runs "project.*" jobs from the durable queue. The job's host_id
-// column holds the project id, so a project's actions run one at a time.
+// Handler runs "project.*" jobs from the durable queue. A job's subject
+// is its project, so a project's actions run one at a time.
 type Handler struct{ S *Service }
 
 var _ queue.Handler = Handler{}
@@ -63,7 +63,7 @@ func classify(h model.Host, err error) error {
 // Run performs one attempt of a project job. Every step is idempotent.
 func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) (queue.Result, error) {
 	s := h.S
-	p, err := s.Store.GetProject(ctx, job.HostID)
+	p, err := s.Store.GetProject(ctx, job.Subject.ID)
 	if err != nil {
 		return queue.Result{}, fmt.Errorf("%s: %w", job.Action, err)
 	}
@@ -192,7 +192,7 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 // are removed, so nothing half-made is left.
 func (h Handler) Failed(ctx context.Context, job model.Job, err error, final bool) queue.Result {
 	s := h.S
-	p, gerr := s.Store.GetProject(ctx, job.HostID)
+	p, gerr := s.Store.GetProject(ctx, job.Subject.ID)
 	if gerr != nil {
 		return queue.Result{}
 	}

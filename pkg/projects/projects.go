@@ -266,7 +266,7 @@ func (s *Service) enqueue(ctx context.Context, p model.Project, a model.Action, 
 	now := s.Now()
 	b, _ := json.Marshal(pl)
 	job, created, err := s.Store.EnqueueJob(ctx, model.Job{
-		ID: uuid.NewString(), HostID: p.ID, Action: a, Payload: b,
+		ID: uuid.NewString(), Subject: model.ProjectSubject(p.ID), Action: a, Payload: b,
 		MaxAttempts: s.MaxAttempts, RunAfter: now, CreatedAt: now,
 	})
 	var busy *store.BusyError

@@ -1,17 +1,37 @@
-// Package queue runs host actions from the durable host_jobs table.
+// Package queue runs actions from the durable jobs table. A job acts on a
+// subject (a host, a project); handlers give its meaning.
 //
 // Guarantees, all provided by the store's claim and finish statements:
 //   - a job is claimed by one worker at a time (FOR UPDATE SKIP LOCKED on
 //     Postgres, the single writer on SQLite);
+//   - at most one job per subject is queued or running (a unique index);
 //   - a claimed job carries a lease that the worker extends with
 //     heartbeats; when a worker dies its job is taken over once the lease
 //     expires, and the dead worker's late writes are rejected (ErrLeaseLost);
 //   - each attempt is counted; retryable failures are retried with
-//     exponential backoff (or the provider's Retry-After) until
-//     MaxAttempts, then recorded as failed with the error.
+//     exponential backoff and jitter, at least the provider's Retry-After
+//     later, until MaxAttempts, then recorded as failed with the error.
 //
 // Handlers must be idempotent, because a job taken over after a crash runs
 // again from the start.
+//
+// How it is fast: a worker claims as many jobs as it has free slots in one
+// statement, reading partial indexes only as far as the rows it takes (so
+// a claim costs the same at any queue depth); it extends the leases of all
+// its jobs with one statement per heartbeat; and the jobs that finish
+// while a commit is in flight are recorded together in the next one
+// (group commit). An idle worker sleeps until the store reports a change
+// to the jobs table (Postgres LISTEN/NOTIFY; on SQLite the same process
+// at once, other processes within store.SQLitePollInterval) or the next
+// queued job becomes due.
+//
+// Convergence: a failed attempt is retried after BaseBackoff doubling per
+// attempt, capped at MaxBackoff (10 s by default, a third of the default
+// lease), ±20 % jitter, or after the provider's Retry-After if that is
+// longer. So an action that keeps failing transiently ends, done or
+// failed, within MaxAttempts attempts and (MaxAttempts-1)·12 s of waiting
+// plus the attempts' own time; a job whose worker died is taken over one
+// Lease after its last heartbeat.
 package queue
 
 import (
@@ -30,11 +50,10 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
-// Result is what an attempt wrote: the host's new row and a log entry,
-// committed together with the job's new state.
+// Result is what an attempt wrote (its subject's new row, a log entry),
+// committed together with the job's new state while the lease holds.
 type Result struct {
-	Host *model.Host
-	Log  *model.LogEntry
+	Writes []store.Write
 }
 
 // Handler executes jobs.
@@ -63,7 +82,7 @@ type Event struct {
 	Time    time.Time      `json:"time"`
 	Kind    EventKind      `json:"event"`
 	JobID   string         `json:"job_id"`
-	HostID  string         `json:"host_id"`
+	Subject model.Subject  `json:"subject"`
 	Action  model.Action   `json:"action"`
 	Attempt int            `json:"attempt"`
 	Message string         `json:"message,omitempty"`
@@ -83,7 +102,9 @@ type Worker struct {
 	Lease time.Duration
 	// Concurrency is how many jobs run at once.
 	Concurrency int
-	// Idle is how long to wait between claims when the queue is empty.
+	// Idle is the longest an idle worker waits before it looks for work
+	// again without being woken: a safety net, since changes to the jobs
+	// table and due times wake it at once.
 	Idle time.Duration
 	// OnEvent receives progress; it must not block for long.
 	OnEvent func(Event)
@@ -91,8 +112,14 @@ type Worker struct {
 	Now func() time.Time
 	// BaseBackoff is the first retry delay; it doubles per attempt.
 	BaseBackoff time.Duration
-	// MaxBackoff caps retry delays.
+	// MaxBackoff caps retry delays (a provider's Retry-After may be longer).
 	MaxBackoff time.Duration
+
+	mu        sync.Mutex
+	held      map[string]context.CancelCauseFunc // jobs running here, by id
+	heartbeat chan struct{}                      // closed to stop the heartbeat loop; nil when none runs
+	finishing bool                               // a goroutine is committing finishes
+	pending   []*finishing                       // finishes waiting for the next commit
 }
 
 // NewWorker returns a worker with defaults filled in.
@@ -103,10 +130,10 @@ func NewWorker(s store.Store, h Handler) *Worker {
 		ID:          fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8]),
 		Lease:       30 * time.Second,
 		Concurrency: 4,
-		Idle:        500 * time.Millisecond,
+		Idle:        2 * time.Second,
 		Now:         time.Now,
 		BaseBackoff: 2 * time.Second,
-		MaxBackoff:  5 * time.Minute,
+		MaxBackoff:  10 * time.Second,
 	}
 }
 
@@ -118,88 +145,154 @@ func (w *Worker) emit(e Event) {
 	}
 }
 
+func (w *Worker) event(kind EventKind, job model.Job) Event {
+	return Event{Kind: kind, JobID: job.ID, Subject: job.Subject, Action: job.Action, Attempt: job.Attempts}
+}
+
 // Run works jobs until ctx is cancelled. With drain, it returns as soon as
 // no job is queued or running anywhere.
+//
+// It claims jobs for its free slots and as many again ahead, so that
+// under load one claim serves several jobs; jobs claimed ahead are
+// leased (and heartbeated) like running ones, and given back unstarted,
+// without counting an attempt, when the worker stops.
 func (w *Worker) Run(ctx context.Context, drain bool) error {
 	n := max(w.Concurrency, 1)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := w.loop(ctx, drain); err != nil {
-				errs <- err
+	// Subscribe before the first claim, so that no job enqueued after it
+	// can go unnoticed.
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	changes := w.Store.Subscribe(sctx, store.TopicJobs)
+	ended := make(chan error, n)
+	running := 0
+	var ahead []*claimed
+	var failure error
+	for failure == nil && ctx.Err() == nil {
+		for ; running < n && len(ahead) > 0; ahead = ahead[1:] {
+			running++
+			c := ahead[0]
+			go func() { ended <- w.execute(ctx, c) }()
+		}
+		wait := w.Idle
+		if free := n - running; free > 0 {
+			jobs, err := w.claim(ctx, "", free+n)
+			switch {
+			case errkind.Is(err, errkind.Unavailable):
+				// The database went away: keep trying, it may come back.
+				w.emit(Event{Kind: EventProgress, Err: err.Error(), Message: "state database unavailable; retrying"})
+			case err != nil:
+				if ctx.Err() == nil {
+					failure = err
+				}
+				continue
 			}
-		}()
+			ahead = jobs
+			if len(jobs) == free+n {
+				continue // there may be more
+			}
+			if len(jobs) > 0 {
+				continue // start them; then look again
+			}
+			if err == nil {
+				next, ok, err := w.Store.NextJobAt(ctx)
+				switch {
+				case err != nil:
+				case !ok && running == 0 && drain:
+					return nil
+				case ok:
+					wait = min(wait, max(next.Sub(w.Now()), 0)+time.Millisecond)
+				}
+			}
+		}
+		t := time.NewTimer(jitter(wait))
+		select {
+		case err := <-ended:
+			running--
+			failure = err
+		case _, open := <-changes:
+			if !open {
+				changes = nil // the store closed: poll until ctx ends
+			}
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
+	w.unclaim(ahead)
+	for ; running > 0; running-- {
+		if err := <-ended; failure == nil {
+			failure = err
+		}
 	}
-	if drain {
-		return nil
+	if failure != nil || drain {
+		return failure
 	}
 	return ctx.Err()
 }
 
-func (w *Worker) loop(ctx context.Context, drain bool) error {
-	for ctx.Err() == nil {
-		ran, err := w.RunOne(ctx, "")
-		if err != nil {
-			if errkind.Is(err, errkind.Unavailable) {
-				// The database went away: keep trying, it may come back.
-				w.emit(Event{Kind: EventProgress, Err: err.Error(), Message: "state database unavailable; retrying"})
-			} else if ctx.Err() == nil {
-				return err
-			}
-		}
-		if ran {
-			continue
-		}
-		if drain {
-			active, err := w.Store.ListJobs(ctx, store.JobFilter{ActiveOnly: true, Limit: 1})
-			if err != nil {
-				return err
-			}
-			if len(active) == 0 {
-				return nil
-			}
-		}
-		sleep(ctx, jitter(w.Idle))
+// claimed is a job this worker holds the lease of.
+type claimed struct {
+	job model.Job
+	// ctx ends with cause store.ErrLeaseLost if a heartbeat finds the
+	// lease taken over.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// claim takes up to limit runnable jobs (or job id) and holds them.
+func (w *Worker) claim(ctx context.Context, id string, limit int) ([]*claimed, error) {
+	jobs, err := w.Store.ClaimJobs(ctx, store.Claim{Owner: w.ID, Lease: w.Lease, JobID: id, Limit: limit, Now: w.Now()})
+	out := make([]*claimed, len(jobs))
+	for i, job := range jobs {
+		jctx, cancel := context.WithCancelCause(ctx)
+		out[i] = &claimed{job: job, ctx: jctx, cancel: cancel}
+		w.hold(job.ID, cancel)
 	}
-	return nil
+	return out, err
+}
+
+// unclaim gives back jobs claimed ahead that never started.
+func (w *Worker) unclaim(cs []*claimed) {
+	for _, c := range cs {
+		c.cancel(nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		w.finish(ctx, store.Finish{JobID: c.job.ID, Owner: w.ID, State: model.JobQueued, //nolint:errcheck // else the lease expires
+			RunAfter: c.job.RunAfter, Error: c.job.LastError, Now: w.Now(), Unclaim: true})
+		cancel()
+		w.release(c.job.ID)
+	}
 }
 
 // RunOne claims one job (jobID, if set, or any runnable one) and runs it
 // to the end of this attempt. It reports whether it ran anything.
 func (w *Worker) RunOne(ctx context.Context, jobID string) (bool, error) {
-	job, err := w.Store.ClaimJob(ctx, store.Claim{Owner: w.ID, Lease: w.Lease, JobID: jobID, Now: w.Now()})
-	if err != nil || job == nil {
+	cs, err := w.claim(ctx, jobID, 1)
+	if err != nil || len(cs) == 0 {
 		return false, err
 	}
-	return true, w.execute(ctx, *job)
+	return true, w.execute(ctx, cs[0])
 }
 
-func (w *Worker) execute(parent context.Context, job model.Job) error {
-	w.emit(Event{Kind: EventClaimed, JobID: job.ID, HostID: job.HostID, Action: job.Action, Attempt: job.Attempts})
-	ctx, cancel := context.WithCancelCause(parent)
+// execute runs one attempt of a claimed job and records its outcome.
+func (w *Worker) execute(parent context.Context, c *claimed) error {
+	job, ctx, cancel := c.job, c.ctx, c.cancel
 	defer cancel(nil)
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		w.heartbeat(ctx, job, cancel)
-	}()
+	defer w.release(job.ID)
+	if errors.Is(context.Cause(ctx), store.ErrLeaseLost) {
+		w.emit(w.event(EventLost, job))
+		return nil
+	}
+	w.emit(w.event(EventClaimed, job))
 	progress := func(msg string) {
-		w.emit(Event{Kind: EventProgress, JobID: job.ID, HostID: job.HostID, Action: job.Action, Attempt: job.Attempts, Message: msg})
+		ev := w.event(EventProgress, job)
+		ev.Message = msg
+		w.emit(ev)
 	}
 	res, runErr := w.Handler.Run(ctx, job, progress)
 	lost := errors.Is(context.Cause(ctx), store.ErrLeaseLost)
 	cancel(nil)
-	<-hbDone
 	if lost {
-		w.emit(Event{Kind: EventLost, JobID: job.ID, HostID: job.HostID, Action: job.Action, Attempt: job.Attempts})
+		w.emit(w.event(EventLost, job))
 		return nil
 	}
 	if parent.Err() != nil && runErr != nil {
@@ -211,27 +304,27 @@ func (w *Worker) execute(parent context.Context, job model.Job) error {
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
 	defer fcancel()
 	f := store.Finish{JobID: job.ID, Owner: w.ID, Now: w.Now()}
-	ev := Event{JobID: job.ID, HostID: job.HostID, Action: job.Action, Attempt: job.Attempts}
+	ev := w.event("", job)
 	switch {
 	case runErr == nil:
-		f.State, f.Host, f.Log = model.JobDone, res.Host, res.Log
+		f.State, f.Writes = model.JobDone, res.Writes
 		ev.Kind = EventDone
 	case errkind.Retryable(runErr) && job.Attempts < job.MaxAttempts:
 		delay := w.backoff(job.Attempts, errkind.RetryAfter(runErr))
 		r := w.Handler.Failed(fctx, job, runErr, false)
-		f.State, f.RunAfter, f.Error, f.Host, f.Log = model.JobQueued, w.Now().Add(delay), runErr.Error(), r.Host, r.Log
+		f.State, f.RunAfter, f.Error, f.Writes = model.JobQueued, w.Now().Add(delay), runErr.Error(), r.Writes
 		ev.Kind, ev.Err = EventRetry, runErr.Error()
 		at := f.RunAfter
 		ev.Retry = &at
 	default:
 		r := w.Handler.Failed(fctx, job, runErr, true)
-		f.State, f.Error, f.Host, f.Log = model.JobFailed, runErr.Error(), r.Host, r.Log
+		f.State, f.Error, f.Writes = model.JobFailed, runErr.Error(), r.Writes
 		ev.Kind, ev.Err = EventFailed, runErr.Error()
 	}
 	ev.State = f.State
-	if err := w.Store.FinishJob(fctx, f); err != nil {
+	if err := w.finish(fctx, f); err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
-			w.emit(Event{Kind: EventLost, JobID: job.ID, HostID: job.HostID, Action: job.Action, Attempt: job.Attempts})
+			w.emit(w.event(EventLost, job))
 			return nil
 		}
 		return fmt.Errorf("record %s job %s: %w", job.Action, job.ID, err)
@@ -240,34 +333,131 @@ func (w *Worker) execute(parent context.Context, job model.Job) error {
 	return nil
 }
 
-// heartbeat extends the lease every third of its length and cancels the
-// job's context if the lease was lost (another worker took it over).
-func (w *Worker) heartbeat(ctx context.Context, job model.Job, cancel context.CancelCauseFunc) {
+// hold records that job id runs here, so that heartbeats extend its lease
+// and cancel it with store.ErrLeaseLost if the lease was lost.
+func (w *Worker) hold(id string, cancel context.CancelCauseFunc) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.held == nil {
+		w.held = map[string]context.CancelCauseFunc{}
+	}
+	w.held[id] = cancel
+	if w.heartbeat == nil {
+		w.heartbeat = make(chan struct{})
+		go w.heartbeats(w.heartbeat)
+	}
+}
+
+func (w *Worker) release(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.held, id)
+	if len(w.held) == 0 && w.heartbeat != nil {
+		close(w.heartbeat)
+		w.heartbeat = nil
+	}
+}
+
+// heartbeats extends the leases of all jobs running here every third of
+// the lease, in one statement, and cancels those whose lease was lost
+// (another worker took them over) until stop is closed.
+func (w *Worker) heartbeats(stop chan struct{}) {
 	t := time.NewTicker(w.Lease / 3)
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			return
 		case <-t.C:
-			err := w.Store.HeartbeatJob(ctx, job.ID, w.ID, w.Now().Add(w.Lease))
-			if errors.Is(err, store.ErrLeaseLost) {
-				cancel(store.ErrLeaseLost)
-				return
-			}
-			// Other errors (database briefly away): keep trying until the
-			// lease runs out; the next tick may succeed.
 		}
+		w.mu.Lock()
+		ids := make([]string, 0, len(w.held))
+		for id := range w.held {
+			ids = append(ids, id)
+		}
+		w.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), w.Lease/3)
+		extended, err := w.Store.HeartbeatJobs(ctx, w.ID, w.Now().Add(w.Lease), w.Now())
+		cancel()
+		if err != nil {
+			// The database briefly away: keep trying until the leases run
+			// out; the next tick may succeed.
+			continue
+		}
+		alive := make(map[string]bool, len(extended))
+		for _, id := range extended {
+			alive[id] = true
+		}
+		w.mu.Lock()
+		for _, id := range ids {
+			// A job that finished since is no longer held; one still held
+			// but not extended belongs to another worker now.
+			if lose, still := w.held[id]; still && !alive[id] {
+				lose(store.ErrLeaseLost)
+			}
+		}
+		w.mu.Unlock()
 	}
 }
 
+// finishing is one job's outcome waiting to be committed.
+type finishing struct {
+	f    store.Finish
+	done chan error
+}
+
+// finish commits f together with the outcomes of the other jobs of this
+// worker that finish meanwhile (group commit): the first caller commits
+// batches until none is waiting; the others wait for their batch.
+func (w *Worker) finish(ctx context.Context, f store.Finish) error {
+	me := &finishing{f: f, done: make(chan error, 1)}
+	w.mu.Lock()
+	w.pending = append(w.pending, me)
+	lead := !w.finishing
+	w.finishing = true
+	w.mu.Unlock()
+	if lead {
+		for {
+			w.mu.Lock()
+			batch := w.pending
+			w.pending = nil
+			if len(batch) == 0 {
+				w.finishing = false
+				w.mu.Unlock()
+				break
+			}
+			w.mu.Unlock()
+			fs := make([]store.Finish, len(batch))
+			for i, b := range batch {
+				fs[i] = b.f
+			}
+			errs := w.Store.FinishJobs(ctx, fs)
+			for i, err := range errs {
+				if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrLeaseLost) {
+					// The whole batch was rolled back: record each alone,
+					// so that one job's bad write fails only that job.
+					err = w.Store.FinishJobs(ctx, fs[i:i+1])[0]
+				}
+				batch[i].done <- err
+			}
+		}
+	}
+	return <-me.done
+}
+
+// backoff is the delay before attempt+1: BaseBackoff doubling per attempt,
+// capped at MaxBackoff, ±20 % jitter; at least retryAfter (plus up to
+// 20 % so that clients told the same time do not return together).
 func (w *Worker) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	d := w.BaseBackoff << min(attempt-1, 20)
 	if d > w.MaxBackoff || d <= 0 {
 		d = w.MaxBackoff
 	}
 	d = jitter(d)
-	return max(d, retryAfter)
+	if retryAfter > d {
+		d = retryAfter + time.Duration(rand.Float64()*0.2*float64(retryAfter))
+	}
+	return d
 }
 
 // jitter spreads d by ±20% so that workers do not move in lockstep.
@@ -278,18 +468,12 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 // Wait runs job id in this process if nobody else has it, else waits for
 // whoever does, until the job is done or failed. It returns the final job.
 func (w *Worker) Wait(ctx context.Context, id string) (model.Job, error) {
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	changes := w.Store.Subscribe(sctx, store.TopicJobs)
 	for {
 		job, err := w.Store.GetJob(ctx, id)
 		if err != nil {
@@ -302,11 +486,41 @@ func (w *Worker) Wait(ctx context.Context, id string) (model.Job, error) {
 		if err != nil {
 			return job, err
 		}
-		if !ran {
-			sleep(ctx, jitter(w.Idle))
+		if ran {
+			continue
 		}
-		if ctx.Err() != nil {
-			return job, ctx.Err()
+		// Someone else runs it, or it waits to be retried: sleep until it
+		// changes, is due, or its lease may have expired.
+		wait := w.Idle
+		if job.State == model.JobQueued {
+			wait = min(wait, max(job.RunAfter.Sub(w.Now()), 0)+time.Millisecond)
+		}
+		if job.LeaseUntil != nil {
+			wait = min(wait, max(job.LeaseUntil.Sub(w.Now()), 0)+time.Millisecond)
+		}
+		if err := waitForChange(ctx, changes, id, wait); err != nil {
+			return job, err
+		}
+	}
+}
+
+// waitForChange returns when changes reports job id (or an unknown job),
+// after d, or with ctx's error.
+func waitForChange(ctx context.Context, changes <-chan store.Change, id string, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		case c, open := <-changes:
+			if !open {
+				changes = nil
+			} else if c.ID == "" || c.ID == id {
+				return nil
+			}
 		}
 	}
 }

@@ -41,7 +41,17 @@ func openStore(tb testing.TB, dsn string) *store.SQLStore {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Close() })
+	dsns.Store(s, dsn)
 	return s
+}
+
+// dsns remembers where each store of a test is, so that a test can open
+// another (as another process would).
+var dsns sync.Map
+
+func dsnOf(s *store.SQLStore) string {
+	d, _ := dsns.Load(s)
+	return d.(string)
 }
 
 // simProviders opens one sim provider on the store.

@@ -188,13 +188,13 @@ func reconcileProvider(ctx context.Context, o Options, name string, p provider.P
 	}
 	// One query for all active jobs, after the host listing: a job
 	// enqueued for a listed host by now is in the set.
-	jobs, err := o.Store.ListJobs(ctx, store.JobFilter{ActiveOnly: true})
+	jobs, err := o.Store.ListJobs(ctx, store.JobFilter{Subject: model.Subject{Kind: model.SubjectHost}, ActiveOnly: true})
 	if err != nil {
 		return pr, err
 	}
 	active := make(map[string]bool, len(jobs))
 	for _, j := range jobs {
-		active[j.HostID] = true
+		active[j.Subject.ID] = true
 	}
 
 	byHost := make(map[string][]provider.Instance, len(insts))
@@ -371,7 +371,7 @@ func deleteOrphan(ctx context.Context, o Options, name string, p provider.Provid
 		case err != nil && !errkind.Is(err, errkind.NotFound):
 			return fmt.Errorf("re-read host %s of orphan %s: %w", orph.HostID, in.Name, err)
 		}
-		jobs, err := o.Store.ListJobs(ctx, store.JobFilter{HostID: orph.HostID, ActiveOnly: true, Limit: 1})
+		jobs, err := o.Store.ListJobs(ctx, store.JobFilter{Subject: model.HostSubject(orph.HostID), ActiveOnly: true, Limit: 1})
 		if err != nil {
 			return fmt.Errorf("jobs of host %s of orphan %s: %w", orph.HostID, in.Name, err)
 		}

@@ -100,7 +100,7 @@ func (e *env) get(id string) model.Host {
 
 func (e *env) enqueue(hostID string, a model.Action) {
 	e.t.Helper()
-	_, _, err := e.s.EnqueueJob(e.ctx, model.Job{ID: uuid.NewString(), HostID: hostID, Action: a, MaxAttempts: 3, RunAfter: t0, CreatedAt: t0})
+	_, _, err := e.s.EnqueueJob(e.ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(hostID), Action: a, MaxAttempts: 3, RunAfter: t0, CreatedAt: t0})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -489,7 +489,7 @@ type racingStore struct {
 }
 
 func (r *racingStore) ListJobs(ctx context.Context, f store.JobFilter) ([]model.Job, error) {
-	if r.race != nil && f.HostID == "" {
+	if r.race != nil && f.Subject.ID == "" {
 		r.race()
 		r.race = nil
 	}

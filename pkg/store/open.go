@@ -6,6 +6,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,7 +58,10 @@ func Open(ctx context.Context, dsn string, o Options) (*SQLStore, error) {
 
 // migrate applies the embedded migrations not yet recorded, each in its
 // own transaction, under the dialect's migration lock.
-func (s *SQLStore) migrate(ctx context.Context) error {
+func (s *SQLStore) migrate(ctx context.Context) error { return s.migrateTo(ctx, math.MaxInt) }
+
+// migrateTo is migrate up to version last (tests upgrade old schemas).
+func (s *SQLStore) migrateTo(ctx context.Context, last int) error {
 	dir := s.d.migrationsDir()
 	entries, err := fs.ReadDir(migrations, dir)
 	if err != nil {
@@ -72,12 +76,19 @@ func (s *SQLStore) migrate(ctx context.Context) error {
 			return s.err("prepare migrations", err)
 		}
 	}
+	seen := map[int]string{}
 	for _, e := range entries {
 		version, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
 		if err != nil {
 			return fmt.Errorf("migration %s: name must start with a number", e.Name())
 		}
-		if applied[version] {
+		// Branches number their migrations independently; two with one
+		// number would leave one unapplied forever.
+		if other, dup := seen[version]; dup {
+			return fmt.Errorf("migrations %s and %s have the same number; renumber one", other, e.Name())
+		}
+		seen[version] = e.Name()
+		if applied[version] || version > last {
 			continue
 		}
 		body, err := migrations.ReadFile(dir + "/" + e.Name())

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,7 +19,10 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
 
-type postgresDialect struct{ where string }
+type postgresDialect struct {
+	where string
+	cfg   *pgx.ConnConfig // for the LISTEN connection
+}
 
 func (postgresDialect) name() string          { return "postgres" }
 func (postgresDialect) skipLocked() string    { return " FOR UPDATE SKIP LOCKED" }
@@ -71,16 +75,21 @@ func openPostgres(ctx context.Context, dsn string, o Options) (*SQLStore, error)
 		return nil, errkind.Errorf(errkind.Invalid, "bad Postgres URL: %v", err)
 	}
 	cfg.ConnectTimeout = o.ConnectTimeout
-	d := postgresDialect{where: net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)) + "/" + cfg.Database}
+	d := postgresDialect{where: net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)) + "/" + cfg.Database, cfg: cfg}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(20)
+	// Keep them all: database/sql keeps only 2 idle connections by
+	// default, so a few concurrent workers would otherwise open and close
+	// a connection (a server process) for most of their statements.
+	db.SetMaxIdleConns(20)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
 		return nil, d.translate(err)
 	}
-	return &SQLStore{db: db, d: d}, nil
+	return newSQLStore(db, d), nil
 }
 
 // checkPassfile refuses a password file others can read, as libpq does
@@ -99,3 +108,57 @@ func checkPassfile(u *url.URL) error {
 	}
 	return secrets.CheckMode(path)
 }
+
+// notifyChannels maps the channels the triggers of migration 0007 NOTIFY
+// to topics.
+var notifyChannels = map[string]Topic{"cocalc_hosts": TopicHosts, "cocalc_projects": TopicProjects, "cocalc_jobs": TopicJobs}
+
+// watch LISTENs on its own connection (reconnecting with backoff) and
+// publishes every notification; see Subscribe.
+func (d postgresDialect) watch(ctx context.Context, _ *SQLStore, publish func(Change), ready func()) {
+	backoff := 100 * time.Millisecond
+	for connected := false; ctx.Err() == nil; {
+		conn, err := pgx.ConnectConfig(ctx, d.cfg)
+		if err == nil {
+			for ch := range notifyChannels {
+				if _, err = conn.Exec(ctx, "LISTEN "+ch); err != nil {
+					break
+				}
+			}
+		}
+		if err == nil {
+			if connected {
+				// Notifications sent while we were away are lost.
+				for _, t := range Topics {
+					publish(Change{Topic: t})
+				}
+			}
+			connected = true
+			backoff = 100 * time.Millisecond
+			ready()
+			for {
+				n, err := conn.WaitForNotification(ctx)
+				if err != nil {
+					break
+				}
+				publish(Change{Topic: notifyChannels[n.Channel], ID: n.Payload})
+			}
+		}
+		// Subscribers go on without wake-ups (their callers poll) until
+		// the server is back.
+		ready()
+		if conn != nil {
+			conn.Close(context.Background()) //nolint:errcheck
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// publishesOwnChanges: the triggers publish every change, ours too.
+func (postgresDialect) publishesOwnChanges() bool { return true }

@@ -191,7 +191,7 @@ func (s *SQLStore) UpdateProject(ctx context.Context, p model.Project) error {
 
 func (s *SQLStore) UpdateProjectIfIdle(ctx context.Context, p model.Project, expect time.Time) (bool, error) {
 	res, err := s.db.ExecContext(ctx, updateProjectSQL+` AND updated_at = $17
- AND NOT EXISTS (SELECT 1 FROM host_jobs WHERE host_id = $1 AND state IN ('queued','running'))`,
+ AND NOT EXISTS (SELECT 1 FROM jobs WHERE subject_kind = 'project' AND subject_id = $1 AND state IN ('queued','running'))`,
 		append(updateProjectArgs(p), ms(expect))...)
 	if err != nil {
 		return false, s.err("update project "+p.ID, err)

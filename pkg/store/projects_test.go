@@ -130,8 +130,8 @@ func TestUpdateProjectIfIdle(t *testing.T) {
 		if ok, err := s.UpdateProjectIfIdle(ctx, seen, t0.Add(-time.Second)); err != nil || ok {
 			t.Fatalf("stale write: %v %v", ok, err)
 		}
-		// A queued job for the project (its id is the job's key): refused.
-		job := newJob(p.ID, model.ActionProjectStart)
+		// A queued job for the project: refused.
+		job := projectJob(p.ID, model.ActionProjectStart)
 		if _, _, err := s.EnqueueJob(ctx, job); err != nil {
 			t.Fatal(err)
 		}
@@ -140,14 +140,14 @@ func TestUpdateProjectIfIdle(t *testing.T) {
 		}
 		// A different action for the same project is refused while one is
 		// pending: project actions are serialized per project.
-		if _, _, err := s.EnqueueJob(ctx, newJob(p.ID, model.ActionProjectStop)); !errkind.Is(err, errkind.Conflict) {
+		if _, _, err := s.EnqueueJob(ctx, projectJob(p.ID, model.ActionProjectStop)); !errkind.Is(err, errkind.Conflict) {
 			t.Fatalf("second action for the project: %v", err)
 		}
-		claimed, err := s.ClaimJob(ctx, store.Claim{Owner: "w", Lease: time.Minute, Now: t0})
-		if err != nil || claimed == nil {
-			t.Fatalf("claim: %v %v", claimed, err)
+		claimed := claimOne(t, s, store.Claim{Owner: "w", Lease: time.Minute, Now: t0})
+		if claimed == nil {
+			t.Fatal("the project's job was not claimed")
 		}
-		if err := s.FinishJob(ctx, store.Finish{JobID: claimed.ID, Owner: "w", State: model.JobDone, Now: t0}); err != nil {
+		if err := finishOne(s, store.Finish{JobID: claimed.ID, Owner: "w", State: model.JobDone, Now: t0}); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := s.UpdateProjectIfIdle(ctx, seen, t0); err != nil || !ok {
@@ -209,4 +209,10 @@ func TestSharedHostsAdminsAndIdlePolicy(t *testing.T) {
 			t.Fatalf("idle policies after --off = %v, %v", m, err)
 		}
 	})
+}
+
+func projectJob(projectID string, a model.Action) model.Job {
+	j := newJob(projectID, a)
+	j.Subject = model.ProjectSubject(projectID)
+	return j
 }

@@ -19,8 +19,9 @@ import (
 
 // SQLStore implements Store on database/sql for both backends.
 type SQLStore struct {
-	db *sql.DB
-	d  dialect
+	db      *sql.DB
+	d       dialect
+	changes *hub // see Subscribe
 
 	deploymentMu sync.Mutex
 	deployment   string // cached: it never changes once made
@@ -43,11 +44,32 @@ type dialect interface {
 	// migrationLock serializes concurrent migrations inside tx.
 	migrationLock(ctx context.Context, tx *sql.Tx) error
 	migrationsDir() string
+	// watch publishes committed changes until ctx ends, calling ready
+	// once it is watching (or has tried and failed); see Subscribe.
+	watch(ctx context.Context, s *SQLStore, publish func(Change), ready func())
+	// publishesOwnChanges reports whether watch also sees this store's
+	// own writes; if not, the store publishes them itself.
+	publishesOwnChanges() bool
+}
+
+func newSQLStore(db *sql.DB, d dialect) *SQLStore {
+	return &SQLStore{db: db, d: d, changes: newHub()}
+}
+
+// changed publishes a change this store committed, unless the backend's
+// own notifications will (see Subscribe).
+func (s *SQLStore) changed(t Topic, id string) {
+	if !s.d.publishesOwnChanges() {
+		s.changes.publish(Change{Topic: t, ID: id})
+	}
 }
 
 func (s *SQLStore) Backend() string { return s.d.name() }
 
-func (s *SQLStore) Close() error { return s.db.Close() }
+func (s *SQLStore) Close() error {
+	s.changes.close()
+	return s.db.Close()
+}
 
 // DB exposes the handle for tests and benchmarks.
 func (s *SQLStore) DB() *sql.DB { return s.db }
@@ -187,7 +209,7 @@ func (s *SQLStore) UpdateHostIfIdle(ctx context.Context, h model.Host, expect ti
 	}
 	defer tx.Rollback() //nolint:errcheck
 	res, err := tx.ExecContext(ctx, updateHostSQL+` AND updated_at = $16 AND deleted_at IS NULL
- AND NOT EXISTS (SELECT 1 FROM host_jobs WHERE host_id = $1 AND state IN ('queued','running'))`,
+ AND NOT EXISTS (SELECT 1 FROM jobs WHERE subject_kind = 'host' AND subject_id = $1 AND state IN ('queued','running'))`,
 		append(updateHostArgs(h), ms(expect))...)
 	if err != nil {
 		return false, s.err("update host "+h.ID, err)
@@ -221,164 +243,6 @@ func (s *SQLStore) updateHost(ctx context.Context, db execer, h model.Host) erro
 	return nil
 }
 
-// ---- jobs
-
-const jobColumns = `id, host_id, action, payload, state, attempts, max_attempts, run_after, lease_owner, lease_until,
- last_error, created_at, updated_at, finished_at`
-
-func scanJob(r scanner) (model.Job, error) {
-	var j model.Job
-	var payload, action, state string
-	var runAfter, created, updated int64
-	var owner sql.NullString
-	var leaseUntil, finished sql.NullInt64
-	err := r.Scan(&j.ID, &j.HostID, &action, &payload, &state, &j.Attempts, &j.MaxAttempts, &runAfter, &owner,
-		&leaseUntil, &j.LastError, &created, &updated, &finished)
-	if err != nil {
-		return j, err
-	}
-	j.Action, j.State, j.Payload = model.Action(action), model.JobState(state), json.RawMessage(payload)
-	j.RunAfter, j.CreatedAt, j.UpdatedAt = fromMS(runAfter), fromMS(created), fromMS(updated)
-	j.LeaseOwner, j.LeaseUntil, j.FinishedAt = owner.String, nullMS(leaseUntil), nullMS(finished)
-	return j, nil
-}
-
-// EnqueueJob inserts j unless its host already has an active job. If that
-// active job is the same action, it is returned with created=false;
-// otherwise a *BusyError is returned. The partial unique index
-// host_jobs_one_active decides, so concurrent enqueues cannot both win.
-func (s *SQLStore) EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool, error) {
-	if len(j.Payload) == 0 {
-		j.Payload = json.RawMessage(`{}`)
-	}
-	for range 10 {
-		res, err := s.db.ExecContext(ctx, `INSERT INTO host_jobs (`+jobColumns+`)
- VALUES ($1,$2,$3,$4,'queued',0,$5,$6,NULL,NULL,'',$7,$7,NULL)
- ON CONFLICT (host_id) WHERE state IN ('queued','running') DO NOTHING`,
-			j.ID, j.HostID, string(j.Action), string(j.Payload), j.MaxAttempts, ms(j.RunAfter), ms(j.CreatedAt))
-		if err != nil {
-			return j, false, s.err("enqueue "+string(j.Action), err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			got, err := s.GetJob(ctx, j.ID)
-			return got, true, err
-		}
-		active, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM host_jobs
- WHERE host_id = $1 AND state IN ('queued','running')`, j.HostID))
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // the active job finished between our insert and select: try again
-		}
-		if err != nil {
-			return j, false, s.err("enqueue "+string(j.Action), err)
-		}
-		if active.Action == j.Action {
-			return active, false, nil
-		}
-		return active, false, &BusyError{Active: active}
-	}
-	return j, false, errkind.Errorf(errkind.Conflict, "enqueue %s for host %s: lost the race ten times", j.Action, j.HostID)
-}
-
-// ClaimJob takes the oldest runnable job: queued and due, or running with
-// an expired lease (its worker died). It counts the attempt.
-func (s *SQLStore) ClaimJob(ctx context.Context, c Claim) (*model.Job, error) {
-	now := ms(c.Now)
-	pick := `SELECT id FROM host_jobs WHERE ((state = 'queued' AND run_after <= $3) OR (state = 'running' AND lease_until < $3))`
-	args := []any{c.Owner, now + c.Lease.Milliseconds(), now}
-	if c.JobID != "" {
-		pick += ` AND id = $4`
-		args = append(args, c.JobID)
-	}
-	pick += ` ORDER BY run_after, created_at LIMIT 1` + s.d.skipLocked()
-	row := s.db.QueryRowContext(ctx, `UPDATE host_jobs SET state = 'running', lease_owner = $1, lease_until = $2,
- attempts = attempts + 1, updated_at = $3 WHERE id = (`+pick+`) RETURNING `+jobColumns, args...)
-	j, err := scanJob(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, s.err("claim job", err)
-	}
-	return &j, nil
-}
-
-func (s *SQLStore) HeartbeatJob(ctx context.Context, id, owner string, until time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE host_jobs SET lease_until = $3, updated_at = $4
- WHERE id = $1 AND lease_owner = $2 AND state = 'running'`, id, owner, ms(until), ms(time.Now()))
-	if err != nil {
-		return s.err("heartbeat job "+id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("heartbeat job %s: %w", id, ErrLeaseLost)
-	}
-	return nil
-}
-
-func (s *SQLStore) FinishJob(ctx context.Context, f Finish) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return s.err("finish job "+f.JobID, err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	var finished sql.NullInt64
-	if f.State == model.JobDone || f.State == model.JobFailed {
-		finished = sql.NullInt64{Int64: ms(f.Now), Valid: true}
-	}
-	res, err := tx.ExecContext(ctx, `UPDATE host_jobs SET state = $3, run_after = $4, last_error = $5, updated_at = $6,
- finished_at = $7, lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'running'`,
-		f.JobID, f.Owner, string(f.State), ms(f.RunAfter), f.Error, ms(f.Now), finished)
-	if err != nil {
-		return s.err("finish job "+f.JobID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("finish job %s: %w", f.JobID, ErrLeaseLost)
-	}
-	if f.Host != nil {
-		if err := s.updateHost(ctx, tx, *f.Host); err != nil {
-			return err
-		}
-	}
-	if f.Log != nil {
-		if _, err := s.appendLog(ctx, tx, *f.Log); err != nil {
-			return err
-		}
-	}
-	return s.err("finish job "+f.JobID, tx.Commit())
-}
-
-func (s *SQLStore) GetJob(ctx context.Context, id string) (model.Job, error) {
-	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM host_jobs WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return j, &errkind.NotFoundError{Type: "job", Name: id}
-	}
-	return j, s.err("get job "+id, err)
-}
-
-func (s *SQLStore) ListJobs(ctx context.Context, f JobFilter) ([]model.Job, error) {
-	q := `SELECT ` + jobColumns + ` FROM host_jobs WHERE ($1 = '' OR host_id = $1)`
-	if f.ActiveOnly {
-		q += ` AND state IN ('queued','running')`
-	}
-	q += ` ORDER BY created_at DESC, id`
-	if f.Limit > 0 {
-		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
-	}
-	rows, err := s.db.QueryContext(ctx, q, f.HostID)
-	if err != nil {
-		return nil, s.err("list jobs", err)
-	}
-	defer rows.Close()
-	var out []model.Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, s.err("list jobs", err)
-		}
-		out = append(out, j)
-	}
-	return out, s.err("list jobs", rows.Err())
-}
-
 // ---- cloud_vm_log
 
 func (s *SQLStore) AppendLog(ctx context.Context, e model.LogEntry) (model.LogEntry, error) {
@@ -393,11 +257,16 @@ func (s *SQLStore) appendLog(ctx context.Context, db queryRower, e model.LogEntr
 	if e.TS.IsZero() {
 		e.TS = time.Now()
 	}
-	err := db.QueryRowContext(ctx, `INSERT INTO cloud_vm_log (host_id, job_id, ts, action, status, provider, spec, runtime,
- error, pricing_version, host_status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id`,
-		e.HostID, e.JobID, ms(e.TS), e.Action, e.Status, e.Provider, string(e.Spec), string(e.Runtime),
-		e.Error, e.PricingVersion, string(e.HostStatus)).Scan(&e.ID)
+	err := db.QueryRowContext(ctx, `INSERT INTO cloud_vm_log (`+logColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id`,
+		logArgs(e)...).Scan(&e.ID)
 	return e, s.err("append cloud_vm_log", err)
+}
+
+const logColumns = `host_id, job_id, ts, action, status, provider, spec, runtime, error, pricing_version, host_status`
+
+func logArgs(e model.LogEntry) []any {
+	return []any{e.HostID, e.JobID, ms(e.TS), e.Action, e.Status, e.Provider, string(e.Spec), string(e.Runtime),
+		e.Error, e.PricingVersion, string(e.HostStatus)}
 }
 
 func (s *SQLStore) ListLog(ctx context.Context, f LogFilter) ([]model.LogEntry, error) {

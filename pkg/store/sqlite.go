@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -16,7 +17,10 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
 
-type sqliteDialect struct{ path string }
+type sqliteDialect struct {
+	path string
+	dsn  string // for the connection that watches for other processes' commits
+}
 
 func (sqliteDialect) name() string          { return "sqlite" }
 func (sqliteDialect) skipLocked() string    { return "" }
@@ -62,15 +66,16 @@ func openSQLite(ctx context.Context, path string, o Options) (*SQLStore, error) 
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	dsn := "file:" + path + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
 	}
 	// One connection: SQLite has one writer anyway, and a second
 	// connection in this process would only wait on the first.
 	db.SetMaxOpenConns(1)
-	d := sqliteDialect{path: path}
-	s := &SQLStore{db: db, d: d}
+	d := sqliteDialect{path: path, dsn: dsn}
+	s := newSQLStore(db, d)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, d.translate(err)
@@ -87,3 +92,43 @@ func openSQLite(ctx context.Context, path string, o Options) (*SQLStore, error) 
 	}
 	return s, nil
 }
+
+// watch polls PRAGMA data_version on a connection of its own: the value
+// changes whenever another connection (this process's, or another
+// process's) commits. It cannot say what changed, so every topic is told
+// to re-read.
+func (d sqliteDialect) watch(ctx context.Context, _ *SQLStore, publish func(Change), ready func()) {
+	defer ready()
+	db, err := sql.Open("sqlite", d.dsn)
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	t := time.NewTicker(SQLitePollInterval)
+	defer t.Stop()
+	last := int64(-1)
+	for {
+		var v int64
+		if err := db.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err == nil {
+			if last >= 0 && v != last {
+				for _, t := range Topics {
+					publish(Change{Topic: t})
+				}
+			}
+			last = v
+		}
+		if last >= 0 {
+			ready()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// publishesOwnChanges: only the store's own calls know what changed in
+// this process at once; other commits are seen by polling.
+func (sqliteDialect) publishesOwnChanges() bool { return false }

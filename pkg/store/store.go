@@ -1,7 +1,24 @@
 // Package store persists the control plane's state in Postgres or in an
 // embedded SQLite file. Both backends run the same SQL (written with $N
 // placeholders, which both drivers accept); they differ only in DDL, in
-// the row lock used when claiming jobs, and in how errors are translated.
+// the row lock used when claiming jobs, in how errors are translated, in
+// how change notifications reach other processes, and in how a batch of
+// finished jobs is written (on Postgres, pipelined in one round trip).
+//
+// # Change notifications
+//
+// Subscribe(ctx, topics...) delivers a Change{Topic, ID} for every
+// committed change to hosts (TopicHosts), projects (TopicProjects) and
+// jobs (TopicJobs: enqueued, claimed, finished), from every process that
+// shares the database. The queue's workers sleep on it instead of
+// polling; a dashboard or a server can follow the fleet with it. On
+// Postgres, triggers NOTIFY the channels cocalc_hosts, cocalc_projects and
+// cocalc_jobs with the row's id, and each SQLStore keeps one LISTEN
+// connection; on SQLite, a store publishes its own job changes at once
+// and sees other processes' commits by polling PRAGMA data_version every
+// SQLitePollInterval (such changes carry no id). Changes are hints to
+// re-read, never a log: a slow subscriber gets an empty-ID change in
+// place of those it missed.
 package store
 
 import (
@@ -32,12 +49,17 @@ type Store interface {
 	// wrote. Reconcile uses it so that it never overwrites a worker.
 	UpdateHostIfIdle(ctx context.Context, h model.Host, expect time.Time, log *model.LogEntry) (bool, error)
 
+	// The queue's table (jobs.go; package queue runs it).
 	EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool, error)
-	ClaimJob(ctx context.Context, c Claim) (*model.Job, error)
-	HeartbeatJob(ctx context.Context, id, owner string, until time.Time) error
-	FinishJob(ctx context.Context, f Finish) error
+	ClaimJobs(ctx context.Context, c Claim) ([]model.Job, error)
+	HeartbeatJobs(ctx context.Context, owner string, until, now time.Time) ([]string, error)
+	FinishJobs(ctx context.Context, fs []Finish) []error
+	NextJobAt(ctx context.Context) (time.Time, bool, error)
 	GetJob(ctx context.Context, id string) (model.Job, error)
 	ListJobs(ctx context.Context, f JobFilter) ([]model.Job, error)
+
+	// Subscribe watches committed changes (notify.go).
+	Subscribe(ctx context.Context, topics ...Topic) <-chan Change
 
 	AppendLog(ctx context.Context, e model.LogEntry) (model.LogEntry, error)
 	ListLog(ctx context.Context, f LogFilter) ([]model.LogEntry, error)
@@ -73,7 +95,8 @@ type HostFilter struct {
 
 // JobFilter selects jobs.
 type JobFilter struct {
-	HostID     string
+	// Subject selects one subject's jobs; a zero Kind or ID matches any.
+	Subject    model.Subject
 	ActiveOnly bool
 	Limit      int
 }
@@ -85,19 +108,21 @@ type LogFilter struct {
 	Limit   int
 }
 
-// Claim asks for the next runnable job.
+// Claim asks for runnable jobs.
 type Claim struct {
 	Owner string
 	Lease time.Duration
 	// JobID, when set, claims only that job (a CLI working its own job).
 	JobID string
+	// Limit is the most jobs to take (0 means 1).
+	Limit int
 	Now   time.Time
 }
 
-// Finish records the end of one attempt of a job, together with the host
-// update and log entry it produced, in one transaction guarded by the
-// lease: if the caller no longer owns the job, nothing is written and
-// ErrLeaseLost is returned.
+// Finish records the end of one attempt of a job, together with the
+// writes it produced (its subject's new row, a log entry), in one
+// transaction guarded by the lease: if the caller no longer owns the job,
+// nothing is written and ErrLeaseLost is returned.
 type Finish struct {
 	JobID string
 	Owner string
@@ -105,9 +130,12 @@ type Finish struct {
 	State    model.JobState
 	RunAfter time.Time
 	Error    string
-	Host     *model.Host
-	Log      *model.LogEntry
+	Writes   []Write
 	Now      time.Time
+	// Unclaim gives back a job that was claimed but never started (a
+	// worker shutting down with jobs it fetched ahead): queued again,
+	// without counting the attempt.
+	Unclaim bool
 }
 
 // CatalogRecord is a cached catalog payload.
@@ -125,11 +153,11 @@ type CatalogRecord struct {
 // errkind kind (not_found, conflict, unavailable, invalid).
 var ErrLeaseLost = errkind.New(errkind.Conflict, "job lease lost")
 
-// BusyError says a host already has an active job of another action.
+// BusyError says a subject already has an active job of another action.
 type BusyError struct{ Active model.Job }
 
 func (e *BusyError) Error() string {
-	return fmt.Sprintf("host %s has pending work: %s job %s is %s", e.Active.HostID, e.Active.Action, e.Active.ID, e.Active.State)
+	return fmt.Sprintf("%s has pending work: %s job %s is %s", e.Active.Subject, e.Active.Action, e.Active.ID, e.Active.State)
 }
 
 func (e *BusyError) ErrorKind() errkind.Kind { return errkind.Conflict }

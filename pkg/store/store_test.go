@@ -53,7 +53,7 @@ func newHost(name string) model.Host {
 }
 
 func newJob(hostID string, a model.Action) model.Job {
-	return model.Job{ID: uuid.NewString(), HostID: hostID, Action: a, MaxAttempts: 3, RunAfter: t0, CreatedAt: t0}
+	return model.Job{ID: uuid.NewString(), Subject: model.HostSubject(hostID), Action: a, MaxAttempts: 3, RunAfter: t0, CreatedAt: t0}
 }
 
 func TestHosts(t *testing.T) {
@@ -185,7 +185,7 @@ func TestEnqueueUniqueUnderConcurrency(t *testing.T) {
 		if len(distinct) != 1 || nCreated != 1 {
 			t.Fatalf("%d distinct jobs, %d created; want exactly 1 and 1", len(distinct), nCreated)
 		}
-		jobs, _ := s.ListJobs(ctx, store.JobFilter{HostID: h.ID})
+		jobs, _ := s.ListJobs(ctx, store.JobFilter{Subject: model.HostSubject(h.ID)})
 		if len(jobs) != 1 {
 			t.Fatalf("%d rows, want 1", len(jobs))
 		}
@@ -199,39 +199,39 @@ func TestClaimLeaseAndTakeover(t *testing.T) {
 		s.CreateHost(ctx, h)
 		job, _, _ := s.EnqueueJob(ctx, newJob(h.ID, model.ActionCreate))
 
-		if j, err := s.ClaimJob(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Now: t0.Add(-time.Second)}); err != nil || j != nil {
-			t.Fatalf("job is not due yet, got %v %v", j, err)
+		if j := claimOne(t, s, store.Claim{Owner: "w1", Lease: time.Minute, Now: t0.Add(-time.Second)}); j != nil {
+			t.Fatalf("job is not due yet, got %v", j)
 		}
-		j, err := s.ClaimJob(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Now: t0})
-		if err != nil || j == nil || j.ID != job.ID || j.Attempts != 1 || j.LeaseOwner != "w1" || j.State != model.JobRunning {
-			t.Fatalf("claim: %v %+v", err, j)
+		j := claimOne(t, s, store.Claim{Owner: "w1", Lease: time.Minute, Now: t0})
+		if j == nil || j.ID != job.ID || j.Attempts != 1 || j.LeaseOwner != "w1" || j.State != model.JobRunning {
+			t.Fatalf("claim: %+v", j)
 		}
-		if again, _ := s.ClaimJob(ctx, store.Claim{Owner: "w2", Lease: time.Minute, Now: t0.Add(30 * time.Second)}); again != nil {
+		if again := claimOne(t, s, store.Claim{Owner: "w2", Lease: time.Minute, Now: t0.Add(30 * time.Second)}); again != nil {
 			t.Fatalf("a leased job must not be claimed twice: %+v", again)
 		}
-		if err := s.HeartbeatJob(ctx, j.ID, "w1", t0.Add(2*time.Minute)); err != nil {
-			t.Fatal(err)
+		if ids, err := s.HeartbeatJobs(ctx, "w1", t0.Add(2*time.Minute), t0); err != nil || len(ids) != 1 || ids[0] != j.ID {
+			t.Fatalf("heartbeat: %v %v", ids, err)
 		}
-		if again, _ := s.ClaimJob(ctx, store.Claim{Owner: "w2", Lease: time.Minute, Now: t0.Add(90 * time.Second)}); again != nil {
+		if again := claimOne(t, s, store.Claim{Owner: "w2", Lease: time.Minute, Now: t0.Add(90 * time.Second)}); again != nil {
 			t.Fatalf("heartbeat should have extended the lease")
 		}
 		// w1 dies; after the lease, w2 takes over and counts the attempt.
-		taken, err := s.ClaimJob(ctx, store.Claim{Owner: "w2", Lease: time.Minute, Now: t0.Add(3 * time.Minute)})
-		if err != nil || taken == nil || taken.LeaseOwner != "w2" || taken.Attempts != 2 {
-			t.Fatalf("takeover: %v %+v", err, taken)
+		taken := claimOne(t, s, store.Claim{Owner: "w2", Lease: time.Minute, Now: t0.Add(3 * time.Minute)})
+		if taken == nil || taken.LeaseOwner != "w2" || taken.Attempts != 2 {
+			t.Fatalf("takeover: %+v", taken)
 		}
-		if err := s.HeartbeatJob(ctx, j.ID, "w1", t0.Add(4*time.Minute)); !errors.Is(err, store.ErrLeaseLost) {
-			t.Fatalf("old owner heartbeat: %v", err)
+		if ids, err := s.HeartbeatJobs(ctx, "w1", t0.Add(4*time.Minute), t0); err != nil || len(ids) != 0 {
+			t.Fatalf("the old owner's heartbeat extended %v (%v)", ids, err)
 		}
-		err = s.FinishJob(ctx, store.Finish{JobID: j.ID, Owner: "w1", State: model.JobDone, Now: t0})
+		err := finishOne(s, store.Finish{JobID: j.ID, Owner: "w1", State: model.JobDone, Now: t0})
 		if !errors.Is(err, store.ErrLeaseLost) {
 			t.Fatalf("old owner finish: %v", err)
 		}
 
 		h.Status = model.StatusRunning
 		h.LastAction = "create"
-		err = s.FinishJob(ctx, store.Finish{JobID: j.ID, Owner: "w2", State: model.JobDone, Now: t0.Add(4 * time.Minute),
-			Host: &h, Log: &model.LogEntry{HostID: h.ID, JobID: j.ID, Action: "create", Status: "done", Provider: "sim", HostStatus: model.StatusRunning}})
+		err = finishOne(s, store.Finish{JobID: j.ID, Owner: "w2", State: model.JobDone, Now: t0.Add(4 * time.Minute),
+			Writes: []store.Write{store.HostWrite{Host: h}, store.LogWrite{Entry: model.LogEntry{HostID: h.ID, JobID: j.ID, Action: "create", Status: "done", Provider: "sim", HostStatus: model.StatusRunning}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,10 +257,10 @@ func TestFinishIsAtomic(t *testing.T) {
 		h := newHost("h")
 		s.CreateHost(ctx, h)
 		s.EnqueueJob(ctx, newJob(h.ID, model.ActionStart))
-		j, _ := s.ClaimJob(ctx, store.Claim{Owner: "w", Lease: time.Minute, Now: t0})
+		j := claimOne(t, s, store.Claim{Owner: "w", Lease: time.Minute, Now: t0})
 		ghost := newHost("ghost") // not in the store: the host update fails
-		err := s.FinishJob(ctx, store.Finish{JobID: j.ID, Owner: "w", State: model.JobDone, Now: t0, Host: &ghost,
-			Log: &model.LogEntry{HostID: h.ID, Action: "start", Status: "done", Provider: "sim"}})
+		err := finishOne(s, store.Finish{JobID: j.ID, Owner: "w", State: model.JobDone, Now: t0, Writes: []store.Write{
+			store.HostWrite{Host: ghost}, store.LogWrite{Entry: model.LogEntry{HostID: h.ID, Action: "start", Status: "done", Provider: "sim"}}}})
 		if !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("want not found, got %v", err)
 		}
@@ -280,26 +280,26 @@ func TestClaimSpecificJobAndRetry(t *testing.T) {
 		s.CreateHost(ctx, b)
 		ja, _, _ := s.EnqueueJob(ctx, newJob(a.ID, model.ActionStart))
 		jb, _, _ := s.EnqueueJob(ctx, newJob(b.ID, model.ActionStart))
-		got, err := s.ClaimJob(ctx, store.Claim{Owner: "cli", Lease: time.Minute, JobID: jb.ID, Now: t0})
-		if err != nil || got == nil || got.ID != jb.ID {
-			t.Fatalf("claim by id: %v %+v", err, got)
+		got := claimOne(t, s, store.Claim{Owner: "cli", Lease: time.Minute, JobID: jb.ID, Now: t0})
+		if got == nil || got.ID != jb.ID {
+			t.Fatalf("claim by id: %+v", got)
 		}
 		// Requeue with a delay: not claimable before run_after.
-		err = s.FinishJob(ctx, store.Finish{JobID: jb.ID, Owner: "cli", State: model.JobQueued, RunAfter: t0.Add(time.Minute), Error: "429", Now: t0})
+		err := finishOne(s, store.Finish{JobID: jb.ID, Owner: "cli", State: model.JobQueued, RunAfter: t0.Add(time.Minute), Error: "429", Now: t0})
 		if err != nil {
 			t.Fatal(err)
 		}
-		next, _ := s.ClaimJob(ctx, store.Claim{Owner: "w", Lease: time.Minute, Now: t0.Add(time.Second)})
+		next := claimOne(t, s, store.Claim{Owner: "w", Lease: time.Minute, Now: t0.Add(time.Second)})
 		if next == nil || next.ID != ja.ID {
 			t.Fatalf("want job a, got %+v", next)
 		}
-		if none, _ := s.ClaimJob(ctx, store.Claim{Owner: "w", Lease: time.Minute, Now: t0.Add(2 * time.Second)}); none != nil {
+		if none := claimOne(t, s, store.Claim{Owner: "w", Lease: time.Minute, Now: t0.Add(2 * time.Second)}); none != nil {
 			t.Fatalf("job b is backing off, got %+v", none)
 		}
-		if err := s.FinishJob(ctx, store.Finish{JobID: ja.ID, Owner: "w", State: model.JobDone, Now: t0.Add(3 * time.Second)}); err != nil {
+		if err := finishOne(s, store.Finish{JobID: ja.ID, Owner: "w", State: model.JobDone, Now: t0.Add(3 * time.Second)}); err != nil {
 			t.Fatal(err)
 		}
-		retry, _ := s.ClaimJob(ctx, store.Claim{Owner: "w", Lease: time.Minute, Now: t0.Add(2 * time.Minute)})
+		retry := claimOne(t, s, store.Claim{Owner: "w", Lease: time.Minute, Now: t0.Add(2 * time.Minute)})
 		if retry == nil || retry.ID != jb.ID || retry.Attempts != 2 || retry.LastError != "429" {
 			t.Fatalf("retry: %+v", retry)
 		}
@@ -326,8 +326,8 @@ func TestUpdateHostIfIdle(t *testing.T) {
 		if logs, _ := s.ListLog(ctx, store.LogFilter{HostID: h.ID}); len(logs) != 0 {
 			t.Fatalf("skipped writes must not log: %+v", logs)
 		}
-		j, _ := s.ClaimJob(ctx, store.Claim{Owner: "w", Lease: time.Minute, Now: t0})
-		s.FinishJob(ctx, store.Finish{JobID: j.ID, Owner: "w", State: model.JobDone, Now: t0})
+		j := claimOne(t, s, store.Claim{Owner: "w", Lease: time.Minute, Now: t0})
+		finishOne(s, store.Finish{JobID: j.ID, Owner: "w", State: model.JobDone, Now: t0})
 		if ok, err := s.UpdateHostIfIdle(ctx, changed, t0, entry); !ok || err != nil {
 			t.Fatalf("idle: %v %v", ok, err)
 		}
@@ -488,4 +488,24 @@ func TestBadDatabases(t *testing.T) {
 	if err == nil || errkind.Is(err, errkind.Unavailable) {
 		t.Fatalf("a password in the URL must be refused before connecting: %v", err)
 	}
+}
+
+// claimOne claims at most one job.
+func claimOne(t *testing.T, s *store.SQLStore, c store.Claim) *model.Job {
+	t.Helper()
+	jobs, err := s.ClaimJobs(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) > 1 {
+		t.Fatalf("asked for one job, got %d", len(jobs))
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	return &jobs[0]
+}
+
+func finishOne(s *store.SQLStore, f store.Finish) error {
+	return s.FinishJobs(context.Background(), []store.Finish{f})[0]
 }

@@ -1,0 +1,118 @@
+package queue_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// An idle worker that would not look again for an hour still runs a job
+// enqueued by this process or by another one (another store on the same
+// database) at once, and a job whose retry time comes: change
+// notifications and due times wake it, not polling.
+func TestIdleWorkerIsWoken(t *testing.T) {
+	backends(t, func(tb testing.TB, st *store.SQLStore) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		svc := newService(tb, st, nil)
+		w := fastWorker(st, svc)
+		w.Idle = time.Hour
+		done := make(chan queue.Event, 10)
+		w.OnEvent = func(e queue.Event) {
+			if e.Kind == queue.EventDone || e.Kind == queue.EventRetry {
+				done <- e
+			}
+		}
+		ran := make(chan error, 1)
+		go func() { ran <- w.Run(ctx, false) }()
+		next := func(what string) queue.Event {
+			tb.Helper()
+			select {
+			case e := <-done:
+				return e
+			case err := <-ran:
+				tb.Fatalf("worker stopped: %v", err)
+			case <-time.After(30 * time.Second):
+				tb.Fatalf("%s: the idle worker was not woken within 30s", what)
+			}
+			return queue.Event{}
+		}
+		// This process.
+		sub := createHosts(tb, svc, 1)[0]
+		if e := next("enqueued here"); e.JobID != sub.Job.ID {
+			tb.Fatalf("ran %s, want %s", e.JobID, sub.Job.ID)
+		}
+		// Another process.
+		other := openStore(tb, dsnOf(st))
+		h2, err := newService(tb, other, nil).Create(ctx, hosts.CreateRequest{Name: "h2", Owner: "alice", Provider: "sim", Region: "sim-east1"})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if e := next("enqueued elsewhere"); e.JobID != h2.Job.ID {
+			tb.Fatalf("ran %s, want %s", e.JobID, h2.Job.ID)
+		}
+		// A job due in a moment.
+		h, _ := st.GetHost(ctx, sub.Host.ID)
+		later := model.Job{ID: "later-" + h.ID[:8], Subject: model.HostSubject(h.ID), Action: model.ActionRefresh,
+			MaxAttempts: 3, RunAfter: time.Now().Add(300 * time.Millisecond), CreatedAt: time.Now()}
+		if _, _, err := st.EnqueueJob(ctx, later); err != nil {
+			tb.Fatal(err)
+		}
+		if e := next("due later"); e.JobID != later.ID {
+			tb.Fatalf("ran %s, want %s", e.JobID, later.ID)
+		}
+		cancel()
+		<-ran
+	})
+}
+
+// A worker claims ahead of its free slots; when it stops, the jobs it
+// claimed ahead and never started are queued again, their attempt not
+// counted, for any worker to take at once.
+func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
+	backends(t, func(tb testing.TB, st *store.SQLStore) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		svc := newService(tb, st, nil)
+		subs := createHosts(tb, svc, 5)
+		started := make(chan string, 5)
+		blocking := handlerFunc{svc: svc, run: func(ctx context.Context, job model.Job) (queue.Result, error) {
+			started <- job.ID
+			<-ctx.Done()
+			return queue.Result{}, ctx.Err()
+		}}
+		w := fastWorker(st, blocking)
+		w.Concurrency = 1
+		ran := make(chan error, 1)
+		go func() { ran <- w.Run(ctx, false) }()
+		first := <-started
+		held := 0
+		for _, sub := range subs {
+			if j, _ := st.GetJob(ctx, sub.Job.ID); j.State == model.JobRunning && j.LeaseOwner == w.ID {
+				held++
+			}
+		}
+		if held != 2 {
+			tb.Fatalf("the worker holds %d jobs, want 2 (one running, one claimed ahead)", held)
+		}
+		cancel()
+		<-ran
+		for _, sub := range subs {
+			j, _ := st.GetJob(context.Background(), sub.Job.ID)
+			switch {
+			case j.ID == first:
+				// Interrupted: its lease runs out, then it is taken over.
+				if j.State != model.JobRunning || j.Attempts != 1 {
+					tb.Errorf("interrupted job: %s, attempt %d", j.State, j.Attempts)
+				}
+			case j.State != model.JobQueued || j.Attempts != 0 || j.LeaseOwner != "":
+				tb.Errorf("job %s after the worker stopped: %s, attempts %d, lease %q; want queued, 0, none", j.ID, j.State, j.Attempts, j.LeaseOwner)
+			}
+		}
+	})
+}
