@@ -1,24 +1,48 @@
 #!/bin/sh
-# Runs the benchmarks behind the numbers in the issue notes. Results vary
-# with the machine; compare runs with benchstat.
-#   queue throughput: sim provider at zero latency, 4 workers, SQLite and Postgres
-#   reconcile: one pass over 10,000 sim hosts
-#   list: `cocalc-hosts list` over 10,000 hosts
+# Prints one JSON report with every benchmark figure next to its reference
+# measured in the same run (see README "Benchmarks"):
+#   ./bench/run.sh            the full run (tens of minutes on 2 cores)
+#   ./bench/run.sh --short    every figure at a tiny size, in about a
+#                             minute: CI runs it to check that it runs
+# Each figure is a script bench/figures/NAME.sh that prints one JSON
+# object; a new figure (move vs btrfs send|receive, ingress vs direct,
+# token verifications/s, ...) is one more script there. A figure that
+# fails is reported as {"error": "..."} and makes the run exit 1.
+# The older per-area benchmarks (catalog, cost, bootstrap, idle memory)
+# stay in bench/more.sh.
 set -eu
 cd "$(dirname "$0")/.."
-go test ./pkg/queue -run '^$' -bench QueueThroughput -benchtime 2000x
-go test ./pkg/reconcile -run '^$' -bench Reconcile -benchtime 1x
-go test ./pkg/cli -run '^$' -bench List10k -benchtime 10x
-#   catalog: cheapest selection over 50,000 rows; serving and refreshing a cached 50,000-row catalog (SQLite)
-#   cost: `cost` over 1,000 hosts with 20 log entries each (SQLite)
-go test ./pkg/catalog -run '^$' -bench 'Select50k|CacheGet50k' -benchtime 3x
-go test ./pkg/cost -run '^$' -bench Report1000Hosts -benchtime 3x
-#   projects (root; real podman and btrfs): project start through the agent next to a raw
-#   `podman run -d` of the same image in the same run; memory of 50 idle projects on one host;
-#   `project start` end to end through the CLI and the queue (bench/project_start.sh)
-go test ./pkg/agent -run '^$' -bench ProjectStart -benchtime 20x
-go test ./pkg/agent -run '^$' -bench IdleProjects50 -benchtime 1x
-./bench/project_start.sh 10
-#   bootstrap over SSH (root): seconds from SSH reachable to agent healthy on a fresh test VM
-#   with the packages present, a real cocalc-hosts build as the agent (bench/bootstrap.sh)
-./bench/bootstrap.sh 5
+PATH="$PATH:/usr/local/go/bin"
+export PATH
+SHORT=
+case "${1:-}" in
+--short) SHORT=1 ;;
+"") ;;
+*) echo "usage: bench/run.sh [--short]" >&2; exit 2 ;;
+esac
+export SHORT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+status=0
+for f in bench/figures/*.sh; do
+	name=$(basename "$f" .sh)
+	[ "$name" != lib ] || continue
+	echo "bench: $name" >&2
+	if sh "$f" >"$tmp/$name.json" 2>"$tmp/$name.err" && jq -e . "$tmp/$name.json" >/dev/null 2>&1; then
+		:
+	else
+		status=1
+		tail -c 2000 "$tmp/$name.err" >&2
+		jq -n --rawfile e "$tmp/$name.err" '{error: ($e | .[-500:])}' >"$tmp/$name.json"
+	fi
+done
+jq -n --arg started "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+	--arg go "$(go env GOVERSION)" --argjson cpus "$(nproc)" --argjson short "$([ -n "$SHORT" ] && echo true || echo false)" \
+	'{machine: {started: $started, cpus: $cpus, load_average: $load, go: $go, short: $short}, figures: {}}' >"$tmp/report.json"
+for j in "$tmp"/*.json; do
+	name=$(basename "$j" .json)
+	[ "$name" != report ] || continue
+	jq --arg n "$name" --slurpfile v "$j" '.figures[$n] = $v[0]' "$tmp/report.json" >"$tmp/next" && mv "$tmp/next" "$tmp/report.json"
+done
+cat "$tmp/report.json"
+exit $status

@@ -20,3 +20,6 @@ fi
 # -p 2: this is sized for 2-core machines; packages that mount loop
 # devices and start servers clean up after themselves.
 go test -count=1 -p 2 -timeout 25m ./...
+# The benchmark report at a tiny size: only checks that every figure runs
+# and the report is valid JSON (bench/run.sh --short exits 1 otherwise).
+./bench/run.sh --short >/dev/null

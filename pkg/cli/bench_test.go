@@ -13,10 +13,12 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil"
 )
 
 // BenchmarkList10k measures `cocalc-hosts list` (table and JSON) over
-// 10,000 hosts in the embedded SQLite store, including opening the store.
+// 10,000 hosts (BENCH_HOSTS, if set) in the embedded SQLite store,
+// including opening the store.
 func BenchmarkList10k(b *testing.B) {
 	dir := b.TempDir()
 	b.Setenv("HOME", dir)
@@ -28,7 +30,7 @@ func BenchmarkList10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	now := time.Now()
-	for i := range 10000 {
+	for i := range testutil.BenchSize(10000) {
 		h := model.Host{ID: uuid.NewString(), Name: fmt.Sprintf("h%05d", i), Owner: "bench", Provider: "sim",
 			Region: "sim-east1", Status: model.StatusRunning, LastAction: "create", CreatedAt: now, UpdatedAt: now}
 		if err := st.CreateHost(context.Background(), h); err != nil {

@@ -120,6 +120,8 @@ type Worker struct {
 	heartbeat chan struct{}                      // closed to stop the heartbeat loop; nil when none runs
 	finishing bool                               // a goroutine is committing finishes
 	pending   []*finishing                       // finishes waiting for the next commit
+	recent    [64]string                         // jobs released lately (see own)
+	nrecent   int
 }
 
 // NewWorker returns a worker with defaults filled in.
@@ -205,16 +207,25 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 			}
 		}
 		t := time.NewTimer(jitter(wait))
-		select {
-		case err := <-ended:
-			running--
-			failure = err
-		case _, open := <-changes:
-			if !open {
-				changes = nil // the store closed: poll until ctx ends
+	wake:
+		for {
+			select {
+			case err := <-ended:
+				running--
+				failure = err
+			case c, open := <-changes:
+				if !open {
+					changes = nil // the store closed: poll until ctx ends
+					continue
+				}
+				if w.own(c.ID) {
+					// Our own claims and finishes bring no new work.
+					continue
+				}
+			case <-t.C:
+			case <-ctx.Done():
 			}
-		case <-t.C:
-		case <-ctx.Done():
+			break wake
 		}
 		t.Stop()
 	}
@@ -333,6 +344,25 @@ func (w *Worker) execute(parent context.Context, c *claimed) error {
 	return nil
 }
 
+// own reports whether job id is one this worker holds or finished lately,
+// whose changes it need not look at.
+func (w *Worker) own(id string) bool {
+	if id == "" {
+		return false // some change, unknown which: look
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.held[id]; ok {
+		return true
+	}
+	for _, r := range w.recent {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
 // hold records that job id runs here, so that heartbeats extend its lease
 // and cancel it with store.ErrLeaseLost if the lease was lost.
 func (w *Worker) hold(id string, cancel context.CancelCauseFunc) {
@@ -352,6 +382,9 @@ func (w *Worker) release(id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.held, id)
+	// Its last change (finished) may arrive after this.
+	w.recent[w.nrecent%len(w.recent)] = id
+	w.nrecent++
 	if len(w.held) == 0 && w.heartbeat != nil {
 		close(w.heartbeat)
 		w.heartbeat = nil

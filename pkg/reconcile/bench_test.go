@@ -14,11 +14,14 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/reconcile"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 	"github.com/sagemathinc/cocalc-hosts/providers/sim"
 )
 
-const benchHosts = 10_000
+// benchHosts is 10,000 unless BENCH_HOSTS says otherwise (bench/run.sh
+// --short runs it small, only to check that it runs).
+var benchHosts = testutil.BenchSize(10_000)
 
 // BenchmarkReconcile10k measures one steady-state pass (every VM matches
 // its host) over 10,000 sim hosts at zero latency: one List, one host

@@ -48,17 +48,16 @@ func (s *SQLStore) EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool
 		j.Payload = json.RawMessage(`{}`)
 	}
 	for range 10 {
-		res, err := s.db.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`)
+		got, err := scanJob(s.db.QueryRowContext(ctx, `INSERT INTO jobs (`+jobColumns+`)
  VALUES ($1,$2,$3,$4,$5,'queued',0,$6,$7,NULL,NULL,'',$8,$8,NULL)
- ON CONFLICT (subject_kind, subject_id) WHERE state IN ('queued','running') DO NOTHING`,
-			j.ID, string(j.Subject.Kind), j.Subject.ID, string(j.Action), string(j.Payload), j.MaxAttempts, ms(j.RunAfter), ms(j.CreatedAt))
-		if err != nil {
-			return j, false, s.err("enqueue "+string(j.Action), err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
+ ON CONFLICT (subject_kind, subject_id) WHERE state IN ('queued','running') DO NOTHING RETURNING `+jobColumns,
+			j.ID, string(j.Subject.Kind), j.Subject.ID, string(j.Action), string(j.Payload), j.MaxAttempts, ms(j.RunAfter), ms(j.CreatedAt)))
+		if err == nil {
 			s.changed(TopicJobs, j.ID)
-			got, err := s.GetJob(ctx, j.ID)
-			return got, true, err
+			return got, true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return j, false, s.err("enqueue "+string(j.Action), err)
 		}
 		active, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs
  WHERE subject_kind = $1 AND subject_id = $2 AND state IN ('queued','running')`, string(j.Subject.Kind), j.Subject.ID))

@@ -164,15 +164,9 @@ func (c *Cluster) URL(db string) string {
 func (c *Cluster) NewDatabase(tb testing.TB) string {
 	tb.Helper()
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
-	admin, err := sql.Open("pgx", c.URL("postgres"))
+	url, err := c.CreateDatabase(name)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	defer admin.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		tb.Fatalf("create database: %v", err)
 	}
 	tb.Cleanup(func() {
 		admin, err := sql.Open("pgx", c.URL("postgres"))
@@ -182,7 +176,23 @@ func (c *Cluster) NewDatabase(tb testing.TB) string {
 		defer admin.Close()
 		admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") //nolint:errcheck
 	})
-	return c.URL(name)
+	return url
+}
+
+// CreateDatabase creates the empty database name and returns its URL
+// (benchmarks outside tests use it; the cluster's Stop removes it).
+func (c *Cluster) CreateDatabase(name string) (string, error) {
+	admin, err := sql.Open("pgx", c.URL("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("create database: %w", err)
+	}
+	return c.URL(name), nil
 }
 
 // Main is a TestMain body for packages that use Shared.

@@ -1,0 +1,12 @@
+# shellcheck shell=sh
+# Helpers for figure scripts (sourced, not run).
+
+# gobench PKG PATTERN BENCHTIME: runs Go benchmarks and prints
+# "name ms_per_op" per result line (name without the -N CPU suffix).
+gobench() {
+	go test "$1" -run '^$' -bench "$2" -benchtime "$3" 2>&1 |
+		awk '/^Benchmark.*ns\/op/ { n = $1; sub(/-[0-9]+$/, "", n); for (i = 2; i < NF; i++) if ($(i+1) == "ns/op") printf "%s %.3f\n", n, $i / 1e6 }'
+}
+
+# ms NAME: the ms/op of benchmark NAME in the gobench output on stdin.
+ms() { awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print "null" }'; }

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Starting a project through the agent next to a raw `podman run -d` of
+# the same image with the same limits (root: real btrfs and podman).
+set -eu
+cd "$(dirname "$0")/../.."
+. bench/figures/lib.sh
+if [ "$(id -u)" -ne 0 ]; then
+	echo '{"skipped": "needs root (btrfs loop pools, podman with cgroup limits)"}'
+	exit 0
+fi
+if [ -n "${SHORT:-}" ]; then n=1x; else n=20x; fi
+out=$(gobench ./pkg/agent ProjectStart "$n")
+printf '{"agent_ms": %s, "podman_run_ms": %s}\n' \
+	"$(echo "$out" | ms BenchmarkProjectStart/agent)" "$(echo "$out" | ms BenchmarkProjectStart/podman-run)"

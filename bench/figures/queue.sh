@@ -1,0 +1,9 @@
+#!/bin/sh
+# Queue actions/s draining 20,000 and 200 queued creates with 4 workers,
+# and enqueue -> claim latency on an idle queue, on SQLite and Postgres,
+# each next to River doing the same work in the same run (bench/river, a
+# module of its own so that River is never a dependency of the product).
+set -eu
+if [ -n "${SHORT:-}" ]; then depths=40; samples=5; else depths=20000,200; samples=200; fi
+cd "$(dirname "$0")/../river"
+go run . -depths "$depths" -latency-samples "$samples"
