@@ -144,17 +144,17 @@ func BenchmarkCommitToScreenPostgres(b *testing.B) {
 		case <-w.seen:
 		default:
 		}
-		job, _, err := st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), HostID: h.ID, Action: model.ActionStop, MaxAttempts: 1,
+		job, _, err := st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: model.ActionStop, MaxAttempts: 1,
 			RunAfter: time.Now(), CreatedAt: time.Now()})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := st.ClaimJob(ctx, store.Claim{Owner: "bench", Lease: time.Minute, JobID: job.ID, Now: time.Now()}); err != nil {
+		if _, err := st.ClaimJobs(ctx, store.Claim{Owner: "bench", Lease: time.Minute, JobID: job.ID, Now: time.Now()}); err != nil {
 			b.Fatal(err)
 		}
-		hh := h
-		if err := st.FinishJob(ctx, store.Finish{JobID: job.ID, Owner: "bench", State: model.JobDone, Host: &hh, Now: time.Now(),
-			Log: &model.LogEntry{HostID: h.ID, JobID: job.ID, TS: time.Now(), Action: "stop", Status: "ok", Provider: "sim", HostStatus: h.Status}}); err != nil {
+		if err := st.FinishJobs(ctx, []store.Finish{{JobID: job.ID, Owner: "bench", State: model.JobDone, Now: time.Now(), Writes: []store.Write{
+			store.HostWrite{Host: h},
+			store.LogWrite{Entry: model.LogEntry{HostID: h.ID, JobID: job.ID, TS: time.Now(), Action: "stop", Status: "ok", Provider: "sim", HostStatus: h.Status}}}}})[0]; err != nil {
 			b.Fatal(err)
 		}
 		select {

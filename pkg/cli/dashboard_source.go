@@ -75,7 +75,7 @@ func (s *dashboardSource) Fleet(ctx context.Context) (tui.Fleet, error) {
 	if err != nil {
 		return tui.Fleet{}, err
 	}
-	jobs, err := s.st().ListJobs(ctx, store.JobFilter{ActiveOnly: true})
+	jobs, err := s.st().ListJobs(ctx, store.JobFilter{Subject: model.Subject{Kind: model.SubjectHost}, ActiveOnly: true})
 	if err != nil {
 		return tui.Fleet{}, err
 	}
@@ -84,7 +84,7 @@ func (s *dashboardSource) Fleet(ctx context.Context) (tui.Fleet, error) {
 	}
 	active := make(map[string]*model.Job, len(jobs))
 	for i := range jobs {
-		active[jobs[i].HostID] = &jobs[i]
+		active[jobs[i].Subject.ID] = &jobs[i]
 	}
 	now := s.f.Now()
 	out := tui.Fleet{Hosts: make([]tui.Host, len(hs)), Projects: ps, At: now}
@@ -153,7 +153,7 @@ func (s *dashboardSource) Host(ctx context.Context, id string) (tui.HostInfo, er
 	} else {
 		info.RecentLog = log
 	}
-	if jobs, err := s.st().ListJobs(ctx, store.JobFilter{HostID: h.ID, ActiveOnly: true}); err == nil && len(jobs) > 0 {
+	if jobs, err := s.st().ListJobs(ctx, store.JobFilter{Subject: model.HostSubject(h.ID), ActiveOnly: true}); err == nil && len(jobs) > 0 {
 		info.Host.Job = &jobs[0]
 	}
 	if c, err := s.st().ListCollaborators(ctx, h.ID); err == nil && c != nil {

@@ -192,7 +192,7 @@ func testFleet() *fleetSource {
 			{Host: model.Host{ID: "h3", Name: "sim-a100", Owner: "bob", Provider: "sim", Region: "sim-east1", Status: model.StatusProvisioning,
 				HourlyPrice: 3.2, LastAction: "create", CreatedAt: t0.Add(-3 * time.Minute),
 				Spec: model.HostSpec{MachineType: "sim-a100-1", GPUModel: "a100", GPUCount: 1}},
-				Job: &model.Job{ID: "j1", HostID: "h3", Action: model.ActionCreate, State: model.JobRunning, Attempts: 1}},
+				Job: &model.Job{ID: "j1", Subject: model.HostSubject("h3"), Action: model.ActionCreate, State: model.JobRunning, Attempts: 1}},
 		}, Projects: []model.Project{
 			{ID: "p1aaaaaa-1111", Title: "thesis", Owner: "alice", HostID: "h1", Image: "cocalc-base", State: model.ProjectRunning,
 				Limits:       model.ProjectLimits{MemoryBytes: 2 << 30, CPUs: 1.5, DiskBytes: 10 << 30},
