@@ -124,7 +124,7 @@ func BenchmarkCommitToScreenPostgres(b *testing.B) {
 	}
 	want := &atomic.Value{}
 	want.Store(model.StatusRunning)
-	w := watcher{Model: tui.New(src, tui.Options{Refresh: 250 * time.Millisecond, Timeout: 10 * time.Second, Context: ctx}),
+	w := watcher{Model: tui.New(src, tui.Options{Refresh: 250 * time.Millisecond, Timeout: time.Minute, Context: ctx}),
 		want: want, seen: make(chan struct{}, 1)}
 	p := tea.NewProgram(w, tea.WithContext(ctx), tea.WithInput(nil), tea.WithOutput(io.Discard), tea.WithoutSignalHandler())
 	go p.Run() //nolint:errcheck // ended by cancel
