@@ -562,9 +562,23 @@ func (s *dashboardSource) Shell(ctx context.Context, id string) (tui.Command, er
 	return &dashboardShell{ctx: s.ctx, s: s, project: id}, nil
 }
 
-// Changes: direct mode has no change events yet (issue 15 adds Postgres
-// LISTEN/NOTIFY); the dashboard polls.
-func (s *dashboardSource) Changes(context.Context) <-chan struct{} { return nil }
+// Changes forwards the store's committed changes to hosts, projects and
+// jobs (Postgres LISTEN/NOTIFY; SQLite polls its data version), folded
+// into one pending signal: the dashboard re-reads on each.
+func (s *dashboardSource) Changes(ctx context.Context) <-chan struct{} {
+	in := s.st().Subscribe(ctx)
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		for range in {
+			select {
+			case out <- struct{}{}:
+			default: // one re-read is already due
+			}
+		}
+	}()
+	return out
+}
 
 // dashboardShell is `project shell` run by the dashboard on its terminal.
 type dashboardShell struct {
