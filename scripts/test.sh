@@ -23,3 +23,5 @@ go test -count=1 -p 2 -timeout 25m ./...
 # The benchmark report at a tiny size: only checks that every figure runs
 # and the report is valid JSON (bench/run.sh --short exits 1 otherwise).
 ./bench/run.sh --short >/dev/null
+# Every fuzz target for a few seconds (bench/fuzz.sh runs them longer).
+./bench/fuzz.sh 3s

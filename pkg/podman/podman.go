@@ -323,6 +323,11 @@ func (p *Podman) List(ctx context.Context, labels ...string) ([]Container, error
 	if err != nil {
 		return nil, err
 	}
+	return parsePS(out)
+}
+
+// parsePS reads `podman ps --format json`.
+func parsePS(out string) ([]Container, error) {
 	var entries []psEntry
 	if err := json.Unmarshal([]byte(out), &entries); err != nil {
 		return nil, fmt.Errorf("podman ps: unexpected output: %w", err)

@@ -130,6 +130,11 @@ func (c *Client) once(ctx context.Context, op, method, path, key string, body []
 	return c.Decode(op, method, path, resp, raw, out)
 }
 
+// MaxRetryAfter caps the wait a Retry-After header can ask for: a server
+// asking for more (or for so many seconds that they overflow, as fuzzing
+// found) is asked again after a day.
+const MaxRetryAfter = 24 * time.Hour
+
 // ParseRetryAfter reads a Retry-After header: delay-seconds or an
 // HTTP-date (RFC 9110 §10.2.3). Zero means none given.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
@@ -141,11 +146,14 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		if s < 0 {
 			return 0
 		}
+		if s > int(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
 		return time.Duration(s) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, MaxRetryAfter)
 		}
 	}
 	return 0
