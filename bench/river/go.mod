@@ -1,6 +1,6 @@
 module github.com/sagemathinc/cocalc-hosts/bench/river
 
-go 1.26.0
+go 1.26.7
 
 require (
 	github.com/google/uuid v1.6.0
