@@ -70,6 +70,8 @@ type Config struct {
 	// stop is a hibernate). The agent keeps and reports the policy, and
 	// stops the projects when it is reached.
 	IdleStopByControlPlane bool `json:"idle_stop_by_control_plane,omitempty"`
+	// Ingress is where users reach projects directly (ingress.go).
+	Ingress IngressConfig `json:"ingress,omitempty"`
 }
 
 // idleStopper says who stops this host once it is idle past its policy
@@ -105,6 +107,9 @@ func (c Config) Validate() error {
 	case agentapi.StorageBtrfs, agentapi.StorageDirectory:
 	default:
 		return fmt.Errorf("storage_kind %q is not %q or %q", c.StorageKind, agentapi.StorageBtrfs, agentapi.StorageDirectory)
+	}
+	if err := c.Ingress.validate(); err != nil {
+		return err
 	}
 	return c.validateProjects()
 }
@@ -175,6 +180,12 @@ func Main(ctx context.Context, configPath string) error {
 		return err
 	}
 	defer s.stopProjects()
+	if err := s.startAccess(); err != nil {
+		logger.Error("refusing to start", "err", err)
+		return err
+	}
+	s.startIngress()
+	defer s.stopIngress()
 	srv := &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -295,12 +306,16 @@ type server struct {
 	proj     *runtime
 	selfStop chan struct{}
 	cancel   context.CancelFunc
+	// Who may reach projects, and the listeners they use (ingress.go).
+	access  *accessCache
+	ingress *ingress
 }
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.StatusPath, s.handleStatus)
 	s.projectRoutes(mux)
+	s.accessRoutes(mux)
 	return mux
 }
 

@@ -99,19 +99,7 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) runExec(ctx context.Context, cancel context.CancelFunc, conn net.Conn, in *bufio.Reader, wmu *sync.Mutex, container string, req agentapi.ExecRequest) (int, error) {
-	workdir := req.Workdir
-	if workdir == "" {
-		workdir = ProjectHome
-	}
-	opts := podman.ExecOptions{
-		User: fmt.Sprintf("%d:%d", ProjectUID, ProjectGID), Workdir: workdir,
-		Env:         append([]string{"HOME=" + ProjectHome}, req.Env...),
-		Interactive: req.Stdin || req.TTY, TTY: req.TTY,
-	}
-	if req.TTY {
-		opts.Env = append(opts.Env, "TERM="+termOf(req.Env))
-	}
-	cmd := s.proj.pm.Command(ctx, podman.ExecArgs(container, opts, req.Command)...)
+	cmd := s.proj.execCommand(ctx, container, req)
 	stdout := agentapi.FrameWriter{Mu: wmu, W: conn, Typ: agentapi.FrameStdout}
 	stderr := agentapi.FrameWriter{Mu: wmu, W: conn, Typ: agentapi.FrameStderr}
 
@@ -119,26 +107,12 @@ func (s *server) runExec(ctx context.Context, cancel context.CancelFunc, conn ne
 	var ptm *os.File
 	var copied chan struct{}
 	if req.TTY {
-		m, sl, err := openPTY()
+		m, err := startWithPTY(cmd, agentapi.WindowSize{Rows: req.Rows, Cols: req.Cols})
 		if err != nil {
-			return -1, fmt.Errorf("exec: terminal: %w", err)
+			return -1, err
 		}
 		ptm, stdin = m, m
 		defer m.Close()
-		rows, cols := req.Rows, req.Cols
-		if rows == 0 || cols == 0 {
-			rows, cols = 24, 80
-		}
-		setWinsize(m, agentapi.WindowSize{Rows: rows, Cols: cols}) //nolint:errcheck
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = sl, sl, sl
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-		if err := cmd.Start(); err != nil {
-			sl.Close()
-			return -1, fmt.Errorf("exec: %w", err)
-		}
-		// Our copy of the terminal's slave side must go, or reading the
-		// master would never end when the command does.
-		sl.Close()
 		copied = make(chan struct{})
 		go func() {
 			defer close(copied)
@@ -189,6 +163,13 @@ func (s *server) runExec(ctx context.Context, cancel context.CancelFunc, conn ne
 	if copied != nil {
 		<-copied
 	}
+	return exitCode(ctx, err)
+}
+
+// exitCode is how a command that Wait returned err for ended: its exit
+// status (128+signal when killed, as shells say), or an error when it
+// could not run at all.
+func exitCode(ctx context.Context, err error) (int, error) {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -200,6 +181,48 @@ func (s *server) runExec(ctx context.Context, cancel context.CancelFunc, conn ne
 		return -1, fmt.Errorf("exec: %w", err)
 	}
 	return 0, nil
+}
+
+// execCommand is the podman command that runs req in a project's
+// container, as the project's user in its home.
+func (r *runtime) execCommand(ctx context.Context, container string, req agentapi.ExecRequest) *exec.Cmd {
+	workdir := req.Workdir
+	if workdir == "" {
+		workdir = ProjectHome
+	}
+	opts := podman.ExecOptions{
+		User: fmt.Sprintf("%d:%d", ProjectUID, ProjectGID), Workdir: workdir,
+		Env:         append([]string{"HOME=" + ProjectHome}, req.Env...),
+		Interactive: req.Stdin || req.TTY, TTY: req.TTY,
+	}
+	if req.TTY {
+		opts.Env = append(opts.Env, "TERM="+termOf(req.Env))
+	}
+	return r.pm.Command(ctx, podman.ExecArgs(container, opts, req.Command)...)
+}
+
+// startWithPTY starts cmd on a new terminal of size ws (80x24 if unset)
+// and returns the terminal's master side.
+func startWithPTY(cmd *exec.Cmd, ws agentapi.WindowSize) (*os.File, error) {
+	m, sl, err := openPTY()
+	if err != nil {
+		return nil, fmt.Errorf("exec: terminal: %w", err)
+	}
+	if ws.Rows == 0 || ws.Cols == 0 {
+		ws = agentapi.WindowSize{Rows: 24, Cols: 80}
+	}
+	setWinsize(m, ws) //nolint:errcheck
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = sl, sl, sl
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	err = cmd.Start()
+	// Our copy of the terminal's slave side must go, or reading the
+	// master would never end when the command does.
+	sl.Close()
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("exec: %w", err)
+	}
+	return m, nil
 }
 
 func containerProject(name string) string { return strings.TrimPrefix(name, ContainerPrefix) }

@@ -109,6 +109,9 @@ type runtime struct {
 	idle       agentapi.IdlePolicy
 	statePath  string
 	dirty      bool
+	// netns finds project containers' network namespaces for the
+	// ingress (netns_linux.go).
+	netns netnsCache
 }
 
 func newRuntime(cfg Config, log *slog.Logger) (*runtime, error) {

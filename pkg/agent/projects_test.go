@@ -31,7 +31,11 @@ import (
 const agentConfigEnv = "COCALC_AGENT_TEST_CONFIG"
 
 func TestMain(m *testing.M) {
+	if code, ok := ingressTestMain(); ok {
+		os.Exit(code)
+	}
 	if cfg := os.Getenv(agentConfigEnv); cfg != "" {
+		SFTPHelper = []string{os.Args[0], sftpHelperArg}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		err := Main(ctx, cfg)
 		stop()

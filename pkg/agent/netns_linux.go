@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
+)
+
+// The ingress reaches a port inside a project by connecting to it from
+// within the container's own network namespace, on its loopback: a server
+// that listens on localhost only (Jupyter's default) is reachable, and
+// nothing depends on how podman wires the container's network.
+
+// netnsRef is a project container's network namespace as last seen: the
+// pid of its first process and the namespace's inode. A pid that has
+// gone, or was reused by a process in another namespace, no longer shows
+// that inode, so a stale entry can never lead into another namespace.
+type netnsRef struct {
+	pid int
+	ino uint64
+}
+
+type netnsCache struct {
+	mu   sync.Mutex
+	refs map[string]netnsRef
+}
+
+func nsPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/net" }
+
+func nsInode(pid int) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(nsPath(pid), &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// errNotRunning says that a project has no running container.
+func errNotRunning(id string) error {
+	return perr(agentapi.CodeNotRunning, "project %s is not running", id)
+}
+
+// projectNetns returns the pid whose network namespace is project id's,
+// asking podman only when the cached one is gone.
+func (r *runtime) projectNetns(ctx context.Context, id string) (int, error) {
+	r.netns.mu.Lock()
+	ref, ok := r.netns.refs[id]
+	r.netns.mu.Unlock()
+	if ok {
+		if ino, err := nsInode(ref.pid); err == nil && ino == ref.ino {
+			return ref.pid, nil
+		}
+	}
+	c, err := r.container(ctx, id)
+	if errors.Is(err, podman.ErrNotFound) || (err == nil && (!c.Running() || c.PID <= 0)) {
+		r.forgetNetns(id)
+		return 0, errNotRunning(id)
+	}
+	if err != nil {
+		return 0, err
+	}
+	ino, err := nsInode(c.PID)
+	if err != nil {
+		return 0, errNotRunning(id) // it stopped just now
+	}
+	r.netns.mu.Lock()
+	if r.netns.refs == nil {
+		r.netns.refs = map[string]netnsRef{}
+	}
+	r.netns.refs[id] = netnsRef{pid: c.PID, ino: ino}
+	r.netns.mu.Unlock()
+	return c.PID, nil
+}
+
+func (r *runtime) forgetNetns(id string) {
+	r.netns.mu.Lock()
+	delete(r.netns.refs, id)
+	r.netns.mu.Unlock()
+}
+
+// dialProject connects to port on the loopback inside project id.
+func (r *runtime) dialProject(ctx context.Context, id string, port int) (net.Conn, error) {
+	pid, err := r.projectNetns(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dialInNetns(ctx, pid, "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return nil, fmt.Errorf("project %s port %d: %w", id, port, err)
+	}
+	return c, nil
+}
+
+// dialInNetns connects to addr from the network namespace of pid. The
+// socket is made while this goroutine's thread is in that namespace (a
+// socket stays in the namespace it was made in); the thread then goes
+// back. A thread that cannot go back is never used again: it stays locked
+// and ends with the goroutine.
+func dialInNetns(ctx context.Context, pid int, addr string) (net.Conn, error) {
+	target, err := os.Open(nsPath(pid))
+	if err != nil {
+		return nil, fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	defer target.Close()
+	goruntime.LockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		goruntime.UnlockOSThread()
+		return nil, err
+	}
+	defer self.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		goruntime.UnlockOSThread()
+		return nil, fmt.Errorf("enter network namespace of pid %d: %w", pid, err)
+	}
+	var d net.Dialer
+	c, derr := d.DialContext(ctx, "tcp", addr)
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		// Leave the thread locked: the runtime ends it with this
+		// goroutine instead of running others in the wrong namespace.
+		if c != nil {
+			c.Close()
+		}
+		return nil, fmt.Errorf("leave network namespace of pid %d: %w", pid, err)
+	}
+	goruntime.UnlockOSThread()
+	return c, derr
+}
