@@ -9,11 +9,14 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -249,7 +252,9 @@ func (ih *ingressHost) get(path string, hdr map[string]string) (int, string, htt
 	return resp.StatusCode, string(b), resp.Header
 }
 
-func bearerHdr(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+func bearerHdr(tok string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + tok}
+}
 
 func seenOf(t *testing.T, body string) appSeen {
 	t.Helper()
@@ -645,4 +650,144 @@ func TestIngressSSH(t *testing.T) {
 	if st, err := ih.client.Project(tctx(t), a); err != nil || st.State != agentapi.ProjectRunning {
 		t.Fatalf("project after the login: %+v %v", st, err)
 	}
+}
+
+// openSSHFiles writes what OpenSSH's client needs to log in to project
+// with a certificate: the key, its certificate and the host's pinned key.
+// It returns the ssh options that use them.
+func (ih *ingressHost) openSSHFiles(t *testing.T, account, project string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	signer, priv := userKey(t)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(key, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ih.keys.SignCert(tokens.CertGrant{Account: account, Project: project, HostID: ih.cfg.HostID,
+		PublicKey: signer.PublicKey(), Validity: 10 * time.Minute, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(ih.info.SSHAddr)
+	kh := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(kh, []byte(fmt.Sprintf("[%s]:%s %s\n", host, port, ih.info.SSHHostKey)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-F", "/dev/null", "-i", key, "-o", "CertificateFile=" + key + "-cert.pub", "-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"}
+}
+
+func runTool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// OpenSSH's own clients through the SSH ingress: ssh (a command, a
+// terminal), scp and sftp (as the project's user, inside the container's
+// filesystem), and ssh -L to a server on the project's localhost.
+func TestIngressOpenSSH(t *testing.T) {
+	for _, tool := range []string{"ssh", "scp", "sftp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing; run scripts/install-deps.sh", tool)
+		}
+	}
+	ih := newIngressHost(t)
+	a := ih.newProject(agentapi.Limits{MemoryBytes: 256 * mib}, 0)
+	ih.push(time.Hour, map[string][]string{a: {"alice"}}, nil)
+	ih.startApp(a, 8888)
+	opts := ih.openSSHFiles(t, "alice", a)
+	host, port, _ := net.SplitHostPort(ih.info.SSHAddr)
+	dest := a + "@" + host
+	sshArgs := func(more ...string) []string { return append(append(append([]string{}, opts...), "-p", port), more...) }
+
+	if out := runTool(t, "ssh", sshArgs(dest, "id -u; pwd; hostname")...); out != "1000\n/home/user\nproject-"+a[:8]+"\n" {
+		t.Fatalf("ssh command: %q", out)
+	}
+	if out := runTool(t, "ssh", sshArgs("-tt", dest, "tty; echo $TERM")...); !strings.Contains(out, "/dev/pts/") {
+		t.Fatalf("ssh -tt: %q", out)
+	}
+
+	dir := t.TempDir()
+	local := filepath.Join(dir, "up.bin")
+	payload := make([]byte, 3<<20)
+	rand.Read(payload) //nolint:errcheck
+	if err := os.WriteFile(local, payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runTool(t, "scp", append(append(append([]string{}, opts...), "-P", port), local, dest+":up.bin")...)
+	if out := ih.mustRun(a, "stat -c '%u %s' ~/up.bin"); out != fmt.Sprintf("1000 %d\n", len(payload)) {
+		t.Fatalf("uploaded with scp: %q", out)
+	}
+	back := filepath.Join(dir, "back.bin")
+	runTool(t, "scp", append(append(append([]string{}, opts...), "-P", port), dest+":up.bin", back)...)
+	if b, err := os.ReadFile(back); err != nil || string(b) != string(payload) {
+		t.Fatalf("scp back: %v (%d bytes)", err, len(b))
+	}
+
+	batch := filepath.Join(dir, "batch")
+	os.WriteFile(batch, []byte("put "+local+" via-sftp.bin\nls -l\nget /etc/hostname "+filepath.Join(dir, "hostname")+"\n"), 0o600) //nolint:errcheck
+	out := runTool(t, "sftp", append(append(append([]string{}, opts...), "-P", port, "-b", batch), dest)...)
+	if !strings.Contains(out, "via-sftp.bin") {
+		t.Fatalf("sftp ls: %s", out)
+	}
+	// The root sftp sees is the container's: its /etc/hostname.
+	if b, _ := os.ReadFile(filepath.Join(dir, "hostname")); strings.TrimSpace(string(b)) != "project-"+a[:8] {
+		t.Fatalf("sftp's /etc/hostname: %q", b)
+	}
+	if out := ih.mustRun(a, "stat -c %u ~/via-sftp.bin"); out != "1000\n" {
+		t.Fatalf("sftp upload owner: %q", out)
+	}
+
+	// ssh -L to the app, which listens on the project's localhost only.
+	lport := freePort(t)
+	fwd := exec.Command("ssh", sshArgs("-N", "-o", "ExitOnForwardFailure=yes", "-L", fmt.Sprintf("127.0.0.1:%d:localhost:8888", lport), dest)...)
+	fwd.Stderr = os.Stderr
+	if err := fwd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { fwd.Process.Kill(); fwd.Wait() }() //nolint:errcheck
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/through-the-tunnel", lport))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if s := seenOf(t, string(b)); s.Project != a || s.RequestURI != "/through-the-tunnel" {
+				t.Fatalf("through ssh -L: %+v", s)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh -L: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Forwarding anywhere but the project's localhost is refused (the
+	// reason is in the client's verbose log).
+	cmd := exec.Command("ssh", append([]string{"-v"}, sshArgs("-W", "10.88.0.1:22", dest)...)...)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "only ports on the project's own localhost") {
+		t.Fatalf("ssh -W to another address: %v %s", err, out)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
