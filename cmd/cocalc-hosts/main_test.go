@@ -97,6 +97,7 @@ func runScripts(t *testing.T, backend string) {
 			"lambdafake":     cmdLambdaFake,
 			"lambdareqs":     cmdLambdaRequests,
 			"lambdacapacity": cmdLambdaCapacity,
+			"ingressget":     cmdIngressGet,
 		},
 	})
 }

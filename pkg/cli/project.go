@@ -61,8 +61,15 @@ project.` + asHelp,
 	} {
 		cmd.AddCommand(c)
 	}
+	for _, make := range projectSubcommands {
+		cmd.AddCommand(make(f, as))
+	}
 	return cmd
 }
+
+// projectSubcommands are `project` subcommands that files add from init
+// functions, so that a new verb is one new file.
+var projectSubcommands []func(*Factory, *asFlag) *cobra.Command
 
 // projectsService returns the project domain on the factory's store, with
 // the host service reaching the agents.
@@ -76,6 +83,9 @@ func projectsService(ctx context.Context, f *Factory) (*projects.Service, error)
 	if cfg, err := f.Config(); err == nil {
 		if n := cfg.Int("worker.max_attempts"); n > 0 {
 			ps.MaxAttempts = n
+		}
+		if err := configureIngress(ps, cfg, f.Now); err != nil {
+			return nil, err
 		}
 	}
 	return ps, nil

@@ -201,6 +201,9 @@ func (f *Factory) makeSSH(ctx context.Context) error {
 		return usagef("config bootstrap.snapshot_interval: %q is not a duration (like 1h, or 0 for no scheduled snapshots)", cfg.String("bootstrap.snapshot_interval"))
 	}
 	b.IdleCheckInterval, b.SnapshotInterval = cfg.String("bootstrap.idle_check_interval"), cfg.String("bootstrap.snapshot_interval")
+	if err := configureBootIngress(f, b, cfg); err != nil {
+		return err
+	}
 	// Looked up when a host is bootstrapped, not now: opening a provider
 	// hands it the SSH pool that this function is making.
 	b.Provider = func(ctx context.Context, name string) (provider.Provider, error) {

@@ -32,9 +32,10 @@ database; each action runs once. A worker that dies leaves its job to be
 taken over when its lease expires. With --drain the worker exits when no
 job is queued or running. The worker also reconciles the database with the
 providers every worker.reconcile_interval, refreshes expired catalogs and
-recomputes usage every catalog.refresh_interval, and records the states of
+recomputes usage every catalog.refresh_interval, records the states of
 projects their hosts stopped (for being idle) every
-worker.project_sync_interval (none of these with --drain).`,
+worker.project_sync_interval, and refreshes the running hosts' access lists
+every ingress.acl_ttl (none of these with --drain).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -111,6 +112,13 @@ func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
 	}
 	if !o.Drain && o.ProjectSyncInterval > 0 {
 		go projectSyncLoop(ctx, f, o.ProjectSyncInterval)
+	}
+	if !o.Drain {
+		if every, err := cfg.Duration("ingress.acl_ttl"); err != nil {
+			return usageErr(err)
+		} else if every > 0 {
+			go accessLoop(ctx, f, every)
+		}
 	}
 	if !f.jsonOutput() {
 		fmt.Fprintf(f.IO.ErrOut, "worker %s: %d at once, lease %s\n", w.ID, w.Concurrency, w.Lease)

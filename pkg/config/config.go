@@ -58,6 +58,16 @@ var defaults = map[string]any{
 	"bootstrap.secrets":                  "",
 	"bootstrap.idle_check_interval":      "30s",
 	"bootstrap.snapshot_interval":        "1h",
+
+	// Connect tokens, SSH certificates and the hosts' ingress (pkg/tokens).
+	"tokens.signing_keys":      "", // default: signing_keys.json in the state dir
+	"tokens.ttl":               "15m",
+	"tokens.ssh_cert_validity": "30m",
+	"ingress.acl_ttl":          "1m",
+	"ingress.acl_max_stale":    "10m",
+	"ingress.https_port":       443,
+	"ingress.ssh_port":         2222,
+	"ingress.session_ttl":      "12h",
 }
 
 // Descriptions of keys, for `config list`.
@@ -93,6 +103,16 @@ var Descriptions = map[string]string{
 	"bootstrap.secrets":                  "secrets installed on every host as /etc/cocalc-hosts/secrets/NAME (root, 0600): NAME=FILE[,NAME=FILE...], each FILE mode 0600",
 	"bootstrap.idle_check_interval":      "how often the agent of a bootstrapped host samples project activity",
 	"bootstrap.snapshot_interval":        "how often the agent of a bootstrapped host snapshots projects that were active (0: never)",
+
+	// Connect tokens, SSH certificates and the hosts' ingress (pkg/tokens).
+	"tokens.signing_keys":      "the keys that sign connect tokens and SSH certificates (a 0600 file, made on first use; default: signing_keys.json in the state directory); `cocalc-hosts keys rotate` rotates them",
+	"tokens.ttl":               "how long a connect token from `project open` is valid",
+	"tokens.ssh_cert_validity": "how long an SSH certificate from `project ssh`/`ssh-config` is valid",
+	"ingress.acl_ttl":          "how often `worker` refreshes each running host's access list (a revoked collaborator is refused within this time)",
+	"ingress.acl_max_stale":    "how long a host keeps serving with an access list the control plane has not refreshed, before it refuses everyone",
+	"ingress.https_port":       "the TCP port of a bootstrapped host's HTTPS ingress (0: off)",
+	"ingress.ssh_port":         "the TCP port of a bootstrapped host's SSH ingress (0: off)",
+	"ingress.session_ttl":      "how long a browser session on a host's HTTPS ingress lasts",
 }
 
 // ConfigDir is $XDG_CONFIG_HOME/cocalc-hosts (or ~/.config/cocalc-hosts).

@@ -22,6 +22,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/tokens"
 )
 
 // Agents opens clients to host agents; *hosts.Service is one (it refuses
@@ -43,6 +44,11 @@ type Service struct {
 	// DiskOvercommit is how far the disk quotas of a host's projects may
 	// add up beyond its pool (1 = not at all).
 	DiskOvercommit float64
+	// Keys loads the signing keys for connect tokens and SSH certificates
+	// (nil: the ingress cannot be used); Ingress are its settings
+	// (access_list.go, connect.go).
+	Keys    func() (*tokens.Keyring, error)
+	Ingress IngressSettings
 }
 
 // New returns a service with defaults.

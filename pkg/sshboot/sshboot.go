@@ -23,6 +23,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,38 @@ type Bootstrapper struct {
 	// Provider returns the provider named by a host. It decides whether
 	// the host's machine may power itself off when idle; nil means never.
 	Provider func(ctx context.Context, name string) (provider.Provider, error)
+	// Ingress is where the agent's ingress listens (ports 0: off).
+	Ingress Ingress
+	// AccessList returns the access list a host starts with, written into
+	// its agent config (nil: none; the control plane pushes one later).
+	AccessList func(ctx context.Context, h model.Host) (*agentapi.AccessList, error)
+}
+
+// Ingress are the bootstrapped agents' ingress settings.
+type Ingress struct {
+	HTTPSPort  int
+	SSHPort    int
+	SessionTTL string
+}
+
+// agentIngress is h's ingress config: every address, and a certificate
+// for the names the host is known by.
+func (in Ingress) agentIngress(h model.Host) agent.IngressConfig {
+	c := agent.IngressConfig{SessionTTL: in.SessionTTL}
+	if in.HTTPSPort > 0 {
+		c.HTTPSAddr = ":" + strconv.Itoa(in.HTTPSPort)
+	}
+	if in.SSHPort > 0 {
+		c.SSHAddr = ":" + strconv.Itoa(in.SSHPort)
+	}
+	var names []string
+	for _, n := range []string{h.Runtime.DNSName, h.Runtime.PublicIP, h.Runtime.SSHHost, h.Runtime.PrivateIP} {
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	c.TLSNames = strings.Join(names, ",")
+	return c
 }
 
 var _ hosts.Bootstrapper = (*Bootstrapper)(nil)
@@ -422,6 +455,7 @@ func (b *Bootstrapper) agentConfig(ctx context.Context, h model.Host) (agent.Con
 		ImageCacheDir:     ImageCacheDir,
 		IdleCheckInterval: b.IdleCheckInterval,
 		SnapshotInterval:  b.SnapshotInterval,
+		Ingress:           b.Ingress.agentIngress(h),
 	}
 	switch how, err := b.idleStop(ctx, h); {
 	case err != nil:
@@ -457,6 +491,17 @@ func (b *Bootstrapper) files(ctx context.Context, h model.Host) ([]file, string,
 	if err != nil {
 		return nil, "", nil, err
 	}
+	// The id covers the settings, not the access list of the moment: a
+	// host whose settings did not change is not bootstrapped again.
+	idJSON, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if b.AccessList != nil {
+		if cfg.Ingress.InitialAccess, err = b.AccessList(ctx, h); err != nil {
+			return nil, "", nil, fmt.Errorf("access list for host %s: %w", h.Name, err)
+		}
+	}
 	agentJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, "", nil, err
@@ -489,7 +534,7 @@ func (b *Bootstrapper) files(ctx context.Context, h model.Host) ([]file, string,
 	sort.Strings(names)
 
 	idh := sha256.New()
-	fmt.Fprintf(idh, "%s\x00%s\x00%s\x00", bootstrap.Digest(), conf.String(), agentJSON)
+	fmt.Fprintf(idh, "%s\x00%s\x00%s\n\x00", bootstrap.Digest(), conf.String(), idJSON)
 	for _, n := range names {
 		sum := sha256.Sum256(secrets[n])
 		fmt.Fprintf(idh, "%s=%x\x00", n, sum)

@@ -84,6 +84,7 @@ type Store interface {
 	BootStore    // bootlog.go: boot logs and pinned host keys
 	ProjectStore // projects.go: projects on hosts
 	CostStore    // cost.go: pricing cache and usage
+	IngressStore // ingress.go: project collaborators, account SSH keys, hosts' ingress
 }
 
 // HostFilter selects hosts. Zero values select everything live.

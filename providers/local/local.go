@@ -709,5 +709,8 @@ func agentConfig(r record, ps paths) agent.Config {
 		PoolPath:    ps.pool,
 		StorageKind: r.Storage,
 		LogPath:     ps.log,
+		// A local host's ingress is for this machine only, on ports the
+		// agent picks (it reports them with every access list push).
+		Ingress: agent.IngressConfig{HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", TLSNames: "127.0.0.1,localhost"},
 	}
 }

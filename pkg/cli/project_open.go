@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"runtime"
+
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	projectSubcommands = append(projectSubcommands, func(f *Factory, as *asFlag) *cobra.Command { return newProjectOpenCmd(f, as, nil) })
+}
+
+// ProjectOpenOptions are the inputs of `project open`.
+type ProjectOpenOptions struct {
+	Project string
+	Port    int
+	Browser bool
+}
+
+func newProjectOpenCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectOpenOptions) error) *cobra.Command {
+	o := &ProjectOpenOptions{}
+	cmd := &cobra.Command{
+		Use:   "open PROJECT --port N [--browser]",
+		Short: "Print a URL that reaches a port inside a project, through its host",
+		Long: `Print a URL that reaches port N inside the project's container (a Jupyter
+server, a web app) through its host's HTTPS ingress, directly, without the
+control plane in between. The URL carries a connect token that is valid for
+tokens.ttl; a browser that opens it gets a session cookie for that project
+port on that host, and the token is dropped from the address. The link works
+once: open a new one for another browser.
+
+The server sees the full path /PROJECT/port/N/...: configure its base URL
+(for Jupyter: --ServerApp.base_url=/PROJECT/port/N/). A host without a DNS
+name and ACME certificate uses a self-signed certificate: its SHA-256 is
+printed so you can check what your browser shows.`,
+		Example: `  cocalc-hosts project open $P --port 8888
+  cocalc-hosts project open $P --port 8888 --browser`,
+		ValidArgsFunction: completeProjects(f, as),
+		Args:              oneProject,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Project = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runProjectOpen(cmd.Context(), f, as, o)
+		},
+	}
+	cmd.Flags().IntVar(&o.Port, "port", 0, "the port inside the project (1-65535)")
+	cmd.Flags().BoolVar(&o.Browser, "browser", false, "open the URL in a browser")
+	cmd.MarkFlagRequired("port") //nolint:errcheck
+	return cmd
+}
+
+func runProjectOpen(ctx context.Context, f *Factory, as *asFlag, o *ProjectOpenOptions) error {
+	if o.Port < 1 || o.Port > 65535 {
+		return usagef("--port %d: use a port between 1 and 65535", o.Port)
+	}
+	c, ps, err := withProjects(ctx, f, as)
+	if err != nil {
+		return err
+	}
+	op, err := ps.Open(ctx, c, o.Project, o.Port)
+	if err != nil {
+		return err
+	}
+	if o.Browser {
+		if err := openBrowser(op.URL); err != nil {
+			return err
+		}
+	}
+	if f.jsonOutput() {
+		return printJSON(f.IO.Out, op)
+	}
+	fmt.Fprintln(f.IO.Out, op.URL)
+	fmt.Fprintf(f.IO.ErrOut, "valid until %s; host %s's certificate has SHA-256 %s\n",
+		op.ExpiresAt.Local().Format("15:04:05"), op.Host, op.TLSCertSHA256)
+	return nil
+}
+
+// openBrowser hands url to the desktop's opener, never through a shell.
+func openBrowser(url string) error {
+	opener := "xdg-open"
+	if runtime.GOOS == "darwin" {
+		opener = "open"
+	}
+	path, err := exec.LookPath(opener)
+	if err != nil {
+		return fmt.Errorf("--browser: %s is not installed; open the printed URL yourself", opener)
+	}
+	cmd := exec.Command(path, url)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("--browser: %w", err)
+	}
+	go cmd.Wait() //nolint:errcheck
+	return nil
+}
