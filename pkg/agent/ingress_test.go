@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/proxypath"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/webapp"
 	"github.com/sagemathinc/cocalc-hosts/pkg/tokens"
 )
 
@@ -34,11 +36,7 @@ import (
 // agent-sftp-server` does.
 const sftpHelperArg = "agent-sftp-server"
 
-// testAppEnv makes the test binary a small web app (testApp), run inside
-// project containers as a user's server would be.
-const testAppEnv = "COCALC_TEST_APP_PORT"
-
-// ingressTestMain runs the test binary's other roles.
+// ingressTestMain runs the test binary's other role: the sftp helper.
 func ingressTestMain() (int, bool) {
 	if len(os.Args) == 3 && os.Args[1] == sftpHelperArg {
 		if err := ServeSFTP(os.Args[2]); err != nil {
@@ -47,78 +45,7 @@ func ingressTestMain() (int, bool) {
 		}
 		return 0, true
 	}
-	if port := os.Getenv(testAppEnv); port != "" {
-		if err := testApp(port); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1, true
-		}
-		return 0, true
-	}
 	return 0, false
-}
-
-// appSeen is what the test app reports about a request.
-type appSeen struct {
-	Project       string `json:"project"`
-	RequestURI    string `json:"request_uri"`
-	Host          string `json:"host"`
-	Authorization string `json:"authorization"`
-	Cookie        string `json:"cookie"`
-	Prefix        string `json:"prefix"`
-}
-
-// testApp listens on the project's localhost only: the ingress must reach
-// it from inside the container's network namespace. It routes on the
-// path after the ingress prefix exactly as it arrives (no cleaning), and
-// otherwise echoes what it was sent.
-func testApp(port string) error {
-	release := make(chan struct{})
-	h := func(w http.ResponseWriter, r *http.Request) {
-		rest := r.URL.EscapedPath()
-		if t, ok := proxypath.Parse(rest); ok {
-			rest = t.Rest
-		}
-		switch rest {
-		case "/ws":
-			c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
-			if err != nil {
-				return
-			}
-			defer c.CloseNow()
-			c.SetReadLimit(1 << 20)
-			for {
-				typ, b, err := c.Read(r.Context())
-				if err != nil {
-					return
-				}
-				if err := c.Write(r.Context(), typ, append([]byte("echo:"), b...)); err != nil {
-					return
-				}
-			}
-		case "/stream":
-			// One line, then the second only after /release: a proxy that
-			// buffers responses never delivers the first in time.
-			io.WriteString(w, "one\n") //nolint:errcheck
-			w.(http.Flusher).Flush()
-			select {
-			case <-release:
-			case <-r.Context().Done():
-				return
-			}
-			io.WriteString(w, "two\n") //nolint:errcheck
-		case "/release":
-			select {
-			case release <- struct{}{}:
-			case <-time.After(10 * time.Second):
-			}
-		default:
-			json.NewEncoder(w).Encode(appSeen{ //nolint:errcheck
-				Project: os.Getenv("COCALC_PROJECT_ID"), RequestURI: r.RequestURI, Host: r.Host,
-				Authorization: r.Header.Get("Authorization"), Cookie: r.Header.Get("Cookie"), Prefix: r.Header.Get("X-Forwarded-Prefix"),
-			})
-		}
-	}
-	return http.ListenAndServe("127.0.0.1:"+port, http.HandlerFunc(h))
 }
 
 // ingressHost is an agent with its ingress on loopback, a keyring playing
@@ -129,9 +56,10 @@ type ingressHost struct {
 	info    agentapi.IngressInfo
 	httpc   *http.Client
 	baseURL string
+	apps    map[string]bool // projects the web app was copied into
 }
 
-func newIngressHost(t *testing.T) *ingressHost {
+func newIngressHost(t testing.TB) *ingressHost {
 	t.Helper()
 	h := newHost(t, func(c *Config) {
 		c.Ingress = IngressConfig{HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", TLSNames: "127.0.0.1,localhost"}
@@ -140,7 +68,7 @@ func newIngressHost(t *testing.T) *ingressHost {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ih := &ingressHost{host: h, keys: keys}
+	ih := &ingressHost{host: h, keys: keys, apps: map[string]bool{}}
 	st, err := h.client.Access(tctx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -203,18 +131,32 @@ func (ih *ingressHost) token(account, project string, mod func(*tokens.Grant)) s
 	return s
 }
 
-// startApp copies the test binary into project id and runs it there as a
-// web app on port.
-func (ih *ingressHost) startApp(id string, port int) {
+var (
+	appOnce sync.Once
+	appBin  []byte
+)
+
+// startApp copies the test web app into project id and runs it there on
+// port of its localhost.
+func (ih *ingressHost) startApp(id string, port int) { ih.startAppOn(id, "127.0.0.1", port) }
+
+// startAppOn runs the test web app in project id on addr:port.
+func (ih *ingressHost) startAppOn(id, addr string, port int) {
 	ih.t.Helper()
-	bin, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		ih.t.Fatal(err)
+	appOnce.Do(func() {
+		appBin, _ = os.ReadFile(webapp.Build(ih.t))
+	})
+	bin := appBin
+	if len(bin) == 0 {
+		ih.t.Fatal("no web app binary")
 	}
-	if _, errOut, code, err := ih.run(id, "cat > ~/app && chmod +x ~/app", string(bin)); err != nil || code != 0 {
-		ih.t.Fatalf("copy the app: %v %d %s", err, code, errOut)
+	if !ih.apps[id] {
+		if _, errOut, code, err := ih.run(id, "cat > ~/app && chmod +x ~/app", string(bin)); err != nil || code != 0 {
+			ih.t.Fatalf("copy the app: %v %d %s", err, code, errOut)
+		}
+		ih.apps[id] = true
 	}
-	ih.mustRun(id, fmt.Sprintf("%s=%d nohup ~/app >~/app.log 2>&1 </dev/null &", testAppEnv, port))
+	ih.mustRun(id, fmt.Sprintf("nohup ~/app %s:%d >~/app-%d.log 2>&1 </dev/null &", addr, port, port))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, _, _, _ := ih.run(id, fmt.Sprintf("cat /proc/net/tcp | grep -qi ':%04X 00000000:0000 0A' && echo up", port))
@@ -222,7 +164,7 @@ func (ih *ingressHost) startApp(id string, port int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			log, _, _, _ := ih.run(id, "cat ~/app.log")
+			log, _, _, _ := ih.run(id, fmt.Sprintf("cat ~/app-%d.log", port))
 			ih.t.Fatalf("the app in project %s did not listen on %d: %s", id, port, log)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -256,9 +198,9 @@ func bearerHdr(tok string) map[string]string {
 	return map[string]string{"Authorization": "Bearer " + tok}
 }
 
-func seenOf(t *testing.T, body string) appSeen {
+func seenOf(t *testing.T, body string) webapp.Seen {
 	t.Helper()
-	var s appSeen
+	var s webapp.Seen
 	if err := json.Unmarshal([]byte(body), &s); err != nil {
 		t.Fatalf("not the app's answer: %v: %s", err, body)
 	}

@@ -85,12 +85,13 @@ type Ingress struct {
 // for the names the host is known by.
 func (in Ingress) agentIngress(h model.Host) agent.IngressConfig {
 	c := agent.IngressConfig{SessionTTL: in.SessionTTL}
-	if in.HTTPSPort > 0 {
-		c.HTTPSAddr = ":" + strconv.Itoa(in.HTTPSPort)
-	}
 	if in.SSHPort > 0 {
 		c.SSHAddr = ":" + strconv.Itoa(in.SSHPort)
 	}
+	if in.HTTPSPort <= 0 {
+		return c
+	}
+	c.HTTPSAddr = ":" + strconv.Itoa(in.HTTPSPort)
 	var names []string
 	for _, n := range []string{h.Runtime.DNSName, h.Runtime.PublicIP, h.Runtime.SSHHost, h.Runtime.PrivateIP} {
 		if n != "" && !slices.Contains(names, n) {

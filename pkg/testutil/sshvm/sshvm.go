@@ -688,3 +688,17 @@ func AttachByID(t testing.TB, name, dev string) {
 		unlock()
 	})
 }
+
+// SetLink takes the VM's network link down (as a cable pulled: nothing
+// reaches it and it reaches nothing) or brings it back up. Connections
+// that were open resume when it comes back, as TCP does.
+func (vm *VM) SetLink(t testing.TB, up bool) {
+	t.Helper()
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if out, err := exec.Command("ip", "link", "set", vm.veth, state).CombinedOutput(); err != nil {
+		t.Fatalf("ip link set %s %s: %v: %s", vm.veth, state, err, out)
+	}
+}
