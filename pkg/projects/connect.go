@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/proxypath"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -34,7 +35,7 @@ func (s *Service) usable(ctx context.Context, a actor, id string) (model.Project
 		return p, err
 	}
 	if p.DeletedAt != nil {
-		return p, fmt.Errorf("project %s was deleted: %w", id, store.ErrNotFound)
+		return p, errkind.Errorf(errkind.NotFound, "project %s was deleted", id)
 	}
 	if p.Owner == a.ID || a.Admin {
 		return p, nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
@@ -15,24 +16,27 @@ import (
 type IngressStore interface {
 	// AddProjectCollaborator lets account use project (idempotent).
 	AddProjectCollaborator(ctx context.Context, projectID, account string, at time.Time) error
-	// RemoveProjectCollaborator takes it away; ErrNotFound if it had none.
+	// RemoveProjectCollaborator takes it away; an errkind.NotFound error
+	// if it had none.
 	RemoveProjectCollaborator(ctx context.Context, projectID, account string) error
 	ListProjectCollaborators(ctx context.Context, projectID string) ([]string, error)
 	// ProjectAccounts returns, for every live project on host, its owner
 	// and collaborators, by project id.
 	ProjectAccounts(ctx context.Context, hostID string) (map[string][]string, error)
 
-	// AddSSHKey records an account's public key; the same key again is
-	// ErrConflict.
+	// AddSSHKey records an account's public key; the same key again is an
+	// errkind.Conflict error.
 	AddSSHKey(ctx context.Context, k model.SSHKey) error
-	// RemoveSSHKey removes one; ErrNotFound if the account has no such key.
+	// RemoveSSHKey removes one; an errkind.NotFound error if the account
+	// has no such key.
 	RemoveSSHKey(ctx context.Context, account, fingerprint string) error
 	// ListSSHKeys returns the keys of the given accounts.
 	ListSSHKeys(ctx context.Context, accounts []string) ([]model.SSHKey, error)
 
 	// PutHostIngress records what a host's agent said about its ingress.
 	PutHostIngress(ctx context.Context, in model.HostIngress) error
-	// GetHostIngress returns it, or ErrNotFound before the first push.
+	// GetHostIngress returns it, or an errkind.NotFound error before the
+	// first push.
 	GetHostIngress(ctx context.Context, hostID string) (model.HostIngress, error)
 }
 
@@ -48,7 +52,7 @@ func (s *SQLStore) RemoveProjectCollaborator(ctx context.Context, projectID, acc
 		return s.err("remove project collaborator", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%s is not a collaborator on project %s: %w", account, projectID, ErrNotFound)
+		return errkind.Errorf(errkind.NotFound, "%s is not a collaborator on project %s", account, projectID)
 	}
 	return nil
 }
@@ -89,7 +93,7 @@ func (s *SQLStore) AddSSHKey(ctx context.Context, k model.SSHKey) error {
 		return s.err("add ssh key", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%s already has key %s: %w", k.Account, k.Fingerprint, ErrConflict)
+		return errkind.Errorf(errkind.Conflict, "%s already has key %s", k.Account, k.Fingerprint)
 	}
 	return nil
 }
@@ -100,7 +104,7 @@ func (s *SQLStore) RemoveSSHKey(ctx context.Context, account, fingerprint string
 		return s.err("remove ssh key", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%s has no key %s: %w", account, fingerprint, ErrNotFound)
+		return errkind.Errorf(errkind.NotFound, "%s has no key %s", account, fingerprint)
 	}
 	return nil
 }
@@ -144,7 +148,7 @@ func (s *SQLStore) GetHostIngress(ctx context.Context, hostID string) (model.Hos
 	err := s.db.QueryRowContext(ctx, `SELECT https_addr, ssh_addr, tls_cert_sha256, ssh_host_key, error, pushed_at FROM host_ingress WHERE host_id = $1`, hostID).
 		Scan(&in.HTTPSAddr, &in.SSHAddr, &in.TLSCertSHA256, &in.SSHHostKey, &in.Error, &pushed)
 	if errors.Is(err, sql.ErrNoRows) {
-		return in, fmt.Errorf("host %s has not reported its ingress yet: %w", hostID, ErrNotFound)
+		return in, errkind.Errorf(errkind.NotFound, "host %s has not reported its ingress yet", hostID)
 	}
 	if err != nil {
 		return in, s.err("get host ingress", err)

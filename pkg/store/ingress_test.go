@@ -2,11 +2,11 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -46,7 +46,7 @@ func TestIngressStore(t *testing.T) {
 		if err := s.RemoveProjectCollaborator(ctx, p.ID, "carol"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RemoveProjectCollaborator(ctx, p.ID, "carol"); !errors.Is(err, store.ErrNotFound) {
+		if err := s.RemoveProjectCollaborator(ctx, p.ID, "carol"); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("removing twice: %v", err)
 		}
 		// Purging a project drops its collaborators with it.
@@ -61,7 +61,7 @@ func TestIngressStore(t *testing.T) {
 		if err := s.AddSSHKey(ctx, k); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.AddSSHKey(ctx, k); !errors.Is(err, store.ErrConflict) {
+		if err := s.AddSSHKey(ctx, k); !errkind.Is(err, errkind.Conflict) {
 			t.Fatalf("same key twice: %v", err)
 		}
 		if err := s.AddSSHKey(ctx, model.SSHKey{Account: "bob", Fingerprint: "SHA256:b", PublicKey: "ssh-ed25519 BBBB", CreatedAt: t0}); err != nil {
@@ -70,11 +70,11 @@ func TestIngressStore(t *testing.T) {
 		if ks, err := s.ListSSHKeys(ctx, []string{"alice", "zed"}); err != nil || len(ks) != 1 || ks[0] != k {
 			t.Fatalf("keys: %+v %v", ks, err)
 		}
-		if err := s.RemoveSSHKey(ctx, "alice", "SHA256:b"); !errors.Is(err, store.ErrNotFound) {
+		if err := s.RemoveSSHKey(ctx, "alice", "SHA256:b"); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("removing another account's key: %v", err)
 		}
 
-		if _, err := s.GetHostIngress(ctx, h.ID); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.GetHostIngress(ctx, h.ID); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("ingress before a push: %v", err)
 		}
 		in := model.HostIngress{HostID: h.ID, HTTPSAddr: "[::]:443", SSHAddr: "[::]:2222", TLSCertSHA256: "ab", SSHHostKey: "ssh-ed25519 X", PushedAt: t0}
