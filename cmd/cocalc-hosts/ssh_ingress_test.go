@@ -331,7 +331,8 @@ func TestSSHIngress(t *testing.T) {
 	alice.ok("project", "delete", p, "--purge", "--yes")
 }
 
-// stage puts a root filesystem tarball into the VM's image cache.
+// stage puts a root filesystem tarball from this machine's build cache
+// into the VM's image cache, as on an air-gapped host.
 func stage(t *testing.T, vm *sshvm.VM, tarball string) {
 	t.Helper()
 	staged := filepath.Join(vm.Upper, "var/tmp", filepath.Base(tarball))
@@ -339,6 +340,7 @@ func stage(t *testing.T, vm *sshvm.VM, tarball string) {
 		t.Fatal(err)
 	}
 	if err := os.Link(tarball, staged); err != nil {
+		// Another filesystem (a tmpfs /tmp): copy it instead.
 		if out, err := exec.Command("cp", tarball, staged).CombinedOutput(); err != nil {
 			t.Fatalf("stage the root filesystem: %v\n%s", err, out)
 		}

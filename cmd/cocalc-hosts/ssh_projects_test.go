@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,17 +33,7 @@ func TestSSHProjectsSurviveUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	staged := filepath.Join(vm.Upper, "var/tmp", filepath.Base(tarball))
-	if err := os.MkdirAll(filepath.Dir(staged), 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Link(tarball, staged); err != nil {
-		// Another filesystem (a tmpfs /tmp): copy it instead.
-		if out, err := exec.Command("cp", tarball, staged).CombinedOutput(); err != nil {
-			t.Fatalf("stage the root filesystem: %v\n%s", err, out)
-		}
-	}
-	vm.MustExec(t, "mkdir -p /btrfs/.image-cache && cp /var/tmp/"+filepath.Base(tarball)+" /btrfs/.image-cache/ && rm /var/tmp/"+filepath.Base(tarball))
+	stage(t, vm, tarball)
 	out, _ := c.ok("image", "build", "localhost/remote-base:1", "--host", "r1")
 	if !strings.Contains(out, "remote-base") {
 		t.Fatalf("image build: %s", out)
