@@ -113,7 +113,7 @@ func (b *browser) get(path string) (int, string) {
 }
 
 // openSSH runs OpenSSH's ssh, scp, sftp or rsync with a config file.
-func openSSH(t *testing.T, env []string, name string, args ...string) (string, error) {
+func openSSH(t testing.TB, env []string, name string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = env
@@ -121,7 +121,7 @@ func openSSH(t *testing.T, env []string, name string, args ...string) (string, e
 	return string(out), err
 }
 
-func mustOpenSSH(t *testing.T, env []string, name string, args ...string) string {
+func mustOpenSSH(t testing.TB, env []string, name string, args ...string) string {
 	t.Helper()
 	out, err := openSSH(t, env, name, args...)
 	if err != nil {
@@ -160,37 +160,11 @@ func TestSSHIngress(t *testing.T) {
 			t.Fatalf("%s is missing; run scripts/install-deps.sh", tool)
 		}
 	}
-	base := newSSHCLI(t, "sqlite")
 	const maxStale = 12 * time.Second
-	cfgPath := filepath.Join(base.dir, "config", "cocalc-hosts", "config.yaml")
-	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "ingress:\n  acl_ttl: 2s\n  acl_max_stale: %s\n", maxStale)
-	f.Close()
-	alice, bob := ingressCLI{base, "alice"}, ingressCLI{base, "bob"}
-
-	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{base.fleetKey()}})
-	vm.MustExec(t, "mkdir -p /etc/containers && cat > /etc/containers/containers.conf <<'EOF'\n"+podmantest.ContainersConf+"EOF\n")
-	alice.ok("create", "--cloud", "ssh", "--name", "r1", "--address", "root@"+vm.Addr)
-
-	// The image, with rsync for rsync -e ssh, from this machine's build
-	// cache (the VM reaches no mirror).
+	iv := newIngressVM(t, fmt.Sprintf("ingress:\n  acl_ttl: 2s\n  acl_max_stale: %s\n", maxStale), "procps", "rsync")
+	base, vm, p, alice, bob := iv.base, iv.vm, iv.project, iv.alice, iv.bob
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	spec := podman.BuildSpec{Include: []string{"procps", "rsync"}}
-	tarball, _, err := podman.CachedRootfs(ctx, podmantest.CacheDir, spec, false, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage(t, vm, tarball)
-	alice.ok("image", "build", "localhost/ingress-base:1", "--host", "r1", "--include", "procps,rsync")
-	var created struct {
-		Project struct{ ID string } `json:"project"`
-	}
-	alice.json(&created, "project", "create", "--host", "r1", "--image", "localhost/ingress-base:1", "--memory", "256M", "--disk", "256M", "--start")
-	p := created.Project.ID
 	alice.ok("project", "collaborators", "add", p, "bob")
 
 	// The web app, on the project's localhost only.
@@ -331,9 +305,51 @@ func TestSSHIngress(t *testing.T) {
 	alice.ok("project", "delete", p, "--purge", "--yes")
 }
 
+// ingressVM is a test VM adopted as host r1 by alice, with a running
+// project of hers.
+type ingressVM struct {
+	base       *sshCLI
+	vm         *sshvm.VM
+	project    string
+	alice, bob ingressCLI
+}
+
+// newIngressVM makes it: config is added to the CLI's config file, and
+// the project's image has the Debian packages include (its root
+// filesystem comes from this machine's build cache: the VM reaches no
+// mirror).
+func newIngressVM(t testing.TB, config string, include ...string) *ingressVM {
+	t.Helper()
+	base := newSSHCLI(t, "sqlite")
+	f, err := os.OpenFile(filepath.Join(base.dir, "config", "cocalc-hosts", "config.yaml"), os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(config) //nolint:errcheck
+	f.Close()
+	iv := &ingressVM{base: base, alice: ingressCLI{base, "alice"}, bob: ingressCLI{base, "bob"}}
+	iv.vm = sshvm.New(t, sshvm.Options{RootKeys: []string{base.fleetKey()}})
+	iv.vm.MustExec(t, "mkdir -p /etc/containers && cat > /etc/containers/containers.conf <<'EOF'\n"+podmantest.ContainersConf+"EOF\n")
+	iv.alice.ok("create", "--cloud", "ssh", "--name", "r1", "--address", "root@"+iv.vm.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	tarball, _, err := podman.CachedRootfs(ctx, podmantest.CacheDir, podman.BuildSpec{Include: include}, false, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage(t, iv.vm, tarball)
+	iv.alice.ok("image", "build", "localhost/ingress-base:1", "--host", "r1", "--include", strings.Join(include, ","))
+	var created struct {
+		Project struct{ ID string } `json:"project"`
+	}
+	iv.alice.json(&created, "project", "create", "--host", "r1", "--image", "localhost/ingress-base:1", "--memory", "256M", "--disk", "256M", "--start")
+	iv.project = created.Project.ID
+	return iv
+}
+
 // stage puts a root filesystem tarball from this machine's build cache
 // into the VM's image cache, as on an air-gapped host.
-func stage(t *testing.T, vm *sshvm.VM, tarball string) {
+func stage(t testing.TB, vm *sshvm.VM, tarball string) {
 	t.Helper()
 	staged := filepath.Join(vm.Upper, "var/tmp", filepath.Base(tarball))
 	if err := os.MkdirAll(filepath.Dir(staged), 0o1777); err != nil {

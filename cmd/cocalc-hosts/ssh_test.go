@@ -22,13 +22,13 @@ import (
 // on PATH) against its own state, config and fleet key, for end-to-end
 // tests of hosts adopted over SSH from test VMs.
 type sshCLI struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	env    []string
 	secret string
 }
 
-func newSSHCLI(t *testing.T, backend string) *sshCLI {
+func newSSHCLI(t testing.TB, backend string) *sshCLI {
 	sshvm.NeedRoot(t)
 	dir := t.TempDir()
 	c := &sshCLI{t: t, dir: dir, secret: "backup-" + filepath.Base(dir)}

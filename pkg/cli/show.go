@@ -27,6 +27,9 @@ type HostDetail struct {
 	// Address is how to reach the host: its public DNS name when DNS is
 	// configured, else its raw public IP.
 	Address string `json:"address,omitempty"`
+	// Ingress is what the host's agent said about its ingress when it was
+	// last given its access list.
+	Ingress *model.HostIngress `json:"ingress,omitempty"`
 }
 
 func newShowCmd(f *Factory, runF func(context.Context, *ShowOptions) error) *cobra.Command {
@@ -64,6 +67,9 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 	}
 	if h.Status == model.StatusRunning {
 		d.Agent = f.hostAgentHealth(ctx, h)
+	}
+	if in, err := st.GetHostIngress(ctx, h.ID); err == nil {
+		d.Ingress = &in
 	}
 	if f.jsonOutput() {
 		return printJSON(f.IO.Out, d)
@@ -105,6 +111,9 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 	}
 	if d.Agent != nil {
 		kv("agent", d.Agent.String())
+	}
+	if d.Ingress != nil {
+		kv("ingress", ingressLine(*d.Ingress, f.Now()))
 	}
 	kv("created", h.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(f.Now(), h.CreatedAt)+")")
 	kv("last action", orDash(h.LastAction))
