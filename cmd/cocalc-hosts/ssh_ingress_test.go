@@ -24,6 +24,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sagemathinc/cocalc-hosts/bootstrap"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman/podmantest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/sshvm"
@@ -444,8 +445,11 @@ func hostHoldsNoSigningKey(t *testing.T, c *sshCLI, vm *sshvm.VM) {
 			}
 		}
 	}
-	// What the host does hold: public keys.
-	if out := vm.MustExec(t, "grep -c token_keys /btrfs/.cocalc-agent/ingress/access.json"); strings.TrimSpace(out) != "1" {
-		t.Fatalf("the host's access list: %q", out)
+	// What the host does hold: public keys, given at bootstrap (in its
+	// agent config) and with every access list since.
+	for _, f := range []string{bootstrap.AgentConfig, "/btrfs/.cocalc-agent/ingress/access.json"} {
+		if out := vm.MustExec(t, "grep -c token_keys "+f); strings.TrimSpace(out) != "1" {
+			t.Fatalf("public keys in %s: %q", f, out)
+		}
 	}
 }
