@@ -24,12 +24,6 @@ import (
 // below it, a running computation far above.
 const activeCPUShare = 0.02
 
-// Defaults of the intervals in Config.
-const (
-	defaultIdleCheck        = 30 * time.Second
-	defaultSnapshotInterval = time.Hour
-)
-
 // savedState is what the agent keeps across restarts in the pool.
 type savedState struct {
 	IdleStopAfterSeconds int64                    `json:"idle_stop_after_seconds"`
@@ -190,9 +184,9 @@ func (r *runtime) snapshotActive(ctx context.Context, every time.Duration, keep 
 
 // loop runs the periodic work until ctx ends; it closes selfStop when the
 // host's idle policy says the host should stop.
-func (r *runtime) loop(ctx context.Context, cfg Config, selfStop chan<- struct{}) {
-	check, _ := cfg.idleCheck()
-	snapEvery, _ := cfg.snapshotInterval()
+func (r *runtime) loop(ctx context.Context, cfg agentapi.Config, selfStop chan<- struct{}) {
+	check, _ := cfg.IdleCheck()
+	snapEvery, _ := cfg.Snapshots()
 	t := time.NewTicker(check)
 	defer t.Stop()
 	var lastSnap time.Time
@@ -220,7 +214,7 @@ func (r *runtime) loop(ctx context.Context, cfg Config, selfStop chan<- struct{}
 		switch {
 		case !hostIdle:
 			idleStopped = false
-		case cfg.idleStopper() == agentapi.IdleStopByControlPlane:
+		case cfg.IdleStopper() == agentapi.IdleStopByControlPlane:
 			if !idleStopped {
 				r.log.Info("host idle past its policy: stopping projects; the control plane stops the host", "stop_after_seconds", r.idle.StopAfterSeconds)
 				err := r.StopAll(ctx, "host idle")
@@ -229,7 +223,7 @@ func (r *runtime) loop(ctx context.Context, cfg Config, selfStop chan<- struct{}
 				}
 				idleStopped = err == nil
 			}
-		case cfg.idleStopper() == agentapi.IdleStopByHost:
+		case cfg.IdleStopper() == agentapi.IdleStopByHost:
 			r.log.Info("host idle past its policy: stopping projects and the host", "stop_after_seconds", r.idle.StopAfterSeconds)
 			close(selfStop)
 			return
@@ -240,7 +234,7 @@ func (r *runtime) loop(ctx context.Context, cfg Config, selfStop chan<- struct{}
 // selfStopHost stops every project and then runs the configured command
 // (a VM powers itself off); without one the agent simply exits, which for
 // a local host is the host stopping.
-func (r *runtime) selfStopHost(ctx context.Context, cfg Config) error {
+func (r *runtime) selfStopHost(ctx context.Context, cfg agentapi.Config) error {
 	if err := r.StopAll(ctx, "host idle"); err != nil {
 		r.log.Error("stop projects before host idle stop", "err", err)
 	}
@@ -369,7 +363,7 @@ func meminfo() (total, avail int64, err error) {
 }
 
 // storageStatus is the pool's space, as in the status API.
-func storageStatus(cfg Config) (agentapi.Storage, error) {
+func storageStatus(cfg agentapi.Config) (agentapi.Storage, error) {
 	s := agentapi.Storage{Kind: cfg.StorageKind, Path: cfg.PoolPath}
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(cfg.PoolPath, &fs); err != nil {

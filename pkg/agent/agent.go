@@ -23,135 +23,16 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/btrfs"
-	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
-	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
 
 // Version is reported by the status API; the CLI sets it at startup.
 var Version = "dev"
 
-// Config is the agent's configuration file (JSON, mode 0600).
-type Config struct {
-	HostID     string `json:"host_id"`
-	SocketPath string `json:"socket_path"`
-	// PoolPath is where projects are stored: a mounted btrfs filesystem
-	// or a plain directory, as StorageKind says.
-	PoolPath    string `json:"pool_path"`
-	StorageKind string `json:"storage_kind"` // agentapi.StorageBtrfs or agentapi.StorageDirectory
-	// LogPath is where the agent writes its log; empty means no log.
-	LogPath string `json:"log_path,omitempty"`
-
-	// Project runtime settings (projects.go, activity.go).
-	//
-	// Podman says how to call podman: a containers.conf for hosts that
-	// need one, and optionally a store of its own.
-	Podman podman.Config `json:"podman,omitempty"`
-	// ImageCacheDir keeps root filesystems built by `image build`, keyed
-	// by their package list; empty means no cache.
-	ImageCacheDir string `json:"image_cache_dir,omitempty"`
-	// IdleCheckInterval is how often project activity is sampled (a Go
-	// duration; default 30s).
-	IdleCheckInterval string `json:"idle_check_interval,omitempty"`
-	// SnapshotInterval is how often projects that were active get a
-	// scheduled snapshot (default 1h; "0" turns it off).
-	SnapshotInterval string `json:"snapshot_interval,omitempty"`
-	// StopProjectsOnExit stops every project when the agent shuts down
-	// cleanly: on a host that is only this agent (the local provider),
-	// stopping the agent is stopping the host. A killed agent never stops
-	// projects, so a restarted one finds them running.
-	StopProjectsOnExit bool `json:"stop_projects_on_exit,omitempty"`
-	// SelfStopCommand is run (after stopping projects) when the host's
-	// idle policy stops it, e.g. "systemctl poweroff" on a VM (split on
-	// spaces, no shell); empty means the agent exits.
-	SelfStopCommand string `json:"self_stop_command,omitempty"`
-	// IdleStopByControlPlane: the control plane stops this host through
-	// its cloud's API once it has been idle past its policy (on clouds
-	// where powering off does not end billing, such as Hyperstack, whose
-	// stop is a hibernate). The agent keeps and reports the policy, and
-	// stops the projects when it is reached.
-	IdleStopByControlPlane bool `json:"idle_stop_by_control_plane,omitempty"`
-	// Ingress is where users reach projects directly (ingress.go).
-	Ingress IngressConfig `json:"ingress,omitempty"`
-}
-
-// idleStopper says who stops this host once it is idle past its policy
-// (agentapi.IdleStopByHost or IdleStopByControlPlane), or "" when nobody
-// can: an adopted machine, or a cloud that cannot stop VMs.
-func (c Config) idleStopper() string {
-	switch {
-	case c.SelfStopCommand != "" || c.StopProjectsOnExit:
-		return agentapi.IdleStopByHost
-	case c.IdleStopByControlPlane:
-		return agentapi.IdleStopByControlPlane
-	}
-	return ""
-}
-
-// maxSocketPath is the longest path a unix socket address can hold
-// (sun_path is 108 bytes including the terminating NUL).
-const maxSocketPath = 107
-
-// Validate checks that c can be used.
-func (c Config) Validate() error {
-	switch {
-	case c.HostID == "":
-		return errors.New("host_id is empty")
-	case c.SocketPath == "":
-		return errors.New("socket_path is empty")
-	case len(c.SocketPath) > maxSocketPath:
-		return fmt.Errorf("socket_path %s is longer than %d bytes, the limit for unix sockets", c.SocketPath, maxSocketPath)
-	case c.PoolPath == "":
-		return errors.New("pool_path is empty")
-	}
-	switch c.StorageKind {
-	case agentapi.StorageBtrfs, agentapi.StorageDirectory:
-	default:
-		return fmt.Errorf("storage_kind %q is not %q or %q", c.StorageKind, agentapi.StorageBtrfs, agentapi.StorageDirectory)
-	}
-	if err := c.Ingress.validate(); err != nil {
-		return err
-	}
-	return c.validateProjects()
-}
-
-// LoadConfig reads and validates a config file, refusing one that others
-// may read or write.
-func LoadConfig(path string) (Config, error) {
-	b, err := secrets.Read(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("agent config: %w", err)
-	}
-	var c Config
-	if err := json.Unmarshal(b, &c); err != nil {
-		return Config{}, fmt.Errorf("agent config %s: %w", path, err)
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("agent config %s: %w", path, err)
-	}
-	return c, nil
-}
-
-// WriteConfig writes c to path with mode 0600, atomically, so the agent
-// never reads a half-written file.
-func WriteConfig(path string, c Config) error {
-	if err := c.Validate(); err != nil {
-		return fmt.Errorf("write agent config %s: %w", path, err)
-	}
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write agent config %s: %w", path, err)
-	}
-	if err := secrets.Write(path, append(b, '\n')); err != nil {
-		return fmt.Errorf("write agent config %s: %w", path, err)
-	}
-	return nil
-}
-
 // Main runs the agent with the config at configPath until ctx is
 // cancelled, then shuts down and removes its socket. It returns nil after
 // a clean shutdown.
 func Main(ctx context.Context, configPath string) error {
-	cfg, err := LoadConfig(configPath)
+	cfg, err := agentapi.LoadConfig(configPath)
 	if err != nil {
 		return err
 	}
@@ -230,7 +111,7 @@ func openLog(path string) (*slog.Logger, func(), error) {
 // checkPool refuses to run on a btrfs host whose pool is not mounted:
 // projects would otherwise land on the filesystem under the mount point,
 // and vanish from view when the pool is mounted again.
-func checkPool(cfg Config) error {
+func checkPool(cfg agentapi.Config) error {
 	st, err := os.Stat(cfg.PoolPath)
 	if err != nil {
 		return fmt.Errorf("agent pool: %w", err)
@@ -299,7 +180,7 @@ func removeStaleSocket(path string) error {
 }
 
 type server struct {
-	cfg     Config
+	cfg     agentapi.Config
 	started time.Time
 	log     *slog.Logger
 	// The project runtime (projects_http.go).

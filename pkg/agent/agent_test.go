@@ -13,14 +13,14 @@ import (
 )
 
 // testConfig writes a config for a plain-directory agent in a temp dir.
-func testConfig(t *testing.T) (string, Config) {
+func testConfig(t *testing.T) (string, agentapi.Config) {
 	t.Helper()
 	dir := t.TempDir()
 	pool := filepath.Join(dir, "pool")
 	if err := os.Mkdir(pool, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	c := Config{
+	c := agentapi.Config{
 		HostID:      "h1",
 		SocketPath:  filepath.Join(dir, "agent.sock"),
 		PoolPath:    pool,
@@ -28,7 +28,7 @@ func testConfig(t *testing.T) (string, Config) {
 		LogPath:     filepath.Join(dir, "agent.log"),
 	}
 	path := filepath.Join(dir, "agent.json")
-	if err := WriteConfig(path, c); err != nil {
+	if err := agentapi.WriteConfig(path, c); err != nil {
 		t.Fatal(err)
 	}
 	return path, c
@@ -153,7 +153,7 @@ func TestRefusesReadableConfig(t *testing.T) {
 func TestRefusesUnmountedBtrfsPool(t *testing.T) {
 	path, cfg := testConfig(t)
 	cfg.StorageKind = agentapi.StorageBtrfs
-	if err := WriteConfig(path, cfg); err != nil {
+	if err := agentapi.WriteConfig(path, cfg); err != nil {
 		t.Fatal(err)
 	}
 	// t.TempDir is not on btrfs here; if it were, the check would pass.
@@ -176,18 +176,18 @@ func TestRefusesNonSocketFile(t *testing.T) {
 
 func TestWriteConfigValidates(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "agent.json")
-	if err := WriteConfig(p, Config{HostID: "h"}); err == nil {
+	if err := agentapi.WriteConfig(p, agentapi.Config{HostID: "h"}); err == nil {
 		t.Fatal("WriteConfig accepted an incomplete config")
 	}
 	_, cfg := testConfig(t)
-	if err := WriteConfig(p, cfg); err != nil {
+	if err := agentapi.WriteConfig(p, cfg); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(p)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config mode %v, %v", fi.Mode(), err)
 	}
-	got, err := LoadConfig(p)
+	got, err := agentapi.LoadConfig(p)
 	if err != nil || got != cfg {
 		t.Fatalf("LoadConfig = %+v, %v; want %+v", got, err, cfg)
 	}

@@ -35,7 +35,9 @@ func (o oneProvider) Get(_ context.Context, name string) (provider.Provider, err
 // idle host stops its projects and stays up, and the control plane's
 // worker stops the host through the cloud's API.
 func TestControlPlaneStopsIdleHost(t *testing.T) {
-	h := newHost(t, func(c *Config) { c.StopProjectsOnExit, c.SelfStopCommand, c.IdleStopByControlPlane = false, "", true })
+	h := newHost(t, func(c *agentapi.Config) {
+		c.StopProjectsOnExit, c.SelfStopCommand, c.IdleStopByControlPlane = false, "", true
+	})
 	id := h.newProject(agentapi.Limits{MemoryBytes: 64 * mib}, 0) // never idle-stopped by itself
 
 	ctx := tctx(t)

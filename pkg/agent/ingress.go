@@ -28,53 +28,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
 
-// IngressConfig says where users reach projects on this host directly:
-// an HTTPS listener that proxies /<project_id>/port/<n>/… into project
-// containers, and an SSH listener whose users are project ids. Both check
-// connect tokens and certificates against the access list the control
-// plane pushes (access.go). Empty addresses leave a listener off.
-type IngressConfig struct {
-	HTTPSAddr string `json:"https_addr,omitempty"`
-	SSHAddr   string `json:"ssh_addr,omitempty"`
-	// TLSNames are the DNS names and IP addresses, comma-separated, the
-	// self-signed HTTPS certificate is for (clients pin the certificate
-	// anyway). A string keeps Config comparable.
-	TLSNames string `json:"tls_names,omitempty"`
-	// SessionTTL is how long a browser session made from a connect token
-	// lasts (a Go duration; default 12h). Every request is still checked
-	// against the access list.
-	SessionTTL string `json:"session_ttl,omitempty"`
-	// InitialAccess is the access list the host was bootstrapped with;
-	// a newer one pushed since takes precedence.
-	InitialAccess *agentapi.AccessList `json:"initial_access,omitempty"`
-}
-
-const defaultSessionTTL = 12 * time.Hour
-
-func (c IngressConfig) sessionTTL() (time.Duration, error) {
-	if c.SessionTTL == "" {
-		return defaultSessionTTL, nil
-	}
-	d, err := time.ParseDuration(c.SessionTTL)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("ingress.session_ttl %q: want a positive duration such as 12h", c.SessionTTL)
-	}
-	return d, nil
-}
-
-func (c IngressConfig) validate() error {
-	for name, a := range map[string]string{"ingress.https_addr": c.HTTPSAddr, "ingress.ssh_addr": c.SSHAddr} {
-		if a == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("%s %q: want HOST:PORT such as :443 or 127.0.0.1:0", name, a)
-		}
-	}
-	_, err := c.sessionTTL()
-	return err
-}
-
 // ingress is the running listeners.
 type ingress struct {
 	s          *server
@@ -94,13 +47,15 @@ type ingress struct {
 
 // ingressDir keeps the ingress's keys and the access list, on the pool
 // (it survives reinstalls of the agent).
-func (c Config) ingressDir() string { return filepath.Join(c.PoolPath, ".cocalc-agent", "ingress") }
+func ingressDir(c agentapi.Config) string {
+	return filepath.Join(c.PoolPath, ".cocalc-agent", "ingress")
+}
 
 // startAccess loads the access list: the saved one, or the one the host
 // was bootstrapped with when that is newer.
 func (s *server) startAccess() error {
-	s.access = newAccessCache(s.cfg.HostID, filepath.Join(s.cfg.ingressDir(), "access.json"), time.Now)
-	if err := os.MkdirAll(s.cfg.ingressDir(), 0o700); err != nil {
+	s.access = newAccessCache(s.cfg.HostID, filepath.Join(ingressDir(s.cfg), "access.json"), time.Now)
+	if err := os.MkdirAll(ingressDir(s.cfg), 0o700); err != nil {
 		return fmt.Errorf("agent ingress: %w", err)
 	}
 	if err := s.access.load(); err != nil {
@@ -124,8 +79,8 @@ func (s *server) startIngress() {
 	if cfg.HTTPSAddr == "" && cfg.SSHAddr == "" {
 		return
 	}
-	ttl, _ := cfg.sessionTTL() // validated with the config
-	g := &ingress{s: s, dir: s.cfg.ingressDir(), sessionTTL: ttl, sessions: newSessions()}
+	ttl, _ := cfg.Sessions() // validated with the config
+	g := &ingress{s: s, dir: ingressDir(s.cfg), sessionTTL: ttl, sessions: newSessions()}
 	g.proxy = newProjectProxy(s)
 	s.ingress = g
 	if cfg.HTTPSAddr != "" {

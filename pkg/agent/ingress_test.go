@@ -61,8 +61,8 @@ type ingressHost struct {
 
 func newIngressHost(t testing.TB) *ingressHost {
 	t.Helper()
-	h := newHost(t, func(c *Config) {
-		c.Ingress = IngressConfig{HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", TLSNames: "127.0.0.1,localhost"}
+	h := newHost(t, func(c *agentapi.Config) {
+		c.Ingress = agentapi.IngressConfig{HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", TLSNames: "127.0.0.1,localhost"}
 	})
 	keys, err := tokens.LoadOrCreate(filepath.Join(t.TempDir(), "signing.json"), time.Now())
 	if err != nil {

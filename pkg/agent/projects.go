@@ -114,7 +114,7 @@ type runtime struct {
 	netns netnsCache
 }
 
-func newRuntime(cfg Config, log *slog.Logger) (*runtime, error) {
+func newRuntime(cfg agentapi.Config, log *slog.Logger) (*runtime, error) {
 	kind := storage.KindDirectory
 	if cfg.StorageKind == agentapi.StorageBtrfs {
 		kind = storage.KindBtrfs

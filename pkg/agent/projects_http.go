@@ -203,14 +203,14 @@ func (s *server) handleIdle(r *http.Request) (any, error) {
 
 // withStopper says in p who stops this host when it is idle.
 func (s *server) withStopper(p agentapi.IdlePolicy) agentapi.IdlePolicy {
-	p.StoppedBy = s.cfg.idleStopper()
+	p.StoppedBy = s.cfg.IdleStopper()
 	return p
 }
 
 func (s *server) handleSetIdle(r *http.Request, req agentapi.IdlePolicy) (any, error) {
 	// Without a way to stop the host the agent would only exit and be
 	// restarted, forever.
-	if req.StopAfterSeconds > 0 && s.cfg.idleStopper() == "" {
+	if req.StopAfterSeconds > 0 && s.cfg.IdleStopper() == "" {
 		return nil, perr(agentapi.CodeUnsupported,
 			"this host cannot be stopped when idle (an adopted machine, or a cloud that cannot stop VMs); idle projects are still stopped after their --idle-timeout")
 	}

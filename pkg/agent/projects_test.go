@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 // host is a real agent process on a btrfs pool with the test podman.
 type host struct {
 	t      testing.TB
-	cfg    Config
+	cfg    agentapi.Config
 	path   string
 	client *agentapi.Client
 	proc   *exec.Cmd
@@ -59,7 +59,7 @@ type host struct {
 	env    *podmantest.Env
 }
 
-func newHost(t testing.TB, tweak func(*Config)) *host {
+func newHost(t testing.TB, tweak func(*agentapi.Config)) *host {
 	t.Helper()
 	pool := storagetest.BtrfsPool(t)
 	env := podmantest.Shared(t)
@@ -71,7 +71,7 @@ func newHost(t testing.TB, tweak func(*Config)) *host {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := Config{
+	cfg := agentapi.Config{
 		HostID: hostID, SocketPath: filepath.Join(dir, "a.sock"), PoolPath: pool,
 		StorageKind: agentapi.StorageBtrfs, LogPath: filepath.Join(dir, "agent.log"),
 		Podman: env.Config, ImageCacheDir: podmantest.CacheDir,
@@ -81,7 +81,7 @@ func newHost(t testing.TB, tweak func(*Config)) *host {
 		tweak(&cfg)
 	}
 	path := filepath.Join(dir, "agent.json")
-	if err := WriteConfig(path, cfg); err != nil {
+	if err := agentapi.WriteConfig(path, cfg); err != nil {
 		t.Fatal(err)
 	}
 	h := &host{t: t, cfg: cfg, path: path, client: agentapi.NewClient(cfg.SocketPath), env: env}
@@ -377,7 +377,7 @@ func waitState(t *testing.T, h *host, id, want string, within time.Duration) {
 }
 
 func TestHostStopsItselfWhenIdle(t *testing.T) {
-	h := newHost(t, func(c *Config) { c.StopProjectsOnExit = true })
+	h := newHost(t, func(c *agentapi.Config) { c.StopProjectsOnExit = true })
 	id := h.newProject(agentapi.Limits{MemoryBytes: 64 * mib}, 0) // never idle-stopped by itself
 	p, err := h.client.SetIdle(tctx(t), agentapi.IdlePolicy{StopAfterSeconds: 1})
 	if err != nil || p.StopAfterSeconds != 1 || p.StopsAt == nil {
@@ -645,7 +645,7 @@ func TestBusyProjectIsNotIdle(t *testing.T) {
 // Active projects get scheduled snapshots; retention keeps the newest
 // one of each hour, and snapshots made by hand stay.
 func TestScheduledSnapshots(t *testing.T) {
-	h := newHost(t, func(c *Config) { c.SnapshotInterval = "1s" })
+	h := newHost(t, func(c *agentapi.Config) { c.SnapshotInterval = "1s" })
 	id := h.newProject(agentapi.Limits{MemoryBytes: 64 * mib, DiskBytes: 64 * mib}, 0)
 	ctx := tctx(t)
 	if _, err := h.client.CreateSnapshot(ctx, id, "mine"); err != nil {
@@ -692,7 +692,7 @@ func TestScheduledSnapshots(t *testing.T) {
 // or quotas, and says so.
 func TestDirectoryPool(t *testing.T) {
 	dir := t.TempDir()
-	h := newHost(t, func(c *Config) {
+	h := newHost(t, func(c *agentapi.Config) {
 		c.StorageKind, c.PoolPath = agentapi.StorageDirectory, dir
 	})
 	ctx := tctx(t)
@@ -718,7 +718,7 @@ func TestDirectoryPool(t *testing.T) {
 // host whose agent exit is the host stopping) refuses an idle policy
 // instead of exiting into a restart loop.
 func TestIdlePolicyRefusedWhenHostCannotStop(t *testing.T) {
-	h := newHost(t, func(c *Config) { c.StopProjectsOnExit, c.SelfStopCommand = false, "" })
+	h := newHost(t, func(c *agentapi.Config) { c.StopProjectsOnExit, c.SelfStopCommand = false, "" })
 	_, err := h.client.SetIdle(tctx(t), agentapi.IdlePolicy{StopAfterSeconds: 60})
 	if err == nil || !strings.Contains(err.Error(), "cannot be stopped when idle") {
 		t.Fatalf("SetIdle on a host that cannot stop: %v", err)

@@ -13,8 +13,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
-func init() { register("projects", newAccountCmd) }
-
 // AccountKeysOptions are the inputs of `account ssh-keys`.
 type AccountKeysOptions struct {
 	// File holds the public key ("-" for stdin); Fingerprint picks the
@@ -49,13 +47,13 @@ once, or by the worker within ingress.acl_ttl.`,
 		Args: noArgs,
 	}
 	for _, verb := range []string{"add", "rm", "list"} {
-		keys.AddCommand(newAccountKeysVerbCmd(f, as, verb, nil))
+		keys.AddCommand(newAccountKeysVerbCmd(f, as, verb))
 	}
 	cmd.AddCommand(keys)
 	return cmd
 }
 
-func newAccountKeysVerbCmd(f *Factory, as *asFlag, verb string, runF func(context.Context, *AccountKeysOptions) error) *cobra.Command {
+func newAccountKeysVerbCmd(f *Factory, as *asFlag, verb string) *cobra.Command {
 	o := &AccountKeysOptions{}
 	use, short, n := "add FILE", "Record the public key in FILE (- for stdin)", 1
 	switch verb {
@@ -74,9 +72,6 @@ func newAccountKeysVerbCmd(f *Factory, as *asFlag, verb string, runF func(contex
 				o.File = args[0]
 			case "rm":
 				o.Fingerprint = args[0]
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
 			}
 			return runAccountKeys(cmd.Context(), f, as, verb, o)
 		},
@@ -109,15 +104,14 @@ func runAccountKeys(ctx context.Context, f *Factory, as *asFlag, verb string, o 
 	if res.Keys, err = ps.SSHKeys(ctx, c); err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, res)
-	}
-	t := newTable(f.IO.Out, "FINGERPRINT", "TYPE", "COMMENT", "ADDED")
-	for _, k := range res.Keys {
-		typ, _, _ := strings.Cut(k.PublicKey, " ")
-		t.row(k.Fingerprint, typ, orDash(k.Comment), k.CreatedAt.Local().Format(time.DateTime))
-	}
-	return t.flush()
+	return f.render(res, func(w *Out) error {
+		t := w.table("FINGERPRINT", "TYPE", "COMMENT", "ADDED")
+		for _, k := range res.Keys {
+			typ, _, _ := strings.Cut(k.PublicKey, " ")
+			t.row(k.Fingerprint, typ, orDash(k.Comment), k.CreatedAt.Local().Format(time.DateTime))
+		}
+		return t.flush()
+	})
 }
 
 // readKeyFile reads one public key line from path or stdin ("-").

@@ -8,8 +8,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register("ops", newAdminCmd) }
-
 // AdminOptions are the inputs of `admin` subcommands.
 type AdminOptions struct {
 	Target string
@@ -42,12 +40,12 @@ grant or revoke.`,
 		{"unshare HOST", "Take HOST out of the shared pool"},
 	}
 	for _, v := range verbs {
-		cmd.AddCommand(newAdminVerbCmd(f, v.use, v.short, nil))
+		cmd.AddCommand(newAdminVerbCmd(f, v.use, v.short))
 	}
 	return cmd
 }
 
-func newAdminVerbCmd(f *Factory, use, short string, runF func(context.Context, string, *AdminOptions) error) *cobra.Command {
+func newAdminVerbCmd(f *Factory, use, short string) *cobra.Command {
 	o := &AdminOptions{}
 	verb, _, hasArg := strings.Cut(use, " ")
 	n := 0
@@ -61,9 +59,6 @@ func newAdminVerbCmd(f *Factory, use, short string, runF func(context.Context, s
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if n == 1 {
 				o.Target = args[0]
-			}
-			if runF != nil {
-				return runF(cmd.Context(), verb, o)
 			}
 			return runAdmin(cmd.Context(), f, verb, o)
 		},
@@ -90,30 +85,28 @@ func runAdmin(ctx context.Context, f *Factory, verb string, o *AdminOptions) err
 		if err != nil {
 			return err
 		}
-		if f.jsonOutput() {
-			return printJSON(f.IO.Out, AdminResult{Admins: admins})
-		}
-		for _, a := range admins {
-			fmt.Fprintln(f.IO.Out, a)
-		}
-		if len(admins) == 0 {
-			fmt.Fprintln(f.IO.ErrOut, "no admins; grant the first with `cocalc-hosts admin grant ACCOUNT`")
-		}
-		return nil
+		return f.render(AdminResult{Admins: admins}, func(o *Out) error {
+			for _, a := range admins {
+				fmt.Fprintln(o, a)
+			}
+			if len(admins) == 0 {
+				fmt.Fprintln(f.IO.ErrOut, "no admins; grant the first with `cocalc-hosts admin grant ACCOUNT`")
+			}
+			return nil
+		})
 	case "share", "unshare":
 		h, err := ps.SetShared(ctx, c, o.Target, verb == "share")
 		if err != nil {
 			return err
 		}
-		if f.jsonOutput() {
-			return printJSON(f.IO.Out, AdminResult{Host: h.Name, Shared: &h.Shared})
-		}
-		if h.Shared {
-			fmt.Fprintf(f.IO.Out, "%s: in the shared pool; every account may place projects on it\n", h.Name)
-		} else {
-			fmt.Fprintf(f.IO.Out, "%s: not shared; only its owner and collaborators may place projects on it\n", h.Name)
-		}
-		return nil
+		return f.render(AdminResult{Host: h.Name, Shared: &h.Shared}, func(o *Out) error {
+			if h.Shared {
+				fmt.Fprintf(o, "%s: in the shared pool; every account may place projects on it\n", h.Name)
+			} else {
+				fmt.Fprintf(o, "%s: not shared; only its owner and collaborators may place projects on it\n", h.Name)
+			}
+			return nil
+		})
 	}
 	return usagef("unknown admin command %q", verb)
 }

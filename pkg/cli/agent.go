@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +25,13 @@ database credentials. Its config file must be mode 0600.`,
 				return usagef("agent needs --config FILE")
 			}
 			agent.Version = Version
+			// The agent's SSH ingress runs this program's
+			// agent-sftp-server for each sftp session.
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find own executable for sftp: %w", err)
+			}
+			agent.SFTPHelper = []string{exe, "agent-sftp-server"}
 			return agent.Main(cmd.Context(), configPath)
 		},
 	}

@@ -6,8 +6,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
 )
 
-func init() { register("", newAgentRelayCmd) }
-
 // newAgentRelayCmd is run on project hosts, through sudo, by a control
 // plane whose SSH login user is not root: the agent's socket is root's
 // (mode 0600), so sshd cannot forward it for that user, and this command

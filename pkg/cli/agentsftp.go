@@ -1,21 +1,10 @@
 package cli
 
 import (
-	"os"
-
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
 )
-
-func init() {
-	register("", newAgentSFTPCmd)
-	// The agent's SSH ingress runs this program's agent-sftp-server for
-	// each sftp session.
-	if exe, err := os.Executable(); err == nil {
-		agent.SFTPHelper = []string{exe, "agent-sftp-server"}
-	}
-}
 
 // newAgentSFTPCmd is run by the agent (as root) for an sftp session of
 // its SSH ingress: it serves sftp on stdin and stdout as the project's

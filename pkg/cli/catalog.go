@@ -11,15 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
-	"github.com/sagemathinc/cocalc-hosts/pkg/config"
-	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
-	"github.com/sagemathinc/cocalc-hosts/pkg/dns"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
-
-func init() { register("hosts", func(f *Factory) *cobra.Command { return newCatalogCmd(f, nil) }) }
 
 // CatalogOptions are the inputs of `catalog`.
 type CatalogOptions struct {
@@ -45,7 +39,7 @@ type CatalogResult struct {
 	Warnings []string        `json:"warnings"`
 }
 
-func newCatalogCmd(f *Factory, runF func(context.Context, *CatalogOptions) error) *cobra.Command {
+func newCatalogCmd(f *Factory) *cobra.Command {
 	o := &CatalogOptions{}
 	cmd := &cobra.Command{
 		Use:   "catalog [flags]",
@@ -64,9 +58,6 @@ expired ones every catalog.refresh_interval.`,
   cocalc-hosts catalog --cloud sim --cpu 8 --region sim-east1 -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runCatalog(cmd.Context(), f, o)
 		},
 	}
@@ -92,7 +83,7 @@ func runCatalog(ctx context.Context, f *Factory, o *CatalogOptions) error {
 	if o.GPUs < 0 || o.CPUs < 0 || o.RAM < 0 || o.MaxPrice < 0 || o.Limit < 0 {
 		return usagef("--gpus, --cpu, --ram, --max-price and --limit must not be negative")
 	}
-	svc, err := f.Hosts(ctx)
+	cache, err := f.Catalog(ctx)
 	if err != nil {
 		return err
 	}
@@ -100,7 +91,7 @@ func runCatalog(ctx context.Context, f *Factory, o *CatalogOptions) error {
 	if err != nil {
 		return err
 	}
-	cats, errs := svc.CatalogCache().GetAll(ctx, ps)
+	cats, errs := cache.GetAll(ctx, ps)
 	if len(cats) == 0 {
 		return errors.Join(errs...)
 	}
@@ -128,14 +119,14 @@ func runCatalog(ctx context.Context, f *Factory, o *CatalogOptions) error {
 		match = match[:o.Limit]
 	}
 	res.Entries = match
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, res)
-	}
+	return f.render(res, func(o *Out) error { return printCatalog(f, o, res, cache.Disk) })
+}
+
+func printCatalog(f *Factory, o *Out, res CatalogResult, disk catalog.DiskPricing) error {
 	for _, w := range res.Warnings {
 		fmt.Fprintln(f.IO.ErrOut, "warning: "+w)
 	}
-	disk := svc.CatalogCache().Disk
-	t := newTable(f.IO.Out, "CLOUD", "REGION", "ZONE", "TYPE", "VCPUS", "RAM GIB", "GPU", "$/HOUR", "SPOT $/HOUR", "DISK $/GB-MO", "CAPACITY", "PRICES")
+	t := o.table("CLOUD", "REGION", "ZONE", "TYPE", "VCPUS", "RAM GIB", "GPU", "$/HOUR", "SPOT $/HOUR", "DISK $/GB-MO", "CAPACITY", "PRICES")
 	for _, e := range res.Entries {
 		gpu := "-"
 		if e.GPUCount > 0 {
@@ -245,7 +236,7 @@ reported by name; the other clouds are still refreshed.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			svc, err := f.Hosts(ctx)
+			cache, err := f.Catalog(ctx)
 			if err != nil {
 				return err
 			}
@@ -253,7 +244,7 @@ reported by name; the other clouds are still refreshed.`,
 			if err != nil {
 				return err
 			}
-			cats, errs := svc.CatalogCache().RefreshAll(ctx, ps)
+			cats, errs := cache.RefreshAll(ctx, ps)
 			res := RefreshResult{Refreshed: []RefreshedCatalog{}, Failed: []RefreshFailure{}}
 			for _, c := range cats {
 				rc := RefreshedCatalog{Provider: c.Provider, MachineTypes: len(c.Entries), FetchedAt: c.FetchedAt}
@@ -277,15 +268,15 @@ reported by name; the other clouds are still refreshed.`,
 				names = append(names, name)
 				res.Failed = append(res.Failed, RefreshFailure{Provider: name, Error: err.Error()})
 			}
-			if f.jsonOutput() {
-				if err := printJSON(f.IO.Out, res); err != nil {
-					return err
-				}
-			} else {
+			err = f.render(res, func(o *Out) error {
 				for _, r := range res.Refreshed {
-					fmt.Fprintf(f.IO.Out, "%s: %d machine types (%d with capacity), prices from %s (%s)\n",
+					fmt.Fprintf(o, "%s: %d machine types (%d with capacity), prices from %s (%s)\n",
 						r.Provider, r.MachineTypes, r.Available, orDash(r.PricingSource), r.PricingVersion)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if len(errs) > 0 {
 				return fmt.Errorf("catalog refresh failed for %s: %w", strings.Join(names, ", "), errors.Join(errs...))
@@ -298,120 +289,6 @@ reported by name; the other clouds are still refreshed.`,
 	return cmd
 }
 
-// configureHostExtras gives the host service its catalog settings (TTLs,
-// disk prices) and, when dns.domain is set, its DNS publisher.
-func configureHostExtras(svc *hosts.Service, cfg *config.Config, st store.Store) error {
-	cache, err := catalogCache(cfg, st)
-	if err != nil {
-		return err
-	}
-	cache.Now = svc.Now
-	svc.Catalog = cache
-	if cfg.String("dns.domain") == "" {
-		return nil
-	}
-	d, err := dns.New(dns.Config{Domain: cfg.String("dns.domain"), ZoneID: cfg.String("dns.zone_id"),
-		TokenFile: cfg.String("dns.token_file"), Endpoint: cfg.String("dns.endpoint"), MaxRetries: -1})
-	if err != nil {
-		return usageErr(err)
-	}
-	svc.DNS = d
-	return nil
-}
-
-func catalogCache(cfg *config.Config, st store.Store) (*catalog.Cache, error) {
-	c := catalog.New(st)
-	var err error
-	if c.TTL.MachineTypes, err = cfg.Duration("catalog.ttl.machine_types"); err != nil {
-		return nil, usageErr(err)
-	}
-	if c.TTL.Capacity, err = cfg.Duration("catalog.ttl.capacity"); err != nil {
-		return nil, usageErr(err)
-	}
-	if c.TTL.MachineTypes <= 0 || c.TTL.Capacity <= 0 {
-		return nil, usagef("catalog.ttl.machine_types and catalog.ttl.capacity must be positive durations")
-	}
-	prices, err := cfg.DiskPrices()
-	if err != nil {
-		return nil, usageErr(err)
-	}
-	c.Disk = catalog.DiskPricing{}
-	for name, p := range prices {
-		c.Disk[name] = catalog.DiskPrice{PerGBMonth: p, Source: "config pricing.disk_gb_month." + name}
-	}
-	return c, nil
-}
-
-// costService reports cost with the configured disk prices.
-func costService(ctx context.Context, f *Factory) (*cost.Service, error) {
-	svc, err := f.Hosts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cache := svc.CatalogCache()
-	return &cost.Service{Store: svc.Store, Disk: cache.Disk, Prices: cache, Now: f.Now}, nil
-}
-
-// catalogLoop is the worker's periodic duty: refresh expired catalogs and
-// recompute usage, every catalog.refresh_interval.
-func catalogLoop(ctx context.Context, f *Factory) {
-	cfg, err := f.Config()
-	if err != nil {
-		return
-	}
-	every, err := cfg.Duration("catalog.refresh_interval")
-	if err != nil {
-		fmt.Fprintf(f.IO.ErrOut, "catalog refresh disabled: %v\n", err)
-		return
-	}
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			catalogTick(ctx, f)
-		}
-	}
-}
-
-func catalogTick(ctx context.Context, f *Factory) {
-	svc, err := f.Hosts(ctx)
-	if err != nil {
-		fmt.Fprintf(f.IO.ErrOut, "catalog refresh: %v\n", err)
-		return
-	}
-	set, err := f.Providers(ctx)
-	if err != nil {
-		fmt.Fprintf(f.IO.ErrOut, "catalog refresh: %v\n", err)
-		return
-	}
-	m, err := set.Configured(ctx)
-	if err != nil {
-		fmt.Fprintf(f.IO.ErrOut, "catalog refresh: %v\n", err)
-		return
-	}
-	var ps []provider.Provider
-	for _, p := range m {
-		ps = append(ps, p)
-	}
-	_, errs := svc.CatalogCache().RefreshStale(ctx, ps)
-	for _, err := range errs {
-		fmt.Fprintf(f.IO.ErrOut, "catalog refresh: %v\n", err)
-	}
-	cs, err := costService(ctx, f)
-	if err == nil {
-		err = cs.RefreshAll(ctx)
-	}
-	if err != nil {
-		fmt.Fprintf(f.IO.ErrOut, "usage: %v\n", err)
-	}
-}
-
 // DryRunResult is `create --dry-run`'s JSON: the plan, nothing created.
 type DryRunResult struct {
 	DryRun bool   `json:"dry_run"`
@@ -421,15 +298,16 @@ type DryRunResult struct {
 	StoppedMonthly float64 `json:"stopped_monthly"`
 }
 
-func runCreateDryRun(ctx context.Context, f *Factory, svc *hosts.Service, req hosts.CreateRequest) error {
+func runCreateDryRun(ctx context.Context, f *Factory, svc HostService, req hosts.CreateRequest) error {
 	plan, err := svc.Plan(ctx, req)
 	if err != nil {
 		return err
 	}
 	res := DryRunResult{DryRun: true, Name: req.Name, Plan: plan, StoppedMonthly: plan.Estimate.StoppedMonthly}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, res)
-	}
+	return f.render(res, func(o *Out) error { return printDryRun(f, o, req, plan) })
+}
+
+func printDryRun(f *Factory, w *Out, req hosts.CreateRequest, plan hosts.Plan) error {
 	for _, w := range plan.Warnings {
 		fmt.Fprintln(f.IO.ErrOut, "warning: "+w)
 	}
@@ -442,7 +320,6 @@ func runCreateDryRun(ctx context.Context, f *Factory, svc *hosts.Service, req ho
 	if c.GPUCount > 0 {
 		gpu = fmt.Sprintf(", %d x %s", c.GPUCount, c.GPUModel)
 	}
-	w := f.IO.Out
 	fmt.Fprintf(w, "dry run: would create host %s on %s: %s in %s (%d vCPUs, %g GiB%s)\n",
 		req.Name, c.Provider, c.InstanceType, where, c.VCPUs, c.MemoryGiB, gpu)
 	prices := orDash(c.PricingSource)

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/config"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	_ "github.com/sagemathinc/cocalc-hosts/providers/sim"
@@ -117,5 +119,33 @@ func TestEveryKindHasOneExitCode(t *testing.T) {
 	}
 	for k := range codes {
 		t.Errorf("exit code table names kind %q, which errkind does not have", k)
+	}
+}
+
+// Flags given to a subcommand win over the config file and show as the
+// setting's source.
+func TestFlagsOverrideConfig(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("output: table\naccount: bob\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := run(t, "--config", cfg, "config", "list", "--account", "alice", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var all []config.Setting
+	if err := json.Unmarshal([]byte(out), &all); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	got := map[string]config.Setting{}
+	for _, s := range all {
+		got[s.Key] = s
+	}
+	if got["output"].Value != "json" || got["output"].Source != "flag" || got["account"].Value != "alice" ||
+		got["account"].Source != "flag" || got["worker.lease"].Source != "default" {
+		t.Errorf("settings: %+v", got)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register("projects", newCollaboratorsCmd) }
-
 // CollaboratorsOptions are the inputs of `collaborators add|rm|list`.
 type CollaboratorsOptions struct {
 	Host    string
@@ -36,12 +34,12 @@ are.` + asHelp,
 	}
 	as.add(cmd)
 	for _, verb := range []string{"add", "rm", "list"} {
-		cmd.AddCommand(newCollaboratorsVerbCmd(f, as, verb, nil))
+		cmd.AddCommand(newCollaboratorsVerbCmd(f, as, verb))
 	}
 	return cmd
 }
 
-func newCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string, runF func(context.Context, *CollaboratorsOptions) error) *cobra.Command {
+func newCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string) *cobra.Command {
 	o := &CollaboratorsOptions{}
 	use, short, n := verb+" HOST ACCOUNT", "", 2
 	switch verb {
@@ -61,9 +59,6 @@ func newCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string, runF func(cont
 			o.Host = args[0]
 			if n == 2 {
 				o.Account = args[1]
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
 			}
 			return runCollaborators(cmd.Context(), f, as, verb, o)
 		},
@@ -89,22 +84,21 @@ func runCollaborators(ctx context.Context, f *Factory, as *asFlag, verb string, 
 	if err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, CollaboratorsResult{Host: h.Name, HostID: h.ID, Owner: h.Owner, Shared: h.Shared, Collaborators: list})
-	}
-	switch verb {
-	case "add":
-		fmt.Fprintf(f.IO.ErrOut, "%s may now place projects on %s\n", o.Account, h.Name)
-	case "rm":
-		fmt.Fprintf(f.IO.ErrOut, "%s may no longer place projects on %s (their projects there stay)\n", o.Account, h.Name)
-	}
-	t := newTable(f.IO.Out, "ACCOUNT", "ROLE")
-	t.row(h.Owner, "owner")
-	for _, a := range list {
-		t.row(a, "collaborator")
-	}
-	if h.Shared {
-		t.row("(everyone)", "shared pool")
-	}
-	return t.flush()
+	return f.render(CollaboratorsResult{Host: h.Name, HostID: h.ID, Owner: h.Owner, Shared: h.Shared, Collaborators: list}, func(w *Out) error {
+		switch verb {
+		case "add":
+			fmt.Fprintf(f.IO.ErrOut, "%s may now place projects on %s\n", o.Account, h.Name)
+		case "rm":
+			fmt.Fprintf(f.IO.ErrOut, "%s may no longer place projects on %s (their projects there stay)\n", o.Account, h.Name)
+		}
+		t := w.table("ACCOUNT", "ROLE")
+		t.row(h.Owner, "owner")
+		for _, a := range list {
+			t.row(a, "collaborator")
+		}
+		if h.Shared {
+			t.row("(everyone)", "shared pool")
+		}
+		return t.flush()
+	})
 }

@@ -20,15 +20,14 @@ file (` + "`cocalc-hosts config path`" + `), and defaults. Environment variables
 		Short: "Print the config file's path",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
+			path, err := f.ConfigFile()
 			if err != nil {
 				return err
 			}
-			if f.jsonOutput() {
-				return printJSON(f.IO.Out, map[string]string{"path": cfg.File()})
-			}
-			fmt.Fprintln(f.IO.Out, cfg.File())
-			return nil
+			return f.render(map[string]string{"path": path}, func(w *Out) error {
+				fmt.Fprintln(w, path)
+				return nil
+			})
 		},
 	}, &cobra.Command{
 		Use:   "list",
@@ -39,15 +38,14 @@ file (` + "`cocalc-hosts config path`" + `), and defaults. Environment variables
 			if err != nil {
 				return err
 			}
-			all := cfg.All(f.Flags)
-			if f.jsonOutput() {
-				return printJSON(f.IO.Out, all)
-			}
-			t := newTable(f.IO.Out, "KEY", "VALUE", "SOURCE", "DESCRIPTION")
-			for _, s := range all {
-				t.row(s.Key, fmt.Sprint(s.Value), s.Source, s.Description)
-			}
-			return t.flush()
+			all := cfg.All()
+			return f.render(all, func(w *Out) error {
+				t := w.table("KEY", "VALUE", "SOURCE", "DESCRIPTION")
+				for _, s := range all {
+					t.row(s.Key, fmt.Sprint(s.Value), s.Source, s.Description)
+				}
+				return t.flush()
+			})
 		},
 	}, &cobra.Command{
 		Use:   "get KEY",
@@ -62,11 +60,10 @@ file (` + "`cocalc-hosts config path`" + `), and defaults. Environment variables
 			if !ok {
 				return usagef("unknown config key %q; see `cocalc-hosts config list`", args[0])
 			}
-			if f.jsonOutput() {
-				return printJSON(f.IO.Out, map[string]any{"key": args[0], "value": v})
-			}
-			fmt.Fprintln(f.IO.Out, v)
-			return nil
+			return f.render(map[string]any{"key": args[0], "value": v}, func(w *Out) error {
+				fmt.Fprintln(w, v)
+				return nil
+			})
 		},
 	}, &cobra.Command{
 		Use:   "set KEY VALUE",
@@ -75,15 +72,15 @@ file (` + "`cocalc-hosts config path`" + `), and defaults. Environment variables
   cocalc-hosts config set providers.sim.latency 200ms`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := f.Config()
+			path, err := f.ConfigFile()
 			if err != nil {
 				return err
 			}
-			if err := config.Set(cfg.File(), args[0], args[1]); err != nil {
+			if err := config.Set(path, args[0], args[1]); err != nil {
 				return usageErr(err)
 			}
 			if !f.jsonOutput() {
-				fmt.Fprintf(f.IO.ErrOut, "set %s in %s\n", args[0], cfg.File())
+				fmt.Fprintf(f.IO.ErrOut, "set %s in %s\n", args[0], path)
 			}
 			return nil
 		},

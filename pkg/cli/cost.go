@@ -1,11 +1,8 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -19,15 +16,13 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/tui"
 )
 
-func init() { register("hosts", func(f *Factory) *cobra.Command { return newCostCmd(f, nil) }) }
-
 // CostOptions are the inputs of `cost`.
 type CostOptions struct {
 	Host  string
 	Since string
 }
 
-func newCostCmd(f *Factory, runF func(context.Context, *CostOptions) error) *cobra.Command {
+func newCostCmd(f *Factory) *cobra.Command {
 	o := &CostOptions{}
 	cmd := &cobra.Command{
 		Use:   "cost [HOST]",
@@ -45,9 +40,6 @@ These are estimates from our own log, not a cloud's bill.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.Host = args[0]
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
 			}
 			return runCost(cmd.Context(), f, o)
 		},
@@ -85,7 +77,11 @@ func runCost(ctx context.Context, f *Factory, o *CostOptions) error {
 	if err != nil {
 		return usageErr(err)
 	}
-	cs, err := costService(ctx, f)
+	a, err := f.App()
+	if err != nil {
+		return err
+	}
+	cs, err := a.Cost(ctx)
 	if err != nil {
 		return err
 	}
@@ -93,39 +89,37 @@ func runCost(ctx context.Context, f *Factory, o *CostOptions) error {
 	if err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, rep)
-	}
-	w := f.IO.Out
-	t := newTable(w, "HOST", "OWNER", "CLOUD", "STATUS", "COMPUTE H", "DISK GB-H", "COMPUTE $", "DISK $", "TOTAL $", "NOW $/MONTH")
-	for _, h := range rep.Hosts {
-		status := string(h.Status)
-		if h.Deleted {
-			status += " (deleted)"
+	return f.render(rep, func(w *Out) error {
+		t := w.table("HOST", "OWNER", "CLOUD", "STATUS", "COMPUTE H", "DISK GB-H", "COMPUTE $", "DISK $", "TOTAL $", "NOW $/MONTH")
+		for _, h := range rep.Hosts {
+			status := string(h.Status)
+			if h.Deleted {
+				status += " (deleted)"
+			}
+			t.row(h.Name, h.Owner, h.Provider, status, fmt.Sprintf("%.2f", h.ComputeHours), fmt.Sprintf("%.1f", h.StorageGBHours),
+				money(h.ComputeCost), money(h.StorageCost), money(h.Total), money(h.MonthlyNow))
 		}
-		t.row(h.Name, h.Owner, h.Provider, status, fmt.Sprintf("%.2f", h.ComputeHours), fmt.Sprintf("%.1f", h.StorageGBHours),
-			money(h.ComputeCost), money(h.StorageCost), money(h.Total), money(h.MonthlyNow))
-	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	if o.Host == "" && len(rep.Owners) > 0 {
-		fmt.Fprintln(w)
-		t := newTable(w, "OWNER", "HOSTS", "COMPUTE $", "DISK $", "TOTAL $")
-		for _, oc := range rep.Owners {
-			t.row(oc.Owner, fmt.Sprint(oc.Hosts), money(oc.ComputeCost), money(oc.StorageCost), money(oc.Total))
-		}
-		t.row("all", fmt.Sprint(len(rep.Hosts)), money(rep.Total.ComputeCost), money(rep.Total.StorageCost), money(rep.Total.Total))
 		if err := t.flush(); err != nil {
 			return err
 		}
-	}
-	start := "the beginning"
-	if !rep.From.IsZero() {
-		start = rep.From.Local().Format("2006-01-02 15:04")
-	}
-	fmt.Fprintf(f.IO.ErrOut, "cost in %s from %s to %s: an estimate from cloud_vm_log\n", rep.Currency, start, rep.To.Local().Format("2006-01-02 15:04"))
-	return nil
+		if o.Host == "" && len(rep.Owners) > 0 {
+			fmt.Fprintln(w)
+			t := w.table("OWNER", "HOSTS", "COMPUTE $", "DISK $", "TOTAL $")
+			for _, oc := range rep.Owners {
+				t.row(oc.Owner, fmt.Sprint(oc.Hosts), money(oc.ComputeCost), money(oc.StorageCost), money(oc.Total))
+			}
+			t.row("all", fmt.Sprint(len(rep.Hosts)), money(rep.Total.ComputeCost), money(rep.Total.StorageCost), money(rep.Total.Total))
+			if err := t.flush(); err != nil {
+				return err
+			}
+		}
+		start := "the beginning"
+		if !rep.From.IsZero() {
+			start = rep.From.Local().Format("2006-01-02 15:04")
+		}
+		fmt.Fprintf(f.IO.ErrOut, "cost in %s from %s to %s: an estimate from cloud_vm_log\n", rep.Currency, start, rep.To.Local().Format("2006-01-02 15:04"))
+		return nil
+	})
 }
 
 func money(f float64) string { return fmt.Sprintf("%.2f", f) }
@@ -144,7 +138,7 @@ type StoppedCost struct {
 // stoppedCost prices h's disk, or nil when stopping leaves no disk (a
 // deprovision on a provider whose disks die with the VM).
 func stoppedCost(ctx context.Context, f *Factory, h model.Host, deprovision bool) *StoppedCost {
-	svc, err := f.Hosts(ctx)
+	svc, err := f.localHosts(ctx)
 	if err != nil {
 		return nil
 	}
@@ -177,35 +171,24 @@ func stoppedCostOn(ctx context.Context, svc *hosts.Service, h model.Host, deprov
 // stopped_cost of the one JSON document.
 func finishStop(ctx context.Context, f *Factory, sub hosts.Submitted, noWait, deprovision bool) error {
 	sc := stoppedCost(ctx, f, sub.Host, deprovision)
-	if !f.jsonOutput() {
-		if err := finishSubmitted(ctx, f, sub, noWait); err != nil {
-			return err
-		}
-		if sc != nil {
-			fmt.Fprintf(f.IO.Out, "%s: %s\n", sub.Host.Name, tui.StoppedLine(tui.StoppedCost(*sc), !noWait))
-		}
-		return nil
-	}
-	var buf bytes.Buffer
-	out := f.IO.Out
-	f.IO.Out = &buf
-	err := finishSubmitted(ctx, f, sub, noWait)
-	f.IO.Out = out
+	sub, failed, err := settle(ctx, f, sub, noWait)
 	if err != nil {
-		sc = nil // it did not stop
-	}
-	var final hosts.Submitted
-	if buf.Len() == 0 || json.Unmarshal(buf.Bytes(), &final) != nil {
-		io.Copy(out, &buf) //nolint:errcheck
 		return err
 	}
-	if perr := printJSON(out, struct {
+	if failed != nil {
+		sc = nil // it did not stop
+	}
+	res := struct {
 		hosts.Submitted
 		StoppedCost *StoppedCost `json:"stopped_cost,omitempty"`
-	}{final, sc}); perr != nil {
-		return perr
-	}
-	return err
+	}{sub, sc}
+	return renderSettled(f, res, failed, func(w *Out) {
+		submittedLine(w, sub, noWait)
+		if sc == nil {
+			return
+		}
+		fmt.Fprintf(w, "%s: %s\n", sub.Host.Name, tui.StoppedLine(tui.StoppedCost(*sc), !noWait))
+	})
 }
 
 // publicAddress is the host's public DNS name when it has one, else its

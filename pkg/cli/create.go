@@ -32,7 +32,7 @@ type CreateOptions struct {
 	DataDisk string
 }
 
-func newCreateCmd(f *Factory, runF func(context.Context, *CreateOptions) error) *cobra.Command {
+func newCreateCmd(f *Factory) *cobra.Command {
 	o := &CreateOptions{}
 	cmd := &cobra.Command{
 		Use:   "create [--name NAME] --cloud PROVIDER [flags]",
@@ -52,9 +52,6 @@ monthly estimate including the data disk, and creates nothing.`,
   cocalc-hosts create --gpu l4 --ram 32 --dry-run`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runCreate(cmd.Context(), f, o)
 		},
 	}
@@ -95,7 +92,7 @@ func runCreate(ctx context.Context, f *Factory, o *CreateOptions) error {
 		return err
 	}
 	req := hosts.CreateRequest{
-		Name: o.Name, Owner: cfg.String("account"), Provider: o.Provider, Region: o.Region, Zone: o.Zone,
+		Name: o.Name, Owner: cfg.Account, Provider: o.Provider, Region: o.Region, Zone: o.Zone,
 		Spec: model.HostSpec{MachineType: o.MachineType, CPUs: o.CPUs, MemoryGiB: o.MemoryGiB, GPUModel: o.GPU,
 			GPUCount: o.GPUCount, DiskGB: o.DiskGB, Image: o.Image, Spot: o.Spot,
 			Address: o.Address, DataDiskDevice: o.DataDisk},

@@ -11,8 +11,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/tui"
 )
 
-func init() { register("hosts", newDashboardCmd) }
-
 // DashboardOptions are the inputs of `dashboard`.
 type DashboardOptions struct {
 	Refresh time.Duration

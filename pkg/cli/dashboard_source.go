@@ -46,15 +46,19 @@ type dashboardSource struct {
 var _ tui.Source = (*dashboardSource)(nil)
 
 func newDashboardSource(ctx context.Context, f *Factory) (*dashboardSource, error) {
-	svc, err := f.Hosts(ctx)
+	a, err := f.App()
 	if err != nil {
 		return nil, err
 	}
-	ps, err := projectsService(ctx, f)
+	svc, err := a.Hosts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cs, err := costService(ctx, f)
+	ps, err := a.Projects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := a.Cost(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +305,7 @@ func (s *dashboardSource) createRequest(a tui.Action) (hosts.CreateRequest, erro
 		return hosts.CreateRequest{}, err
 	}
 	n := a.NewHost
-	return hosts.CreateRequest{Name: n.Name, Owner: cfg.String("account"), Provider: n.Provider, Region: n.Region, Zone: n.Zone,
+	return hosts.CreateRequest{Name: n.Name, Owner: cfg.Account, Provider: n.Provider, Region: n.Region, Zone: n.Zone,
 		Spec: model.HostSpec{MachineType: n.Machine, GPUModel: n.GPUModel, GPUCount: n.GPUCount, DiskGB: n.DiskGB, Spot: n.Spot}}, nil
 }
 

@@ -22,7 +22,7 @@ type DeleteOptions struct {
 	Forget bool
 }
 
-func newDeleteCmd(f *Factory, runF func(context.Context, *DeleteOptions) error) *cobra.Command {
+func newDeleteCmd(f *Factory) *cobra.Command {
 	o := &DeleteOptions{}
 	cmd := hostVerbCmd(f, &cobra.Command{
 		Use:   "delete HOST",
@@ -34,7 +34,7 @@ disk. On a terminal you are asked to confirm; otherwise pass --yes.
 An adopted machine (--cloud ssh) is the user's: delete uninstalls the agent
 and keeps the project pool (/btrfs) and its data unless --purge. --forget
 drops a host whose machine is gone or unreachable without touching it.`,
-	}, o, &o.Host, runF, runDelete)
+	}, o, &o.Host, runDelete)
 	cmd.Flags().BoolVar(&o.KeepDisk, "keep-disk", false, "keep the data disk (host becomes off)")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")

@@ -9,8 +9,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 )
 
-func init() { register("projects", newImageCmd) }
-
 // ImageBuildOptions are the inputs of `image build`.
 type ImageBuildOptions struct {
 	Name    string
@@ -34,11 +32,11 @@ func newImageCmd(f *Factory) *cobra.Command {
 		Short: "Project images on hosts",
 		Args:  noArgs,
 	}
-	cmd.AddCommand(newImageBuildCmd(f, nil), newImageListCmd(f, nil))
+	cmd.AddCommand(newImageBuildCmd(f), newImageListCmd(f))
 	return cmd
 }
 
-func newImageBuildCmd(f *Factory, runF func(context.Context, *ImageBuildOptions) error) *cobra.Command {
+func newImageBuildCmd(f *Factory) *cobra.Command {
 	o := &ImageBuildOptions{}
 	cmd := &cobra.Command{
 		Use:   "build NAME --host HOST",
@@ -59,9 +57,6 @@ building the same image again (or on another host sharing the cache) is fast;
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runImageBuild(cmd.Context(), f, o)
 		},
 	}
@@ -81,7 +76,7 @@ func runImageBuild(ctx context.Context, f *Factory, o *ImageBuildOptions) error 
 	if err != nil {
 		return err
 	}
-	ps, err := projectsService(ctx, f)
+	ps, err := f.Projects(ctx)
 	if err != nil {
 		return err
 	}
@@ -97,15 +92,14 @@ func runImageBuild(ctx context.Context, f *Factory, o *ImageBuildOptions) error 
 	if err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, ImageBuildResult{Name: o.Name, Host: h.Name, Cached: cached})
-	}
-	from := "built"
-	if cached {
-		from = "imported from the host's cache"
-	}
-	fmt.Fprintf(f.IO.Out, "%s: image %s %s\n", h.Name, o.Name, from)
-	return nil
+	return f.render(ImageBuildResult{Name: o.Name, Host: h.Name, Cached: cached}, func(w *Out) error {
+		from := "built"
+		if cached {
+			from = "imported from the host's cache"
+		}
+		fmt.Fprintf(w, "%s: image %s %s\n", h.Name, o.Name, from)
+		return nil
+	})
 }
 
 // ImageListOptions are the inputs of `image list`.
@@ -113,21 +107,18 @@ type ImageListOptions struct {
 	Host string
 }
 
-func newImageListCmd(f *Factory, runF func(context.Context, *ImageListOptions) error) *cobra.Command {
+func newImageListCmd(f *Factory) *cobra.Command {
 	o := &ImageListOptions{}
 	cmd := &cobra.Command{
 		Use:   "list --host HOST",
 		Short: "List the suggested project images and whether HOST has them",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			c, err := caller(f, &asFlag{})
 			if err != nil {
 				return err
 			}
-			ps, err := projectsService(cmd.Context(), f)
+			ps, err := f.Projects(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -135,14 +126,13 @@ func newImageListCmd(f *Factory, runF func(context.Context, *ImageListOptions) e
 			if err != nil {
 				return err
 			}
-			if f.jsonOutput() {
-				return printJSON(f.IO.Out, list)
-			}
-			t := newTable(f.IO.Out, "IMAGE", "ON HOST", "NOTE")
-			for _, im := range list {
-				t.row(im.Name, map[bool]string{true: "yes", false: "no"}[im.Present], im.Note)
-			}
-			return t.flush()
+			return f.render(list, func(w *Out) error {
+				t := w.table("IMAGE", "ON HOST", "NOTE")
+				for _, im := range list {
+					t.row(im.Name, map[bool]string{true: "yes", false: "no"}[im.Present], im.Note)
+				}
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&o.Host, "host", "", "host to look on")

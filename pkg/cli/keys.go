@@ -11,8 +11,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/tokens"
 )
 
-func init() { register("ops", newKeysCmd) }
-
 // SigningKey is one generation of signing keys as `keys` prints it.
 type SigningKey struct {
 	KID         string     `json:"kid"`
@@ -43,7 +41,7 @@ certificate), after which hosts refuse what it signed, browser sessions made
 with it included.`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(newKeysListCmd(f), newKeysRotateCmd(f, nil))
+	cmd.AddCommand(newKeysListCmd(f), newKeysRotateCmd(f))
 	return cmd
 }
 
@@ -53,11 +51,7 @@ func newKeysListCmd(f *Factory) *cobra.Command {
 		Short: "List the signing keys (making the first one if there is none)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
-			path, err := signingKeysPath(cfg)
+			path, err := f.signingKeysPath()
 			if err != nil {
 				return err
 			}
@@ -77,7 +71,7 @@ type KeysRotateOptions struct {
 	Grace time.Duration
 }
 
-func newKeysRotateCmd(f *Factory, runF func(context.Context, *KeysRotateOptions) error) *cobra.Command {
+func newKeysRotateCmd(f *Factory) *cobra.Command {
 	o := &KeysRotateOptions{}
 	cmd := &cobra.Command{
 		Use:   "rotate",
@@ -89,9 +83,6 @@ signed by the old key keep working for --grace, then hosts refuse them. Use
   cocalc-hosts keys rotate --grace 0     # the old key leaked: refuse its tokens now`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runKeysRotate(cmd.Context(), f, o)
 		},
 	}
@@ -104,18 +95,14 @@ func runKeysRotate(ctx context.Context, f *Factory, o *KeysRotateOptions) error 
 	if err != nil {
 		return err
 	}
-	in, err := ingressSettings(cfg)
-	if err != nil {
-		return err
-	}
 	grace := o.Grace
 	if grace < 0 {
-		grace = max(in.TokenTTL, in.CertValidity)
+		grace = max(cfg.Tokens.TTL, cfg.Tokens.SSHCertValidity)
 	}
 	if grace > tokens.MaxTTL {
 		return usagef("--grace %s: at most %s", grace, tokens.MaxTTL)
 	}
-	path, err := signingKeysPath(cfg)
+	path, err := f.signingKeysPath()
 	if err != nil {
 		return err
 	}
@@ -127,7 +114,11 @@ func runKeysRotate(ctx context.Context, f *Factory, o *KeysRotateOptions) error 
 		return err
 	}
 	res := KeysResult{Path: path, Keys: signingKeys(kr)}
-	ps, err := projectsService(ctx, f)
+	a, err := f.App()
+	if err != nil {
+		return err
+	}
+	ps, err := a.Projects(ctx)
 	if err != nil {
 		return err
 	}
@@ -151,22 +142,31 @@ func signingKeys(kr *tokens.Keyring) []SigningKey {
 }
 
 func printKeys(f *Factory, res KeysResult) error {
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, res)
-	}
-	t := newTable(f.IO.Out, "KID", "CREATED", "STATE", "ACCEPTED UNTIL")
-	for _, k := range res.Keys {
-		state, until := "current", "-"
-		if !k.Current {
-			state = "retired"
-		}
-		if k.AcceptUntil != nil {
-			until = k.AcceptUntil.Local().Format(time.RFC3339)
-			if !f.Now().Before(*k.AcceptUntil) {
-				state = "rotated out"
+	return f.render(res, func(w *Out) error {
+		t := w.table("KID", "CREATED", "STATE", "ACCEPTED UNTIL")
+		for _, k := range res.Keys {
+			state, until := "current", "-"
+			if !k.Current {
+				state = "retired"
 			}
+			if k.AcceptUntil != nil {
+				until = k.AcceptUntil.Local().Format(time.RFC3339)
+				if !f.Now().Before(*k.AcceptUntil) {
+					state = "rotated out"
+				}
+			}
+			t.row(k.KID, k.CreatedAt.Local().Format(time.RFC3339), state, until)
 		}
-		t.row(k.KID, k.CreatedAt.Local().Format(time.RFC3339), state, until)
+		return t.flush()
+	})
+}
+
+// signingKeysPath is the keyring that signs connect tokens and SSH
+// certificates (tokens.signing_keys).
+func (f *Factory) signingKeysPath() (string, error) {
+	a, err := f.App()
+	if err != nil {
+		return "", err
 	}
-	return t.flush()
+	return a.SigningKeysPath()
 }

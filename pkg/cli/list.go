@@ -17,7 +17,7 @@ type ListOptions struct {
 	Wide     bool
 }
 
-func newListCmd(f *Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
+func newListCmd(f *Factory) *cobra.Command {
 	o := &ListOptions{}
 	cmd := &cobra.Command{
 		Use:     "list",
@@ -25,9 +25,6 @@ func newListCmd(f *Factory, runF func(context.Context, *ListOptions) error) *cob
 		Short:   "List hosts",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runList(cmd.Context(), f, o)
 		},
 	}
@@ -39,24 +36,23 @@ func newListCmd(f *Factory, runF func(context.Context, *ListOptions) error) *cob
 }
 
 func runList(ctx context.Context, f *Factory, o *ListOptions) error {
-	st, err := f.Store(ctx)
+	svc, err := f.Hosts(ctx)
 	if err != nil {
 		return err
 	}
 	filter := store.HostFilter{Provider: o.Provider, IncludeDeleted: o.All}
 	if o.Mine {
 		cfg, _ := f.Config()
-		filter.Owner = cfg.String("account")
+		filter.Owner = cfg.Account
 	}
-	hs, err := st.ListHosts(ctx, filter)
+	hs, err := svc.List(ctx, filter)
 	if err != nil {
 		return err
 	}
 	if hs == nil {
 		hs = []model.Host{}
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, hs)
-	}
-	return printHostTable(f.IO.Out, f.Now(), hs, o.Wide)
+	return f.render(hs, func(w *Out) error {
+		return printHostTable(w, f.Now(), hs, o.Wide)
+	})
 }

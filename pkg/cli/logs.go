@@ -19,12 +19,12 @@ type LogsOptions struct {
 	Boot bool
 }
 
-func newLogsCmd(f *Factory, runF func(context.Context, *LogsOptions) error) *cobra.Command {
+func newLogsCmd(f *Factory) *cobra.Command {
 	o := &LogsOptions{}
 	cmd := hostVerbCmd(f, &cobra.Command{
 		Use:   "logs HOST",
 		Short: "Show a host's action log (cloud_vm_log)",
-	}, o, &o.Host, runF, runLogs)
+	}, o, &o.Host, runLogs)
 	cmd.Flags().IntVarP(&o.Limit, "limit", "n", 50, "show the newest N entries (0: all)")
 	cmd.Flags().BoolVarP(&o.Follow, "follow", "f", false, "keep printing new entries until interrupted")
 	cmd.Flags().BoolVar(&o.Boot, "boot", false, "show the output of the host's newest bootstrap (or upgrade) run")
@@ -53,28 +53,27 @@ func runLogs(ctx context.Context, f *Factory, o *LogsOptions) error {
 	if entries == nil {
 		entries = []model.LogEntry{}
 	}
-	if !o.Follow && f.jsonOutput() {
-		return printJSON(f.IO.Out, entries)
-	}
-	print := func(es []model.LogEntry, header bool) {
-		if f.jsonOutput() {
-			for _, e := range es {
-				printJSONLine(f.IO.Out, e)
-			}
-			return
-		}
-		t := newTable(f.IO.Out)
-		if header {
-			t.row("TIME", "ACTION", "RESULT", "HOST STATUS", "ERROR")
-		}
-		for _, e := range es {
-			t.row(e.TS.Local().Format("2006-01-02 15:04:05"), e.Action, e.Status, orDash(string(e.HostStatus)), orDash(e.Error))
-		}
-		t.flush() //nolint:errcheck
-	}
-	print(entries, true)
 	if !o.Follow {
-		return nil
+		return f.render(entries, func(w *Out) error { return logRows(w, entries, true) })
+	}
+	// Followed, each entry is a result of its own: a JSON line with -o json.
+	print := func(es []model.LogEntry, header bool) error {
+		if e := f.exporter(); e != nil {
+			for _, le := range es {
+				if err := e.WriteLine(f.IO.Out, le); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		w := f.out()
+		if err := logRows(w, es, header); err != nil {
+			return err
+		}
+		return w.Flush()
+	}
+	if err := print(entries, true); err != nil {
+		return err
 	}
 	var after int64
 	if len(entries) > 0 {
@@ -93,8 +92,21 @@ func runLogs(ctx context.Context, f *Factory, o *LogsOptions) error {
 			return err
 		}
 		if len(more) > 0 {
-			print(more, false)
+			if err := print(more, false); err != nil {
+				return err
+			}
 			after = more[len(more)-1].ID
 		}
 	}
+}
+
+func logRows(w *Out, es []model.LogEntry, header bool) error {
+	t := w.table()
+	if header {
+		t.row("TIME", "ACTION", "RESULT", "HOST STATUS", "ERROR")
+	}
+	for _, e := range es {
+		t.row(e.TS.Local().Format("2006-01-02 15:04:05"), e.Action, e.Status, orDash(string(e.HostStatus)), orDash(e.Error))
+	}
+	return t.flush()
 }

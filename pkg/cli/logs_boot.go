@@ -32,36 +32,28 @@ func runBootLogs(ctx context.Context, f *Factory, st store.Store, h model.Host, 
 			out.Lines = lines
 		}
 	}
-	if f.jsonOutput() && !o.Follow {
-		return printJSON(f.IO.Out, out)
-	}
-	if out.Run == nil {
-		if !f.jsonOutput() {
-			fmt.Fprintf(f.IO.ErrOut, "%s has no boot log: it was never bootstrapped over SSH\n", h.Name)
+	lines := func(w *Out, ls []store.BootLine) error {
+		for _, l := range ls {
+			fmt.Fprintf(w, "%s  %s\n", l.TS.Local().Format("15:04:05"), l.Line)
 		}
-		if !o.Follow {
-			return nil
-		}
-	} else if !f.jsonOutput() {
-		r := out.Run
-		end := "still running"
-		if r.FinishedAt != nil {
-			end = fmt.Sprintf("%s at %s", r.Result, r.FinishedAt.Local().Format("15:04:05"))
-		}
-		fmt.Fprintf(f.IO.ErrOut, "%s run %s of %s, started %s, %s\n", r.Kind, shortID(r.ID), h.Name, r.StartedAt.Local().Format("2006-01-02 15:04:05"), end)
-	}
-	print := func(lines []store.BootLine) {
-		for _, l := range lines {
-			if f.jsonOutput() {
-				printJSONLine(f.IO.Out, l)
-				continue
-			}
-			fmt.Fprintf(f.IO.Out, "%s  %s\n", l.TS.Local().Format("15:04:05"), l.Line)
-		}
-	}
-	print(out.Lines)
-	if !o.Follow {
 		return nil
+	}
+	if !o.Follow {
+		bootRunHeader(f, h, out.Run)
+		return f.render(out, func(w *Out) error { return lines(w, out.Lines) })
+	}
+	bootRunHeader(f, h, out.Run)
+	// Followed, each line is a result of its own: a JSON line with -o json.
+	print := func(ls []store.BootLine) error {
+		for _, l := range ls {
+			if err := f.renderLine(l, func(w *Out) error { return lines(w, []store.BootLine{l}) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := print(out.Lines); err != nil {
+		return err
 	}
 	var after int64
 	if n := len(out.Lines); n > 0 {
@@ -80,8 +72,27 @@ func runBootLogs(ctx context.Context, f *Factory, st store.Store, h model.Host, 
 			return err
 		}
 		if len(more) > 0 {
-			print(more)
+			if err := print(more); err != nil {
+				return err
+			}
 			after = more[len(more)-1].ID
 		}
 	}
+}
+
+// bootRunHeader says on stderr which run the lines are from (or that there
+// is none), for people.
+func bootRunHeader(f *Factory, h model.Host, r *store.BootRun) {
+	if f.jsonOutput() {
+		return
+	}
+	if r == nil {
+		fmt.Fprintf(f.IO.ErrOut, "%s has no boot log: it was never bootstrapped over SSH\n", h.Name)
+		return
+	}
+	end := "still running"
+	if r.FinishedAt != nil {
+		end = fmt.Sprintf("%s at %s", r.Result, r.FinishedAt.Local().Format("15:04:05"))
+	}
+	fmt.Fprintf(f.IO.ErrOut, "%s run %s of %s, started %s, %s\n", r.Kind, shortID(r.ID), h.Name, r.StartedAt.Local().Format("2006-01-02 15:04:05"), end)
 }

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
-
-	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
@@ -19,36 +16,8 @@ func (f *Factory) outputFormat() string {
 	if err != nil {
 		return "table"
 	}
-	return cfg.String("output")
+	return cfg.Output
 }
-
-func (f *Factory) jsonOutput() bool { return f.outputFormat() == "json" }
-
-// printJSON writes v as indented JSON with a trailing newline.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// table writes aligned columns.
-type table struct {
-	tw *tabwriter.Writer
-}
-
-func newTable(w io.Writer, headers ...string) *table {
-	t := &table{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
-	if len(headers) > 0 {
-		t.row(headers...)
-	}
-	return t
-}
-
-func (t *table) row(cols ...string) {
-	fmt.Fprintln(t.tw, strings.Join(cols, "\t"))
-}
-
-func (t *table) flush() error { return t.tw.Flush() }
 
 func shortID(id string) string {
 	if len(id) > 8 {
@@ -85,8 +54,8 @@ func orDash(s string) string {
 	return s
 }
 
-func printHostTable(w io.Writer, now time.Time, hs []model.Host, wide bool) error {
-	t := newTable(w, "NAME", "ID", "PROVIDER", "REGION", "STATUS", "CREATED", "LAST ACTION", "LAST ERROR")
+func printHostTable(o *Out, now time.Time, hs []model.Host, wide bool) error {
+	t := o.table("NAME", "ID", "PROVIDER", "REGION", "STATUS", "CREATED", "LAST ACTION", "LAST ERROR")
 	for _, h := range hs {
 		errCol := h.LastError
 		if !wide {
@@ -96,11 +65,6 @@ func printHostTable(w io.Writer, now time.Time, hs []model.Host, wide bool) erro
 			orDash(h.LastAction), orDash(errCol))
 	}
 	return t.flush()
-}
-
-// addOutputFlag is the --output flag every command has (persistent on root).
-func addOutputFlag(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringP("output", "o", "table", "output format: table or json")
 }
 
 // printJSONLine writes v as one line of JSON.

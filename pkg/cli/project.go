@@ -10,19 +10,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
-	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 )
-
-func init() {
-	register("projects", newProjectCmd)
-	jobHandlers["project"] = func(ctx context.Context, f *Factory) (queue.Handler, error) {
-		ps, err := projectsService(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		return projects.Handler{S: ps}, nil
-	}
-}
 
 // asFlag is the account an operator acts for (--as).
 type asFlag struct{ as string }
@@ -53,42 +41,17 @@ project.` + asHelp,
 	}
 	as.add(cmd)
 	for _, c := range []*cobra.Command{
-		newProjectCreateCmd(f, as, nil), newProjectListCmd(f, as, nil), newProjectShowCmd(f, as, nil),
-		newProjectLifecycleCmd(f, as, "start", nil), newProjectLifecycleCmd(f, as, "stop", nil),
-		newProjectLifecycleCmd(f, as, "restart", nil), newProjectDeleteCmd(f, as, nil),
-		newProjectExecCmd(f, as, nil), newProjectShellCmd(f, as, nil),
-		newProjectSnapshotCmd(f, as, nil), newProjectSnapshotsCmd(f, as, nil), newProjectRestoreCmd(f, as, nil),
+		newProjectCreateCmd(f, as), newProjectListCmd(f, as), newProjectShowCmd(f, as),
+		newProjectLifecycleCmd(f, as, "start"), newProjectLifecycleCmd(f, as, "stop"),
+		newProjectLifecycleCmd(f, as, "restart"), newProjectDeleteCmd(f, as),
+		newProjectExecCmd(f, as), newProjectShellCmd(f, as),
+		newProjectSnapshotCmd(f, as), newProjectSnapshotsCmd(f, as), newProjectRestoreCmd(f, as),
+		newProjectCollaboratorsCmd(f, as), newProjectOpenCmd(f, as),
+		newProjectSSHCmd(f, as), newProjectSSHConfigCmd(f, as), newProjectSSHCertCmd(f, as),
 	} {
 		cmd.AddCommand(c)
 	}
-	for _, make := range projectSubcommands {
-		cmd.AddCommand(make(f, as))
-	}
 	return cmd
-}
-
-// projectSubcommands are `project` subcommands that files add from init
-// functions, so that a new verb is one new file.
-var projectSubcommands []func(*Factory, *asFlag) *cobra.Command
-
-// projectsService returns the project domain on the factory's store, with
-// the host service reaching the agents.
-func projectsService(ctx context.Context, f *Factory) (*projects.Service, error) {
-	svc, err := f.Hosts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ps := projects.New(svc.Store, svc)
-	ps.Now = f.Now
-	if cfg, err := f.Config(); err == nil {
-		if n := cfg.Int("worker.max_attempts"); n > 0 {
-			ps.MaxAttempts = n
-		}
-		if err := configureIngress(ps, cfg, f.Now); err != nil {
-			return nil, err
-		}
-	}
-	return ps, nil
 }
 
 // caller is who runs the command.
@@ -97,7 +60,7 @@ func caller(f *Factory, as *asFlag) (projects.Caller, error) {
 	if err != nil {
 		return projects.Caller{}, err
 	}
-	return projects.Caller{Account: cfg.String("account"), As: as.as}, nil
+	return projects.Caller{Account: cfg.Account, As: as.as}, nil
 }
 
 // oneProject checks for exactly one PROJECT argument.
@@ -139,27 +102,23 @@ func finishProject(ctx context.Context, f *Factory, sub projects.Submitted, noWa
 			sub.Project = p
 		}
 		if job.State == model.JobFailed {
-			if f.jsonOutput() {
-				printJSON(f.IO.Out, sub) //nolint:errcheck
-			}
 			what := strings.TrimPrefix(string(job.Action), "project.")
 			undone := ""
 			if job.Action == model.ActionProjectCreate && sub.Project.State == model.ProjectDeleted {
 				undone = "; nothing of it was left behind"
 			}
-			return errkind.Errorf(errkind.Failed, "%s of project %s failed after %d attempt(s): %s%s",
-				what, sub.Project.ID, job.Attempts, job.LastError, undone)
+			return renderSettled(f, sub, errkind.Errorf(errkind.Failed, "%s of project %s failed after %d attempt(s): %s%s",
+				what, sub.Project.ID, job.Attempts, job.LastError, undone), nil)
 		}
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, sub)
-	}
-	if sub.Job != nil && noWait {
-		fmt.Fprintf(f.IO.Out, "%s: %s queued (job %s); `cocalc-hosts worker` will run it\n", sub.Project.ID, sub.Job.Action, sub.Job.ID)
+	return f.render(sub, func(w *Out) error {
+		if sub.Job != nil && noWait {
+			fmt.Fprintf(w, "%s: %s queued (job %s); `cocalc-hosts worker` will run it\n", sub.Project.ID, sub.Job.Action, sub.Job.ID)
+			return nil
+		}
+		fmt.Fprintf(w, "%s: %s\n", sub.Project.ID, sub.Project.State)
 		return nil
-	}
-	fmt.Fprintf(f.IO.Out, "%s: %s\n", sub.Project.ID, sub.Project.State)
-	return nil
+	})
 }
 
 // completeProjects completes project ids with their titles.

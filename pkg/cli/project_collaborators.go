@@ -8,10 +8,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	projectSubcommands = append(projectSubcommands, newProjectCollaboratorsCmd)
-}
-
 // ProjectCollaboratorsOptions are the inputs of `project collaborators`.
 type ProjectCollaboratorsOptions struct {
 	Project string
@@ -37,12 +33,12 @@ whatever tokens or certificates they still hold.`,
 		Args: noArgs,
 	}
 	for _, verb := range []string{"add", "rm", "list"} {
-		cmd.AddCommand(newProjectCollaboratorsVerbCmd(f, as, verb, nil))
+		cmd.AddCommand(newProjectCollaboratorsVerbCmd(f, as, verb))
 	}
 	return cmd
 }
 
-func newProjectCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string, runF func(context.Context, *ProjectCollaboratorsOptions) error) *cobra.Command {
+func newProjectCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string) *cobra.Command {
 	o := &ProjectCollaboratorsOptions{}
 	use, short, n := verb+" PROJECT ACCOUNT", "", 2
 	switch verb {
@@ -62,9 +58,6 @@ func newProjectCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string, runF fu
 			o.Project = args[0]
 			if n == 2 {
 				o.Account = args[1]
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
 			}
 			return runProjectCollaborators(cmd.Context(), f, as, verb, o)
 		},
@@ -94,13 +87,12 @@ func runProjectCollaborators(ctx context.Context, f *Factory, as *asFlag, verb s
 	if res.Collaborators, err = ps.ProjectCollaborators(ctx, c, o.Project); err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, res)
-	}
-	if len(res.Collaborators) == 0 {
-		fmt.Fprintf(f.IO.Out, "%s: no collaborators\n", o.Project)
+	return f.render(res, func(w *Out) error {
+		if len(res.Collaborators) == 0 {
+			fmt.Fprintf(w, "%s: no collaborators\n", o.Project)
+			return nil
+		}
+		fmt.Fprintf(w, "%s: %s\n", o.Project, strings.Join(res.Collaborators, ", "))
 		return nil
-	}
-	fmt.Fprintf(f.IO.Out, "%s: %s\n", o.Project, strings.Join(res.Collaborators, ", "))
-	return nil
+	})
 }

@@ -24,7 +24,7 @@ type ProjectCreateOptions struct {
 	NoWait      bool
 }
 
-func newProjectCreateCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectCreateOptions) error) *cobra.Command {
+func newProjectCreateCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectCreateOptions{}
 	cmd := &cobra.Command{
 		Use:   "create --host HOST [--image IMAGE] [--memory 2G] [--cpus 1.5] [--disk 10G]",
@@ -47,9 +47,6 @@ Sizes are binary: 512M, 2G (GiB), 1T.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("idle-timeout") {
 				o.IdleTimeout = -1
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
 			}
 			return runProjectCreate(cmd.Context(), f, as, o)
 		},

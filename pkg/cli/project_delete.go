@@ -17,7 +17,7 @@ type ProjectDeleteOptions struct {
 	NoWait  bool
 }
 
-func newProjectDeleteCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectDeleteOptions) error) *cobra.Command {
+func newProjectDeleteCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectDeleteOptions{}
 	cmd := projectCmd(f, as, &cobra.Command{
 		Use:   "delete PROJECT [--purge]",
@@ -27,7 +27,7 @@ files stay on the host (and count against the host's disk) until you delete it
 with --purge, which destroys its home, snapshots and scratch for good and
 removes its record. On a terminal you are asked to confirm; otherwise pass
 --yes.`,
-	}, o, &o.Project, runF, runProjectDelete)
+	}, o, &o.Project, runProjectDelete)
 	cmd.Flags().BoolVar(&o.Purge, "purge", false, "destroy the project's files and record for good")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")

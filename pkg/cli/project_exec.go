@@ -39,7 +39,7 @@ type ExecResult struct {
 	Stderr   string `json:"stderr"`
 }
 
-func newProjectExecCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectExecOptions) error) *cobra.Command {
+func newProjectExecCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectExecOptions{}
 	cmd := &cobra.Command{
 		Use:   "exec PROJECT [-i] [--workdir DIR] [--env K=V] -- COMMAND [ARGS...]",
@@ -61,9 +61,6 @@ collected and printed as one document {exit_code, stdout, stderr}.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project, o.Command = args[0], args[1:]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runProjectExec(cmd.Context(), f, as, o)
 		},
 	}
@@ -96,10 +93,10 @@ func runProjectExec(ctx context.Context, f *Factory, as *asFlag, o *ProjectExecO
 	if err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		if err := printJSON(f.IO.Out, ExecResult{ExitCode: code, Stdout: out.String(), Stderr: errOut.String()}); err != nil {
-			return err
-		}
+	// For people the command's output went straight to the terminal.
+	err = f.render(ExecResult{ExitCode: code, Stdout: out.String(), Stderr: errOut.String()}, func(*Out) error { return nil })
+	if err != nil {
+		return err
 	}
 	if code != 0 {
 		return &exitStatusError{code: code}
@@ -112,7 +109,7 @@ type ProjectShellOptions struct {
 	Project string
 }
 
-func newProjectShellCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectShellOptions) error) *cobra.Command {
+func newProjectShellCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectShellOptions{}
 	return projectCmd(f, as, &cobra.Command{
 		Use:   "shell PROJECT",
@@ -120,7 +117,7 @@ func newProjectShellCmd(f *Factory, as *asFlag, runF func(context.Context, *Proj
 		Long: `Open a login shell (bash if the image has it, else sh) on a terminal in a
 running project. It needs a terminal; scripts use ` + "`project exec`" + `. While a
 shell is open the project counts as active and is not stopped for being idle.`,
-	}, o, &o.Project, runF, runProjectShell)
+	}, o, &o.Project, runProjectShell)
 }
 
 // shellCommand starts the best shell the image has.

@@ -3,13 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
-	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 
 	"github.com/spf13/cobra"
 )
-
-func init() { register("hosts", newIdleStopCmd) }
 
 // IdleStopOptions are the inputs of `idle-stop`.
 type IdleStopOptions struct {
@@ -75,21 +74,20 @@ func runIdleStop(ctx context.Context, f *Factory, o *IdleStopOptions, set bool) 
 	if err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, IdleStopResult{Host: h.Name, StopAfterSeconds: p.StopAfterSeconds, LastActivity: p.LastActivity, StopsAt: p.StopsAt})
-	}
-	if p.StopAfterSeconds == 0 {
-		fmt.Fprintf(f.IO.Out, "%s: never stops for being idle\n", h.Name)
+	return f.render(IdleStopResult{Host: h.Name, StopAfterSeconds: p.StopAfterSeconds, LastActivity: p.LastActivity, StopsAt: p.StopsAt}, func(w *Out) error {
+		if p.StopAfterSeconds == 0 {
+			fmt.Fprintf(w, "%s: never stops for being idle\n", h.Name)
+			return nil
+		}
+		msg := fmt.Sprintf("%s: stops itself after %s without project activity", h.Name, time.Duration(p.StopAfterSeconds)*time.Second)
+		if p.StoppedBy == agentapi.IdleStopByControlPlane {
+			msg = fmt.Sprintf("%s: stops after %s without project activity (its projects are stopped, then `cocalc-hosts worker` stops the host through %s's API)",
+				h.Name, time.Duration(p.StopAfterSeconds)*time.Second, h.Provider)
+		}
+		if p.StopsAt != nil {
+			msg += fmt.Sprintf(" (next at %s if nothing happens)", p.StopsAt.Local().Format("15:04:05"))
+		}
+		fmt.Fprintln(w, msg)
 		return nil
-	}
-	msg := fmt.Sprintf("%s: stops itself after %s without project activity", h.Name, time.Duration(p.StopAfterSeconds)*time.Second)
-	if p.StoppedBy == agentapi.IdleStopByControlPlane {
-		msg = fmt.Sprintf("%s: stops after %s without project activity (its projects are stopped, then `cocalc-hosts worker` stops the host through %s's API)",
-			h.Name, time.Duration(p.StopAfterSeconds)*time.Second, h.Provider)
-	}
-	if p.StopsAt != nil {
-		msg += fmt.Sprintf(" (next at %s if nothing happens)", p.StopsAt.Local().Format("15:04:05"))
-	}
-	fmt.Fprintln(f.IO.Out, msg)
-	return nil
+	})
 }

@@ -20,7 +20,7 @@ var lifecycleShort = map[string]string{
 	"restart": "Stop and start a project's container",
 }
 
-func newProjectLifecycleCmd(f *Factory, as *asFlag, verb string, runF func(context.Context, *ProjectLifecycleOptions) error) *cobra.Command {
+func newProjectLifecycleCmd(f *Factory, as *asFlag, verb string) *cobra.Command {
 	o := &ProjectLifecycleOptions{}
 	run := func(ctx context.Context, f *Factory, as *asFlag, o *ProjectLifecycleOptions) error {
 		return runProjectLifecycle(ctx, f, as, verb, o)
@@ -28,7 +28,7 @@ func newProjectLifecycleCmd(f *Factory, as *asFlag, verb string, runF func(conte
 	cmd := projectCmd(f, as, &cobra.Command{
 		Use:   verb + " PROJECT",
 		Short: lifecycleShort[verb],
-	}, o, &o.Project, runF, run)
+	}, o, &o.Project, run)
 	if verb == "start" {
 		cmd.Long = `Start a project's container on its host. The host must be running (a host
 that is off is refused with the command that starts it) and have memory

@@ -19,7 +19,7 @@ type ProjectListOptions struct {
 	Refresh bool
 }
 
-func newProjectListCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectListOptions) error) *cobra.Command {
+func newProjectListCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectListOptions{}
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -29,9 +29,6 @@ states are the control plane's record; --refresh asks the running hosts first,
 so projects their hosts stopped for being idle show as stopped.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runProjectList(cmd.Context(), f, as, o)
 		},
 	}
@@ -52,37 +49,36 @@ func runProjectList(ctx context.Context, f *Factory, as *asFlag, o *ProjectListO
 	if err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, list)
-	}
-	st, err := f.Store(ctx)
-	if err != nil {
-		return err
-	}
-	names := map[string]string{}
-	hs, err := st.ListHosts(ctx, store.HostFilter{IncludeDeleted: true})
-	if err != nil {
-		return err
-	}
-	for _, h := range hs {
-		names[h.ID] = h.Name
-	}
-	t := newTable(f.IO.Out, "ID", "TITLE", "OWNER", "HOST", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "LAST ACTIVITY")
-	now := f.Now()
-	for _, p := range list {
-		act := "-"
-		if p.LastActivity != nil {
-			act = ago(now, *p.LastActivity)
+	return f.render(list, func(w *Out) error {
+		svc, err := f.Hosts(ctx)
+		if err != nil {
+			return err
 		}
-		t.row(p.ID, orDash(truncate(p.Title, 24)), p.Owner, orDash(names[p.HostID]), string(p.State), truncate(p.Image, 32),
-			projects.FormatBytes(p.Limits.MemoryBytes), strconv.FormatFloat(p.Limits.CPUs, 'f', -1, 64),
-			projects.FormatBytes(p.Limits.DiskBytes), act)
-	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(f.IO.ErrOut, "no projects; make one with `cocalc-hosts project create --host HOST`")
-	}
-	return nil
+		names := map[string]string{}
+		hs, err := svc.List(ctx, store.HostFilter{IncludeDeleted: true})
+		if err != nil {
+			return err
+		}
+		for _, h := range hs {
+			names[h.ID] = h.Name
+		}
+		t := w.table("ID", "TITLE", "OWNER", "HOST", "STATE", "IMAGE", "MEMORY", "CPUS", "DISK", "LAST ACTIVITY")
+		now := f.Now()
+		for _, p := range list {
+			act := "-"
+			if p.LastActivity != nil {
+				act = ago(now, *p.LastActivity)
+			}
+			t.row(p.ID, orDash(truncate(p.Title, 24)), p.Owner, orDash(names[p.HostID]), string(p.State), truncate(p.Image, 32),
+				projects.FormatBytes(p.Limits.MemoryBytes), strconv.FormatFloat(p.Limits.CPUs, 'f', -1, 64),
+				projects.FormatBytes(p.Limits.DiskBytes), act)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			fmt.Fprintln(f.IO.ErrOut, "no projects; make one with `cocalc-hosts project create --host HOST`")
+		}
+		return nil
+	})
 }

@@ -9,10 +9,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	projectSubcommands = append(projectSubcommands, func(f *Factory, as *asFlag) *cobra.Command { return newProjectOpenCmd(f, as, nil) })
-}
-
 // ProjectOpenOptions are the inputs of `project open`.
 type ProjectOpenOptions struct {
 	Project string
@@ -20,7 +16,7 @@ type ProjectOpenOptions struct {
 	Browser bool
 }
 
-func newProjectOpenCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectOpenOptions) error) *cobra.Command {
+func newProjectOpenCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectOpenOptions{}
 	cmd := &cobra.Command{
 		Use:   "open PROJECT --port N [--browser]",
@@ -42,9 +38,6 @@ printed so you can check what your browser shows.`,
 		Args:              oneProject,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runProjectOpen(cmd.Context(), f, as, o)
 		},
 	}
@@ -71,13 +64,12 @@ func runProjectOpen(ctx context.Context, f *Factory, as *asFlag, o *ProjectOpenO
 			return err
 		}
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, op)
-	}
-	fmt.Fprintln(f.IO.Out, op.URL)
-	fmt.Fprintf(f.IO.ErrOut, "valid until %s; host %s's certificate has SHA-256 %s\n",
-		op.ExpiresAt.Local().Format("15:04:05"), op.Host, op.TLSCertSHA256)
-	return nil
+	return f.render(op, func(w *Out) error {
+		fmt.Fprintln(w, op.URL)
+		fmt.Fprintf(f.IO.ErrOut, "valid until %s; host %s's certificate has SHA-256 %s\n",
+			op.ExpiresAt.Local().Format("15:04:05"), op.Host, op.TLSCertSHA256)
+		return nil
+	})
 }
 
 // openBrowser hands url to the desktop's opener, never through a shell.

@@ -16,12 +16,12 @@ type ProjectShowOptions struct {
 	Project string
 }
 
-func newProjectShowCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectShowOptions) error) *cobra.Command {
+func newProjectShowCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectShowOptions{}
 	return projectCmd(f, as, &cobra.Command{
 		Use:   "show PROJECT",
 		Short: "Show a project, with what its host reports",
-	}, o, &o.Project, runF, runProjectShow)
+	}, o, &o.Project, runProjectShow)
 }
 
 func runProjectShow(ctx context.Context, f *Factory, as *asFlag, o *ProjectShowOptions) error {
@@ -33,65 +33,63 @@ func runProjectShow(ctx context.Context, f *Factory, as *asFlag, o *ProjectShowO
 	if err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, d)
-	}
-	w := f.IO.Out
-	kv := func(k, v string) { fmt.Fprintf(w, "%-15s %s\n", k+":", v) }
-	now := f.Now()
-	kv("id", d.ID)
-	kv("title", orDash(d.Title))
-	kv("owner", d.Owner)
-	kv("host", d.HostName)
-	kv("state", string(d.State))
-	kv("image", d.Image)
-	kv("memory", projects.FormatBytes(d.Limits.MemoryBytes))
-	kv("cpus", strconv.FormatFloat(d.Limits.CPUs, 'f', -1, 64))
-	kv("processes", strconv.Itoa(d.Limits.PidsLimit))
-	kv("disk quota", projects.FormatBytes(d.Limits.DiskBytes)+" (home and snapshots)")
-	if d.IdleTimeoutSeconds > 0 {
-		kv("idle timeout", (time.Duration(d.IdleTimeoutSeconds) * time.Second).String())
-	} else {
-		kv("idle timeout", "never")
-	}
-	if d.LastActivity != nil {
-		kv("last activity", d.LastActivity.Local().Format("2006-01-02 15:04:05")+" ("+ago(now, *d.LastActivity)+")")
-	}
-	kv("created", d.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(now, d.CreatedAt)+")")
-	kv("last action", orDash(d.LastAction))
-	kv("last error", orDash(d.LastError))
-	if d.PendingJob != nil {
-		kv("pending", fmt.Sprintf("%s (%s, attempt %d)", d.PendingJob.Action, d.PendingJob.State, d.PendingJob.Attempts))
-	}
-	if d.AgentError != "" {
-		kv("on host", "unknown: "+d.AgentError)
-	}
-	if a := d.Agent; a != nil {
-		onHost := a.State
-		if a.StoppedReason != "" && a.State != "running" {
-			onHost += " (" + a.StoppedReason + ")"
+	return f.render(d, func(w *Out) error {
+		kv := func(k, v string) { fmt.Fprintf(w, "%-15s %s\n", k+":", v) }
+		now := f.Now()
+		kv("id", d.ID)
+		kv("title", orDash(d.Title))
+		kv("owner", d.Owner)
+		kv("host", d.HostName)
+		kv("state", string(d.State))
+		kv("image", d.Image)
+		kv("memory", projects.FormatBytes(d.Limits.MemoryBytes))
+		kv("cpus", strconv.FormatFloat(d.Limits.CPUs, 'f', -1, 64))
+		kv("processes", strconv.Itoa(d.Limits.PidsLimit))
+		kv("disk quota", projects.FormatBytes(d.Limits.DiskBytes)+" (home and snapshots)")
+		if d.IdleTimeoutSeconds > 0 {
+			kv("idle timeout", (time.Duration(d.IdleTimeoutSeconds) * time.Second).String())
+		} else {
+			kv("idle timeout", "never")
 		}
-		kv("on host", onHost)
-		if a.State == "running" {
-			kv("cpu time", fmt.Sprintf("%.1fs", a.CPUSeconds))
-			kv("memory in use", projects.FormatBytes(a.MemoryBytes))
-			kv("oom kills", strconv.FormatInt(a.OOMKills, 10))
-			kv("sessions", strconv.Itoa(a.Sessions))
-			if a.GPUs {
-				kv("gpus", "all of the host's (CDI)")
+		if d.LastActivity != nil {
+			kv("last activity", d.LastActivity.Local().Format("2006-01-02 15:04:05")+" ("+ago(now, *d.LastActivity)+")")
+		}
+		kv("created", d.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(now, d.CreatedAt)+")")
+		kv("last action", orDash(d.LastAction))
+		kv("last error", orDash(d.LastError))
+		if d.PendingJob != nil {
+			kv("pending", fmt.Sprintf("%s (%s, attempt %d)", d.PendingJob.Action, d.PendingJob.State, d.PendingJob.Attempts))
+		}
+		if d.AgentError != "" {
+			kv("on host", "unknown: "+d.AgentError)
+		}
+		if a := d.Agent; a != nil {
+			onHost := a.State
+			if a.StoppedReason != "" && a.State != "running" {
+				onHost += " (" + a.StoppedReason + ")"
+			}
+			kv("on host", onHost)
+			if a.State == "running" {
+				kv("cpu time", fmt.Sprintf("%.1fs", a.CPUSeconds))
+				kv("memory in use", projects.FormatBytes(a.MemoryBytes))
+				kv("oom kills", strconv.FormatInt(a.OOMKills, 10))
+				kv("sessions", strconv.Itoa(a.Sessions))
+				if a.GPUs {
+					kv("gpus", "all of the host's (CDI)")
+				}
+			}
+			if a.Disk != nil {
+				used := projects.FormatBytes(a.Disk.UsedBytes)
+				if a.Disk.QuotaBytes > 0 {
+					used += " of " + projects.FormatBytes(a.Disk.QuotaBytes)
+				}
+				if a.Disk.Note != "" {
+					used += " (" + a.Disk.Note + ")"
+				}
+				kv("disk used", fmt.Sprintf("%s, %d snapshot(s)", used, a.Disk.Snapshots))
+				kv("scratch used", projects.FormatBytes(a.Disk.ScratchBytes))
 			}
 		}
-		if a.Disk != nil {
-			used := projects.FormatBytes(a.Disk.UsedBytes)
-			if a.Disk.QuotaBytes > 0 {
-				used += " of " + projects.FormatBytes(a.Disk.QuotaBytes)
-			}
-			if a.Disk.Note != "" {
-				used += " (" + a.Disk.Note + ")"
-			}
-			kv("disk used", fmt.Sprintf("%s, %d snapshot(s)", used, a.Disk.Snapshots))
-			kv("scratch used", projects.FormatBytes(a.Disk.ScratchBytes))
-		}
-	}
-	return nil
+		return nil
+	})
 }

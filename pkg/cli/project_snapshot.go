@@ -16,7 +16,7 @@ type ProjectSnapshotOptions struct {
 	NoWait  bool
 }
 
-func newProjectSnapshotCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSnapshotOptions) error) *cobra.Command {
+func newProjectSnapshotCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectSnapshotOptions{}
 	cmd := projectCmd(f, as, &cobra.Command{
 		Use:   "snapshot PROJECT [--name NAME]",
@@ -25,7 +25,7 @@ func newProjectSnapshotCmd(f *Factory, as *asFlag, runF func(context.Context, *P
 in ~/.snapshots, and they count against its disk quota. Hosts also take
 scheduled snapshots (auto-…) of active projects and prune them (24 hourly,
 7 daily, 4 weekly); snapshots you make are kept until the project is purged.`,
-	}, o, &o.Project, runF, runProjectSnapshot)
+	}, o, &o.Project, runProjectSnapshot)
 	cmd.Flags().StringVar(&o.Name, "name", "", "snapshot name (default snap-<UTC time>)")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
 	return cmd
@@ -56,12 +56,12 @@ type ProjectSnapshotsOptions struct {
 	Project string
 }
 
-func newProjectSnapshotsCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSnapshotsOptions) error) *cobra.Command {
+func newProjectSnapshotsCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectSnapshotsOptions{}
 	return projectCmd(f, as, &cobra.Command{
 		Use:   "snapshots PROJECT",
 		Short: "List a project's snapshots",
-	}, o, &o.Project, runF, runProjectSnapshots)
+	}, o, &o.Project, runProjectSnapshots)
 }
 
 func runProjectSnapshots(ctx context.Context, f *Factory, as *asFlag, o *ProjectSnapshotsOptions) error {
@@ -73,21 +73,20 @@ func runProjectSnapshots(ctx context.Context, f *Factory, as *asFlag, o *Project
 	if err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, snaps)
-	}
-	t := newTable(f.IO.Out, "NAME", "CREATED", "KIND")
-	for _, s := range snaps {
-		kind := "manual"
-		switch {
-		case s.Auto:
-			kind = "scheduled"
-		case strings.HasPrefix(s.Name, "pre-restore-"):
-			kind = "before a restore"
+	return f.render(snaps, func(w *Out) error {
+		t := w.table("NAME", "CREATED", "KIND")
+		for _, s := range snaps {
+			kind := "manual"
+			switch {
+			case s.Auto:
+				kind = "scheduled"
+			case strings.HasPrefix(s.Name, "pre-restore-"):
+				kind = "before a restore"
+			}
+			t.row(s.Name, s.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(f.Now(), s.CreatedAt)+")", kind)
 		}
-		t.row(s.Name, s.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(f.Now(), s.CreatedAt)+")", kind)
-	}
-	return t.flush()
+		return t.flush()
+	})
 }
 
 // ProjectRestoreOptions are the inputs of `project restore`.
@@ -98,7 +97,7 @@ type ProjectRestoreOptions struct {
 	NoWait   bool
 }
 
-func newProjectRestoreCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectRestoreOptions) error) *cobra.Command {
+func newProjectRestoreCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectRestoreOptions{}
 	cmd := projectCmd(f, as, &cobra.Command{
 		Use:   "restore PROJECT --snapshot NAME [--path PATH]",
@@ -107,7 +106,7 @@ func newProjectRestoreCmd(f *Factory, as *asFlag, runF func(context.Context, *Pr
 home) as it was in a snapshot, replacing what is there now. What was there
 before is kept in a new snapshot named pre-restore-<time>, so a restore can
 itself be undone.`,
-	}, o, &o.Project, runF, runProjectRestore)
+	}, o, &o.Project, runProjectRestore)
 	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "snapshot to restore from (see `project snapshots`)")
 	cmd.Flags().StringVar(&o.Path, "path", "", "file or directory in the home to restore (default: the whole home)")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")

@@ -23,13 +23,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
 )
 
-func init() {
-	projectSubcommands = append(projectSubcommands,
-		func(f *Factory, as *asFlag) *cobra.Command { return newProjectSSHCmd(f, as, nil) },
-		func(f *Factory, as *asFlag) *cobra.Command { return newProjectSSHConfigCmd(f, as, nil) },
-		func(f *Factory, as *asFlag) *cobra.Command { return newProjectSSHCertCmd(f, as, nil) })
-}
-
 // renewBefore is how close to its end a certificate is renewed.
 const renewBefore = 5 * time.Minute
 
@@ -157,7 +150,7 @@ type ProjectSSHOptions struct {
 	Command []string
 }
 
-func newProjectSSHCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSSHOptions) error) *cobra.Command {
+func newProjectSSHCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectSSHOptions{}
 	cmd := &cobra.Command{
 		Use:   "ssh PROJECT [-- COMMAND [ARGS...]]",
@@ -178,9 +171,6 @@ For scp, sftp, rsync and editors, use ` + "`project ssh-config`" + `.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project, o.Command = args[0], args[1:]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runProjectSSH(cmd.Context(), f, as, o)
 		},
 	}
@@ -227,7 +217,7 @@ type SSHConfig struct {
 	Config string `json:"config"`
 }
 
-func newProjectSSHConfigCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSSHConfigOptions) error) *cobra.Command {
+func newProjectSSHConfigCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectSSHConfigOptions{}
 	cmd := &cobra.Command{
 		Use:   "ssh-config PROJECT [--name NAME]",
@@ -244,9 +234,6 @@ and VS Code Remote-SSH keep working.`,
 		Args:              oneProject,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runProjectSSHConfig(cmd.Context(), f, as, o)
 		},
 	}
@@ -283,11 +270,10 @@ func runProjectSSHConfig(ctx context.Context, f *Factory, as *asFlag, o *Project
 	fmt.Fprintf(&b, "    IdentityFile %s\n    CertificateFile %s\n    IdentitiesOnly yes\n", c.key, c.certPath(acc.Project))
 	fmt.Fprintf(&b, "    UserKnownHostsFile %s\n    HostKeyAlias %s\n    StrictHostKeyChecking yes\n", c.knownHosts, hostAlias(acc.HostID))
 	b.WriteString("Match all\n")
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, SSHConfig{SSHAccess: acc, Name: name, Config: b.String()})
-	}
-	fmt.Fprint(f.IO.Out, b.String())
-	return nil
+	return f.render(SSHConfig{SSHAccess: acc, Name: name, Config: b.String()}, func(w *Out) error {
+		w.WriteString(b.String())
+		return nil
+	})
 }
 
 // selfCommand is this program with the global flags it was given, as a
@@ -335,7 +321,7 @@ type SSHCert struct {
 	Renewed     bool   `json:"renewed"`
 }
 
-func newProjectSSHCertCmd(f *Factory, as *asFlag, runF func(context.Context, *ProjectSSHCertOptions) error) *cobra.Command {
+func newProjectSSHCertCmd(f *Factory, as *asFlag) *cobra.Command {
 	o := &ProjectSSHCertOptions{}
 	cmd := &cobra.Command{
 		Use:   "ssh-cert PROJECT [--renew] [--quiet]",
@@ -347,9 +333,6 @@ block of ` + "`project ssh-config`" + ` runs it before every connection.`,
 		Args:              oneProject,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runProjectSSHCert(cmd.Context(), f, as, o)
 		},
 	}
@@ -373,12 +356,11 @@ func runProjectSSHCert(ctx context.Context, f *Factory, as *asFlag, o *ProjectSS
 		}
 		res.Renewed = true
 	}
-	switch {
-	case o.Quiet:
+	if o.Quiet {
 		return nil
-	case f.jsonOutput():
-		return printJSON(f.IO.Out, res)
 	}
-	fmt.Fprintln(f.IO.Out, res.Certificate)
-	return nil
+	return f.render(res, func(w *Out) error {
+		fmt.Fprintln(w, res.Certificate)
+		return nil
+	})
 }

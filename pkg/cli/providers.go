@@ -39,23 +39,22 @@ func newProvidersCmd(f *Factory) *cobra.Command {
 				out = append(out, ProviderInfo{Name: r.Name, Description: r.Description, Capabilities: r.Capabilities,
 					Configured: configured[r.Name]})
 			}
-			if f.jsonOutput() {
-				return printJSON(f.IO.Out, out)
-			}
-			t := newTable(f.IO.Out, "NAME", "CONFIGURED", "STOP", "DISK RESIZE", "KEEP DISK", "GPU", "ZONES", "SPOT", "CUSTOM IMAGE", "DESCRIPTION")
-			for _, p := range out {
-				c := p.Capabilities
-				resize := yesNo(c.DiskResize)
-				if c.DiskResize && c.DiskResizeRequiresStop {
-					resize = "when stopped"
+			return f.render(out, func(w *Out) error {
+				t := w.table("NAME", "CONFIGURED", "STOP", "DISK RESIZE", "KEEP DISK", "GPU", "ZONES", "SPOT", "CUSTOM IMAGE", "DESCRIPTION")
+				for _, p := range out {
+					c := p.Capabilities
+					resize := yesNo(c.DiskResize)
+					if c.DiskResize && c.DiskResizeRequiresStop {
+						resize = "when stopped"
+					}
+					t.row(p.Name, yesNo(p.Configured), string(c.Stop), resize, yesNo(c.PersistentDisk), yesNo(c.GPU), yesNo(c.Zones), yesNo(c.Spot),
+						yesNo(c.CustomImage), p.Description)
 				}
-				t.row(p.Name, yesNo(p.Configured), string(c.Stop), resize, yesNo(c.PersistentDisk), yesNo(c.GPU), yesNo(c.Zones), yesNo(c.Spot),
-					yesNo(c.CustomImage), p.Description)
-			}
-			return t.flush()
+				return t.flush()
+			})
 		},
 	}
-	cmd.AddCommand(newProvidersAddCmd(f, nil))
+	cmd.AddCommand(newProvidersAddCmd(f))
 	return cmd
 }
 
@@ -80,11 +79,11 @@ func completeHosts(f *Factory) func(*cobra.Command, []string, string) ([]string,
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		st, err := f.Store(cmd.Context())
+		svc, err := f.Hosts(cmd.Context())
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		hs, err := st.ListHosts(cmd.Context(), store.HostFilter{})
+		hs, err := svc.List(cmd.Context(), store.HostFilter{})
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

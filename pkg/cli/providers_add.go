@@ -35,7 +35,7 @@ type ProviderAdded struct {
 	Config  string `json:"config"`
 }
 
-func newProvidersAddCmd(f *Factory, runF func(context.Context, *ProvidersAddOptions) error) *cobra.Command {
+func newProvidersAddCmd(f *Factory) *cobra.Command {
 	o := &ProvidersAddOptions{CheckTimeout: 30 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "add NAME [--credentials FILE] [--option KEY=VALUE ...]",
@@ -56,9 +56,6 @@ call; nothing is saved unless both succeed.`,
 		ValidArgsFunction: completeProviders,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runProvidersAdd(cmd.Context(), f, o)
 		},
 	}
@@ -115,7 +112,7 @@ func runProvidersAdd(ctx context.Context, f *Factory, o *ProvidersAddOptions) er
 			c.Close()
 		}
 	}()
-	res := ProviderAdded{Provider: o.Name, Credentials: creds, Options: newOpts, Config: cfg.File()}
+	res := ProviderAdded{Provider: o.Name, Credentials: creds, Options: newOpts, Config: cfg.File}
 	if checker, ok := p.(provider.CredentialChecker); ok {
 		if creds == "" {
 			return usagef("provider %s needs credentials: pass --credentials FILE (a file of mode 0600)", o.Name)
@@ -139,61 +136,44 @@ func runProvidersAdd(ctx context.Context, f *Factory, o *ProvidersAddOptions) er
 	if o.Credentials != "" {
 		save["credentials"] = creds
 	}
-	if err := config.AddProvider(cfg.File(), o.Name, save); err != nil {
+	if err := config.AddProvider(cfg.File, o.Name, save); err != nil {
 		return err
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, res)
-	}
-	keys := make([]string, 0, len(newOpts))
-	for k := range newOpts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	what := []string{}
-	if o.Credentials != "" {
-		check := "not checked: the provider has no credential check"
-		if res.Checked {
-			check = "checked with one API call"
+	return f.render(res, func(w *Out) error {
+		keys := make([]string, 0, len(newOpts))
+		for k := range newOpts {
+			keys = append(keys, k)
 		}
-		what = append(what, fmt.Sprintf("credentials %s (%s)", creds, check))
-	}
-	if len(keys) > 0 {
-		what = append(what, "options "+strings.Join(keys, ", "))
-	}
-	if len(what) == 0 {
-		what = append(what, "no options")
-	}
-	fmt.Fprintf(f.IO.Out, "%s configured: %s; saved in %s\n", o.Name, strings.Join(what, "; "), cfg.File())
-	return nil
+		sort.Strings(keys)
+		what := []string{}
+		if o.Credentials != "" {
+			check := "not checked: the provider has no credential check"
+			if res.Checked {
+				check = "checked with one API call"
+			}
+			what = append(what, fmt.Sprintf("credentials %s (%s)", creds, check))
+		}
+		if len(keys) > 0 {
+			what = append(what, "options "+strings.Join(keys, ", "))
+		}
+		if len(what) == 0 {
+			what = append(what, "no options")
+		}
+		fmt.Fprintf(w, "%s configured: %s; saved in %s\n", o.Name, strings.Join(what, "; "), cfg.File)
+		return nil
+	})
 }
 
 // openProviderWith opens a fresh instance of provider name with the given
-// options and credentials file, the way the factory would after saving.
+// options and credentials file, the way the application would after saving.
 func openProviderWith(ctx context.Context, f *Factory, name string, opts map[string]string, creds string) (provider.Provider, error) {
 	set, err := f.Providers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	dep, err := set.st.Deployment(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, err := provider.Open(name, provider.Config{
-		Deployment: dep, StateDir: filepath.Join(set.stateDir, "providers", name), RuntimeDir: set.runtimeDir,
-		Options: opts, CredentialsFile: creds, State: set.st.ProviderState(), AgentCommand: []string{set.exe},
-	})
-	if err != nil {
-		// Bad options or an unreadable credentials file: the user's to fix.
+	p, err := set.OpenWith(ctx, name, opts, creds)
+	if errkind.Is(err, errkind.Invalid) {
 		return nil, usagef("%v; nothing was saved", err)
 	}
-	if set.onOpen != nil {
-		if err := set.onOpen(ctx, p); err != nil {
-			if c, ok := p.(provider.Closer); ok {
-				c.Close()
-			}
-			return nil, err
-		}
-	}
-	return p, nil
+	return p, err
 }

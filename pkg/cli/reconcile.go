@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/app"
 	"github.com/sagemathinc/cocalc-hosts/pkg/reconcile"
 )
 
@@ -17,7 +17,7 @@ type ReconcileOptions struct {
 	DeleteOrphans bool
 }
 
-func newReconcileCmd(f *Factory, runF func(context.Context, *ReconcileOptions) error) *cobra.Command {
+func newReconcileCmd(f *Factory) *cobra.Command {
 	o := &ReconcileOptions{}
 	cmd := &cobra.Command{
 		Use:   "reconcile",
@@ -29,18 +29,14 @@ never changes a host; hosts with pending work are skipped. VMs with our
 label but no host are reported as orphans, and deleted with --delete-orphans.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			rep, err := reconcileOnce(cmd.Context(), f, *o)
 			if err != nil {
 				return err
 			}
-			if f.jsonOutput() {
-				return printJSON(f.IO.Out, rep)
-			}
-			printReconcileReport(f, rep, o.DryRun)
-			return nil
+			return f.render(rep, func(w *Out) error {
+				printReconcileReport(w, rep, o.DryRun)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "report what would change; change nothing")
@@ -49,29 +45,14 @@ label but no host are reported as orphans, and deleted with --delete-orphans.`,
 }
 
 func reconcileOnce(ctx context.Context, f *Factory, o ReconcileOptions) (reconcile.Report, error) {
-	st, err := f.Store(ctx)
+	a, err := f.App()
 	if err != nil {
 		return reconcile.Report{}, err
 	}
-	ps, err := f.Providers(ctx)
-	if err != nil {
-		return reconcile.Report{}, err
-	}
-	provs, err := ps.Configured(ctx)
-	if err != nil {
-		return reconcile.Report{}, err
-	}
-	svc, err := f.Hosts(ctx)
-	if err != nil {
-		return reconcile.Report{}, err
-	}
-	return reconcile.Run(ctx, reconcile.Options{Store: st, Providers: provs, DryRun: o.DryRun,
-		DeleteOrphans: o.DeleteOrphans, Now: f.Now,
-		BeforeWrite: func(ctx context.Context, h *model.Host) { svc.SyncDNS(ctx, h, func(string) {}) }})
+	return a.Reconcile(ctx, app.ReconcileOptions{DryRun: o.DryRun, DeleteOrphans: o.DeleteOrphans})
 }
 
-func printReconcileReport(f *Factory, rep reconcile.Report, dryRun bool) {
-	w := f.IO.Out
+func printReconcileReport(w *Out, rep reconcile.Report, dryRun bool) {
 	prefix := ""
 	if dryRun {
 		prefix = "(dry run) "

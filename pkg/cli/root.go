@@ -111,50 +111,29 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 	pf.String("db", "", "state database: SQLite file path or postgres://user@host:port/db (password in ~/.pgpass)")
 	pf.StringVar(&f.ConfigPath, "config", "", "config file (default $XDG_CONFIG_HOME/cocalc-hosts/config.yaml)")
 	pf.String("account", "", "act as this account (default from config, else your login name)")
-	addOutputFlag(root)
+	addOutputFlags(root)
 	f.Flags = pf
 
+	// Every command, by group: a new verb is a new file and one entry here.
 	root.AddGroup(&cobra.Group{ID: "hosts", Title: "Hosts:"}, &cobra.Group{ID: "projects", Title: "Projects:"},
 		&cobra.Group{ID: "ops", Title: "Operations:"})
-	for _, c := range []*cobra.Command{
-		newCreateCmd(f, nil), newListCmd(f, nil), newShowCmd(f, nil), newStartCmd(f, nil),
-		newStopCmd(f, nil), newDeleteCmd(f, nil), newLogsCmd(f, nil),
+	for group, cmds := range map[string][]*cobra.Command{
+		"hosts": {newCreateCmd(f), newListCmd(f), newShowCmd(f), newStartCmd(f), newStopCmd(f), newDeleteCmd(f),
+			newLogsCmd(f), newUpgradeCmd(f), newIdleStopCmd(f), newCatalogCmd(f), newCostCmd(f), newDashboardCmd(f)},
+		"projects": {newProjectCmd(f), newImageCmd(f), newCollaboratorsCmd(f), newAccountCmd(f)},
+		"ops": {newWorkerCmd(f), newReconcileCmd(f), newProvidersCmd(f), newConfigCmd(f), newAgentCmd(f),
+			newSSHKeyCmd(f), newAdminCmd(f), newKeysCmd(f)},
+		"": {newAgentRelayCmd(f), newAgentSFTPCmd(f), newVersionCmd(f), newExitCodesHelp()},
 	} {
-		c.GroupID = "hosts"
-		root.AddCommand(c)
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
 	}
-	for _, c := range []*cobra.Command{
-		newWorkerCmd(f, nil), newReconcileCmd(f, nil), newProvidersCmd(f), newConfigCmd(f), newAgentCmd(f),
-	} {
-		c.GroupID = "ops"
-		root.AddCommand(c)
-	}
-	for _, c := range registered {
-		cmd := c.make(f)
-		cmd.GroupID = c.group
-		root.AddCommand(cmd)
-	}
-	root.AddCommand(newVersionCmd(f), newExitCodesHelp())
 	root.SetHelpCommandGroupID("ops")
 	root.SetCompletionCommandGroupID("ops")
 	markRuns(root)
 	return root
-}
-
-// registered are commands that files add from init functions, so that a
-// new verb is one new file: register("hosts", newUpgradeCmd).
-var registered []struct {
-	group string
-	make  func(*Factory) *cobra.Command
-}
-
-// register adds a top-level command in group "hosts" or "ops" (or "" for
-// none, or "projects").
-func register(group string, make func(*Factory) *cobra.Command) {
-	registered = append(registered, struct {
-		group string
-		make  func(*Factory) *cobra.Command
-	}{group, make})
 }
 
 func newVersionCmd(f *Factory) *cobra.Command {
@@ -163,11 +142,10 @@ func newVersionCmd(f *Factory) *cobra.Command {
 		Short: "Print the version",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.jsonOutput() {
-				return printJSON(f.IO.Out, map[string]string{"version": Version})
-			}
-			fmt.Fprintln(f.IO.Out, Version)
-			return nil
+			return f.render(map[string]string{"version": Version}, func(w *Out) error {
+				fmt.Fprintln(w, Version)
+				return nil
+			})
 		},
 	}
 }

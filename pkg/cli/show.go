@@ -32,12 +32,12 @@ type HostDetail struct {
 	Ingress *model.HostIngress `json:"ingress,omitempty"`
 }
 
-func newShowCmd(f *Factory, runF func(context.Context, *ShowOptions) error) *cobra.Command {
+func newShowCmd(f *Factory) *cobra.Command {
 	o := &ShowOptions{}
 	return hostVerbCmd(f, &cobra.Command{
 		Use:   "show HOST",
 		Short: "Show one host in detail",
-	}, o, &o.Host, runF, runShow)
+	}, o, &o.Host, runShow)
 }
 
 func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
@@ -71,72 +71,70 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 	if in, err := st.GetHostIngress(ctx, h.ID); err == nil {
 		d.Ingress = &in
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, d)
-	}
-	w := f.IO.Out
-	kv := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k+":", v) }
-	kv("name", h.Name)
-	kv("id", h.ID)
-	kv("owner", h.Owner)
-	kv("provider", h.Provider)
-	kv("region", orDash(h.Region)+zoneSuffix(h.Zone))
-	kv("status", string(h.Status))
-	kv("machine", orDash(h.Spec.MachineType))
-	if h.Spec.GPUModel != "" {
-		kv("gpu", fmt.Sprintf("%d x %s", h.Spec.GPUCount, h.Spec.GPUModel))
-	}
-	if h.Spec.DiskGB > 0 {
-		kv("disk", fmt.Sprintf("%d GB", h.Spec.DiskGB))
-	}
-	kv("price", fmt.Sprintf("$%.4f/hour at launch", h.HourlyPrice))
-	if h.Spec.DiskPricePerGBMonth > 0 {
-		kv("disk price", fmt.Sprintf("$%.4f/GB-month at launch (%s)", h.Spec.DiskPricePerGBMonth, orDash(h.Spec.DiskPriceSource)))
-	}
-	if h.Spec.BootDiskMonthly > 0 {
-		kv("boot disk", fmt.Sprintf("$%.2f/month at launch, while the VM exists", h.Spec.BootDiskMonthly))
-	}
-	if h.Runtime.InstanceID != "" {
-		kv("instance", h.Runtime.InstanceID)
-	}
-	if d.Address != "" {
-		kv("address", addressLine(h))
-	}
-	if s := h.Runtime.Meta["storage"]; s != "" {
-		note := ""
-		if n := h.Runtime.Meta["storage_note"]; n != "" {
-			note = " (" + n + ")"
+	return f.render(d, func(w *Out) error {
+		kv := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k+":", v) }
+		kv("name", h.Name)
+		kv("id", h.ID)
+		kv("owner", h.Owner)
+		kv("provider", h.Provider)
+		kv("region", orDash(h.Region)+zoneSuffix(h.Zone))
+		kv("status", string(h.Status))
+		kv("machine", orDash(h.Spec.MachineType))
+		if h.Spec.GPUModel != "" {
+			kv("gpu", fmt.Sprintf("%d x %s", h.Spec.GPUCount, h.Spec.GPUModel))
 		}
-		kv("storage", s+note)
-	}
-	if d.Agent != nil {
-		kv("agent", d.Agent.String())
-	}
-	if d.Ingress != nil {
-		kv("ingress", ingressLine(*d.Ingress, f.Now()))
-	}
-	kv("created", h.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(f.Now(), h.CreatedAt)+")")
-	kv("last action", orDash(h.LastAction))
-	kv("last error", orDash(h.LastError))
-	if d.PendingJob != nil {
-		kv("pending", fmt.Sprintf("%s (%s, attempt %d)", d.PendingJob.Action, d.PendingJob.State, d.PendingJob.Attempts))
-	}
-	if len(d.Collaborators) > 0 {
-		kv("collaborators", strings.Join(d.Collaborators, ", "))
-	}
-	if len(h.Runtime.Meta) > 0 {
-		keys := make([]string, 0, len(h.Runtime.Meta))
-		for k := range h.Runtime.Meta {
-			if k != "storage" && k != "storage_note" {
-				keys = append(keys, k)
+		if h.Spec.DiskGB > 0 {
+			kv("disk", fmt.Sprintf("%d GB", h.Spec.DiskGB))
+		}
+		kv("price", fmt.Sprintf("$%.4f/hour at launch", h.HourlyPrice))
+		if h.Spec.DiskPricePerGBMonth > 0 {
+			kv("disk price", fmt.Sprintf("$%.4f/GB-month at launch (%s)", h.Spec.DiskPricePerGBMonth, orDash(h.Spec.DiskPriceSource)))
+		}
+		if h.Spec.BootDiskMonthly > 0 {
+			kv("boot disk", fmt.Sprintf("$%.2f/month at launch, while the VM exists", h.Spec.BootDiskMonthly))
+		}
+		if h.Runtime.InstanceID != "" {
+			kv("instance", h.Runtime.InstanceID)
+		}
+		if d.Address != "" {
+			kv("address", addressLine(h))
+		}
+		if s := h.Runtime.Meta["storage"]; s != "" {
+			note := ""
+			if n := h.Runtime.Meta["storage_note"]; n != "" {
+				note = " (" + n + ")"
+			}
+			kv("storage", s+note)
+		}
+		if d.Agent != nil {
+			kv("agent", d.Agent.String())
+		}
+		if d.Ingress != nil {
+			kv("ingress", ingressLine(*d.Ingress, f.Now()))
+		}
+		kv("created", h.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(f.Now(), h.CreatedAt)+")")
+		kv("last action", orDash(h.LastAction))
+		kv("last error", orDash(h.LastError))
+		if d.PendingJob != nil {
+			kv("pending", fmt.Sprintf("%s (%s, attempt %d)", d.PendingJob.Action, d.PendingJob.State, d.PendingJob.Attempts))
+		}
+		if len(d.Collaborators) > 0 {
+			kv("collaborators", strings.Join(d.Collaborators, ", "))
+		}
+		if len(h.Runtime.Meta) > 0 {
+			keys := make([]string, 0, len(h.Runtime.Meta))
+			for k := range h.Runtime.Meta {
+				if k != "storage" && k != "storage_note" {
+					keys = append(keys, k)
+				}
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				kv(k, h.Runtime.Meta[k])
 			}
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			kv(k, h.Runtime.Meta[k])
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func zoneSuffix(z string) string {

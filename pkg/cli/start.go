@@ -12,12 +12,12 @@ type StartOptions struct {
 	NoWait bool
 }
 
-func newStartCmd(f *Factory, runF func(context.Context, *StartOptions) error) *cobra.Command {
+func newStartCmd(f *Factory) *cobra.Command {
 	o := &StartOptions{}
 	cmd := hostVerbCmd(f, &cobra.Command{
 		Use:   "start HOST",
 		Short: "Start a stopped host",
-	}, o, &o.Host, runF, runStart)
+	}, o, &o.Host, runStart)
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
 	return cmd
 }

@@ -15,7 +15,7 @@ type StopOptions struct {
 	NoWait      bool
 }
 
-func newStopCmd(f *Factory, runF func(context.Context, *StopOptions) error) *cobra.Command {
+func newStopCmd(f *Factory) *cobra.Command {
 	o := &StopOptions{}
 	cmd := hostVerbCmd(f, &cobra.Command{
 		Use:   "stop HOST",
@@ -25,7 +25,7 @@ func newStopCmd(f *Factory, runF func(context.Context, *StopOptions) error) *cob
 On providers that cannot stop a VM (see the "stop" capability in
 ` + "`cocalc-hosts providers`" + `), use --deprovision: the VM is deleted and the data
 disk kept where the provider has one.`,
-	}, o, &o.Host, runF, runStop)
+	}, o, &o.Host, runStop)
 	cmd.Flags().BoolVar(&o.Deprovision, "deprovision", false, "delete the VM, keeping the data disk where possible")
 	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
 	return cmd

@@ -12,8 +12,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
-func init() { register("hosts", newUpgradeCmd) }
-
 // UpgradeOptions are the inputs of `upgrade`.
 type UpgradeOptions struct {
 	Host   string
@@ -79,11 +77,7 @@ func runUpgrade(ctx context.Context, f *Factory, o *UpgradeOptions) error {
 		}
 		return finishSubmitted(ctx, f, sub, o.NoWait)
 	}
-	st, err := f.Store(ctx)
-	if err != nil {
-		return err
-	}
-	hs, err := st.ListHosts(ctx, store.HostFilter{})
+	hs, err := svc.List(ctx, store.HostFilter{})
 	if err != nil {
 		return err
 	}
@@ -118,26 +112,25 @@ func runUpgrade(ctx context.Context, f *Factory, o *UpgradeOptions) error {
 				failed = append(failed, h.Name)
 			} else {
 				r.Result = "upgraded"
-				if hh, err := st.GetHost(ctx, h.ID); err == nil {
+				if hh, err := svc.Get(ctx, h.ID); err == nil {
 					r.Version = hh.Runtime.Meta["agent_version"]
 				}
 			}
 		}
 		results = append(results, r)
 	}
-	if f.jsonOutput() {
-		if err := printJSON(f.IO.Out, results); err != nil {
-			return err
-		}
-	} else {
+	err = f.render(results, func(w *Out) error {
 		if len(results) == 0 {
-			fmt.Fprintln(f.IO.Out, "no hosts bootstrapped over SSH")
+			fmt.Fprintln(w, "no hosts bootstrapped over SSH")
 		}
-		t := newTable(f.IO.Out, "HOST", "RESULT", "AGENT", "ERROR")
+		t := w.table("HOST", "RESULT", "AGENT", "ERROR")
 		for _, r := range results {
 			t.row(r.Host, r.Result, orDash(r.Version), orDash(truncate(r.Error, 80)))
 		}
-		t.flush() //nolint:errcheck
+		return t.flush()
+	})
+	if err != nil {
+		return err
 	}
 	if len(failed) > 0 {
 		return errkind.Errorf(errkind.Failed, "upgrade failed on %s; see `cocalc-hosts logs --boot HOST`", strings.Join(failed, ", "))

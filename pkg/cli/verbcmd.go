@@ -10,22 +10,21 @@ import (
 
 // hostVerbCmd completes cmd as a `VERB HOST` command: exactly one host
 // argument, completed from the store, put in *host before the command runs.
-// runF, when not nil, replaces run so tests can see the parsed Options.
 func hostVerbCmd[O any](f *Factory, cmd *cobra.Command, o *O, host *string,
-	runF func(context.Context, *O) error, run func(context.Context, *Factory, *O) error) *cobra.Command {
+	run func(context.Context, *Factory, *O) error) *cobra.Command {
 	cmd.Args = oneHost
 	cmd.ValidArgsFunction = completeHosts(f)
-	cmd.RunE = oneArgRunE(o, host, runF, func(ctx context.Context, o *O) error { return run(ctx, f, o) })
+	cmd.RunE = oneArgRunE(o, host, func(ctx context.Context, o *O) error { return run(ctx, f, o) })
 	return cmd
 }
 
 // projectCmd completes cmd as a `project VERB PROJECT` command, as
 // hostVerbCmd does for hosts: the project argument goes in *project.
 func projectCmd[O any](f *Factory, as *asFlag, cmd *cobra.Command, o *O, project *string,
-	runF func(context.Context, *O) error, run func(context.Context, *Factory, *asFlag, *O) error) *cobra.Command {
+	run func(context.Context, *Factory, *asFlag, *O) error) *cobra.Command {
 	cmd.Args = oneProject
 	cmd.ValidArgsFunction = completeProjects(f, as)
-	cmd.RunE = oneArgRunE(o, project, runF, func(ctx context.Context, o *O) error { return run(ctx, f, as, o) })
+	cmd.RunE = oneArgRunE(o, project, func(ctx context.Context, o *O) error { return run(ctx, f, as, o) })
 	return cmd
 }
 
@@ -40,24 +39,21 @@ func exactArgs(n int, use string) cobra.PositionalArgs {
 	}
 }
 
-func oneArgRunE[O any](o *O, arg *string, runF, run func(context.Context, *O) error) func(*cobra.Command, []string) error {
+func oneArgRunE[O any](o *O, arg *string, run func(context.Context, *O) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		*arg = args[0]
-		if runF != nil {
-			return runF(cmd.Context(), o)
-		}
 		return run(cmd.Context(), o)
 	}
 }
 
 // withProjects returns who runs the command and the project service, which
 // every project command needs first.
-func withProjects(ctx context.Context, f *Factory, as *asFlag) (projects.Caller, *projects.Service, error) {
+func withProjects(ctx context.Context, f *Factory, as *asFlag) (projects.Caller, ProjectService, error) {
 	c, err := caller(f, as)
 	if err != nil {
 		return projects.Caller{}, nil, err
 	}
-	ps, err := projectsService(ctx, f)
+	ps, err := f.Projects(ctx)
 	if err != nil {
 		return projects.Caller{}, nil, err
 	}

@@ -15,61 +15,74 @@ import (
 // rendering progress on stderr: lines on a terminal, JSON lines with
 // --output json.
 func finishSubmitted(ctx context.Context, f *Factory, sub hosts.Submitted, noWait bool) error {
+	sub, failed, err := settle(ctx, f, sub, noWait)
+	if err != nil {
+		return err
+	}
+	return renderSettled(f, sub, failed, func(w *Out) { submittedLine(w, sub, noWait) })
+}
+
+// settle works sub's job unless noWait, and returns the request as it
+// ended; failed is the job's failure when it failed.
+func settle(ctx context.Context, f *Factory, sub hosts.Submitted, noWait bool) (_ hosts.Submitted, failed, err error) {
 	if sub.Note != "" && !f.jsonOutput() {
 		fmt.Fprintf(f.IO.ErrOut, "%s: %s\n", sub.Host.Name, sub.Note)
 	}
-	if sub.Job != nil && !noWait {
-		job, err := runJob(ctx, f, *sub.Job, eventPrinter(f))
-		if err != nil {
-			return err
-		}
-		st, err := f.Store(ctx)
-		if err != nil {
-			return err
-		}
-		h, err := st.GetHost(ctx, sub.Host.ID)
-		if err != nil {
-			return err
-		}
-		sub.Host, sub.Job = h, &job
-		if job.State == model.JobFailed {
-			if f.jsonOutput() {
-				printJSON(f.IO.Out, sub) //nolint:errcheck
-			}
-			return errkind.Errorf(errkind.Failed, "%s of host %s failed after %d attempt(s): %s; see `cocalc-hosts logs %s`",
-				job.Action, h.Name, job.Attempts, job.LastError, h.Name)
-		}
+	if sub.Job == nil || noWait {
+		return sub, nil, nil
 	}
-	if f.jsonOutput() {
-		return printJSON(f.IO.Out, sub)
+	job, err := runJob(ctx, f, *sub.Job, eventPrinter(f))
+	if err != nil {
+		return sub, nil, err
 	}
-	if sub.Job != nil && noWait {
-		fmt.Fprintf(f.IO.Out, "%s: %s queued (job %s); `cocalc-hosts worker` will run it\n", sub.Host.Name, sub.Job.Action, sub.Job.ID)
+	svc, err := f.Hosts(ctx)
+	if err != nil {
+		return sub, nil, err
+	}
+	h, err := svc.Get(ctx, sub.Host.ID)
+	if err != nil {
+		return sub, nil, err
+	}
+	sub.Host, sub.Job = h, &job
+	if job.State == model.JobFailed {
+		failed = errkind.Errorf(errkind.Failed, "%s of host %s failed after %d attempt(s): %s; see `cocalc-hosts logs %s`",
+			job.Action, h.Name, job.Attempts, job.LastError, h.Name)
+	}
+	return sub, failed, nil
+}
+
+// renderSettled prints v, the result of a settled request, and returns
+// failed. A failed request's result goes only to scripts: people read
+// the error.
+func renderSettled(f *Factory, v any, failed error, human func(w *Out)) error {
+	if failed != nil {
+		if e := f.exporter(); e != nil {
+			e.Write(f.IO.Out, v) //nolint:errcheck // the failure is the news
+		}
+		return failed
+	}
+	return f.render(v, func(w *Out) error {
+		human(w)
 		return nil
+	})
+}
+
+func submittedLine(w *Out, sub hosts.Submitted, noWait bool) {
+	if sub.Job != nil && noWait {
+		fmt.Fprintf(w, "%s: %s queued (job %s); `cocalc-hosts worker` will run it\n", sub.Host.Name, sub.Job.Action, sub.Job.ID)
+		return
 	}
-	fmt.Fprintf(f.IO.Out, "%s: %s\n", sub.Host.Name, sub.Host.Status)
-	return nil
+	fmt.Fprintf(w, "%s: %s\n", sub.Host.Name, sub.Host.Status)
 }
 
 // runJob works job in this process until it is done or failed, telling
 // onEvent what happens.
 func runJob(ctx context.Context, f *Factory, job model.Job, onEvent func(queue.Event)) (model.Job, error) {
-	st, err := f.Store(ctx)
+	jobs, err := f.Jobs()
 	if err != nil {
 		return job, err
 	}
-	h, err := f.Handler(ctx)
-	if err != nil {
-		return job, err
-	}
-	w := queue.NewWorker(st, h)
-	if cfg, err := f.Config(); err == nil {
-		if d, err := cfg.Duration("worker.lease"); err == nil && d > 0 {
-			w.Lease = d
-		}
-	}
-	w.OnEvent = onEvent
-	return w.Wait(ctx, job.ID)
+	return jobs.RunJob(ctx, job, onEvent)
 }
 
 // eventPrinter renders queue events on stderr.

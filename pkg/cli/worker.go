@@ -1,14 +1,13 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/worker"
 )
 
 // WorkerOptions are the inputs of `worker`.
@@ -22,7 +21,7 @@ type WorkerOptions struct {
 	ProjectSyncInterval time.Duration
 }
 
-func newWorkerCmd(f *Factory, runF func(context.Context, *WorkerOptions) error) *cobra.Command {
+func newWorkerCmd(f *Factory) *cobra.Command {
 	o := &WorkerOptions{}
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -38,9 +37,6 @@ worker.project_sync_interval, and refreshes the running hosts' access lists
 every ingress.acl_ttl (none of these with --drain).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
 			return runWorker(cmd, f, o)
 		},
 	}
@@ -59,161 +55,103 @@ func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
 		return err
 	}
 	if o.Concurrency == 0 {
-		o.Concurrency = cfg.Int("worker.concurrency")
+		o.Concurrency = cfg.Worker.Concurrency
 	}
 	if o.Concurrency < 1 {
 		return usagef("--concurrency must be at least 1, got %d", o.Concurrency)
 	}
 	if o.Lease == 0 {
-		if o.Lease, err = cfg.Duration("worker.lease"); err != nil {
-			return usageErr(err)
-		}
+		o.Lease = cfg.Worker.Lease
 	}
 	if o.Lease < time.Second {
 		return usagef("--lease must be at least 1s, got %s", o.Lease)
 	}
 	if o.ReconcileInterval < 0 {
-		if o.ReconcileInterval, err = cfg.Duration("worker.reconcile_interval"); err != nil {
-			return usageErr(err)
-		}
+		o.ReconcileInterval = cfg.Worker.ReconcileInterval
 	}
 	if o.ProjectSyncInterval < 0 {
-		if o.ProjectSyncInterval, err = cfg.Duration("worker.project_sync_interval"); err != nil {
-			return usageErr(err)
-		}
+		o.ProjectSyncInterval = cfg.Worker.ProjectSyncInterval
 	}
-	st, err := f.Store(ctx)
+	a, err := f.App()
 	if err != nil {
 		return err
 	}
-	h, err := f.Handler(ctx)
-	if err != nil {
-		return err
-	}
-	w := queue.NewWorker(st, h)
-	w.Concurrency, w.Lease = o.Concurrency, o.Lease
 	print := eventPrinter(f)
-	w.OnEvent = func(e queue.Event) {
-		if !f.jsonOutput() {
-			switch e.Kind {
-			case queue.EventClaimed:
-				fmt.Fprintf(f.IO.ErrOut, "%s %s %s %s (job %s, attempt %d)\n", e.Time.Local().Format("15:04:05"), e.Action, e.Subject.Kind, shortID(e.Subject.ID), shortID(e.JobID), e.Attempt)
-			case queue.EventDone:
-				fmt.Fprintf(f.IO.ErrOut, "%s %s %s %s done\n", e.Time.Local().Format("15:04:05"), e.Action, e.Subject.Kind, shortID(e.Subject.ID))
+	w, err := worker.New(ctx, a, worker.Options{
+		Concurrency: o.Concurrency, Lease: o.Lease, Drain: o.Drain,
+		ReconcileInterval: o.ReconcileInterval, CatalogInterval: cfg.Catalog.RefreshInterval, ProjectSyncInterval: o.ProjectSyncInterval,
+		AccessInterval: cfg.Ingress.ACLTTL,
+		OnJob: func(e queue.Event) {
+			if !f.jsonOutput() {
+				switch e.Kind {
+				case queue.EventClaimed:
+					fmt.Fprintf(f.IO.ErrOut, "%s %s %s %s (job %s, attempt %d)\n", e.Time.Local().Format("15:04:05"), e.Action, e.Subject.Kind, shortID(e.Subject.ID), shortID(e.JobID), e.Attempt)
+				case queue.EventDone:
+					fmt.Fprintf(f.IO.ErrOut, "%s %s %s %s done\n", e.Time.Local().Format("15:04:05"), e.Action, e.Subject.Kind, shortID(e.Subject.ID))
+				}
 			}
-		}
-		print(e)
-	}
-	if !o.Drain && o.ReconcileInterval > 0 {
-		go reconcileLoop(ctx, f, o.ReconcileInterval)
-	}
-	if !o.Drain {
-		go catalogLoop(ctx, f) // refreshes expired catalogs and usage
-	}
-	if !o.Drain && o.ProjectSyncInterval > 0 {
-		go projectSyncLoop(ctx, f, o.ProjectSyncInterval)
-	}
-	if !o.Drain {
-		if every, err := cfg.Duration("ingress.acl_ttl"); err != nil {
-			return usageErr(err)
-		} else if every > 0 {
-			go accessLoop(ctx, f, every)
-		}
+			print(e)
+		},
+		OnDuty: func(e worker.Event) { printDutyEvent(f, e) },
+	})
+	if err != nil {
+		return err
 	}
 	if !f.jsonOutput() {
-		fmt.Fprintf(f.IO.ErrOut, "worker %s: %d at once, lease %s\n", w.ID, w.Concurrency, w.Lease)
+		fmt.Fprintf(f.IO.ErrOut, "worker %s: %d at once, lease %s\n", w.ID(), w.Concurrency(), w.Lease())
 	}
-	err = w.Run(ctx, o.Drain)
+	err = w.Run(ctx)
 	if ctx.Err() != nil && !o.Drain {
 		return nil // stopped by a signal: a normal end for a worker
 	}
 	return err
 }
 
-func reconcileLoop(ctx context.Context, f *Factory, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			rep, err := reconcileOnce(ctx, f, ReconcileOptions{})
-			if err != nil {
-				fmt.Fprintf(f.IO.ErrOut, "reconcile: %v\n", err)
-				continue
-			}
-			if f.jsonOutput() {
-				printJSONLine(f.IO.ErrOut, rep)
-			}
+// printDutyEvent renders what a worker's periodic duty did on stderr:
+// errors and changes as lines, or as JSON lines with --output json.
+func printDutyEvent(f *Factory, e worker.Event) {
+	w := f.IO.ErrOut
+	switch {
+	case e.Err != nil:
+		fmt.Fprintf(w, "%s: %v\n", e.Duty, e.Err)
+	case e.Reconcile != nil:
+		if f.jsonOutput() {
+			printJSONLine(w, e.Reconcile)
 		}
-	}
-}
-
-// projectSyncLoop records what the hosts report about their projects, so
-// that a project its host stopped for being idle shows as stopped, and
-// stops the hosts the control plane stops when idle.
-func projectSyncLoop(ctx context.Context, f *Factory, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var ps *projects.Service
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if ps == nil {
-				var err error
-				if ps, err = projectsService(ctx, f); err != nil {
-					fmt.Fprintf(f.IO.ErrOut, "project sync: %v\n", err)
-					continue
-				}
-			}
-			idleStopOnce(ctx, f)
-			rep, err := ps.SyncAll(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					fmt.Fprintf(f.IO.ErrOut, "project sync: %v\n", err)
-				}
-				continue
-			}
-			if f.jsonOutput() {
-				if len(rep.Updated) > 0 || len(rep.Unreachable) > 0 {
-					printJSONLine(f.IO.ErrOut, rep)
-				}
-				continue
-			}
-			for _, id := range rep.Updated {
-				fmt.Fprintf(f.IO.ErrOut, "project sync: project %s updated from its host\n", shortID(id))
-			}
-			for _, h := range rep.Unreachable {
-				fmt.Fprintf(f.IO.ErrOut, "project sync: host %s not reached, nothing changed: %s\n", h.Name, h.Error)
-			}
-		}
-	}
-}
-
-// idleStopOnce stops the hosts idle past their policy that the control
-// plane stops (see hosts.StopIdleHosts); the worker's queue then runs
-// the stops.
-func idleStopOnce(ctx context.Context, f *Factory) {
-	svc, err := f.Hosts(ctx)
-	if err != nil {
-		fmt.Fprintf(f.IO.ErrOut, "idle stop: %v\n", err)
-		return
-	}
-	stops, err := svc.StopIdleHosts(ctx)
-	if err != nil && ctx.Err() == nil {
-		fmt.Fprintf(f.IO.ErrOut, "idle stop: %v\n", err)
-	}
-	for _, st := range stops {
+	case e.IdleStop != nil:
+		st := e.IdleStop
 		switch {
 		case f.jsonOutput():
-			printJSONLine(f.IO.ErrOut, map[string]any{"idle_stop": st})
+			printJSONLine(w, map[string]any{"idle_stop": st})
 		case st.Error != "":
-			fmt.Fprintf(f.IO.ErrOut, "idle stop: host %s: %s\n", st.Name, st.Error)
+			fmt.Fprintf(w, "idle stop: host %s: %s\n", st.Name, st.Error)
 		default:
-			fmt.Fprintf(f.IO.ErrOut, "idle stop: host %s has been idle past its policy: stopping it (job %s)\n", st.Name, shortID(st.Job))
+			fmt.Fprintf(w, "idle stop: host %s has been idle past its policy: stopping it (job %s)\n", st.Name, shortID(st.Job))
+		}
+	case e.Access != nil:
+		rep := e.Access
+		if f.jsonOutput() {
+			if len(rep.Unreachable) > 0 {
+				printJSONLine(w, map[string]any{"access_lists": rep})
+			}
+			return
+		}
+		for _, h := range rep.Unreachable {
+			fmt.Fprintf(w, "access lists: host %s not reached (%s); it keeps its list for ingress.acl_max_stale\n", h.Name, h.Error)
+		}
+	case e.ProjectSync != nil:
+		rep := e.ProjectSync
+		if f.jsonOutput() {
+			if len(rep.Updated) > 0 || len(rep.Unreachable) > 0 {
+				printJSONLine(w, rep)
+			}
+			return
+		}
+		for _, id := range rep.Updated {
+			fmt.Fprintf(w, "project sync: project %s updated from its host\n", shortID(id))
+		}
+		for _, h := range rep.Unreachable {
+			fmt.Fprintf(w, "project sync: host %s not reached, nothing changed: %s\n", h.Name, h.Error)
 		}
 	}
 }

@@ -50,28 +50,6 @@ type BootResult struct {
 	AgentStartedAt time.Time
 }
 
-// HostKeyInjector is implemented by providers whose user data installs
-// CreateSpec.HostKey on the new VM, so that its key is known (and pinned)
-// before first contact. Others are pinned on first contact.
-type HostKeyInjector interface{ InjectsHostKey() bool }
-
-// Adopter is implemented by providers that take over existing machines
-// given by address (--address), such as the ssh provider.
-type Adopter interface{ AdoptsMachines() bool }
-
-// Purger is implemented by providers whose Delete keeps the host's data
-// (on the ssh provider the machine and its disk are the user's) and that
-// can erase it too (delete --purge).
-type Purger interface {
-	Purge(ctx context.Context, ref provider.Ref) error
-}
-
-// Forgetter is implemented by providers that can drop a machine without
-// touching it, for machines that are gone or unreachable (delete --forget).
-type Forgetter interface {
-	Forget(ctx context.Context, ref provider.Ref) error
-}
-
 // RemoteAgents reaches agents of hosts with an SSH endpoint through
 // Remote, and the others (local hosts) on this machine.
 type RemoteAgents struct{ Remote AgentConnector }
@@ -142,8 +120,7 @@ func (s *Service) checkBootstrapSpec(ctx context.Context, req *CreateRequest) er
 	if err != nil {
 		return err
 	}
-	adopter, _ := p.(Adopter)
-	adopts := adopter != nil && adopter.AdoptsMachines()
+	adopts := p.Capabilities().Adopt
 	switch {
 	case adopts && req.Spec.Address == "":
 		return invalid("provider %s adopts an existing machine: give its address with --address USER@HOST[:PORT]", p.Name())
@@ -192,8 +169,7 @@ func (s *Service) prepareBootstrap(ctx context.Context, p provider.Provider, h m
 	if s.Bootstrap == nil {
 		return provider.Errorf(errkind.Refused, p.Name(), "create", "hosts of this provider are bootstrapped over SSH, but no bootstrap runner is configured")
 	}
-	inj, _ := p.(HostKeyInjector)
-	key, hk, err := s.Bootstrap.Access(ctx, h, inj != nil && inj.InjectsHostKey())
+	key, hk, err := s.Bootstrap.Access(ctx, h, p.Capabilities().InjectHostKey)
 	if err != nil {
 		return err
 	}
@@ -278,13 +254,13 @@ func (s *Service) deleteInstance(ctx context.Context, p provider.Provider, h mod
 	var err error
 	switch {
 	case pl.Forget:
-		f, ok := p.(Forgetter)
+		f, ok := p.(provider.Forgetter)
 		if !ok {
 			return provider.Errorf(errkind.Refused, p.Name(), "delete", "cannot forget a machine; delete it without --forget")
 		}
 		err = f.Forget(ctx, ref)
 	case pl.Purge:
-		if pp, ok := p.(Purger); ok {
+		if pp, ok := p.(provider.Purger); ok {
 			err = pp.Purge(ctx, ref)
 		} else {
 			err = p.Delete(ctx, ref, false) // deleting the VM deletes its disk
@@ -352,7 +328,7 @@ func (s *Service) checkDeleteOptions(ctx context.Context, h model.Host, o Delete
 	if err != nil {
 		return err
 	}
-	if _, ok := p.(Forgetter); !ok {
+	if !p.Capabilities().Forget {
 		return invalid("provider %s cannot forget a host without deleting its VM; drop --forget", h.Provider)
 	}
 	return nil

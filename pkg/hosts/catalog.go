@@ -162,7 +162,7 @@ func (s *Service) candidateProviders(ctx context.Context, req *CreateRequest) ([
 	var ps []provider.Provider
 	var skipped, reasons []string
 	for _, n := range names {
-		if a, ok := m[n].(Adopter); ok && a.AdoptsMachines() {
+		if m[n].Capabilities().Adopt {
 			continue // adopts the machine given by --address; never picked by price
 		}
 		if err := capable(m[n], req); err != nil {

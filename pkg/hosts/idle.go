@@ -23,10 +23,10 @@ func IdleStopKind(p provider.Provider, h model.Host) provider.StopKind {
 	if h.Spec.Address != "" {
 		return provider.StopNone
 	}
-	if a, ok := p.(Adopter); ok && a.AdoptsMachines() {
+	c := p.Capabilities()
+	if c.Adopt {
 		return provider.StopNone
 	}
-	c := p.Capabilities()
 	if !c.Bootstrap || c.Simulated || c.Stop == "" {
 		return provider.StopNone
 	}

@@ -252,7 +252,7 @@ func (s *Service) checkNoProjectData(ctx context.Context, h model.Host, o Delete
 	if err != nil {
 		return err
 	}
-	if _, keepsData := p.(Purger); keepsData && !o.Purge {
+	if p.Capabilities().Purge && !o.Purge {
 		return nil
 	}
 	projects, err := s.Store.ListProjects(ctx, store.ProjectFilter{HostID: h.ID, IncludeDeleted: true})
@@ -381,4 +381,9 @@ func (s *Service) submit(ctx context.Context, h model.Host, a model.Action, payl
 		sub.Note = fmt.Sprintf("%s already pending (job %s)", a, job.ID)
 	}
 	return sub, nil
+}
+
+// List returns the hosts f selects.
+func (s *Service) List(ctx context.Context, f store.HostFilter) ([]model.Host, error) {
+	return s.Store.ListHosts(ctx, f)
 }

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 )
 
 // Labels on every project container.
@@ -35,44 +37,8 @@ const (
 // ErrNotFound is a container or image that does not exist.
 var ErrNotFound = errors.New("not found")
 
-// MaxRunRoot is the longest runroot podman accepts.
-const MaxRunRoot = 50
-
-// Config says how to call podman.
-type Config struct {
-	// Binary is the podman executable (default "podman" on PATH).
-	Binary string `json:"binary,omitempty"`
-	// ContainersConf is passed as CONTAINERS_CONF: a containers.conf that
-	// replaces the system ones (see machine.md for why a host needs one).
-	ContainersConf string `json:"containers_conf,omitempty"`
-	// Root, RunRoot and TmpDir select a separate podman store; podman
-	// needs all three to keep two stores apart, so give all or none.
-	Root    string `json:"root,omitempty"`
-	RunRoot string `json:"runroot,omitempty"`
-	TmpDir  string `json:"tmpdir,omitempty"`
-}
-
-// Validate checks that c can be used.
-func (c Config) Validate() error {
-	set := 0
-	for _, s := range []string{c.Root, c.RunRoot, c.TmpDir} {
-		if s != "" {
-			set++
-		}
-	}
-	if set != 0 && set != 3 {
-		return errors.New("podman root, runroot and tmpdir must be given together (a separate store needs all three)")
-	}
-	if len(c.RunRoot) > MaxRunRoot {
-		return fmt.Errorf("podman runroot %s is longer than %d characters, which podman refuses; choose a shorter one", c.RunRoot, MaxRunRoot)
-	}
-	if c.ContainersConf != "" {
-		if _, err := os.Stat(c.ContainersConf); err != nil {
-			return fmt.Errorf("podman containers.conf: %w", err)
-		}
-	}
-	return nil
-}
+// Config says how to call podman (part of the agent's configuration).
+type Config = agentapi.PodmanConfig
 
 // Podman calls the podman command line.
 type Podman struct{ cfg Config }

@@ -55,6 +55,19 @@ type CredentialChecker interface {
 	CheckCredentials(ctx context.Context) error
 }
 
+// Purger is implemented by providers with Capabilities().Purge: their
+// Delete keeps the host's data, and Purge erases it.
+type Purger interface {
+	Purge(ctx context.Context, ref Ref) error
+}
+
+// Forgetter is implemented by providers with Capabilities().Forget: Forget
+// drops a machine without touching it (for machines that are gone or
+// unreachable).
+type Forgetter interface {
+	Forget(ctx context.Context, ref Ref) error
+}
+
 // Closer is implemented by providers that hold connections.
 type Closer interface{ Close() error }
 
@@ -71,7 +84,11 @@ const (
 	StopNone StopKind = "none"
 )
 
-// Capabilities describes what a provider can do.
+// Capabilities describes what a provider can do: the one place where its
+// abilities are declared, so that callers decide by them rather than by
+// provider names or type assertions. Some abilities are operations beside
+// Provider (the interface named at the field); the contract suite
+// (providertest) checks that the two agree.
 type Capabilities struct {
 	Stop                   StopKind `json:"stop"`
 	DiskResize             bool     `json:"disk_resize"`
@@ -88,6 +105,24 @@ type Capabilities struct {
 	// into project hosts over SSH (the bootstrap runner). False for
 	// providers that start the agent themselves (local, sim).
 	Bootstrap bool `json:"bootstrap"`
+	// InjectHostKey: Create installs CreateSpec.HostKey on the new VM (by
+	// user data), so its SSH host key is pinned before first contact;
+	// other hosts are pinned on first contact.
+	InjectHostKey bool `json:"inject_host_key"`
+	// Adopt: hosts are existing machines given by address
+	// (CreateSpec.Address), taken over rather than created.
+	Adopt bool `json:"adopt"`
+	// CheckCredentials: the provider has credentials and implements
+	// CredentialChecker.
+	CheckCredentials bool `json:"check_credentials"`
+	// Purge: Delete keeps the host's data (the machine is the user's) and
+	// Purger erases it too.
+	Purge bool `json:"purge"`
+	// Forget: implements Forgetter, dropping a machine without touching it.
+	Forget bool `json:"forget"`
+	// SSH: works on its machines over the control plane's SSH pool, which
+	// it is handed with UseSSH(*sshpool.Pool) when opened.
+	SSH bool `json:"ssh"`
 }
 
 // Ref identifies an instance of a host.

@@ -33,13 +33,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/bootstrap"
-	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -83,8 +81,8 @@ type Ingress struct {
 
 // agentIngress is h's ingress config: every address, and a certificate
 // for the names the host is known by.
-func (in Ingress) agentIngress(h model.Host) agent.IngressConfig {
-	c := agent.IngressConfig{SessionTTL: in.SessionTTL}
+func (in Ingress) agentIngress(h model.Host) agentapi.IngressConfig {
+	c := agentapi.IngressConfig{SessionTTL: in.SessionTTL}
 	if in.SSHPort > 0 {
 		c.SSHAddr = ":" + strconv.Itoa(in.SSHPort)
 	}
@@ -449,10 +447,10 @@ const (
 
 // agentConfig is the agent config of h. Projects keep running when the
 // agent stops: an upgrade restarts it, and that must not stop projects.
-func (b *Bootstrapper) agentConfig(ctx context.Context, h model.Host) (agent.Config, error) {
-	cfg := agent.Config{HostID: h.ID, SocketPath: bootstrap.AgentSocket, PoolPath: bootstrap.Pool,
+func (b *Bootstrapper) agentConfig(ctx context.Context, h model.Host) (agentapi.Config, error) {
+	cfg := agentapi.Config{HostID: h.ID, SocketPath: bootstrap.AgentSocket, PoolPath: bootstrap.Pool,
 		StorageKind: agentapi.StorageBtrfs, LogPath: bootstrap.AgentLog,
-		Podman:            podman.Config{Root: PodmanRoot, RunRoot: PodmanRunRoot, TmpDir: PodmanTmpDir},
+		Podman:            agentapi.PodmanConfig{Root: PodmanRoot, RunRoot: PodmanRunRoot, TmpDir: PodmanTmpDir},
 		ImageCacheDir:     ImageCacheDir,
 		IdleCheckInterval: b.IdleCheckInterval,
 		SnapshotInterval:  b.SnapshotInterval,

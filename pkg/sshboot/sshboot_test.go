@@ -26,11 +26,11 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshboot"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
@@ -250,9 +250,9 @@ func TestBootstrapAsRoot(t *testing.T) {
 	// the pool, podman in the store bootstrap.sh configured, projects that
 	// survive an agent restart, and no power-off on an adopted machine.
 	cfg := agentConfigOn(t, vm)
-	want := agent.Config{HostID: h.ID, SocketPath: "/run/cocalc-hosts/agent.sock", PoolPath: "/btrfs", StorageKind: "btrfs",
+	want := agentapi.Config{HostID: h.ID, SocketPath: "/run/cocalc-hosts/agent.sock", PoolPath: "/btrfs", StorageKind: "btrfs",
 		LogPath: "/var/log/cocalc-hosts/agent.log", ImageCacheDir: "/btrfs/.image-cache",
-		Podman: podman.Config{Root: "/btrfs/containers/storage", RunRoot: "/run/containers/storage", TmpDir: "/run/libpod"}}
+		Podman: agentapi.PodmanConfig{Root: "/btrfs/containers/storage", RunRoot: "/run/containers/storage", TmpDir: "/run/libpod"}}
 	if cfg != want {
 		t.Fatalf("agent config on the adopted machine:\n got %+v\nwant %+v", cfg, want)
 	}
@@ -347,9 +347,9 @@ func TestBootstrapSudoUserDataDisk(t *testing.T) {
 }
 
 // agentConfigOn reads the agent config the bootstrap wrote on vm.
-func agentConfigOn(t *testing.T, vm *sshvm.VM) agent.Config {
+func agentConfigOn(t *testing.T, vm *sshvm.VM) agentapi.Config {
 	t.Helper()
-	var cfg agent.Config
+	var cfg agentapi.Config
 	raw := vm.MustExec(t, "cat /etc/cocalc-hosts/agent.json")
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		t.Fatalf("agent.json on the host: %v\n%s", err, raw)

@@ -37,14 +37,16 @@ import (
 const Name = "gcp"
 
 var capabilities = provider.Capabilities{
-	Stop:           provider.StopReal, // a TERMINATED VM bills only its disks
-	DiskResize:     true,              // persistent disks grow online
-	CustomImage:    true,
-	GPU:            true,
-	Zones:          true,
-	Spot:           true,
-	PersistentDisk: true,
-	Bootstrap:      true,
+	Stop:             provider.StopReal, // a TERMINATED VM bills only its disks
+	DiskResize:       true,              // persistent disks grow online
+	CustomImage:      true,
+	GPU:              true,
+	Zones:            true,
+	Spot:             true,
+	PersistentDisk:   true,
+	Bootstrap:        true,
+	InjectHostKey:    true,
+	CheckCredentials: true,
 }
 
 func init() {
@@ -218,7 +220,3 @@ func (p *Provider) CheckCredentials(ctx context.Context) error {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// InjectsHostKey reports that Create installs CreateSpec.HostKey on the VM
-// (through its user data), so the host key is pinned before first contact.
-func (p *Provider) InjectsHostKey() bool { return true }

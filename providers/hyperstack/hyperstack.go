@@ -47,11 +47,13 @@ import (
 const Name = "hyperstack"
 
 var capabilities = provider.Capabilities{
-	Stop:           provider.StopHibernate,
-	CustomImage:    true,
-	GPU:            true,
-	PersistentDisk: true,
-	Bootstrap:      true,
+	Stop:             provider.StopHibernate,
+	CustomImage:      true,
+	GPU:              true,
+	PersistentDisk:   true,
+	Bootstrap:        true,
+	InjectHostKey:    true,
+	CheckCredentials: true,
 }
 
 func init() {
@@ -1067,7 +1069,3 @@ func refName(ref provider.Ref) string {
 	}
 	return ref.Name
 }
-
-// InjectsHostKey reports that Create installs CreateSpec.HostKey on the VM
-// (through its user data), so the host key is pinned before first contact.
-func (p *Provider) InjectsHostKey() bool { return true }

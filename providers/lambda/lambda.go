@@ -50,7 +50,9 @@ var capabilities = provider.Capabilities{
 	GPU:       true,
 	Bootstrap: true,
 	// CustomImage: the launch call accepts an image family (newer API).
-	CustomImage: true,
+	CustomImage:      true,
+	InjectHostKey:    true,
+	CheckCredentials: true,
 }
 
 func init() {
@@ -570,7 +572,3 @@ func deref(s *string) string {
 	}
 	return *s
 }
-
-// InjectsHostKey reports that Create installs CreateSpec.HostKey on the VM
-// (through its user data), so the host key is pinned before first contact.
-func (p *Provider) InjectsHostKey() bool { return true }

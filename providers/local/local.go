@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/btrfs"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
@@ -702,8 +701,8 @@ func (p *Provider) lock(ctx context.Context, name string) (func(), error) {
 }
 
 // agentConfig is what the host's agent is started with.
-func agentConfig(r record, ps paths) agent.Config {
-	return agent.Config{
+func agentConfig(r record, ps paths) agentapi.Config {
+	return agentapi.Config{
 		HostID:      r.HostID,
 		SocketPath:  ps.socket,
 		PoolPath:    ps.pool,
@@ -711,6 +710,6 @@ func agentConfig(r record, ps paths) agent.Config {
 		LogPath:     ps.log,
 		// A local host's ingress is for this machine only, on ports the
 		// agent picks (it reports them with every access list push).
-		Ingress: agent.IngressConfig{HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", TLSNames: "127.0.0.1,localhost"},
+		Ingress: agentapi.IngressConfig{HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", TLSNames: "127.0.0.1,localhost"},
 	}
 }

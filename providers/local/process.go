@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 )
 
@@ -47,7 +46,7 @@ func agentEnv() []string {
 func (p *Provider) startAgent(ctx context.Context, r record, ps paths) error {
 	// Rewritten every time so that a host made by an older version gets
 	// the current settings.
-	if err := agent.WriteConfig(ps.config, p.proj.apply(agentConfig(r, ps))); err != nil {
+	if err := agentapi.WriteConfig(ps.config, p.proj.apply(agentConfig(r, ps))); err != nil {
 		return fmt.Errorf("start agent for %s: %w", r.Name, err)
 	}
 	// An agent that answers is adopted even when the pid file is lost or

@@ -8,8 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
-	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 )
 
 // Options for the projects a local host runs. Settings that only some
@@ -33,7 +32,7 @@ const (
 
 // projectOptions are the agent settings a local host's projects get.
 type projectOptions struct {
-	podman           podman.Config
+	podman           agentapi.PodmanConfig
 	imageCache       string
 	idleCheck        string
 	snapshotInterval string
@@ -42,9 +41,9 @@ type projectOptions struct {
 // PodmanStore is the podman store of option podman_store=dir: root and
 // tmpdir below dir, and the runroot in runtimeDir, because podman refuses a
 // runroot longer than 50 characters.
-func PodmanStore(dir, runtimeDir string) podman.Config {
+func PodmanStore(dir, runtimeDir string) agentapi.PodmanConfig {
 	h := sha256.Sum256([]byte(dir))
-	return podman.Config{
+	return agentapi.PodmanConfig{
 		Root:    filepath.Join(dir, "root"),
 		RunRoot: filepath.Join(runtimeDir, "podman-"+hex.EncodeToString(h[:])[:12]),
 		TmpDir:  filepath.Join(dir, "tmp"),
@@ -96,7 +95,7 @@ func parseProjectOptions(opts map[string]string, runtimeDir string) (projectOpti
 // apply adds the project settings to a host's agent config. A local host
 // is nothing but its agent, so stopping the agent cleanly stops its
 // projects (a killed agent leaves them running for the next one).
-func (o projectOptions) apply(c agent.Config) agent.Config {
+func (o projectOptions) apply(c agentapi.Config) agentapi.Config {
 	c.Podman = o.podman
 	c.ImageCacheDir = o.imageCache
 	c.IdleCheckInterval = o.idleCheck

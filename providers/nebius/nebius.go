@@ -62,6 +62,8 @@ var capabilities = provider.Capabilities{
 	Spot:                   true,  // preemptible instances
 	PersistentDisk:         true,
 	Bootstrap:              true,
+	InjectHostKey:          true,
+	CheckCredentials:       true,
 }
 
 func init() {
@@ -241,7 +243,3 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
-
-// InjectsHostKey reports that Create installs CreateSpec.HostKey on the VM
-// (through its user data), so the host key is pinned before first contact.
-func (p *Provider) InjectsHostKey() bool { return true }

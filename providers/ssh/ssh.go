@@ -46,6 +46,10 @@ var Capabilities = provider.Capabilities{
 	// Stop stops the agent (the machine stays up; it is not ours to stop).
 	Stop:      provider.StopReal,
 	Bootstrap: true,
+	Adopt:     true,
+	Purge:     true,
+	Forget:    true,
+	SSH:       true,
 }
 
 func init() {
@@ -89,10 +93,6 @@ func New(cfg provider.Config) (provider.Provider, error) {
 
 // UseSSH gives the provider the control plane's SSH pool.
 func (p *Provider) UseSSH(pool *sshpool.Pool) { p.pool = pool }
-
-// AdoptsMachines marks the provider as one whose hosts are existing
-// machines given by address.
-func (p *Provider) AdoptsMachines() bool { return true }
 
 func (p *Provider) Name() string                        { return Name }
 func (p *Provider) Capabilities() provider.Capabilities { return Capabilities }

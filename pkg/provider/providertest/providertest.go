@@ -31,6 +31,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
 )
 
 // Options tune Run for one provider.
@@ -154,8 +155,34 @@ func (s *suite) testCapabilities(t *testing.T) {
 	default:
 		t.Fatalf("Capabilities().Stop = %q, want one of %q, %q, %q", s.caps.Stop, provider.StopReal, provider.StopHibernate, provider.StopNone)
 	}
-	if _, ok := s.p.(provider.DiskResizer); s.caps.DiskResize && !ok {
-		t.Fatalf("Capabilities().DiskResize is true but %T does not implement provider.DiskResizer", s.p)
+	_, resizes := s.p.(provider.DiskResizer)
+	_, checks := s.p.(provider.CredentialChecker)
+	_, purges := s.p.(provider.Purger)
+	_, forgets := s.p.(provider.Forgetter)
+	_, usesSSH := s.p.(interface{ UseSSH(*sshpool.Pool) })
+	for _, c := range []struct {
+		field      string
+		says, does bool
+		iface      string
+	}{
+		{"DiskResize", s.caps.DiskResize, resizes, "provider.DiskResizer"},
+		{"CheckCredentials", s.caps.CheckCredentials, checks, "provider.CredentialChecker"},
+		{"Purge", s.caps.Purge, purges, "provider.Purger"},
+		{"Forget", s.caps.Forget, forgets, "provider.Forgetter"},
+		{"SSH", s.caps.SSH, usesSSH, "UseSSH(*sshpool.Pool)"},
+	} {
+		if c.says != c.does {
+			t.Errorf("Capabilities().%s is %v, but %T implementing %s is %v", c.field, c.says, s.p, c.iface, c.does)
+		}
+	}
+	if s.caps.DiskResizeRequiresStop && !s.caps.DiskResize {
+		t.Error("Capabilities().DiskResizeRequiresStop without DiskResize")
+	}
+	if s.caps.Adopt && !s.caps.Bootstrap {
+		t.Error("Capabilities().Adopt: an adopted machine is bootstrapped over SSH, but Bootstrap is false")
+	}
+	if reg, err := provider.Lookup(s.p.Name()); err == nil && reg.Capabilities != s.caps {
+		t.Errorf("registered capabilities %+v differ from Capabilities() %+v", reg.Capabilities, s.caps)
 	}
 	if s.p.Name() == "" {
 		t.Fatal("Name() is empty")

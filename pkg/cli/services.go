@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"context"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// The services commands call. In this process the domain services that
+// pkg/app builds implement them; a client of a cocalc-hosts server can
+// implement them too, and the commands stay as they are. Commands that
+// need a part only this process has (the catalog cache, the SSH pool)
+// take it from Factory.App instead.
+
+// HostService is what host commands ask of the host domain.
+type HostService interface {
+	Get(ctx context.Context, idOrName string) (model.Host, error)
+	List(ctx context.Context, f store.HostFilter) ([]model.Host, error)
+	Plan(ctx context.Context, req hosts.CreateRequest) (hosts.Plan, error)
+	Create(ctx context.Context, req hosts.CreateRequest) (hosts.Submitted, error)
+	Start(ctx context.Context, idOrName string) (hosts.Submitted, error)
+	Stop(ctx context.Context, idOrName string, o hosts.StopOptions) (hosts.Submitted, error)
+	Delete(ctx context.Context, idOrName string, o hosts.DeleteOptions) (hosts.Submitted, error)
+	Upgrade(ctx context.Context, idOrName string) (hosts.Submitted, error)
+	// IsBootstrapped reports whether h is reached over SSH (and so has an
+	// agent to upgrade and a host key to pin).
+	IsBootstrapped(ctx context.Context, h model.Host) (bool, error)
+}
+
+var _ HostService = (*hosts.Service)(nil)
+
+// ProjectService is what project commands ask of the project domain, as
+// the caller c.
+type ProjectService interface {
+	Create(ctx context.Context, c projects.Caller, req projects.CreateRequest) (projects.Submitted, error)
+	List(ctx context.Context, c projects.Caller, r projects.ListRequest) ([]model.Project, error)
+	Show(ctx context.Context, c projects.Caller, id string) (projects.Detail, error)
+	Start(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error)
+	Stop(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error)
+	Restart(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error)
+	Delete(ctx context.Context, c projects.Caller, id string, purge bool) (projects.Submitted, error)
+	Exec(ctx context.Context, c projects.Caller, id string, req agentapi.ExecRequest, eio agentapi.ExecIO) (int, error)
+	Snapshot(ctx context.Context, c projects.Caller, id, name string) (projects.Submitted, string, error)
+	Snapshots(ctx context.Context, c projects.Caller, id string) ([]agentapi.Snapshot, error)
+	Restore(ctx context.Context, c projects.Caller, id, snapshot, path string) (projects.Submitted, error)
+
+	AddCollaborator(ctx context.Context, c projects.Caller, host, account string) (model.Host, error)
+	RemoveCollaborator(ctx context.Context, c projects.Caller, host, account string) (model.Host, error)
+	Collaborators(ctx context.Context, c projects.Caller, host string) (model.Host, []string, error)
+	SetShared(ctx context.Context, c projects.Caller, host string, shared bool) (model.Host, error)
+	SetAdmin(ctx context.Context, c projects.Caller, account string, admin bool) error
+	Admins(ctx context.Context) ([]string, error)
+	SetHostIdle(ctx context.Context, c projects.Caller, host string, after time.Duration) (agentapi.IdlePolicy, error)
+	HostIdle(ctx context.Context, c projects.Caller, host string) (model.Host, agentapi.IdlePolicy, error)
+	BuildImage(ctx context.Context, c projects.Caller, r projects.BuildImageRequest, progress func(string)) (model.Host, bool, error)
+	Images(ctx context.Context, c projects.Caller, host string) (model.Host, []projects.ImageStatus, error)
+
+	// Direct access through the hosts' ingress.
+	ProjectCollaborators(ctx context.Context, c projects.Caller, id string) ([]string, error)
+	AddProjectCollaborator(ctx context.Context, c projects.Caller, id, account string) (string, error)
+	RemoveProjectCollaborator(ctx context.Context, c projects.Caller, id, account string) (string, error)
+	AddSSHKey(ctx context.Context, c projects.Caller, line string) (model.SSHKey, []string, error)
+	RemoveSSHKey(ctx context.Context, c projects.Caller, fingerprint string) ([]string, error)
+	SSHKeys(ctx context.Context, c projects.Caller) ([]model.SSHKey, error)
+	Open(ctx context.Context, c projects.Caller, id string, port int) (projects.Opened, error)
+	SSHCertificate(ctx context.Context, c projects.Caller, id string, pub ssh.PublicKey) (projects.SSHAccess, error)
+}
+
+var _ ProjectService = (*projects.Service)(nil)
+
+// JobRunner works a queued job to its end (or waits for the worker that
+// has it), telling onEvent what happens.
+type JobRunner interface {
+	RunJob(ctx context.Context, job model.Job, onEvent func(queue.Event)) (model.Job, error)
+}

@@ -1,0 +1,236 @@
+// Package worker runs the daemons of a control plane process: the queue
+// worker that runs jobs, and the periodic duties beside it — reconcile
+// the database with the providers, refresh expired catalogs and recompute
+// usage, record the project states the hosts report, stop hosts idle
+// past their policy, and refresh the running hosts' access lists. `cocalc-hosts worker` runs them; so will a server.
+//
+// Like every package but the command layer, it prints nothing: what the
+// duties do arrives as Events.
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/app"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/reconcile"
+)
+
+// Options say what the worker runs. A zero interval turns its duty off.
+type Options struct {
+	Concurrency int
+	Lease       time.Duration
+	// Drain exits when no job is queued or running, and runs no duty.
+	Drain               bool
+	ReconcileInterval   time.Duration
+	CatalogInterval     time.Duration
+	ProjectSyncInterval time.Duration
+	// AccessInterval is how often every running host's access list is
+	// refreshed (ingress.acl_ttl): a revocation reaches the hosts within
+	// it, and hosts never go stale while the control plane runs. The
+	// first refresh is at once.
+	AccessInterval time.Duration
+	// OnJob hears the queue's events; OnDuty what the duties did. Either
+	// may be nil. They are called from several goroutines at once.
+	OnJob  func(queue.Event)
+	OnDuty func(Event)
+}
+
+// Duty names a periodic duty.
+type Duty string
+
+const (
+	Reconcile   Duty = "reconcile"
+	Catalog     Duty = "catalog refresh"
+	Usage       Duty = "usage"
+	ProjectSync Duty = "project sync"
+	IdleStop    Duty = "idle stop"
+	Access      Duty = "access lists"
+)
+
+// Event is one outcome of a duty: an error, or a report.
+type Event struct {
+	Duty        Duty
+	Err         error
+	Reconcile   *reconcile.Report
+	ProjectSync *projects.SyncReport
+	IdleStop    *hosts.IdleStop
+	Access      *projects.PushReport
+}
+
+// Worker is a queue worker with its duties.
+type Worker struct {
+	app *app.App
+	o   Options
+	q   *queue.Worker
+}
+
+// New prepares a worker on a's queue.
+func New(ctx context.Context, a *app.App, o Options) (*Worker, error) {
+	st, err := a.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h, err := a.Handler(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := queue.NewWorker(st, h)
+	if o.Concurrency > 0 {
+		q.Concurrency = o.Concurrency
+	}
+	if o.Lease > 0 {
+		q.Lease = o.Lease
+	}
+	q.OnEvent = o.OnJob
+	return &Worker{app: a, o: o, q: q}, nil
+}
+
+// ID is the queue worker's id (as jobs record it).
+func (w *Worker) ID() string { return w.q.ID }
+
+// Concurrency and Lease are what the queue worker runs with.
+func (w *Worker) Concurrency() int     { return w.q.Concurrency }
+func (w *Worker) Lease() time.Duration { return w.q.Lease }
+
+// Run runs jobs, and the duties unless draining, until ctx ends (or, when
+// draining, until the queue is empty).
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.o.Drain {
+		every(ctx, w.o.ReconcileInterval, w.reconcile)
+		every(ctx, w.o.CatalogInterval, w.catalog)
+		every(ctx, w.o.ProjectSyncInterval, w.projectSync)
+		if w.o.AccessInterval > 0 {
+			go w.access(ctx) // hosts learn of changes made while no worker ran
+			every(ctx, w.o.AccessInterval, w.access)
+		}
+	}
+	return w.q.Run(ctx, w.o.Drain)
+}
+
+// every runs duty every d in the background until ctx ends.
+func every(ctx context.Context, d time.Duration, duty func(context.Context)) {
+	if d <= 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				duty(ctx)
+			}
+		}
+	}()
+}
+
+func (w *Worker) emit(e Event) {
+	if w.o.OnDuty != nil {
+		w.o.OnDuty(e)
+	}
+}
+
+func (w *Worker) reconcile(ctx context.Context) {
+	rep, err := w.app.Reconcile(ctx, app.ReconcileOptions{})
+	if err != nil {
+		w.emit(Event{Duty: Reconcile, Err: err})
+		return
+	}
+	w.emit(Event{Duty: Reconcile, Reconcile: &rep})
+}
+
+// catalog refreshes the expired catalogs of the configured providers,
+// then recomputes usage.
+func (w *Worker) catalog(ctx context.Context) {
+	cache, err := w.app.Catalog(ctx)
+	if err != nil {
+		w.emit(Event{Duty: Catalog, Err: err})
+		return
+	}
+	set, err := w.app.Providers(ctx)
+	if err != nil {
+		w.emit(Event{Duty: Catalog, Err: err})
+		return
+	}
+	m, err := set.Configured(ctx)
+	if err != nil {
+		w.emit(Event{Duty: Catalog, Err: err})
+		return
+	}
+	var ps []provider.Provider
+	for _, p := range m {
+		ps = append(ps, p)
+	}
+	_, errs := cache.RefreshStale(ctx, ps)
+	for _, err := range errs {
+		w.emit(Event{Duty: Catalog, Err: err})
+	}
+	cs, err := w.app.Cost(ctx)
+	if err == nil {
+		err = cs.RefreshAll(ctx)
+	}
+	if err != nil {
+		w.emit(Event{Duty: Usage, Err: err})
+	}
+}
+
+// projectSync stops the hosts the control plane stops when idle, then
+// records what the hosts report about their projects, so that a project
+// its host stopped for being idle shows as stopped.
+func (w *Worker) projectSync(ctx context.Context) {
+	w.idleStop(ctx)
+	ps, err := w.app.Projects(ctx)
+	if err != nil {
+		w.emit(Event{Duty: ProjectSync, Err: err})
+		return
+	}
+	rep, err := ps.SyncAll(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.emit(Event{Duty: ProjectSync, Err: err})
+		}
+		return
+	}
+	w.emit(Event{Duty: ProjectSync, ProjectSync: &rep})
+}
+
+// idleStop stops the hosts idle past their policy that the control plane
+// stops (see hosts.StopIdleHosts); the queue then runs the stops.
+func (w *Worker) idleStop(ctx context.Context) {
+	svc, err := w.app.Hosts(ctx)
+	if err != nil {
+		w.emit(Event{Duty: IdleStop, Err: err})
+		return
+	}
+	stops, err := svc.StopIdleHosts(ctx)
+	if err != nil && ctx.Err() == nil {
+		w.emit(Event{Duty: IdleStop, Err: err})
+	}
+	for i := range stops {
+		w.emit(Event{Duty: IdleStop, IdleStop: &stops[i]})
+	}
+}
+
+// access refreshes every running host's access list.
+func (w *Worker) access(ctx context.Context) {
+	ps, err := w.app.Projects(ctx)
+	if err != nil {
+		w.emit(Event{Duty: Access, Err: err})
+		return
+	}
+	rep, err := ps.PushAllAccess(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.emit(Event{Duty: Access, Err: err})
+		}
+		return
+	}
+	w.emit(Event{Duty: Access, Access: &rep})
+}
