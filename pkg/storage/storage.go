@@ -382,19 +382,37 @@ func (m *Manager) ensureGroup(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	assigned := false
 	for _, member := range members {
 		child := "0/" + strconv.FormatUint(member, 10)
 		if containsString(parents[child], group) {
 			continue
 		}
 		// Assigning a member that already holds data leaves the numbers
-		// inconsistent until a rescan; btrfs-progs starts that rescan
-		// itself (the default --rescan).
-		if _, err := run(ctx, "btrfs", "qgroup", "assign", child, group, m.pool); err != nil {
+		// inconsistent until a rescan: one rescan after all assignments
+		// (a rescan per assignment would find the previous one running).
+		if _, err := run(ctx, "btrfs", "qgroup", "assign", "--no-rescan", child, group, m.pool); err != nil {
 			return err
 		}
+		assigned = true
+	}
+	if assigned {
+		return rescan(ctx, m.pool)
 	}
 	return nil
+}
+
+// rescan recounts the pool's qgroups and waits for it; a rescan that is
+// already running is waited for and then started again, so that what was
+// assigned since counts.
+func rescan(ctx context.Context, pool string) error {
+	_, err := run(ctx, "btrfs", "quota", "rescan", "-w", pool)
+	if err != nil && strings.Contains(err.Error(), "in progress") {
+		if _, err = run(ctx, "btrfs", "quota", "rescan", "-W", pool); err == nil {
+			_, err = run(ctx, "btrfs", "quota", "rescan", "-w", pool)
+		}
+	}
+	return err
 }
 
 func containsString(list []string, s string) bool {

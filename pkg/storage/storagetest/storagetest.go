@@ -3,8 +3,14 @@ package storagetest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,4 +73,47 @@ func Release(t testing.TB, img, mnt string) {
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
+}
+
+// TreeSum is a digest of the tree at dir: every path under it with its
+// type, mode, owner, size and content (a symlink's target), in order. Two
+// trees with the same sum hold the same files.
+func TreeSum(t testing.TB, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		st, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		fmt.Fprintf(h, "%s\x00%v\x00%d:%d\x00", rel, st.Mode(), sys.Uid, sys.Gid)
+		switch {
+		case st.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%s\x00", target)
+		case st.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			fmt.Fprintf(h, "%d\x00", st.Size())
+			if _, err := io.Copy(h, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("checksum of %s: %v", dir, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
