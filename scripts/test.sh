@@ -17,11 +17,21 @@ if [ -n "$unformatted" ]; then
 	echo "$unformatted" >&2
 	exit 1
 fi
+# Whatever the tests leave running or listening fails the run (see
+# scripts/leakcheck.sh); the snapshot is taken after the setup above.
+leakdir=$(mktemp -d)
+trap 'rm -rf "$leakdir"' EXIT
+./scripts/leakcheck.sh snapshot "$leakdir"
 # -p 2: this is sized for 2-core machines; packages that mount loop
 # devices and start servers clean up after themselves.
-go test -count=1 -p 2 -timeout 25m ./...
+# The checks below run after a failure too (a failed test is the likeliest
+# to leave something behind); the script exits 1 if any failed.
+status=0
+go test -count=1 -p 2 -timeout 25m ./... || status=1
 # The benchmark report at a tiny size: only checks that every figure runs
 # and the report is valid JSON (bench/run.sh --short exits 1 otherwise).
-./bench/run.sh --short >/dev/null
+./bench/run.sh --short >/dev/null || status=1
 # Every fuzz target for a few seconds (bench/fuzz.sh runs them longer).
-./bench/fuzz.sh 3s
+./bench/fuzz.sh 3s || status=1
+./scripts/leakcheck.sh check "$leakdir" || status=1
+exit $status

@@ -373,20 +373,9 @@ echo '%[1]s ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/google_sudoers
 chmod 440 /etc/sudoers.d/google_sudoers
 sh /var/lib/gce-fake/startup-script
 `, user, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(authorized))))
-	work := filepath.Join(filepath.Dir(vm.Upper), "guest-work")
-	root := filepath.Join(filepath.Dir(vm.Upper), "guest-root")
-	for _, d := range []string{work, root} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The VM's disk, mounted in a private mount namespace that ends with
-	// the command.
-	mountAndRun := fmt.Sprintf("set -e\nmount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s\nexec chroot %s /bin/sh -c \"$0\"",
-		sshvm.Rootfs(t), vm.Upper, work, root, root)
-	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", mountAndRun, guest).CombinedOutput(); err != nil {
-		t.Fatalf("applying the instance metadata: %v\n%s", err, out)
-	}
+	// Confined to the VM's namespaces: the script's `service ssh restart`
+	// must not start this machine's sshd.
+	vm.RunOff(t, guest)
 
 	// sshd reads the host key the startup script installed.
 	pemBytes, err := os.ReadFile(filepath.Join(vm.Upper, "etc/ssh/ssh_host_ed25519_key"))

@@ -366,35 +366,8 @@ func (vm *VM) Boot(t testing.TB) {
 	if vm.cmd != nil {
 		t.Fatalf("VM %s is already running", vm.Name)
 	}
-	m := vm.merged
-	script := strings.Join([]string{
-		"set -e",
-		"hostname " + vm.Name,
-		fmt.Sprintf("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s", vm.rootfs, vm.Upper, vm.work, m),
-		"mount -t proc proc " + m + "/proc",
-		"mount --rbind /sys " + m + "/sys",
-		"mount --rbind /dev " + m + "/dev",
-		"mount -t tmpfs -o mode=755 tmpfs " + m + "/run",
-		"mkdir -p -m 755 " + m + "/run/sshd",
-		// pivot_root and drop the old root, not chroot: a chroot keeps a
-		// copy of every host mount alive in this namespace, so a btrfs
-		// pool another test mounted meanwhile would stay busy (its loop
-		// device attached) until the VM shuts down.
-		"cd " + m,
-		"pivot_root . .",
-		"umount -l .",
-		"cd /",
-		"exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config_test",
-	}, "\n")
-	// nsenter, not `ip netns exec`: the latter makes a mount namespace of
-	// its own, a full copy of the host's mounts, that unshare's parent
-	// process would keep for the VM's lifetime. --kill-child: if this
-	// process dies, so does the VM's init, and with it every process in
-	// the VM.
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+vm.Name, "unshare", "--mount", "--uts", "--pid", "--kill-child",
-		"--propagation", "private", "--", "/bin/sh", "-c", script)
+	cmd := vm.command("exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config_test")
 	cmd.Stdout, cmd.Stderr = logWriter{vm}, logWriter{vm}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("boot %s: %v", vm.Name, err)
 	}
@@ -419,6 +392,67 @@ func (vm *VM) Boot(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// command runs script as root inside the VM: in its network namespace, as
+// the init of a PID namespace of its own, in a mount namespace whose root
+// is the VM's disk. Every process the script leaves behind dies with it,
+// and nothing it mounts, starts or listens on is visible to this machine.
+func (vm *VM) command(script string) *exec.Cmd {
+	m := vm.merged
+	full := strings.Join([]string{
+		"set -e",
+		"hostname " + vm.Name,
+		fmt.Sprintf("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s", vm.rootfs, vm.Upper, vm.work, m),
+		"mount -t proc proc " + m + "/proc",
+		"mount --rbind /sys " + m + "/sys",
+		"mount --rbind /dev " + m + "/dev",
+		"mount -t tmpfs -o mode=755 tmpfs " + m + "/run",
+		"mkdir -p -m 755 " + m + "/run/sshd",
+		// pivot_root and drop the old root, not chroot: a chroot keeps a
+		// copy of every host mount alive in this namespace, so a btrfs
+		// pool another test mounted meanwhile would stay busy (its loop
+		// device attached) until the VM shuts down.
+		"cd " + m,
+		"pivot_root . .",
+		"umount -l .",
+		"cd /",
+		script,
+	}, "\n")
+	// nsenter, not `ip netns exec`: the latter makes a mount namespace of
+	// its own, a full copy of the host's mounts, that unshare's parent
+	// process would keep for the VM's lifetime. --kill-child: if this
+	// process dies, so does the VM's init, and with it every process in
+	// the VM.
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+vm.Name, "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child",
+		"--propagation", "private", "--", "/bin/sh", "-c", full)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
+}
+
+// RunOff runs a shell script as root on the VM's disk while the VM is
+// off, as an image's first-boot tooling does (cloud-init, GCE's guest
+// environment), and returns its combined output. It is confined like the
+// booted VM (see command): a daemon the script starts, such as the
+// `service ssh restart` of a startup script, ends when the script does,
+// and never listens on this machine's network.
+func (vm *VM) RunOff(t testing.TB, script string) string {
+	t.Helper()
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.cmd != nil {
+		t.Fatalf("VM %s is running; RunOff needs it off", vm.Name)
+	}
+	// sh -c: the script runs as a child of the PID namespace's init, so
+	// that the init (the shell above) outlives it and its exit ends every
+	// process the script left running.
+	cmd := vm.command(`sh -c "$0"; exit $?`)
+	cmd.Args = append(cmd.Args, script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("in VM %s (off): %v\n%s", vm.Name, err, out)
+	}
+	return string(out)
 }
 
 type logWriter struct{ vm *VM }
