@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
 	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
@@ -260,6 +261,15 @@ func (a *App) Reconcile(ctx context.Context, o ReconcileOptions) (reconcile.Repo
 	return reconcile.Run(ctx, reconcile.Options{Store: st, Providers: provs, DryRun: o.DryRun,
 		DeleteOrphans: o.DeleteOrphans, Now: a.now,
 		BeforeWrite: func(ctx context.Context, h *model.Host) { svc.SyncDNS(ctx, h, func(string) {}) }})
+}
+
+// Accounts returns the service of accounts, API keys and the audit log.
+func (a *App) Accounts(ctx context.Context) (*accounts.Service, error) {
+	st, err := a.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return accounts.New(st, a.now), nil
 }
 
 // Close releases what the application opened.

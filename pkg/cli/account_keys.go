@@ -31,7 +31,7 @@ func newAccountCmd(f *Factory) *cobra.Command {
 	as := &asFlag{}
 	cmd := &cobra.Command{
 		Use:   "account",
-		Short: "Your account's settings: SSH public keys",
+		Short: "Accounts, their API keys for a server, and your SSH public keys",
 		Args:  noArgs,
 	}
 	as.add(cmd)
@@ -49,7 +49,10 @@ once, or by the worker within ingress.acl_ttl.`,
 	for _, verb := range []string{"add", "rm", "list"} {
 		keys.AddCommand(newAccountKeysVerbCmd(f, as, verb))
 	}
-	cmd.AddCommand(keys)
+	cmd.AddCommand(keys, newAccountAPIKeyCmd(f, as))
+	for _, verb := range []string{"create", "list", "disable", "enable"} {
+		cmd.AddCommand(newAccountAdminCmd(f, as, verb))
+	}
 	return cmd
 }
 

@@ -17,7 +17,9 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/app"
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/client"
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -53,9 +55,10 @@ type Factory struct {
 	// ConfigPath overrides the config file location (--config).
 	ConfigPath string
 
-	mu  sync.Mutex
-	cfg *config.Settings
-	app *app.App
+	mu     sync.Mutex
+	cfg    *config.Settings
+	app    *app.App
+	remote *client.Client
 }
 
 // NewFactory returns a factory on io.
@@ -96,11 +99,16 @@ func (f *Factory) Config() (*config.Settings, error) {
 // that a file with a bad value can still be fixed with `config set`).
 func (f *Factory) ConfigFile() (string, error) { return config.Path(f.ConfigPath) }
 
-// App returns the application built from the configuration, once.
+// App returns the application built from the configuration, once. With
+// server.url set there is none: what only this process can do (open the
+// database, reach hosts over SSH) is refused with the way out.
 func (f *Factory) App() (*app.App, error) {
 	cfg, err := f.Config()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Server.URL != "" {
+		return nil, errkind.Errorf(errkind.Refused, "this command works only on the database directly, and server.url is set (%s): run it where the database is reachable, or `cocalc-hosts logout` to leave server mode", cfg.Server.URL)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -119,8 +127,32 @@ func (f *Factory) Store(ctx context.Context) (store.Store, error) {
 	return a.Store(ctx)
 }
 
+// Remote returns the client of the server when server.url is set (nil
+// otherwise): commands then call the server instead of the database.
+func (f *Factory) Remote() (*client.Client, error) {
+	cfg, err := f.Config()
+	if err != nil || cfg.Server.URL == "" {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.remote == nil {
+		key, err := readCredentials(cfg.Server.URL)
+		if err != nil {
+			return nil, err
+		}
+		if f.remote, err = client.New(cfg.Server.URL, key); err != nil {
+			return nil, err
+		}
+	}
+	return f.remote, nil
+}
+
 // Hosts returns the host service.
 func (f *Factory) Hosts(ctx context.Context) (HostService, error) {
+	if c, err := f.Remote(); c != nil || err != nil {
+		return client.Hosts{C: c}, err
+	}
 	a, err := f.App()
 	if err != nil {
 		return nil, err
@@ -158,6 +190,9 @@ func (f *Factory) Catalog(ctx context.Context) (*catalog.Cache, error) {
 
 // Projects returns the project service.
 func (f *Factory) Projects(ctx context.Context) (ProjectService, error) {
+	if c, err := f.Remote(); c != nil || err != nil {
+		return client.Projects{C: c}, err
+	}
 	a, err := f.App()
 	if err != nil {
 		return nil, err
@@ -165,8 +200,26 @@ func (f *Factory) Projects(ctx context.Context) (ProjectService, error) {
 	return a.Projects(ctx)
 }
 
-// Jobs runs queued jobs in this process.
-func (f *Factory) Jobs() (JobRunner, error) { return f.App() }
+// Jobs runs queued jobs in this process (or, with a server, waits for
+// the server's workers to run them).
+func (f *Factory) Jobs() (JobRunner, error) {
+	if c, err := f.Remote(); c != nil || err != nil {
+		return client.Jobs{C: c}, err
+	}
+	return f.App()
+}
+
+// Accounts returns the service of accounts, API keys and the audit log.
+func (f *Factory) Accounts(ctx context.Context) (AccountService, error) {
+	if c, err := f.Remote(); c != nil || err != nil {
+		return client.Accounts{C: c}, err
+	}
+	a, err := f.App()
+	if err != nil {
+		return nil, err
+	}
+	return a.Accounts(ctx)
+}
 
 // Close releases what the factory opened.
 func (f *Factory) Close() {

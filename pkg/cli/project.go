@@ -87,11 +87,13 @@ func finishProject(ctx context.Context, f *Factory, sub projects.Submitted, noWa
 			return err
 		}
 		sub.Job = &job
-		st, err := f.Store(ctx)
+		// As the caller itself: an admin who acted --as another account
+		// may read the project too.
+		c, ps, err := withProjects(ctx, f, &asFlag{})
 		if err != nil {
 			return err
 		}
-		p, err := st.GetProject(ctx, sub.Project.ID)
+		p, err := ps.Get(ctx, c, sub.Project.ID)
 		switch {
 		case errkind.Is(err, errkind.NotFound):
 			// Purged, or a failed create that was undone.

@@ -6,7 +6,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/client"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
@@ -14,11 +16,11 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
-// The services commands call. In this process the domain services that
-// pkg/app builds implement them; a client of a cocalc-hosts server can
-// implement them too, and the commands stay as they are. Commands that
-// need a part only this process has (the catalog cache, the SSH pool)
-// take it from Factory.App instead.
+// The services commands call. In direct mode the domain services that
+// pkg/app builds implement them; with server.url set, the clients of
+// pkg/client do, and the commands stay as they are. Commands that need a
+// part only this process has (the catalog cache, the SSH pool) take it
+// from Factory.App instead, which refuses in server mode.
 
 // HostService is what host commands ask of the host domain.
 type HostService interface {
@@ -43,6 +45,8 @@ type ProjectService interface {
 	Create(ctx context.Context, c projects.Caller, req projects.CreateRequest) (projects.Submitted, error)
 	List(ctx context.Context, c projects.Caller, r projects.ListRequest) ([]model.Project, error)
 	Show(ctx context.Context, c projects.Caller, id string) (projects.Detail, error)
+	// Get is the project's stored record (Show asks its host too).
+	Get(ctx context.Context, c projects.Caller, id string) (model.Project, error)
 	Start(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error)
 	Stop(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error)
 	Restart(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error)
@@ -75,6 +79,27 @@ type ProjectService interface {
 }
 
 var _ ProjectService = (*projects.Service)(nil)
+
+// The clients of a server implement the same services.
+var (
+	_ HostService    = client.Hosts{}
+	_ ProjectService = client.Projects{}
+	_ JobRunner      = client.Jobs{}
+	_ AccountService = client.Accounts{}
+	_ AccountService = (*accounts.Service)(nil)
+)
+
+// AccountService manages accounts, API keys and the audit log of server
+// mode, as the caller c.
+type AccountService interface {
+	Create(ctx context.Context, c projects.Caller, id string, admin bool) (model.Account, error)
+	List(ctx context.Context, c projects.Caller) ([]model.Account, error)
+	SetDisabled(ctx context.Context, c projects.Caller, id string, disabled bool) (model.Account, error)
+	CreateKey(ctx context.Context, c projects.Caller, name string, expires *time.Time) (accounts.NewKey, error)
+	Keys(ctx context.Context, c projects.Caller, all bool) ([]model.APIKey, error)
+	RevokeKey(ctx context.Context, c projects.Caller, id string) error
+	Audit(ctx context.Context, c projects.Caller, f store.AuditFilter) ([]model.AuditEntry, error)
+}
 
 // JobRunner works a queued job to its end (or waits for the worker that
 // has it), telling onEvent what happens.

@@ -85,6 +85,14 @@ type Settings struct {
 		SessionTTL  time.Duration
 	}
 
+	// Server is server mode: the server clients talk to, and what a
+	// server allows each account.
+	Server struct {
+		URL       string // empty: direct mode
+		RateLimit float64
+		Burst     int
+	}
+
 	// Providers holds providers.NAME.KEY: options by provider name.
 	Providers map[string]map[string]string
 	// DiskPrices holds pricing.disk_gb_month.NAME: USD per GB-month.

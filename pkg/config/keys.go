@@ -98,6 +98,21 @@ var keys = []key{
 		set: port(func(s *Settings) *int { return &s.Ingress.SSHPort })},
 	{name: "ingress.session_ttl", def: "12h", desc: "how long a browser session on a host's HTTPS ingress lasts",
 		set: duration(1, func(s *Settings) *time.Duration { return &s.Ingress.SessionTTL })},
+
+	// Server mode (`cocalc-hosts serve` and its clients).
+	{name: "server.url", desc: "the cocalc-hosts server commands talk to (https://HOST:PORT; set by `login`); empty: the database directly",
+		set: serverURL},
+	{name: "server.rate_limit", def: "20", number: true, desc: "requests per second each account may make to `serve` (sustained; 0: no limit)",
+		set: func(s *Settings, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || f < 0 {
+				return fmt.Errorf("%q: want requests per second, such as 20", v)
+			}
+			s.Server.RateLimit = f
+			return nil
+		}},
+	{name: "server.burst", def: "100", number: true, desc: "requests each account may make to `serve` at once above server.rate_limit",
+		set: whole(1, func(s *Settings) *int { return &s.Server.Burst })},
 }
 
 // MaxTokenLife bounds tokens.ttl, tokens.ssh_cert_validity and
@@ -228,6 +243,17 @@ func agentURL(s *Settings, v string) error {
 		}
 	}
 	s.Bootstrap.AgentURL = v
+	return nil
+}
+
+func serverURL(s *Settings, v string) error {
+	if v != "" {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%q is not a server address such as https://hosts.example.com:8443", v)
+		}
+	}
+	s.Server.URL = v
 	return nil
 }
 

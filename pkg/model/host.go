@@ -199,4 +199,6 @@ type Account struct {
 	ID        string    `json:"id"`
 	Admin     bool      `json:"admin"`
 	CreatedAt time.Time `json:"created_at"`
+	// Disabled accounts are refused by the server, whatever key they use.
+	Disabled bool `json:"disabled"`
 }

@@ -335,7 +335,7 @@ func (s *SQLStore) EnsureAccount(ctx context.Context, id string) (model.Account,
 	}
 	a := model.Account{ID: id}
 	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT admin, created_at FROM accounts WHERE id = $1`, id).Scan(&a.Admin, &created)
+	err := s.db.QueryRowContext(ctx, `SELECT admin, created_at, disabled FROM accounts WHERE id = $1`, id).Scan(&a.Admin, &created, &a.Disabled)
 	a.CreatedAt = fromMS(created)
 	return a, s.err("get account "+id, err)
 }

@@ -85,6 +85,7 @@ type Store interface {
 	ProjectStore // projects.go: projects on hosts
 	CostStore    // cost.go: pricing cache and usage
 	IngressStore // ingress.go: project collaborators, account SSH keys, hosts' ingress
+	AccountStore // accounts.go: accounts, API keys and the audit log of server mode
 }
 
 // HostFilter selects hosts. Zero values select everything live.

@@ -1,0 +1,200 @@
+// Package client is the HTTP client of a cocalc-hosts server (pkg/server).
+// It implements the same service interfaces as the domain services that
+// the command layer uses in direct mode, so that every command runs
+// unchanged against a server: errors come back with their kind (and so
+// their exit code), and a missing host or project is still an
+// *errkind.NotFoundError.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/server"
+)
+
+// Client calls one server with one API key.
+type Client struct {
+	base *url.URL
+	key  string
+	http *http.Client
+}
+
+// New returns a client of the server at base (http:// or https://)
+// authenticating with key.
+func New(base, key string) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return nil, errkind.Errorf(errkind.Invalid, "server.url %q: want http(s)://HOST[:PORT]", base)
+	}
+	u.Path = ""
+	// No overall timeout: job waits are long polls, bounded by the server
+	// and by the caller's context.
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	return &Client{base: u, key: key, http: &http.Client{Transport: t}}, nil
+}
+
+// URL is the server's address.
+func (c *Client) URL() string { return c.base.String() }
+
+// call sends body (nil: none) to path as JSON and decodes the result into
+// out (nil: discard). as is the account an admin acts for.
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, as string, body, out any) error {
+	u := *c.base
+	u.Path = server.Prefix + path
+	u.RawQuery = q.Encode()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return errkind.Wrap(errkind.Invalid, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	if as != "" {
+		req.Header.Set(server.AsHeader, as)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.unreachable(ctx, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return c.unreachable(ctx, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return c.apiError(resp, data)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return errkind.Errorf(errkind.Internal, "%s %s: the server's answer is not what this client expects (%v); are client and server the same version?", method, u.Path, err)
+	}
+	return nil
+}
+
+// unreachable says, in one line, that the server could not be reached and
+// what to check.
+func (c *Client) unreachable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) || strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:") {
+		return errkind.Errorf(errkind.Unavailable, "TLS with the server at %s (server.url) failed: %v; check the server's certificate, or `cocalc-hosts login --server URL` with the right address", c.base, err)
+	}
+	return errkind.Errorf(errkind.Unavailable, "cannot reach the server at %s (server.url): %v; check that `cocalc-hosts serve` runs there, or `cocalc-hosts login --server URL` (or `cocalc-hosts logout` to use the database directly)", c.base, err)
+}
+
+// apiError rebuilds the server's error with its kind.
+func (c *Client) apiError(resp *http.Response, data []byte) error {
+	var body server.ErrorBody
+	if err := json.Unmarshal(data, &body); err != nil || body.Error.Kind == "" {
+		return errkind.Errorf(errkind.Unavailable, "%s (server.url) answered HTTP %d without an API error; is it a cocalc-hosts server?", c.base, resp.StatusCode)
+	}
+	e := body.Error
+	k, _ := errkind.Parse(e.Kind)
+	if k == errkind.NotFound && e.Type != "" {
+		return &errkind.NotFoundError{Type: e.Type, Name: e.Name}
+	}
+	if k == errkind.Auth {
+		return errkind.Errorf(k, "%s; log in again with `cocalc-hosts login --server %s`", e.Message, c.base)
+	}
+	if d := resp.Header.Get("Retry-After"); d != "" && k == errkind.RateLimited {
+		if s, err := time.ParseDuration(d + "s"); err == nil {
+			return &rateLimited{msg: e.Message, after: s}
+		}
+	}
+	return errkind.New(k, e.Message)
+}
+
+type rateLimited struct {
+	msg   string
+	after time.Duration
+}
+
+func (e *rateLimited) Error() string             { return e.msg }
+func (e *rateLimited) ErrorKind() errkind.Kind   { return errkind.RateLimited }
+func (e *rateLimited) RetryDelay() time.Duration { return e.after }
+
+var _ interface{ RetryDelay() time.Duration } = (*rateLimited)(nil)
+
+// get, post and del are call for each method, decoding into a T.
+func get[T any](ctx context.Context, c *Client, path string, q url.Values, as string) (T, error) {
+	var out T
+	err := c.call(ctx, http.MethodGet, path, q, as, nil, &out)
+	return out, err
+}
+
+func post[T any](ctx context.Context, c *Client, path, as string, body any) (T, error) {
+	var out T
+	err := c.call(ctx, http.MethodPost, path, nil, as, body, &out)
+	return out, err
+}
+
+func del[T any](ctx context.Context, c *Client, path, as string) (T, error) {
+	var out T
+	err := c.call(ctx, http.MethodDelete, path, nil, as, nil, &out)
+	return out, err
+}
+
+// seg escapes one path segment.
+func seg(s string) string { return url.PathEscape(s) }
+
+// Whoami asks the server who the key is.
+func (c *Client) Whoami(ctx context.Context) (server.Whoami, error) {
+	return get[server.Whoami](ctx, c, "/whoami", nil, "")
+}
+
+// Ping checks that base is a cocalc-hosts server and that it is ready.
+func (c *Client) Ping(ctx context.Context) error {
+	u := *c.base
+	u.Path = "/readyz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.unreachable(ctx, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return c.apiError(resp, data)
+	}
+	return nil
+}
+
+func boolQ(q url.Values, name string, v bool) {
+	if v {
+		q.Set(name, "true")
+	}
+}

@@ -1,0 +1,314 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/server"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// Hosts is the host service of a server.
+type Hosts struct{ C *Client }
+
+func (h Hosts) Get(ctx context.Context, idOrName string) (model.Host, error) {
+	return get[model.Host](ctx, h.C, "/hosts/"+seg(idOrName), nil, "")
+}
+
+func (h Hosts) List(ctx context.Context, f store.HostFilter) ([]model.Host, error) {
+	q := url.Values{}
+	if f.Provider != "" {
+		q.Set("cloud", f.Provider)
+	}
+	if f.Owner != "" {
+		q.Set("owner", f.Owner)
+	}
+	boolQ(q, "all", f.IncludeDeleted)
+	return get[[]model.Host](ctx, h.C, "/hosts", q, "")
+}
+
+func (h Hosts) Plan(ctx context.Context, req hosts.CreateRequest) (hosts.Plan, error) {
+	return post[hosts.Plan](ctx, h.C, "/plan", "", req)
+}
+
+func (h Hosts) Create(ctx context.Context, req hosts.CreateRequest) (hosts.Submitted, error) {
+	return post[hosts.Submitted](ctx, h.C, "/hosts", "", req)
+}
+
+func (h Hosts) Start(ctx context.Context, idOrName string) (hosts.Submitted, error) {
+	return post[hosts.Submitted](ctx, h.C, "/hosts/"+seg(idOrName)+"/start", "", nil)
+}
+
+func (h Hosts) Stop(ctx context.Context, idOrName string, o hosts.StopOptions) (hosts.Submitted, error) {
+	return post[hosts.Submitted](ctx, h.C, "/hosts/"+seg(idOrName)+"/stop", "", o)
+}
+
+func (h Hosts) Delete(ctx context.Context, idOrName string, o hosts.DeleteOptions) (hosts.Submitted, error) {
+	return post[hosts.Submitted](ctx, h.C, "/hosts/"+seg(idOrName)+"/delete", "", o)
+}
+
+func (h Hosts) Upgrade(ctx context.Context, idOrName string) (hosts.Submitted, error) {
+	return post[hosts.Submitted](ctx, h.C, "/hosts/"+seg(idOrName)+"/upgrade", "", nil)
+}
+
+func (h Hosts) IsBootstrapped(ctx context.Context, host model.Host) (bool, error) {
+	return get[bool](ctx, h.C, "/hosts/"+seg(host.ID)+"/bootstrapped", nil, "")
+}
+
+// Jobs waits for jobs on the server, whose workers run them.
+type Jobs struct{ C *Client }
+
+// RunJob waits until job ends, by long polls that the server answers when
+// the job changes (or after at most 25s). The server's worker runs the
+// job; onEvent hears each change of state or attempt.
+func (j Jobs) RunJob(ctx context.Context, job model.Job, onEvent func(queue.Event)) (model.Job, error) {
+	last := job
+	for {
+		got, err := get[model.Job](ctx, j.C, "/jobs/"+seg(job.ID), url.Values{"wait": {"25s"}}, "")
+		if err != nil {
+			return last, err
+		}
+		if onEvent != nil && (got.State != last.State || got.Attempts != last.Attempts) {
+			onEvent(jobEvent(got))
+		}
+		last = got
+		if !got.Active() {
+			return got, nil
+		}
+	}
+}
+
+// jobEvent is what a change of job says, in the queue's terms.
+func jobEvent(j model.Job) queue.Event {
+	e := queue.Event{JobID: j.ID, Subject: j.Subject, Action: j.Action, Attempt: j.Attempts, Time: j.UpdatedAt}
+	switch {
+	case j.State == model.JobRunning:
+		e.Kind = queue.EventClaimed
+	case j.State == model.JobDone:
+		e.Kind = queue.EventDone
+	case j.State == model.JobFailed:
+		e.Kind, e.Err = queue.EventFailed, j.LastError
+	case j.State == model.JobQueued && j.LastError != "":
+		retry := j.RunAfter
+		e.Kind, e.Err, e.Retry = queue.EventRetry, j.LastError, &retry
+	default:
+		e.Kind = queue.EventProgress
+	}
+	return e
+}
+
+// Projects is the project service of a server. The caller's account is
+// the key's; Caller.As is sent for admins acting for another account.
+type Projects struct{ C *Client }
+
+func ppath(id string, rest ...string) string {
+	p := "/projects/" + seg(id)
+	for _, r := range rest {
+		p += "/" + r
+	}
+	return p
+}
+
+func (p Projects) Create(ctx context.Context, c projects.Caller, req projects.CreateRequest) (projects.Submitted, error) {
+	return post[projects.Submitted](ctx, p.C, "/projects", c.As, req)
+}
+
+func (p Projects) List(ctx context.Context, c projects.Caller, r projects.ListRequest) ([]model.Project, error) {
+	q := url.Values{}
+	if r.Host != "" {
+		q.Set("host", r.Host)
+	}
+	boolQ(q, "all", r.All)
+	boolQ(q, "deleted", r.Deleted)
+	boolQ(q, "refresh", r.Refresh)
+	return get[[]model.Project](ctx, p.C, "/projects", q, c.As)
+}
+
+func (p Projects) Show(ctx context.Context, c projects.Caller, id string) (projects.Detail, error) {
+	return get[projects.Detail](ctx, p.C, ppath(id), nil, c.As)
+}
+
+func (p Projects) Get(ctx context.Context, c projects.Caller, id string) (model.Project, error) {
+	return get[model.Project](ctx, p.C, ppath(id, "record"), nil, c.As)
+}
+
+func (p Projects) Start(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error) {
+	return post[projects.Submitted](ctx, p.C, ppath(id, "start"), c.As, nil)
+}
+
+func (p Projects) Stop(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error) {
+	return post[projects.Submitted](ctx, p.C, ppath(id, "stop"), c.As, nil)
+}
+
+func (p Projects) Restart(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error) {
+	return post[projects.Submitted](ctx, p.C, ppath(id, "restart"), c.As, nil)
+}
+
+func (p Projects) Delete(ctx context.Context, c projects.Caller, id string, purge bool) (projects.Submitted, error) {
+	return post[projects.Submitted](ctx, p.C, ppath(id, "delete"), c.As, server.DeleteProject{Purge: purge})
+}
+
+// notRemote refuses what needs a stream the API does not carry yet.
+func notRemote(what string) error {
+	return errkind.Errorf(errkind.Refused, "%s does not work through a server yet; run it where the database is reachable (without server.url)", what)
+}
+
+func (p Projects) Exec(ctx context.Context, c projects.Caller, id string, req agentapi.ExecRequest, eio agentapi.ExecIO) (int, error) {
+	return 0, notRemote("`project exec` and `project shell`")
+}
+
+func (p Projects) Snapshot(ctx context.Context, c projects.Caller, id, name string) (projects.Submitted, string, error) {
+	r, err := post[server.SnapshotResult](ctx, p.C, ppath(id, "snapshots"), c.As, server.SnapshotRequest{Name: name})
+	return r.Submitted, r.Name, err
+}
+
+func (p Projects) Snapshots(ctx context.Context, c projects.Caller, id string) ([]agentapi.Snapshot, error) {
+	return get[[]agentapi.Snapshot](ctx, p.C, ppath(id, "snapshots"), nil, c.As)
+}
+
+func (p Projects) Restore(ctx context.Context, c projects.Caller, id, snapshot, path string) (projects.Submitted, error) {
+	return post[projects.Submitted](ctx, p.C, ppath(id, "restore"), c.As, server.RestoreRequest{Snapshot: snapshot, Path: path})
+}
+
+func hpath(host string, rest ...string) string {
+	p := "/hosts/" + seg(host)
+	for _, r := range rest {
+		p += "/" + r
+	}
+	return p
+}
+
+func (p Projects) AddCollaborator(ctx context.Context, c projects.Caller, host, account string) (model.Host, error) {
+	return post[model.Host](ctx, p.C, hpath(host, "collaborators", seg(account)), c.As, nil)
+}
+
+func (p Projects) RemoveCollaborator(ctx context.Context, c projects.Caller, host, account string) (model.Host, error) {
+	return del[model.Host](ctx, p.C, hpath(host, "collaborators", seg(account)), c.As)
+}
+
+func (p Projects) Collaborators(ctx context.Context, c projects.Caller, host string) (model.Host, []string, error) {
+	r, err := get[server.HostAccounts](ctx, p.C, hpath(host, "collaborators"), nil, c.As)
+	return r.Host, r.Accounts, err
+}
+
+func (p Projects) SetShared(ctx context.Context, c projects.Caller, host string, shared bool) (model.Host, error) {
+	return post[model.Host](ctx, p.C, hpath(host, "shared"), c.As, map[string]bool{"shared": shared})
+}
+
+func (p Projects) SetAdmin(ctx context.Context, c projects.Caller, account string, admin bool) error {
+	_, err := post[struct{}](ctx, p.C, "/admins/"+seg(account), c.As, server.AdminRequest{Admin: admin})
+	return err
+}
+
+func (p Projects) Admins(ctx context.Context) ([]string, error) {
+	return get[[]string](ctx, p.C, "/admins", nil, "")
+}
+
+func (p Projects) SetHostIdle(ctx context.Context, c projects.Caller, host string, after time.Duration) (agentapi.IdlePolicy, error) {
+	return agentapi.IdlePolicy{}, notRemote("`idle-stop`")
+}
+
+func (p Projects) HostIdle(ctx context.Context, c projects.Caller, host string) (model.Host, agentapi.IdlePolicy, error) {
+	return model.Host{}, agentapi.IdlePolicy{}, notRemote("`idle-stop`")
+}
+
+func (p Projects) BuildImage(ctx context.Context, c projects.Caller, r projects.BuildImageRequest, progress func(string)) (model.Host, bool, error) {
+	return model.Host{}, false, notRemote("`image build`")
+}
+
+func (p Projects) Images(ctx context.Context, c projects.Caller, host string) (model.Host, []projects.ImageStatus, error) {
+	return model.Host{}, nil, notRemote("`image list`")
+}
+
+func (p Projects) ProjectCollaborators(ctx context.Context, c projects.Caller, id string) ([]string, error) {
+	return get[[]string](ctx, p.C, ppath(id, "collaborators"), nil, c.As)
+}
+
+func (p Projects) AddProjectCollaborator(ctx context.Context, c projects.Caller, id, account string) (string, error) {
+	return post[string](ctx, p.C, ppath(id, "collaborators", seg(account)), c.As, nil)
+}
+
+func (p Projects) RemoveProjectCollaborator(ctx context.Context, c projects.Caller, id, account string) (string, error) {
+	return del[string](ctx, p.C, ppath(id, "collaborators", seg(account)), c.As)
+}
+
+func (p Projects) AddSSHKey(ctx context.Context, c projects.Caller, line string) (model.SSHKey, []string, error) {
+	r, err := post[server.SSHKeyResult](ctx, p.C, "/ssh-keys", c.As, server.SSHKeyRequest{Line: line})
+	return r.Key, r.Warnings, err
+}
+
+func (p Projects) RemoveSSHKey(ctx context.Context, c projects.Caller, fingerprint string) ([]string, error) {
+	r, err := del[server.SSHKeyResult](ctx, p.C, "/ssh-keys/"+seg(fingerprint), c.As)
+	return r.Warnings, err
+}
+
+func (p Projects) SSHKeys(ctx context.Context, c projects.Caller) ([]model.SSHKey, error) {
+	return get[[]model.SSHKey](ctx, p.C, "/ssh-keys", nil, c.As)
+}
+
+func (p Projects) Open(ctx context.Context, c projects.Caller, id string, port int) (projects.Opened, error) {
+	return post[projects.Opened](ctx, p.C, ppath(id, "open"), c.As, server.OpenRequest{Port: port})
+}
+
+func (p Projects) SSHCertificate(ctx context.Context, c projects.Caller, id string, pub ssh.PublicKey) (projects.SSHAccess, error) {
+	return post[projects.SSHAccess](ctx, p.C, ppath(id, "ssh-cert"), c.As, server.SSHCertRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub))})
+}
+
+// Accounts is the account service of a server.
+type Accounts struct{ C *Client }
+
+func (a Accounts) Create(ctx context.Context, c projects.Caller, id string, admin bool) (model.Account, error) {
+	return post[model.Account](ctx, a.C, "/accounts", c.As, server.AccountRequest{ID: id, Admin: admin})
+}
+
+func (a Accounts) List(ctx context.Context, c projects.Caller) ([]model.Account, error) {
+	return get[[]model.Account](ctx, a.C, "/accounts", nil, c.As)
+}
+
+func (a Accounts) SetDisabled(ctx context.Context, c projects.Caller, id string, disabled bool) (model.Account, error) {
+	verb := "enable"
+	if disabled {
+		verb = "disable"
+	}
+	return post[model.Account](ctx, a.C, "/accounts/"+seg(id)+"/"+verb, c.As, nil)
+}
+
+func (a Accounts) CreateKey(ctx context.Context, c projects.Caller, name string, expires *time.Time) (accounts.NewKey, error) {
+	return post[accounts.NewKey](ctx, a.C, "/api-keys", c.As, server.KeyRequest{Name: name, ExpiresAt: expires})
+}
+
+func (a Accounts) Keys(ctx context.Context, c projects.Caller, all bool) ([]model.APIKey, error) {
+	q := url.Values{}
+	boolQ(q, "all", all)
+	return get[[]model.APIKey](ctx, a.C, "/api-keys", q, c.As)
+}
+
+func (a Accounts) RevokeKey(ctx context.Context, c projects.Caller, id string) error {
+	_, err := post[struct{}](ctx, a.C, "/api-keys/"+seg(id)+"/revoke", c.As, nil)
+	return err
+}
+
+func (a Accounts) Audit(ctx context.Context, c projects.Caller, f store.AuditFilter) ([]model.AuditEntry, error) {
+	q := url.Values{}
+	if f.Account != "" {
+		q.Set("account", f.Account)
+	}
+	if f.AfterID > 0 {
+		q.Set("after", fmt.Sprint(f.AfterID))
+	}
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
+	}
+	return get[[]model.AuditEntry](ctx, a.C, "/audit", q, c.As)
+}
