@@ -206,4 +206,3 @@ func runLogout(f *Factory) error {
 		return nil
 	})
 }
-

@@ -75,7 +75,9 @@ func (s *Server) routes() []route {
 			}
 			return s.Hosts.Delete(ctx, h, o)
 		})},
-		{method: post, path: p + "/hosts/{host}/upgrade", run: s.hostAction(func(ctx context.Context, h string, _ *request) (hosts.Submitted, error) { return s.Hosts.Upgrade(ctx, h) })},
+		{method: post, path: p + "/hosts/{host}/upgrade", run: s.hostAction(func(ctx context.Context, h string, _ *request) (hosts.Submitted, error) {
+			return s.Hosts.Upgrade(ctx, h)
+		})},
 		{method: get, path: p + "/hosts/{host}/collaborators", run: func(r *request) (any, error) {
 			h, c, err := s.Projects.Collaborators(r.Context(), r.id.caller(), r.PathValue("host"))
 			return HostAccounts{Host: h, Accounts: c}, err
