@@ -41,8 +41,13 @@ func TestScriptsSQLite(t *testing.T) { runScripts(t, "sqlite") }
 func TestScriptsPostgres(t *testing.T) { runScripts(t, "postgres") }
 
 func runScripts(t *testing.T, backend string) {
+	dir, files := filepath.Join("..", "..", "testdata", "script"), []string(nil)
+	if backend == "serve" {
+		dir, files = "", serveScripts(t)
+	}
 	testscript.Run(t, testscript.Params{
-		Dir:                 filepath.Join("..", "..", "testdata", "script"),
+		Dir:                 dir,
+		Files:               files,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			work := env.WorkDir
@@ -53,7 +58,7 @@ func runScripts(t *testing.T, backend string) {
 			if err := os.MkdirAll(filepath.Join(work, "home"), 0o700); err != nil {
 				return err
 			}
-			if backend == "postgres" {
+			if backend == "postgres" || backend == "serve" {
 				url := pgtest.Shared(env.T().(testing.TB)).NewDatabase(env.T().(testing.TB))
 				env.Setenv("PGURL", url)
 				cfgDir := filepath.Join(work, "config", "cocalc-hosts")
@@ -68,12 +73,16 @@ func runScripts(t *testing.T, backend string) {
 			if err := projectScriptSetup(env); err != nil {
 				return err
 			}
+			if backend == "serve" {
+				return startServer(env)
+			}
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
 			switch cond {
-			case "postgres", "sqlite":
-				return cond == backend, nil
+			case "postgres", "sqlite", "serve":
+				// Against a server, the database is Postgres.
+				return cond == backend || (cond == "postgres" && backend == "serve"), nil
 			case "root":
 				return os.Geteuid() == 0, nil
 			}

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
-	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 )
 
 func newAgentCmd(f *Factory) *cobra.Command {
@@ -42,15 +42,10 @@ database credentials. Its config file must be mode 0600.`,
 }
 
 // AgentHealth is what `show` reports about a running host's agent.
-type AgentHealth struct {
-	Reachable bool             `json:"reachable"`
-	Error     string           `json:"error,omitempty"`
-	Status    *agentapi.Status `json:"status,omitempty"`
-	// LastContact is the last successful SSH contact with a remote host.
-	LastContact *time.Time `json:"last_contact,omitempty"`
-}
+type AgentHealth = hosts.AgentHealth
 
-func (a *AgentHealth) String() string {
+// agentLine is an agent's health in one line.
+func agentLine(a *AgentHealth) string {
 	if !a.Reachable {
 		if a.LastContact != nil {
 			return fmt.Sprintf("not answering (last contact %s): %s", a.LastContact.Local().Format("2006-01-02 15:04:05"), a.Error)

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // LogsOptions are the inputs of `logs`.
@@ -35,23 +34,25 @@ func runLogs(ctx context.Context, f *Factory, o *LogsOptions) error {
 	if o.Limit < 0 {
 		return usagef("--limit must be 0 or more, got %d", o.Limit)
 	}
-	st, err := f.Store(ctx)
-	if err != nil {
-		return err
-	}
-	h, err := st.GetHost(ctx, o.Host)
-	if err != nil {
-		return err
-	}
 	if o.Boot {
+		// Boot logs are read from the database directly.
+		st, err := f.Store(ctx)
+		if err != nil {
+			return err
+		}
+		h, err := st.GetHost(ctx, o.Host)
+		if err != nil {
+			return err
+		}
 		return runBootLogs(ctx, f, st, h, o)
 	}
-	entries, err := st.ListLog(ctx, store.LogFilter{HostID: h.ID, Limit: o.Limit})
+	svc, err := f.Hosts(ctx)
 	if err != nil {
 		return err
 	}
-	if entries == nil {
-		entries = []model.LogEntry{}
+	h, entries, err := svc.Log(ctx, o.Host, 0, o.Limit)
+	if err != nil {
+		return err
 	}
 	if !o.Follow {
 		return f.render(entries, func(w *Out) error { return logRows(w, entries, true) })
@@ -87,7 +88,7 @@ func runLogs(ctx context.Context, f *Factory, o *LogsOptions) error {
 			return nil
 		case <-tick.C:
 		}
-		more, err := st.ListLog(ctx, store.LogFilter{HostID: h.ID, AfterID: after})
+		_, more, err := svc.Log(ctx, h.ID, after, 0)
 		if err != nil {
 			return err
 		}

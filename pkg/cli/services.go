@@ -35,6 +35,11 @@ type HostService interface {
 	// IsBootstrapped reports whether h is reached over SSH (and so has an
 	// agent to upgrade and a host key to pin).
 	IsBootstrapped(ctx context.Context, h model.Host) (bool, error)
+	// Detail is the host with its pending job, collaborators, recent log,
+	// agent health and ingress (`show`).
+	Detail(ctx context.Context, idOrName string) (hosts.Detail, error)
+	// Log is the host's cloud_vm_log after afterID, oldest first (`logs`).
+	Log(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, []model.LogEntry, error)
 }
 
 var _ HostService = (*hosts.Service)(nil)

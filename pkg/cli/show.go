@@ -8,8 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 )
 
 // ShowOptions are the inputs of `show`.
@@ -19,17 +18,10 @@ type ShowOptions struct {
 
 // HostDetail is `show`'s JSON: the host object plus what is known about it.
 type HostDetail struct {
-	model.Host
-	PendingJob    *model.Job       `json:"pending_job,omitempty"`
-	Collaborators []string         `json:"collaborators"`
-	RecentLog     []model.LogEntry `json:"recent_log"`
-	Agent         *AgentHealth     `json:"agent,omitempty"`
+	hosts.Detail
 	// Address is how to reach the host: its public DNS name when DNS is
 	// configured, else its raw public IP.
 	Address string `json:"address,omitempty"`
-	// Ingress is what the host's agent said about its ingress when it was
-	// last given its access list.
-	Ingress *model.HostIngress `json:"ingress,omitempty"`
 }
 
 func newShowCmd(f *Factory) *cobra.Command {
@@ -41,36 +33,16 @@ func newShowCmd(f *Factory) *cobra.Command {
 }
 
 func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
-	st, err := f.Store(ctx)
+	svc, err := f.Hosts(ctx)
 	if err != nil {
 		return err
 	}
-	h, err := st.GetHost(ctx, o.Host)
+	hd, err := svc.Detail(ctx, o.Host)
 	if err != nil {
 		return err
 	}
-	d := HostDetail{Host: h, Collaborators: []string{}, RecentLog: []model.LogEntry{}, Address: publicAddress(h)}
-	if jobs, err := st.ListJobs(ctx, store.JobFilter{Subject: model.HostSubject(h.ID), ActiveOnly: true}); err != nil {
-		return err
-	} else if len(jobs) > 0 {
-		d.PendingJob = &jobs[0]
-	}
-	if c, err := st.ListCollaborators(ctx, h.ID); err != nil {
-		return err
-	} else if c != nil {
-		d.Collaborators = c
-	}
-	if l, err := st.ListLog(ctx, store.LogFilter{HostID: h.ID, Limit: 5}); err != nil {
-		return err
-	} else if l != nil {
-		d.RecentLog = l
-	}
-	if h.Status == model.StatusRunning {
-		d.Agent = f.hostAgentHealth(ctx, h)
-	}
-	if in, err := st.GetHostIngress(ctx, h.ID); err == nil {
-		d.Ingress = &in
-	}
+	h := hd.Host
+	d := HostDetail{Detail: hd, Address: publicAddress(h)}
 	return f.render(d, func(w *Out) error {
 		kv := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k+":", v) }
 		kv("name", h.Name)
@@ -107,7 +79,7 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 			kv("storage", s+note)
 		}
 		if d.Agent != nil {
-			kv("agent", d.Agent.String())
+			kv("agent", agentLine(d.Agent))
 		}
 		if d.Ingress != nil {
 			kv("ingress", ingressLine(*d.Ingress, f.Now()))

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -120,41 +119,11 @@ func runRepin(ctx context.Context, f *Factory, o *RepinOptions) error {
 }
 
 // hostAgentHealth asks h's agent for its status through the host service
-// (directly for local hosts, over the host's SSH connection for remote
-// ones, with the time of the last successful contact: the host's health).
-// Hosts without an agent this process can reach (sim) have none.
+// (see hosts.Service.Health).
 func (f *Factory) hostAgentHealth(ctx context.Context, h model.Host) *AgentHealth {
-	remote := h.Runtime.SSHHost != ""
-	if !remote && h.Runtime.Meta["socket"] == "" {
-		return nil
-	}
-	health := &AgentHealth{}
-	if remote {
-		defer func() {
-			if st, err := f.Store(ctx); err == nil {
-				if pin, err := st.GetHostKey(ctx, h.ID); err == nil {
-					health.LastContact = pin.LastContactAt
-				}
-			}
-		}()
-	}
 	svc, err := f.localHosts(ctx)
 	if err != nil {
-		health.Error = err.Error()
-		return health
+		return &AgentHealth{Error: err.Error()}
 	}
-	c, err := svc.AgentClient(ctx, h)
-	if err != nil {
-		health.Error = err.Error()
-		return health
-	}
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	st, err := c.Status(sctx)
-	if err != nil {
-		health.Error = err.Error()
-		return health
-	}
-	health.Reachable, health.Status = true, &st
-	return health
+	return svc.Health(ctx, h)
 }

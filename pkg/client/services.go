@@ -66,6 +66,26 @@ func (h Hosts) IsBootstrapped(ctx context.Context, host model.Host) (bool, error
 	return get[bool](ctx, h.C, "/hosts/"+seg(host.ID)+"/bootstrapped", nil, "")
 }
 
+func (h Hosts) Detail(ctx context.Context, idOrName string) (hosts.Detail, error) {
+	return get[hosts.Detail](ctx, h.C, "/hosts/"+seg(idOrName)+"/detail", nil, "")
+}
+
+func (h Hosts) Log(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, []model.LogEntry, error) {
+	host, err := h.Get(ctx, idOrName)
+	if err != nil {
+		return host, nil, err
+	}
+	q := url.Values{}
+	if afterID > 0 {
+		q.Set("after", fmt.Sprint(afterID))
+	}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	es, err := get[[]model.LogEntry](ctx, h.C, "/hosts/"+seg(host.ID)+"/log", q, "")
+	return host, es, err
+}
+
 // Jobs waits for jobs on the server, whose workers run them.
 type Jobs struct{ C *Client }
 

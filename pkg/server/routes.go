@@ -60,6 +60,14 @@ func (s *Server) routes() []route {
 		{method: post, path: p + "/plan", run: s.planHost},
 		{method: get, path: p + "/hosts/{host}", run: func(r *request) (any, error) { return s.visibleHost(r, r.PathValue("host")) }},
 		{method: get, path: p + "/hosts/{host}/bootstrapped", run: s.bootstrapped},
+		{method: get, path: p + "/hosts/{host}/detail", run: func(r *request) (any, error) {
+			h, err := s.visibleHost(r, r.PathValue("host"))
+			if err != nil {
+				return nil, err
+			}
+			return s.Hosts.Detail(r.Context(), h.ID)
+		}},
+		{method: get, path: p + "/hosts/{host}/log", run: s.hostLog},
 		{method: post, path: p + "/hosts/{host}/start", run: s.hostAction(func(ctx context.Context, h string, _ *request) (hosts.Submitted, error) { return s.Hosts.Start(ctx, h) })},
 		{method: post, path: p + "/hosts/{host}/stop", run: s.hostAction(func(ctx context.Context, h string, r *request) (hosts.Submitted, error) {
 			var o hosts.StopOptions
@@ -383,6 +391,28 @@ func (s *Server) planHost(r *request) (any, error) {
 		return nil, err
 	}
 	return s.Hosts.Plan(r.Context(), req)
+}
+
+func (s *Server) hostLog(r *request) (any, error) {
+	h, err := s.visibleHost(r, r.PathValue("host"))
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	var after int64
+	var limit int
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return nil, errkind.Errorf(errkind.Invalid, "after=%q: want a log entry id", v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
+			return nil, errkind.Errorf(errkind.Invalid, "limit=%q: want a count", v)
+		}
+	}
+	_, es, err := s.Hosts.Log(r.Context(), h.ID, after, limit)
+	return es, err
 }
 
 func (s *Server) bootstrapped(r *request) (any, error) {

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// The scripts run in a third mode against a real `cocalc-hosts serve` on
+// Postgres, started for each script on a free port, with the script's own
+// commands logged in to it with an API key. These scripts are left out,
+// each for being about what only direct mode has:
+var serveExcluded = map[string]string{
+	"bad_input.txtar":         "checks --db and config-file errors, which a client of a server never reads",
+	"catalog_clouds.txtar":    "adds providers and refreshes the catalog: `providers` and `catalog` read the database directly",
+	"catalog_create.txtar":    "configures providers with `providers add` and `config set`, which the server does not read back",
+	"catalog_query.txtar":     "`catalog` reads the catalog cache directly",
+	"catalog_refresh.txtar":   "`catalog refresh` works on the database directly",
+	"cost_boot_disk.txtar":    "configures providers with `providers add`, which the server does not read back",
+	"cost_report.txtar":       "`cost` reads the database directly",
+	"dashboard.txtar":         "the dashboard reads the database directly",
+	"dns_show.txtar":          "configures DNS with `config set` and runs `reconcile`, which works on the database",
+	"project_access.txtar":    "acts as several accounts with --account, which a server replaces by API keys",
+	"project_dashboard.txtar": "the dashboard reads the database directly",
+	"project_idle.txtar":      "`idle-stop` and `worker --project-sync-interval` work on the database directly",
+	"project_ingress.txtar":   "rotates the signing keys (`keys rotate`) and builds images, which work on the database",
+	"project_shell.txtar":     "`project shell` streams a terminal, which the API does not carry yet",
+	"queue_worker.txtar":      "runs `worker --drain` beside the server's own worker",
+	"reconcile.txtar":         "`reconcile` works on the database and the providers directly",
+	"project_basic.txtar":     "builds an image (`image build`) and runs `project exec`, which stream over the agent",
+}
+
+func TestScriptsServe(t *testing.T) { runScripts(t, "serve") }
+
+// serveScripts are the scripts run against a server.
+func serveScripts(t *testing.T) []string {
+	all, err := filepath.Glob(filepath.Join("..", "..", "testdata", "script", "*.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range all {
+		if serveExcluded[filepath.Base(f)] == "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// startServer moves the script's configuration (its database and
+// providers) to the server, makes an account for the script's user with
+// an API key, starts `cocalc-hosts serve` on a free loopback port, and
+// logs the script in to it. The server is stopped (SIGTERM, then SIGKILL
+// after a minute) when the script ends, before its hosts are cleaned up.
+func startServer(env *testscript.Env) error {
+	work := env.WorkDir
+	bin, err := scriptBinary(env)
+	if err != nil {
+		return err
+	}
+	clientCfg := filepath.Join(work, "config", "cocalc-hosts", "config.yaml")
+	serverCfg := filepath.Join(work, "server.yaml")
+	if err := os.Rename(clientCfg, serverCfg); err != nil {
+		return err
+	}
+	run := func(stdin string, args ...string) ([]byte, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env, cmd.Dir, cmd.Stdin = env.Vars, work, strings.NewReader(stdin)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return out, fmt.Errorf("cocalc-hosts %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+		}
+		return out, nil
+	}
+	me, err := user.Current()
+	if err != nil {
+		return err
+	}
+	// An admin made by whoever holds the database, who makes the script's
+	// account (not an admin: the script's rights are those of direct mode)
+	// and its key.
+	for _, args := range [][]string{
+		{"--config", serverCfg, "--account", "ops", "account", "create", "ops", "--admin"},
+		{"--config", serverCfg, "--account", "ops", "account", "create", me.Username},
+	} {
+		if _, err := run("", args...); err != nil {
+			return err
+		}
+	}
+	out, err := run("", "--config", serverCfg, "--account", me.Username, "account", "api-key", "create", "--name", "testscript", "-o", "json")
+	if err != nil {
+		return err
+	}
+	var key struct{ Key string }
+	if err := json.Unmarshal(out, &key); err != nil || key.Key == "" {
+		return fmt.Errorf("api-key create printed %q: %v", out, err)
+	}
+
+	srv := exec.Command(bin, "--config", serverCfg, "serve", "--listen", "127.0.0.1:0")
+	srv.Env, srv.Dir = env.Vars, work
+	logFile, err := os.Create(filepath.Join(work, "serve.log"))
+	if err != nil {
+		return err
+	}
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	addr := make(chan string, 1)
+	go func() {
+		defer close(exited)
+		sc := bufio.NewScanner(stderr)
+		re := regexp.MustCompile(`listening on (http://\S+)`)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+			fmt.Fprintln(logFile, sc.Text())
+		}
+		srv.Wait() //nolint:errcheck // its exit is judged below
+		logFile.Close()
+	}()
+	env.Defer(func() {
+		srv.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+		select {
+		case <-exited:
+		case <-time.After(time.Minute):
+			srv.Process.Kill() //nolint:errcheck
+			<-exited
+		}
+	})
+	var url string
+	select {
+	case url = <-addr:
+	case <-exited:
+		log, _ := os.ReadFile(logFile.Name())
+		return fmt.Errorf("serve exited before listening: %s", log)
+	case <-time.After(time.Minute):
+		return errors.New("serve did not listen within a minute")
+	}
+	env.Setenv("SERVER_URL", url)
+	if _, err := run(key.Key+"\n", "login", "--server", url, "--with-key"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// scriptBinary is the cocalc-hosts that testscript puts on the scripts'
+// PATH (this test binary, run as cocalc-hosts).
+func scriptBinary(env *testscript.Env) (string, error) {
+	for _, dir := range filepath.SplitList(env.Getenv("PATH")) {
+		p := filepath.Join(dir, "cocalc-hosts")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", errors.New("cocalc-hosts is not on the scripts' PATH")
+}

@@ -1,0 +1,112 @@
+package hosts
+
+import (
+	"context"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// AgentHealth is what a running host's agent says of itself, or why it
+// could not be asked.
+type AgentHealth struct {
+	Reachable bool             `json:"reachable"`
+	Error     string           `json:"error,omitempty"`
+	Status    *agentapi.Status `json:"status,omitempty"`
+	// LastContact is the last successful SSH contact with a remote host.
+	LastContact *time.Time `json:"last_contact,omitempty"`
+}
+
+// Detail is a host with what is known about it: its pending job, its
+// collaborators, its newest log entries, its agent's health (when it
+// runs) and its ingress.
+type Detail struct {
+	model.Host
+	PendingJob    *model.Job       `json:"pending_job,omitempty"`
+	Collaborators []string         `json:"collaborators"`
+	RecentLog     []model.LogEntry `json:"recent_log"`
+	Agent         *AgentHealth     `json:"agent,omitempty"`
+	// Ingress is what the host's agent said about its ingress when it was
+	// last given its access list.
+	Ingress *model.HostIngress `json:"ingress,omitempty"`
+}
+
+// Detail returns host idOrName in detail.
+func (s *Service) Detail(ctx context.Context, idOrName string) (Detail, error) {
+	h, err := s.Store.GetHost(ctx, idOrName)
+	if err != nil {
+		return Detail{}, err
+	}
+	d := Detail{Host: h, Collaborators: []string{}, RecentLog: []model.LogEntry{}}
+	if jobs, err := s.Store.ListJobs(ctx, store.JobFilter{Subject: model.HostSubject(h.ID), ActiveOnly: true}); err != nil {
+		return d, err
+	} else if len(jobs) > 0 {
+		d.PendingJob = &jobs[0]
+	}
+	if c, err := s.Store.ListCollaborators(ctx, h.ID); err != nil {
+		return d, err
+	} else if c != nil {
+		d.Collaborators = c
+	}
+	if l, err := s.Store.ListLog(ctx, store.LogFilter{HostID: h.ID, Limit: 5}); err != nil {
+		return d, err
+	} else if l != nil {
+		d.RecentLog = l
+	}
+	if h.Status == model.StatusRunning {
+		d.Agent = s.Health(ctx, h)
+	}
+	if in, err := s.Store.GetHostIngress(ctx, h.ID); err == nil {
+		d.Ingress = &in
+	}
+	return d, nil
+}
+
+// Health asks h's agent for its status (directly for local hosts, over
+// the host's SSH connection for remote ones, with the time of the last
+// successful contact). Hosts without an agent this process can reach
+// (sim) have none: nil.
+func (s *Service) Health(ctx context.Context, h model.Host) *AgentHealth {
+	remote := h.Runtime.SSHHost != ""
+	if !remote && h.Runtime.Meta["socket"] == "" {
+		return nil
+	}
+	health := &AgentHealth{}
+	if remote {
+		defer func() {
+			if pin, err := s.Store.GetHostKey(ctx, h.ID); err == nil {
+				health.LastContact = pin.LastContactAt
+			}
+		}()
+	}
+	c, err := s.AgentClient(ctx, h)
+	if err != nil {
+		health.Error = err.Error()
+		return health
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := c.Status(sctx)
+	if err != nil {
+		health.Error = err.Error()
+		return health
+	}
+	health.Reachable, health.Status = true, &st
+	return health
+}
+
+// Log returns host idOrName's cloud_vm_log entries after afterID (at most
+// limit, 0: all), oldest first, with the host.
+func (s *Service) Log(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, []model.LogEntry, error) {
+	h, err := s.Store.GetHost(ctx, idOrName)
+	if err != nil {
+		return h, nil, err
+	}
+	es, err := s.Store.ListLog(ctx, store.LogFilter{HostID: h.ID, AfterID: afterID, Limit: limit})
+	if es == nil {
+		es = []model.LogEntry{}
+	}
+	return h, es, err
+}
