@@ -101,8 +101,9 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 		return err
 	}
 	log := f.logger()
+	hub := server.NewHub(f.Now)
 	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accts, Now: f.Now, Log: log,
-		RateLimit: cfg.Server.RateLimit, Burst: cfg.Server.Burst}
+		RateLimit: cfg.Server.RateLimit, Burst: cfg.Server.Burst, Events: hub}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return usagef("--listen %s: %v", o.Listen, err)
@@ -113,6 +114,7 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpSrv.RegisterOnShutdown(srv.Shutdown)
 
 	// The worker stops when wctx ends: after the requests (below).
 	wctx, stopWorker := context.WithCancel(ctx)
@@ -125,6 +127,7 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 			ReconcileInterval: cfg.Worker.ReconcileInterval, CatalogInterval: cfg.Catalog.RefreshInterval,
 			ProjectSyncInterval: cfg.Worker.ProjectSyncInterval, AccessInterval: cfg.Ingress.ACLTTL,
 			OnJob: func(e queue.Event) {
+				hub.Publish(e)
 				log.Info("job", "event", string(e.Kind), "job", e.JobID, "action", string(e.Action), "subject", e.Subject.String(), "attempt", e.Attempt, "err", e.Err)
 			},
 			OnDuty: func(e worker.Event) {

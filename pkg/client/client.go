@@ -7,6 +7,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/server"
 )
 
@@ -197,4 +200,63 @@ func boolQ(q url.Values, name string, v bool) {
 	if v {
 		q.Set(name, "true")
 	}
+}
+
+// follow reads the server's event stream of a job: each "job" event goes
+// to onEvent, and "end" carries the job as it ended. ended is false when
+// the stream stopped before that.
+func (c *Client) follow(ctx context.Context, jobID string, onEvent func(queue.Event)) (job model.Job, ended bool, err error) {
+	u := *c.base
+	u.Path = server.Prefix + "/jobs/" + url.PathEscape(jobID) + "/events"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return job, false, errkind.Wrap(errkind.Invalid, err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return job, false, c.unreachable(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return job, false, c.apiError(resp, data)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var event, data string
+	sawEnd := false // a done or failed event came
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data = strings.TrimPrefix(line, "data: ")
+		case line == "" && event != "":
+			switch event {
+			case "job":
+				var e queue.Event
+				if json.Unmarshal([]byte(data), &e) == nil {
+					sawEnd = sawEnd || e.Kind == queue.EventDone || e.Kind == queue.EventFailed
+					onEvent(e)
+				}
+			case "end":
+				if err := json.Unmarshal([]byte(data), &job); err != nil {
+					return job, false, nil
+				}
+				if !sawEnd {
+					// Another process ran it: say how it ended.
+					onEvent(jobEvent(job))
+				}
+				return job, true, nil
+			}
+			event, data = "", ""
+		}
+	}
+	if ctx.Err() != nil {
+		return job, false, ctx.Err()
+	}
+	return job, false, nil
 }

@@ -89,17 +89,27 @@ func (h Hosts) Log(ctx context.Context, idOrName string, afterID int64, limit in
 // Jobs waits for jobs on the server, whose workers run them.
 type Jobs struct{ C *Client }
 
-// RunJob waits until job ends, by long polls that the server answers when
-// the job changes (or after at most 25s). The server's worker runs the
-// job; onEvent hears each change of state or attempt.
+// RunJob follows job until it ends, as the server's stream of its events
+// tells (the events of a job the server's own worker runs reach onEvent
+// as they would from a worker in this process). When the stream ends
+// early (the server restarts, a proxy cuts it), it waits by long polls
+// that the server answers when the job changes, telling onEvent each
+// change of state or attempt.
 func (j Jobs) RunJob(ctx context.Context, job model.Job, onEvent func(queue.Event)) (model.Job, error) {
+	if onEvent == nil {
+		onEvent = func(queue.Event) {}
+	}
+	got, ended, err := j.C.follow(ctx, job.ID, onEvent)
+	if err != nil || ended {
+		return got, err
+	}
 	last := job
 	for {
 		got, err := get[model.Job](ctx, j.C, "/jobs/"+seg(job.ID), url.Values{"wait": {"25s"}}, "")
 		if err != nil {
 			return last, err
 		}
-		if onEvent != nil && (got.State != last.State || got.Attempts != last.Attempts) {
+		if got.State != last.State || got.Attempts != last.Attempts {
 			onEvent(jobEvent(got))
 		}
 		last = got

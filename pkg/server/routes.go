@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	_ "embed"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -26,6 +27,8 @@ type route struct {
 	// public routes need no key: health, readiness, the API document.
 	public bool
 	run    func(r *request) (any, error)
+	// stream, instead of run, writes a streamed answer itself.
+	stream func(w http.ResponseWriter, r *request) error
 }
 
 // Route is a method and path pattern the server answers ({name} is a path
@@ -107,6 +110,7 @@ func (s *Server) routes() []route {
 		}},
 
 		{method: get, path: p + "/jobs/{job}", run: s.waitJob},
+		{method: get, path: p + "/jobs/{job}/events", stream: s.followJob},
 
 		{method: get, path: p + "/projects", run: s.listProjects},
 		{method: post, path: p + "/projects", run: func(r *request) (any, error) {

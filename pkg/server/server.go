@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
@@ -60,9 +61,18 @@ type Server struct {
 	MaxBody int64
 	// MaxWait bounds how long a request may wait for a job (0: 30s).
 	MaxWait time.Duration
+	// Events are the events of the jobs this process's worker runs
+	// (nil: none are, a hub without publishers).
+	Events *Hub
 
-	limits *limiter
+	limits   *limiter
+	quit     chan struct{}
+	quitOnce sync.Once
 }
+
+// Shutdown ends the streams that follow jobs, so that an http.Server's
+// Shutdown need not wait for them (register it with RegisterOnShutdown).
+func (s *Server) Shutdown() { s.quitOnce.Do(func() { close(s.quit) }) }
 
 // ErrorBody is the JSON of every error response.
 type ErrorBody struct {
@@ -141,6 +151,10 @@ func (s *Server) Handler() http.Handler {
 		s.MaxWait = 30 * time.Second
 	}
 	s.limits = newLimiter(s.RateLimit, s.Burst, s.Now)
+	if s.Events == nil {
+		s.Events = NewHub(s.Now)
+	}
+	s.quit = make(chan struct{})
 	mux := http.NewServeMux()
 	byPath := map[string]map[string]route{}
 	var paths []string
@@ -201,6 +215,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
 			s.fail(w, r, 0, err)
 			return
 		}
+	}
+	if rt.stream != nil {
+		// Errors before the stream starts are answered as usual; once it
+		// runs, it ends by closing.
+		if err := rt.stream(w, req); err != nil {
+			s.fail(w, r, 0, err)
+			return
+		}
+		s.log(r, req.id, http.StatusOK, nil)
+		return
 	}
 	v, err := rt.run(req)
 	if !rt.public && (r.Method != http.MethodGet || errkind.Is(err, errkind.Forbidden) || errkind.Is(err, errkind.Auth)) {

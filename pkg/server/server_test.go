@@ -657,7 +657,7 @@ func TestWaitForJob(t *testing.T) {
 	done := make(chan model.Job, 1)
 	var events []string
 	go func() {
-		got, err := client.Jobs{C: c}.RunJob(ctx, j, func(ev queueEvent) { events = append(events, string(ev.Kind)) })
+		got, err := client.Jobs{C: c}.RunJob(ctx, j, func(ev queue.Event) { events = append(events, string(ev.Kind)) })
 		if err != nil {
 			t.Error(err)
 		}
@@ -694,4 +694,63 @@ func TestWaitForJob(t *testing.T) {
 	}
 }
 
-type queueEvent = queue.Event
+// A client following a job through the server hears the events the
+// server's worker publishes (also those from before it subscribed), then
+// the job as it ended.
+func TestFollowJobEvents(t *testing.T) {
+	hub := server.NewHub(nil)
+	e := newEnv(t, "sqlite", func(s *server.Server) { s.Events = hub })
+	ctx := context.Background()
+	h := e.addHost("alice", "evbox")
+	j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: model.ActionStart,
+		MaxAttempts: 1, RunAfter: time.Now(), CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.Publish(queue.Event{Kind: queue.EventClaimed, JobID: j.ID, Action: j.Action, Subject: j.Subject, Attempt: 1})
+	hub.Publish(queue.Event{Kind: queue.EventProgress, JobID: j.ID, Message: "booting"})
+	c, _ := client.New(e.http.URL, e.keys["alice"])
+	events := make(chan queue.Event, 10)
+	done := make(chan model.Job, 1)
+	go func() {
+		got, err := client.Jobs{C: c}.RunJob(ctx, j, func(ev queue.Event) { events <- ev })
+		if err != nil {
+			t.Error(err)
+		}
+		done <- got
+	}()
+	for _, want := range []string{"claimed", "progress"} {
+		select {
+		case ev := <-events:
+			if string(ev.Kind) != want {
+				t.Fatalf("event %s, want %s", ev.Kind, want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("no %s event", want)
+		}
+	}
+	// The worker ends the job: it commits, then tells the hub.
+	if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: model.JobDone, Now: time.Now()}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	hub.Publish(queue.Event{Kind: queue.EventDone, JobID: j.ID})
+	select {
+	case got := <-done:
+		if got.State != model.JobDone {
+			t.Fatalf("ended as %s", got.State)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the stream did not end with the job")
+	}
+	if ev := <-events; ev.Kind != queue.EventDone {
+		t.Fatalf("last event %s, want done", ev.Kind)
+	}
+	// A follower of someone else's job is refused before any stream.
+	bc, _ := client.New(e.http.URL, e.keys["bob"])
+	if _, err := (client.Jobs{C: bc}).RunJob(ctx, j, nil); !errkind.Is(err, errkind.Forbidden) {
+		t.Fatalf("bob follows alice's job: %v", err)
+	}
+}
