@@ -196,6 +196,7 @@ func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.StatusPath, s.handleStatus)
 	s.projectRoutes(mux)
+	s.transferRoutes(mux)
 	s.accessRoutes(mux)
 	return mux
 }

@@ -362,7 +362,13 @@ func (r *runtime) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	defer r.lock(id)()
-	if err := r.pm.Remove(ctx, containerName(id), 0); err != nil {
+	// Hosts that share one podman (local hosts on one machine) each have
+	// their own copy of a moved project: remove only this host's container.
+	if _, err := r.container(ctx, id); err == nil || errors.Is(err, podman.ErrNotFound) {
+		if err := r.pm.Remove(ctx, containerName(id), 0); err != nil {
+			return fmt.Errorf("delete project %s: %w", id, err)
+		}
+	} else if codeOf(err) != agentapi.CodeConflict {
 		return fmt.Errorf("delete project %s: %w", id, err)
 	}
 	if err := r.st.Delete(ctx, id); err != nil {

@@ -167,6 +167,7 @@ func (a *App) Projects(ctx context.Context) (*projects.Service, error) {
 		ps := projects.New(svc.Store, svc)
 		ps.Now = a.now
 		ps.MaxAttempts = a.cfg.Worker.MaxAttempts
+		ps.KeepSource = a.cfg.Moves.KeepSource
 		ps.Ingress = projects.IngressSettings{TokenTTL: a.cfg.Tokens.TTL, CertValidity: a.cfg.Tokens.SSHCertValidity,
 			MaxStale: a.cfg.Ingress.ACLMaxStale}
 		path, err := a.SigningKeysPath()
@@ -213,6 +214,7 @@ func (a *App) Handler(ctx context.Context) (queue.Handler, error) {
 	}
 	m := &queue.Mux{Default: svc}
 	m.Handle("project", projects.Handler{S: ps})
+	m.Handle("move", projects.MoveCleanupHandler{S: ps})
 	return m, nil
 }
 

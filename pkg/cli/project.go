@@ -46,6 +46,7 @@ project.` + asHelp,
 		newProjectLifecycleCmd(f, as, "restart"), newProjectDeleteCmd(f, as),
 		newProjectExecCmd(f, as), newProjectShellCmd(f, as),
 		newProjectSnapshotCmd(f, as), newProjectSnapshotsCmd(f, as), newProjectRestoreCmd(f, as),
+		newProjectMoveCmd(f, as), newProjectCloneCmd(f, as),
 		newProjectCollaboratorsCmd(f, as), newProjectOpenCmd(f, as),
 		newProjectSSHCmd(f, as), newProjectSSHConfigCmd(f, as), newProjectSSHCertCmd(f, as),
 	} {

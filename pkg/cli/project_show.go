@@ -60,6 +60,9 @@ func runProjectShow(ctx context.Context, f *Factory, as *asFlag, o *ProjectShowO
 		if d.PendingJob != nil {
 			kv("pending", fmt.Sprintf("%s (%s, attempt %d)", d.PendingJob.Action, d.PendingJob.State, d.PendingJob.Attempts))
 		}
+		if d.LastMove != nil {
+			kv("last move", moveSummary(*d.LastMove))
+		}
 		if d.AgentError != "" {
 			kv("on host", "unknown: "+d.AgentError)
 		}

@@ -60,6 +60,9 @@ type ProjectService interface {
 	Snapshot(ctx context.Context, c projects.Caller, id, name string) (projects.Submitted, string, error)
 	Snapshots(ctx context.Context, c projects.Caller, id string) ([]agentapi.Snapshot, error)
 	Restore(ctx context.Context, c projects.Caller, id, snapshot, path string) (projects.Submitted, error)
+	Move(ctx context.Context, c projects.Caller, r projects.MoveRequest) (projects.Submitted, model.Move, error)
+	Clone(ctx context.Context, c projects.Caller, r projects.CloneRequest) (projects.Submitted, model.Move, error)
+	CleanupMove(ctx context.Context, c projects.Caller, id string, progress func(string)) (model.Move, error)
 
 	AddCollaborator(ctx context.Context, c projects.Caller, host, account string) (model.Host, error)
 	RemoveCollaborator(ctx context.Context, c projects.Caller, host, account string) (model.Host, error)

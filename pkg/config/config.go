@@ -76,6 +76,12 @@ type Settings struct {
 		TTL             time.Duration
 		SSHCertValidity time.Duration
 	}
+	// Moves are moves of projects between hosts.
+	Moves struct {
+		// KeepSource is how long a moved project's old copy is kept.
+		KeepSource time.Duration
+	}
+
 	// Ingress is how users reach projects on hosts directly.
 	Ingress struct {
 		ACLTTL      time.Duration // 0: the worker does not refresh access lists

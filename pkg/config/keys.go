@@ -88,6 +88,8 @@ var keys = []key{
 		set: lifetime(func(s *Settings) *time.Duration { return &s.Tokens.TTL })},
 	{name: "tokens.ssh_cert_validity", def: "30m", desc: "how long an SSH certificate from `project ssh`/`ssh-config` is valid",
 		set: lifetime(func(s *Settings) *time.Duration { return &s.Tokens.SSHCertValidity })},
+	{name: "moves.keep_source", def: "24h", desc: "how long a moved project's copy stays on its old host after the move (`project move --cleanup` ends it early)",
+		set: duration(0, func(s *Settings) *time.Duration { return &s.Moves.KeepSource })},
 	{name: "ingress.acl_ttl", def: "1m", desc: "how often `worker` refreshes each running host's access list (a revoked collaborator is refused within this time)",
 		set: duration(0, func(s *Settings) *time.Duration { return &s.Ingress.ACLTTL })},
 	{name: "ingress.acl_max_stale", def: "10m", desc: "how long a host keeps serving with an access list the control plane has not refreshed, before it refuses everyone",

@@ -495,6 +495,8 @@ type Detail struct {
 	// AgentError says why the host could not be asked.
 	AgentError string     `json:"agent_error,omitempty"`
 	PendingJob *model.Job `json:"pending_job,omitempty"`
+	// LastMove is the project's newest move or clone (move.go).
+	LastMove *model.Move `json:"last_move,omitempty"`
 }
 
 // Show returns a project and, when its host runs, what the host says
@@ -519,6 +521,9 @@ func (s *Service) Show(ctx context.Context, c Caller, id string) (Detail, error)
 		return d, err
 	} else if len(jobs) > 0 {
 		d.PendingJob = &jobs[0]
+	}
+	if d.LastMove, err = s.LastMove(ctx, p.ID); err != nil {
+		return d, err
 	}
 	if p.DeletedAt != nil {
 		return d, nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
@@ -60,9 +59,17 @@ func classify(h model.Host, err error) error {
 	return errkind.Errorf(errkind.Invalid, "host %s: %w", h.Name, err)
 }
 
+// isTransfer reports whether action is a move or clone (move.go).
+func isTransfer(a model.Action) bool {
+	return a == model.ActionProjectMove || a == model.ActionProjectClone
+}
+
 // Run performs one attempt of a project job. Every step is idempotent.
 func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) (queue.Result, error) {
 	s := h.S
+	if isTransfer(job.Action) {
+		return s.runMove(ctx, job, progress)
+	}
 	p, err := s.Store.GetProject(ctx, job.Subject.ID)
 	if err != nil {
 		return queue.Result{}, fmt.Errorf("%s: %w", job.Action, err)
@@ -86,25 +93,8 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 		}
 	}
 	start := func() error {
-		hc, err := s.checkHeadroom(ctx, client, host, p, false)
-		if err != nil {
-			return err
-		}
 		progress(fmt.Sprintf("starting project %s on %s (image %s, %s memory, %g cpus)", p.ID, host.Name, p.Image, FormatBytes(p.Limits.MemoryBytes), p.Limits.CPUs))
-		st, err := client.StartProject(ctx, p.ID, agentapi.StartProjectRequest{
-			Image: p.Image, IdleTimeoutSeconds: p.IdleTimeoutSeconds,
-			Limits:         agentapi.Limits{MemoryBytes: p.Limits.MemoryBytes, CPUs: p.Limits.CPUs, PidsLimit: p.Limits.PidsLimit, DiskBytes: p.Limits.DiskBytes},
-			MemoryCapBytes: hc.memory,
-		})
-		if err != nil {
-			return err
-		}
-		p.State = model.ProjectRunning
-		if st.LastActivity != nil {
-			t := st.LastActivity.UTC().Truncate(time.Millisecond)
-			p.LastActivity = &t
-		}
-		return nil
+		return s.startOn(ctx, client, host, &p)
 	}
 	stop := func() error {
 		progress(fmt.Sprintf("stopping project %s on %s", p.ID, host.Name))
@@ -192,6 +182,9 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 // are removed, so nothing half-made is left.
 func (h Handler) Failed(ctx context.Context, job model.Job, err error, final bool) queue.Result {
 	s := h.S
+	if isTransfer(job.Action) {
+		return s.moveFailed(ctx, job, err, final)
+	}
 	p, gerr := s.Store.GetProject(ctx, job.Subject.ID)
 	if gerr != nil {
 		return queue.Result{}

@@ -49,11 +49,13 @@ type Service struct {
 	// (access_list.go, connect.go).
 	Keys    func() (*tokens.Keyring, error)
 	Ingress IngressSettings
+	// KeepSource is how long a moved project's old copy is kept.
+	KeepSource time.Duration
 }
 
 // New returns a service with defaults.
 func New(st store.Store, agents Agents) *Service {
-	return &Service{Store: st, Agents: agents, Now: time.Now, MaxAttempts: 3, MemoryOvercommit: 1, DiskOvercommit: 1}
+	return &Service{Store: st, Agents: agents, Now: time.Now, MaxAttempts: 3, MemoryOvercommit: 1, DiskOvercommit: 1, KeepSource: 24 * time.Hour}
 }
 
 // Defaults for new projects.
@@ -264,6 +266,8 @@ type payload struct {
 	Path     string `json:"path,omitempty"`
 	// By is the operator who acted for the project's owner.
 	By string `json:"by,omitempty"`
+	// MoveID is the move or clone a job carries out.
+	MoveID string `json:"move_id,omitempty"`
 }
 
 // enqueue queues action on project p. A project takes one action at a

@@ -46,8 +46,10 @@ type Volume struct {
 	// Identity is the same for a snapshot and every copy received from it.
 	Identity  string    `json:"identity"`
 	CreatedAt time.Time `json:"created_at"`
-	// Staged marks a volume received but not yet committed.
-	Staged bool `json:"staged,omitempty"`
+	// Transfer marks a transfer snapshot of the live home (sending side);
+	// Staged a volume received but not yet committed.
+	Transfer bool `json:"transfer,omitempty"`
+	Staged   bool `json:"staged,omitempty"`
 }
 
 // Step is one send: Name, incremental against Parent ("" for a full send).
@@ -75,8 +77,8 @@ func (m *Manager) volumePath(id, name string) (string, error) {
 	return filepath.Join(m.SnapshotDir(id), name), nil
 }
 
-// Volumes lists project id's snapshots (oldest first) and what is staged
-// for it, with their identities: what the other side of a transfer needs
+// Volumes lists project id's snapshots (oldest first), then its transfer
+// snapshots and what is staged for it, with their identities: what the other side of a transfer needs
 // to know. A pool without the project (or a plain directory) holds none.
 func (m *Manager) Volumes(ctx context.Context, id string) ([]Volume, error) {
 	if err := CheckID(id); err != nil {
@@ -103,20 +105,22 @@ func (m *Manager) Volumes(ctx context.Context, id string) ([]Volume, error) {
 		}
 		return out[i].Name < out[j].Name
 	})
-	staged, err := subdirs(m.inDir(id))
-	if err != nil {
-		return nil, fmt.Errorf("staged volumes of project %s: %w", id, err)
-	}
-	for _, p := range staged {
-		v, err := m.volumeInfo(ctx, p)
+	for _, dir := range []string{m.outDir(id), m.inDir(id)} {
+		vols, err := subdirs(dir)
 		if err != nil {
-			return nil, fmt.Errorf("staged volumes of project %s: %w", id, err)
+			return nil, fmt.Errorf("transfer volumes of project %s: %w", id, err)
 		}
-		if v.Identity == "" {
-			continue // half received: not held
+		for _, p := range vols {
+			v, err := m.volumeInfo(ctx, p)
+			if err != nil {
+				return nil, fmt.Errorf("transfer volumes of project %s: %w", id, err)
+			}
+			if v.Identity == "" {
+				continue // half received: not held
+			}
+			v.Transfer, v.Staged = dir == m.outDir(id), dir == m.inDir(id)
+			out = append(out, v)
 		}
-		v.Staged = true
-		out = append(out, v)
 	}
 	return out, nil
 }
@@ -183,21 +187,27 @@ func (m *Manager) volumeInfo(ctx context.Context, path string) (Volume, error) {
 }
 
 // PlanSend returns the sends that give a destination holding held what
-// src (the source's snapshots, oldest first) has: each missing snapshot,
+// src (the source's volumes; only its snapshots count) has: each missing snapshot,
 // incremental against its predecessor.
 func PlanSend(src, held []Volume) []Step {
 	have := map[string]bool{}
 	for _, v := range held {
 		have[v.Identity] = true
 	}
+	var snaps []Volume
+	for _, v := range src {
+		if !v.Transfer && !v.Staged {
+			snaps = append(snaps, v)
+		}
+	}
 	steps := []Step{}
-	for i, v := range src {
+	for i, v := range snaps {
 		if have[v.Identity] {
 			continue
 		}
 		s := Step{Name: v.Name}
 		if i > 0 {
-			s.Parent = src[i-1].Name
+			s.Parent = snaps[i-1].Name
 		}
 		steps = append(steps, s)
 	}
@@ -563,6 +573,27 @@ func stream(ctx context.Context, in io.Reader, out io.Writer, name string, args 
 			return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, truncateOut(msg))
 		}
 		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// Freeze makes project id's home read-only (frozen) or writable again:
+// the copy a move leaves behind must not change. A plain-directory pool
+// has no such flag; there it does nothing.
+func (m *Manager) Freeze(ctx context.Context, id string, frozen bool) error {
+	if err := CheckID(id); err != nil {
+		return err
+	}
+	if !m.btrfs() {
+		return nil
+	}
+	if ok, err := m.Exists(id); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("project %s: %w on this host", id, ErrNotFound)
+	}
+	if _, err := run(ctx, "btrfs", "property", "set", "-ts", m.HomePath(id), "ro", fmt.Sprint(frozen)); err != nil {
+		return fmt.Errorf("freeze project %s: %w", id, err)
 	}
 	return nil
 }

@@ -86,6 +86,7 @@ type Store interface {
 	CostStore    // cost.go: pricing cache and usage
 	IngressStore // ingress.go: project collaborators, account SSH keys, hosts' ingress
 	AccountStore // accounts.go: accounts, API keys and the audit log of server mode
+	MoveStore    // moves.go: moves and clones of projects
 }
 
 // HostFilter selects hosts. Zero values select everything live.

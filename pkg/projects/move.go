@@ -1,0 +1,754 @@
+package projects
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// Moves and clones.
+//
+// A move is a durable job of the project. Pre-copy sends, while the
+// project keeps running, the snapshots the destination lacks and a
+// transfer snapshot of the live home, again and again while each round
+// sends less than the one before. Cut-over stops the project, sends the
+// last small incremental, has the destination commit it (the receive
+// checked each volume's identity), and switches the placement in one
+// transaction; the project starts on the destination if it ran. Every
+// step is idempotent and the move's phase is recorded, so a retried job
+// resumes where the last attempt stopped. A move that fails for good is
+// rolled back: transfer state is dropped on both sides, the placement is
+// unchanged, and a project the move stopped is started again.
+//
+// The bytes go from the source agent to the destination agent through the
+// control plane's connections to both ("relayed"); they never touch the
+// database.
+
+// Pre-copy ends when a round sends at most this much, when a round sends
+// no less than the one before, or after maxPrecopyRounds.
+const (
+	precopyDoneBytes = 1 << 20
+	maxPrecopyRounds = 5
+)
+
+// PathRelayed says the data went through the control plane.
+const PathRelayed = "relayed"
+
+// MoveRequest asks for a move.
+type MoveRequest struct {
+	Project string
+	To      string
+}
+
+// Move checks that the project can go to the destination and queues the
+// move. Nothing is written when a check fails.
+func (s *Service) Move(ctx context.Context, c Caller, r MoveRequest) (Submitted, model.Move, error) {
+	a, p, from, to, warnings, err := s.checkTransfer(ctx, c, r.Project, r.To, "move")
+	if err != nil {
+		return Submitted{}, model.Move{}, err
+	}
+	if to.ID == from.ID {
+		return Submitted{}, model.Move{}, invalid("project %s is already on host %s; give another host with --to (see `cocalc-hosts list`)", p.ID, to.Name)
+	}
+	m := s.newMove(model.MoveKindMove, p, from, to)
+	if err := s.Store.PutMove(ctx, m); err != nil {
+		return Submitted{}, m, err
+	}
+	sub, err := s.enqueue(ctx, p, model.ActionProjectMove, payload{MoveID: m.ID, By: a.By})
+	if err != nil {
+		m.Phase, m.Error = model.MoveFailed, err.Error()
+		s.Store.PutMove(context.WithoutCancel(ctx), m) //nolint:errcheck // the error below is what matters
+		return Submitted{}, m, err
+	}
+	if sub.Job != nil && sub.Job.Action == model.ActionProjectMove && !strings.Contains(string(sub.Job.Payload), m.ID) {
+		// The same move was already queued: that one goes on.
+		m.Phase, m.Error = model.MoveFailed, "superseded by the move already queued"
+		s.Store.PutMove(ctx, m) //nolint:errcheck
+	}
+	sub.Warnings = append(sub.Warnings, warnings...)
+	return sub, m, nil
+}
+
+func (s *Service) newMove(kind string, p model.Project, from, to model.Host) model.Move {
+	now := s.Now()
+	return model.Move{ID: uuid.NewString(), Kind: kind, ProjectID: p.ID, FromHost: from.ID, ToHost: to.ID, FromName: from.Name, ToName: to.Name,
+		Phase: model.MovePrecopy, Path: PathRelayed, StartedAt: now, UpdatedAt: now}
+}
+
+// checkTransfer finds the project, its host and the destination, and
+// refuses a destination the caller may not use, that is off, has no room
+// for the project (its usage with snapshots) or lacks its image.
+func (s *Service) checkTransfer(ctx context.Context, c Caller, id, toName, what string) (actor, model.Project, model.Host, model.Host, []string, error) {
+	fail := func(err error) (actor, model.Project, model.Host, model.Host, []string, error) {
+		return actor{}, model.Project{}, model.Host{}, model.Host{}, nil, err
+	}
+	if toName == "" {
+		return fail(invalid("%s needs a destination: give --to HOST (see `cocalc-hosts list`)", what))
+	}
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return fail(err)
+	}
+	p, err := s.live(ctx, a, id)
+	if err != nil {
+		return fail(err)
+	}
+	if p.State == model.ProjectCreating {
+		return fail(refused("project %s is still being created; wait for it (`cocalc-hosts worker --drain`)", id))
+	}
+	from, err := s.hostOf(ctx, p, what)
+	if err != nil {
+		return fail(err)
+	}
+	to, err := s.liveHost(ctx, toName)
+	if err != nil {
+		return fail(err)
+	}
+	if to.Status != model.StatusRunning {
+		return fail(refused("cannot %s project %s to host %s: it is %s; start it with `cocalc-hosts start %s`", what, p.ID, to.Name, to.Status, to.Name))
+	}
+	ok, err := s.mayPlace(ctx, a, to)
+	if err != nil {
+		return fail(err)
+	}
+	if !ok {
+		return fail(refused("%s may not place projects on host %s (owned by %s): ask its owner to run `cocalc-hosts collaborators add %s %s`, or choose a host you own, collaborate on, or from the shared pool",
+			a.ID, to.Name, to.Owner, to.Name, a.ID))
+	}
+	src, err := s.client(ctx, from)
+	if err != nil {
+		return fail(err)
+	}
+	dst, err := s.client(ctx, to)
+	if err != nil {
+		return fail(err)
+	}
+	st, err := src.Project(ctx, p.ID)
+	if err != nil {
+		return fail(hostErr(from, err))
+	}
+	res, err := dst.Resources(ctx)
+	if err != nil {
+		return fail(hostErr(to, err))
+	}
+	var used int64
+	if st.Disk != nil {
+		used = st.Disk.UsedBytes
+	}
+	if used > int64(res.Storage.FreeBytes) {
+		return fail(refused("host %s has no disk headroom for project %s: it uses %s with its snapshots and %s has %s free; free space there or choose another host",
+			to.Name, p.ID, FormatBytes(used), to.Name, FormatBytes(int64(res.Storage.FreeBytes))))
+	}
+	if p.Limits.DiskBytes > int64(res.Storage.TotalBytes) {
+		return fail(invalid("project %s has a %s quota, more than host %s has (%s)", p.ID, FormatBytes(p.Limits.DiskBytes), to.Name, FormatBytes(int64(res.Storage.TotalBytes))))
+	}
+	info, err := dst.Image(ctx, p.Image)
+	if err != nil {
+		return fail(hostErr(to, err))
+	}
+	if !info.Present && localOnly(p.Image) {
+		return fail(refused("image %s of project %s is not on host %s and has no registry to pull it from: build it there first with `cocalc-hosts image build %s --host %s`",
+			p.Image, p.ID, to.Name, strings.TrimPrefix(p.Image, "localhost/"), to.Name))
+	}
+	var warnings []string
+	srcRes, err := src.Resources(ctx)
+	if err != nil {
+		return fail(hostErr(from, err))
+	}
+	if !srcRes.Snapshots || !res.Snapshots {
+		plain := from.Name
+		if !res.Snapshots {
+			plain = to.Name
+		}
+		warnings = append(warnings, fmt.Sprintf("host %s keeps projects in a plain directory: the home is copied with tar and snapshots are not carried", plain))
+	}
+	return a, p, from, to, warnings, nil
+}
+
+// mover carries out one attempt of a move or clone.
+type mover struct {
+	s        *Service
+	m        model.Move
+	p        model.Project
+	from, to model.Host
+	src, dst *agentapi.Client
+	// dstID is the project id on the destination (a clone's new id).
+	dstID    string
+	progress func(string)
+}
+
+func (mv *mover) save(ctx context.Context) error {
+	mv.m.UpdatedAt = mv.s.Now()
+	return mv.s.Store.PutMove(ctx, mv.m)
+}
+
+// open loads a move and connects to both agents.
+func (s *Service) openMove(ctx context.Context, job model.Job, progress func(string)) (*mover, error) {
+	var pl payload
+	json.Unmarshal(job.Payload, &pl) //nolint:errcheck // written by us
+	m, err := s.Store.GetMove(ctx, pl.MoveID)
+	if err != nil {
+		return nil, err
+	}
+	mv := &mover{s: s, m: m, dstID: m.ProjectID, progress: progress}
+	if m.Kind == model.MoveKindClone {
+		mv.dstID = m.CloneID
+	}
+	if mv.p, err = s.Store.GetProject(ctx, m.ProjectID); err != nil {
+		return mv, err
+	}
+	if mv.from, err = s.Store.GetHost(ctx, m.FromHost); err != nil {
+		return mv, err
+	}
+	if mv.to, err = s.Store.GetHost(ctx, m.ToHost); err != nil {
+		return mv, err
+	}
+	if mv.src, err = s.client(ctx, mv.from); err != nil {
+		return mv, classify(mv.from, err)
+	}
+	if mv.dst, err = s.client(ctx, mv.to); err != nil {
+		return mv, classify(mv.to, err)
+	}
+	return mv, nil
+}
+
+// runMove performs one attempt of a move or clone job.
+func (s *Service) runMove(ctx context.Context, job model.Job, progress func(string)) (queue.Result, error) {
+	mv, err := s.openMove(ctx, job, progress)
+	if err != nil {
+		return queue.Result{}, err
+	}
+	switch mv.m.Phase {
+	case model.MoveDone, model.MoveCleaned, model.MoveFailed:
+		return queue.Result{}, nil
+	}
+	if mv.m.Kind == model.MoveKindClone {
+		err = mv.clone(ctx)
+	} else {
+		err = mv.move(ctx)
+	}
+	if err != nil {
+		h := mv.from
+		if isDst(err) {
+			h = mv.to
+		}
+		return queue.Result{}, classify(h, err)
+	}
+	return queue.Result{}, nil
+}
+
+// dstErr marks an error of the destination's agent (for naming it).
+type dstErr struct{ error }
+
+func (e dstErr) Unwrap() error { return e.error }
+
+func isDst(err error) bool {
+	_, ok := err.(dstErr)
+	return ok
+}
+
+// method decides how the data travels: btrfs when both pools are btrfs.
+func (mv *mover) method(ctx context.Context) (srcVols, dstVols agentapi.TransferVolumes, err error) {
+	if srcVols, err = mv.src.TransferVolumes(ctx, mv.p.ID); err != nil {
+		return srcVols, dstVols, err
+	}
+	if dstVols, err = mv.dst.TransferVolumes(ctx, mv.dstID); err != nil {
+		return srcVols, dstVols, dstErr{err}
+	}
+	m := agentapi.TransferTar
+	if srcVols.Kind == agentapi.StorageBtrfs && dstVols.Kind == agentapi.StorageBtrfs {
+		m = agentapi.TransferBtrfs
+	}
+	if mv.m.Method != m {
+		mv.m.Method = m
+		return srcVols, dstVols, mv.save(ctx)
+	}
+	return srcVols, dstVols, nil
+}
+
+func toStorage(vs []agentapi.TransferVolume) []storage.Volume {
+	out := make([]storage.Volume, len(vs))
+	for i, v := range vs {
+		out[i] = storage.Volume{Name: v.Name, Identity: v.Identity, Transfer: v.Transfer, Staged: v.Staged}
+	}
+	return out
+}
+
+// sendSnapshots sends the snapshots the destination lacks, oldest first.
+func (mv *mover) sendSnapshots(ctx context.Context, srcVols, dstVols agentapi.TransferVolumes) error {
+	byName := map[string]agentapi.TransferVolume{}
+	for _, v := range srcVols.Volumes {
+		byName[v.Name] = v
+	}
+	for _, step := range storage.PlanSend(toStorage(srcVols.Volumes), toStorage(dstVols.Volumes)) {
+		n, err := mv.relay(ctx, agentapi.TransferBtrfs, byName[step.Name], step.Parent, "snapshot "+step.Name)
+		mv.m.Bytes += n
+		if err != nil {
+			return err
+		}
+		if err := mv.save(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parent is the newest volume of the source that the destination holds:
+// the last transfer snapshot sent, else the newest snapshot ("" if none).
+func parent(srcVols, dstVols agentapi.TransferVolumes, lastSent string) string {
+	held := map[string]bool{}
+	for _, v := range dstVols.Volumes {
+		held[v.Identity] = true
+	}
+	best := ""
+	for _, v := range srcVols.Volumes {
+		if v.Staged || !held[v.Identity] {
+			continue
+		}
+		if v.Transfer {
+			if v.Name == lastSent {
+				return v.Name
+			}
+			continue
+		}
+		best = v.Name
+	}
+	return best
+}
+
+// sendLive takes a transfer snapshot of the live home and sends it
+// against the newest volume both sides hold.
+func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.TransferVolume, int64, error) {
+	srcVols, dstVols, err := mv.method(ctx)
+	if err != nil {
+		return agentapi.TransferVolume{}, 0, err
+	}
+	if err := mv.sendSnapshots(ctx, srcVols, dstVols); err != nil {
+		return agentapi.TransferVolume{}, 0, err
+	}
+	if dstVols, err = mv.dst.TransferVolumes(ctx, mv.dstID); err != nil {
+		return agentapi.TransferVolume{}, 0, dstErr{err}
+	}
+	from := parent(srcVols, dstVols, mv.m.LastSent)
+	vol, err := mv.src.TransferSnapshot(ctx, mv.p.ID, tag)
+	if err != nil {
+		return vol, 0, err
+	}
+	n, err := mv.relay(ctx, agentapi.TransferBtrfs, vol, from, what)
+	mv.m.Bytes += n
+	if err != nil {
+		return vol, n, err
+	}
+	if old := mv.m.LastSent; old != "" && old != vol.Name {
+		// The new one is there: the previous round's is of no more use.
+		if err := mv.src.DropTransferVolume(ctx, mv.p.ID, old); err != nil {
+			return vol, n, err
+		}
+		if err := mv.dst.DropTransferVolume(ctx, mv.dstID, old); err != nil {
+			return vol, n, dstErr{err}
+		}
+	}
+	mv.m.LastSent = vol.Name
+	return vol, n, mv.save(ctx)
+}
+
+func (mv *mover) move(ctx context.Context) error {
+	if mv.m.Phase == model.MovePrecopy {
+		if err := mv.precopy(ctx); err != nil {
+			return err
+		}
+		mv.m.Phase = model.MoveCutover
+		if err := mv.save(ctx); err != nil {
+			return err
+		}
+	}
+	return mv.cutover(ctx)
+}
+
+func (mv *mover) precopy(ctx context.Context) error {
+	if _, _, err := mv.method(ctx); err != nil {
+		return err
+	}
+	if mv.m.Method != agentapi.TransferBtrfs {
+		// tar copies the whole home each time: it is copied once, stopped.
+		return nil
+	}
+	var prev int64 = -1
+	for mv.m.Round < maxPrecopyRounds {
+		mv.m.Round++
+		_, n, err := mv.sendLive(ctx, fmt.Sprintf("%s-%d", mv.m.ID[:8], mv.m.Round), fmt.Sprintf("pre-copy round %d", mv.m.Round))
+		if err != nil {
+			return err
+		}
+		if n <= precopyDoneBytes || (prev >= 0 && n >= prev) {
+			break
+		}
+		prev = n
+	}
+	return nil
+}
+
+// cutover stops the project, sends the rest, commits it on the
+// destination and switches the placement.
+func (mv *mover) cutover(ctx context.Context) error {
+	s := mv.s
+	if mv.p.HostID != mv.m.ToHost {
+		start := s.Now()
+		st, err := mv.src.Project(ctx, mv.p.ID)
+		if err != nil {
+			return err
+		}
+		if st.State == agentapi.ProjectRunning {
+			mv.m.WasRunning, mv.m.Stopped = true, true
+			if err := mv.save(ctx); err != nil {
+				return err
+			}
+			mv.progress(fmt.Sprintf("cut-over: stopping project %s on %s", mv.p.ID, mv.from.Name))
+			if _, err := mv.src.StopProject(ctx, mv.p.ID); err != nil {
+				return err
+			}
+		}
+		home, snaps, err := mv.final(ctx)
+		if err != nil {
+			return err
+		}
+		mv.progress(fmt.Sprintf("cut-over: committing on %s", mv.to.Name))
+		if err := mv.dst.CommitTransfer(ctx, mv.dstID, agentapi.CommitTransferRequest{Home: home, Snapshots: snaps, QuotaBytes: mv.p.Limits.DiskBytes}); err != nil {
+			return dstErr{err}
+		}
+		now := s.Now()
+		keep := now.Add(s.KeepSource)
+		mv.p.HostID, mv.p.State, mv.p.LastAction, mv.p.LastError, mv.p.UpdatedAt = mv.m.ToHost, model.ProjectStopped, string(model.ActionProjectMove), "", now
+		mv.m.Phase, mv.m.FinishedAt, mv.m.KeepUntil, mv.m.UpdatedAt = model.MoveDone, &now, &keep, now
+		mv.m.DowntimeMS = now.Sub(start).Milliseconds()
+		if err := s.Store.SwitchPlacement(ctx, mv.p, mv.m); err != nil {
+			return err
+		}
+		mv.progress(fmt.Sprintf("project %s is on %s now (%s sent, the project was unavailable for %s)",
+			mv.p.ID, mv.to.Name, FormatBytes(mv.m.Bytes), time.Duration(mv.m.DowntimeMS)*time.Millisecond))
+	}
+	// After the switch: the old copy is frozen and kept; the project runs
+	// again where it ran.
+	if err := mv.src.DropTransfer(ctx, mv.p.ID); err != nil {
+		return err
+	}
+	if err := mv.src.Freeze(ctx, mv.p.ID, true); err != nil && !agentapi.IsCode(err, agentapi.CodeNotFound) {
+		return err
+	}
+	if mv.m.WasRunning {
+		if err := mv.s.startOn(ctx, mv.dst, mv.to, &mv.p); err != nil {
+			return dstErr{err}
+		}
+		mv.p.UpdatedAt = s.Now()
+		if err := s.Store.UpdateProject(ctx, mv.p); err != nil {
+			return err
+		}
+		if d := s.Now().Sub(*mv.m.FinishedAt).Milliseconds(); d > 0 {
+			mv.m.DowntimeMS += d
+		}
+		if err := mv.save(ctx); err != nil {
+			return err
+		}
+	}
+	return s.scheduleCleanup(ctx, mv.m)
+}
+
+// final sends what changed since pre-copy (the project is stopped) and
+// says what the destination commits: the home's volume and the snapshots.
+func (mv *mover) final(ctx context.Context) (string, []string, error) {
+	if mv.m.Method == agentapi.TransferBtrfs {
+		vol, _, err := mv.sendLive(ctx, mv.m.ID[:8]+"-final", "cut-over")
+		if err != nil {
+			return "", nil, err
+		}
+		vols, err := mv.src.TransferVolumes(ctx, mv.p.ID)
+		if err != nil {
+			return "", nil, err
+		}
+		snaps := []string{}
+		for _, v := range vols.Volumes {
+			if !v.Transfer && !v.Staged {
+				snaps = append(snaps, v.Name)
+			}
+		}
+		return vol.Name, snaps, nil
+	}
+	// tar: from a transfer snapshot where the source has btrfs (the same
+	// files: the project is stopped), else from the home itself.
+	srcVols, _, err := mv.method(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	var vol agentapi.TransferVolume
+	if srcVols.Kind == agentapi.StorageBtrfs {
+		if vol, err = mv.src.TransferSnapshot(ctx, mv.p.ID, mv.m.ID[:8]+"-tar"); err != nil {
+			return "", nil, err
+		}
+	}
+	n, err := mv.relay(ctx, agentapi.TransferTar, vol, "", "copying the home with tar (snapshots are not carried)")
+	mv.m.Bytes += n
+	if err != nil {
+		return "", nil, err
+	}
+	return storage.HomeTarName, nil, mv.save(ctx)
+}
+
+// startOn starts p on host h (its record's state follows).
+func (s *Service) startOn(ctx context.Context, client *agentapi.Client, h model.Host, p *model.Project) error {
+	hc, err := s.checkHeadroom(ctx, client, h, *p, false)
+	if err != nil {
+		return err
+	}
+	st, err := client.StartProject(ctx, p.ID, startRequest(*p, hc.memory))
+	if err != nil {
+		return err
+	}
+	p.State = model.ProjectRunning
+	if st.LastActivity != nil {
+		t := st.LastActivity.UTC().Truncate(time.Millisecond)
+		p.LastActivity = &t
+	}
+	return nil
+}
+
+// progressReader reports the bytes read, at most once a second.
+type progressReader struct {
+	r      io.Reader
+	n      int64
+	last   time.Time
+	now    func() time.Time
+	report func(n int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if t := p.now(); t.Sub(p.last) >= time.Second {
+		p.last = t
+		p.report(p.n)
+	}
+	return n, err
+}
+
+// relay streams one volume from the source agent to the destination
+// agent and returns the bytes that crossed. An error on either side
+// cancels both.
+func (mv *mover) relay(ctx context.Context, method string, vol agentapi.TransferVolume, parent, what string) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	body, check, err := mv.src.Send(ctx, mv.p.ID, agentapi.SendRequest{Method: method, Name: vol.Name, Parent: parent})
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	start := mv.s.Now()
+	pr := &progressReader{r: body, now: mv.s.Now, last: start, report: func(n int64) {
+		secs := mv.s.Now().Sub(start).Seconds()
+		rate := float64(n) / max(secs, 0.001)
+		mv.progress(fmt.Sprintf("%s: %s sent, %s/s", what, FormatBytes(n), FormatBytes(int64(rate))))
+	}}
+	res, err := mv.dst.Receive(ctx, mv.dstID, method, vol, pr)
+	if err != nil {
+		return pr.n, dstErr{err}
+	}
+	// The trailer, where the source reports a late error, follows the body.
+	io.Copy(io.Discard, body) //nolint:errcheck
+	if err := check(); err != nil {
+		return pr.n, err
+	}
+	secs := mv.s.Now().Sub(start).Seconds()
+	mv.progress(fmt.Sprintf("%s: %s sent in %.1fs (%s/s)", what, FormatBytes(res.Bytes), secs, FormatBytes(int64(float64(res.Bytes)/max(secs, 0.001)))))
+	return res.Bytes, nil
+}
+
+// moveFailed records a failed attempt; a move that failed for good is
+// rolled back (see the package comment above).
+func (s *Service) moveFailed(ctx context.Context, job model.Job, err error, final bool) queue.Result {
+	var pl payload
+	json.Unmarshal(job.Payload, &pl) //nolint:errcheck // written by us
+	m, gerr := s.Store.GetMove(ctx, pl.MoveID)
+	if gerr != nil {
+		return queue.Result{}
+	}
+	if !final {
+		m.Error = fmt.Sprintf("attempt %d of %d failed, will retry: %v", job.Attempts, job.MaxAttempts, err)
+		m.UpdatedAt = s.Now()
+		s.Store.PutMove(ctx, m) //nolint:errcheck
+		return queue.Result{}
+	}
+	m.Error = err.Error()
+	s.rollback(ctx, &m)
+	return queue.Result{}
+}
+
+// rollback undoes a move or clone that did not take effect; one that did
+// (the placement switched) stays done.
+func (s *Service) rollback(ctx context.Context, m *model.Move) {
+	p, perr := s.Store.GetProject(ctx, m.ProjectID)
+	if m.Kind == model.MoveKindMove && perr == nil && p.HostID == m.ToHost {
+		return
+	}
+	var problems []string
+	note := func(err error) {
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if from, err := s.Store.GetHost(ctx, m.FromHost); err == nil {
+		if src, err := s.client(ctx, from); err == nil {
+			if m.Kind == model.MoveKindClone {
+				note(src.DropTransferVolume(ctx, m.ProjectID, storage.TransferPrefix+m.ID[:8]+"-clone"))
+			} else {
+				note(src.DropTransfer(ctx, m.ProjectID))
+				if m.Stopped && perr == nil {
+					note(s.startOn(ctx, src, from, &p))
+					if p.State == model.ProjectRunning {
+						p.UpdatedAt = s.Now()
+						note(s.Store.UpdateProject(ctx, p))
+					}
+				}
+			}
+		} else {
+			note(err)
+		}
+	}
+	dstID := m.ProjectID
+	if m.Kind == model.MoveKindClone {
+		dstID = m.CloneID
+	}
+	if to, err := s.Store.GetHost(ctx, m.ToHost); err == nil {
+		if dst, err := s.client(ctx, to); err == nil {
+			note(dst.DropTransfer(ctx, dstID))
+			if m.Kind == model.MoveKindClone {
+				note(dst.DeleteProject(ctx, dstID))
+			}
+		} else {
+			note(err)
+		}
+	}
+	if m.Kind == model.MoveKindClone {
+		note(s.Store.PurgeProject(ctx, m.CloneID))
+	}
+	m.Phase = model.MoveFailed
+	if len(problems) > 0 {
+		m.Error += "; rolling back also met: " + strings.Join(problems, "; ")
+	}
+	now := s.Now()
+	m.FinishedAt, m.UpdatedAt = &now, now
+	s.Store.PutMove(ctx, *m) //nolint:errcheck
+}
+
+// scheduleCleanup queues deleting the old copy when it has been kept
+// long enough.
+func (s *Service) scheduleCleanup(ctx context.Context, m model.Move) error {
+	now := s.Now()
+	runAt := now
+	if m.KeepUntil != nil && m.KeepUntil.After(now) {
+		runAt = *m.KeepUntil
+	}
+	b, _ := json.Marshal(payload{MoveID: m.ID})
+	_, _, err := s.Store.EnqueueJob(ctx, model.Job{
+		ID: uuid.NewString(), Subject: model.Subject{Kind: model.SubjectMove, ID: m.ID}, Action: model.ActionMoveCleanup,
+		Payload: b, MaxAttempts: s.MaxAttempts, RunAfter: runAt, CreatedAt: now,
+	})
+	var busy *store.BusyError
+	if errors.As(err, &busy) {
+		return nil // queued already
+	}
+	return err
+}
+
+// MoveCleanupHandler runs "move.*" jobs: deleting a move's old copy.
+type MoveCleanupHandler struct{ S *Service }
+
+var _ queue.Handler = MoveCleanupHandler{}
+
+func (h MoveCleanupHandler) Run(ctx context.Context, job model.Job, progress func(string)) (queue.Result, error) {
+	var pl payload
+	json.Unmarshal(job.Payload, &pl) //nolint:errcheck // written by us
+	m, err := h.S.Store.GetMove(ctx, pl.MoveID)
+	if err != nil {
+		return queue.Result{}, err
+	}
+	_, err = h.S.cleanup(ctx, m, progress)
+	return queue.Result{}, err
+}
+
+func (h MoveCleanupHandler) Failed(context.Context, model.Job, error, bool) queue.Result {
+	return queue.Result{}
+}
+
+// cleanup deletes the copy a done move left on its old host, unless the
+// project has come back there since.
+func (s *Service) cleanup(ctx context.Context, m model.Move, progress func(string)) (model.Move, error) {
+	if m.Phase != model.MoveDone || m.Kind != model.MoveKindMove {
+		return m, nil
+	}
+	p, err := s.Store.GetProject(ctx, m.ProjectID)
+	if err != nil && !errkind.Is(err, errkind.NotFound) {
+		return m, err
+	}
+	if err == nil && p.HostID != m.FromHost {
+		from, err := s.Store.GetHost(ctx, m.FromHost)
+		if err != nil {
+			return m, err
+		}
+		if from.DeletedAt == nil && from.Status != model.StatusDeprovisioned {
+			src, err := s.client(ctx, from)
+			if err != nil {
+				return m, classify(from, err)
+			}
+			progress(fmt.Sprintf("deleting the old copy of project %s on %s", m.ProjectID, from.Name))
+			if err := src.DeleteProject(ctx, m.ProjectID); err != nil {
+				return m, classify(from, err)
+			}
+		}
+	}
+	m.Phase, m.UpdatedAt = model.MoveCleaned, s.Now()
+	return m, s.Store.PutMove(ctx, m)
+}
+
+// CleanupMove deletes now the old copy of project id's last move, instead
+// of when moves.keep_source has passed.
+func (s *Service) CleanupMove(ctx context.Context, c Caller, id string, progress func(string)) (model.Move, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return model.Move{}, err
+	}
+	p, err := s.live(ctx, a, id)
+	if err != nil {
+		return model.Move{}, err
+	}
+	moves, err := s.Store.ListMoves(ctx, p.ID)
+	if err != nil {
+		return model.Move{}, err
+	}
+	for _, m := range moves {
+		if m.Kind == model.MoveKindMove && m.Phase == model.MoveDone {
+			return s.cleanup(ctx, m, progress)
+		}
+	}
+	return model.Move{}, errkind.Errorf(errkind.NotFound, "project %s has no move whose old copy is still kept (see `cocalc-hosts project show %s`)", p.ID, p.ID)
+}
+
+// LastMove returns project id's newest move or clone, if any.
+func (s *Service) LastMove(ctx context.Context, id string) (*model.Move, error) {
+	moves, err := s.Store.ListMoves(ctx, id)
+	if err != nil || len(moves) == 0 {
+		return nil, err
+	}
+	return &moves[0], nil
+}
