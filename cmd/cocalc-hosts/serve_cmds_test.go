@@ -41,6 +41,7 @@ var serveExcluded = map[string]string{
 	"queue_worker.txtar":      "runs `worker --drain` beside the server's own worker",
 	"reconcile.txtar":         "`reconcile` works on the database and the providers directly",
 	"project_basic.txtar":     "builds an image (`image build`) and runs `project exec`, which stream over the agent",
+	"project_move.txtar":      "acts as several accounts with --account, builds images and checks files with `project exec`, which work on the database or stream over the agent",
 }
 
 func TestScriptsServe(t *testing.T) { runScripts(t, "serve") }

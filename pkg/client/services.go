@@ -211,6 +211,20 @@ func (p Projects) Restore(ctx context.Context, c projects.Caller, id, snapshot, 
 	return post[projects.Submitted](ctx, p.C, ppath(id, "restore"), c.As, server.RestoreRequest{Snapshot: snapshot, Path: path})
 }
 
+func (p Projects) Move(ctx context.Context, c projects.Caller, r projects.MoveRequest) (projects.Submitted, model.Move, error) {
+	sub, err := post[projects.Submitted](ctx, p.C, ppath(r.Project, "move"), c.As, server.MoveRequest{To: r.To})
+	return sub, model.Move{}, err
+}
+
+func (p Projects) Clone(ctx context.Context, c projects.Caller, r projects.CloneRequest) (projects.Submitted, model.Move, error) {
+	sub, err := post[projects.Submitted](ctx, p.C, ppath(r.Project, "clone"), c.As, server.CloneRequest{To: r.To, Name: r.Title})
+	return sub, model.Move{}, err
+}
+
+func (p Projects) CleanupMove(ctx context.Context, c projects.Caller, id string, _ func(string)) (model.Move, error) {
+	return post[model.Move](ctx, p.C, ppath(id, "move", "cleanup"), c.As, nil)
+}
+
 func hpath(host string, rest ...string) string {
 	p := "/hosts/" + seg(host)
 	for _, r := range rest {

@@ -154,6 +154,25 @@ func (s *Server) routes() []route {
 			}
 			return s.Projects.Restore(r.Context(), r.id.caller(), r.PathValue("project"), b.Snapshot, b.Path)
 		}},
+		{method: post, path: p + "/projects/{project}/move", run: func(r *request) (any, error) {
+			var b MoveRequest
+			if err := r.decode(&b); err != nil {
+				return nil, err
+			}
+			sub, _, err := s.Projects.Move(r.Context(), r.id.caller(), projects.MoveRequest{Project: r.PathValue("project"), To: b.To})
+			return sub, err
+		}},
+		{method: post, path: p + "/projects/{project}/move/cleanup", run: func(r *request) (any, error) {
+			return s.Projects.CleanupMove(r.Context(), r.id.caller(), r.PathValue("project"), func(string) {})
+		}},
+		{method: post, path: p + "/projects/{project}/clone", run: func(r *request) (any, error) {
+			var b CloneRequest
+			if err := r.decode(&b); err != nil {
+				return nil, err
+			}
+			sub, _, err := s.Projects.Clone(r.Context(), r.id.caller(), projects.CloneRequest{Project: r.PathValue("project"), To: b.To, Title: b.Name})
+			return sub, err
+		}},
 		{method: get, path: p + "/projects/{project}/collaborators", run: func(r *request) (any, error) {
 			return s.Projects.ProjectCollaborators(r.Context(), r.id.caller(), r.PathValue("project"))
 		}},
@@ -254,6 +273,13 @@ type (
 	RestoreRequest struct {
 		Snapshot string `json:"snapshot"`
 		Path     string `json:"path"`
+	}
+	MoveRequest struct {
+		To string `json:"to"`
+	}
+	CloneRequest struct {
+		To   string `json:"to"`
+		Name string `json:"name"`
 	}
 	OpenRequest struct {
 		Port int `json:"port"`
