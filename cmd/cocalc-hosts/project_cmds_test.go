@@ -28,7 +28,8 @@ import (
 
 // projectScriptSetup prepares scripts named project_*: their local hosts
 // get a podman store of their own under $WORK/podman, the podman settings
-// this machine needs (a containers.conf, see machine.md), the shared cache
+// this machine needs (a containers.conf, see machine.md; project_tour goes
+// without, as the README does), the shared cache
 // of built root filesystems (so `image build` imports instead of
 // rebuilding), and a quick activity check. Containers and the store go
 // away when the script ends, before its pools are released.
@@ -51,8 +52,14 @@ func projectScriptSetup(env *testscript.Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(f, "providers:\n  local:\n    containers_conf: %s\n    podman_store: %s\n    image_cache_dir: %s\n    idle_check_interval: 250ms\n    snapshot_interval: \"0\"\n",
-		conf, store, podmantest.CacheDir)
+	// project_tour runs the README's steps as a new user would, on the
+	// agent's own podman settings (probed at its start): no override.
+	override := "    containers_conf: " + conf + "\n"
+	if name == "project_tour" {
+		override = ""
+	}
+	fmt.Fprintf(f, "providers:\n  local:\n%s    podman_store: %s\n    image_cache_dir: %s\n    idle_check_interval: 250ms\n    snapshot_interval: \"0\"\n",
+		override, store, podmantest.CacheDir)
 	if err := f.Close(); err != nil {
 		return err
 	}

@@ -231,7 +231,13 @@ func (s *server) status() (agentapi.Status, error) {
 		storage.Note = "pool is not mounted: the numbers are of the filesystem below it"
 	}
 	now := time.Now()
+	var pm *agentapi.PodmanRuntime
+	if s.proj != nil {
+		rt := s.proj.podmanRT
+		pm = &rt
+	}
 	return agentapi.Status{
+		Podman:        pm,
 		Version:       Version,
 		HostID:        s.cfg.HostID,
 		StartedAt:     s.started.UTC(),

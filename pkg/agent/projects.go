@@ -96,6 +96,8 @@ type runtime struct {
 	gpus    bool
 	gpuN    int
 	gpuNote string
+	// podmanRT is how podman runs containers here, probed at start.
+	podmanRT podman.Runtime
 
 	// startMu makes a start's memory check and the container's start one
 	// step (taken after the project's own lock).
@@ -114,7 +116,7 @@ type runtime struct {
 	netns netnsCache
 }
 
-func newRuntime(cfg agentapi.Config, log *slog.Logger) (*runtime, error) {
+func newRuntime(ctx context.Context, cfg agentapi.Config, log *slog.Logger) (*runtime, error) {
 	kind := storage.KindDirectory
 	if cfg.StorageKind == agentapi.StorageBtrfs {
 		kind = storage.KindBtrfs
@@ -131,6 +133,18 @@ func newRuntime(cfg agentapi.Config, log *slog.Logger) (*runtime, error) {
 		hostID: cfg.HostID, log: log, st: st, pm: pm, cache: cfg.ImageCacheDir, now: time.Now,
 		locks: map[string]*sync.Mutex{}, act: map[string]*activity{},
 		statePath: filepath.Join(cfg.PoolPath, ".cocalc-agent", "state.json"),
+	}
+	// Once per start: what runs a container depends on the machine
+	// (its hard rlimits, its cgroups, the runtimes installed), not on
+	// the project. Projects fail to start without it; status says why.
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	r.podmanRT = pm.Probe(pctx)
+	cancel()
+	pm.Use(r.podmanRT)
+	if r.podmanRT.Error != "" {
+		log.Warn("no podman settings run a container", "err", r.podmanRT.Error)
+	} else {
+		log.Info("podman settings", "source", r.podmanRT.Source, "runtime", r.podmanRT.Runtime, "cgroup_manager", r.podmanRT.CgroupManager, "ulimits", strings.Join(r.podmanRT.Ulimits, " "))
 	}
 	r.gpus, r.gpuN, err = podman.GPUPassthrough("/dev", podman.CDIDirs)
 	if err != nil {

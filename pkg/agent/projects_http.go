@@ -19,7 +19,7 @@ import (
 // startProjects makes the project runtime, finds the containers that run
 // on this host, and starts the activity loop.
 func (s *server) startProjects(ctx context.Context) error {
-	r, err := newRuntime(s.cfg, s.log)
+	r, err := newRuntime(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
 	}

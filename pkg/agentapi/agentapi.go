@@ -44,6 +44,46 @@ type Status struct {
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	Storage       Storage   `json:"storage"`
 	PID           int       `json:"pid"`
+	// Podman is how the agent runs containers on this machine.
+	Podman *PodmanRuntime `json:"podman,omitempty"`
+}
+
+// Where the agent's podman settings come from.
+const (
+	PodmanFromProbe          = "probe"
+	PodmanFromContainersConf = "containers_conf"
+)
+
+// PodmanRuntime are the podman settings the agent found to run a
+// container on its machine (probed once at start with a tiny container),
+// or that a containers.conf override imposes.
+type PodmanRuntime struct {
+	Source string `json:"source"` // PodmanFromProbe or PodmanFromContainersConf
+	// Runtime and CgroupManager are podman's --runtime and
+	// --cgroup-manager; empty means podman's own default.
+	Runtime       string `json:"runtime,omitempty"`
+	CgroupManager string `json:"cgroup_manager,omitempty"`
+	// Ulimits are the --ulimit values every project container gets:
+	// podman's defaults clamped to the agent's own hard limits.
+	Ulimits []string `json:"ulimits,omitempty"`
+	// Error says why no setting ran a container (projects cannot start).
+	Error string `json:"error,omitempty"`
+}
+
+func (r PodmanRuntime) String() string {
+	if r.Source == PodmanFromContainersConf {
+		return "settings from providers.local.containers_conf"
+	}
+	if r.Error != "" {
+		return "no working settings found: " + r.Error
+	}
+	or := func(s string) string {
+		if s == "" {
+			return "default"
+		}
+		return s
+	}
+	return fmt.Sprintf("runtime %s, cgroup manager %s, ulimits %s (probed)", or(r.Runtime), or(r.CgroupManager), strings.Join(r.Ulimits, " "))
 }
 
 // DialTimeout bounds connecting to the socket. A local socket either

@@ -53,7 +53,7 @@ func agentLine(a *AgentHealth) string {
 		return "not answering: " + a.Error
 	}
 	s := a.Status
-	return fmt.Sprintf("%s, up %s, %s free of %s on %s", s.Version, time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second),
+	return fmt.Sprintf("version %s, up %s, %s free of %s on %s", s.Version, time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second),
 		bytesHuman(s.Storage.FreeBytes), bytesHuman(s.Storage.TotalBytes), s.Storage.Kind)
 }
 

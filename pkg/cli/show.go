@@ -80,6 +80,9 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 		}
 		if d.Agent != nil {
 			kv("agent", agentLine(d.Agent))
+			if st := d.Agent.Status; st != nil && st.Podman != nil {
+				kv("podman", st.Podman.String())
+			}
 		}
 		if d.Ingress != nil {
 			kv("ingress", ingressLine(*d.Ingress, f.Now()))

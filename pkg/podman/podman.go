@@ -4,8 +4,9 @@
 // (so that a restarted agent finds its containers again), and GPUs passed
 // through CDI where the host has NVIDIA GPUs.
 //
-// Host-specific podman settings (runtime, cgroup manager, ulimits) are not
-// code: they come from a containers.conf given as Config.ContainersConf.
+// Host-specific podman settings (runtime, cgroup manager, ulimits) are
+// probed on the machine (Probe, Use); a containers.conf given as
+// Config.ContainersConf overrides them.
 package podman
 
 import (
@@ -41,7 +42,10 @@ var ErrNotFound = errors.New("not found")
 type Config = agentapi.PodmanConfig
 
 // Podman calls the podman command line.
-type Podman struct{ cfg Config }
+type Podman struct {
+	cfg Config
+	rt  Runtime
+}
 
 // New returns a Podman for cfg.
 func New(cfg Config) (*Podman, error) {
@@ -54,12 +58,14 @@ func New(cfg Config) (*Podman, error) {
 	return &Podman{cfg: cfg}, nil
 }
 
-// GlobalArgs are the flags that select the store.
+// GlobalArgs are the flags that select the store, the OCI runtime and
+// the cgroup manager.
 func (p *Podman) GlobalArgs() []string {
+	args := runtimeArgs(p.rt.Runtime, p.rt.CgroupManager)
 	if p.cfg.Root == "" {
-		return nil
+		return args
 	}
-	return []string{"--root", p.cfg.Root, "--runroot", p.cfg.RunRoot, "--tmpdir", p.cfg.TmpDir}
+	return append(args, "--root", p.cfg.Root, "--runroot", p.cfg.RunRoot, "--tmpdir", p.cfg.TmpDir)
 }
 
 // Env is the environment podman runs with.
@@ -227,6 +233,8 @@ func (p *Podman) Start(ctx context.Context, s RunSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Any --ulimit replaces podman's defaults: these are all of them.
+	args = append(append([]string{args[0]}, p.ulimitArgs()...), args[1:]...)
 	out, err := p.Run(ctx, args...)
 	if err != nil {
 		return "", err

@@ -240,3 +240,48 @@ func TestBuildImageFromDebianPackages(t *testing.T) {
 		t.Fatalf("second build: cached=%v err=%v\n%s", cached, err, log.String())
 	}
 }
+
+// Without a containers.conf, the probe finds a runtime, cgroup manager
+// and ulimits that run a project container on this machine (whose hard
+// RLIMIT_NOFILE may be below podman's default), and containers started
+// with them get the clamped limits.
+func TestProbeFindsWorkingSettings(t *testing.T) {
+	e := podmantest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if rt := e.Podman.Probe(ctx); rt.Source != "containers_conf" || rt.Runtime != "" || rt.Ulimits != nil {
+		t.Fatalf("with a containers.conf the probe decides nothing; got %+v", rt)
+	}
+	cfg := e.Config
+	cfg.ContainersConf = ""
+	p, err := podman.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := p.Probe(ctx)
+	if rt.Error != "" || rt.Source != "probe" {
+		t.Fatalf("probe: %+v", rt)
+	}
+	want, err := podman.ClampedUlimits()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(rt.Ulimits, " ") != strings.Join(want, " ") {
+		t.Fatalf("ulimits %v, want %v", rt.Ulimits, want)
+	}
+	p.Use(rt)
+	name := "probe-" + uuid.NewString()[:8]
+	e.RemoveContainers(t, "probe-test="+name)
+	if _, err := p.Start(ctx, podman.RunSpec{Name: name, Image: e.Image, Labels: map[string]string{"probe-test": name},
+		MemoryBytes: 64 << 20, CPUs: 0.5, PidsLimit: 50, Command: []string{"sleep", "300"}}); err != nil {
+		t.Fatalf("start with the probed settings: %v", err)
+	}
+	out, err := p.Run(ctx, "exec", name, "sh", "-c", "ulimit -Hn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nofile := want[0][strings.LastIndexByte(want[0], ':')+1:]
+	if strings.TrimSpace(out) != nofile {
+		t.Fatalf("hard nofile in the container %q, want %s (from %s)", strings.TrimSpace(out), nofile, want[0])
+	}
+}

@@ -11,9 +11,9 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 )
 
-// Options for the projects a local host runs. Settings that only some
-// machines need (the podman runtime, cgroup manager and ulimits of
-// machine.md) live in a containers.conf named here, not in code.
+// Options for the projects a local host runs. The podman runtime, cgroup
+// manager and ulimits are probed by the agent (podman.Probe); a
+// containers.conf named here overrides them.
 const (
 	// OptionContainersConf is a containers.conf for the agent's podman
 	// (passed as CONTAINERS_CONF).
