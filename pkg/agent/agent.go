@@ -61,6 +61,10 @@ func Main(ctx context.Context, configPath string) error {
 		return err
 	}
 	defer s.stopProjects()
+	if s.backups, err = newBackups(s.proj, cfg.PoolPath); err != nil {
+		logger.Error("refusing to start", "err", err)
+		return err
+	}
 	if err := s.startAccess(); err != nil {
 		logger.Error("refusing to start", "err", err)
 		return err
@@ -190,6 +194,8 @@ type server struct {
 	// Who may reach projects, and the listeners they use (ingress.go).
 	access  *accessCache
 	ingress *ingress
+	// Backups of projects with restic (backup.go).
+	backups *backups
 }
 
 func (s *server) routes() http.Handler {
@@ -198,6 +204,7 @@ func (s *server) routes() http.Handler {
 	s.projectRoutes(mux)
 	s.transferRoutes(mux)
 	s.accessRoutes(mux)
+	s.backupRoutes(mux)
 	return mux
 }
 

@@ -124,6 +124,9 @@ var codeStatus = map[string]int{
 	agentapi.CodeUnsupported: http.StatusNotImplemented,
 	agentapi.CodeInternal:    http.StatusInternalServerError,
 	agentapi.CodeNoRoom:      http.StatusConflict,
+	// The agent's backup configuration, not the caller's, needs renewal.
+	agentapi.CodeBackupConfig: http.StatusUnauthorized,
+	agentapi.CodeUnavailable:  http.StatusServiceUnavailable,
 }
 
 func (s *server) writeErr(w http.ResponseWriter, r *http.Request, err error) {

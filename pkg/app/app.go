@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
 	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
@@ -175,6 +176,9 @@ func (a *App) Projects(ctx context.Context) (*projects.Service, error) {
 			return nil, err
 		}
 		ps.Keys = func() (*tokens.Keyring, error) { return tokens.LoadOrCreate(path, a.now()) }
+		b := a.cfg.Backup
+		ps.Backup = projects.BackupSettings{ConfigTTL: b.ConfigTTL, Schedule: b.Schedule,
+			Keep: agentapi.BackupForgetRequest{KeepLast: b.KeepLast, KeepDaily: b.KeepDaily, KeepWeekly: b.KeepWeekly, KeepMonthly: b.KeepMonthly}}
 		a.projects = ps
 	}
 	return a.projects, nil
@@ -215,6 +219,7 @@ func (a *App) Handler(ctx context.Context) (queue.Handler, error) {
 	m := &queue.Mux{Default: svc}
 	m.Handle("project", projects.Handler{S: ps})
 	m.Handle("move", projects.MoveCleanupHandler{S: ps})
+	m.Handle("backup", projects.BackupHandler{S: ps})
 	return m, nil
 }
 

@@ -188,6 +188,22 @@ func (f *Factory) Catalog(ctx context.Context) (*catalog.Cache, error) {
 	return a.Catalog(ctx)
 }
 
+// Backups returns the backup service: this process's own, as a server
+// does not serve backups yet.
+func (f *Factory) Backups(ctx context.Context) (BackupService, error) {
+	if c, err := f.Remote(); c != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, errkind.Errorf(errkind.Refused, "backups are not served by `cocalc-hosts serve` yet: run this command where the state database is (without server.url)")
+	}
+	a, err := f.App()
+	if err != nil {
+		return nil, err
+	}
+	return a.Projects(ctx)
+}
+
 // Projects returns the project service.
 func (f *Factory) Projects(ctx context.Context) (ProjectService, error) {
 	if c, err := f.Remote(); c != nil || err != nil {

@@ -47,6 +47,7 @@ project.` + asHelp,
 		newProjectExecCmd(f, as), newProjectShellCmd(f, as),
 		newProjectSnapshotCmd(f, as), newProjectSnapshotsCmd(f, as), newProjectRestoreCmd(f, as),
 		newProjectMoveCmd(f, as), newProjectCloneCmd(f, as),
+		newProjectBackupCmd(f, as), newProjectBackupsCmd(f, as),
 		newProjectCollaboratorsCmd(f, as), newProjectOpenCmd(f, as),
 		newProjectSSHCmd(f, as), newProjectSSHConfigCmd(f, as), newProjectSSHCertCmd(f, as),
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,8 @@ type ProjectListOptions struct {
 	All     bool
 	Deleted bool
 	Refresh bool
+	// StaleBackups lists only projects whose newest backup is older.
+	StaleBackups time.Duration
 }
 
 func newProjectListCmd(f *Factory, as *asFlag) *cobra.Command {
@@ -36,11 +39,15 @@ so projects their hosts stopped for being idle show as stopped.`,
 	cmd.Flags().BoolVar(&o.All, "all", false, "every account's projects (admins)")
 	cmd.Flags().BoolVar(&o.Deleted, "deleted", false, "include deleted projects")
 	cmd.Flags().BoolVar(&o.Refresh, "refresh", false, "ask the hosts for each project's state")
+	cmd.Flags().DurationVar(&o.StaleBackups, "stale-backups", 0, "only projects whose newest backup is older than this (or that have none), such as 24h")
 	cmd.RegisterFlagCompletionFunc("host", completeHosts(f)) //nolint:errcheck
 	return cmd
 }
 
 func runProjectList(ctx context.Context, f *Factory, as *asFlag, o *ProjectListOptions) error {
+	if o.StaleBackups != 0 {
+		return runStaleBackups(ctx, f, as, o)
+	}
 	c, ps, err := withProjects(ctx, f, as)
 	if err != nil {
 		return err
@@ -80,5 +87,31 @@ func runProjectList(ctx context.Context, f *Factory, as *asFlag, o *ProjectListO
 			fmt.Fprintln(f.IO.ErrOut, "no projects; make one with `cocalc-hosts project create --host HOST`")
 		}
 		return nil
+	})
+}
+
+// runStaleBackups lists the projects whose backups are older than asked.
+func runStaleBackups(ctx context.Context, f *Factory, as *asFlag, o *ProjectListOptions) error {
+	if o.StaleBackups < 0 || o.Host != "" || o.Deleted || o.Refresh {
+		return usagef("--stale-backups takes a positive age such as 24h, and goes only with --all")
+	}
+	c, ps, err := withBackups(ctx, f, as)
+	if err != nil {
+		return err
+	}
+	list, err := ps.StaleBackups(ctx, c, o.All, o.StaleBackups)
+	if err != nil {
+		return err
+	}
+	return f.render(list, func(w *Out) error {
+		t := w.table("ID", "TITLE", "OWNER", "STATE", "LAST BACKUP")
+		for _, p := range list {
+			last := "never"
+			if p.LastBackup != nil {
+				last = ago(f.Now(), *p.LastBackup)
+			}
+			t.row(p.ID, orDash(truncate(p.Title, 24)), p.Owner, string(p.State), last)
+		}
+		return t.flush()
 	})
 }

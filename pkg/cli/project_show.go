@@ -57,6 +57,14 @@ func runProjectShow(ctx context.Context, f *Factory, as *asFlag, o *ProjectShowO
 		kv("created", d.CreatedAt.Local().Format("2006-01-02 15:04:05")+" ("+ago(now, d.CreatedAt)+")")
 		kv("last action", orDash(d.LastAction))
 		kv("last error", orDash(d.LastError))
+		if b := d.Backups.LastBackup; b != nil {
+			kv("last backup", fmt.Sprintf("%s (%s), %d backup(s)", b.Local().Format("2006-01-02 15:04:05"), ago(now, *b), d.Backups.Count))
+		} else {
+			kv("last backup", "never")
+		}
+		for _, sc := range d.Backups.StaleOn {
+			kv("stale copy", fmt.Sprintf("on host %s since %s (restored elsewhere)", sc.HostID, ago(now, sc.MarkedAt)))
+		}
 		if d.PendingJob != nil {
 			kv("pending", fmt.Sprintf("%s (%s, attempt %d)", d.PendingJob.Action, d.PendingJob.State, d.PendingJob.Attempts))
 		}

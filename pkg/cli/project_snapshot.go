@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -87,57 +86,4 @@ func runProjectSnapshots(ctx context.Context, f *Factory, as *asFlag, o *Project
 		}
 		return t.flush()
 	})
-}
-
-// ProjectRestoreOptions are the inputs of `project restore`.
-type ProjectRestoreOptions struct {
-	Project  string
-	Snapshot string
-	Path     string
-	NoWait   bool
-}
-
-func newProjectRestoreCmd(f *Factory, as *asFlag) *cobra.Command {
-	o := &ProjectRestoreOptions{}
-	cmd := projectCmd(f, as, &cobra.Command{
-		Use:   "restore PROJECT --snapshot NAME [--path PATH]",
-		Short: "Restore a file, a directory or the whole home from a snapshot",
-		Long: `Put back PATH (relative to the project's home; without --path, the whole
-home) as it was in a snapshot, replacing what is there now. What was there
-before is kept in a new snapshot named pre-restore-<time>, so a restore can
-itself be undone.`,
-	}, o, &o.Project, runProjectRestore)
-	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "snapshot to restore from (see `project snapshots`)")
-	cmd.Flags().StringVar(&o.Path, "path", "", "file or directory in the home to restore (default: the whole home)")
-	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "only queue the action")
-	cmd.MarkFlagRequired("snapshot") //nolint:errcheck
-	return cmd
-}
-
-func runProjectRestore(ctx context.Context, f *Factory, as *asFlag, o *ProjectRestoreOptions) error {
-	c, ps, err := withProjects(ctx, f, as)
-	if err != nil {
-		return err
-	}
-	sub, err := ps.Restore(ctx, c, o.Project, o.Snapshot, o.Path)
-	if err != nil {
-		return err
-	}
-	if err := finishProject(ctx, f, sub, o.NoWait); err != nil {
-		return err
-	}
-	if o.NoWait || f.jsonOutput() {
-		return nil
-	}
-	// Name the safety snapshot: the newest pre-restore one.
-	if snaps, err := ps.Snapshots(ctx, c, sub.Project.ID); err == nil {
-		sort.Slice(snaps, func(i, j int) bool { return snaps[i].Name < snaps[j].Name })
-		for i := len(snaps) - 1; i >= 0; i-- {
-			if strings.HasPrefix(snaps[i].Name, "pre-restore-") {
-				fmt.Fprintf(f.IO.ErrOut, "what was there before the restore is in snapshot %s\n", snaps[i].Name)
-				break
-			}
-		}
-	}
-	return nil
 }

@@ -88,6 +88,21 @@ type ProjectService interface {
 
 var _ ProjectService = (*projects.Service)(nil)
 
+// BackupService is what backup commands ask (backup_config.go,
+// project_backup.go, project_restore.go, project list --stale-backups).
+// Only the control plane itself serves it so far: a server's clients are
+// told to run these commands where the database is.
+type BackupService interface {
+	SetBackupConfig(ctx context.Context, c projects.Caller, repository string, credentials map[string]string) (projects.BackupConfigView, error)
+	GetBackupConfig(ctx context.Context) (projects.BackupConfigView, error)
+	StartBackup(ctx context.Context, c projects.Caller, id string) (projects.Submitted, error)
+	Backups(ctx context.Context, c projects.Caller, id string) ([]projects.BackupInfo, error)
+	RestoreBackup(ctx context.Context, c projects.Caller, id string, r projects.RestoreBackupRequest) (projects.Submitted, error)
+	StaleBackups(ctx context.Context, c projects.Caller, all bool, age time.Duration) ([]projects.StaleBackup, error)
+}
+
+var _ BackupService = (*projects.Service)(nil)
+
 // The clients of a server implement the same services.
 var (
 	_ HostService    = client.Hosts{}

@@ -80,7 +80,7 @@ func runWorker(cmd *cobra.Command, f *Factory, o *WorkerOptions) error {
 	w, err := worker.New(ctx, a, worker.Options{
 		Concurrency: o.Concurrency, Lease: o.Lease, Drain: o.Drain,
 		ReconcileInterval: o.ReconcileInterval, CatalogInterval: cfg.Catalog.RefreshInterval, ProjectSyncInterval: o.ProjectSyncInterval,
-		AccessInterval: cfg.Ingress.ACLTTL,
+		AccessInterval: cfg.Ingress.ACLTTL, BackupInterval: min(cfg.Backup.Schedule, time.Minute),
 		OnJob: func(e queue.Event) {
 			if !f.jsonOutput() {
 				switch e.Kind {
@@ -127,6 +127,14 @@ func printDutyEvent(f *Factory, e worker.Event) {
 			fmt.Fprintf(w, "idle stop: host %s: %s\n", st.Name, st.Error)
 		default:
 			fmt.Fprintf(w, "idle stop: host %s has been idle past its policy: stopping it (job %s)\n", st.Name, shortID(st.Job))
+		}
+	case e.Backups != nil:
+		if rep := e.Backups; rep.Queued > 0 {
+			if f.jsonOutput() {
+				printJSONLine(w, map[string]any{"backups": rep})
+			} else {
+				fmt.Fprintf(w, "backups: %d scheduled backup(s) queued\n", rep.Queued)
+			}
 		}
 	case e.Access != nil:
 		rep := e.Access

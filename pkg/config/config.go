@@ -98,6 +98,12 @@ type Settings struct {
 		RateLimit float64
 		Burst     int
 	}
+	// Backup is how projects are backed up (backup.*).
+	Backup struct {
+		ConfigTTL                                    time.Duration
+		Schedule                                     time.Duration // 0: no scheduled backups
+		KeepLast, KeepDaily, KeepWeekly, KeepMonthly int
+	}
 
 	// Providers holds providers.NAME.KEY: options by provider name.
 	Providers map[string]map[string]string

@@ -115,6 +115,18 @@ var keys = []key{
 		}},
 	{name: "server.burst", def: "100", number: true, desc: "requests each account may make to `serve` at once above server.rate_limit",
 		set: whole(1, func(s *Settings) *int { return &s.Server.Burst })},
+	{name: "backup.config_ttl", def: "1h", desc: "how long a host keeps a project's backup configuration before it must get it again from the control plane",
+		set: duration(time.Second, func(s *Settings) *time.Duration { return &s.Backup.ConfigTTL })},
+	{name: "backup.schedule", def: "24h", desc: "how often `worker` backs up each project (0: only `project backup`)",
+		set: duration(0, func(s *Settings) *time.Duration { return &s.Backup.Schedule })},
+	{name: "backup.keep_last", def: "0", number: true, desc: "after a scheduled backup, keep this many newest backups (with the keep_* rules below; all 0 keeps every backup)",
+		set: whole(0, func(s *Settings) *int { return &s.Backup.KeepLast })},
+	{name: "backup.keep_daily", def: "7", number: true, desc: "after a scheduled backup, keep the newest backup of each of this many days",
+		set: whole(0, func(s *Settings) *int { return &s.Backup.KeepDaily })},
+	{name: "backup.keep_weekly", def: "4", number: true, desc: "after a scheduled backup, keep the newest backup of each of this many weeks",
+		set: whole(0, func(s *Settings) *int { return &s.Backup.KeepWeekly })},
+	{name: "backup.keep_monthly", def: "6", number: true, desc: "after a scheduled backup, keep the newest backup of each of this many months",
+		set: whole(0, func(s *Settings) *int { return &s.Backup.KeepMonthly })},
 }
 
 // MaxTokenLife bounds tokens.ttl, tokens.ssh_cert_validity and

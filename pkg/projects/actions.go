@@ -359,11 +359,15 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string, purge bool) (
 		if !purge {
 			return Submitted{}, refused("project %s was on host %s, which was deleted with its files; remove the record with --purge", p.ID, h.Name)
 		}
+		br, err := s.purgeBackups(ctx, nil, p)
+		if err != nil {
+			return Submitted{}, err
+		}
 		if err := s.Store.PurgeProject(ctx, p.ID); err != nil {
 			return Submitted{}, err
 		}
 		p.State = model.ProjectDeleted
-		return Submitted{Project: p, Note: "its host " + h.Name + " was deleted with its files; the record is removed"}, nil
+		return Submitted{Project: p, Note: "its host " + h.Name + " was deleted with its files; the record is removed; backups: " + br.String()}, nil
 	}
 	if _, err := s.hostOf(ctx, p, "delete"); err != nil {
 		return Submitted{}, err
@@ -497,6 +501,8 @@ type Detail struct {
 	PendingJob *model.Job `json:"pending_job,omitempty"`
 	// LastMove is the project's newest move or clone (move.go).
 	LastMove *model.Move `json:"last_move,omitempty"`
+	// Backups: the newest backup and copies left on other hosts.
+	Backups BackupFreshness `json:"backups"`
 }
 
 // Show returns a project and, when its host runs, what the host says
@@ -523,6 +529,9 @@ func (s *Service) Show(ctx context.Context, c Caller, id string) (Detail, error)
 		d.PendingJob = &jobs[0]
 	}
 	if d.LastMove, err = s.LastMove(ctx, p.ID); err != nil {
+		return d, err
+	}
+	if d.Backups, err = s.Freshness(ctx, p.ID); err != nil {
 		return d, err
 	}
 	if p.DeletedAt != nil {

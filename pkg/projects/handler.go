@@ -138,6 +138,11 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 			break
 		}
 		if pl.Purge {
+			var br DeleteBackupsResult
+			if br, err = s.purgeBackups(ctx, &host, p); err != nil {
+				break
+			}
+			progress(fmt.Sprintf("backups of project %s: %s", p.ID, br))
 			progress(fmt.Sprintf("destroying the home, snapshots and scratch of project %s on %s", p.ID, host.Name))
 			if err = client.DeleteProject(ctx, p.ID); err == nil {
 				err = s.Store.PurgeProject(ctx, p.ID)

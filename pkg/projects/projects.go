@@ -51,6 +51,8 @@ type Service struct {
 	Ingress IngressSettings
 	// KeepSource is how long a moved project's old copy is kept.
 	KeepSource time.Duration
+	// Backup are the backup settings (backup.go).
+	Backup BackupSettings
 }
 
 // New returns a service with defaults.
@@ -264,6 +266,11 @@ type payload struct {
 	Purge    bool   `json:"purge,omitempty"`
 	Snapshot string `json:"snapshot,omitempty"`
 	Path     string `json:"path,omitempty"`
+	// Backup jobs (backup_handler.go): restore to scratch or onto host
+	// ToHost; Scheduled applies the retention policy after a backup.
+	ToScratch bool   `json:"to_scratch,omitempty"`
+	ToHost    string `json:"to_host,omitempty"`
+	Scheduled bool   `json:"scheduled,omitempty"`
 	// By is the operator who acted for the project's owner.
 	By string `json:"by,omitempty"`
 	// MoveID is the move or clone a job carries out.

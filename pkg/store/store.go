@@ -87,6 +87,7 @@ type Store interface {
 	IngressStore // ingress.go: project collaborators, account SSH keys, hosts' ingress
 	AccountStore // accounts.go: accounts, API keys and the audit log of server mode
 	MoveStore    // moves.go: moves and clones of projects
+	BackupStore  // backup.go: backup configuration, project keys, backup records
 }
 
 // HostFilter selects hosts. Zero values select everything live.

@@ -2,7 +2,8 @@
 // worker that runs jobs, and the periodic duties beside it — reconcile
 // the database with the providers, refresh expired catalogs and recompute
 // usage, record the project states the hosts report, stop hosts idle
-// past their policy, and refresh the running hosts' access lists. `cocalc-hosts worker` runs them; so will a server.
+// past their policy, refresh the running hosts' access lists, and queue
+// scheduled backups. `cocalc-hosts worker` runs them; so will a server.
 //
 // Like every package but the command layer, it prints nothing: what the
 // duties do arrives as Events.
@@ -34,6 +35,9 @@ type Options struct {
 	// it, and hosts never go stale while the control plane runs. The
 	// first refresh is at once.
 	AccessInterval time.Duration
+	// BackupInterval is how often projects due for a scheduled backup
+	// (backup.schedule) are looked for; the first look is at once.
+	BackupInterval time.Duration
 	// OnJob hears the queue's events; OnDuty what the duties did. Either
 	// may be nil. They are called from several goroutines at once.
 	OnJob  func(queue.Event)
@@ -50,6 +54,7 @@ const (
 	ProjectSync Duty = "project sync"
 	IdleStop    Duty = "idle stop"
 	Access      Duty = "access lists"
+	Backups     Duty = "backups"
 )
 
 // Event is one outcome of a duty: an error, or a report.
@@ -60,6 +65,7 @@ type Event struct {
 	ProjectSync *projects.SyncReport
 	IdleStop    *hosts.IdleStop
 	Access      *projects.PushReport
+	Backups     *projects.ScheduleReport
 }
 
 // Worker is a queue worker with its duties.
@@ -107,6 +113,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.o.AccessInterval > 0 {
 			go w.access(ctx) // hosts learn of changes made while no worker ran
 			every(ctx, w.o.AccessInterval, w.access)
+		}
+		if w.o.BackupInterval > 0 {
+			go w.backups(ctx)
+			every(ctx, w.o.BackupInterval, w.backups)
 		}
 	}
 	return w.q.Run(ctx, w.o.Drain)
@@ -233,4 +243,21 @@ func (w *Worker) access(ctx context.Context) {
 		return
 	}
 	w.emit(Event{Duty: Access, Access: &rep})
+}
+
+// backups queues the scheduled backups that are due.
+func (w *Worker) backups(ctx context.Context) {
+	ps, err := w.app.Projects(ctx)
+	if err != nil {
+		w.emit(Event{Duty: Backups, Err: err})
+		return
+	}
+	rep, err := ps.ScheduleBackups(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.emit(Event{Duty: Backups, Err: err})
+		}
+		return
+	}
+	w.emit(Event{Duty: Backups, Backups: &rep})
 }
