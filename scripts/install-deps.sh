@@ -4,7 +4,7 @@
 # started: tests start their own throwaway Postgres cluster and sshd.
 set -eu
 need=""
-for pkg in postgresql btrfs-progs podman runc restic openssh-server openssh-client \
+for pkg in postgresql btrfs-progs podman runc restic openssh-server openssh-client rclone \
 	iproute2 util-linux mmdebstrap uidmap ca-certificates git shellcheck e2fsprogs systemd jq rsync wrk; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need="$need $pkg"
 done
