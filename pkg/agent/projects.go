@@ -488,6 +488,15 @@ func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjec
 		// A container that was created but did not start would block the
 		// next start under the same name.
 		r.pm.Remove(context.WithoutCancel(ctx), rs.Name, 0) //nolint:errcheck
+		// What fails the same way every time is not worth a retry:
+		// say so, with the fix.
+		if d, ok := podman.Diagnose(err); ok {
+			code := agentapi.CodeInvalid
+			if d.Problem == podman.ProblemPermission {
+				code = agentapi.CodeUnsupported
+			}
+			return agentapi.ProjectStatus{}, perr(code, "start project %s: %v; %s", id, err, d.Fix)
+		}
 		return agentapi.ProjectStatus{}, fmt.Errorf("start project %s: %w", id, err)
 	}
 	r.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -283,5 +284,27 @@ func TestProbeFindsWorkingSettings(t *testing.T) {
 	nofile := want[0][strings.LastIndexByte(want[0], ':')+1:]
 	if strings.TrimSpace(out) != nofile {
 		t.Fatalf("hard nofile in the container %q, want %s (from %s)", strings.TrimSpace(out), nofile, want[0])
+	}
+}
+
+// Failures that repeat on every attempt are told apart from the rest, by
+// podman's and the OCI runtimes' own messages (as podman 4.3 and runc
+// print them).
+func TestDiagnose(t *testing.T) {
+	for _, c := range []struct{ msg, problem string }{
+		{"runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied", podman.ProblemPermission},
+		{"crun: opening file `memory.max` for writing: Permission denied: OCI permission denied", podman.ProblemPermission},
+		{"range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available", podman.ProblemLimits},
+		{"localhost/nope: image not known", podman.ProblemImage},
+		{"runc: runc create failed: unable to start container process: exec: \"python3\": executable file not found in $PATH: OCI runtime attempted to invoke a command that was not found", podman.ProblemImage},
+		{"cannot connect to the Podman socket", ""},
+	} {
+		d, ok := podman.Diagnose(fmt.Errorf("start: %w", &podman.Error{Args: []string{"run"}, Msg: c.msg}))
+		if ok != (c.problem != "") || d.Problem != c.problem {
+			t.Errorf("%q: got %+v %v, want problem %q", c.msg, d, ok, c.problem)
+		}
+		if ok && d.Fix == "" {
+			t.Errorf("%q: no fix named", c.msg)
+		}
 	}
 }

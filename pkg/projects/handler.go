@@ -107,9 +107,11 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 	purged := false
 	switch job.Action {
 	case model.ActionProjectCreate:
-		info, err := client.Image(ctx, p.Image)
-		if err != nil {
-			return queue.Result{}, classify(host, err)
+		// (No `:=` of err in this case: it would hide the start's error
+		// from the check after the switch.)
+		info, ierr := client.Image(ctx, p.Image)
+		if ierr != nil {
+			return queue.Result{}, classify(host, ierr)
 		}
 		if !info.Present {
 			progress(fmt.Sprintf("pulling image %s onto %s", p.Image, host.Name))
