@@ -202,7 +202,7 @@ func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h 
 		return caps{}, invalid("--cpus %g is more than host %s has (%d)", l.CPUs, h.Name, res.CPUs)
 	}
 	if l.DiskBytes > int64(res.Storage.TotalBytes) {
-		return caps{}, invalid("--disk %s is more than host %s has (%s)", FormatBytes(l.DiskBytes), h.Name, FormatBytes(int64(res.Storage.TotalBytes)))
+		return caps{}, invalid("--disk %s is more than host %s has (%s); ask for less --disk, or use a host made with a bigger disk (`cocalc-hosts create … --disk GB`)", FormatBytes(l.DiskBytes), h.Name, FormatBytes(int64(res.Storage.TotalBytes)))
 	}
 	// Memory: the limits of the running projects (the agent's live view)
 	// plus this one must fit.

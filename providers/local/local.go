@@ -415,7 +415,9 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 	return p.instance(r, ps, provider.StateRunning), nil
 }
 
-// Stop stops the host's agent; the pool and its data stay.
+// Stop stops the host's agent and releases its pool: a stopped host holds
+// no mount and no loop device, as a stopped VM holds no disk (Start mounts
+// it again). The pool's data stay.
 func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instance, error) {
 	const op = "stop"
 	name, err := p.refName(op, ref)
@@ -433,6 +435,11 @@ func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instanc
 	}
 	if err := p.stopAgent(ctx, ps); err != nil {
 		return provider.Instance{}, fmt.Errorf("stop %s: %w", name, err)
+	}
+	if r.Storage == agentapi.StorageBtrfs {
+		if err := btrfs.Unmount(ctx, ps.pool); err != nil {
+			return provider.Instance{}, fmt.Errorf("stop %s: %w", name, err)
+		}
 	}
 	return p.instance(r, ps, provider.StateStopped), nil
 }

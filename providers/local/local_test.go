@@ -303,6 +303,14 @@ func TestBtrfsHostLifecycle(t *testing.T) {
 	if _, err := os.Lstat(ps.socket); !os.IsNotExist(err) {
 		t.Fatalf("socket after stop: %v", err)
 	}
+	// As a stopped VM holds no disk, a stopped host holds no mount and
+	// no loop device.
+	if btrfs.IsMounted(ps.pool) {
+		t.Fatal("the pool is still mounted after stop")
+	}
+	if devs, err := btrfs.LoopDevices(ctx, ps.image); err != nil || len(devs) > 0 {
+		t.Fatalf("loop devices after stop: %v %v", devs, err)
+	}
 	if _, err := p2.Stop(ctx, provider.Ref{Name: name}); err != nil {
 		t.Fatalf("stopping a stopped host: %v", err)
 	}
