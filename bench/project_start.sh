@@ -30,8 +30,20 @@ providers:
     snapshot_interval: "0"
 CONF
 RR=
+P=
+# Benchmarks clean up like tests: the project goes first (a host that
+# still holds projects refuses to be deleted), then the host and its
+# agent; an agent the delete could not end is killed, and the run fails.
 cleanup() {
-	"$BIN" delete bench --yes >/dev/null 2>&1 || true
+	status=$?
+	[ -z "$P" ] || "$BIN" project delete "$P" --purge --yes >/dev/null 2>&1 || true
+	if ! "$BIN" delete bench --yes >/dev/null 2>&1; then
+		echo "project_start.sh: deleting its host failed; killing its agent" >&2
+		for f in "$W"/state/cocalc-hosts/providers/local/local-hosts/*/agent.pid; do
+			[ -f "$f" ] && kill -9 "$(cut -d' ' -f1 "$f")" 2>/dev/null
+		done
+		status=1
+	fi
 	if [ -n "$RR" ]; then
 		CONTAINERS_CONF=$W/containers.conf podman --root "$W/podman/root" --runroot "$RR" --tmpdir "$W/podman/tmp" rm -af -t 0 >/dev/null 2>&1 || true
 		CONTAINERS_CONF=$W/containers.conf podman --root "$W/podman/root" --runroot "$RR" --tmpdir "$W/podman/tmp" rmi -af >/dev/null 2>&1 || true
@@ -39,6 +51,7 @@ cleanup() {
 	for m in $(awk -v w="$W" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do umount "$m"; done
 	rm -rf "$W"
 	[ -z "$RR" ] || rm -rf "$RR"
+	exit $status
 }
 trap cleanup EXIT
 ms() { date +%s%N | cut -c1-13; }
