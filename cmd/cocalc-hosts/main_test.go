@@ -107,6 +107,10 @@ func runScripts(t *testing.T, backend string) {
 			"lambdareqs":     cmdLambdaRequests,
 			"lambdacapacity": cmdLambdaCapacity,
 			"ingressget":     cmdIngressGet,
+			"restserver":     cmdRESTServer,
+			"s3server":       cmdS3Server,
+			"backupcache":    cmdBackupCache,
+			"nodata":         cmdNoData,
 		},
 	})
 }

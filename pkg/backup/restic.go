@@ -252,13 +252,15 @@ func classify(verb string, repo Repo, stderr string, err error) error {
 		detail = err.Error()
 	}
 	var kind error
+	// Auth and network failures first: restic adds "Is there a
+	// repository" to any failure to open the config.
 	switch {
-	case noRepoRE.MatchString(stderr):
-		kind = ErrNoRepository
 	case authRE.MatchString(stderr):
 		kind = ErrAuth
 	case unreachableRE.MatchString(stderr):
 		kind = ErrUnreachable
+	case noRepoRE.MatchString(stderr):
+		kind = ErrNoRepository
 	case notFoundRE.MatchString(stderr):
 		kind = ErrNotFound
 	default:
@@ -267,11 +269,16 @@ func classify(verb string, repo Repo, stderr string, err error) error {
 	return fmt.Errorf("restic %s on %s: %s: %w", verb, redact(repo.URL), detail, kind)
 }
 
+// lastLine is restic's "Fatal: …" line, else its last line.
 func lastLine(s string) string {
 	var last string
 	sc := bufio.NewScanner(strings.NewReader(s))
 	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "Is there a repository") {
+		l := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(l, "Fatal: ") {
+			return strings.TrimPrefix(l, "Fatal: ")
+		}
+		if l != "" {
 			last = l
 		}
 	}

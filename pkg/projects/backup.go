@@ -538,8 +538,10 @@ func (s *Service) ScheduleBackups(ctx context.Context) (ScheduleReport, error) {
 			rep.Skipped++
 			continue
 		}
-		if _, err := s.enqueue(ctx, p, model.ActionBackupCreate, payload{Scheduled: true}); err != nil {
-			// A project with other pending work is backed up next pass.
+		sub, err := s.enqueue(ctx, p, model.ActionBackupCreate, payload{Scheduled: true})
+		if err != nil || sub.Note != "" {
+			// Other pending work, or this backup still pending: the next
+			// pass looks again.
 			rep.Skipped++
 			continue
 		}
