@@ -149,3 +149,25 @@ func TestFlagsOverrideConfig(t *testing.T) {
 		t.Errorf("settings: %+v", got)
 	}
 }
+
+// --help shows each flag's value type, not a `quoted` word of its usage
+// (pflag reads those as the type name), and boolean flags without
+// "[=true|false]".
+func TestHelpShowsFlagTypes(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	code, out, errOut := run(t, "create", "--help")
+	if code != 0 {
+		t.Fatalf("create --help exited %d: %s", code, errOut)
+	}
+	for _, want := range []string{"--cloud string ", "--address string ", "--dry-run    ", "(see cocalc-hosts providers)", `(default "table")`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("create --help lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"[=true|false]", "--cloud cocalc-hosts", "--address cocalc-hosts"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("create --help shows %q:\n%s", bad, out)
+		}
+	}
+}

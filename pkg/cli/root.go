@@ -107,6 +107,7 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 	}
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
+	useFlagUsages(root)
 	pf := root.PersistentFlags()
 	pf.String("db", "", "state database: SQLite file path or postgres://user@host:port/db (password in ~/.pgpass)")
 	pf.StringVar(&f.ConfigPath, "config", "", "config file (default $XDG_CONFIG_HOME/cocalc-hosts/config.yaml)")
