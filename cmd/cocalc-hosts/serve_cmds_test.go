@@ -24,6 +24,7 @@ import (
 // commands logged in to it with an API key. These scripts are left out,
 // each for being about what only direct mode has:
 var serveExcluded = map[string]string{
+	"accounts.txtar":              "makes accounts and keys as whoever holds the database; server_mode.txtar does it through the server",
 	"bad_input.txtar":             "checks --db and config-file errors, which a client of a server never reads",
 	"catalog_clouds.txtar":        "adds providers and refreshes the catalog: `providers` and `catalog` read the database directly",
 	"catalog_create.txtar":        "configures providers with `providers add` and `config set`, which the server does not read back",
@@ -145,12 +146,41 @@ func startServer(env *testscript.Env) error {
 		logFile.Close()
 	}()
 	env.Defer(func() {
+		// The key must not be in the server's argv or environment, its
+		// log, or the files the script's client keeps but credentials.json.
+		secret := strings.TrimPrefix(key.Key, "chk_")
+		var leaks []string
+		for _, f := range []string{fmt.Sprintf("/proc/%d/cmdline", srv.Process.Pid), fmt.Sprintf("/proc/%d/environ", srv.Process.Pid)} {
+			if b, err := os.ReadFile(f); err != nil {
+				env.T().Fatal(fmt.Sprintf("scan %s: %v", f, err))
+			} else if bytes.Contains(b, []byte(secret)) {
+				leaks = append(leaks, f)
+			}
+		}
+		for _, v := range env.Vars {
+			if strings.Contains(v, secret) {
+				leaks = append(leaks, "the scripts' environment")
+			}
+		}
+		for _, f := range []string{serverCfg, filepath.Join(work, "config", "cocalc-hosts", "config.yaml")} {
+			if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(secret)) {
+				leaks = append(leaks, f)
+			}
+		}
 		srv.Process.Signal(syscall.SIGTERM) //nolint:errcheck
 		select {
 		case <-exited:
 		case <-time.After(time.Minute):
 			srv.Process.Kill() //nolint:errcheck
 			<-exited
+		}
+		if b, _ := os.ReadFile(logFile.Name()); bytes.Contains(b, []byte(secret)) {
+			leaks = append(leaks, "serve's log")
+		} else if len(b) == 0 {
+			leaks = append(leaks, "(serve's log is empty: the scan saw nothing)")
+		}
+		if len(leaks) > 0 {
+			env.T().Fatal("the API key appears in clear in: " + strings.Join(leaks, ", "))
 		}
 	})
 	var url string

@@ -99,9 +99,15 @@ func runAPIKey(ctx context.Context, f *Factory, as *asFlag, verb string, o *APIK
 			return nil
 		})
 	case "revoke":
+		// Not followed by the list: the key revoked may be the one this
+		// command used.
 		if err := svc.RevokeKey(ctx, c, o.ID); err != nil {
 			return err
 		}
+		return f.render(map[string]string{"revoked": o.ID}, func(w *Out) error {
+			fmt.Fprintf(w, "API key %s revoked\n", o.ID)
+			return nil
+		})
 	}
 	keys, err := svc.Keys(ctx, c, o.All)
 	if err != nil {
