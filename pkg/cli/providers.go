@@ -47,7 +47,12 @@ func newProvidersCmd(f *Factory) *cobra.Command {
 					if c.DiskResize && c.DiskResizeRequiresStop {
 						resize = "when stopped"
 					}
-					t.row(p.Name, yesNo(p.Configured), string(c.Stop), resize, yesNo(c.PersistentDisk), yesNo(c.GPU), yesNo(c.Zones), yesNo(c.Spot),
+					configured := yesNo(p.Configured)
+					if !p.Configured && !c.CheckCredentials {
+						// local, sim, ssh: usable as they are.
+						configured = "not needed"
+					}
+					t.row(p.Name, configured, string(c.Stop), resize, yesNo(c.PersistentDisk), yesNo(c.GPU), yesNo(c.Zones), yesNo(c.Spot),
 						yesNo(c.CustomImage), p.Description)
 				}
 				return t.flush()

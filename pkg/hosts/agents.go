@@ -6,6 +6,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
 // AgentConnector opens a client to a host's agent. The agent API listens
@@ -31,6 +32,11 @@ func (LocalAgents) AgentClient(_ context.Context, h model.Host) (*agentapi.Clien
 func (s *Service) AgentClient(ctx context.Context, h model.Host) (*agentapi.Client, error) {
 	if h.Status != model.StatusRunning {
 		return nil, refused("host %s is %s; start it with `cocalc-hosts start %s`", h.Name, h.Status, h.Name)
+	}
+	// A simulated host is a row in the database: there is no agent to
+	// reach, and no project can run on it.
+	if r, err := provider.Lookup(h.Provider); err == nil && r.Capabilities.Simulated {
+		return nil, refused("host %s is on %s, a simulated cloud: its hosts run no agent and no projects; use a local (`cocalc-hosts create --cloud local`) or cloud host", h.Name, h.Provider)
 	}
 	c := s.Agents
 	if c == nil {
