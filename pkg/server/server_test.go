@@ -39,7 +39,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // env is a server on a real database, reached over real HTTP on loopback,
 // with an admin (root), two users (alice, bob) and their keys.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	db    string // the database: an SQLite path or a postgres URL
 	st    store.Store
 	srv   *server.Server
@@ -73,7 +73,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 }
 func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
 
-func newEnv(t *testing.T, backend string, tune func(*server.Server)) *env {
+func newEnv(t testing.TB, backend string, tune func(*server.Server)) *env {
 	tmp := t.TempDir()
 	t.Setenv("HOME", tmp)
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(tmp, "config"))
