@@ -210,8 +210,11 @@ type RefreshResult struct {
 
 // RefreshedCatalog is one provider's fresh catalog.
 type RefreshedCatalog struct {
-	Provider       string    `json:"provider"`
-	MachineTypes   int       `json:"machine_types"`
+	Provider string `json:"provider"`
+	// Rows are offers: a machine type in one region or zone.
+	Rows         int `json:"rows"`
+	MachineTypes int `json:"machine_types"`
+	// Available counts rows with capacity.
 	Available      int       `json:"available"`
 	PricingSource  string    `json:"pricing_source"`
 	PricingVersion string    `json:"pricing_version"`
@@ -247,12 +250,15 @@ reported by name; the other clouds are still refreshed.`,
 			cats, errs := cache.RefreshAll(ctx, ps)
 			res := RefreshResult{Refreshed: []RefreshedCatalog{}, Failed: []RefreshFailure{}}
 			for _, c := range cats {
-				rc := RefreshedCatalog{Provider: c.Provider, MachineTypes: len(c.Entries), FetchedAt: c.FetchedAt}
+				rc := RefreshedCatalog{Provider: c.Provider, Rows: len(c.Entries), FetchedAt: c.FetchedAt}
+				types := map[string]bool{}
 				for _, e := range c.Entries {
+					types[e.InstanceType] = true
 					if e.Available {
 						rc.Available++
 					}
 				}
+				rc.MachineTypes = len(types)
 				if len(c.Entries) > 0 {
 					rc.PricingSource, rc.PricingVersion = c.Entries[0].PricingSource, c.Entries[0].PricingVersion
 				}
@@ -270,8 +276,8 @@ reported by name; the other clouds are still refreshed.`,
 			}
 			err = f.render(res, func(o *Out) error {
 				for _, r := range res.Refreshed {
-					fmt.Fprintf(o, "%s: %d machine types (%d with capacity), prices from %s (%s)\n",
-						r.Provider, r.MachineTypes, r.Available, orDash(r.PricingSource), r.PricingVersion)
+					fmt.Fprintf(o, "%s: %d machine types in %d rows (machine type and place; %d with capacity), prices from %s (%s)\n",
+						r.Provider, r.MachineTypes, r.Rows, r.Available, orDash(r.PricingSource), r.PricingVersion)
 				}
 				return nil
 			})
