@@ -149,38 +149,43 @@ func startServer(env *testscript.Env) error {
 		// The key must not be in the server's argv or environment, its
 		// log, or the files the script's client keeps but credentials.json.
 		secret := strings.TrimPrefix(key.Key, "chk_")
-		var leaks []string
+		var problems []string
 		for _, f := range []string{fmt.Sprintf("/proc/%d/cmdline", srv.Process.Pid), fmt.Sprintf("/proc/%d/environ", srv.Process.Pid)} {
 			if b, err := os.ReadFile(f); err != nil {
 				env.T().Fatal(fmt.Sprintf("scan %s: %v", f, err))
 			} else if bytes.Contains(b, []byte(secret)) {
-				leaks = append(leaks, f)
+				problems = append(problems, f)
 			}
 		}
 		for _, v := range env.Vars {
 			if strings.Contains(v, secret) {
-				leaks = append(leaks, "the scripts' environment")
+				problems = append(problems, "the scripts' environment")
 			}
 		}
 		for _, f := range []string{serverCfg, filepath.Join(work, "config", "cocalc-hosts", "config.yaml")} {
 			if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(secret)) {
-				leaks = append(leaks, f)
+				problems = append(problems, f)
 			}
 		}
+		// A graceful stop: SIGTERM ends serve, with status 0.
 		srv.Process.Signal(syscall.SIGTERM) //nolint:errcheck
 		select {
 		case <-exited:
+			if code := srv.ProcessState.ExitCode(); code != 0 {
+				problems = append(problems, fmt.Sprintf("(serve exited %d on SIGTERM)", code))
+			}
 		case <-time.After(time.Minute):
 			srv.Process.Kill() //nolint:errcheck
 			<-exited
+			problems = append(problems, "(serve did not stop within a minute of SIGTERM)")
 		}
 		if b, _ := os.ReadFile(logFile.Name()); bytes.Contains(b, []byte(secret)) {
-			leaks = append(leaks, "serve's log")
+			problems = append(problems, "serve's log")
 		} else if len(b) == 0 {
-			leaks = append(leaks, "(serve's log is empty: the scan saw nothing)")
+			problems = append(problems, "(serve's log is empty: the scan saw nothing)")
 		}
-		if len(leaks) > 0 {
-			env.T().Fatal("the API key appears in clear in: " + strings.Join(leaks, ", "))
+		if len(problems) > 0 {
+			env.T().Fatal("the API key appears in clear in, or serve failed: " + strings.Join(problems, ", "))
 		}
 	})
 	var url string
