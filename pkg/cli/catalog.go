@@ -12,6 +12,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -132,7 +133,7 @@ func printCatalog(f *Factory, o *Out, res CatalogResult, disk catalog.DiskPricin
 		if e.GPUCount > 0 {
 			gpu = fmt.Sprintf("%d x %s", e.GPUCount, e.GPUModel)
 			if e.GPUMemoryGiB > 0 {
-				gpu += fmt.Sprintf(" (%gG)", e.GPUMemoryGiB)
+				gpu += " (" + model.FormatGiB(e.GPUMemoryGiB) + "G)"
 			}
 		}
 		spot := "-"
@@ -143,7 +144,7 @@ func printCatalog(f *Factory, o *Out, res CatalogResult, disk catalog.DiskPricin
 		if !e.Available {
 			capacity = "no"
 		}
-		t.row(e.Provider, e.Region, orDash(e.Zone), e.InstanceType, fmt.Sprint(e.VCPUs), fmt.Sprintf("%g", e.MemoryGiB),
+		t.row(e.Provider, e.Region, orDash(e.Zone), e.InstanceType, fmt.Sprint(e.VCPUs), model.FormatGiB(e.MemoryGiB),
 			gpu, fmt.Sprintf("%.4f", e.HourlyPrice), spot, fmt.Sprintf("%.4f", disk.ForEntry(e).PerGBMonth), capacity, orDash(e.PricingSource))
 	}
 	if err := t.flush(); err != nil {
@@ -326,8 +327,8 @@ func printDryRun(f *Factory, w *Out, req hosts.CreateRequest, plan hosts.Plan) e
 	if c.GPUCount > 0 {
 		gpu = fmt.Sprintf(", %d x %s", c.GPUCount, c.GPUModel)
 	}
-	fmt.Fprintf(w, "dry run: would create host %s on %s: %s in %s (%d vCPUs, %g GiB%s)\n",
-		req.Name, c.Provider, c.InstanceType, where, c.VCPUs, c.MemoryGiB, gpu)
+	fmt.Fprintf(w, "dry run: would create host %s on %s: %s in %s (%d vCPUs, %s GiB%s)\n",
+		req.Name, c.Provider, c.InstanceType, where, c.VCPUs, model.FormatGiB(c.MemoryGiB), gpu)
 	prices := orDash(c.PricingSource)
 	if c.Simulated && !strings.Contains(prices, "simulated") {
 		prices += ", simulated"

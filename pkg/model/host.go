@@ -6,6 +6,8 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -201,4 +203,11 @@ type Account struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Disabled accounts are refused by the server, whatever key they use.
 	Disabled bool `json:"disabled"`
+}
+
+// FormatGiB shows an amount of memory in GiB for people: to a tenth,
+// without trailing zeros (catalogs give RAM such as 2.3021358869347655
+// when a cloud counts in MB or GB).
+func FormatGiB(v float64) string {
+	return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64)
 }

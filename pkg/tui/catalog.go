@@ -9,6 +9,8 @@ import (
 
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
 // catalogView is the cross-cloud catalog, cheapest first, filtered as
@@ -224,7 +226,7 @@ func machineCell(e *Machine, col int) string {
 	case ccCPU:
 		return fmt.Sprint(e.CPUs)
 	case ccRAM:
-		return fmt.Sprintf("%g", e.MemoryGiB)
+		return model.FormatGiB(e.MemoryGiB)
 	case ccGPU:
 		if e.GPUCount == 0 {
 			return "-"
