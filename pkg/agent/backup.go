@@ -181,15 +181,19 @@ func (b *backups) create(ctx context.Context, id string, version int64) (agentap
 	} else if !ok {
 		return agentapi.BackupResult{}, perr(agentapi.CodeNotFound, "project %s has no home on this host", id)
 	}
-	if err := b.restic.Init(ctx, repo); err != nil {
-		return agentapi.BackupResult{}, b.resticErr(id, err)
-	}
 	dir, done, err := b.readOnlyView(ctx, id)
 	if err != nil {
 		return agentapi.BackupResult{}, err
 	}
 	defer done()
+	// Every restic call derives the repository's key (≈0.6 s here), so
+	// the repository is made only when the first backup finds none.
 	sum, err := b.restic.Backup(ctx, repo, dir, b.r.hostID, b.tags(id))
+	if errors.Is(err, backup.ErrNoRepository) {
+		if err = b.restic.Init(ctx, repo); err == nil {
+			sum, err = b.restic.Backup(ctx, repo, dir, b.r.hostID, b.tags(id))
+		}
+	}
 	if err != nil {
 		return agentapi.BackupResult{}, b.resticErr(id, err)
 	}
