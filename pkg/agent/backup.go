@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,9 @@ import (
 // backupPrefix names the read-only snapshot a backup is read from; it
 // lives only while restic reads it.
 const backupPrefix = "backup-"
+
+// fullIDRE is a whole restic snapshot id.
+var fullIDRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // backups backs up this host's projects with restic, with configuration
 // the control plane hands out per project (agentapi.BackupConfig).
@@ -282,7 +286,14 @@ func (b *backups) restore(ctx context.Context, id string, version int64, req age
 	} else if !ok {
 		return agentapi.BackupRestoreResult{}, perr(agentapi.CodeNotFound, "project %s has no home on this host", id)
 	}
-	snap, err := b.restic.Find(ctx, repo, projectTags(id), req.Backup)
+	var snap backup.Snapshot
+	if fullIDRE.MatchString(req.Backup) {
+		// The control plane resolved it already; a lookup would cost a
+		// restic call (a key derivation). restic refuses an unknown id.
+		snap = backup.Snapshot{ID: req.Backup, ShortID: req.Backup[:8]}
+	} else {
+		snap, err = b.restic.Find(ctx, repo, projectTags(id), req.Backup)
+	}
 	if errors.Is(err, backup.ErrNoRepository) {
 		return agentapi.BackupRestoreResult{}, perr(agentapi.CodeNotFound, "project %s has no backups", id)
 	}
