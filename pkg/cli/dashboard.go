@@ -93,9 +93,14 @@ func runDashboard(ctx context.Context, f *Factory, o *DashboardOptions) error {
 	// cancelled context (SIGTERM and SIGINT cancel it: Main handles them,
 	// so Bubble Tea's own handler is off), and a panic in the dashboard or
 	// in one of its reads.
-	_, err = tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(f.IO.In), tea.WithOutput(f.IO.Out),
+	final, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(f.IO.In), tea.WithOutput(f.IO.Out),
 		tea.WithoutSignalHandler()).Run()
 	if ctx.Err() != nil {
+		// Only actions still running stay queued for a worker; with
+		// none, there is nothing to say about queued work.
+		if fm, ok := final.(tui.Model); ok && fm.Running() == 0 {
+			return &interruptedError{msg: "interrupted"}
+		}
 		return ctx.Err()
 	}
 	return err

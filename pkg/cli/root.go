@@ -52,7 +52,8 @@ func Execute(ctx context.Context, f *Factory, args []string) int {
 	if errors.As(err, &nf) && notFoundHints[nf.Type] != "" {
 		msg += "; " + notFoundHints[nf.Type]
 	}
-	if code == ExitInterrupted {
+	var ie *interruptedError
+	if code == ExitInterrupted && !errors.As(err, &ie) {
 		msg = "interrupted; queued work stays queued and any worker will finish it (`cocalc-hosts worker --drain`)"
 	}
 	fmt.Fprintln(f.IO.ErrOut, "Error: "+strings.ReplaceAll(msg, "\n", " "))
@@ -65,6 +66,14 @@ var notFoundHints = map[string]string{
 	"host":    "`cocalc-hosts list` shows the hosts",
 	"project": "`cocalc-hosts project list` shows the projects",
 }
+
+// interruptedError is an interruption whose command says itself what it
+// leaves behind (exit code ExitInterrupted).
+type interruptedError struct{ msg string }
+
+func (e *interruptedError) Error() string           { return e.msg }
+func (e *interruptedError) ErrorKind() errkind.Kind { return errkind.Canceled }
+func (e *interruptedError) Is(target error) bool    { return target == context.Canceled }
 
 // ranError carries an error returned by a command's own code (its run
 // hooks), so that Execute can tell it from cobra's parsing errors.

@@ -271,3 +271,7 @@ func compact(bs []keyBinding) []keyBinding {
 	}
 	return out
 }
+
+// Running is the number of actions started from the dashboard that have
+// not finished.
+func (m Model) Running() int { return len(m.jobs) }
