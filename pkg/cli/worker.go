@@ -147,6 +147,12 @@ func printDutyEvent(f *Factory, e worker.Event) {
 		for _, h := range rep.Unreachable {
 			fmt.Fprintf(w, "access lists: host %s not reached (%s); it keeps its list for ingress.acl_max_stale\n", h.Name, h.Error)
 		}
+	case e.MovesCleaned > 0:
+		if f.jsonOutput() {
+			printJSONLine(w, map[string]any{"moves_cleaned": e.MovesCleaned})
+			return
+		}
+		fmt.Fprintf(w, "move cleanup: the old copies of %d moved project(s) kept for moves.keep_source are being deleted\n", e.MovesCleaned)
 	case e.ProjectSync != nil:
 		rep := e.ProjectSync
 		if f.jsonOutput() {

@@ -382,6 +382,16 @@ func (mv *mover) precopy(ctx context.Context) error {
 	if _, _, err := mv.method(ctx); err != nil {
 		return err
 	}
+	if mv.m.Round == 0 && mv.m.LastSent == "" {
+		// A fresh start: what an earlier move left where a host could not
+		// be reached to roll it back goes now.
+		if err := mv.src.DropTransfer(ctx, mv.p.ID); err != nil {
+			return err
+		}
+		if err := mv.dst.DropTransfer(ctx, mv.dstID); err != nil {
+			return dstErr{err}
+		}
+	}
 	if mv.m.Method != agentapi.TransferBtrfs {
 		// tar copies the whole home each time: it is copied once, stopped.
 		return nil
@@ -463,7 +473,10 @@ func (mv *mover) cutover(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.scheduleCleanup(ctx, mv.m)
+	if s.KeepSource <= 0 {
+		return s.queueCleanup(ctx, mv.m)
+	}
+	return nil
 }
 
 // final sends what changed since pre-copy (the project is stopped) and
@@ -651,18 +664,30 @@ func (s *Service) rollback(ctx context.Context, m *model.Move) {
 	s.Store.PutMove(ctx, *m) //nolint:errcheck
 }
 
-// scheduleCleanup queues deleting the old copy when it has been kept
-// long enough.
-func (s *Service) scheduleCleanup(ctx context.Context, m model.Move) error {
-	now := s.Now()
-	runAt := now
-	if m.KeepUntil != nil && m.KeepUntil.After(now) {
-		runAt = *m.KeepUntil
+// CleanupDueMoves queues deleting the old copies that have been kept for
+// moves.keep_source (a worker duty; the jobs are not queued ahead of time,
+// since a job waiting a day would keep `worker --drain` waiting too). It
+// returns how many it queued.
+func (s *Service) CleanupDueMoves(ctx context.Context) (int, error) {
+	due, err := s.Store.DueMoves(ctx, s.Now())
+	if err != nil {
+		return 0, err
 	}
+	for i, m := range due {
+		if err := s.queueCleanup(ctx, m); err != nil {
+			return i, err
+		}
+	}
+	return len(due), nil
+}
+
+// queueCleanup queues deleting a done move's old copy now.
+func (s *Service) queueCleanup(ctx context.Context, m model.Move) error {
+	now := s.Now()
 	b, _ := json.Marshal(payload{MoveID: m.ID})
 	_, _, err := s.Store.EnqueueJob(ctx, model.Job{
 		ID: uuid.NewString(), Subject: model.Subject{Kind: model.SubjectMove, ID: m.ID}, Action: model.ActionMoveCleanup,
-		Payload: b, MaxAttempts: s.MaxAttempts, RunAfter: runAt, CreatedAt: now,
+		Payload: b, MaxAttempts: s.MaxAttempts, RunAfter: now, CreatedAt: now,
 	})
 	var busy *store.BusyError
 	if errors.As(err, &busy) {

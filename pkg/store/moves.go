@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
@@ -19,16 +20,26 @@ type MoveStore interface {
 	// ListMoves returns the moves of a project (a clone counts for its
 	// source), newest first.
 	ListMoves(ctx context.Context, projectID string) ([]model.Move, error)
+	// DueMoves returns the done moves whose old copy is due for deletion.
+	DueMoves(ctx context.Context, now time.Time) ([]model.Move, error)
 	// SwitchPlacement puts project p on its new host and records m in
 	// one transaction: the moment a move takes effect.
 	SwitchPlacement(ctx context.Context, p model.Project, m model.Move) error
 }
 
-const putMoveSQL = `INSERT INTO project_moves (id, project_id, state, created_at, updated_at) VALUES ($1,$2,$3,$4,$5)
- ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`
+const putMoveSQL = `INSERT INTO project_moves (id, project_id, state, created_at, updated_at, due_at) VALUES ($1,$2,$3,$4,$5,$6)
+ ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, due_at = excluded.due_at`
 
 func putMoveArgs(m model.Move) []any {
-	return []any{m.ID, m.ProjectID, mustJSON(m), ms(m.StartedAt), ms(m.UpdatedAt)}
+	var due *time.Time
+	if m.Phase == model.MoveDone && m.Kind == model.MoveKindMove {
+		due = m.KeepUntil
+	}
+	return []any{m.ID, m.ProjectID, mustJSON(m), ms(m.StartedAt), ms(m.UpdatedAt), toNullMS(due)}
+}
+
+func (s *SQLStore) DueMoves(ctx context.Context, now time.Time) ([]model.Move, error) {
+	return s.moves(ctx, "due moves", `SELECT state FROM project_moves WHERE due_at <= $1 ORDER BY due_at, id`, ms(now))
 }
 
 func (s *SQLStore) PutMove(ctx context.Context, m model.Move) error {
@@ -53,8 +64,12 @@ func (s *SQLStore) GetMove(ctx context.Context, id string) (model.Move, error) {
 }
 
 func (s *SQLStore) ListMoves(ctx context.Context, projectID string) ([]model.Move, error) {
+	return s.moves(ctx, "list moves", `SELECT state FROM project_moves WHERE project_id = $1 ORDER BY created_at DESC, id`, projectID)
+}
+
+func (s *SQLStore) moves(ctx context.Context, op, query string, args ...any) ([]model.Move, error) {
 	out := []model.Move{}
-	err := s.each(ctx, "list moves", func(r *sql.Rows) error {
+	err := s.each(ctx, op, func(r *sql.Rows) error {
 		var state string
 		if err := r.Scan(&state); err != nil {
 			return err
@@ -65,7 +80,7 @@ func (s *SQLStore) ListMoves(ctx context.Context, projectID string) ([]model.Mov
 		}
 		out = append(out, m)
 		return nil
-	}, `SELECT state FROM project_moves WHERE project_id = $1 ORDER BY created_at DESC, id`, projectID)
+	}, query, args...)
 	return out, err
 }
 

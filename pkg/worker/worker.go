@@ -55,6 +55,7 @@ const (
 	IdleStop    Duty = "idle stop"
 	Access      Duty = "access lists"
 	Backups     Duty = "backups"
+	MoveCleanup Duty = "move cleanup"
 )
 
 // Event is one outcome of a duty: an error, or a report.
@@ -66,6 +67,8 @@ type Event struct {
 	IdleStop    *hosts.IdleStop
 	Access      *projects.PushReport
 	Backups     *projects.ScheduleReport
+	// MovesCleaned counts the old copies of moves queued for deletion.
+	MovesCleaned int
 }
 
 // Worker is a queue worker with its duties.
@@ -110,6 +113,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		every(ctx, w.o.ReconcileInterval, w.reconcile)
 		every(ctx, w.o.CatalogInterval, w.catalog)
 		every(ctx, w.o.ProjectSyncInterval, w.projectSync)
+		every(ctx, w.o.ProjectSyncInterval, w.moveCleanup)
 		if w.o.AccessInterval > 0 {
 			go w.access(ctx) // hosts learn of changes made while no worker ran
 			every(ctx, w.o.AccessInterval, w.access)
@@ -145,6 +149,20 @@ func (w *Worker) emit(e Event) {
 	if w.o.OnDuty != nil {
 		w.o.OnDuty(e)
 	}
+}
+
+// moveCleanup queues deleting the old copies moves kept long enough.
+func (w *Worker) moveCleanup(ctx context.Context) {
+	ps, err := w.app.Projects(ctx)
+	if err == nil {
+		var n int
+		if n, err = ps.CleanupDueMoves(ctx); n == 0 && err == nil {
+			return
+		}
+		w.emit(Event{Duty: MoveCleanup, Err: err, MovesCleaned: n})
+		return
+	}
+	w.emit(Event{Duty: MoveCleanup, Err: err})
 }
 
 func (w *Worker) reconcile(ctx context.Context) {
