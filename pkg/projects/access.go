@@ -16,11 +16,7 @@ func (s *Service) Exec(ctx context.Context, c Caller, id string, req agentapi.Ex
 	if len(req.Command) == 0 {
 		return -1, invalid("no command given: cocalc-hosts project exec %s -- COMMAND [ARGS...]", id)
 	}
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return -1, err
-	}
-	p, err := s.live(ctx, a, id)
+	_, p, err := s.liveFor(ctx, c, id)
 	if err != nil {
 		return -1, err
 	}

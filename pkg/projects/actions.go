@@ -312,11 +312,7 @@ func (s *Service) Restart(ctx context.Context, c Caller, id string) (Submitted, 
 }
 
 func (s *Service) lifecycle(ctx context.Context, c Caller, id string, action model.Action, what string) (Submitted, error) {
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return Submitted{}, err
-	}
-	p, err := s.live(ctx, a, id)
+	a, p, err := s.liveFor(ctx, c, id)
 	if err != nil {
 		return Submitted{}, err
 	}
@@ -343,11 +339,7 @@ func (s *Service) lifecycle(ctx context.Context, c Caller, id string, action mod
 // kept on the host; with purge its home, snapshots and scratch are
 // destroyed and its record removed.
 func (s *Service) Delete(ctx context.Context, c Caller, id string, purge bool) (Submitted, error) {
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return Submitted{}, err
-	}
-	p, err := s.project(ctx, a, id)
+	a, p, err := s.projectFor(ctx, c, id)
 	if err != nil {
 		return Submitted{}, err
 	}
@@ -387,11 +379,7 @@ func (s *Service) Snapshot(ctx context.Context, c Caller, id, name string) (Subm
 	if strings.HasPrefix(name, storage.AutoPrefix) || strings.HasPrefix(name, "pre-restore-") {
 		return Submitted{}, "", invalid("snapshot names starting with %q or %q are reserved", storage.AutoPrefix, "pre-restore-")
 	}
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return Submitted{}, "", err
-	}
-	p, err := s.live(ctx, a, id)
+	a, p, err := s.liveFor(ctx, c, id)
 	if err != nil {
 		return Submitted{}, "", err
 	}
@@ -430,11 +418,7 @@ func (s *Service) Restore(ctx context.Context, c Caller, id, snapshot, path stri
 	if err != nil {
 		return Submitted{}, invalid("--path %s", strings.TrimPrefix(strings.ReplaceAll(err.Error(), ": "+storage.ErrInvalid.Error(), ""), "path "))
 	}
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return Submitted{}, err
-	}
-	p, err := s.live(ctx, a, id)
+	a, p, err := s.liveFor(ctx, c, id)
 	if err != nil {
 		return Submitted{}, err
 	}
@@ -465,11 +449,7 @@ func (s *Service) Restore(ctx context.Context, c Caller, id, snapshot, path stri
 
 // Snapshots lists a project's snapshots, oldest first.
 func (s *Service) Snapshots(ctx context.Context, c Caller, id string) ([]agentapi.Snapshot, error) {
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	p, err := s.live(ctx, a, id)
+	_, p, err := s.liveFor(ctx, c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -509,11 +489,7 @@ type Detail struct {
 // about it; the record is brought up to date with that (an idle project
 // the host stopped shows as stopped).
 func (s *Service) Show(ctx context.Context, c Caller, id string) (Detail, error) {
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return Detail{}, err
-	}
-	p, err := s.project(ctx, a, id)
+	_, p, err := s.projectFor(ctx, c, id)
 	if err != nil {
 		return Detail{}, err
 	}
@@ -722,4 +698,25 @@ func (s *Service) refresh(ctx context.Context, ps []model.Project) ([]model.Proj
 		}
 	}
 	return ps, rep
+}
+
+// liveFor is how most project actions begin: who the caller is, and the
+// live project id names as that caller may see it.
+func (s *Service) liveFor(ctx context.Context, c Caller, id string) (actor, model.Project, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return actor{}, model.Project{}, err
+	}
+	p, err := s.live(ctx, a, id)
+	return a, p, err
+}
+
+// projectFor is liveFor for actions that also see deleted projects.
+func (s *Service) projectFor(ctx context.Context, c Caller, id string) (actor, model.Project, error) {
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return actor{}, model.Project{}, err
+	}
+	p, err := s.project(ctx, a, id)
+	return a, p, err
 }

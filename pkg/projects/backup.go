@@ -195,11 +195,7 @@ type BackupInfo struct {
 
 // StartBackup queues a backup of a project's home.
 func (s *Service) StartBackup(ctx context.Context, c Caller, id string) (Submitted, error) {
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return Submitted{}, err
-	}
-	p, err := s.live(ctx, a, id)
+	a, p, err := s.liveFor(ctx, c, id)
 	if err != nil {
 		return Submitted{}, err
 	}
@@ -215,11 +211,7 @@ func (s *Service) StartBackup(ctx context.Context, c Caller, id string) (Submitt
 // Backups lists a project's backups, oldest first: asked of its host's
 // repository when the host runs (and recorded), else as last recorded.
 func (s *Service) Backups(ctx context.Context, c Caller, id string) ([]BackupInfo, error) {
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	p, err := s.project(ctx, a, id)
+	_, p, err := s.projectFor(ctx, c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -297,11 +289,7 @@ func (s *Service) RestoreBackup(ctx context.Context, c Caller, id string, r Rest
 	if r.ToHost != "" && (clean != "" || r.ToScratch) {
 		return Submitted{}, invalid("--to restores the whole project onto another host; leave out --path and --to-scratch")
 	}
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return Submitted{}, err
-	}
-	p, err := s.live(ctx, a, id)
+	a, p, err := s.liveFor(ctx, c, id)
 	if err != nil {
 		return Submitted{}, err
 	}

@@ -749,11 +749,7 @@ func (s *Service) cleanup(ctx context.Context, m model.Move, progress func(strin
 // CleanupMove deletes now the old copy of project id's last move, instead
 // of when moves.keep_source has passed.
 func (s *Service) CleanupMove(ctx context.Context, c Caller, id string, progress func(string)) (model.Move, error) {
-	a, err := s.who(ctx, c)
-	if err != nil {
-		return model.Move{}, err
-	}
-	p, err := s.live(ctx, a, id)
+	_, p, err := s.liveFor(ctx, c, id)
 	if err != nil {
 		return model.Move{}, err
 	}

@@ -244,13 +244,8 @@ func (m *Manager) Create(ctx context.Context, id string, quotaBytes int64) (err 
 	if err := os.MkdirAll(m.SnapshotDir(id), 0o755); err != nil {
 		return fmt.Errorf("create project %s: %w", id, err)
 	}
-	for _, p := range []string{m.HomePath(id), m.ScratchPath(id)} {
-		if err := os.Lchown(p, m.owner.UID, m.owner.GID); err != nil {
-			return fmt.Errorf("create project %s: %w", id, err)
-		}
-		if err := os.Chmod(p, 0o700); err != nil {
-			return fmt.Errorf("create project %s: %w", id, err)
-		}
+	if err := m.giveToOwner(id); err != nil {
+		return fmt.Errorf("create project %s: %w", id, err)
 	}
 	if m.btrfs() {
 		if err := m.ensureGroup(ctx, id); err != nil {
@@ -783,4 +778,18 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return stdout.String(), nil
+}
+
+// giveToOwner makes a project's home and scratch the project user's, and
+// only theirs: on create and when a moved home arrives.
+func (m *Manager) giveToOwner(id string) error {
+	for _, p := range []string{m.HomePath(id), m.ScratchPath(id)} {
+		if err := os.Lchown(p, m.owner.UID, m.owner.GID); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
 }

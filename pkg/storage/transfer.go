@@ -497,13 +497,8 @@ func (m *Manager) finishCommit(ctx context.Context, id string, req CommitRequest
 	if err := m.makeVolume(ctx, m.ScratchPath(id)); err != nil {
 		return fmt.Errorf("commit project %s: scratch: %w", id, err)
 	}
-	for _, p := range []string{m.HomePath(id), m.ScratchPath(id)} {
-		if err := os.Lchown(p, m.owner.UID, m.owner.GID); err != nil {
-			return fmt.Errorf("commit project %s: %w", id, err)
-		}
-		if err := os.Chmod(p, 0o700); err != nil {
-			return fmt.Errorf("commit project %s: %w", id, err)
-		}
+	if err := m.giveToOwner(id); err != nil {
+		return fmt.Errorf("commit project %s: %w", id, err)
 	}
 	if m.btrfs() {
 		if err := m.ensureGroup(ctx, id); err != nil {
