@@ -1,6 +1,10 @@
 #!/bin/sh
 # Runs every fuzz target (parsers of outside input) for a while each:
-#   ./bench/fuzz.sh [DURATION]     default 2m per target; CI runs 3s each
+#   ./bench/fuzz.sh [BUDGET]     default 2m per target; CI runs 2000x each
+# BUDGET is go test's -fuzztime: a duration, or a count of runs ("2000x").
+# CI uses a count: a duration races Go's fuzzing coordinator at its
+# deadline on a loaded machine and fails with a bare "context deadline
+# exceeded" and no failing input (golang/go#75804).
 # A crasher lands in the package's testdata/fuzz/ and fails `go test`
 # from then on: keep it there as a regression test and fix the parser.
 set -eu

@@ -14,8 +14,26 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
-	_ "github.com/sagemathinc/cocalc-hosts/providers/sim"
+	"github.com/sagemathinc/cocalc-hosts/providers/sim"
 )
+
+// idleCloud is a cloud whose hosts run agents (sim's hosts do not: the
+// hosts service refuses to reach an agent on them) and whose API is sim's.
+type idleCloud struct{ *sim.Provider }
+
+func (idleCloud) Name() string { return "idlecloud" }
+
+func init() {
+	reg, _ := provider.Lookup(sim.Name)
+	reg.Capabilities.Simulated = false
+	provider.Register(provider.Registration{
+		Name: "idlecloud", Description: "sim's API with hosts that run agents (this test only)", Capabilities: reg.Capabilities,
+		New: func(cfg provider.Config) (provider.Provider, error) {
+			p, err := sim.New(cfg)
+			return idleCloud{p}, err
+		},
+	})
+}
 
 // oneAgent reaches this test's agent for every host.
 type oneAgent struct{ c *agentapi.Client }
@@ -47,14 +65,14 @@ func TestControlPlaneStopsIdleHost(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	dep, _ := st.Deployment(ctx)
-	sim, err := provider.Open("sim", provider.Config{Deployment: dep, State: st.ProviderState()})
+	cloud, err := provider.Open("idlecloud", provider.Config{Deployment: dep, State: st.ProviderState()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := hosts.New(st, oneProvider{sim})
+	svc := hosts.New(st, oneProvider{cloud})
 	svc.Agents = oneAgent{h.client}
 	now := time.Now()
-	host := model.Host{ID: uuid.NewString(), Name: "gpu", Owner: "alice", Provider: "sim", Region: "sim-east1",
+	host := model.Host{ID: uuid.NewString(), Name: "gpu", Owner: "alice", Provider: "idlecloud", Region: "sim-east1",
 		Status: model.StatusRunning, CreatedAt: now, UpdatedAt: now}
 	if err := st.CreateHost(ctx, host); err != nil {
 		t.Fatal(err)
