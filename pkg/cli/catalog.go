@@ -314,6 +314,36 @@ func runCreateDryRun(ctx context.Context, f *Factory, svc HostService, req hosts
 	return f.render(res, func(o *Out) error { return printDryRun(f, o, req, plan) })
 }
 
+// estimateText is what e costs per month running, part by part: only
+// what its provider bills.
+func estimateText(e catalog.Estimate) string {
+	s := fmt.Sprintf("$%.2f/month running = $%.2f compute (%d h)", e.Monthly, e.ComputeMonthly, catalog.HoursPerMonth)
+	if e.DiskIncluded {
+		s += " (no data disk is billed apart: " + strings.TrimPrefix(e.DiskPriceSource, "none: ") + ")"
+	} else {
+		s += fmt.Sprintf(" + $%.2f for a %d GB data disk at $%.4f/GB-month (%s)", e.DiskMonthly, e.DiskGB, e.DiskPricePerGBMonth, e.DiskPriceSource)
+	}
+	if e.BootDiskMonthly > 0 {
+		s += fmt.Sprintf(" + $%.2f for the boot disk", e.BootDiskMonthly)
+	}
+	return s
+}
+
+// stoppedText is what the host of e costs while stopped, or that it
+// cannot be stopped.
+func stoppedText(e catalog.Estimate) string {
+	if e.Stop == provider.StopNone {
+		return fmt.Sprintf("%s cannot stop a host; `stop --deprovision` or `delete` ends its billing", e.Provider)
+	}
+	switch {
+	case e.DiskIncluded && e.BootDiskMonthly == 0:
+		return fmt.Sprintf("$%.2f/month: nothing is billed while it is off", e.StoppedMonthly)
+	case e.BootDiskMonthly > 0:
+		return fmt.Sprintf("$%.2f/month for the disks alone", e.StoppedMonthly)
+	}
+	return fmt.Sprintf("$%.2f/month for the disk alone", e.StoppedMonthly)
+}
+
 func printDryRun(f *Factory, w *Out, req hosts.CreateRequest, plan hosts.Plan) error {
 	for _, w := range plan.Warnings {
 		fmt.Fprintln(f.IO.ErrOut, "warning: "+w)
@@ -338,13 +368,8 @@ func printDryRun(f *Factory, w *Out, req hosts.CreateRequest, plan hosts.Plan) e
 		kind = " spot"
 	}
 	fmt.Fprintf(w, "price:    $%.4f/hour%s (prices: %s, version %s)\n", e.HourlyPrice, kind, prices, c.PricingVersion)
-	boot, disks := "", "the disk"
-	if e.BootDiskMonthly > 0 {
-		boot, disks = fmt.Sprintf(" + $%.2f for the boot disk", e.BootDiskMonthly), "the disks"
-	}
-	fmt.Fprintf(w, "estimate: $%.2f/month running = $%.2f compute (%d h) + $%.2f for a %d GB data disk at $%.4f/GB-month (%s)%s\n",
-		e.Monthly, e.ComputeMonthly, catalog.HoursPerMonth, e.DiskMonthly, e.DiskGB, e.DiskPricePerGBMonth, e.DiskPriceSource, boot)
-	fmt.Fprintf(w, "stopped:  $%.2f/month for %s alone\n", e.StoppedMonthly, disks)
+	fmt.Fprintln(w, "estimate: "+estimateText(e))
+	fmt.Fprintln(w, "stopped:  "+stoppedText(e))
 	if plan.Alternatives > 0 {
 		clouds := strings.Join(append([]string{c.Provider}, plan.OtherClouds...), ", ")
 		fmt.Fprintf(w, "%d other machines on %s meet the request; if this one has no capacity they are tried cheapest first\n",

@@ -153,6 +153,9 @@ func stoppedCostOn(ctx context.Context, svc *hosts.Service, h model.Host, deprov
 		}
 	}
 	dp := svc.CatalogCache().Disk.ForHost(h.Provider, h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource)
+	if dp.Included && (deprovision || h.Spec.BootDiskMonthly == 0) {
+		return nil // nothing of it is billed while off
+	}
 	monthly := catalog.StoppedMonthly(dp, h.Spec.DiskGB)
 	gb := h.Spec.DiskGB
 	if gb <= 0 {

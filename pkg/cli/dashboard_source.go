@@ -323,8 +323,8 @@ func (s *dashboardSource) Preview(ctx context.Context, a tui.Action) (tui.Previe
 		e, c := pl.Estimate, pl.Choice
 		lines := []string{
 			fmt.Sprintf("a %s %s in %s: %d vCPU, %s GiB%s", c.Provider, c.InstanceType, orDash(where(c.Region, c.Zone)), c.VCPUs, model.FormatGiB(c.MemoryGiB), gpuText(c.GPUCount, c.GPUModel)),
-			fmt.Sprintf("$%.4f/hour while it runs: about $%.2f/month with its %d GB data disk", e.HourlyPrice, e.Monthly, e.DiskGB),
-			fmt.Sprintf("stopped it still costs about $%.2f/month (its disks)", e.StoppedMonthly),
+			fmt.Sprintf("$%.4f/hour while it runs: about %s", e.HourlyPrice, estimateText(e)),
+			"stopped: " + stoppedText(e),
 		}
 		if e.Simulated {
 			lines = append(lines, "simulated cloud: nothing is billed")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 )
 
@@ -59,7 +60,7 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 			kv("disk", fmt.Sprintf("%d GB", h.Spec.DiskGB))
 		}
 		kv("price", fmt.Sprintf("$%.4f/hour at launch", h.HourlyPrice))
-		if h.Spec.DiskPricePerGBMonth > 0 {
+		if h.Spec.DiskPricePerGBMonth > 0 && !catalog.DiskIncluded(h.Provider) {
 			kv("disk price", fmt.Sprintf("$%.4f/GB-month at launch (%s)", h.Spec.DiskPricePerGBMonth, orDash(h.Spec.DiskPriceSource)))
 		}
 		if h.Spec.BootDiskMonthly > 0 {

@@ -12,8 +12,10 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
+	_ "github.com/sagemathinc/cocalc-hosts/providers/lambda"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -176,6 +178,31 @@ func TestDiskIsBilledAtItsLaunchPrice(t *testing.T) {
 	est := catalog.DiskPricing(nil).Estimate(e, false, 100)
 	if est.DiskMonthly != 11 || est.DiskPriceSource != "gcp-billing-catalog (europe-west4)" || est.Monthly != 741 {
 		t.Fatalf("estimate %+v", est)
+	}
+}
+
+// Lambda bills no data disk (the instance's own disk is in its price)
+// and cannot stop a host: its capabilities, through catalog.DiskIncluded,
+// keep a disk out of the estimate, the stopped price and the cost, even
+// for a host launched when a disk price was recorded (issue 8 item 7).
+func TestLambdaIsBilledOnlyItsMachine(t *testing.T) {
+	e := catalog.Entry{Provider: "lambda", Region: "us-east-1", HourlyPrice: 1.29, PricingSource: "lambda-api"}
+	est := catalog.DiskPricing(nil).Estimate(e, false, 0)
+	if !est.DiskIncluded || est.DiskGB != 0 || est.DiskMonthly != 0 || est.StoppedMonthly != 0 ||
+		est.Stop != provider.StopNone || est.Monthly != catalog.Cents(1.29*catalog.HoursPerMonth) {
+		t.Fatalf("estimate %+v, want the machine alone and no stopped price", est)
+	}
+	h := model.Host{ID: "h1", Provider: "lambda", HourlyPrice: 1.29,
+		Spec: model.HostSpec{DiskGB: 10, DiskPricePerGBMonth: 0.2, DiskPriceSource: "list price of Lambda filesystems"}}
+	svc := &cost.Service{Disk: catalog.DiskPricing{"lambda": {PerGBMonth: 0.3, Source: "config"}}}
+	r := svc.RatesFor(context.Background(), h)
+	if r.DiskPricePerGBMonth != 0 {
+		t.Fatalf("rates %+v, want no disk price", r)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rows := cost.Segments(h, []model.LogEntry{{TS: t0, HostStatus: model.StatusRunning}}, r, t0.Add(10*time.Hour))
+	if tot := cost.Window(rows, time.Time{}, time.Time{}); tot.StorageCost != 0 || math.Abs(tot.ComputeCost-12.9) > 1e-9 {
+		t.Fatalf("totals %+v, want $12.90 compute and no storage", tot)
 	}
 }
 

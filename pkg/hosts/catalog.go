@@ -37,7 +37,8 @@ type Plan struct {
 	// to when the chosen one has no capacity.
 	OtherClouds []string `json:"other_clouds,omitempty"`
 	// Warnings are catalogs that could not be refreshed (stale ones were
-	// used) or clouds left out of the search.
+	// used) or could not be read at all. (Clouds left out because they
+	// cannot serve the request are named only when nothing fits.)
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -89,7 +90,6 @@ func (s *Service) plan(ctx context.Context, req *CreateRequest) (Plan, error) {
 	for _, err := range errs {
 		warnings = append(warnings, "left out: "+err.Error())
 	}
-	warnings = append(warnings, skipped...)
 	q := catalog.Query{
 		Region: req.Region, Zone: req.Zone, MachineType: req.Spec.MachineType,
 		GPUModel: req.Spec.GPUModel, GPUCount: req.Spec.GPUCount, CPUs: req.Spec.CPUs,
@@ -103,6 +103,10 @@ func (s *Service) plan(ctx context.Context, req *CreateRequest) (Plan, error) {
 		var iq *catalog.InvalidQueryError
 		var nm *catalog.NoMatchError
 		if errors.As(err, &iq) || errors.As(err, &nm) {
+			if len(skipped) > 0 {
+				// Clouds left out matter only when nothing fits.
+				err = fmt.Errorf("%w (%s)", err, strings.Join(skipped, "; "))
+			}
 			return Plan{}, errkind.Wrap(errkind.Invalid, err)
 		}
 		return Plan{}, err
@@ -122,7 +126,13 @@ func (s *Service) plan(ctx context.Context, req *CreateRequest) (Plan, error) {
 		}
 	}
 	q.Providers = []string{choice.Provider}
-	return Plan{Choice: choice, Estimate: cache.Disk.Estimate(choice, req.Spec.Spot, req.Spec.DiskGB),
+	diskGB := req.Spec.DiskGB
+	for _, p := range ps {
+		if d, ok := p.(provider.DiskDefaulter); ok && diskGB == 0 && p.Name() == choice.Provider {
+			diskGB = d.DefaultDiskGB()
+		}
+	}
+	return Plan{Choice: choice, Estimate: cache.Disk.Estimate(choice, req.Spec.Spot, diskGB),
 		Alternatives: len(rest), Query: q, OtherClouds: others, Warnings: warnings}, nil
 }
 

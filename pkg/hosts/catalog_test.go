@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -237,8 +238,14 @@ func TestCreateWithoutCloudPicksCheapestConfigured(t *testing.T) {
 	if plan.Estimate.ComputeMonthly != 310.25 || plan.Estimate.DiskGB != 100 {
 		t.Fatalf("estimate %+v", plan.Estimate)
 	}
-	if len(plan.Warnings) != 1 || !strings.Contains(plan.Warnings[0], "left out cheapest: provider cheapest has no GPUs") {
-		t.Fatalf("warnings %v", plan.Warnings)
+	// A cloud left out is not worth a warning when a machine was found;
+	// it is named when nothing fits.
+	if len(plan.Warnings) != 0 {
+		t.Fatalf("warnings %v, want none", plan.Warnings)
+	}
+	_, err = svc.Plan(ctx, hosts.CreateRequest{Name: "x", Owner: "a", Spec: model.HostSpec{GPUModel: "l4", GPUCount: 64}})
+	if errkind.Of(err) != errkind.Invalid || !strings.Contains(fmt.Sprint(err), "left out cheapest: provider cheapest has no GPUs") {
+		t.Fatalf("nothing fits: %v, want an invalid request naming the cloud left out", err)
 	}
 	// Three zones offer the L4 on each of three GPU clouds: eight other
 	// machines, two other clouds to move to if the choice has no capacity.

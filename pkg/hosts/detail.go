@@ -2,9 +2,11 @@ package hosts
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -100,7 +102,7 @@ func (s *Service) Health(ctx context.Context, h model.Host) *AgentHealth {
 // Log returns host idOrName's cloud_vm_log entries after afterID (at most
 // limit, 0: all), oldest first, with the host.
 func (s *Service) Log(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, []model.LogEntry, error) {
-	h, err := s.Store.GetHost(ctx, idOrName)
+	h, err := s.getIncludingDeleted(ctx, idOrName)
 	if err != nil {
 		return h, nil, err
 	}
@@ -109,4 +111,35 @@ func (s *Service) Log(ctx context.Context, idOrName string, afterID int64, limit
 		es = []model.LogEntry{}
 	}
 	return h, es, err
+}
+
+// getIncludingDeleted is GetHost that also finds a deleted host by name
+// (by id the store finds it anyway), as long as one deleted host carries
+// that name: a host's log is its audit trail and outlives it.
+func (s *Service) getIncludingDeleted(ctx context.Context, idOrName string) (model.Host, error) {
+	h, err := s.Store.GetHost(ctx, idOrName)
+	if !errkind.Is(err, errkind.NotFound) {
+		return h, err
+	}
+	all, lerr := s.Store.ListHosts(ctx, store.HostFilter{IncludeDeleted: true})
+	if lerr != nil {
+		return h, lerr
+	}
+	var found []model.Host
+	for _, d := range all {
+		if d.Name == idOrName && d.DeletedAt != nil {
+			found = append(found, d)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return h, err
+	case 1:
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, d := range found {
+		ids[i] = d.ID
+	}
+	return h, invalid("%d deleted hosts were named %q; give one of their ids: %s", len(found), idOrName, strings.Join(ids, ", "))
 }

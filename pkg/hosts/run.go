@@ -238,6 +238,11 @@ func applyRuntime(h *model.Host, inst provider.Instance) {
 	if inst.DataDisk != "" {
 		h.Runtime.DataDisk = inst.DataDisk
 	}
+	if inst.DiskGB > 0 {
+		// The size the provider made is the one shown and billed (a
+		// spec without --disk gets the provider's default).
+		h.Spec.DiskGB = inst.DiskGB
+	}
 	if inst.Meta != nil {
 		h.Runtime.Meta = inst.Meta
 	}

@@ -134,3 +134,37 @@ func runAll(t *testing.T, svc *hosts.Service, st store.Store) {
 		t.Fatal(err)
 	}
 }
+
+// A deleted host's log is found by its name while one deleted host
+// carries it, and by id always; with two, the name is refused naming
+// their ids (issue 8 item 15).
+func TestLogOfDeletedHosts(t *testing.T) {
+	svc, st := newService(t, func(*provider.Capabilities) {})
+	ctx := context.Background()
+	now := time.Now()
+	mk := func(id string) {
+		h := model.Host{ID: id, Name: "gone", Owner: "a", Provider: "sim", Status: model.StatusDeprovisioned,
+			CreatedAt: now, UpdatedAt: now, DeletedAt: &now}
+		if _, err := st.EnsureAccount(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateHost(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("00000000-0000-0000-0000-000000000001")
+	if h, _, err := svc.Log(ctx, "gone", 0, 0); err != nil || h.ID != "00000000-0000-0000-0000-000000000001" {
+		t.Fatalf("log of the one deleted %q: host %s, %v", "gone", h.ID, err)
+	}
+	mk("00000000-0000-0000-0000-000000000002")
+	_, _, err := svc.Log(ctx, "gone", 0, 0)
+	if errkind.Of(err) != errkind.Invalid || !strings.Contains(err.Error(), "00000000-0000-0000-0000-000000000002") {
+		t.Fatalf("log of two deleted hosts named gone: %v, want an invalid request naming their ids", err)
+	}
+	if h, _, err := svc.Log(ctx, "00000000-0000-0000-0000-000000000002", 0, 0); err != nil || h.Name != "gone" {
+		t.Fatalf("log by id: %s, %v", h.Name, err)
+	}
+	if _, _, err := svc.Log(ctx, "never", 0, 0); !errkind.Is(err, errkind.NotFound) {
+		t.Fatalf("log of a host that never was: %v, want not found", err)
+	}
+}

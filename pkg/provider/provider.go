@@ -48,6 +48,13 @@ type DiskResizer interface {
 	ResizeDisk(ctx context.Context, ref Ref, sizeGB int) (Instance, error)
 }
 
+// DiskDefaulter is implemented by providers whose data disk, when the
+// spec gives no size, is not catalog.DefaultDiskGB (10 GB) but a size set
+// in their options, so that estimates show the size Create will make.
+type DiskDefaulter interface {
+	DefaultDiskGB() int
+}
+
 // CredentialChecker is implemented by providers with credentials: one
 // cheap, read-only API call that proves the credentials work. `providers
 // add` calls it before saving the credentials reference.

@@ -39,9 +39,10 @@ const Region = "local"
 // InstanceType is the only machine type: this machine.
 const InstanceType = "local"
 
-// MinDiskGB is the smallest and the default pool size. btrfs cannot
-// reclaim metadata chunks on tiny filesystems, so smaller pools fill up
-// long before their data does.
+// MinDiskGB is the smallest pool size, and the default one unless
+// OptionPoolGB sets another. btrfs cannot reclaim metadata chunks on tiny
+// filesystems, so smaller pools fill up long before their data does. (The
+// pool is a sparse file: it takes the space its data takes.)
 const MinDiskGB = 4
 
 // Options keys (the provider's section of the config file).
@@ -52,6 +53,9 @@ const (
 	// OptionAgentStartTimeout is how long Create and Start wait for a new
 	// agent to answer, as a Go duration ("15s").
 	OptionAgentStartTimeout = "agent_start_timeout"
+	// OptionPoolGB is the size in GB of a new host's pool when `create`
+	// gives no --disk (default MinDiskGB, at least MinDiskGB).
+	OptionPoolGB = "pool_gb"
 )
 
 const (
@@ -76,8 +80,9 @@ func init() {
 }
 
 var (
-	_ provider.Provider    = (*Provider)(nil)
-	_ provider.DiskResizer = (*Provider)(nil)
+	_ provider.Provider      = (*Provider)(nil)
+	_ provider.DiskResizer   = (*Provider)(nil)
+	_ provider.DiskDefaulter = (*Provider)(nil)
 )
 
 // Provider runs hosts on this machine.
@@ -87,6 +92,7 @@ type Provider struct {
 	storage      string // "auto", agentapi.StorageBtrfs or agentapi.StorageDirectory
 	startTimeout time.Duration
 	stopTimeout  time.Duration
+	poolGB       int            // a new pool's size when the spec gives none
 	proj         projectOptions // project_options.go
 }
 
@@ -103,7 +109,7 @@ func New(cfg provider.Config) (provider.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local provider state directory: %w", err)
 	}
-	p := &Provider{cfg: cfg, root: root, storage: "auto", startTimeout: 15 * time.Second, stopTimeout: 10 * time.Second}
+	p := &Provider{cfg: cfg, root: root, storage: "auto", startTimeout: 15 * time.Second, stopTimeout: 10 * time.Second, poolGB: MinDiskGB}
 	switch s := cfg.Options[OptionStorage]; s {
 	case "", "auto":
 	case agentapi.StorageBtrfs, agentapi.StorageDirectory:
@@ -121,8 +127,18 @@ func New(cfg provider.Config) (provider.Provider, error) {
 		}
 		p.startTimeout = d
 	}
+	if s := cfg.Options[OptionPoolGB]; s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < MinDiskGB {
+			return nil, fmt.Errorf("local provider option %s=%q: want a whole number of GB, at least %d", OptionPoolGB, s, MinDiskGB)
+		}
+		p.poolGB = n
+	}
 	return p, nil
 }
+
+// DefaultDiskGB is the size of a new host's pool when the spec gives none.
+func (p *Provider) DefaultDiskGB() int { return p.poolGB }
 
 // Name returns "local".
 func (p *Provider) Name() string { return Name }
@@ -316,9 +332,10 @@ func (p *Provider) newRecord(name string, spec provider.CreateSpec) (record, err
 		return record{}, err
 	}
 	disk := spec.DiskGB
-	if disk < MinDiskGB {
-		disk = MinDiskGB
+	if disk == 0 {
+		disk = p.poolGB
 	}
+	disk = max(disk, MinDiskGB)
 	labels := map[string]string{}
 	for k, v := range spec.Labels {
 		labels[k] = v
@@ -672,6 +689,7 @@ func (p *Provider) instance(r record, ps paths, state provider.State) provider.I
 		Region:   Region,
 		State:    state,
 		DataDisk: disk,
+		DiskGB:   r.DiskGB,
 		Labels:   labels,
 		Meta:     meta,
 	}
