@@ -50,6 +50,9 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		p, inst, err = s.createWithFallback(ctx, p, &h, &pl, progress)
 		pricing = pl.PricingVersion
 		if err == nil {
+			err = s.saveInstanceID(ctx, &h, inst)
+		}
+		if err == nil {
 			inst, err = s.waitFor(ctx, p, inst, h.ID, provider.StateRunning, progress)
 		}
 		if err == nil {
@@ -181,6 +184,18 @@ func (s *Service) createInstance(ctx context.Context, p provider.Provider, h mod
 		return provider.Instance{}, err
 	}
 	return p.Create(ctx, spec)
+}
+
+// saveInstanceID writes the id of the instance just created to the host
+// at once, before waiting for it: if the wait or the bootstrap fails,
+// the retry and reconcile find the instance by this id rather than by
+// what a list reply calls it.
+func (s *Service) saveInstanceID(ctx context.Context, h *model.Host, inst provider.Instance) error {
+	if inst.ID == "" || inst.ID == h.Runtime.InstanceID {
+		return nil
+	}
+	h.Runtime.InstanceID, h.UpdatedAt = inst.ID, s.Now()
+	return s.Store.UpdateHost(ctx, *h)
 }
 
 // waitFor polls until the instance reaches want, the VM fails, or the

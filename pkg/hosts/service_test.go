@@ -168,3 +168,48 @@ func TestLogOfDeletedHosts(t *testing.T) {
 		t.Fatalf("log of a host that never was: %v, want not found", err)
 	}
 }
+
+// lostReplies is the sim whose instances are reported pending at create
+// and whose status calls all fail, as a cloud whose replies cannot be
+// read after the launch.
+type lostReplies struct{ provider.Provider }
+
+func (l lostReplies) Create(ctx context.Context, spec provider.CreateSpec) (provider.Instance, error) {
+	in, err := l.Provider.Create(ctx, spec)
+	in.State = provider.StatePending
+	return in, err
+}
+
+func (l lostReplies) Status(context.Context, provider.Ref) (provider.Instance, error) {
+	return provider.Instance{}, provider.Errorf(errkind.Refused, "sim", "status", "reply unreadable")
+}
+
+// The id of a created instance is on the host at once: a create whose
+// wait fails leaves the id for the retry and reconcile (issue 8 item 11).
+func TestCreateSavesTheInstanceIDAtOnce(t *testing.T) {
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	dep, _ := st.Deployment(ctx)
+	p, err := provider.Open("sim", provider.Config{Deployment: dep, State: st.ProviderState()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := hosts.New(st, providers{"sim": lostReplies{p}})
+	sub, err := svc.Create(ctx, hosts.CreateRequest{Name: "gpu", Owner: "a", Provider: "sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAll(t, svc, st)
+	h, _ := st.GetHost(ctx, sub.Host.ID)
+	list, err := p.List(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("instances %v, %v; want the one created", list, err)
+	}
+	if h.Status != model.StatusError || h.Runtime.InstanceID != list[0].ID {
+		t.Fatalf("after a failed wait: %s with instance %q, want error with %q", h.Status, h.Runtime.InstanceID, list[0].ID)
+	}
+}

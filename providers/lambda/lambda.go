@@ -211,17 +211,19 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		return provider.Instance{}, provider.Errorf(errkind.Capacity, Name, op,
 			"launch of %s in %s returned %d instance ids, want 1", typeName, regionName, len(launched.InstanceIDs))
 	}
+	// The id of the launch reply is the instance: whatever a later reply
+	// calls it, the host keeps this id and its own name.
 	id := launched.InstanceIDs[0]
 	in, err := p.get(ctx, op, id)
-	if err != nil {
-		// The VM exists; a later Status or Create finds it by id or name.
+	if err != nil || in.ID != id {
+		// The VM exists; a later Status finds it by this id.
 		return provider.Instance{
 			ID: id, Name: spec.Name, HostID: provider.HostIDFromName(spec.Name), Region: regionName,
 			State: provider.StatePending, SSHUser: user, SSHPort: 22, Labels: p.labels(spec.Name),
 			Meta: map[string]string{"instance_type": typeName, "ssh_key": keyName, "ssh_user": user},
 		}, nil
 	}
-	return p.instance(in, user), nil
+	return p.instanceNamed(in, spec.Name, user), nil
 }
 
 // placement picks the instance type and region for spec: the ones it
@@ -292,7 +294,7 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 	case "terminating":
 		return provider.Instance{}, provider.Errorf(errkind.NotFound, Name, op, "instance %s is being terminated", in.ID)
 	}
-	return p.instance(in, ref.Meta["ssh_user"]), nil // booting or active: already started
+	return p.instanceNamed(in, refName(ref), ref.Meta["ssh_user"]), nil // booting or active: already started
 }
 
 // Stop is refused: Lambda bills an instance until it is terminated.
@@ -327,7 +329,7 @@ func (p *Provider) status(ctx context.Context, op string, ref provider.Ref) (pro
 	if err != nil {
 		return provider.Instance{}, err
 	}
-	return p.instance(in, ref.Meta["ssh_user"]), nil
+	return p.instanceNamed(in, refName(ref), ref.Meta["ssh_user"]), nil
 }
 
 // List returns this deployment's instances that are not terminated.
@@ -348,9 +350,10 @@ func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 
 // ---- helpers
 
-// lookup finds the live instance ref points at: by id when known (and
-// only if it still carries the name we gave it), else by name. A
-// terminated instance counts as missing.
+// lookup finds the live instance ref points at: by id when known (the
+// id came from our own launch reply, so the instance is ours whatever
+// name a reply gives it, as long as it carries this deployment's SSH
+// key), else by name. A terminated instance counts as missing.
 func (p *Provider) lookup(ctx context.Context, op string, ref provider.Ref) (instance, error) {
 	name := refName(ref)
 	if ref.InstanceID != "" {
@@ -358,8 +361,11 @@ func (p *Provider) lookup(ctx context.Context, op string, ref provider.Ref) (ins
 		if err != nil {
 			return instance{}, err
 		}
-		if in.Status == "terminated" || (name != "" && in.name() != name) || !p.ours(in) {
-			return instance{}, provider.Errorf(errkind.NotFound, Name, op, "no live instance %s named %s", ref.InstanceID, name)
+		switch {
+		case in.Status == "terminated":
+			return instance{}, provider.Errorf(errkind.NotFound, Name, op, "instance %s of %s is terminated", ref.InstanceID, name)
+		case !p.ourKey(in):
+			return instance{}, provider.Errorf(errkind.NotFound, Name, op, "instance %s (for %s) carries none of this deployment's SSH keys", ref.InstanceID, name)
 		}
 		return in, nil
 	}
@@ -419,9 +425,11 @@ func (p *Provider) get(ctx context.Context, op, id string) (instance, error) {
 // ours reports whether in was made by this deployment: our name scheme
 // and our deployment's SSH key.
 func (p *Provider) ours(in instance) bool {
-	if provider.HostIDFromName(in.name()) == "" {
-		return false
-	}
+	return provider.HostIDFromName(in.name()) != "" && p.ourKey(in)
+}
+
+// ourKey reports whether in carries one of this deployment's SSH keys.
+func (p *Provider) ourKey(in instance) bool {
 	prefix := p.keyPrefix()
 	for _, k := range in.SSHKeyNames {
 		if rest, ok := strings.CutPrefix(k, prefix); ok && fingerprintRE.MatchString(rest) {
@@ -495,6 +503,17 @@ func (p *Provider) ensureSSHKey(ctx context.Context, op, pub string) (string, er
 		}
 	}
 	return name, err
+}
+
+// instanceNamed is instance for the host whose instance is called name
+// (empty: as the reply says): the name and host id are ours, not the
+// reply's.
+func (p *Provider) instanceNamed(in instance, name, user string) provider.Instance {
+	out := p.instance(in, user)
+	if name != "" {
+		out.Name, out.HostID, out.Labels = name, provider.HostIDFromName(name), p.labels(name)
+	}
+	return out
 }
 
 // instance converts in to the provider's view. user is the login user

@@ -514,3 +514,34 @@ func TestDeleteHonoursContext(t *testing.T) {
 		t.Fatalf("canceled Delete: %v, want a transient error wrapping context.Canceled", err)
 	}
 }
+
+// The instance id of the launch reply is the host's: a server whose
+// replies call every instance by another name (a mock serving the spec's
+// example, "training-node-1") neither loses the instance nor makes the
+// provider blame that name (issue 8 item 11).
+func TestLaunchReplyIDWinsOverReplyNames(t *testing.T) {
+	e := newEnv(t, fastFake(), nil)
+	ctx := ctxT(t)
+	spec := testSpec(uuid.NewString())
+	e.fake.SetReplyName("training-node-1")
+	in, err := e.p.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.ID != e.fake.Instances()[0].ID || in.Name != spec.Name || in.HostID != spec.HostID {
+		t.Fatalf("created %s named %q for host %q, want %s named %s for %s", in.ID, in.Name, in.HostID, e.fake.Instances()[0].ID, spec.Name, spec.HostID)
+	}
+	ref := in.Ref(spec.HostID)
+	got := waitState(t, e.p, ref, provider.StateRunning)
+	if got.ID != in.ID || got.Name != spec.Name || got.PublicIP == "" {
+		t.Fatalf("status %+v, want %s named %s with an address", got, in.ID, spec.Name)
+	}
+	if err := e.p.Delete(ctx, ref, false); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, e.p, ref)
+	_, err = e.p.Status(ctx, ref)
+	if !errkind.Is(err, errkind.NotFound) || strings.Contains(err.Error(), "training-node-1") {
+		t.Fatalf("status after delete: %v, want not found naming our instance", err)
+	}
+}

@@ -171,6 +171,7 @@ type Fake struct {
 	keys      []sshKey
 	launched  map[string]int // instance name → launches
 	ipSeq     int
+	replyName string // when set, every instance reply carries this name
 }
 
 // New makes a fake with o.
@@ -317,6 +318,15 @@ func (f *Fake) AddForeignInstance(name, region, typeName, keyName string) string
 		LaunchedAt: f.o.Now(), readyAt: f.o.Now(), IP: f.nextIP()}
 	f.instances = append(f.instances, in)
 	return in.ID
+}
+
+// SetReplyName makes every instance in the replies carry name, as a mock
+// server that answers with the spec's example ("training-node-1") does;
+// "" restores the real names.
+func (f *Fake) SetReplyName(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replyName = name
 }
 
 // MarkUnhealthy makes an active instance report "unhealthy" until it is
@@ -629,6 +639,9 @@ func (f *Fake) instanceJSON(in *Instance) map[string]any {
 	var name any
 	if in.Name != "" {
 		name = in.Name
+	}
+	if f.replyName != "" {
+		name = f.replyName
 	}
 	return map[string]any{
 		"id": in.ID, "name": name, "ip": ip, "status": status, "hostname": hostname,
