@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,12 +43,15 @@ func TestScriptsSQLite(t *testing.T) { runScripts(t, "sqlite") }
 func TestScriptsPostgres(t *testing.T) { runScripts(t, "postgres") }
 
 func runScripts(t *testing.T, backend string) {
-	dir, files := filepath.Join("..", "..", "testdata", "script"), []string(nil)
+	// The backends' scripts share the package's -parallel slots rather
+	// than running one backend after the other: the last long script of a
+	// backend would otherwise leave the other slot idle.
+	t.Parallel()
+	files := scriptFiles(t)
 	if backend == "serve" {
-		dir, files = "", serveScripts(t)
+		files = serveScripts(files)
 	}
 	testscript.Run(t, testscript.Params{
-		Dir:                 dir,
 		Files:               files,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
@@ -113,6 +118,26 @@ func runScripts(t *testing.T, backend string) {
 			"nodata":         cmdNoData,
 		},
 	})
+}
+
+// scriptFiles lists testdata/script, longest first: the longest scripts
+// take the longest, and starting them first keeps a long one from running
+// alone at the end.
+func scriptFiles(t *testing.T) []string {
+	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "script", "*.txtar"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts in testdata/script: %v", err)
+	}
+	size := map[string]int64{}
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size[f] = st.Size()
+	}
+	slices.SortStableFunc(files, func(a, b string) int { return cmp.Compare(size[b], size[a]) })
+	return files
 }
 
 // cmdJSONField checks a field of the JSON on the last command's stdout:

@@ -145,6 +145,7 @@ type projJSON struct {
 // transfer is left on either host once it is retried, and the retry
 // completes with the files and snapshots equal.
 func TestMoveKilledAtEachPhase(t *testing.T) {
+	t.Parallel() // with the scripts: most of its time is spent waiting on disks
 	c := newMoveCLI(t)
 	c.ok("create", "--cloud", "local", "--name", "a")
 	c.ok("create", "--cloud", "local", "--name", "b")
@@ -164,10 +165,11 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 
 	here := "a"
 	hosts := map[string]string{"a": "b", "b": "a"}
-	// grow adds a big file so that the next move streams long enough to be
-	// interrupted.
-	grow := func(n int) {
-		c.ok("project", "exec", id, "--", "sh", "-c", fmt.Sprintf("head -c 300000000 /dev/urandom > big%d", n))
+	// grow writes a new big file (in place of the last one, so that the
+	// project, and the checksums taken of it, stay small) for the next
+	// move to stream long enough to be interrupted.
+	grow := func() {
+		c.ok("project", "exec", id, "--", "sh", "-c", "head -c 300000000 /dev/urandom > big")
 	}
 	// settle checks a finished move and remembers where the project is.
 	settle := func(from, to string) {
@@ -220,9 +222,9 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 			move.Process.Kill() //nolint:errcheck
 		}, nil, true},
 	}
-	for i, k := range kills {
+	for _, k := range kills {
 		from, to := here, hosts[here]
-		grow(i)
+		grow()
 		fromPool, _ := c.agent(from)
 		toPool, _ := c.agent(to)
 		// The agents' pids are read before the move: killing one must not
@@ -256,7 +258,7 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 	// The destination's disk fills while it receives: the move fails and
 	// leaves nothing there; with room again it completes.
 	from, to := here, hosts[here]
-	grow(9)
+	grow()
 	fromPool, _ := c.agent(from)
 	toPool, _ := c.agent(to)
 	before := poolSums(t, fromPool, id)

@@ -16,6 +16,7 @@ import (
 // Projects on a remote (SSH-bootstrapped) host, in real podman containers
 // inside the test VM; an agent upgrade leaves them running and known.
 func TestSSHProjectsSurviveUpgrade(t *testing.T) {
+	t.Parallel()
 	c := newSSHCLI(t, "sqlite")
 	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{c.fleetKey()}})
 	// The podman settings this machine needs (machine.md), set on the host
