@@ -47,7 +47,13 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		json.Unmarshal(job.Payload, &pl) //nolint:errcheck // written by us
 		pricing = pl.PricingVersion
 		progress(fmt.Sprintf("creating %s instance %s (%s in %s)", p.Name(), provider.InstanceName(h.ID), h.Spec.MachineType, h.Region))
-		p, inst, err = s.createWithFallback(ctx, p, &h, &pl, progress)
+		var earlier bool
+		inst, earlier, err = s.earlierInstance(ctx, p, h, job.Attempts)
+		if earlier {
+			progress(fmt.Sprintf("instance %s (%s) made by an earlier attempt found", inst.Name, inst.ID))
+		} else if err == nil {
+			p, inst, err = s.createWithFallback(ctx, p, &h, &pl, progress)
+		}
 		pricing = pl.PricingVersion
 		if err == nil {
 			err = s.saveInstanceID(ctx, &h, inst)
@@ -184,6 +190,43 @@ func (s *Service) createInstance(ctx context.Context, p provider.Provider, h mod
 		return provider.Instance{}, err
 	}
 	return p.Create(ctx, spec)
+}
+
+// earlierInstance finds the VM an earlier attempt of this create made,
+// when there may be one: an attempt that was killed, or whose Create
+// reached the cloud but failed (a lost reply, an error returned for a VM
+// made anyway). On clouds whose names are not unique (Lambda, Hyperstack,
+// the sim's duplicate_names) a second Create would make a second VM. It
+// looks by the instance id kept on the host, else for the host label the
+// control plane puts on every VM among the provider's instances. A first
+// attempt of a host without an instance skips it: nothing has made a VM
+// for it yet, and a List per create would cost a call over the whole fleet.
+func (s *Service) earlierInstance(ctx context.Context, p provider.Provider, h model.Host, attempt int) (provider.Instance, bool, error) {
+	if attempt <= 1 && h.Runtime.InstanceID == "" {
+		return provider.Instance{}, false, nil
+	}
+	live := func(in provider.Instance) bool {
+		return in.State != provider.StateTerminated && in.State != provider.StateTerminating
+	}
+	if h.Runtime.InstanceID != "" {
+		inst, err := p.Status(ctx, refOf(h))
+		switch {
+		case err == nil && live(inst):
+			return inst, true, nil
+		case err != nil && !errkind.Is(err, errkind.NotFound):
+			return inst, false, fmt.Errorf("look for the instance of an earlier attempt: %w", err)
+		}
+	}
+	all, err := p.List(ctx)
+	if err != nil {
+		return provider.Instance{}, false, fmt.Errorf("look for the instance of an earlier attempt: %w", err)
+	}
+	for _, in := range all {
+		if (in.HostID == h.ID || in.Labels[provider.LabelHost] == h.ID) && live(in) {
+			return in, true, nil
+		}
+	}
+	return provider.Instance{}, false, nil
 }
 
 // saveInstanceID writes the id of the instance just created to the host

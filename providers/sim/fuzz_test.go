@@ -11,6 +11,7 @@ func FuzzParseOptions(f *testing.F) {
 	f.Add("capacity_error_regions", "sim-east1, sim-west1")
 	f.Add("boot_disk_gb", "-1")
 	f.Add("error_rates", "1")
+	f.Add("duplicate_names", "true")
 	f.Fuzz(func(t *testing.T, k, v string) {
 		o, err := parseOptions(map[string]string{k: v})
 		if err != nil {

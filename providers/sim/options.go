@@ -21,6 +21,10 @@ type options struct {
 	timeout       time.Duration
 	ghostRate     float64 // Create creates the VM, then reports an error anyway
 
+	// duplicateNames: Create makes a new VM on every call, as Lambda and
+	// Hyperstack do, instead of returning the one of the same name.
+	duplicateNames bool
+
 	capacityRegions map[string]bool // Create fails with KindCapacity here
 
 	bootDiskGB int // a simulated boot disk billed apart from the machine
@@ -43,6 +47,7 @@ var optionKeys = map[string]string{
 	"capacity_error_regions": "comma-separated regions where Create fails for lack of capacity",
 	"seed":                   "unsigned integer seeding the fault generator, for reproducible runs",
 	"boot_disk_gb":           "size of a simulated boot disk priced apart from the machine, like GCP's (default 0: none)",
+	"duplicate_names":        "true: every Create makes a new VM with its own id even if one of that name exists, as on clouds whose names are not unique (Lambda, Hyperstack); instances are then addressed by id (default false)",
 }
 
 func parseOptions(m map[string]string) (options, error) {
@@ -66,6 +71,8 @@ func parseOptions(m map[string]string) (options, error) {
 			o.timeoutRate, err = opts.Rate(k, v)
 		case "create_ghost_rate":
 			o.ghostRate, err = opts.Rate(k, v)
+		case "duplicate_names":
+			o.duplicateNames, err = opts.Bool(k, v)
 		case "capacity_error_regions":
 			for _, r := range opts.List(v) {
 				o.capacityRegions[r] = true

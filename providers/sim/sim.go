@@ -4,10 +4,15 @@
 //
 // Faults are injected on request (see optionKeys): transient errors, rate
 // limits, hanging calls, capacity errors, and the nastiest one a real cloud
-// produces — a Create that returns an error after it made the VM. The sim
-// never makes a second VM for one name: Create is a PutIfAbsent on the
-// instance name, so tests can assert "exactly one VM per host" by reading
-// the records (Records) and their creation counters.
+// produces — a Create that returns an error after it made the VM.
+//
+// By default the sim never makes a second VM for one name: Create is a
+// PutIfAbsent on the instance name, so tests can assert "exactly one VM
+// per host" by reading the records (Records) and their creation counters.
+// With duplicate_names it behaves like Lambda and Hyperstack instead:
+// every Create makes a new VM with its own id, records are keyed by that
+// id, and only the caller's own idempotency (look up by label, keep the id
+// of the first reply) prevents duplicates.
 package sim
 
 import (
@@ -153,7 +158,8 @@ type Disk struct {
 }
 
 // Records returns every simulated VM in state, of every deployment, keyed
-// by instance name. Tests use it to check that no host got two VMs.
+// by instance name (by instance id in duplicate_names mode). Tests use it
+// to check that no host got two VMs.
 func Records(ctx context.Context, state provider.StateStore) (map[string]Record, error) {
 	all, err := state.List(ctx, Name)
 	if err != nil {
@@ -205,10 +211,13 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 	// Idempotency first: an instance that exists is returned as it is,
 	// even if the spec changed or its region has since run out of capacity.
-	if r, err := p.get(ctx, op, spec.Name); err == nil {
-		return p.instance(r), nil
-	} else if !errkind.Is(err, errkind.NotFound) {
-		return provider.Instance{}, err
+	// A cloud whose names are not unique does not look.
+	if !p.opts.duplicateNames {
+		if r, err := p.get(ctx, op, spec.Name); err == nil {
+			return p.instance(r), nil
+		} else if !errkind.Is(err, errkind.NotFound) {
+			return provider.Instance{}, err
+		}
 	}
 	rec, err := p.newRecord(spec)
 	if err != nil {
@@ -235,13 +244,14 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	if err != nil {
 		return provider.Instance{}, fmt.Errorf("sim create %s: %w", spec.Name, err)
 	}
-	stored, err := p.state.PutIfAbsent(ctx, Name, spec.Name, raw)
+	key := p.key(rec)
+	stored, err := p.state.PutIfAbsent(ctx, Name, key, raw)
 	if err != nil {
 		return provider.Instance{}, p.storeErr(op, err)
 	}
 	if !stored {
 		// Another process created it between our get and put: theirs wins.
-		r, err := p.get(ctx, op, spec.Name)
+		r, err := p.get(ctx, op, key)
 		if err != nil {
 			return provider.Instance{}, err
 		}
@@ -307,11 +317,8 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 	if err := p.call(ctx, op); err != nil {
 		return err
 	}
-	name := refName(ref)
-	if err := validName(op, name); err != nil {
-		return err
-	}
-	r, err := p.get(ctx, op, name)
+	key, r, err := p.find(ctx, op, ref)
+	name := firstNonEmpty(r.Name, refName(ref))
 	if errkind.Is(err, errkind.NotFound) {
 		if keepDisk {
 			return err
@@ -339,9 +346,9 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 		if err := p.state.Put(ctx, Name, diskPrefix+name, raw); err != nil {
 			return p.storeErr(op, err)
 		}
-		return p.storeErr(op, p.state.Delete(ctx, Name, name))
+		return p.storeErr(op, p.state.Delete(ctx, Name, key))
 	}
-	if err := p.state.Delete(ctx, Name, name); err != nil {
+	if err := p.state.Delete(ctx, Name, key); err != nil {
 		return p.storeErr(op, err)
 	}
 	return p.storeErr(op, p.state.Delete(ctx, Name, diskPrefix+name))
@@ -352,11 +359,7 @@ func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Insta
 	if err := p.call(ctx, op); err != nil {
 		return provider.Instance{}, err
 	}
-	name := refName(ref)
-	if err := validName(op, name); err != nil {
-		return provider.Instance{}, err
-	}
-	r, err := p.get(ctx, op, name)
+	_, r, err := p.find(ctx, op, ref)
 	if err != nil {
 		return provider.Instance{}, err
 	}
@@ -400,11 +403,7 @@ func (p *Provider) update(ctx context.Context, op string, ref provider.Ref, chan
 	if err := p.call(ctx, op); err != nil {
 		return provider.Instance{}, err
 	}
-	name := refName(ref)
-	if err := validName(op, name); err != nil {
-		return provider.Instance{}, err
-	}
-	r, err := p.get(ctx, op, name)
+	key, r, err := p.find(ctx, op, ref)
 	if err != nil {
 		return provider.Instance{}, err
 	}
@@ -414,9 +413,9 @@ func (p *Provider) update(ctx context.Context, op string, ref provider.Ref, chan
 	}
 	raw, err := json.Marshal(r)
 	if err != nil {
-		return provider.Instance{}, fmt.Errorf("sim %s %s: %w", op, name, err)
+		return provider.Instance{}, fmt.Errorf("sim %s %s: %w", op, r.Name, err)
 	}
-	if err := p.state.Put(ctx, Name, name, raw); err != nil {
+	if err := p.state.Put(ctx, Name, key, raw); err != nil {
 		return provider.Instance{}, p.storeErr(op, err)
 	}
 	return p.instance(r), nil
@@ -537,17 +536,66 @@ func (p *Provider) instance(r Record) provider.Instance {
 	return inst
 }
 
-func (p *Provider) get(ctx context.Context, op, name string) (Record, error) {
-	raw, err := p.state.Get(ctx, Name, name)
+// key is where r is stored: its name, or its id when names are not unique.
+func (p *Provider) key(r Record) string {
+	if p.opts.duplicateNames {
+		return r.ID
+	}
+	return r.Name
+}
+
+// find returns the record ref points at and its key. Names identify
+// instances unless duplicate_names is on; then the instance id does, and
+// a ref without one is looked up by name among this deployment's
+// instances, which fails when the name is not unique.
+func (p *Provider) find(ctx context.Context, op string, ref provider.Ref) (string, Record, error) {
+	if p.opts.duplicateNames && ref.InstanceID != "" {
+		if strings.HasPrefix(ref.InstanceID, diskPrefix) {
+			return "", Record{}, provider.Errorf(errkind.NotFound, Name, op, "no instance with id %q", ref.InstanceID)
+		}
+		r, err := p.get(ctx, op, ref.InstanceID)
+		return ref.InstanceID, r, err
+	}
+	name := refName(ref)
+	if err := validName(op, name); err != nil {
+		return "", Record{}, err
+	}
+	if !p.opts.duplicateNames {
+		r, err := p.get(ctx, op, name)
+		return name, r, err
+	}
+	recs, err := Records(ctx, p.state)
+	if err != nil {
+		return "", Record{}, p.storeErr(op, err)
+	}
+	var keys []string
+	for k, r := range recs {
+		if r.Name == name && r.Labels[provider.LabelDeployment] == p.deployment {
+			keys = append(keys, k)
+		}
+	}
+	switch len(keys) {
+	case 0:
+		return "", Record{}, provider.Errorf(errkind.NotFound, Name, op, "no instance %q", name)
+	case 1:
+		return keys[0], recs[keys[0]], nil
+	}
+	sort.Strings(keys)
+	return "", Record{}, provider.Errorf(errkind.Conflict, Name, op,
+		"%d instances are named %q (%s); address one by its instance id", len(keys), name, strings.Join(keys, ", "))
+}
+
+func (p *Provider) get(ctx context.Context, op, key string) (Record, error) {
+	raw, err := p.state.Get(ctx, Name, key)
 	if errkind.Is(err, errkind.NotFound) {
-		return Record{}, provider.Errorf(errkind.NotFound, Name, op, "no instance %q", name)
+		return Record{}, provider.Errorf(errkind.NotFound, Name, op, "no instance %q", key)
 	}
 	if err != nil {
 		return Record{}, p.storeErr(op, err)
 	}
 	var r Record
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return Record{}, provider.Errorf(errkind.Invalid, Name, op, "record of instance %q is corrupt: %v", name, err)
+		return Record{}, provider.Errorf(errkind.Invalid, Name, op, "record of instance %q is corrupt: %v", key, err)
 	}
 	return r, nil
 }

@@ -352,3 +352,50 @@ func TestInjectedFaults(t *testing.T) {
 		t.Fatalf("retry after a ghost create must return the VM it made: %v %+v, want %s", err, inst, rec.ID)
 	}
 }
+
+// With duplicate_names the sim is a cloud whose names are not unique:
+// two Creates of one name make two VMs, and refs resolve by instance id.
+func TestDuplicateNames(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	p := newSim(t, s, map[string]string{"duplicate_names": "true"})
+	hostID := uuid.NewString()
+	a, err := p.Create(ctx, spec(hostID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Create(ctx, spec(hostID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID == b.ID || a.Name != b.Name {
+		t.Fatalf("two creates of one name: %s/%s and %s/%s, want two ids of one name", a.Name, a.ID, b.Name, b.ID)
+	}
+	recs, _ := sim.Records(ctx, s.ProviderState())
+	if _, ok := recs[a.ID]; !ok || len(recs) != 2 {
+		t.Fatalf("records %v, want two keyed by id", recs)
+	}
+	if l, err := p.List(ctx); err != nil || len(l) != 2 {
+		t.Fatalf("list: %v, %d instances, want both", err, len(l))
+	}
+	// A name alone no longer says which VM.
+	if _, err := p.Status(ctx, provider.Ref{Name: a.Name}); errkind.Of(err) != errkind.Conflict || !strings.Contains(err.Error(), "instance id") {
+		t.Fatalf("status by an ambiguous name: %v, want a conflict naming the way out", err)
+	}
+	if inst, err := p.Stop(ctx, a.Ref(hostID)); err != nil || inst.ID != a.ID || inst.State != provider.StateStopped {
+		t.Fatalf("stop by id: %v %+v", err, inst)
+	}
+	if inst, err := p.Status(ctx, b.Ref(hostID)); err != nil || inst.State != provider.StateRunning {
+		t.Fatalf("the other VM: %v %+v, want running", err, inst)
+	}
+	if err := p.Delete(ctx, b.Ref(hostID), false); err != nil {
+		t.Fatal(err)
+	}
+	// One left: the name finds it again.
+	if inst, err := p.Status(ctx, provider.Ref{Name: a.Name}); err != nil || inst.ID != a.ID {
+		t.Fatalf("status by the name of the one left: %v %+v", err, inst)
+	}
+	if _, err := p.Status(ctx, b.Ref(hostID)); !errkind.Is(err, errkind.NotFound) {
+		t.Fatalf("deleted VM: %v, want not found", err)
+	}
+}
