@@ -169,6 +169,26 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, eio ExecI
 		resp.Body.Close()
 		return -1, errors.New("agent exec: the connection cannot be upgraded")
 	}
+	code, err := Session(ctx, conn, req, eio, func(p []byte) error {
+		var er ErrorReply
+		if json.Unmarshal(p, &er) == nil && er.Error != "" {
+			return &Error{Status: http.StatusOK, Code: er.Code, Message: er.Error}
+		}
+		return &Error{Status: http.StatusOK, Code: CodeInternal, Message: string(p)}
+	})
+	var ae *Error
+	if err != nil && ctx.Err() == nil && !errors.As(err, &ae) {
+		err = fmt.Errorf("agent exec: %w", err)
+	}
+	return code, err
+}
+
+// Session is the client's side of an exec session on conn, upgraded
+// already (by an agent, or by a server relaying one): it sends stdin and
+// resizes from eio, writes the command's output to eio, and returns its
+// exit code, or the error that errFrame makes of an error frame. It
+// closes conn.
+func Session(ctx context.Context, conn io.ReadWriteCloser, req ExecRequest, eio ExecIO, errFrame func([]byte) error) (int, error) {
 	defer conn.Close()
 	// Closing the connection when ctx ends unblocks the reads below.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -221,7 +241,7 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, eio ExecI
 			if ctx.Err() != nil {
 				return -1, ctx.Err()
 			}
-			return -1, fmt.Errorf("agent exec: the session ended without an exit code: %w", err)
+			return -1, fmt.Errorf("the session ended without an exit code: %w", err)
 		}
 		switch typ {
 		case FrameStdout:
@@ -234,15 +254,11 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, eio ExecI
 			}
 		case FrameExit:
 			if len(p) != 4 {
-				return -1, errors.New("agent exec: malformed exit frame")
+				return -1, errors.New("malformed exit frame")
 			}
 			return int(int32(binary.BigEndian.Uint32(p))), nil
 		case FrameError:
-			var er ErrorReply
-			if json.Unmarshal(p, &er) == nil && er.Error != "" {
-				return -1, &Error{Status: http.StatusOK, Code: er.Code, Message: er.Error}
-			}
-			return -1, &Error{Status: http.StatusOK, Code: CodeInternal, Message: string(p)}
+			return -1, errFrame(p)
 		}
 	}
 }

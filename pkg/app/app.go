@@ -241,10 +241,7 @@ func (a *App) RunJob(ctx context.Context, job model.Job, onEvent func(queue.Even
 }
 
 // ReconcileOptions choose what a reconcile pass may change.
-type ReconcileOptions struct {
-	DryRun        bool
-	DeleteOrphans bool
-}
+type ReconcileOptions = reconcile.Pass
 
 // Reconcile compares the database with what every configured provider
 // runs (see pkg/reconcile), publishing DNS for hosts it changes.

@@ -2,11 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,12 +30,7 @@ type CatalogOptions struct {
 }
 
 // CatalogResult is `catalog`'s JSON.
-type CatalogResult struct {
-	Query    catalog.Query   `json:"query"`
-	Total    int             `json:"total"`
-	Entries  []catalog.Entry `json:"entries"`
-	Warnings []string        `json:"warnings"`
-}
+type CatalogResult = catalog.SearchResult
 
 func newCatalogCmd(f *Factory) *cobra.Command {
 	o := &CatalogOptions{}
@@ -81,46 +73,17 @@ expired ones every catalog.refresh_interval.`,
 }
 
 func runCatalog(ctx context.Context, f *Factory, o *CatalogOptions) error {
-	if o.GPUs < 0 || o.CPUs < 0 || o.RAM < 0 || o.MaxPrice < 0 || o.Limit < 0 {
-		return usagef("--gpus, --cpu, --ram, --max-price and --limit must not be negative")
-	}
-	cache, err := f.Catalog(ctx)
+	ops, err := f.Ops()
 	if err != nil {
 		return err
 	}
-	ps, err := catalogProviders(ctx, f, o.Clouds)
+	res, err := ops.SearchCatalog(ctx, catalog.Search{Limit: o.Limit, Query: catalog.Query{Providers: o.Clouds, Region: o.Region,
+		Zone: o.Zone, MachineType: o.MachineType, GPUModel: o.GPU, GPUCount: o.GPUs, CPUs: o.CPUs, MemoryGiB: o.RAM,
+		MaxPrice: o.MaxPrice, Spot: o.Spot, IncludeUnavailable: o.All}})
 	if err != nil {
 		return err
 	}
-	cats, errs := cache.GetAll(ctx, ps)
-	if len(cats) == 0 {
-		return errors.Join(errs...)
-	}
-	res := CatalogResult{Entries: []catalog.Entry{}, Warnings: catalogWarnings(cats, errs)}
-	q := catalog.Query{Providers: o.Clouds, Region: o.Region, Zone: o.Zone, MachineType: o.MachineType,
-		GPUModel: o.GPU, GPUCount: o.GPUs, CPUs: o.CPUs, MemoryGiB: o.RAM, MaxPrice: o.MaxPrice, Spot: o.Spot,
-		IncludeUnavailable: o.All}
-	if len(q.Providers) == 0 {
-		for _, c := range cats {
-			q.Providers = append(q.Providers, c.Provider)
-		}
-	}
-	res.Query = q
-	entries := catalog.Entries(cats)
-	if err := catalog.Validate(entries, q); err != nil {
-		return usageErr(err)
-	}
-	match := catalog.Matches(entries, q)
-	if len(match) == 0 {
-		_, _, err := catalog.Select(entries, q)
-		return usageErr(err)
-	}
-	res.Total = len(match)
-	if o.Limit > 0 && len(match) > o.Limit {
-		match = match[:o.Limit]
-	}
-	res.Entries = match
-	return f.render(res, func(o *Out) error { return printCatalog(f, o, res, cache.Disk) })
+	return f.render(res, func(o *Out) error { return printCatalog(f, o, res, res.Disk) })
 }
 
 func printCatalog(f *Factory, o *Out, res CatalogResult, disk catalog.DiskPricing) error {
@@ -156,77 +119,8 @@ func printCatalog(f *Factory, o *Out, res CatalogResult, disk catalog.DiskPricin
 	return nil
 }
 
-func catalogWarnings(cats []catalog.Catalog, errs []error) []string {
-	out := []string{}
-	for _, c := range cats {
-		if c.Warning != "" {
-			out = append(out, c.Warning)
-		}
-	}
-	for _, err := range errs {
-		out = append(out, err.Error())
-	}
-	return out
-}
-
-// catalogProviders opens the named providers, or every configured one.
-func catalogProviders(ctx context.Context, f *Factory, names []string) ([]provider.Provider, error) {
-	set, err := f.Providers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if len(names) == 0 {
-		m, err := set.Configured(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(m) == 0 {
-			return nil, usagef("no cloud is configured; add one with `cocalc-hosts providers add NAME --credentials FILE`, or name one with --cloud (see `cocalc-hosts providers`)")
-		}
-		for n := range m {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	var ps []provider.Provider
-	for _, n := range names {
-		if _, err := provider.Lookup(n); err != nil {
-			return nil, usageErr(err)
-		}
-		p, err := set.Get(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		ps = append(ps, p)
-	}
-	return ps, nil
-}
-
 // RefreshResult is `catalog refresh`'s JSON.
-type RefreshResult struct {
-	Refreshed []RefreshedCatalog `json:"refreshed"`
-	Failed    []RefreshFailure   `json:"failed"`
-}
-
-// RefreshedCatalog is one provider's fresh catalog.
-type RefreshedCatalog struct {
-	Provider string `json:"provider"`
-	// Rows are offers: a machine type in one region or zone.
-	Rows         int `json:"rows"`
-	MachineTypes int `json:"machine_types"`
-	// Available counts rows with capacity.
-	Available      int       `json:"available"`
-	PricingSource  string    `json:"pricing_source"`
-	PricingVersion string    `json:"pricing_version"`
-	FetchedAt      time.Time `json:"fetched_at"`
-}
-
-// RefreshFailure is a provider whose catalog could not be refreshed.
-type RefreshFailure struct {
-	Provider string `json:"provider"`
-	Error    string `json:"error"`
-}
+type RefreshResult = catalog.RefreshResult
 
 func newCatalogRefreshCmd(f *Factory) *cobra.Command {
 	var clouds []string
@@ -239,41 +133,13 @@ returns a malformed catalog, leaves that cloud's cache as it was and is
 reported by name; the other clouds are still refreshed.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			cache, err := f.Catalog(ctx)
+			ops, err := f.Ops()
 			if err != nil {
 				return err
 			}
-			ps, err := catalogProviders(ctx, f, clouds)
+			res, err := ops.RefreshCatalog(cmd.Context(), clouds)
 			if err != nil {
 				return err
-			}
-			cats, errs := cache.RefreshAll(ctx, ps)
-			res := RefreshResult{Refreshed: []RefreshedCatalog{}, Failed: []RefreshFailure{}}
-			for _, c := range cats {
-				rc := RefreshedCatalog{Provider: c.Provider, Rows: len(c.Entries), FetchedAt: c.FetchedAt}
-				types := map[string]bool{}
-				for _, e := range c.Entries {
-					types[e.InstanceType] = true
-					if e.Available {
-						rc.Available++
-					}
-				}
-				rc.MachineTypes = len(types)
-				if len(c.Entries) > 0 {
-					rc.PricingSource, rc.PricingVersion = c.Entries[0].PricingSource, c.Entries[0].PricingVersion
-				}
-				res.Refreshed = append(res.Refreshed, rc)
-			}
-			var names []string
-			for _, err := range errs {
-				name := "?"
-				var re *catalog.RefreshError
-				if errors.As(err, &re) {
-					name = re.Provider
-				}
-				names = append(names, name)
-				res.Failed = append(res.Failed, RefreshFailure{Provider: name, Error: err.Error()})
 			}
 			err = f.render(res, func(o *Out) error {
 				for _, r := range res.Refreshed {
@@ -285,10 +151,7 @@ reported by name; the other clouds are still refreshed.`,
 			if err != nil {
 				return err
 			}
-			if len(errs) > 0 {
-				return fmt.Errorf("catalog refresh failed for %s: %w", strings.Join(names, ", "), errors.Join(errs...))
-			}
-			return nil
+			return res.Err()
 		},
 	}
 	cmd.Flags().StringSliceVarP(&clouds, "cloud", "c", nil, "only these providers (default: every configured one)")

@@ -77,15 +77,11 @@ func runCost(ctx context.Context, f *Factory, o *CostOptions) error {
 	if err != nil {
 		return usageErr(err)
 	}
-	a, err := f.App()
+	ops, err := f.Ops()
 	if err != nil {
 		return err
 	}
-	cs, err := a.Cost(ctx)
-	if err != nil {
-		return err
-	}
-	rep, err := cs.Report(ctx, cost.ReportOptions{Host: o.Host, From: from})
+	rep, err := ops.Cost(ctx, cost.ReportOptions{Host: o.Host, From: from})
 	if err != nil {
 		return err
 	}

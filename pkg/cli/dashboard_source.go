@@ -33,6 +33,7 @@ type dashboardSource struct {
 	svc  *hosts.Service
 	ps   *projects.Service
 	cost *cost.Service
+	ops  OpsService
 	as   *asFlag
 
 	mu sync.Mutex
@@ -62,7 +63,7 @@ func newDashboardSource(ctx context.Context, f *Factory) (*dashboardSource, erro
 	if err != nil {
 		return nil, err
 	}
-	return &dashboardSource{ctx: ctx, f: f, svc: svc, ps: ps, cost: cs, as: &asFlag{},
+	return &dashboardSource{ctx: ctx, f: f, svc: svc, ps: ps, cost: cs, ops: a.Ops(), as: &asFlag{},
 		logs: map[string][]model.LogEntry{}, rates: map[string]cost.Rates{}}, nil
 }
 
@@ -272,21 +273,16 @@ func (s *dashboardSource) Logs(ctx context.Context, hostID string, after tui.Log
 }
 
 func (s *dashboardSource) Catalog(ctx context.Context) (tui.Catalog, error) {
-	ps, err := catalogProviders(ctx, s.f, nil)
+	res, err := s.ops.SearchCatalog(ctx, catalog.Search{Query: catalog.Query{IncludeUnavailable: true}})
 	if err != nil {
 		return tui.Catalog{}, err
 	}
-	cache := s.svc.CatalogCache()
-	cats, errs := cache.GetAll(ctx, ps)
-	if len(cats) == 0 && len(errs) > 0 {
-		return tui.Catalog{}, errors.Join(errs...)
-	}
-	out := tui.Catalog{Warnings: catalogWarnings(cats, errs), At: s.f.Now()}
-	for _, e := range catalog.Entries(cats) {
+	out := tui.Catalog{Warnings: res.Warnings, At: s.f.Now()}
+	for _, e := range res.Entries {
 		out.Machines = append(out.Machines, tui.Machine{
 			Provider: e.Provider, Region: e.Region, Zone: e.Zone, Type: e.InstanceType, CPUs: e.VCPUs,
 			MemoryGiB: e.MemoryGiB, GPUModel: e.GPUModel, GPUCount: e.GPUCount, HourlyPrice: e.HourlyPrice,
-			SpotPrice: e.SpotPrice, DiskGBMonth: cache.Disk.ForEntry(e).PerGBMonth, BootMonthly: e.BootDiskMonthly,
+			SpotPrice: e.SpotPrice, DiskGBMonth: res.Disk.ForEntry(e).PerGBMonth, BootMonthly: e.BootDiskMonthly,
 			Available: e.Available, Simulated: e.Simulated, DefaultDisk: catalog.DefaultDiskGB, PricingLabel: e.PricingSource,
 		})
 	}

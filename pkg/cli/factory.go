@@ -16,7 +16,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/app"
-	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/client"
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
@@ -179,29 +178,29 @@ func (f *Factory) localHosts(ctx context.Context) (*hosts.Service, error) {
 	return a.Hosts(ctx)
 }
 
-// Catalog returns the machine catalog cache.
-func (f *Factory) Catalog(ctx context.Context) (*catalog.Cache, error) {
-	a, err := f.App()
-	if err != nil {
-		return nil, err
-	}
-	return a.Catalog(ctx)
-}
-
-// Backups returns the backup service: this process's own, as a server
-// does not serve backups yet.
+// Backups returns the backup service.
 func (f *Factory) Backups(ctx context.Context) (BackupService, error) {
 	if c, err := f.Remote(); c != nil || err != nil {
-		if err != nil {
-			return nil, err
-		}
-		return nil, errkind.Errorf(errkind.Refused, "backups are not served by `cocalc-hosts serve` yet: run this command where the state database is (without server.url)")
+		return client.Projects{C: c}, err
 	}
 	a, err := f.App()
 	if err != nil {
 		return nil, err
 	}
 	return a.Projects(ctx)
+}
+
+// Ops returns the deployment's operations: cost, catalog, providers,
+// reconcile.
+func (f *Factory) Ops() (OpsService, error) {
+	if c, err := f.Remote(); c != nil || err != nil {
+		return client.Ops{C: c}, err
+	}
+	a, err := f.App()
+	if err != nil {
+		return nil, err
+	}
+	return a.Ops(), nil
 }
 
 // Projects returns the project service.

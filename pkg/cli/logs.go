@@ -34,21 +34,12 @@ func runLogs(ctx context.Context, f *Factory, o *LogsOptions) error {
 	if o.Limit < 0 {
 		return usagef("--limit must be 0 or more, got %d", o.Limit)
 	}
-	if o.Boot {
-		// Boot logs are read from the database directly.
-		st, err := f.Store(ctx)
-		if err != nil {
-			return err
-		}
-		h, err := st.GetHost(ctx, o.Host)
-		if err != nil {
-			return err
-		}
-		return runBootLogs(ctx, f, st, h, o)
-	}
 	svc, err := f.Hosts(ctx)
 	if err != nil {
 		return err
+	}
+	if o.Boot {
+		return runBootLogs(ctx, f, svc, o)
 	}
 	h, entries, err := svc.Log(ctx, o.Host, 0, o.Limit)
 	if err != nil {

@@ -5,32 +5,19 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // BootLog is `logs --boot`'s JSON: the newest bootstrap run and its lines.
-type BootLog struct {
-	Run   *store.BootRun   `json:"run"`
-	Lines []store.BootLine `json:"lines"`
-}
+type BootLog = hosts.BootLog
 
-// runBootLogs prints the output of h's newest bootstrap run.
-func runBootLogs(ctx context.Context, f *Factory, st store.Store, h model.Host, o *LogsOptions) error {
-	runs, err := st.ListBootRuns(ctx, h.ID, 1)
+// runBootLogs prints the output of host o.Host's newest bootstrap run.
+func runBootLogs(ctx context.Context, f *Factory, svc HostService, o *LogsOptions) error {
+	h, out, err := svc.BootLog(ctx, o.Host, 0, o.Limit)
 	if err != nil {
 		return err
-	}
-	out := BootLog{Lines: []store.BootLine{}}
-	if len(runs) > 0 {
-		out.Run = &runs[0]
-		lines, err := st.ListBootLog(ctx, store.BootLogFilter{HostID: h.ID, RunID: runs[0].ID, Limit: o.Limit})
-		if err != nil {
-			return err
-		}
-		if lines != nil {
-			out.Lines = lines
-		}
 	}
 	lines := func(w *Out, ls []store.BootLine) error {
 		for _, l := range ls {
@@ -67,11 +54,11 @@ func runBootLogs(ctx context.Context, f *Factory, st store.Store, h model.Host, 
 			return nil
 		case <-tick.C:
 		}
-		more, err := st.ListBootLog(ctx, store.BootLogFilter{HostID: h.ID, AfterID: after})
+		_, next, err := svc.BootLog(ctx, h.ID, after, 0)
 		if err != nil {
 			return err
 		}
-		if len(more) > 0 {
+		if more := next.Lines; len(more) > 0 {
 			if err := print(more); err != nil {
 				return err
 			}

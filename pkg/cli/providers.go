@@ -11,14 +11,7 @@ import (
 )
 
 // ProviderInfo is one row of `providers`.
-type ProviderInfo struct {
-	Name         string                `json:"name"`
-	Description  string                `json:"description"`
-	Capabilities provider.Capabilities `json:"capabilities"`
-	// Configured: the config file has a providers.NAME section (see
-	// `providers add`).
-	Configured bool `json:"configured"`
-}
+type ProviderInfo = provider.Info
 
 func newProvidersCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
@@ -26,18 +19,13 @@ func newProvidersCmd(f *Factory) *cobra.Command {
 		Short: "List providers and their capabilities",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
+			ops, err := f.Ops()
 			if err != nil {
 				return err
 			}
-			configured := map[string]bool{}
-			for _, n := range cfg.ConfiguredProviders() {
-				configured[n] = true
-			}
-			var out []ProviderInfo
-			for _, r := range provider.Registered() {
-				out = append(out, ProviderInfo{Name: r.Name, Description: r.Description, Capabilities: r.Capabilities,
-					Configured: configured[r.Name]})
+			out, err := ops.Providers(cmd.Context())
+			if err != nil {
+				return err
 			}
 			return f.render(out, func(w *Out) error {
 				t := w.table("NAME", "CONFIGURED", "STOP", "DISK RESIZE", "KEEP DISK", "GPU", "ZONES", "SPOT", "CUSTOM IMAGE", "DESCRIPTION")

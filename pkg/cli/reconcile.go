@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/app"
 	"github.com/sagemathinc/cocalc-hosts/pkg/reconcile"
 )
 
@@ -45,11 +44,11 @@ label but no host are reported as orphans, and deleted with --delete-orphans.`,
 }
 
 func reconcileOnce(ctx context.Context, f *Factory, o ReconcileOptions) (reconcile.Report, error) {
-	a, err := f.App()
+	ops, err := f.Ops()
 	if err != nil {
 		return reconcile.Report{}, err
 	}
-	return a.Reconcile(ctx, app.ReconcileOptions{DryRun: o.DryRun, DeleteOrphans: o.DeleteOrphans})
+	return ops.Reconcile(ctx, reconcile.Pass{DryRun: o.DryRun, DeleteOrphans: o.DeleteOrphans})
 }
 
 func printReconcileReport(w *Out, rep reconcile.Report, dryRun bool) {

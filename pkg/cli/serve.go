@@ -102,7 +102,7 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 	}
 	log := f.logger()
 	hub := server.NewHub(f.Now)
-	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accts, Now: f.Now, Log: log,
+	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accts, Ops: a.Ops(), Now: f.Now, Log: log,
 		RateLimit: cfg.Server.RateLimit, Burst: cfg.Server.Burst, Events: hub}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {

@@ -8,11 +8,13 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/app"
 	"github.com/sagemathinc/cocalc-hosts/pkg/client"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/server"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
@@ -40,6 +42,9 @@ type HostService interface {
 	Detail(ctx context.Context, idOrName string) (hosts.Detail, error)
 	// Log is the host's cloud_vm_log after afterID, oldest first (`logs`).
 	Log(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, []model.LogEntry, error)
+	// BootLog is the host's newest bootstrap run and its output, or with
+	// afterID the lines after it (`logs --boot`).
+	BootLog(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, hosts.BootLog, error)
 }
 
 var _ HostService = (*hosts.Service)(nil)
@@ -90,8 +95,6 @@ var _ ProjectService = (*projects.Service)(nil)
 
 // BackupService is what backup commands ask (backup_config.go,
 // project_backup.go, project_restore.go, project list --stale-backups).
-// Only the control plane itself serves it so far: a server's clients are
-// told to run these commands where the database is.
 type BackupService interface {
 	SetBackupConfig(ctx context.Context, c projects.Caller, repository string, credentials map[string]string) (projects.BackupConfigView, error)
 	GetBackupConfig(ctx context.Context) (projects.BackupConfigView, error)
@@ -103,12 +106,21 @@ type BackupService interface {
 
 var _ BackupService = (*projects.Service)(nil)
 
+// OpsService is what `cost`, `catalog`, `providers` and `reconcile` ask of
+// the deployment as a whole; the server answers its clients with the same
+// interface.
+type OpsService = server.Ops
+
+var _ OpsService = app.Ops{}
+
 // The clients of a server implement the same services.
 var (
 	_ HostService    = client.Hosts{}
 	_ ProjectService = client.Projects{}
 	_ JobRunner      = client.Jobs{}
 	_ AccountService = client.Accounts{}
+	_ BackupService  = client.Projects{}
+	_ OpsService     = client.Ops{}
 	_ AccountService = (*accounts.Service)(nil)
 )
 

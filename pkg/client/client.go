@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
@@ -53,6 +55,27 @@ func (c *Client) URL() string { return c.base.String() }
 // call sends body (nil: none) to path as JSON and decodes the result into
 // out (nil: discard). as is the account an admin acts for.
 func (c *Client) call(ctx context.Context, method, path string, q url.Values, as string, body, out any) error {
+	resp, err := c.open(ctx, method, path, q, as, body, "application/json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return c.unreachable(ctx, err)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return errkind.Errorf(errkind.Internal, "%s %s: the server's answer is not what this client expects (%v); are client and server the same version?", method, resp.Request.URL.Path, err)
+	}
+	return nil
+}
+
+// open sends a request and returns the answer when it is a success (the
+// caller reads and closes its body), else the server's error.
+func (c *Client) open(ctx context.Context, method, path string, q url.Values, as string, body any, accept string) (*http.Response, error) {
 	u := *c.base
 	u.Path = server.Prefix + path
 	u.RawQuery = q.Encode()
@@ -60,18 +83,18 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, as
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return errkind.Wrap(errkind.Invalid, err)
+		return nil, errkind.Wrap(errkind.Invalid, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
@@ -80,23 +103,17 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, as
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return c.unreachable(ctx, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return c.unreachable(ctx, err)
+		return nil, c.unreachable(ctx, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return c.apiError(resp, data)
+		defer resp.Body.Close()
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return nil, c.unreachable(ctx, err)
+		}
+		return nil, c.apiError(resp, data)
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return errkind.Errorf(errkind.Internal, "%s %s: the server's answer is not what this client expects (%v); are client and server the same version?", method, u.Path, err)
-	}
-	return nil
+	return resp, nil
 }
 
 // unreachable says, in one line, that the server could not be reached and
@@ -122,7 +139,12 @@ func (c *Client) apiError(resp *http.Response, data []byte) error {
 	if err := json.Unmarshal(data, &body); err != nil || body.Error.Kind == "" {
 		return errkind.Errorf(errkind.Unavailable, "%s (server.url) answered HTTP %d without an API error; is it a cocalc-hosts server?", c.base, resp.StatusCode)
 	}
-	e := body.Error
+	return c.wireError(body.Error, resp.Header.Get("Retry-After"))
+}
+
+// wireError rebuilds an error the server sent (retryAfter: its
+// Retry-After, if any).
+func (c *Client) wireError(e server.WireError, retryAfter string) error {
 	k, _ := errkind.Parse(e.Kind)
 	if k == errkind.NotFound && e.Type != "" {
 		return &errkind.NotFoundError{Type: e.Type, Name: e.Name}
@@ -130,7 +152,7 @@ func (c *Client) apiError(resp *http.Response, data []byte) error {
 	if k == errkind.Auth {
 		return errkind.Errorf(k, "%s; log in again with `cocalc-hosts login --server %s`", e.Message, c.base)
 	}
-	if d := resp.Header.Get("Retry-After"); d != "" && k == errkind.RateLimited {
+	if d := retryAfter; d != "" && k == errkind.RateLimited {
 		if s, err := time.ParseDuration(d + "s"); err == nil {
 			return &rateLimited{msg: e.Message, after: s}
 		}
@@ -171,6 +193,89 @@ func del[T any](ctx context.Context, c *Client, path, as string) (T, error) {
 // seg escapes one path segment.
 func seg(s string) string { return url.PathEscape(s) }
 
+// Exec runs req in project id through the server, which relays the
+// session to the project's agent (see server.execProject): output streams
+// to eio as it comes, and the command's exit code is returned.
+func (c *Client) Exec(ctx context.Context, as, id string, req agentapi.ExecRequest, eio agentapi.ExecIO) (int, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return -1, err
+	}
+	u := *c.base
+	u.Path = server.Prefix + "/projects/" + url.PathEscape(id) + "/exec"
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return -1, errkind.Wrap(errkind.Invalid, err)
+	}
+	hr.Header.Set("Connection", "Upgrade")
+	hr.Header.Set("Upgrade", agentapi.ExecUpgrade)
+	hr.Header.Set(agentapi.ExecHeader, base64.StdEncoding.EncodeToString(b))
+	hr.Header.Set("Authorization", "Bearer "+c.key)
+	if as != "" {
+		hr.Header.Set(server.AsHeader, as)
+	}
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		return -1, c.unreachable(ctx, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return -1, c.apiError(resp, data)
+	}
+	conn, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return -1, errkind.Errorf(errkind.Unavailable, "%s (server.url) did not hand over the connection for exec; is a proxy in front of it without connection upgrades?", c.base)
+	}
+	code, err := agentapi.Session(ctx, conn, req, eio, func(p []byte) error {
+		var we server.WireError
+		if json.Unmarshal(p, &we) != nil || we.Kind == "" {
+			return errkind.Errorf(errkind.Internal, "exec through %s: %s", c.base, p)
+		}
+		return c.wireError(we, "")
+	})
+	var kinded errkind.Kinded
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return code, ctx.Err()
+	case err != nil && !errors.As(err, &kinded):
+		// The connection broke: the server or a proxy went away.
+		return code, errkind.Errorf(errkind.Transient, "exec through %s (server.url): %v", c.base, err)
+	}
+	return code, err
+}
+
+// BuildImage builds an image on a host through the server, telling
+// progress each line of the build as it comes.
+func (c *Client) BuildImage(ctx context.Context, as, host string, r server.ImageBuildRequest, progress func(string)) (server.ImageBuilt, error) {
+	resp, err := c.open(ctx, http.MethodPost, "/hosts/"+url.PathEscape(host)+"/images/build", nil, as, r, "application/x-ndjson")
+	if err != nil {
+		return server.ImageBuilt{}, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var l server.BuildLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return server.ImageBuilt{}, errkind.Errorf(errkind.Internal, "image build through %s: a line that is not what this client expects (%v); are client and server the same version?", c.base, err)
+		}
+		switch {
+		case l.Error != nil:
+			return server.ImageBuilt{}, c.wireError(*l.Error, "")
+		case l.Result != nil:
+			return *l.Result, nil
+		case progress != nil:
+			progress(l.Progress)
+		}
+	}
+	if ctx.Err() != nil {
+		return server.ImageBuilt{}, ctx.Err()
+	}
+	return server.ImageBuilt{}, errkind.Errorf(errkind.Transient, "image build through %s (server.url): the answer ended before the build did (%v); `cocalc-hosts image list --host %s` shows whether it is there", c.base, sc.Err(), host)
+}
+
 // Whoami asks the server who the key is.
 func (c *Client) Whoami(ctx context.Context) (server.Whoami, error) {
 	return get[server.Whoami](ctx, c, "/whoami", nil, "")
@@ -206,23 +311,11 @@ func boolQ(q url.Values, name string, v bool) {
 // to onEvent, and "end" carries the job as it ended. ended is false when
 // the stream stopped before that.
 func (c *Client) follow(ctx context.Context, jobID string, onEvent func(queue.Event)) (job model.Job, ended bool, err error) {
-	u := *c.base
-	u.Path = server.Prefix + "/jobs/" + url.PathEscape(jobID) + "/events"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	resp, err := c.open(ctx, http.MethodGet, "/jobs/"+url.PathEscape(jobID)+"/events", nil, "", nil, "text/event-stream")
 	if err != nil {
-		return job, false, errkind.Wrap(errkind.Invalid, err)
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return job, false, c.unreachable(ctx, err)
+		return job, false, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return job, false, c.apiError(resp, data)
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	var event, data string

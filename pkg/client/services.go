@@ -10,7 +10,6 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
-	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
@@ -75,14 +74,7 @@ func (h Hosts) Log(ctx context.Context, idOrName string, afterID int64, limit in
 	if err != nil {
 		return host, nil, err
 	}
-	q := url.Values{}
-	if afterID > 0 {
-		q.Set("after", fmt.Sprint(afterID))
-	}
-	if limit > 0 {
-		q.Set("limit", fmt.Sprint(limit))
-	}
-	es, err := get[[]model.LogEntry](ctx, h.C, "/hosts/"+seg(host.ID)+"/log", q, "")
+	es, err := get[[]model.LogEntry](ctx, h.C, "/hosts/"+seg(host.ID)+"/log", afterLimitQ(afterID, limit), "")
 	return host, es, err
 }
 
@@ -189,13 +181,8 @@ func (p Projects) Delete(ctx context.Context, c projects.Caller, id string, purg
 	return post[projects.Submitted](ctx, p.C, ppath(id, "delete"), c.As, server.DeleteProject{Purge: purge})
 }
 
-// notRemote refuses what needs a stream the API does not carry yet.
-func notRemote(what string) error {
-	return errkind.Errorf(errkind.Refused, "%s does not work through a server yet; run it where the database is reachable (without server.url)", what)
-}
-
 func (p Projects) Exec(ctx context.Context, c projects.Caller, id string, req agentapi.ExecRequest, eio agentapi.ExecIO) (int, error) {
-	return 0, notRemote("`project exec` and `project shell`")
+	return p.C.Exec(ctx, c.As, id, req, eio)
 }
 
 func (p Projects) Snapshot(ctx context.Context, c projects.Caller, id, name string) (projects.Submitted, string, error) {
@@ -257,22 +244,6 @@ func (p Projects) SetAdmin(ctx context.Context, c projects.Caller, account strin
 
 func (p Projects) Admins(ctx context.Context) ([]string, error) {
 	return get[[]string](ctx, p.C, "/admins", nil, "")
-}
-
-func (p Projects) SetHostIdle(ctx context.Context, c projects.Caller, host string, after time.Duration) (agentapi.IdlePolicy, error) {
-	return agentapi.IdlePolicy{}, notRemote("`idle-stop`")
-}
-
-func (p Projects) HostIdle(ctx context.Context, c projects.Caller, host string) (model.Host, agentapi.IdlePolicy, error) {
-	return model.Host{}, agentapi.IdlePolicy{}, notRemote("`idle-stop`")
-}
-
-func (p Projects) BuildImage(ctx context.Context, c projects.Caller, r projects.BuildImageRequest, progress func(string)) (model.Host, bool, error) {
-	return model.Host{}, false, notRemote("`image build`")
-}
-
-func (p Projects) Images(ctx context.Context, c projects.Caller, host string) (model.Host, []projects.ImageStatus, error) {
-	return model.Host{}, nil, notRemote("`image list`")
 }
 
 func (p Projects) ProjectCollaborators(ctx context.Context, c projects.Caller, id string) ([]string, error) {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -305,6 +306,9 @@ type ReportOptions struct {
 	Host string
 	// From starts the window (zero: from each host's creation).
 	From time.Time
+	// Include, when set, keeps only the hosts it accepts (a server
+	// reports to each account the hosts it may see).
+	Include func(model.Host) bool
 }
 
 // Report refreshes the usage of the selected hosts and totals it from
@@ -318,13 +322,16 @@ func (s *Service) Report(ctx context.Context, o ReportOptions) (Report, error) {
 			return Report{}, err
 		}
 		hs = []model.Host{h}
+		if o.Include != nil && !o.Include(h) {
+			return Report{}, errkind.Errorf(errkind.Forbidden, "host %s belongs to %s; you may not see its cost", h.Name, h.Owner)
+		}
 	} else {
 		all, err := s.Store.ListHosts(ctx, store.HostFilter{IncludeDeleted: true})
 		if err != nil {
 			return Report{}, err
 		}
 		for _, h := range all {
-			if h.DeletedAt == nil || o.From.IsZero() || h.DeletedAt.After(o.From) {
+			if (h.DeletedAt == nil || o.From.IsZero() || h.DeletedAt.After(o.From)) && (o.Include == nil || o.Include(h)) {
 				hs = append(hs, h)
 			}
 		}

@@ -143,3 +143,34 @@ func (s *Service) getIncludingDeleted(ctx context.Context, idOrName string) (mod
 	}
 	return h, invalid("%d deleted hosts were named %q; give one of their ids: %s", len(found), idOrName, strings.Join(ids, ", "))
 }
+
+// BootLog is a host's newest bootstrap (or upgrade) run and its output
+// (`logs --boot`).
+type BootLog struct {
+	Run   *store.BootRun   `json:"run"`
+	Lines []store.BootLine `json:"lines"`
+}
+
+// BootLog returns host idOrName's newest bootstrap run with its lines (at
+// most limit, 0: all). With afterID it returns instead the lines of any
+// run after that line, for following the log as it grows.
+func (s *Service) BootLog(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, BootLog, error) {
+	out := BootLog{Lines: []store.BootLine{}}
+	h, err := s.Store.GetHost(ctx, idOrName)
+	if err != nil {
+		return h, out, err
+	}
+	f := store.BootLogFilter{HostID: h.ID, AfterID: afterID, Limit: limit}
+	if afterID == 0 {
+		runs, err := s.Store.ListBootRuns(ctx, h.ID, 1)
+		if err != nil || len(runs) == 0 {
+			return h, out, err
+		}
+		out.Run, f.RunID = &runs[0], runs[0].ID
+	}
+	lines, err := s.Store.ListBootLog(ctx, f)
+	if lines != nil {
+		out.Lines = lines
+	}
+	return h, out, err
+}

@@ -96,3 +96,13 @@ func (e *UnknownError) ErrorKind() errkind.Kind { return errkind.Invalid }
 func (e *UnknownError) Error() string {
 	return fmt.Sprintf("unknown provider %q (known: %s)", e.Name, strings.Join(e.Known, ", "))
 }
+
+// Info is a registered provider as `providers` lists it.
+type Info struct {
+	Name         string       `json:"name"`
+	Description  string       `json:"description"`
+	Capabilities Capabilities `json:"capabilities"`
+	// Configured: the config file has a providers.NAME section (see
+	// `providers add`).
+	Configured bool `json:"configured"`
+}

@@ -36,6 +36,13 @@ import (
 // consistent list; two in a row, minutes apart, is the VM being gone.
 const DefaultStrikes = 2
 
+// Pass is what a caller may choose of a reconcile pass (Options carry
+// the parts it runs on as well).
+type Pass struct {
+	DryRun        bool `json:"dry_run"`
+	DeleteOrphans bool `json:"delete_orphans"`
+}
+
 // Options configure one reconcile pass.
 type Options struct {
 	Store store.Store

@@ -52,7 +52,7 @@ const (
 
 func (s *Server) routes() []route {
 	p := Prefix
-	return []route{
+	return append([]route{
 		{method: get, path: "/healthz", public: true, run: func(*request) (any, error) { return map[string]string{"status": "ok"}, nil }},
 		{method: get, path: "/readyz", public: true, run: s.ready},
 		{method: get, path: p + "/openapi.json", public: true, run: func(*request) (any, error) { return rawJSON(openapiDoc), nil }},
@@ -182,6 +182,7 @@ func (s *Server) routes() []route {
 		{method: del, path: p + "/projects/{project}/collaborators/{account}", run: func(r *request) (any, error) {
 			return s.Projects.RemoveProjectCollaborator(r.Context(), r.id.caller(), r.PathValue("project"), r.PathValue("account"))
 		}},
+		{method: post, path: p + "/projects/{project}/exec", stream: s.execProject},
 		{method: post, path: p + "/projects/{project}/open", run: func(r *request) (any, error) {
 			var b OpenRequest
 			if err := r.decode(&b); err != nil {
@@ -251,7 +252,7 @@ func (s *Server) routes() []route {
 			return struct{}{}, s.Accounts.RevokeKey(r.Context(), r.id.caller(), r.PathValue("id"))
 		}},
 		{method: get, path: p + "/audit", run: s.auditLog},
-	}
+	}, s.opsRoutes()...)
 }
 
 // Bodies and results of the routes that are not a domain type.
@@ -428,18 +429,9 @@ func (s *Server) hostLog(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := r.URL.Query()
-	var after int64
-	var limit int
-	if v := q.Get("after"); v != "" {
-		if after, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return nil, errkind.Errorf(errkind.Invalid, "after=%q: want a log entry id", v)
-		}
-	}
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
-			return nil, errkind.Errorf(errkind.Invalid, "limit=%q: want a count", v)
-		}
+	after, limit, err := afterLimit(r.URL.Query())
+	if err != nil {
+		return nil, err
 	}
 	_, es, err := s.Hosts.Log(r.Context(), h.ID, after, limit)
 	return es, err

@@ -50,7 +50,9 @@ type Server struct {
 	Hosts    *hosts.Service
 	Projects *projects.Service
 	Accounts *accounts.Service
-	Now      func() time.Time
+	// Ops answer cost, catalog, providers and reconcile.
+	Ops Ops
+	Now func() time.Time
 	// Log hears one line per request (never a key); nil: discarded.
 	Log *slog.Logger
 	// RateLimit is each account's sustained requests per second, Burst
@@ -218,12 +220,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	if rt.stream != nil {
 		// Errors before the stream starts are answered as usual; once it
-		// runs, it ends by closing.
-		if err := rt.stream(w, req); err != nil {
-			s.fail(w, r, 0, err)
-			return
+		// runs, it ends by closing (or tells its client its own way).
+		err := rt.stream(w, req)
+		if r.Method != http.MethodGet {
+			s.audit(r, req.id, err)
 		}
-		s.log(r, req.id, http.StatusOK, nil)
+		var told *streamed
+		switch {
+		case errors.As(err, &told):
+			s.log(r, req.id, told.status, told.err)
+		case err != nil:
+			s.fail(w, r, 0, err)
+		default:
+			s.log(r, req.id, http.StatusOK, nil)
+		}
 		return
 	}
 	v, err := rt.run(req)
@@ -296,12 +306,17 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err er
 		status = k.HTTPStatus()
 	}
 	s.log(r, identity{}, status, err)
-	we := WireError{Kind: string(k), Message: err.Error()}
+	writeJSON(w, status, ErrorBody{Error: wireError(err)})
+}
+
+// wireError is err as the API sends it.
+func wireError(err error) WireError {
+	we := WireError{Kind: string(errkind.Of(err)), Message: err.Error()}
 	var nf *errkind.NotFoundError
 	if errors.As(err, &nf) {
 		we.Type, we.Name = nf.Type, nf.Name
 	}
-	writeJSON(w, status, ErrorBody{Error: we})
+	return we
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
