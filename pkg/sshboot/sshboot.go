@@ -335,15 +335,10 @@ func (b *Bootstrapper) preflight(ctx context.Context, r *run, t sshpool.Target, 
 	}
 	var lines []string
 	err = b.Pool.Script(ctx, t, "preflight", bootstrap.Preflight, []string{h.ID}, nil, func(l string) { lines = append(lines, l) })
-	kv := map[string]string{}
-	for _, l := range lines {
-		if msg, ok := strings.CutPrefix(l, "ERROR: "); ok {
-			r.line(l)
-			return f, r.fail("%s", msg)
-		}
-		if k, v, ok := strings.Cut(l, "="); ok && strings.ToUpper(k) == k {
-			kv[k] = v
-		}
+	said, errLine, told := parsePreflight(lines)
+	if errLine != "" {
+		r.line(errLine)
+		return f, r.fail("%s", strings.TrimPrefix(errLine, "ERROR: "))
 	}
 	if err != nil {
 		for _, l := range lines {
@@ -351,15 +346,33 @@ func (b *Bootstrapper) preflight(ctx context.Context, r *run, t sshpool.Target, 
 		}
 		return f, r.scriptError("the preflight check", err)
 	}
-	f.distro = strings.TrimSpace(kv["DISTRO"] + " " + kv["DISTRO_VERSION"])
-	f.init, f.agentSHA256, f.marker, f.gzip = kv["INIT"], kv["AGENT_SHA256"], kv["MARKER"], kv["GZIP"] == "yes"
-	f.binAvailKB, _ = strconv.ParseInt(kv["BIN_AVAIL_KB"], 10, 64)
-	f.stateAvailKB, _ = strconv.ParseInt(kv["STATE_AVAIL_KB"], 10, 64)
-	if kv["ARCH"] == "" {
+	said.platform = f.platform
+	f = said
+	if !told {
 		return f, r.fail("the preflight check on %s printed no facts: %q", t, strings.Join(lines, " | "))
 	}
 	r.line(fmt.Sprintf("%s, %s, init: %s", f.platform, f.distro, f.init))
 	return f, nil
+}
+
+// parsePreflight reads the preflight script's output: KEY=value facts,
+// or the first "ERROR: " line, which says why the machine cannot be a
+// host. told is false when the script printed no facts at all.
+func parsePreflight(lines []string) (f facts, errLine string, told bool) {
+	kv := map[string]string{}
+	for _, l := range lines {
+		if strings.HasPrefix(l, "ERROR: ") {
+			return f, l, false
+		}
+		if k, v, ok := strings.Cut(l, "="); ok && strings.ToUpper(k) == k {
+			kv[k] = v
+		}
+	}
+	f.distro = strings.TrimSpace(kv["DISTRO"] + " " + kv["DISTRO_VERSION"])
+	f.init, f.agentSHA256, f.marker, f.gzip = kv["INIT"], kv["AGENT_SHA256"], kv["MARKER"], kv["GZIP"] == "yes"
+	f.binAvailKB, _ = strconv.ParseInt(kv["BIN_AVAIL_KB"], 10, 64)
+	f.stateAvailKB, _ = strconv.ParseInt(kv["STATE_AVAIL_KB"], 10, 64)
+	return f, "", kv["ARCH"] != ""
 }
 
 func lastLine(s string) string {
