@@ -98,7 +98,7 @@ func (a *App) Hosts(ctx context.Context) (*hosts.Service, error) {
 		return nil, err
 	}
 	svc := hosts.New(st, ps)
-	svc.Now = a.now
+	svc.Now, svc.DefaultProvider = a.now, a.cfg.DefaultCloud
 	if svc.Catalog, err = a.catalogCache(st); err != nil {
 		return nil, err
 	}

@@ -30,6 +30,9 @@ type Settings struct {
 	DB      string // state database: an SQLite path or a postgres:// URL
 	Account string // who runs commands
 	Output  string // "table" or "json"
+	// DefaultCloud is the provider create uses without --cloud (empty:
+	// none).
+	DefaultCloud string
 
 	Worker struct {
 		Concurrency         int

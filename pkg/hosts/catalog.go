@@ -140,6 +140,14 @@ func (s *Service) plan(ctx context.Context, req *CreateRequest) (Plan, error) {
 // capabilities must allow the request), or every configured one whose
 // capabilities do, with a note for each left out.
 func (s *Service) candidateProviders(ctx context.Context, req *CreateRequest) ([]provider.Provider, []string, error) {
+	if req.Provider == "" && s.DefaultProvider != "" {
+		req.Provider = s.DefaultProvider
+	}
+	if req.Provider == "" && !req.statesNeeds() {
+		// Nothing to search by: a create must not land anywhere by itself
+		// (on this machine, say, where hosts cost nothing).
+		return nil, nil, invalid("no cloud given: pass --cloud NAME (see `cocalc-hosts providers`), set default_cloud with `cocalc-hosts config set default_cloud NAME`, or say what the host needs (--gpu, --cpu, --ram, --machine-type) to get the cheapest configured cloud that has it")
+	}
 	if req.Provider != "" {
 		if _, err := provider.Lookup(req.Provider); err != nil {
 			return nil, nil, invalid("%v", err)
@@ -172,8 +180,8 @@ func (s *Service) candidateProviders(ctx context.Context, req *CreateRequest) ([
 	var ps []provider.Provider
 	var skipped, reasons []string
 	for _, n := range names {
-		if m[n].Capabilities().Adopt {
-			continue // adopts the machine given by --address; never picked by price
+		if c := m[n].Capabilities(); c.Adopt || c.ThisMachine {
+			continue // adopts the machine given by --address, or is this machine: never picked by price
 		}
 		if err := capable(m[n], req); err != nil {
 			skipped = append(skipped, fmt.Sprintf("left out %s: %v", n, err))
@@ -186,6 +194,13 @@ func (s *Service) candidateProviders(ctx context.Context, req *CreateRequest) ([
 		return nil, nil, invalid("no configured cloud can serve this request: %s", strings.Join(reasons, "; "))
 	}
 	return ps, skipped, nil
+}
+
+// statesNeeds reports whether req says what its host needs, which a
+// search across clouds can go by.
+func (req *CreateRequest) statesNeeds() bool {
+	sp := req.Spec
+	return sp.GPUModel != "" || sp.GPUCount > 0 || sp.CPUs > 0 || sp.MemoryGiB > 0 || sp.MachineType != ""
 }
 
 // capable checks the request against what the provider can do at all.

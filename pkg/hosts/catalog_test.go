@@ -269,10 +269,21 @@ func TestCreateWithoutCloudPicksCheapestConfigured(t *testing.T) {
 	// Nothing configured is bad input, and so is a request no configured
 	// cloud can serve.
 	none := hosts.New(st, configured{})
-	_, err = none.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a"})
+	_, err = none.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a", Spec: model.HostSpec{CPUs: 2}})
 	if !errkind.Is(err, errkind.Invalid) || !strings.Contains(err.Error(), "no cloud is configured") {
 		t.Fatalf("nothing configured: %v", err)
 	}
+	// A create that names no cloud and no need lands nowhere by itself
+	// (issue 8 item 4); default_cloud names the cloud.
+	if _, err := svc.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a"}); !errkind.Is(err, errkind.Invalid) ||
+		!strings.Contains(err.Error(), "no cloud given: pass --cloud NAME") || !strings.Contains(err.Error(), "default_cloud") {
+		t.Fatalf("create without cloud or needs: %v", err)
+	}
+	svc.DefaultProvider = "sim"
+	if plan, err := svc.Plan(ctx, hosts.CreateRequest{Name: "y", Owner: "a"}); err != nil || plan.Choice.Provider != "sim" {
+		t.Fatalf("plan with default_cloud sim: %+v, %v", plan.Choice, err)
+	}
+	svc.DefaultProvider = ""
 	onlyNoGPU := hosts.New(st, configured{"cheapest": set["cheapest"]})
 	if _, err := onlyNoGPU.Create(ctx, hosts.CreateRequest{Name: "y", Owner: "a", Spec: model.HostSpec{GPUModel: "l4"}}); !errkind.Is(err, errkind.Invalid) ||
 		!strings.Contains(err.Error(), "no configured cloud can serve this request: provider cheapest has no GPUs") {

@@ -45,6 +45,9 @@ type Service struct {
 	// Bootstrap turns the VMs of providers with Capabilities().Bootstrap
 	// into project hosts over SSH (nil: such providers cannot be used).
 	Bootstrap Bootstrapper
+	// DefaultProvider is the provider of a create that names none
+	// (the default_cloud setting; empty: see candidateProviders).
+	DefaultProvider string
 }
 
 var _ queue.Handler = (*Service)(nil)

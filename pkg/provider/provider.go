@@ -108,6 +108,10 @@ type Capabilities struct {
 	PersistentDisk bool `json:"persistent_disk"`
 	// Simulated providers create nothing real.
 	Simulated bool `json:"simulated"`
+	// ThisMachine: hosts run on the machine of the control plane, at no
+	// price; such a provider is used when named (--cloud, default_cloud),
+	// never chosen by a search for the cheapest machine.
+	ThisMachine bool `json:"this_machine"`
 	// Bootstrap: new instances are plain VMs that the control plane turns
 	// into project hosts over SSH (the bootstrap runner). False for
 	// providers that start the agent themselves (local, sim).

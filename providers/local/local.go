@@ -68,6 +68,7 @@ var Capabilities = provider.Capabilities{
 	Stop:           provider.StopReal,
 	DiskResize:     true,
 	PersistentDisk: true,
+	ThisMachine:    true,
 }
 
 func init() {

@@ -184,7 +184,7 @@ func TestRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := provider.Capabilities{Stop: provider.StopReal, DiskResize: true, PersistentDisk: true}
+	want := provider.Capabilities{Stop: provider.StopReal, DiskResize: true, PersistentDisk: true, ThisMachine: true}
 	if r.Capabilities != want {
 		t.Fatalf("capabilities %+v, want %+v", r.Capabilities, want)
 	}
