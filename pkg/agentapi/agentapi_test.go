@@ -70,3 +70,10 @@ func TestStatusErrors(t *testing.T) {
 		t.Fatalf("Status on a missing socket: %v", err)
 	}
 }
+
+func TestValidImageNameLength(t *testing.T) {
+	long := "r/" + strings.Repeat("a", 253)
+	if !ValidImageName(long) || ValidImageName(long+"a") || ValidImageName("-rm") || ValidImageName("") {
+		t.Fatal("image names: want at most 255 bytes, starting with a letter or digit")
+	}
+}

@@ -73,8 +73,10 @@ func (a Address) String() string {
 }
 
 var (
-	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
-	hostRE   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$`)
+	userRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+	// hostRE leaves the length (at most 253) to its caller: a counted
+	// repetition compiles into that many copies at start-up.
+	hostRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
 	deviceRE = regexp.MustCompile(`^/dev/[A-Za-z0-9/_.:+-]+$`)
 )
 
@@ -98,7 +100,7 @@ func ParseAddress(s string) (Address, error) {
 	if !userRE.MatchString(a.User) {
 		return bad(fmt.Sprintf("%q is not a user name", a.User))
 	}
-	if host == "" || (net.ParseIP(host) == nil && !hostRE.MatchString(host)) {
+	if host == "" || (net.ParseIP(host) == nil && (len(host) > 253 || !hostRE.MatchString(host))) {
 		return bad(fmt.Sprintf("%q is not a host name or IP address", host))
 	}
 	a.Host = host

@@ -1,6 +1,7 @@
 package hosts
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
@@ -15,6 +16,7 @@ func TestParseAddress(t *testing.T) {
 		"ubuntu@gpu1.example.org:2222": "ubuntu@gpu1.example.org:2222",
 		"deploy@[2001:db8::1]:22":      "deploy@[2001:db8::1]:22",
 		"deploy@[2001:db8::1]":         "deploy@[2001:db8::1]:22",
+		"root@" + longHost(253):        "root@" + longHost(253) + ":22",
 	}
 	for in, want := range good {
 		a, err := ParseAddress(in)
@@ -22,7 +24,7 @@ func TestParseAddress(t *testing.T) {
 			t.Fatalf("ParseAddress(%q) = %v, %v; want %s", in, a, err, want)
 		}
 	}
-	for _, in := range []string{"", "root@", "@host", "root@host:0", "root@host:70000", "root@host:x", "Root Admin@host", "root@-bad", "root@host;rm"} {
+	for _, in := range []string{"", "root@", "@host", "root@host:0", "root@host:70000", "root@host:x", "Root Admin@host", "root@-bad", "root@host;rm", "root@" + longHost(254)} {
 		_, err := ParseAddress(in)
 		if !errkind.Is(err, errkind.Invalid) {
 			t.Fatalf("ParseAddress(%q): got %v, want an Invalid error", in, err)
@@ -41,3 +43,6 @@ func TestApplySSHRuntime(t *testing.T) {
 		t.Fatalf("runtime: %+v", h.Runtime)
 	}
 }
+
+// longHost is a host name of n bytes (the longest allowed is 253).
+func longHost(n int) string { return "h" + strings.Repeat("a", n-1) }

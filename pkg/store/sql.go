@@ -113,9 +113,16 @@ func mustJSON(v any) string {
 const hostColumns = `id, name, owner, provider, region, zone, status, spec, runtime, hourly_price,
  last_action, last_error, shared, missing_count, created_at, updated_at, deleted_at`
 
+// hostColumnsBrief reads empty text in place of spec and runtime (see
+// HostFilter.Brief), so neither is copied out of the database.
+var hostColumnsBrief = strings.Replace(hostColumns, "spec, runtime", "'', ''", 1)
+
 type scanner interface{ Scan(...any) error }
 
-func scanHost(r scanner) (model.Host, error) {
+func scanHost(r scanner) (model.Host, error) { return scanHostBrief(r, false) }
+
+// scanHostBrief scans a host; brief leaves Spec and Runtime undecoded.
+func scanHostBrief(r scanner, brief bool) (model.Host, error) {
 	var h model.Host
 	var spec, runtime string
 	var created, updated int64
@@ -127,13 +134,16 @@ func scanHost(r scanner) (model.Host, error) {
 		return h, err
 	}
 	h.Status = model.Status(status)
+	h.CreatedAt, h.UpdatedAt, h.DeletedAt = fromMS(created), fromMS(updated), nullMS(deleted)
+	if brief {
+		return h, nil
+	}
 	if err := json.Unmarshal([]byte(spec), &h.Spec); err != nil {
 		return h, fmt.Errorf("host %s: corrupt spec: %w", h.ID, err)
 	}
 	if err := json.Unmarshal([]byte(runtime), &h.Runtime); err != nil {
 		return h, fmt.Errorf("host %s: corrupt runtime: %w", h.ID, err)
 	}
-	h.CreatedAt, h.UpdatedAt, h.DeletedAt = fromMS(created), fromMS(updated), nullMS(deleted)
 	return h, nil
 }
 
@@ -165,18 +175,27 @@ func (s *SQLStore) GetHost(ctx context.Context, idOrName string) (model.Host, er
 }
 
 func (s *SQLStore) ListHosts(ctx context.Context, f HostFilter) ([]model.Host, error) {
-	q := `SELECT ` + hostColumns + ` FROM project_hosts WHERE ($1 = '' OR provider = $1) AND ($2 = '' OR owner = $2)`
+	cols := hostColumns
+	if f.Brief {
+		cols = hostColumnsBrief
+	}
+	q := `SELECT ` + cols + ` FROM project_hosts WHERE ($1 = '' OR provider = $1) AND ($2 = '' OR owner = $2)
+ AND updated_at >= $3`
 	if !f.IncludeDeleted {
 		q += ` AND deleted_at IS NULL`
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, f.Provider, f.Owner)
+	var since int64 // zero selects every host: updated_at is a positive millisecond time
+	if !f.UpdatedSince.IsZero() {
+		since = ms(f.UpdatedSince)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, f.Provider, f.Owner, since)
 	if err != nil {
 		return nil, s.err("list hosts", err)
 	}
 	defer rows.Close()
 	var out []model.Host
 	for rows.Next() {
-		h, err := scanHost(rows)
+		h, err := scanHostBrief(rows, f.Brief)
 		if err != nil {
 			return nil, s.err("list hosts", err)
 		}

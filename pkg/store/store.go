@@ -95,6 +95,13 @@ type HostFilter struct {
 	Provider       string
 	Owner          string
 	IncludeDeleted bool
+	// Brief leaves each host's Spec and Runtime empty, for listings that
+	// show neither: decoding their JSON is most of a large listing's
+	// cost. A server may ignore it.
+	Brief bool
+	// UpdatedSince, when set, selects only hosts updated at or after it
+	// (to the millisecond), so a watcher re-reads what changed.
+	UpdatedSince time.Time
 }
 
 // JobFilter selects jobs.

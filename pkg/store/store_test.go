@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -105,7 +106,7 @@ func TestHosts(t *testing.T) {
 
 		// A deleted host frees its name but stays addressable by id.
 		now := t0.Add(time.Hour)
-		got.DeletedAt = &now
+		got.DeletedAt, got.UpdatedAt = &now, now
 		if err := s.UpdateHost(ctx, got); err != nil {
 			t.Fatal(err)
 		}
@@ -122,6 +123,24 @@ func TestHosts(t *testing.T) {
 		}
 		if other, _ := s.ListHosts(ctx, store.HostFilter{Provider: "gcp"}); len(other) != 0 {
 			t.Fatalf("provider filter: %d hosts", len(other))
+		}
+		// Brief leaves out spec and runtime; nothing else changes.
+		brief, err := s.ListHosts(ctx, store.HostFilter{Brief: true})
+		if err != nil || len(brief) != 1 || brief[0].Spec != (model.HostSpec{}) || live[0].Spec == (model.HostSpec{}) {
+			t.Fatalf("brief listing: %v %+v", err, brief)
+		}
+		brief[0].Spec, brief[0].Runtime = live[0].Spec, live[0].Runtime
+		if !reflect.DeepEqual(brief[0], live[0]) {
+			t.Fatalf("brief listing differs beyond spec and runtime:\n%+v\n%+v", brief[0], live[0])
+		}
+		// UpdatedSince selects the hosts written at or after it, a
+		// deleted one too (a watcher must see deletions).
+		changed, err := s.ListHosts(ctx, store.HostFilter{UpdatedSince: now, IncludeDeleted: true})
+		if err != nil || len(changed) != 1 || changed[0].ID != h.ID {
+			t.Fatalf("updated since %s: %v %+v", now, err, changed)
+		}
+		if none, _ := s.ListHosts(ctx, store.HostFilter{UpdatedSince: now.Add(time.Millisecond), IncludeDeleted: true}); len(none) != 0 {
+			t.Fatalf("updated after the last write: %d hosts", len(none))
 		}
 	})
 }

@@ -75,7 +75,7 @@ func refName(ref provider.Ref) string {
 
 func validName(op, name string) error {
 	// The data disk's name adds 5 characters and must fit in 63 too.
-	if !resourceNameRE.MatchString(name) || len(dataDiskName(name)) > 63 {
+	if !matchLen(resourceNameRE, name, 1, 63) || len(dataDiskName(name)) > 63 {
 		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-58 lowercase letters, digits and hyphens, starting with a letter", name)
 	}

@@ -67,9 +67,11 @@ const (
 )
 
 var (
-	// https://cloud.google.com/compute/docs/naming-resources
-	resourceNameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	projectRE      = regexp.MustCompile(`^[a-z][-a-z0-9.:]{4,61}[a-z0-9]$`)
+	// https://cloud.google.com/compute/docs/naming-resources; lengths
+	// are checked apart (matchLen): a counted repetition compiles into
+	// that many copies at every command's start-up.
+	resourceNameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	projectRE      = regexp.MustCompile(`^[a-z][-a-z0-9.:]*[a-z0-9]$`)
 	zoneRE         = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+-[a-z]$`)
 	sshUserRE      = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
@@ -135,7 +137,7 @@ func parseOptions(m map[string]string) (options, error) {
 	if o.project == "" {
 		return o, fmt.Errorf("option project is required: set providers.gcp.project to your GCP project id")
 	}
-	if !projectRE.MatchString(o.project) {
+	if !matchLen(projectRE, o.project, 6, 63) {
 		return o, fmt.Errorf("option project=%q is not a GCP project id (6-63 lowercase letters, digits and hyphens)", o.project)
 	}
 	if o.image == "" || o.bootDiskType == "" || o.dataDiskType == "" || o.network == "" {
@@ -145,6 +147,12 @@ func parseOptions(m map[string]string) (options, error) {
 		return o, fmt.Errorf("option request_timeout must be positive")
 	}
 	return o, nil
+}
+
+// matchLen reports whether s matches re and has between lo and hi
+// bytes.
+func matchLen(re *regexp.Regexp, s string, lo, hi int) bool {
+	return len(s) >= lo && len(s) <= hi && re.MatchString(s)
 }
 
 func parseGB(key, v string) (int, error) {

@@ -112,16 +112,17 @@ fi
 // GCP label rules: keys start with a lowercase letter; keys and values
 // use lowercase letters, digits, _ and -, at most 63 characters.
 var (
-	labelKeyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
-	labelValueRE = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+	// at most 63 bytes each (matchLen)
+	labelKeyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	labelValueRE = regexp.MustCompile(`^[a-z0-9_-]*$`)
 )
 
 func validLabels(labels map[string]string) error {
 	for k, v := range labels {
-		if !labelKeyRE.MatchString(k) {
+		if !matchLen(labelKeyRE, k, 1, 63) {
 			return fmt.Errorf("label key %q is not valid on GCP (start with a lowercase letter; lowercase letters, digits, _ and -; at most 63)", k)
 		}
-		if !labelValueRE.MatchString(v) {
+		if !matchLen(labelValueRE, v, 0, 63) {
 			return fmt.Errorf("label %s=%q: the value is not valid on GCP (lowercase letters, digits, _ and -; at most 63)", k, v)
 		}
 	}
