@@ -165,11 +165,11 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 
 	here := "a"
 	hosts := map[string]string{"a": "b", "b": "a"}
-	// grow writes a new big file (in place of the last one, so that the
-	// project, and the checksums taken of it, stay small) for the next
-	// move to stream long enough to be interrupted.
-	grow := func() {
-		c.ok("project", "exec", id, "--", "sh", "-c", "head -c 300000000 /dev/urandom > big")
+	// grow adds a big file so that the next move streams long enough to be
+	// interrupted (and, kept, leaves the destination's disk fuller for the
+	// disk-full case at the end).
+	grow := func(n int) {
+		c.ok("project", "exec", id, "--", "sh", "-c", fmt.Sprintf("head -c 300000000 /dev/urandom > big%d", n))
 	}
 	// settle checks a finished move and remembers where the project is.
 	settle := func(from, to string) {
@@ -222,9 +222,9 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 			move.Process.Kill() //nolint:errcheck
 		}, nil, true},
 	}
-	for _, k := range kills {
+	for i, k := range kills {
 		from, to := here, hosts[here]
-		grow()
+		grow(i)
 		fromPool, _ := c.agent(from)
 		toPool, _ := c.agent(to)
 		// The agents' pids are read before the move: killing one must not
@@ -258,7 +258,7 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 	// The destination's disk fills while it receives: the move fails and
 	// leaves nothing there; with room again it completes.
 	from, to := here, hosts[here]
-	grow()
+	grow(9)
 	fromPool, _ := c.agent(from)
 	toPool, _ := c.agent(to)
 	before := poolSums(t, fromPool, id)
