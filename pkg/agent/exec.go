@@ -3,7 +3,6 @@ package agent
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,17 +31,9 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	if !strings.EqualFold(r.Header.Get("Upgrade"), agentapi.ExecUpgrade) {
-		s.writeErr(w, r, perr(agentapi.CodeInvalid, "exec needs a connection upgrade to %s", agentapi.ExecUpgrade))
-		return
-	}
-	var req agentapi.ExecRequest
-	raw, err := base64.StdEncoding.DecodeString(r.Header.Get(agentapi.ExecHeader))
-	if err == nil {
-		err = json.Unmarshal(raw, &req)
-	}
+	req, err := agentapi.ParseExecHeaders(r.Header)
 	if err != nil {
-		s.writeErr(w, r, perr(agentapi.CodeInvalid, "bad %s header: %v", agentapi.ExecHeader, err))
+		s.writeErr(w, r, perr(agentapi.CodeInvalid, "%v", err))
 		return
 	}
 	if len(req.Command) == 0 || req.Command[0] == "" {

@@ -2,6 +2,7 @@ package agentapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -141,21 +143,50 @@ func (f FrameWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// SetExecHeaders makes a request the upgrade that opens an exec session
+// running req (to an agent, or to a server that relays it to one).
+func SetExecHeaders(h http.Header, req ExecRequest) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	h.Set("Connection", "Upgrade")
+	h.Set("Upgrade", ExecUpgrade)
+	h.Set(ExecHeader, base64.StdEncoding.EncodeToString(b))
+	return nil
+}
+
+// ParseExecHeaders reads the request of an exec session's upgrade. A field
+// this version does not know is refused rather than ignored (a TTY or
+// stdin that silently did not happen would be worse).
+func ParseExecHeaders(h http.Header) (ExecRequest, error) {
+	var req ExecRequest
+	if !strings.EqualFold(h.Get("Upgrade"), ExecUpgrade) {
+		return req, fmt.Errorf("exec needs a connection upgrade to %s (Connection: Upgrade, Upgrade: %s)", ExecUpgrade, ExecUpgrade)
+	}
+	raw, err := base64.StdEncoding.DecodeString(h.Get(ExecHeader))
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&req)
+	}
+	if err != nil {
+		return req, fmt.Errorf("bad %s header (base64 of the JSON of an exec request): %v", ExecHeader, err)
+	}
+	return req, nil
+}
+
 // Exec runs req in project id and streams its output to io until it
 // exits; it returns the command's exit code. Cancelling ctx ends the
 // session (the agent then stops the command).
 func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, eio ExecIO) (int, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return -1, err
-	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+ProjectPath(id, "exec"), nil)
 	if err != nil {
 		return -1, err
 	}
-	hr.Header.Set("Connection", "Upgrade")
-	hr.Header.Set("Upgrade", ExecUpgrade)
-	hr.Header.Set(ExecHeader, base64.StdEncoding.EncodeToString(b))
+	if err := SetExecHeaders(hr.Header, req); err != nil {
+		return -1, err
+	}
 	resp, err := c.longHTTP().Do(hr)
 	if err != nil {
 		return -1, fmt.Errorf("agent exec: %w", err)

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -197,19 +196,15 @@ func seg(s string) string { return url.PathEscape(s) }
 // session to the project's agent (see server.execProject): output streams
 // to eio as it comes, and the command's exit code is returned.
 func (c *Client) Exec(ctx context.Context, as, id string, req agentapi.ExecRequest, eio agentapi.ExecIO) (int, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return -1, err
-	}
 	u := *c.base
 	u.Path = server.Prefix + "/projects/" + url.PathEscape(id) + "/exec"
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
 	if err != nil {
 		return -1, errkind.Wrap(errkind.Invalid, err)
 	}
-	hr.Header.Set("Connection", "Upgrade")
-	hr.Header.Set("Upgrade", agentapi.ExecUpgrade)
-	hr.Header.Set(agentapi.ExecHeader, base64.StdEncoding.EncodeToString(b))
+	if err := agentapi.SetExecHeaders(hr.Header, req); err != nil {
+		return -1, err
+	}
 	hr.Header.Set("Authorization", "Bearer "+c.key)
 	if as != "" {
 		hr.Header.Set(server.AsHeader, as)

@@ -2,15 +2,12 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
@@ -41,18 +38,9 @@ func (e *streamed) Unwrap() error { return e.err }
 // not yours) is an ordinary error answer; after the upgrade an error is an
 // error frame carrying the same {kind, message} as an error answer.
 func (s *Server) execProject(w http.ResponseWriter, r *request) error {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), agentapi.ExecUpgrade) {
-		return errkind.Errorf(errkind.Invalid, "exec needs a connection upgrade to %s (Connection: Upgrade, Upgrade: %s)", agentapi.ExecUpgrade, agentapi.ExecUpgrade)
-	}
-	var req agentapi.ExecRequest
-	raw, err := base64.StdEncoding.DecodeString(r.Header.Get(agentapi.ExecHeader))
-	if err == nil {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(&req)
-	}
+	req, err := agentapi.ParseExecHeaders(r.Header)
 	if err != nil {
-		return errkind.Errorf(errkind.Invalid, "bad %s header (base64 of the JSON of an exec request): %v", agentapi.ExecHeader, err)
+		return errkind.Wrap(errkind.Invalid, err)
 	}
 	if len(req.Command) == 0 {
 		return errkind.Errorf(errkind.Invalid, "no command given: cocalc-hosts project exec %s -- COMMAND [ARGS...]", r.PathValue("project"))

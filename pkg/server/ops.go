@@ -157,16 +157,7 @@ func (s *Server) adminDecode(r *request, what string, v any) error {
 }
 
 func (s *Server) bootLog(r *request) (any, error) {
-	h, err := s.visibleHost(r, r.PathValue("host"))
-	if err != nil {
-		return nil, err
-	}
-	after, limit, err := afterLimit(r.URL.Query())
-	if err != nil {
-		return nil, err
-	}
-	_, bl, err := s.Hosts.BootLog(r.Context(), h.ID, after, limit)
-	return bl, err
+	return hostPage(s, r, s.Hosts.BootLog)
 }
 
 // cost reports the hosts the caller may see: an admin all of them.

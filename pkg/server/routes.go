@@ -425,6 +425,12 @@ func (s *Server) planHost(r *request) (any, error) {
 }
 
 func (s *Server) hostLog(r *request) (any, error) {
+	return hostPage(s, r, s.Hosts.Log)
+}
+
+// hostPage answers one page (?after=ID&limit=N) of a log of a host the
+// caller may see: the VM log or the boot log.
+func hostPage[T any](s *Server, r *request, page func(ctx context.Context, id string, after int64, limit int) (model.Host, T, error)) (any, error) {
 	h, err := s.visibleHost(r, r.PathValue("host"))
 	if err != nil {
 		return nil, err
@@ -433,8 +439,8 @@ func (s *Server) hostLog(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, es, err := s.Hosts.Log(r.Context(), h.ID, after, limit)
-	return es, err
+	_, out, err := page(r.Context(), h.ID, after, limit)
+	return out, err
 }
 
 func (s *Server) bootstrapped(r *request) (any, error) {
