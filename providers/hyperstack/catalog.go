@@ -1,7 +1,6 @@
 package hyperstack
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
 
 // PricingSource names where Hyperstack prices come from.
@@ -54,28 +54,7 @@ type flavorGroup struct {
 
 type priceEntry struct {
 	Name  string `json:"name"`
-	Value *money `json:"value"`
-}
-
-// money is a price in USD. The spec says number; it is read from a
-// string too, as it has been seen serialized that way.
-type money float64
-
-func (m *money) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		b = []byte(strings.TrimSpace(s))
-	}
-	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return fmt.Errorf("price %s is not a number", string(b))
-	}
-	*m = money(f)
-	return nil
+	Value *restclient.Number `json:"value"` // USD
 }
 
 func malformed(what, format string, args ...any) error {

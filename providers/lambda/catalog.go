@@ -1,7 +1,6 @@
 package lambda
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
 
 // PricingSource names where Lambda prices come from.
@@ -28,7 +28,9 @@ type instanceType struct {
 	Name              string `json:"name"`
 	Description       string `json:"description"`
 	GPUDescription    string `json:"gpu_description"`
-	PriceCentsPerHour *cents `json:"price_cents_per_hour"`
+	// The schema says integer; the spec's own example (and so any
+	// client generated from it) sends a string such as "80".
+	PriceCentsPerHour *restclient.Number `json:"price_cents_per_hour"`
 	Specs             *specs `json:"specs"`
 }
 
@@ -39,28 +41,6 @@ type specs struct {
 	// GPUs is missing from the 1.5.3 spec's own example; the count is
 	// then read from the type name (gpu_8x_h100_sxm5 has 8).
 	GPUs *int `json:"gpus"`
-}
-
-// cents is a price in US cents. The schema says integer; the spec's
-// example (and so any client generated from it) uses a string such as
-// "80". Both are accepted, and nothing else.
-type cents float64
-
-func (c *cents) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		b = []byte(strings.TrimSpace(s))
-	}
-	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return fmt.Errorf("price %s is not a number of cents", string(b))
-	}
-	*c = cents(f)
-	return nil
 }
 
 type typeAvailability struct {

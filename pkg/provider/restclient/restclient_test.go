@@ -1,6 +1,7 @@
 package restclient
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -17,6 +18,22 @@ func TestParseRetryAfter(t *testing.T) {
 	} {
 		if got := ParseRetryAfter(in, now); got != want {
 			t.Errorf("ParseRetryAfter(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// A number is read from JSON numbers and numeric strings, nothing else.
+func TestNumber(t *testing.T) {
+	for in, want := range map[string]float64{`80`: 80, `"80"`: 80, `" 1.35 "`: 1.35, `0.000096`: 0.000096} {
+		var n Number
+		if err := json.Unmarshal([]byte(in), &n); err != nil || float64(n) != want {
+			t.Errorf("%s: got %v, %v; want %v", in, n, err, want)
+		}
+	}
+	for _, in := range []string{`"cheap"`, `"NaN"`, `"Inf"`, `true`, `""`, `{}`} {
+		var n Number
+		if err := json.Unmarshal([]byte(in), &n); err == nil {
+			t.Errorf("%s: read as %v, want an error", in, n)
 		}
 	}
 }
