@@ -53,7 +53,7 @@ type flavorGroup struct {
 }
 
 type priceEntry struct {
-	Name  string `json:"name"`
+	Name  string             `json:"name"`
 	Value *restclient.Number `json:"value"` // USD
 }
 

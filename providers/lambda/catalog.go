@@ -25,13 +25,13 @@ const PricingSource = "lambda GET /instance-types price_cents_per_hour"
 // published spec and its own example disagree, so the normalizer can tell
 // a missing value from a zero.
 type instanceType struct {
-	Name              string `json:"name"`
-	Description       string `json:"description"`
-	GPUDescription    string `json:"gpu_description"`
+	Name           string `json:"name"`
+	Description    string `json:"description"`
+	GPUDescription string `json:"gpu_description"`
 	// The schema says integer; the spec's own example (and so any
 	// client generated from it) sends a string such as "80".
 	PriceCentsPerHour *restclient.Number `json:"price_cents_per_hour"`
-	Specs             *specs `json:"specs"`
+	Specs             *specs             `json:"specs"`
 }
 
 type specs struct {
