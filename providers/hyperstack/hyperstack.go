@@ -22,6 +22,10 @@
 //     no request ids), and resumable: a retry after any failure finds the
 //     environment, key pair, volume and VM made so far and finishes the
 //     job, ending with the volume attached.
+//   - The open ports (22, 80, 443 by default) are firewall rules added
+//     once the VM is ACTIVE, through POST /core/virtual-machines/{id}/sg-rules:
+//     the spec's rule payload requires the VM's id, so rules sent with the
+//     create request are refused by a server that validates by the spec.
 package hyperstack
 
 import (
@@ -160,6 +164,7 @@ type vm struct {
 			Size int    `json:"size"`
 		} `json:"volume"`
 	} `json:"volume_attachments"`
+	SecurityRules []securityRule `json:"security_rules"`
 }
 
 type securityRule struct {
@@ -169,18 +174,20 @@ type securityRule struct {
 	RemoteIPPrefix string `json:"remote_ip_prefix"`
 	PortRangeMin   int    `json:"port_range_min"`
 	PortRangeMax   int    `json:"port_range_max"`
+	// VirtualMachineID is required by the spec's Create_Security_Rule_Payload
+	// (although not among its properties); replies do not carry it.
+	VirtualMachineID int `json:"virtual_machine_id,omitempty"`
 }
 
 type createVMRequest struct {
-	Name             string         `json:"name"`
-	EnvironmentName  string         `json:"environment_name"`
-	ImageName        string         `json:"image_name"`
-	FlavorName       string         `json:"flavor_name"`
-	KeyName          string         `json:"key_name"`
-	Count            int            `json:"count"`
-	AssignFloatingIP bool           `json:"assign_floating_ip"`
-	SecurityRules    []securityRule `json:"security_rules,omitempty"`
-	UserData         string         `json:"user_data,omitempty"`
+	Name             string `json:"name"`
+	EnvironmentName  string `json:"environment_name"`
+	ImageName        string `json:"image_name"`
+	FlavorName       string `json:"flavor_name"`
+	KeyName          string `json:"key_name"`
+	Count            int    `json:"count"`
+	AssignFloatingIP bool   `json:"assign_floating_ip"`
+	UserData         string `json:"user_data,omitempty"`
 }
 
 // VM statuses (docs: "States and Statuses of Virtual Machines").
@@ -311,11 +318,6 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		Name: spec.Name, EnvironmentName: env, ImageName: image, FlavorName: flavorName, KeyName: keyName,
 		Count: 1, AssignFloatingIP: true, UserData: userdata.CloudConfig(user, DefaultSSHUser, spec.SSHAuthorizedKey, spec.HostKey),
 	}
-	for _, port := range p.opts.openPorts {
-		req.SecurityRules = append(req.SecurityRules, securityRule{
-			Direction: "ingress", Ethertype: "IPv4", Protocol: "tcp", RemoteIPPrefix: "0.0.0.0/0", PortRangeMin: port, PortRangeMax: port,
-		})
-	}
 	var created struct {
 		Instances []vm `json:"instances"`
 	}
@@ -349,8 +351,35 @@ func (p *Provider) finishCreate(ctx context.Context, op string, v vm, env string
 		if v, err = p.ensureAttached(ctx, op, v, env, diskGB); err != nil {
 			return provider.Instance{}, err
 		}
+		if err := p.ensureOpenPorts(ctx, op, v); err != nil {
+			return provider.Instance{}, err
+		}
 	}
 	return p.instance(v, user), nil
+}
+
+// ensureOpenPorts adds an inbound TCP rule for each open port the VM
+// lacks. The rules are added once the VM exists, through its own
+// sg-rules endpoint: the spec's rule payload requires the VM's id, so
+// rules sent with the create request are refused by a server that
+// validates by the spec.
+func (p *Provider) ensureOpenPorts(ctx context.Context, op string, v vm) error {
+	for _, port := range p.opts.openPorts {
+		open := false
+		for _, r := range v.SecurityRules {
+			open = open || (strings.EqualFold(r.Direction, "ingress") && strings.EqualFold(r.Ethertype, "IPv4") &&
+				strings.EqualFold(r.Protocol, "tcp") && r.RemoteIPPrefix == "0.0.0.0/0" && r.PortRangeMin <= port && port <= r.PortRangeMax)
+		}
+		if open {
+			continue
+		}
+		rule := securityRule{Direction: "ingress", Ethertype: "IPv4", Protocol: "tcp", RemoteIPPrefix: "0.0.0.0/0",
+			PortRangeMin: port, PortRangeMax: port, VirtualMachineID: v.ID}
+		if err := p.api.Do(ctx, op, http.MethodPost, vmPath(v.ID, "sg-rules"), rule, nil); err != nil {
+			return fmt.Errorf("opening port %d of VM %s (%d): %w", port, v.Name, v.ID, err)
+		}
+	}
+	return nil
 }
 
 // ensureAttached attaches the VM's data volume unless it already is.

@@ -369,6 +369,8 @@ func TestCreateIdempotentAfterErrors(t *testing.T) {
 		{"key pair create 500 after effect", hyperstackfake.Fault{Method: "POST", Path: "/core/keypairs", Status: 500, AfterEffect: true}},
 		{"attach 500 after effect", hyperstackfake.Fault{Method: "POST", Path: "/core/virtual-machines/{vm_id}/attach-volumes", Status: 500, AfterEffect: true}},
 		{"attach 500 before effect", hyperstackfake.Fault{Method: "POST", Path: "/core/virtual-machines/{vm_id}/attach-volumes", Status: 500}},
+		{"rule 500 after effect", hyperstackfake.Fault{Method: "POST", Path: "/core/virtual-machines/{vm_id}/sg-rules", Status: 500, AfterEffect: true}},
+		{"rule 503 before effect", hyperstackfake.Fault{Method: "POST", Path: "/core/virtual-machines/{vm_id}/sg-rules", Status: 503}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, fastFake(), map[string]string{"timeout": "300ms"})
@@ -402,6 +404,10 @@ func TestCreateIdempotentAfterErrors(t *testing.T) {
 			}
 			if in.DataDisk == "" || in.State != provider.StateRunning {
 				t.Fatalf("finished instance %+v lacks its data disk", in)
+			}
+			// Each default port is open once: a retry adds only what is missing.
+			if rules := e.fake.VMs()[0].Rules; len(rules) != 3 {
+				t.Fatalf("rules %+v, want one for each of 22, 80, 443", rules)
 			}
 		})
 	}

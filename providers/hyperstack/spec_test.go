@@ -53,7 +53,7 @@ func TestExchangesMatchSpec(t *testing.T) {
 		"GET /core/virtual-machines", "POST /core/virtual-machines", "GET /core/virtual-machines/{vm_id}",
 		"DELETE /core/virtual-machines/{vm_id}", "POST /core/virtual-machines/{vm_id}/attach-volumes",
 		"GET /core/virtual-machines/{vm_id}/hibernate", "GET /core/virtual-machines/{vm_id}/hibernate-restore",
-		"GET /core/virtual-machines/{vm_id}/start",
+		"GET /core/virtual-machines/{vm_id}/start", "POST /core/virtual-machines/{vm_id}/sg-rules",
 	)
 }
 
@@ -71,6 +71,7 @@ func TestSpecCheckerCatchesViolations(t *testing.T) {
 		"string for integer":    {"POST", "/v1/core/volumes", `{"name":"v","environment_name":"e","size":"1","volume_type":"t"}`, 200, `{"status":true}`, "want a integer"},
 		"unknown member":        {"POST", "/v1/core/environments", `{"name":"e","region":"r","zone":"z"}`, 200, `{"status":true}`, `"zone" is not in the spec`},
 		"bad protocol":          {"POST", "/v1/core/virtual-machines", `{"name":"n","environment_name":"e","flavor_name":"f","key_name":"k","count":1,"security_rules":[{"direction":"ingress","ethertype":"IPv4","protocol":"tcpp","remote_ip_prefix":"0.0.0.0/0"}]}`, 200, `{"status":true,"instances":[]}`, "not one of"},
+		"rule without its VM":   {"POST", "/v1/core/virtual-machines", `{"name":"n","environment_name":"e","flavor_name":"f","key_name":"k","count":1,"security_rules":[{"direction":"ingress","ethertype":"IPv4","protocol":"tcp","remote_ip_prefix":"0.0.0.0/0"}]}`, 200, `{"status":true,"instances":[]}`, `security_rules[0]: required member "virtual_machine_id" is missing`},
 		"reply member unknown":  {"GET", "/v1/core/virtual-machines/1", "", 200, `{"status":true,"instance":{"id":1,"nmae":"x"}}`, `"nmae" is not in the spec`},
 		"reply wrong type":      {"GET", "/v1/pricebook", "", 200, `{"data":[]}`, "want an array"},
 		"undocumented status":   {"GET", "/v1/core/keypairs", "", 404, `{"status":false,"message":"m"}`, "not documented"},

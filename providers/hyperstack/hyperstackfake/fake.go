@@ -250,6 +250,7 @@ func New(o Options) *Fake {
 	for _, a := range []string{"start", "stop", "hibernate", "hibernate-restore", "hard-reboot"} {
 		f.route("GET /core/virtual-machines/{vm_id}/"+a, f.vmAction(a))
 	}
+	f.route("POST /core/virtual-machines/{vm_id}/sg-rules", f.addRule)
 	f.route("POST /core/virtual-machines/{vm_id}/attach-volumes", f.attachVolumes)
 	f.route("POST /core/virtual-machines/{vm_id}/detach-volumes", f.detachVolumes)
 	f.route("GET /core/volumes", f.listVolumes)
@@ -670,28 +671,58 @@ func (f *Fake) pathVM(w http.ResponseWriter, r *http.Request) *VM {
 }
 
 type createVMRequest struct {
-	Name                    string   `json:"name"`
-	EnvironmentName         string   `json:"environment_name"`
-	ImageName               string   `json:"image_name"`
-	VolumeName              string   `json:"volume_name"`
-	FlavorName              string   `json:"flavor_name"`
-	KeyName                 string   `json:"key_name"`
-	Count                   int      `json:"count"`
-	AssignFloatingIP        bool     `json:"assign_floating_ip"`
-	CreateBootableVolume    bool     `json:"create_bootable_volume"`
-	EnablePortRandomization *bool    `json:"enable_port_randomization"`
-	UserData                string   `json:"user_data"`
-	CallbackURL             string   `json:"callback_url"`
-	Labels                  []string `json:"labels"`
-	SecurityRules           []struct {
-		Direction      string `json:"direction"`
-		Ethertype      string `json:"ethertype"`
-		Protocol       string `json:"protocol"`
-		RemoteIPPrefix string `json:"remote_ip_prefix"`
-		PortRangeMin   int    `json:"port_range_min"`
-		PortRangeMax   int    `json:"port_range_max"`
-	} `json:"security_rules"`
+	Name                    string        `json:"name"`
+	EnvironmentName         string        `json:"environment_name"`
+	ImageName               string        `json:"image_name"`
+	VolumeName              string        `json:"volume_name"`
+	FlavorName              string        `json:"flavor_name"`
+	KeyName                 string        `json:"key_name"`
+	Count                   int           `json:"count"`
+	AssignFloatingIP        bool          `json:"assign_floating_ip"`
+	CreateBootableVolume    bool          `json:"create_bootable_volume"`
+	EnablePortRandomization *bool         `json:"enable_port_randomization"`
+	UserData                string        `json:"user_data"`
+	CallbackURL             string        `json:"callback_url"`
+	Labels                  []string      `json:"labels"`
+	SecurityRules           []ruleRequest `json:"security_rules"`
 }
+
+// ruleRequest is the spec's Create_Security_Rule_Payload, used both in a
+// create request and on its own.
+type ruleRequest struct {
+	Direction        string `json:"direction"`
+	Ethertype        string `json:"ethertype"`
+	Protocol         string `json:"protocol"`
+	RemoteIPPrefix   string `json:"remote_ip_prefix"`
+	PortRangeMin     int    `json:"port_range_min"`
+	PortRangeMax     int    `json:"port_range_max"`
+	VirtualMachineID *int   `json:"virtual_machine_id"`
+}
+
+// check says what is wrong with a rule, as a server validating by the
+// spec would: virtual_machine_id is required, so a rule sent with a
+// create request (no VM id yet) is refused.
+func (sr ruleRequest) check() string {
+	switch {
+	case sr.VirtualMachineID == nil:
+		return "virtual_machine_id is required (Create_Security_Rule_Payload)"
+	case sr.Direction != "ingress" && sr.Direction != "egress":
+		return fmt.Sprintf("direction %q is not ingress or egress", sr.Direction)
+	case sr.Ethertype != "IPv4" && sr.Ethertype != "IPv6":
+		return fmt.Sprintf("ethertype %q is not IPv4 or IPv6", sr.Ethertype)
+	case !contains(ruleProtocols, sr.Protocol):
+		return fmt.Sprintf("protocol %q is not one of %v", sr.Protocol, ruleProtocols)
+	case sr.RemoteIPPrefix == "":
+		return "remote_ip_prefix is required"
+	case sr.PortRangeMin > sr.PortRangeMax:
+		return fmt.Sprintf("port_range_min %d is above port_range_max %d", sr.PortRangeMin, sr.PortRangeMax)
+	}
+	return ""
+}
+
+// ruleProtocols is the spec's enum of rule protocols.
+var ruleProtocols = []string{"any", "ah", "dccp", "egp", "esp", "gre", "hopopt", "icmp", "igmp", "ip", "ipip", "ipv6-encap",
+	"ipv6-frag", "ipv6-icmp", "icmpv6", "ipv6-nonxt", "ipv6-opts", "ipv6-route", "ospf", "pgm", "rsvp", "sctp", "tcp", "udp", "udplite", "vrrp"}
 
 func (f *Fake) createVM(w http.ResponseWriter, r *http.Request) {
 	var req createVMRequest
@@ -712,10 +743,9 @@ func (f *Fake) createVM(w http.ResponseWriter, r *http.Request) {
 		bad("either image_name or a bootable volume_name is required")
 		return
 	}
-	for _, sr := range req.SecurityRules {
-		if (sr.Direction != "ingress" && sr.Direction != "egress") || (sr.Ethertype != "IPv4" && sr.Ethertype != "IPv6") ||
-			sr.Protocol == "" || sr.RemoteIPPrefix == "" || sr.PortRangeMin > sr.PortRangeMax {
-			bad("invalid security rule %+v", sr)
+	for i, sr := range req.SecurityRules {
+		if why := sr.check(); why != "" {
+			bad("security_rules[%d]: %s", i, why)
 			return
 		}
 	}
@@ -757,6 +787,35 @@ func (f *Fake) createVM(w http.ResponseWriter, r *http.Request) {
 	f.vms = append(f.vms, v)
 	f.created[v.Name]++
 	writeOK(w, map[string]any{"message": "Virtual machine creation initiated", "instances": []any{f.vmJSON(v)}})
+}
+
+// addRule adds a firewall rule to a VM that exists.
+func (f *Fake) addRule(w http.ResponseWriter, r *http.Request) {
+	var req ruleRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.pathVM(w, r)
+	switch {
+	case v == nil:
+		return
+	case req.check() != "":
+		writeError(w, http.StatusBadRequest, "bad_request", req.check())
+		return
+	case *req.VirtualMachineID != v.ID:
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("virtual_machine_id %d is not the VM %d of the path", *req.VirtualMachineID, v.ID))
+		return
+	case f.statusOf(v) == "DELETING":
+		writeError(w, http.StatusConflict, "conflict", "Virtual machine is being deleted")
+		return
+	}
+	v.Rules = append(v.Rules, SecurityRule{req.Direction, req.Ethertype, req.Protocol, req.RemoteIPPrefix, req.PortRangeMin, req.PortRangeMax})
+	writeOK(w, map[string]any{"message": "Firewall rule added", "security_rule": map[string]any{
+		"id": v.ID*100 + len(v.Rules) - 1, "direction": req.Direction, "ethertype": req.Ethertype, "protocol": req.Protocol,
+		"remote_ip_prefix": req.RemoteIPPrefix, "port_range_min": req.PortRangeMin, "port_range_max": req.PortRangeMax,
+		"status": "SUCCESS", "created_at": ts(f.o.Now())}})
 }
 
 func (f *Fake) deleteVM(w http.ResponseWriter, r *http.Request) {

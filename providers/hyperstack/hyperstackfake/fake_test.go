@@ -3,8 +3,10 @@ package hyperstackfake
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,3 +136,41 @@ func TestFaultsAndAuth(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// Rules follow Create_Security_Rule_Payload, which requires the VM's id:
+// a create request carrying rules (no VM id yet) is refused, as a server
+// validating by the spec refuses it; the VM's sg-rules endpoint adds
+// them once it exists.
+func TestSecurityRulesNeedTheVM(t *testing.T) {
+	f, srv := Start(Options{})
+	defer srv.Close()
+	call(t, srv, "POST", "/core/environments", map[string]any{"name": "e", "region": "CANADA-1"})
+	call(t, srv, "POST", "/core/keypairs", map[string]any{"name": "k", "environment_name": "e", "public_key": "ssh-ed25519 AAAA"})
+	rule := map[string]any{"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "remote_ip_prefix": "0.0.0.0/0", "port_range_min": 22, "port_range_max": 22}
+	create := map[string]any{"name": "vm", "environment_name": "e", "flavor_name": "n3-A100x1", "key_name": "k", "count": 1,
+		"image_name": DefaultImages()[0], "security_rules": []any{rule}}
+	code, out := call(t, srv, "POST", "/core/virtual-machines", create)
+	if code != 400 || !strings.Contains(fmt.Sprint(out["message"]), "security_rules[0]: virtual_machine_id is required") {
+		t.Fatalf("create with a rule lacking virtual_machine_id: %d %v, want 400 naming it", code, out)
+	}
+	delete(create, "security_rules")
+	code, out = call(t, srv, "POST", "/core/virtual-machines", create)
+	if code != 200 {
+		t.Fatalf("create: %d %v", code, out)
+	}
+	id := int(out["instances"].([]any)[0].(map[string]any)["id"].(float64))
+	if code, out := call(t, srv, "POST", "/core/virtual-machines/"+itoa(id)+"/sg-rules", rule); code != 400 {
+		t.Fatalf("rule without virtual_machine_id: %d %v, want 400", code, out)
+	}
+	rule["virtual_machine_id"] = id + 1
+	if code, out := call(t, srv, "POST", "/core/virtual-machines/"+itoa(id)+"/sg-rules", rule); code != 400 {
+		t.Fatalf("rule for another VM: %d %v, want 400", code, out)
+	}
+	rule["virtual_machine_id"] = id
+	if code, out := call(t, srv, "POST", "/core/virtual-machines/"+itoa(id)+"/sg-rules", rule); code != 200 || out["security_rule"] == nil {
+		t.Fatalf("rule: %d %v, want 200 with the rule", code, out)
+	}
+	if vms := f.VMs(); len(vms) != 1 || len(vms[0].Rules) != 1 || vms[0].Rules[0].PortRangeMin != 22 {
+		t.Fatalf("VMs %+v, want one with the rule for port 22", vms)
+	}
+}
