@@ -4,18 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"time"
-
-	"cloud.google.com/go/compute/apiv1/computepb"
-	cloudbilling "google.golang.org/api/cloudbilling/v1"
-	"google.golang.org/api/iterator"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
@@ -211,26 +207,21 @@ func malformed(format string, args ...any) error {
 // fetchPrices reads the Compute Engine SKUs of the billing catalog.
 func (p *Provider) fetchPrices(ctx context.Context) (*prices, error) {
 	const op = "catalog"
-	svcCtx, cancel := p.listCtx(ctx)
+	ctx, cancel := p.listCtx(ctx)
 	defer cancel()
-	svc, err := cloudbilling.NewService(svcCtx, p.billOpts...)
-	if err != nil {
-		return nil, clientErr(err)
-	}
-	var skus []*cloudbilling.Sku
-	err = svc.Services.Skus.List(computeServiceID).CurrencyCode("USD").PageSize(5000).Pages(svcCtx, func(r *cloudbilling.ListSkusResponse) error {
-		skus = append(skus, r.Skus...)
-		return nil
+	var skus []*sku
+	err := listSKUs(ctx, p, op, func(page []*sku) {
+		skus = append(skus, page...)
 	})
 	if err != nil {
-		return nil, classify(op, fmt.Errorf("billing catalog: %w", err))
+		return nil, fmt.Errorf("billing catalog: %w", err)
 	}
 	return parsePrices(skus)
 }
 
 // parsePrices indexes the SKUs that price machine parts and zonal disk
 // capacity.
-func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
+func parsePrices(skus []*sku) (*prices, error) {
 	if len(skus) == 0 {
 		return nil, malformed("the billing catalog lists no Compute Engine SKUs")
 	}
@@ -240,11 +231,11 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 	var used []string
 	machineSKUs := 0
 	for _, s := range skus {
-		if s == nil || s.SkuId == "" || s.Description == "" {
+		if s == nil || s.SkuID == "" || s.Description == "" {
 			return nil, malformed("a SKU without skuId or description")
 		}
 		if s.Category == nil {
-			return nil, malformed("SKU %s (%s) has no category", s.SkuId, s.Description)
+			return nil, malformed("SKU %s (%s) has no category", s.SkuID, s.Description)
 		}
 		var spot bool
 		switch s.Category.UsageType {
@@ -290,14 +281,14 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 		}
 		for _, r := range regions {
 			if diskType != "" {
-				keepDearer(ps.disk, ps.diskSKUIDs, diskKey{diskType: diskType, region: r}, s.SkuId, price)
+				keepDearer(ps.disk, ps.diskSKUIDs, diskKey{diskType: diskType, region: r}, s.SkuID, price)
 				continue
 			}
 			k := key
 			k.region = r
-			keepDearer(ps.rate, ps.skuIDs, k, s.SkuId, price)
+			keepDearer(ps.rate, ps.skuIDs, k, s.SkuID, price)
 		}
-		used = append(used, fmt.Sprintf("%s=%.9f", s.SkuId, price))
+		used = append(used, fmt.Sprintf("%s=%.9f", s.SkuID, price))
 		if diskType == "" {
 			machineSKUs++
 		}
@@ -318,13 +309,13 @@ func parsePrices(skus []*cloudbilling.Sku) (*prices, error) {
 }
 
 // skuRegions are the regions a SKU covers.
-func skuRegions(s *cloudbilling.Sku) ([]string, error) {
+func skuRegions(s *sku) ([]string, error) {
 	regions := s.ServiceRegions
 	if len(regions) == 0 && s.GeoTaxonomy != nil {
 		regions = s.GeoTaxonomy.Regions
 	}
 	if len(regions) == 0 {
-		return nil, malformed("SKU %s (%s) names no service region", s.SkuId, s.Description)
+		return nil, malformed("SKU %s (%s) names no service region", s.SkuID, s.Description)
 	}
 	return regions, nil
 }
@@ -332,7 +323,7 @@ func skuRegions(s *cloudbilling.Sku) ([]string, error) {
 // diskUnitPrice is a capacity SKU's USD price per GiB-month. The catalog
 // lists disk capacity per "GiBy.mo"; a per-GiB-hour listing is converted
 // with hoursPerMonth in case a SKU is ever published that way.
-func diskUnitPrice(s *cloudbilling.Sku) (float64, time.Time, error) {
+func diskUnitPrice(s *sku) (float64, time.Time, error) {
 	price, unit, eff, err := unitPrice(s, "GiBy.mo", "GiBy.h")
 	if unit == "GiBy.h" {
 		price *= hoursPerMonth
@@ -343,101 +334,111 @@ func diskUnitPrice(s *cloudbilling.Sku) (float64, time.Time, error) {
 // unitPrice is the USD price per unit of a SKU: units + nanos/1e9 of the
 // last tier (the rate once any free tier is used up) of its most recent
 // pricing.
-func unitPrice(s *cloudbilling.Sku, wantUnits ...string) (price float64, unit string, eff time.Time, err error) {
+func unitPrice(s *sku, wantUnits ...string) (price float64, unit string, eff time.Time, err error) {
 	if len(s.PricingInfo) == 0 {
-		return 0, "", time.Time{}, malformed("SKU %s (%s) has no pricingInfo", s.SkuId, s.Description)
+		return 0, "", time.Time{}, malformed("SKU %s (%s) has no pricingInfo", s.SkuID, s.Description)
 	}
-	var info *cloudbilling.PricingInfo
+	var info *pricingInfo
 	for _, pi := range s.PricingInfo {
 		if pi == nil {
 			continue
 		}
 		t, err := time.Parse(time.RFC3339Nano, pi.EffectiveTime)
 		if pi.EffectiveTime != "" && err != nil {
-			return 0, "", time.Time{}, malformed("SKU %s has effectiveTime %q, not an RFC 3339 time", s.SkuId, pi.EffectiveTime)
+			return 0, "", time.Time{}, malformed("SKU %s has effectiveTime %q, not an RFC 3339 time", s.SkuID, pi.EffectiveTime)
 		}
 		if info == nil || t.After(eff) {
 			info, eff = pi, t
 		}
 	}
 	if info == nil || info.PricingExpression == nil || len(info.PricingExpression.TieredRates) == 0 {
-		return 0, "", time.Time{}, malformed("SKU %s (%s) has no tiered rates", s.SkuId, s.Description)
+		return 0, "", time.Time{}, malformed("SKU %s (%s) has no tiered rates", s.SkuID, s.Description)
 	}
 	unit = info.PricingExpression.UsageUnit
 	if !slices.Contains(wantUnits, unit) {
-		return 0, "", time.Time{}, malformed("SKU %s (%s) is priced per %q, want \"%s\"", s.SkuId, s.Description, unit, strings.Join(wantUnits, `" or "`))
+		return 0, "", time.Time{}, malformed("SKU %s (%s) is priced per %q, want \"%s\"", s.SkuID, s.Description, unit, strings.Join(wantUnits, `" or "`))
 	}
-	var tier *cloudbilling.TierRate
+	var tier *tierRate
 	for _, tr := range info.PricingExpression.TieredRates {
 		if tr != nil && tr.UnitPrice != nil && (tier == nil || tr.StartUsageAmount >= tier.StartUsageAmount) {
 			tier = tr
 		}
 	}
 	if tier == nil {
-		return 0, "", time.Time{}, malformed("SKU %s (%s) has a tier without unitPrice", s.SkuId, s.Description)
+		return 0, "", time.Time{}, malformed("SKU %s (%s) has a tier without unitPrice", s.SkuID, s.Description)
 	}
 	m := tier.UnitPrice
 	if m.CurrencyCode != "" && m.CurrencyCode != "USD" {
-		return 0, "", time.Time{}, malformed("SKU %s is priced in %s, want USD", s.SkuId, m.CurrencyCode)
+		return 0, "", time.Time{}, malformed("SKU %s is priced in %s, want USD", s.SkuID, m.CurrencyCode)
 	}
 	if m.Nanos <= -1e9 || m.Nanos >= 1e9 {
-		return 0, "", time.Time{}, malformed("SKU %s has nanos %d outside ±999999999", s.SkuId, m.Nanos)
+		return 0, "", time.Time{}, malformed("SKU %s has nanos %d outside ±999999999", s.SkuID, m.Nanos)
 	}
 	price = float64(m.Units) + float64(m.Nanos)/1e9
 	if price < 0 || math.IsNaN(price) {
-		return 0, "", time.Time{}, malformed("SKU %s has a negative price %v", s.SkuId, price)
+		return 0, "", time.Time{}, malformed("SKU %s has a negative price %v", s.SkuID, price)
 	}
 	return price, unit, eff, nil
 }
 
+// listSKUs reads the billing catalog's Compute Engine SKUs, page by page.
+func listSKUs(ctx context.Context, p *Provider, op string, each func([]*sku)) error {
+	path := "/v1/" + computeServiceID + "/skus"
+	q := query("currencyCode", "USD", "pageSize", "5000")
+	for {
+		var pg struct {
+			SKUs          []*sku `json:"skus"`
+			NextPageToken string `json:"nextPageToken"`
+		}
+		if err := p.billing.Do(ctx, op, http.MethodGet, path+"?"+q.Encode(), nil, &pg); err != nil {
+			return err
+		}
+		each(pg.SKUs)
+		if pg.NextPageToken == "" {
+			return nil
+		}
+		if pg.NextPageToken == q.Get("pageToken") {
+			return malformed("the billing catalog repeated page token %q", pg.NextPageToken)
+		}
+		q.Set("pageToken", pg.NextPageToken)
+	}
+}
+
 // machineTypes and acceleratorTypes per zone.
-type zoneMachineTypes map[string][]*computepb.MachineType
-type zoneAccelerators map[string][]*computepb.AcceleratorType
+type zoneMachineTypes map[string][]machineType
+type zoneAccelerators map[string][]acceleratorType
 
 func (p *Provider) fetchMachineTypes(ctx context.Context) (zoneMachineTypes, error) {
 	const op = "catalog"
 	ctx, cancel := p.listCtx(ctx)
 	defer cancel()
 	out := zoneMachineTypes{}
-	add := func(zone string, mt *computepb.MachineType) error {
-		if mt.GetName() == "" || mt.GetGuestCpus() <= 0 || mt.GetMemoryMb() <= 0 {
-			return malformed("machine type %q in %s has no name, vCPUs or memory", mt.GetName(), zone)
+	add := func(zone string, mts []machineType) error {
+		for _, mt := range mts {
+			if mt.Name == "" || mt.GuestCpus <= 0 || mt.MemoryMb <= 0 {
+				return malformed("machine type %q in %s has no name, vCPUs or memory", mt.Name, zone)
+			}
+			out[zone] = append(out[zone], mt)
 		}
-		out[zone] = append(out[zone], mt)
 		return nil
 	}
 	if len(p.opts.catalogZones) == 0 {
-		it := p.machineTypes.AggregatedList(ctx, &computepb.AggregatedListMachineTypesRequest{Project: p.opts.project, MaxResults: ptr(uint32(500))})
-		for {
-			pair, err := it.Next()
-			if errors.Is(err, iterator.Done) {
-				break
+		var bad error
+		err := p.aggregatedByZone(ctx, op, "machineTypes", "", func(zone string, l scopedList) {
+			if bad == nil {
+				bad = add(zone, l.MachineTypes)
 			}
-			if err != nil {
-				return nil, classify(op, fmt.Errorf("machine types: %w", err))
-			}
-			zone := lastSegment(pair.Key)
-			for _, mt := range pair.Value.GetMachineTypes() {
-				if err := add(zone, mt); err != nil {
-					return nil, err
-				}
-			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("machine types: %w", err)
 		}
-		return out, nil
+		return out, bad
 	}
 	for _, zone := range p.opts.catalogZones {
-		it := p.machineTypes.List(ctx, &computepb.ListMachineTypesRequest{Project: p.opts.project, Zone: zone, MaxResults: ptr(uint32(500))})
-		for {
-			mt, err := it.Next()
-			if errors.Is(err, iterator.Done) {
-				break
-			}
-			if err != nil {
-				return nil, classify(op, fmt.Errorf("machine types in %s: %w", zone, err))
-			}
-			if err := add(zone, mt); err != nil {
-				return nil, err
-			}
+		err := listAll(ctx, p.compute, op, p.zonePath(zone, "machineTypes"), query("maxResults", "500"),
+			func(mts []machineType) error { return add(zone, mts) })
+		if err != nil {
+			return nil, fmt.Errorf("machine types in %s: %w", zone, err)
 		}
 	}
 	return out, nil
@@ -449,38 +450,31 @@ func (p *Provider) fetchAcceleratorTypes(ctx context.Context) (zoneAccelerators,
 	defer cancel()
 	out := zoneAccelerators{}
 	if len(p.opts.catalogZones) == 0 {
-		it := p.accelerators.AggregatedList(ctx, &computepb.AggregatedListAcceleratorTypesRequest{Project: p.opts.project, MaxResults: ptr(uint32(500))})
-		for {
-			pair, err := it.Next()
-			if errors.Is(err, iterator.Done) {
-				break
-			}
-			if err != nil {
-				return nil, classify(op, fmt.Errorf("accelerator types: %w", err))
-			}
-			zone := lastSegment(pair.Key)
-			out[zone] = append(out[zone], pair.Value.GetAcceleratorTypes()...)
+		err := p.aggregatedByZone(ctx, op, "acceleratorTypes", "", func(zone string, l scopedList) {
+			out[zone] = append(out[zone], l.AcceleratorTypes...)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("accelerator types: %w", err)
 		}
 		return out, nil
 	}
 	for _, zone := range p.opts.catalogZones {
-		it := p.accelerators.List(ctx, &computepb.ListAcceleratorTypesRequest{Project: p.opts.project, Zone: zone})
-		for {
-			at, err := it.Next()
-			if errors.Is(err, iterator.Done) {
-				break
-			}
-			if err != nil {
-				return nil, classify(op, fmt.Errorf("accelerator types in %s: %w", zone, err))
-			}
-			out[zone] = append(out[zone], at)
+		err := listAll(ctx, p.compute, op, p.zonePath(zone, "acceleratorTypes"), query(), func(ats []acceleratorType) error {
+			out[zone] = append(out[zone], ats...)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("accelerator types in %s: %w", zone, err)
 		}
 	}
 	return out, nil
 }
 
-func deprecated(d *computepb.DeprecationStatus) bool {
-	switch d.GetState() {
+func deprecated(d *deprecationStatus) bool {
+	if d == nil {
+		return false
+	}
+	switch d.State {
 	case "DEPRECATED", "OBSOLETE", "DELETED":
 		return true
 	}
@@ -496,8 +490,8 @@ func buildCatalog(ps *prices, mts zoneMachineTypes, accs zoneAccelerators) ([]pr
 	bundled := map[string]bool{}
 	for _, list := range mts {
 		for _, mt := range list {
-			for _, a := range mt.GetAccelerators() {
-				bundled[a.GetGuestAcceleratorType()] = true
+			for _, a := range mt.Accelerators {
+				bundled[a.GuestAcceleratorType] = true
 			}
 		}
 	}
@@ -510,21 +504,21 @@ func buildCatalog(ps *prices, mts zoneMachineTypes, accs zoneAccelerators) ([]pr
 	for _, zone := range zones {
 		region := regionOf(zone)
 		for _, mt := range mts[zone] {
-			if mt.GetIsSharedCpu() || deprecated(mt.GetDeprecated()) {
+			if mt.IsSharedCpu || deprecated(mt.Deprecated) {
 				continue
 			}
-			family, _, _ := strings.Cut(mt.GetName(), "-")
-			vcpus := int(mt.GetGuestCpus())
-			memGiB := float64(mt.GetMemoryMb()) / 1024
+			family, _, _ := strings.Cut(mt.Name, "-")
+			vcpus := int(mt.GuestCpus)
+			memGiB := float64(mt.MemoryMb) / 1024
 			e := provider.CatalogEntry{
-				Provider: Name, Region: region, Zone: zone, InstanceType: mt.GetName(),
+				Provider: Name, Region: region, Zone: zone, InstanceType: mt.Name,
 				VCPUs: vcpus, MemoryGiB: round(memGiB, 3), Available: true,
 				PricingSource: PricingSource, PricingVersion: ps.version,
 			}
 			var g gpu
-			if a := mt.GetAccelerators(); len(a) > 0 {
-				g = gpuOf(a[0].GetGuestAcceleratorType())
-				e.GPUModel, e.GPUCount, e.GPUMemoryGiB = g.model, int(a[0].GetGuestAcceleratorCount()), g.memoryGiB
+			if a := mt.Accelerators; len(a) > 0 {
+				g = gpuOf(a[0].GuestAcceleratorType)
+				e.GPUModel, e.GPUCount, e.GPUMemoryGiB = g.model, int(a[0].GuestAcceleratorCount), g.memoryGiB
 			}
 			hourly, ok := machinePrice(ps, family, region, false, vcpus, memGiB, g, e.GPUCount)
 			if !ok {
@@ -536,16 +530,16 @@ func buildCatalog(ps *prices, mts zoneMachineTypes, accs zoneAccelerators) ([]pr
 			}
 			out = append(out, e)
 
-			if family != "n1" || !hasAnyPrefix(mt.GetName(), gpuHostFamilies) {
+			if family != "n1" || !hasAnyPrefix(mt.Name, gpuHostFamilies) {
 				continue
 			}
 			for _, at := range accs[zone] {
-				ag := gpuOf(at.GetName())
-				if ag.workstation || bundled[at.GetName()] || deprecated(at.GetDeprecated()) {
+				ag := gpuOf(at.Name)
+				if ag.workstation || bundled[at.Name] || deprecated(at.Deprecated) {
 					continue
 				}
 				for _, n := range []int{1, 2, 4, 8} {
-					if n > int(at.GetMaximumCardsPerInstance()) || vcpus > maxVCPUsPerAttachedGPU*n || memGiB > maxMemGiBPerAttachedGPU*float64(n) {
+					if n > int(at.MaximumCardsPerInstance) || vcpus > maxVCPUsPerAttachedGPU*n || memGiB > maxMemGiBPerAttachedGPU*float64(n) {
 						continue
 					}
 					ge := e

@@ -4,19 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
-	"cloud.google.com/go/auth"
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/api/googleapi"
+	"golang.org/x/oauth2"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
 
 // maxOperationWait bounds the wait for one operation.
@@ -44,8 +40,9 @@ var quotaCodes = map[string]bool{
 	"PREEMPTIBLE_CPUS_QUOTA_EXCEEDED": true,
 }
 
-// classify turns an error from the compute or billing client into a
-// classified provider error. It never returns nil for a non-nil err.
+// classify makes sure err is a classified provider error. The REST
+// client classifies what it returns; this covers the rest (a context
+// that ended between calls). It never returns nil for a non-nil err.
 func classify(op string, err error) error {
 	if err == nil {
 		return nil
@@ -54,77 +51,76 @@ func classify(op string, err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
-	var ge *googleapi.Error
-	if errors.As(err, &ge) {
-		return classifyHTTP(op, ge)
-	}
-	// The token endpoint refused the key (deleted, disabled, or its
-	// clock is off): no retry helps.
-	var ae *auth.Error
-	if errors.As(err, &ae) && ae.Response != nil {
-		if c := ae.Response.StatusCode; c >= 400 && c < 500 && c != http.StatusTooManyRequests {
-			return &provider.Error{Kind: errkind.Auth, Provider: Name, Op: op,
-				Err: fmt.Errorf("%w (the service-account key was refused; to replace it run: cocalc-hosts providers add %s --credentials FILE)", err, Name)}
-		}
-		return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: err, RetryAfter: retryAfter(ae.Response.Header)}
-	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: fmt.Errorf("request timed out or was cancelled: %w", err)}
 	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: err}
-	}
-	// Anything else is a transport failure (connection reset, EOF, a body
-	// that did not parse): retrying is the right answer.
+	// Anything else is a transport failure (connection reset, EOF):
+	// retrying is the right answer.
 	return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: err}
 }
 
-func classifyHTTP(op string, ge *googleapi.Error) error {
-	reasons := make([]string, 0, len(ge.Errors))
-	for _, e := range ge.Errors {
-		reasons = append(reasons, e.Reason)
+// classifyHTTP classifies an error reply. The provider error wraps the
+// apiError, so isAlreadyExists can still see the reasons.
+func classifyHTTP(op string, ae *apiError) error {
+	wrap := func(kind errkind.Kind) *provider.Error {
+		return &provider.Error{Kind: kind, Provider: Name, Op: op, Err: ae, RetryAfter: restclient.ParseRetryAfter(ae.Header.Get("Retry-After"), time.Now())}
 	}
-	text := ge.Message
-	if text == "" {
-		text = http.StatusText(ge.Code)
-	}
-	wrap := func(kind errkind.Kind) error {
-		return &provider.Error{Kind: kind, Provider: Name, Op: op, Err: fmt.Errorf("HTTP %d: %s", ge.Code, text), RetryAfter: retryAfter(ge.Header)}
-	}
-	has := func(rs ...string) bool {
-		for _, r := range reasons {
-			for _, want := range rs {
-				if strings.EqualFold(r, want) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	upper := strings.ToUpper(text)
+	upper := strings.ToUpper(ae.Message)
 	switch {
-	case ge.Code == http.StatusTooManyRequests, has("rateLimitExceeded", "userRateLimitExceeded"):
+	case ae.Code == http.StatusTooManyRequests, ae.has("rateLimitExceeded", "userRateLimitExceeded"):
 		return wrap(errkind.RateLimited)
-	case has("quotaExceeded", "limitExceeded") || containsAny(upper, quotaCodes):
+	case ae.has("quotaExceeded", "limitExceeded") || containsAny(upper, quotaCodes):
 		return wrap(errkind.Quota)
 	case containsAny(upper, capacityCodes) || strings.Contains(upper, "DOES NOT HAVE ENOUGH RESOURCES"):
 		return wrap(errkind.Capacity)
-	case ge.Code == http.StatusUnauthorized || ge.Code == http.StatusForbidden:
-		e := wrap(errkind.Auth).(*provider.Error)
-		e.Err = fmt.Errorf("%w (check the service account key and its roles; to replace it run: cocalc-hosts providers add %s --credentials FILE)", e.Err, Name)
+	case ae.Code == http.StatusUnauthorized || ae.Code == http.StatusForbidden:
+		e := wrap(errkind.Auth)
+		e.Err = fmt.Errorf("%w (check the service account key and its roles; to replace it run: cocalc-hosts providers add %s --credentials FILE)", ae, Name)
 		return e
-	case ge.Code == http.StatusNotFound:
+	case ae.Code == http.StatusNotFound:
 		return wrap(errkind.NotFound)
-	case has("resourceNotReady") || ge.Code == http.StatusConflict && !has("alreadyExists") || ge.Code == http.StatusPreconditionFailed:
+	case ae.has("resourceNotReady") || ae.Code == http.StatusConflict && !ae.has("alreadyExists") || ae.Code == http.StatusPreconditionFailed:
 		// The resource is busy with another operation: later works.
 		return wrap(errkind.Transient)
-	case ge.Code >= 500 || ge.Code == http.StatusRequestTimeout:
+	case ae.Code >= 500 || ae.Code == http.StatusRequestTimeout:
 		return wrap(errkind.Transient)
-	case ge.Code >= 400:
+	case ae.Code >= 400:
 		return wrap(errkind.Invalid)
 	}
 	return wrap(errkind.Transient)
+}
+
+// tokenError classifies a failure to get an access token. The token
+// endpoint refusing the key (deleted, disabled, or its clock is off) is
+// not helped by a retry; anything else (the endpoint unreachable or
+// overloaded) is.
+func tokenError(op string, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		if c := re.Response.StatusCode; c >= 400 && c < 500 && c != http.StatusTooManyRequests && c != http.StatusRequestTimeout {
+			return &provider.Error{Kind: errkind.Auth, Provider: Name, Op: op,
+				Err: fmt.Errorf("the token endpoint refused the service-account key (HTTP %d: %s); to replace it run: cocalc-hosts providers add %s --credentials FILE", c, tokenErrorText(re), Name)}
+		}
+		return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op,
+			Err: fmt.Errorf("token endpoint: HTTP %d: %s", re.Response.StatusCode, tokenErrorText(re)), RetryAfter: restclient.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())}
+	}
+	return &provider.Error{Kind: errkind.Transient, Provider: Name, Op: op, Err: fmt.Errorf("getting an access token: %w", err)}
+}
+
+func tokenErrorText(re *oauth2.RetrieveError) string {
+	switch {
+	case re.ErrorDescription != "":
+		return re.ErrorDescription
+	case re.ErrorCode != "":
+		return re.ErrorCode
+	}
+	return restclient.Snippet(re.Body)
+}
+
+// malformedReply is a 2xx reply that does not decode: a proxy's page or a
+// truncated body. Asking again is the right answer.
+func malformedReply(op, method, path string, err error, raw []byte) error {
+	return provider.Errorf(errkind.Transient, Name, op, "%s %s: malformed reply (%v): %s", method, path, err, restclient.Snippet(raw))
 }
 
 func containsAny(s string, codes map[string]bool) bool {
@@ -138,53 +134,32 @@ func containsAny(s string, codes map[string]bool) bool {
 
 // isAlreadyExists reports a 409 for a resource name that is taken.
 func isAlreadyExists(err error) bool {
-	var ge *googleapi.Error
-	if !errors.As(err, &ge) || ge.Code != http.StatusConflict {
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.Code != http.StatusConflict {
 		return false
 	}
-	for _, e := range ge.Errors {
-		if e.Reason == "alreadyExists" {
-			return true
-		}
-	}
-	return strings.Contains(strings.ToLower(ge.Message), "already exists")
+	return ae.has("alreadyExists") || strings.Contains(strings.ToLower(ae.Message), "already exists")
 }
 
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
+// opError classifies the error of a finished operation. An operation can
+// be DONE with an error but no httpErrorStatusCode (the official SDK's
+// Wait took that for success), so the error list is what counts.
+func opError(op string, o *operation) error {
+	var errs []string
+	var codes []string
+	if o.Error != nil {
+		for _, e := range o.Error.Errors {
+			codes = append(codes, e.Code)
+			errs = append(errs, strings.TrimSpace(e.Code+": "+e.Message))
 		}
 	}
-	return 0
-}
-
-// opError classifies the error of a finished operation. Wait in the SDK
-// only reports operations whose httpErrorStatusCode is set; an operation
-// that is DONE with an error but no status code looks successful, so
-// every operation's Proto().GetError() is checked here.
-func opError(op string, o *computepb.Operation) error {
-	errs := o.GetError().GetErrors()
-	status := o.GetHttpErrorStatusCode()
+	status := int(o.HTTPErrorStatusCode)
 	if len(errs) == 0 && (status == 0 || (status >= 200 && status < 300)) {
 		return nil
 	}
-	var codes, msgs []string
-	for _, e := range errs {
-		codes = append(codes, e.GetCode())
-		msgs = append(msgs, strings.TrimSpace(e.GetCode()+": "+e.GetMessage()))
-	}
-	msg := strings.Join(msgs, "; ")
+	msg := strings.Join(errs, "; ")
 	if msg == "" {
-		msg = fmt.Sprintf("HTTP %d %s", status, o.GetHttpErrorMessage())
+		msg = fmt.Sprintf("HTTP %d %s", status, o.HTTPErrorMessage)
 	}
 	kind := errkind.Transient
 	switch {
@@ -202,7 +177,7 @@ func opError(op string, o *computepb.Operation) error {
 	case status >= 400 && status < 500 && status != http.StatusConflict && status != http.StatusRequestTimeout:
 		kind = errkind.Invalid
 	}
-	return &provider.Error{Kind: kind, Provider: Name, Op: op, Err: fmt.Errorf("operation %s failed: %s", o.GetName(), msg)}
+	return &provider.Error{Kind: kind, Provider: Name, Op: op, Err: fmt.Errorf("operation %s failed: %s", o.Name, msg)}
 }
 
 func anyIn(codes []string, set map[string]bool) bool {
@@ -214,36 +189,31 @@ func anyIn(codes []string, set map[string]bool) bool {
 	return false
 }
 
-// wait polls op until it is DONE and returns its classified error. Polls
-// that fail transiently are repeated: reading an operation is harmless,
-// and giving up would leave the caller unsure whether the change
-// happened.
-func (p *Provider) wait(ctx context.Context, op string, o *compute.Operation) error {
+// wait polls the zonal operation o until it is DONE and returns its
+// classified error. Polls that fail transiently are repeated: reading an
+// operation is harmless, and giving up would leave the caller unsure
+// whether the change happened.
+func (p *Provider) wait(ctx context.Context, op, zone string, o *operation) error {
 	// GCE finishes operations in seconds to minutes; one still running
 	// after this is reported, and the retried action looks again.
 	ctx, cancel := context.WithTimeout(ctx, maxOperationWait)
 	defer cancel()
-	for !o.Done() {
-		t := time.NewTimer(p.opts.pollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return classify(op, fmt.Errorf("waiting for operation %s: %w", o.Name(), ctx.Err()))
-		case <-t.C:
+	path := p.zonePath(zone, "operations", o.Name)
+	for !o.done() {
+		if err := restclient.SleepCtx(ctx, p.opts.pollInterval); err != nil {
+			return classify(op, fmt.Errorf("waiting for operation %s: %w", o.Name, err))
 		}
-		rctx, cancel := context.WithTimeout(ctx, p.opts.requestTimeout)
-		err := o.Poll(rctx)
+		rctx, cancel := p.rctx(ctx)
+		var next operation
+		err := p.compute.Do(rctx, op, http.MethodGet, path, nil, &next)
 		cancel()
 		if err != nil {
-			if o.Done() {
-				// Poll reports a DONE operation's HTTP error itself.
-				break
-			}
-			if ce := classify(op, err); errkind.Retryable(ce) && ctx.Err() == nil {
+			if errkind.Retryable(err) && ctx.Err() == nil {
 				continue
 			}
-			return classify(op, fmt.Errorf("polling operation %s: %w", o.Name(), err))
+			return fmt.Errorf("polling operation %s: %w", o.Name, err)
 		}
+		*o = next
 	}
-	return opError(op, o.Proto())
+	return opError(op, o)
 }

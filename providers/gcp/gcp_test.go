@@ -2,6 +2,7 @@ package gcp
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -10,11 +11,8 @@ import (
 	"testing"
 	"time"
 
-	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/google/uuid"
-	"google.golang.org/api/option"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
@@ -64,6 +62,30 @@ func TestContractWithServiceAccountKey(t *testing.T) {
 	})
 	if srv.Requests("token") == 0 {
 		t.Fatal("the clients never fetched a token from the key's token_uri")
+	}
+}
+
+// The APIs carry 64-bit integers as JSON strings; a bare number or null
+// is read too, anything else is refused.
+func TestWireIntegers(t *testing.T) {
+	for in, want := range map[string]int64{`"20"`: 20, `20`: 20, `null`: 0, `"-3"`: -3} {
+		var d struct {
+			N i64 `json:"n"`
+		}
+		if err := json.Unmarshal([]byte(`{"n":`+in+`}`), &d); err != nil || int64(d.N) != want {
+			t.Errorf("%s: got %d, %v; want %d", in, d.N, err, want)
+		}
+	}
+	var d disk
+	if err := json.Unmarshal([]byte(`{"sizeGb":"abc"}`), &d); err == nil {
+		t.Error(`sizeGb "abc" was accepted`)
+	}
+	var in instance
+	if err := json.Unmarshal([]byte(`{"id":"18446744073709551615"}`), &in); err != nil || uint64(in.ID) != 18446744073709551615 {
+		t.Errorf("id: got %d, %v", in.ID, err)
+	}
+	if b, _ := json.Marshal(disk{SizeGb: 20}); string(b) != `{"sizeGb":"20"}` {
+		t.Errorf("a disk is sent as %s, want sizeGb as a string", b)
 	}
 }
 
@@ -129,6 +151,7 @@ func TestCredentialsFile(t *testing.T) {
 		{"readable by others", writeSecret(t, good, 0o644), "chmod 600"},
 		{"not json", writeSecret(t, []byte("hello"), 0o600), "is not JSON"},
 		{"not a service account", writeSecret(t, []byte(`{"type":"authorized_user","client_id":"x"}`), 0o600), "not a service-account key"},
+		{"key not PEM", writeSecret(t, []byte(`{"type":"service_account","client_email":"a@b.iam.gserviceaccount.com","private_key":"MIIE"}`), 0o600), "not a PEM-encoded RSA key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := open(tc.file)
@@ -399,30 +422,26 @@ func TestCreateFallbackMovesUnusedDisk(t *testing.T) {
 }
 
 // The SDK trap: an operation that is DONE with an error but without
-// httpErrorStatusCode makes Operation.Wait return nil. The provider
-// checks the operation's error itself.
+// httpErrorStatusCode made the official client's Operation.Wait return
+// nil. The provider checks the operation's error list itself.
 func TestOperationErrorWithoutHTTPStatus(t *testing.T) {
 	srv := gcpfake.New(gcpfake.Options{}) // operations finish at once
 	t.Cleanup(srv.Close)
 
-	t.Run("the SDK's Wait misses it", func(t *testing.T) {
-		ctx := testCtx(t)
-		c, err := compute.NewDisksRESTClient(ctx, option.WithEndpoint(srv.URL), option.WithoutAuthentication())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+	t.Run("the fake sends the trap", func(t *testing.T) {
 		srv.InjectFault(gcpfake.Fault{Action: "disks.insert", OpError: "QUOTA_EXCEEDED", OpMessage: "Quota 'SSD_TOTAL_GB' exceeded."})
-		op, err := c.Insert(ctx, &computepb.InsertDiskRequest{Project: srv.Project(), Zone: "us-central1-a",
-			DiskResource: &computepb.Disk{Name: proto.String("trap"), SizeGb: proto.Int64(10)}})
+		resp, err := http.Post(srv.URL+"/compute/v1/projects/"+srv.Project()+"/zones/us-central1-a/disks", "application/json",
+			strings.NewReader(`{"name":"trap","sizeGb":"10"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := op.Wait(ctx); err != nil {
-			t.Skipf("this SDK version reports the error itself (%v); the provider's check is then redundant", err)
+		defer resp.Body.Close()
+		var o operation
+		if err := json.NewDecoder(resp.Body).Decode(&o); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("insert: HTTP %d, %v", resp.StatusCode, err)
 		}
-		if op.Proto().GetError() == nil {
-			t.Fatal("the operation carries no error; the fault did not apply")
+		if !o.done() || o.Error == nil || len(o.Error.Errors) == 0 || o.HTTPErrorStatusCode != 0 {
+			t.Fatalf("operation %+v: want DONE with an error and no httpErrorStatusCode", o)
 		}
 	})
 	t.Run("the provider does not", func(t *testing.T) {

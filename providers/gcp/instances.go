@@ -2,17 +2,16 @@ package gcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"maps"
+	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/google/uuid"
-	"google.golang.org/api/iterator"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
@@ -129,8 +128,8 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	// wants the VM (a fallback to another zone), and is ours to clean up.
 	madeDisk := false
 	if kept != nil {
-		dz := lastSegment(kept.GetZone())
-		fresh := kept.GetLastAttachTimestamp() == "" && len(kept.GetUsers()) == 0
+		dz := lastSegment(kept.Zone)
+		fresh := kept.LastAttachTimestamp == "" && len(kept.Users) == 0
 		conflict := (spec.Zone != "" && spec.Zone != dz) || (spec.Region != "" && spec.Region != regionOf(dz))
 		switch {
 		case conflict && fresh:
@@ -142,7 +141,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 			return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 				"the kept data disk %s of %s is in zone %s; create the host there, or delete it without keeping its disk first", diskName, name, dz)
 		default:
-			for _, u := range kept.GetUsers() {
+			for _, u := range kept.Users {
 				if lastSegment(u) != name {
 					return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 						"the data disk %s is attached to another instance, %s", diskName, lastSegment(u))
@@ -177,12 +176,8 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		madeDisk = true
 	}
 
-	inst := p.instanceResource(name, zone, mt.GetName(), diskName, spec, labels, meta, accels, gpu)
-	err = p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
-		return p.instances.Insert(ctx, &computepb.InsertInstanceRequest{
-			Project: p.opts.project, Zone: zone, InstanceResource: inst, RequestId: &requestID,
-		})
-	})
+	inst := p.instanceResource(name, zone, mt.Name, diskName, spec, labels, meta, accels, gpu)
+	err = p.mutate(ctx, op, zone, http.MethodPost, p.zonePath(zone, "instances"), inst)
 	if err != nil && !isAlreadyExists(err) {
 		if madeDisk && (!errkind.Retryable(err) || errkind.Of(err) == errkind.Capacity) {
 			// The VM was not made here, and the caller may try another
@@ -231,7 +226,7 @@ func (p *Provider) zoneFor(op string, spec provider.CreateSpec) (string, error) 
 }
 
 // metadata builds the ssh-keys and startup-script items.
-func (p *Provider) metadata(spec provider.CreateSpec) (*computepb.Metadata, error) {
+func (p *Provider) metadata(spec provider.CreateSpec) (*metadata, error) {
 	user := spec.SSHUser
 	if user == "" {
 		user = p.opts.sshUser
@@ -239,100 +234,93 @@ func (p *Provider) metadata(spec provider.CreateSpec) (*computepb.Metadata, erro
 	if !sshUserRE.MatchString(user) {
 		return nil, fmt.Errorf("SSH user %q is not a valid Linux user name", user)
 	}
-	meta := &computepb.Metadata{}
+	meta := &metadata{}
 	keys, err := sshKeysValue(user, spec.SSHAuthorizedKey)
 	if err != nil {
 		return nil, err
 	}
 	if keys != "" {
-		meta.Items = append(meta.Items, &computepb.Items{Key: ptr(metaSSHKeys), Value: &keys})
+		meta.Items = append(meta.Items, metadataItem{Key: metaSSHKeys, Value: keys})
 	}
 	script, err := startupScript(spec.HostKey)
 	if err != nil {
 		return nil, err
 	}
 	if script != "" {
-		meta.Items = append(meta.Items, &computepb.Items{Key: ptr(metaStartupScript), Value: &script})
+		meta.Items = append(meta.Items, metadataItem{Key: metaStartupScript, Value: script})
 	}
 	return meta, nil
 }
 
 func (p *Provider) instanceResource(name, zone, machineType, diskName string, spec provider.CreateSpec,
-	labels map[string]string, meta *computepb.Metadata, accels []*computepb.AcceleratorConfig, gpu bool) *computepb.Instance {
+	labels map[string]string, meta *metadata, accels []acceleratorConfig, gpu bool) *instance {
 	image := spec.Image
 	if image == "" {
 		image = p.opts.image
 	}
-	sched := &computepb.Scheduling{
-		ProvisioningModel: ptr("STANDARD"),
-		OnHostMaintenance: ptr("MIGRATE"),
-		AutomaticRestart:  ptr(true),
-	}
+	restart, noRestart := true, false
+	sched := &scheduling{ProvisioningModel: "STANDARD", OnHostMaintenance: "MIGRATE", AutomaticRestart: &restart}
 	if gpu {
 		// GPUs cannot live-migrate: GCE refuses a GPU VM without this.
-		sched.OnHostMaintenance = ptr("TERMINATE")
+		sched.OnHostMaintenance = "TERMINATE"
 	}
 	if spec.Spot {
 		// Spot VMs must terminate on maintenance and cannot restart
 		// themselves; STOP (not DELETE) keeps the disks when reclaimed,
 		// so a preempted host is "off", not gone.
-		sched.ProvisioningModel = ptr("SPOT")
-		sched.OnHostMaintenance = ptr("TERMINATE")
-		sched.AutomaticRestart = ptr(false)
-		sched.InstanceTerminationAction = ptr("STOP")
+		sched.AutomaticRestart = &noRestart
+		sched.ProvisioningModel = "SPOT"
+		sched.OnHostMaintenance = "TERMINATE"
+		sched.InstanceTerminationAction = "STOP"
 	}
-	nic := &computepb.NetworkInterface{
-		Network: ptr(p.opts.network),
-		AccessConfigs: []*computepb.AccessConfig{{
-			Name: ptr("External NAT"), Type: ptr("ONE_TO_ONE_NAT"),
-		}},
+	nic := networkInterface{
+		Network:       p.opts.network,
+		Subnetwork:    p.opts.subnetwork,
+		AccessConfigs: []accessConfig{{Name: "External NAT", Type: "ONE_TO_ONE_NAT"}},
 	}
-	if p.opts.subnetwork != "" {
-		nic.Subnetwork = ptr(p.opts.subnetwork)
-	}
-	return &computepb.Instance{
-		Name:        ptr(name),
-		MachineType: ptr("zones/" + zone + "/machineTypes/" + machineType),
+	return &instance{
+		Name:        name,
+		MachineType: "zones/" + zone + "/machineTypes/" + machineType,
 		Labels:      labels,
-		Disks: []*computepb.AttachedDisk{
+		Disks: []attachedDisk{
 			{
-				Boot: ptr(true), AutoDelete: ptr(true), Type: ptr("PERSISTENT"), Mode: ptr("READ_WRITE"),
-				InitializeParams: &computepb.AttachedDiskInitializeParams{
-					SourceImage: ptr(image),
-					DiskSizeGb:  ptr(int64(p.opts.bootDiskGB)),
-					DiskType:    ptr("zones/" + zone + "/diskTypes/" + p.opts.bootDiskType),
+				Boot: true, AutoDelete: true, Type: "PERSISTENT", Mode: "READ_WRITE",
+				InitializeParams: &initializeParams{
+					SourceImage: image,
+					DiskSizeGb:  i64(p.opts.bootDiskGB),
+					DiskType:    "zones/" + zone + "/diskTypes/" + p.opts.bootDiskType,
 					Labels:      labels,
 				},
 			},
 			{
 				// Not auto-deleted: deleting the VM keeps the data; Delete
 				// removes the disk itself unless asked to keep it.
-				Boot: ptr(false), AutoDelete: ptr(false), Type: ptr("PERSISTENT"), Mode: ptr("READ_WRITE"),
-				DeviceName: ptr(dataDeviceName),
-				Source:     ptr("projects/" + p.opts.project + "/zones/" + zone + "/disks/" + diskName),
+				Type: "PERSISTENT", Mode: "READ_WRITE", DeviceName: dataDeviceName,
+				Source: "projects/" + p.opts.project + "/zones/" + zone + "/disks/" + diskName,
 			},
 		},
-		NetworkInterfaces: []*computepb.NetworkInterface{nic},
+		NetworkInterfaces: []networkInterface{nic},
 		Metadata:          meta,
 		Scheduling:        sched,
 		GuestAccelerators: accels,
 	}
 }
 
-// insert sends an insert (or any mutation) with one request id, repeating
-// it with the same id while it fails transiently: GCE answers a repeated
-// id with the first request's operation instead of acting twice, so a
-// request that timed out after the VM was made cannot make a second one.
-// It then waits for the operation.
-func (p *Provider) insert(ctx context.Context, op string, send func(ctx context.Context, requestID string) (*compute.Operation, error)) error {
+// mutate sends a mutation (body may be nil) with one requestId,
+// repeating it with the same id while it fails transiently: GCE answers a
+// repeated id with the first request's operation instead of acting
+// twice, so a request that timed out after the VM was made cannot make a
+// second one. It then waits for the zonal operation.
+func (p *Provider) mutate(ctx context.Context, op, zone, method, path string, body any) error {
 	requestID := uuid.NewString()
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		rctx, cancel := p.rctx(ctx)
-		o, err := send(rctx, requestID)
+		var o operation
+		err := p.compute.Do(rctx, op, method, path+"?"+query("requestId", requestID).Encode(), body, &o)
 		cancel()
 		if err == nil {
-			return p.wait(ctx, op, o)
+			return p.wait(ctx, op, zone, &o)
 		}
 		if isAlreadyExists(err) {
 			return err
@@ -353,15 +341,13 @@ func (p *Provider) insert(ctx context.Context, op string, send func(ctx context.
 }
 
 func (p *Provider) createDisk(ctx context.Context, op, zone, name string, sizeGB int64, labels map[string]string) error {
-	disk := &computepb.Disk{
-		Name:   ptr(name),
-		SizeGb: ptr(sizeGB),
-		Type:   ptr("zones/" + zone + "/diskTypes/" + p.opts.dataDiskType),
+	d := &disk{
+		Name:   name,
+		SizeGb: i64(sizeGB),
+		Type:   "zones/" + zone + "/diskTypes/" + p.opts.dataDiskType,
 		Labels: labels,
 	}
-	err := p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
-		return p.disks.Insert(ctx, &computepb.InsertDiskRequest{Project: p.opts.project, Zone: zone, DiskResource: disk, RequestId: &requestID})
-	})
+	err := p.mutate(ctx, op, zone, http.MethodPost, p.zonePath(zone, "disks"), d)
 	if err != nil && !isAlreadyExists(err) {
 		return fmt.Errorf("create data disk %s: %w", name, err)
 	}
@@ -378,20 +364,18 @@ func (p *Provider) deleteDiskQuietly(ctx context.Context, zone, name string) {
 }
 
 func (p *Provider) deleteDisk(ctx context.Context, op, zone, name string) error {
-	err := p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
-		return p.disks.Delete(ctx, &computepb.DeleteDiskRequest{Project: p.opts.project, Zone: zone, Disk: name, RequestId: &requestID})
-	})
+	err := p.mutate(ctx, op, zone, http.MethodDelete, p.zonePath(zone, "disks", name), nil)
 	if err != nil && !errkind.Is(err, errkind.NotFound) {
 		return fmt.Errorf("delete data disk %s: %w", name, err)
 	}
 	return nil
 }
 
-func (p *Provider) machineType(ctx context.Context, op, zone, name string) (*computepb.MachineType, error) {
+func (p *Provider) machineType(ctx context.Context, op, zone, name string) (*machineType, error) {
 	rctx, cancel := p.rctx(ctx)
 	defer cancel()
-	mt, err := p.machineTypes.Get(rctx, &computepb.GetMachineTypeRequest{Project: p.opts.project, Zone: zone, MachineType: name})
-	if err != nil {
+	mt := &machineType{}
+	if err := p.compute.Do(rctx, op, http.MethodGet, p.zonePath(zone, "machineTypes", name), nil, mt); err != nil {
 		err = classify(op, err)
 		if errkind.Is(err, errkind.NotFound) {
 			return nil, provider.Errorf(errkind.Invalid, Name, op,
@@ -405,18 +389,18 @@ func (p *Provider) machineType(ctx context.Context, op, zone, name string) (*com
 // acceleratorsFor decides the GPUs: accelerator-optimized machine types
 // (g2, a2, a3, ...) come with theirs; general-purpose ones (n1) get the
 // requested accelerator attached. gpu reports whether the VM has GPUs.
-func (p *Provider) acceleratorsFor(ctx context.Context, op, zone string, mt *computepb.MachineType, spec provider.CreateSpec) ([]*computepb.AcceleratorConfig, bool, error) {
+func (p *Provider) acceleratorsFor(ctx context.Context, op, zone string, mt *machineType, spec provider.CreateSpec) ([]acceleratorConfig, bool, error) {
 	want := strings.ToLower(strings.TrimSpace(spec.GPUModel))
-	if b := mt.GetAccelerators(); len(b) > 0 {
-		have := gpuOf(b[0].GetGuestAcceleratorType())
-		count := int(b[0].GetGuestAcceleratorCount())
-		if want != "" && want != have.model && want != b[0].GetGuestAcceleratorType() {
+	if b := mt.Accelerators; len(b) > 0 {
+		have := gpuOf(b[0].GuestAcceleratorType)
+		count := int(b[0].GuestAcceleratorCount)
+		if want != "" && want != have.model && want != b[0].GuestAcceleratorType {
 			return nil, false, provider.Errorf(errkind.Invalid, Name, op,
-				"machine type %s comes with %d× %s, not %s", mt.GetName(), count, have.model, spec.GPUModel)
+				"machine type %s comes with %d× %s, not %s", mt.Name, count, have.model, spec.GPUModel)
 		}
 		if spec.GPUCount > 0 && spec.GPUCount != count {
 			return nil, false, provider.Errorf(errkind.Invalid, Name, op,
-				"machine type %s comes with %d GPUs, not %d; pick the size that has %d", mt.GetName(), count, spec.GPUCount, spec.GPUCount)
+				"machine type %s comes with %d GPUs, not %d; pick the size that has %d", mt.Name, count, spec.GPUCount, spec.GPUCount)
 		}
 		return nil, true, nil
 	}
@@ -429,39 +413,38 @@ func (p *Provider) acceleratorsFor(ctx context.Context, op, zone string, mt *com
 	count := max(spec.GPUCount, 1)
 	rctx, cancel := p.listCtx(ctx)
 	defer cancel()
-	it := p.accelerators.List(rctx, &computepb.ListAcceleratorTypesRequest{Project: p.opts.project, Zone: zone})
 	var offered []string
-	var match *computepb.AcceleratorType
-	for {
-		at, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
+	var match *acceleratorType
+	err := listAll(rctx, p.compute, op, p.zonePath(zone, "acceleratorTypes"), query(), func(ats []acceleratorType) error {
+		for i := range ats {
+			at := &ats[i]
+			g := gpuOf(at.Name)
+			if g.workstation {
+				continue
+			}
+			offered = append(offered, g.model)
+			if at.Name == want || (g.model == want && (match == nil || at.Name < match.Name)) {
+				match = at
+			}
 		}
-		if err != nil {
-			return nil, false, classify(op, err)
-		}
-		g := gpuOf(at.GetName())
-		if g.workstation {
-			continue
-		}
-		offered = append(offered, g.model)
-		if at.GetName() == want || (g.model == want && (match == nil || at.GetName() < match.GetName())) {
-			match = at
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
 	}
 	if match == nil {
 		sort.Strings(offered)
 		return nil, false, provider.Errorf(errkind.Invalid, Name, op,
 			"GPU model %s cannot be attached to %s in zone %s (attachable there: %s); accelerator-optimized types such as g2 (L4) carry their own GPUs",
-			spec.GPUModel, mt.GetName(), zone, strings.Join(dedupe(offered), ", "))
+			spec.GPUModel, mt.Name, zone, strings.Join(dedupe(offered), ", "))
 	}
-	if maxCards := int(match.GetMaximumCardsPerInstance()); maxCards > 0 && count > maxCards {
+	if maxCards := int(match.MaximumCardsPerInstance); maxCards > 0 && count > maxCards {
 		return nil, false, provider.Errorf(errkind.Invalid, Name, op,
 			"at most %d %s GPUs fit one VM, not %d", maxCards, spec.GPUModel, count)
 	}
-	return []*computepb.AcceleratorConfig{{
-		AcceleratorType:  ptr("projects/" + p.opts.project + "/zones/" + zone + "/acceleratorTypes/" + match.GetName()),
-		AcceleratorCount: ptr(int32(count)),
+	return []acceleratorConfig{{
+		AcceleratorType:  "projects/" + p.opts.project + "/zones/" + zone + "/acceleratorTypes/" + match.Name,
+		AcceleratorCount: int32(count),
 	}}, true, nil
 }
 
@@ -477,12 +460,11 @@ func dedupe(s []string) []string {
 
 // ---- lookups
 
-func (p *Provider) getInstance(ctx context.Context, op, zone, name string) (*computepb.Instance, error) {
+func (p *Provider) getInstance(ctx context.Context, op, zone, name string) (*instance, error) {
 	rctx, cancel := p.rctx(ctx)
 	defer cancel()
-	inst, err := p.instances.Get(rctx, &computepb.GetInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name})
-	if err != nil {
-		err = classify(op, err)
+	inst := &instance{}
+	if err := p.compute.Do(rctx, op, http.MethodGet, p.zonePath(zone, "instances", name), nil, inst); err != nil {
 		if errkind.Is(err, errkind.NotFound) {
 			return nil, provider.Errorf(errkind.NotFound, Name, op, "instance %s not found in zone %s", name, zone)
 		}
@@ -492,61 +474,54 @@ func (p *Provider) getInstance(ctx context.Context, op, zone, name string) (*com
 }
 
 // findInstance looks for a VM by name in every zone; nil when none.
-func (p *Provider) findInstance(ctx context.Context, op, name string) (*computepb.Instance, error) {
-	var found *computepb.Instance
-	err := p.aggregatedInstances(ctx, op, fmt.Sprintf("name = %q", name), func(in *computepb.Instance) {
-		if in.GetName() == name && found == nil {
-			found = in
+func (p *Provider) findInstance(ctx context.Context, op, name string) (*instance, error) {
+	var found *instance
+	err := p.aggregated(ctx, op, "instances", fmt.Sprintf("name = %q", name), func(l scopedList) {
+		for i := range l.Instances {
+			if l.Instances[i].Name == name && found == nil {
+				found = &l.Instances[i]
+			}
 		}
 	})
 	return found, err
 }
 
 // findDisk looks for a disk by name in every zone; nil when none.
-func (p *Provider) findDisk(ctx context.Context, op, name string) (*computepb.Disk, error) {
-	rctx, cancel := p.listCtx(ctx)
-	defer cancel()
-	filter := fmt.Sprintf("name = %q", name)
-	it := p.disks.AggregatedList(rctx, &computepb.AggregatedListDisksRequest{Project: p.opts.project, Filter: &filter, MaxResults: ptr(uint32(500))})
-	for {
-		pair, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, classify(op, err)
-		}
-		for _, d := range pair.Value.GetDisks() {
-			if d.GetName() == name {
-				return d, nil
+func (p *Provider) findDisk(ctx context.Context, op, name string) (*disk, error) {
+	var found *disk
+	err := p.aggregated(ctx, op, "disks", fmt.Sprintf("name = %q", name), func(l scopedList) {
+		for i := range l.Disks {
+			if l.Disks[i].Name == name && found == nil {
+				found = &l.Disks[i]
 			}
 		}
-	}
+	})
+	return found, err
 }
 
-func (p *Provider) aggregatedInstances(ctx context.Context, op, filter string, each func(*computepb.Instance)) error {
+// aggregated lists a kind of resource in every zone (filter may be
+// empty), handing each zone's part of each page to each.
+func (p *Provider) aggregated(ctx context.Context, op, kind, filter string, each func(scopedList)) error {
+	return p.aggregatedByZone(ctx, op, kind, filter, func(_ string, l scopedList) { each(l) })
+}
+
+// aggregatedByZone is aggregated with the zone of each part, in zone
+// order.
+func (p *Provider) aggregatedByZone(ctx context.Context, op, kind, filter string, each func(zone string, l scopedList)) error {
 	rctx, cancel := p.listCtx(ctx)
 	defer cancel()
-	it := p.instances.AggregatedList(rctx, &computepb.AggregatedListInstancesRequest{
-		Project: p.opts.project, Filter: &filter, MaxResults: ptr(uint32(500)),
-	})
-	for {
-		pair, err := it.Next()
-		if errors.Is(err, iterator.Done) {
+	return listAll(rctx, p.compute, op, p.projectPath("aggregated", kind), query("filter", filter, "maxResults", "500"),
+		func(items map[string]scopedList) error {
+			for _, scope := range slices.Sorted(maps.Keys(items)) {
+				each(lastSegment(scope), items[scope])
+			}
 			return nil
-		}
-		if err != nil {
-			return classify(op, err)
-		}
-		for _, in := range pair.Value.GetInstances() {
-			each(in)
-		}
-	}
+		})
 }
 
 // locate finds the VM a ref points at: in its zone when the ref has one,
 // else in the default zone, else anywhere in the project.
-func (p *Provider) locate(ctx context.Context, op string, ref provider.Ref) (*computepb.Instance, error) {
+func (p *Provider) locate(ctx context.Context, op string, ref provider.Ref) (*instance, error) {
 	name := refName(ref)
 	if err := validName(op, name); err != nil {
 		return nil, err
@@ -588,24 +563,20 @@ func (p *Provider) Start(ctx context.Context, ref provider.Ref) (provider.Instan
 	if err != nil {
 		return provider.Instance{}, err
 	}
-	zone, name := lastSegment(inst.GetZone()), inst.GetName()
-	var send func(ctx context.Context, requestID string) (*compute.Operation, error)
-	switch inst.GetStatus() {
+	zone, name := lastSegment(inst.Zone), inst.Name
+	var verb string
+	switch inst.Status {
 	case statusTerminated:
-		send = func(ctx context.Context, requestID string) (*compute.Operation, error) {
-			return p.instances.Start(ctx, &computepb.StartInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
-		}
+		verb = "start"
 	case statusSuspended:
-		send = func(ctx context.Context, requestID string) (*compute.Operation, error) {
-			return p.instances.Resume(ctx, &computepb.ResumeInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
-		}
+		verb = "resume"
 	case statusStopping, statusSuspending:
 		return p.instance(inst), provider.Errorf(errkind.Transient, Name, op,
-			"instance %s is %s; it can be started once that finishes", name, strings.ToLower(inst.GetStatus()))
+			"instance %s is %s; it can be started once that finishes", name, strings.ToLower(inst.Status))
 	default:
 		return p.instance(inst), nil // running or on its way there
 	}
-	if err := p.insert(ctx, op, send); err != nil {
+	if err := p.mutate(ctx, op, zone, http.MethodPost, p.zonePath(zone, "instances", name, verb), nil); err != nil {
 		return provider.Instance{}, err
 	}
 	return p.Status(ctx, provider.Ref{Name: name, Zone: zone})
@@ -617,14 +588,12 @@ func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instanc
 	if err != nil {
 		return provider.Instance{}, err
 	}
-	zone, name := lastSegment(inst.GetZone()), inst.GetName()
-	switch inst.GetStatus() {
+	zone, name := lastSegment(inst.Zone), inst.Name
+	switch inst.Status {
 	case statusTerminated, statusSuspended, statusStopping, statusSuspending:
 		return p.instance(inst), nil
 	}
-	err = p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
-		return p.instances.Stop(ctx, &computepb.StopInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
-	})
+	err = p.mutate(ctx, op, zone, http.MethodPost, p.zonePath(zone, "instances", name, "stop"), nil)
 	if err != nil {
 		return provider.Instance{}, err
 	}
@@ -642,11 +611,9 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 	}
 	diskZone := ""
 	if inst != nil {
-		zone := lastSegment(inst.GetZone())
+		zone := lastSegment(inst.Zone)
 		diskZone = zone
-		err := p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
-			return p.instances.Delete(ctx, &computepb.DeleteInstanceRequest{Project: p.opts.project, Zone: zone, Instance: name, RequestId: &requestID})
-		})
+		err := p.mutate(ctx, op, zone, http.MethodDelete, p.zonePath(zone, "instances", name), nil)
 		if err != nil && !errkind.Is(err, errkind.NotFound) {
 			return err
 		}
@@ -663,7 +630,7 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 		if d == nil {
 			return nil
 		}
-		diskZone = lastSegment(d.GetZone())
+		diskZone = lastSegment(d.Zone)
 	}
 	return p.deleteDisk(ctx, op, diskZone, diskName)
 }
@@ -676,32 +643,31 @@ func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int)
 	if err != nil {
 		return provider.Instance{}, err
 	}
-	zone, name := lastSegment(inst.GetZone()), inst.GetName()
+	zone, name := lastSegment(inst.Zone), inst.Name
 	diskName := dataDiskName(name)
-	for _, d := range inst.GetDisks() {
-		if d.GetDeviceName() == dataDeviceName && !d.GetBoot() {
-			diskName = lastSegment(d.GetSource())
+	for _, d := range inst.Disks {
+		if d.DeviceName == dataDeviceName && !d.Boot {
+			diskName = lastSegment(d.Source)
 		}
 	}
 	rctx, cancel := p.rctx(ctx)
-	disk, err := p.disks.Get(rctx, &computepb.GetDiskRequest{Project: p.opts.project, Zone: zone, Disk: diskName})
+	var cur disk
+	err = p.compute.Do(rctx, op, http.MethodGet, p.zonePath(zone, "disks", diskName), nil, &cur)
 	cancel()
 	if err != nil {
-		return provider.Instance{}, classify(op, err)
+		return provider.Instance{}, err
 	}
-	switch cur := int(disk.GetSizeGb()); {
+	switch cur := int(cur.SizeGb); {
 	case sizeGB < cur:
 		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"the data disk %s is %d GB; GCP disks can only grow, not shrink to %d GB", diskName, cur, sizeGB)
 	case sizeGB == cur:
 		return p.instance(inst), nil
 	}
-	err = p.insert(ctx, op, func(ctx context.Context, requestID string) (*compute.Operation, error) {
-		return p.disks.Resize(ctx, &computepb.ResizeDiskRequest{
-			Project: p.opts.project, Zone: zone, Disk: diskName, RequestId: &requestID,
-			DisksResizeRequestResource: &computepb.DisksResizeRequest{SizeGb: ptr(int64(sizeGB))},
-		})
-	})
+	resize := struct {
+		SizeGb i64 `json:"sizeGb"`
+	}{i64(sizeGB)}
+	err = p.mutate(ctx, op, zone, http.MethodPost, p.zonePath(zone, "disks", diskName, "resize"), resize)
 	if err != nil {
 		return provider.Instance{}, err
 	}
@@ -712,12 +678,14 @@ func (p *Provider) ResizeDisk(ctx context.Context, ref provider.Ref, sizeGB int)
 func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 	filter := fmt.Sprintf("labels.%s = %q", provider.LabelDeployment, p.deployment)
 	var out []provider.Instance
-	err := p.aggregatedInstances(ctx, "list", filter, func(in *computepb.Instance) {
-		// The filter is the server's job; checking again costs nothing
-		// and keeps another deployment's VM out of reconcile whatever
-		// the server does.
-		if in.GetLabels()[provider.LabelDeployment] == p.deployment {
-			out = append(out, p.instance(in))
+	err := p.aggregated(ctx, "list", "instances", filter, func(l scopedList) {
+		for i := range l.Instances {
+			// The filter is the server's job; checking again costs
+			// nothing and keeps another deployment's VM out of reconcile
+			// whatever the server does.
+			if in := &l.Instances[i]; in.Labels[provider.LabelDeployment] == p.deployment {
+				out = append(out, p.instance(in))
+			}
 		}
 	})
 	if err != nil {
@@ -728,53 +696,55 @@ func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 }
 
 // instance converts a GCE instance to our view of it.
-func (p *Provider) instance(in *computepb.Instance) provider.Instance {
-	zone := lastSegment(in.GetZone())
+func (p *Provider) instance(in *instance) provider.Instance {
+	zone := lastSegment(in.Zone)
 	out := provider.Instance{
-		ID:      strconv.FormatUint(in.GetId(), 10),
-		Name:    in.GetName(),
-		HostID:  in.GetLabels()[provider.LabelHost],
+		ID:      strconv.FormatUint(uint64(in.ID), 10),
+		Name:    in.Name,
+		HostID:  in.Labels[provider.LabelHost],
 		Region:  regionOf(zone),
 		Zone:    zone,
-		State:   stateOf(in.GetStatus()),
+		State:   stateOf(in.Status),
 		SSHPort: 22,
 		Labels:  map[string]string{},
 		Meta: map[string]string{
 			"zone":         zone,
-			"status":       in.GetStatus(),
-			"machine_type": lastSegment(in.GetMachineType()),
+			"status":       in.Status,
+			"machine_type": lastSegment(in.MachineType),
 		},
 	}
 	if out.HostID == "" {
 		out.HostID = provider.HostIDFromName(out.Name)
 	}
-	for k, v := range in.GetLabels() {
+	for k, v := range in.Labels {
 		out.Labels[k] = v
 	}
-	for _, nic := range in.GetNetworkInterfaces() {
+	for _, nic := range in.NetworkInterfaces {
 		if out.PrivateIP == "" {
-			out.PrivateIP = nic.GetNetworkIP()
+			out.PrivateIP = nic.NetworkIP
 		}
-		for _, ac := range nic.GetAccessConfigs() {
-			if out.PublicIP == "" && ac.GetNatIP() != "" {
-				out.PublicIP = ac.GetNatIP()
+		for _, ac := range nic.AccessConfigs {
+			if out.PublicIP == "" && ac.NatIP != "" {
+				out.PublicIP = ac.NatIP
 			}
 		}
 	}
-	for _, d := range in.GetDisks() {
-		if !d.GetBoot() && d.GetDeviceName() == dataDeviceName {
-			out.DataDisk = lastSegment(d.GetSource())
+	for _, d := range in.Disks {
+		if !d.Boot && d.DeviceName == dataDeviceName {
+			out.DataDisk = lastSegment(d.Source)
 			out.DataDiskDevice = "/dev/disk/by-id/google-" + dataDeviceName
-			out.DiskGB = int(d.GetDiskSizeGb())
+			out.DiskGB = int(d.DiskSizeGb)
 			out.Meta["data_disk"] = out.DataDisk
 		}
 	}
-	for _, it := range in.GetMetadata().GetItems() {
-		if it.GetKey() == metaSSHKeys {
-			out.SSHUser = sshUserOf(it.GetValue())
+	if in.Metadata != nil {
+		for _, it := range in.Metadata.Items {
+			if it.Key == metaSSHKeys {
+				out.SSHUser = sshUserOf(it.Value)
+			}
 		}
 	}
-	if sched := in.GetScheduling(); sched.GetProvisioningModel() == "SPOT" {
+	if in.Scheduling != nil && in.Scheduling.ProvisioningModel == "SPOT" {
 		out.Meta["spot"] = "true"
 	}
 	return out

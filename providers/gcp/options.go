@@ -94,7 +94,7 @@ func parseOptions(m map[string]string) (options, error) {
 		case "endpoint":
 			o.endpoint, err = opts.HTTPURL(k, v, "https://compute.googleapis.com")
 		case "billing_endpoint":
-			o.billingEndpoint, err = opts.HTTPURL(k, v, "https://compute.googleapis.com")
+			o.billingEndpoint, err = opts.HTTPURL(k, v, "https://cloudbilling.googleapis.com")
 		case "image":
 			o.image = v
 		case "boot_disk_gb":

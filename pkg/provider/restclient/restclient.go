@@ -1,5 +1,5 @@
 // Package restclient is the HTTP half the REST providers (Hyperstack,
-// Lambda) share: the API key read from a 0600 file on every call, JSON
+// Lambda, GCP) share: the API key read from a 0600 file on every call, JSON
 // request bodies, retrying a 429 while its Retry-After is short, and
 // classifying transport failures. What a cloud's replies and errors look
 // like stays in the provider, behind Classify and Decode.
@@ -40,7 +40,10 @@ type Client struct {
 	// Sleep waits d or until ctx ends; tests replace it to observe the
 	// waits a 429 asks for without spending them.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// Authorize puts the API key on a request.
+	// Token, when set, supplies the credential instead of APIKey, for a
+	// cloud whose key file is exchanged for short-lived tokens (GCP).
+	Token func(ctx context.Context, op string) (string, error)
+	// Authorize puts the API key (or token) on a request.
 	Authorize func(req *http.Request, key string)
 	// Classify turns a reply with a non-2xx status into a provider error.
 	Classify func(op, method, path string, resp *http.Response, raw []byte) error
@@ -75,7 +78,13 @@ func (c *Client) APIKey(op string) (string, error) {
 // repeat); every other failure is classified and returned for the caller
 // to retry or not.
 func (c *Client) Do(ctx context.Context, op, method, path string, in, out any) error {
-	key, err := c.APIKey(op)
+	var key string
+	var err error
+	if c.Token != nil {
+		key, err = c.Token(ctx, op)
+	} else {
+		key, err = c.APIKey(op)
+	}
 	if err != nil {
 		return err
 	}
