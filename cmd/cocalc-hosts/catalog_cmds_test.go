@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,8 +30,10 @@ func cmdVMLog(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	hours, err := strconv.ParseFloat(args[1], 64)
 	ts.Check(err)
-	status, err := model.ParseStatus(args[2])
-	ts.Check(err)
+	status := model.Status(args[2])
+	if !slices.Contains(model.AllStatuses, status) {
+		ts.Fatalf("vmlog: unknown host status %q (one of %v)", status, model.AllStatuses)
+	}
 	st := scriptStore(ts)
 	defer st.Close()
 	h, err := st.GetHost(context.Background(), args[0])

@@ -598,7 +598,7 @@ func TestResourcesAndImages(t *testing.T) {
 	// Building the default spec comes from the shared cache (the test
 	// image was made from it), so this is the import path end to end.
 	name := "localhost/cocalc-agent-build-" + uuid.NewString()[:8]
-	t.Cleanup(func() { h.env.Podman.RemoveImage(context.Background(), name) })
+	t.Cleanup(func() { h.env.Podman.Run(context.Background(), "rmi", "-f", name) }) //nolint:errcheck // best effort: the image may not have been made
 	var lines []string
 	cached, err := h.client.BuildImage(ctx, agentapi.BuildImageRequest{Name: name, Include: podman.DefaultBuildSpec.Include}, func(l string) { lines = append(lines, l) })
 	if err != nil || !cached {

@@ -73,7 +73,7 @@ func (a *App) makeSSH(ctx context.Context) error {
 	}
 	keyPath := p.keyPath
 	fleetKey := func() (*fleet.Identity, error) { return fleet.LoadOrCreate(keyPath) }
-	p.pool = sshpool.NewLazy(fleetKey, sshboot.StorePins{Store: st})
+	p.pool = sshpool.New(fleetKey, sshboot.StorePins{Store: st})
 	exe, err := executable()
 	if err != nil {
 		return err

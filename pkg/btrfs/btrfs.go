@@ -9,7 +9,6 @@ package btrfs
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/runcmd"
 )
 
 // SuperMagic is the statfs f_type of a btrfs filesystem.
@@ -70,7 +71,7 @@ func CreateLoopPool(ctx context.Context, imagePath, mountPoint string, sizeBytes
 		return fmt.Errorf("create loop pool: %w", err)
 	}
 	if !has {
-		if _, err := run(ctx, "mkfs.btrfs", "-q", imagePath); err != nil {
+		if _, err := runcmd.Output(ctx, "mkfs.btrfs", "-q", imagePath); err != nil {
 			return fmt.Errorf("create loop pool: %w", err)
 		}
 	}
@@ -148,7 +149,7 @@ func Mount(ctx context.Context, imagePath, mountPoint string) error {
 	if err := os.MkdirAll(mountPoint, 0o700); err != nil {
 		return fmt.Errorf("mount pool: %w", err)
 	}
-	if _, err := run(ctx, "mount", "-t", "btrfs", "-o", "loop", imagePath, mountPoint); err != nil {
+	if _, err := runcmd.Output(ctx, "mount", "-t", "btrfs", "-o", "loop", imagePath, mountPoint); err != nil {
 		return fmt.Errorf("mount pool: %w", err)
 	}
 	return nil
@@ -158,27 +159,13 @@ func Mount(ctx context.Context, imagePath, mountPoint string) error {
 // complete, so that limits set afterwards are enforced from the start.
 // Enabling quotas that are already on is harmless.
 func EnableQuota(ctx context.Context, mountPoint string) error {
-	if _, err := run(ctx, "btrfs", "quota", "enable", mountPoint); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "quota", "enable", mountPoint); err != nil {
 		return err
 	}
-	if _, err := run(ctx, "btrfs", "quota", "rescan", "-w", mountPoint); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "quota", "rescan", "-w", mountPoint); err != nil {
 		return err
 	}
 	return nil
-}
-
-// QuotaEnabled reports whether quota groups are enabled on the filesystem
-// mounted at mountPoint.
-func QuotaEnabled(ctx context.Context, mountPoint string) (bool, error) {
-	out, err := run(ctx, "btrfs", "qgroup", "show", mountPoint)
-	if err == nil {
-		return true, nil
-	}
-	// btrfs-progs says "quotas not enabled" (and exits non-zero) when off.
-	if strings.Contains(strings.ToLower(err.Error()+out), "not enabled") {
-		return false, nil
-	}
-	return false, err
 }
 
 // Unmount unmounts mountPoint and makes sure that no loop device is left
@@ -192,7 +179,7 @@ func Unmount(ctx context.Context, mountPoint string) error {
 	// Pools are never stacked on purpose, but a crash between the check
 	// and the mount in Mount could leave two; take them all off.
 	for i := 0; i < 8 && IsMounted(mountPoint); i++ {
-		if _, err := run(ctx, "umount", mountPoint); err != nil {
+		if _, err := runcmd.Output(ctx, "umount", mountPoint); err != nil {
 			return fmt.Errorf("unmount pool: %w", err)
 		}
 	}
@@ -214,7 +201,7 @@ func LoopDevices(ctx context.Context, imagePath string) ([]string, error) {
 		// a file that does not exist under that name.
 		return nil, nil
 	}
-	out, err := run(ctx, "losetup", "-j", imagePath)
+	out, err := runcmd.Output(ctx, "losetup", "-j", imagePath)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +233,7 @@ func DetachLoops(ctx context.Context, imagePath string) error {
 		}
 		// An error here usually means the device went away by itself;
 		// the check below decides.
-		_, _ = run(ctx, "losetup", "-d", dev)
+		_, _ = runcmd.Output(ctx, "losetup", "-d", dev)
 	}
 	devs, err = waitNoLoops(ctx, imagePath, 5*time.Second)
 	if err != nil {
@@ -301,11 +288,11 @@ func Grow(ctx context.Context, imagePath, mountPoint string, newSize int64) erro
 		}
 	}
 	for _, dev := range devs {
-		if _, err := run(ctx, "losetup", "-c", dev); err != nil {
+		if _, err := runcmd.Output(ctx, "losetup", "-c", dev); err != nil {
 			return fmt.Errorf("grow pool: %w", err)
 		}
 	}
-	if _, err := run(ctx, "btrfs", "filesystem", "resize", "max", mountPoint); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "filesystem", "resize", "max", mountPoint); err != nil {
 		return fmt.Errorf("grow pool: %w", err)
 	}
 	return nil
@@ -398,25 +385,4 @@ func loopBackingFile(dev string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// run runs a command and returns its stdout. Its error names the command
-// and carries its stderr, which is where these tools explain themselves.
-func run(ctx context.Context, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// Keep the messages parseable whatever the caller's locale.
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = strings.TrimSpace(stdout.String())
-		}
-		if msg != "" {
-			return stdout.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
-		}
-		return stdout.String(), fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
-	}
-	return stdout.String(), nil
 }

@@ -5,7 +5,6 @@ package model
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -29,16 +28,6 @@ const (
 var AllStatuses = []Status{
 	StatusProvisioning, StatusStarting, StatusRunning, StatusStopping,
 	StatusOff, StatusDeprovisioning, StatusDeprovisioned, StatusError,
-}
-
-// ParseStatus validates s.
-func ParseStatus(s string) (Status, error) {
-	for _, st := range AllStatuses {
-		if string(st) == s {
-			return st, nil
-		}
-	}
-	return "", fmt.Errorf("unknown host status %q (one of %v)", s, AllStatuses)
 }
 
 // HostSpec is what the user asked for. It is stored with the host and

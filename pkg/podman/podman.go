@@ -363,18 +363,6 @@ func (p *Podman) Import(ctx context.Context, tarball, name string) error {
 	return err
 }
 
-// RemoveImage removes image; a missing image is not an error.
-func (p *Podman) RemoveImage(ctx context.Context, image string) error {
-	_, err := p.Run(ctx, "rmi", "-f", image)
-	if err != nil {
-		var pe *Error
-		if errors.As(err, &pe) && strings.Contains(strings.ToLower(pe.Msg), "image not known") {
-			return nil
-		}
-	}
-	return err
-}
-
 // ExecOptions are the options of `podman exec`.
 type ExecOptions struct {
 	User        string

@@ -217,7 +217,7 @@ func TestBuildImageFromDebianPackages(t *testing.T) {
 	}
 	cache := t.TempDir()
 	name := "localhost/cocalc-build-test-" + uuid.NewString()[:8]
-	t.Cleanup(func() { e.Podman.RemoveImage(context.Background(), name) })
+	t.Cleanup(func() { e.Podman.Run(context.Background(), "rmi", "-f", name) }) //nolint:errcheck // best effort: the image may not have been made
 	var log bytes.Buffer
 	spec := podman.BuildSpec{Suite: "bookworm", Variant: "minbase", Include: []string{"less"}}
 	cached, err := e.Podman.BuildImage(ctx(t), name, spec, cache, false, &log)

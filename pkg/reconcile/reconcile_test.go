@@ -146,14 +146,13 @@ func (e *env) snapshot() string {
 	hosts, err1 := e.s.ListHosts(e.ctx, store.HostFilter{IncludeDeleted: true})
 	jobs, err2 := e.s.ListJobs(e.ctx, store.JobFilter{})
 	logs, err3 := e.s.ListLog(e.ctx, store.LogFilter{})
-	recs, err4 := sim.Records(e.ctx, e.s.ProviderState())
-	disks, err5 := sim.Disks(e.ctx, e.s.ProviderState())
-	for _, err := range []error{err1, err2, err3, err4, err5} {
+	cloud, err4 := e.s.ProviderState().List(e.ctx, sim.Name) // its VMs and kept disks
+	for _, err := range []error{err1, err2, err3, err4} {
 		if err != nil {
 			e.t.Fatal(err)
 		}
 	}
-	b, _ := json.Marshal([]any{hosts, jobs, logs, recs, disks})
+	b, _ := json.Marshal([]any{hosts, jobs, logs, cloud})
 	return string(b)
 }
 

@@ -110,7 +110,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	pool := sshpool.New(id, sshboot.StorePins{Store: st})
+	pool := sshpool.New(func() (*fleet.Identity, error) { return id, nil }, sshboot.StorePins{Store: st})
 	pool.DialTimeout = 5 * time.Second
 	t.Cleanup(func() { pool.Close() })
 	exe, err := os.Executable()

@@ -96,13 +96,10 @@ type conn struct {
 	lastContact time.Time
 }
 
-// New returns a pool that logs in as id and checks host keys with pins.
-func New(id *fleet.Identity, pins Pins) *Pool {
-	return NewLazy(func() (*fleet.Identity, error) { return id, nil }, pins)
-}
-
-// NewLazy returns a pool whose fleet key is loaded (or made) on first use.
-func NewLazy(identity func() (*fleet.Identity, error), pins Pins) *Pool {
+// New returns a pool that checks host keys with pins and logs in with
+// the fleet key identity returns, which it calls (once) on first use:
+// commands that never dial never load or make the key.
+func New(identity func() (*fleet.Identity, error), pins Pins) *Pool {
 	var once sync.Once
 	var id *fleet.Identity
 	var err error

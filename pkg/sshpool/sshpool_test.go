@@ -66,7 +66,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	pins := &storePins{s: st}
-	pool := sshpool.New(id, pins)
+	pool := sshpool.New(func() (*fleet.Identity, error) { return id, nil }, pins)
 	pool.DialTimeout = 5 * time.Second
 	t.Cleanup(func() { pool.Close() })
 	return &env{id: id, st: st, pins: pins, pool: pool}

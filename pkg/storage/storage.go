@@ -20,13 +20,11 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -34,6 +32,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/runcmd"
 )
 
 // Kinds of pool.
@@ -144,9 +144,6 @@ func (m *Manager) Capabilities() Capabilities {
 	}
 	return Capabilities{Kind: KindDirectory, Note: DirectoryNote}
 }
-
-// Pool returns the pool's path.
-func (m *Manager) Pool() string { return m.pool }
 
 // HomePath is where project id's home is.
 func (m *Manager) HomePath(id string) string { return filepath.Join(m.pool, "projects", id) }
@@ -275,7 +272,7 @@ func (m *Manager) makeVolume(ctx context.Context, path string) error {
 	if !m.btrfs() {
 		return os.Mkdir(path, 0o700)
 	}
-	_, err := run(ctx, "btrfs", "subvolume", "create", path)
+	_, err := runcmd.Output(ctx, "btrfs", "subvolume", "create", path)
 	return err
 }
 
@@ -302,12 +299,16 @@ func (m *Manager) removeVolume(ctx context.Context, path string) error {
 	}
 	// Read-only snapshots cannot be deleted by unprivileged means, but
 	// root may delete them like any subvolume.
-	if _, err := run(ctx, "btrfs", "subvolume", "delete", "--commit-after", path); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "subvolume", "delete", "--commit-after", path); err != nil {
 		return err
 	}
 	// btrfs-progs 6.2 leaves the level-0 qgroup of a deleted subvolume;
 	// removing it keeps `qgroup show` (and its parent's member list) clean.
-	run(ctx, "btrfs", "qgroup", "destroy", "0/"+strconv.FormatUint(id, 10), m.pool) //nolint:errcheck
+	// The kernel refuses while the qgroup still counts bytes, which it does
+	// until its cleaner has dropped the subvolume: wait for that first.
+	sid := strconv.FormatUint(id, 10)
+	runcmd.Output(ctx, "btrfs", "subvolume", "sync", m.pool, sid)      //nolint:errcheck // only tidiness
+	runcmd.Output(ctx, "btrfs", "qgroup", "destroy", "0/"+sid, m.pool) //nolint:errcheck
 	return nil
 }
 
@@ -323,7 +324,7 @@ func isSubvolumeRoot(path string) bool {
 
 // subvolumeID returns the id of the subvolume at path.
 func subvolumeID(ctx context.Context, path string) (uint64, error) {
-	out, err := run(ctx, "btrfs", "inspect-internal", "rootid", path)
+	out, err := runcmd.Output(ctx, "btrfs", "inspect-internal", "rootid", path)
 	if err != nil {
 		return 0, err
 	}
@@ -357,7 +358,7 @@ func (m *Manager) ensureGroup(ctx context.Context, id string) error {
 		return err
 	}
 	if _, ok := rows[group]; !ok {
-		if _, err := run(ctx, "btrfs", "qgroup", "create", group, m.pool); err != nil {
+		if _, err := runcmd.Output(ctx, "btrfs", "qgroup", "create", group, m.pool); err != nil {
 			return err
 		}
 	}
@@ -386,7 +387,7 @@ func (m *Manager) ensureGroup(ctx context.Context, id string) error {
 		// Assigning a member that already holds data leaves the numbers
 		// inconsistent until a rescan: one rescan after all assignments
 		// (a rescan per assignment would find the previous one running).
-		if _, err := run(ctx, "btrfs", "qgroup", "assign", "--no-rescan", child, group, m.pool); err != nil {
+		if _, err := runcmd.Output(ctx, "btrfs", "qgroup", "assign", "--no-rescan", child, group, m.pool); err != nil {
 			return err
 		}
 		assigned = true
@@ -401,10 +402,10 @@ func (m *Manager) ensureGroup(ctx context.Context, id string) error {
 // already running is waited for and then started again, so that what was
 // assigned since counts.
 func rescan(ctx context.Context, pool string) error {
-	_, err := run(ctx, "btrfs", "quota", "rescan", "-w", pool)
+	_, err := runcmd.Output(ctx, "btrfs", "quota", "rescan", "-w", pool)
 	if err != nil && strings.Contains(err.Error(), "in progress") {
-		if _, err = run(ctx, "btrfs", "quota", "rescan", "-W", pool); err == nil {
-			_, err = run(ctx, "btrfs", "quota", "rescan", "-w", pool)
+		if _, err = runcmd.Output(ctx, "btrfs", "quota", "rescan", "-W", pool); err == nil {
+			_, err = runcmd.Output(ctx, "btrfs", "quota", "rescan", "-w", pool)
 		}
 	}
 	return err
@@ -447,11 +448,11 @@ func (m *Manager) SetQuota(ctx context.Context, id string, bytes int64) error {
 	if bytes > 0 {
 		limit = strconv.FormatInt(bytes, 10)
 	}
-	if _, err := run(ctx, "btrfs", "qgroup", "limit", limit, group, m.pool); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "qgroup", "limit", limit, group, m.pool); err != nil {
 		return fmt.Errorf("quota of project %s: %w", id, err)
 	}
 	if exists(m.ScratchPath(id)) {
-		if _, err := run(ctx, "btrfs", "qgroup", "limit", limit, m.ScratchPath(id)); err != nil {
+		if _, err := runcmd.Output(ctx, "btrfs", "qgroup", "limit", limit, m.ScratchPath(id)); err != nil {
 			return fmt.Errorf("scratch quota of project %s: %w", id, err)
 		}
 	}
@@ -487,7 +488,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("delete project %s: scratch: %w", id, err)
 	}
 	if group != "" {
-		run(ctx, "btrfs", "qgroup", "destroy", group, m.pool) //nolint:errcheck // only tidiness
+		runcmd.Output(ctx, "btrfs", "qgroup", "destroy", group, m.pool) //nolint:errcheck // only tidiness
 	}
 	return nil
 }
@@ -540,7 +541,7 @@ func (m *Manager) Snapshot(ctx context.Context, id, name string) (Snapshot, erro
 	}
 	// -i puts the snapshot into the project's qgroup at once, so the
 	// quota covers it from the first byte.
-	if _, err := run(ctx, "btrfs", "subvolume", "snapshot", "-r", "-i", group, m.HomePath(id), dst); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "subvolume", "snapshot", "-r", "-i", group, m.HomePath(id), dst); err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot of project %s: %w", id, err)
 	}
 	return m.snapshotInfo(ctx, dst)
@@ -585,7 +586,7 @@ func (m *Manager) Snapshots(ctx context.Context, id string) ([]Snapshot, error) 
 // directory carries the times of the home it was taken from, so the time
 // comes from the subvolume's own record.
 func (m *Manager) snapshotInfo(ctx context.Context, path string) (Snapshot, error) {
-	out, err := run(ctx, "btrfs", "subvolume", "show", path)
+	out, err := runcmd.Output(ctx, "btrfs", "subvolume", "show", path)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -651,7 +652,7 @@ func (m *Manager) Usage(ctx context.Context, id string) (Usage, error) {
 	}
 	// Quota numbers are updated when a transaction commits; commit now so
 	// that recent writes count.
-	if _, err := run(ctx, "btrfs", "filesystem", "sync", m.pool); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "filesystem", "sync", m.pool); err != nil {
 		return Usage{}, fmt.Errorf("usage of project %s: %w", id, err)
 	}
 	group, _, err := m.groupID(ctx, id)
@@ -682,7 +683,7 @@ func (m *Manager) Usage(ctx context.Context, id string) (Usage, error) {
 
 // qgroups reads every qgroup of the pool.
 func (m *Manager) qgroups(ctx context.Context) (map[string]qgroup, error) {
-	out, err := run(ctx, "btrfs", "qgroup", "show", "-re", "--raw", m.pool)
+	out, err := runcmd.Output(ctx, "btrfs", "qgroup", "show", "-re", "--raw", m.pool)
 	if err != nil {
 		return nil, err
 	}
@@ -691,7 +692,7 @@ func (m *Manager) qgroups(ctx context.Context) (map[string]qgroup, error) {
 
 // qgroupParents maps each qgroup to its parents.
 func (m *Manager) qgroupParents(ctx context.Context) (map[string][]string, error) {
-	out, err := run(ctx, "btrfs", "qgroup", "show", "-p", "--raw", m.pool)
+	out, err := runcmd.Output(ctx, "btrfs", "qgroup", "show", "-p", "--raw", m.pool)
 	if err != nil {
 		return nil, err
 	}
@@ -758,26 +759,6 @@ func duBytes(path string) (int64, error) {
 		return nil
 	})
 	return total, err
-}
-
-// run runs a command and returns its stdout; its error names the command
-// and carries its stderr.
-func run(ctx context.Context, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = strings.TrimSpace(stdout.String())
-		}
-		if msg != "" {
-			return stdout.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
-		}
-		return stdout.String(), fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
-	}
-	return stdout.String(), nil
 }
 
 // giveToOwner makes a project's home and scratch the project user's, and

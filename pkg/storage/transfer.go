@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/runcmd"
 )
 
 // Moving a project between pools.
@@ -146,7 +148,7 @@ func subdirs(dir string) ([]string, error) {
 // read-only or has no received UUID was not received completely; its
 // identity is "".
 func (m *Manager) volumeInfo(ctx context.Context, path string) (Volume, error) {
-	out, err := run(ctx, "btrfs", "subvolume", "show", path)
+	out, err := runcmd.Output(ctx, "btrfs", "subvolume", "show", path)
 	if err != nil {
 		return Volume{}, err
 	}
@@ -240,7 +242,7 @@ func (m *Manager) TransferSnapshot(ctx context.Context, id, tag string) (Volume,
 	if err := os.MkdirAll(m.outDir(id), 0o700); err != nil {
 		return Volume{}, fmt.Errorf("transfer snapshot of project %s: %w", id, err)
 	}
-	if _, err := run(ctx, "btrfs", "subvolume", "snapshot", "-r", m.HomePath(id), dst); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "subvolume", "snapshot", "-r", m.HomePath(id), dst); err != nil {
 		return Volume{}, fmt.Errorf("transfer snapshot of project %s: %w", id, err)
 	}
 	return m.volumeInfo(ctx, dst)
@@ -454,7 +456,7 @@ func (m *Manager) Commit(ctx context.Context, id string, req CommitRequest) erro
 		// A read-only subvolume cannot be renamed into another directory
 		// (its ".." would change); a read-only snapshot of it is instant
 		// and keeps its received UUID, so its identity.
-		if _, err := run(ctx, "btrfs", "subvolume", "snapshot", "-r", in, dst); err != nil {
+		if _, err := runcmd.Output(ctx, "btrfs", "subvolume", "snapshot", "-r", in, dst); err != nil {
 			return fmt.Errorf("commit project %s: snapshot %s: %w", id, name, err)
 		}
 		if err := m.removeVolume(ctx, in); err != nil {
@@ -478,7 +480,7 @@ func (m *Manager) Commit(ctx context.Context, id string, req CommitRequest) erro
 	if m.btrfs() {
 		// A writable snapshot of the received one: instant, and later
 		// transfer snapshots of it send incrementally.
-		if _, err := run(ctx, "btrfs", "subvolume", "snapshot", staged, m.HomePath(id)); err != nil {
+		if _, err := runcmd.Output(ctx, "btrfs", "subvolume", "snapshot", staged, m.HomePath(id)); err != nil {
 			return fmt.Errorf("commit project %s: home: %w", id, err)
 		}
 	} else if err := os.Rename(staged, m.HomePath(id)); err != nil {
@@ -587,7 +589,7 @@ func (m *Manager) Freeze(ctx context.Context, id string, frozen bool) error {
 	} else if !ok {
 		return fmt.Errorf("project %s: %w on this host", id, ErrNotFound)
 	}
-	if _, err := run(ctx, "btrfs", "property", "set", "-ts", m.HomePath(id), "ro", fmt.Sprint(frozen)); err != nil {
+	if _, err := runcmd.Output(ctx, "btrfs", "property", "set", "-ts", m.HomePath(id), "ro", fmt.Sprint(frozen)); err != nil {
 		return fmt.Errorf("freeze project %s: %w", id, err)
 	}
 	return nil

@@ -179,26 +179,6 @@ func Records(ctx context.Context, state provider.StateStore) (map[string]Record,
 	return out, nil
 }
 
-// Disks returns every kept data disk in state, keyed by instance name.
-func Disks(ctx context.Context, state provider.StateStore) (map[string]Disk, error) {
-	all, err := state.List(ctx, Name)
-	if err != nil {
-		return nil, fmt.Errorf("list sim disks: %w", err)
-	}
-	out := map[string]Disk{}
-	for k, v := range all {
-		if !strings.HasPrefix(k, diskPrefix) {
-			continue
-		}
-		var d Disk
-		if err := json.Unmarshal(v, &d); err != nil {
-			return nil, fmt.Errorf("sim disk record %q is corrupt: %w", k, err)
-		}
-		out[strings.TrimPrefix(k, diskPrefix)] = d
-	}
-	return out, nil
-}
-
 // ---- the API
 
 func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provider.Instance, error) {

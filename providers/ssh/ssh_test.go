@@ -38,7 +38,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := sshpool.New(id, sshboot.StorePins{Store: st})
+	pool := sshpool.New(func() (*fleet.Identity, error) { return id, nil }, sshboot.StorePins{Store: st})
 	t.Cleanup(func() { pool.Close() })
 	return &env{st: st, id: id, pool: pool}
 }
