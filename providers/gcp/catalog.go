@@ -11,11 +11,18 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
+
+// lazyRE compiles expr on first use: only a catalog fetch or a GPU create
+// needs these patterns, and compiling them cost every command's start-up.
+func lazyRE(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // Catalog prices, and where they come from.
 const (
@@ -33,15 +40,15 @@ const (
 // match these patterns on purpose. Which regions a SKU covers comes from
 // its serviceRegions, not from the description.
 var (
-	skuCoreRamRE = regexp.MustCompile(`^(?:Spot Preemptible )?([A-Z][A-Z0-9]*)(?: AMD| Arm| Intel)?(?: Predefined)? Instance (Core|Ram) running in .+$`)
-	skuGPURE     = regexp.MustCompile(`(?i)^(?:Spot Preemptible )?Nvidia (?:Tesla )?(.+?) GPU(?: attached to Spot Preemptible VMs)? running in .+$`)
+	skuCoreRamRE = lazyRE(`^(?:Spot Preemptible )?([A-Z][A-Z0-9]*)(?: AMD| Arm| Intel)?(?: Predefined)? Instance (Core|Ram) running in .+$`)
+	skuGPURE     = lazyRE(`(?i)^(?:Spot Preemptible )?Nvidia (?:Tesla )?(.+?) GPU(?: attached to Spot Preemptible VMs)? running in .+$`)
 )
 
 // Zonal persistent disks are billed per GiB-month of provisioned
 // capacity under SKUs such as "Balanced PD Capacity" or "SSD backed PD
 // Capacity in Netherlands". "Regional ..." SKUs price replicated disks,
 // which the provider never creates, and are not matched (anchored ^).
-var skuDiskRE = regexp.MustCompile(`^(Balanced|SSD backed|Storage|Extreme) PD Capacity(?: in .+)?$`)
+var skuDiskRE = lazyRE(`^(Balanced|SSD backed|Storage|Extreme) PD Capacity(?: in .+)?$`)
 
 // diskTypeOfSKU maps a capacity SKU's first words to the disk type that
 // data_disk_type names. Hyperdisk types are absent on purpose: they also
@@ -86,7 +93,7 @@ type gpu struct {
 	workstation bool // "-vws" types are for remote desktops
 }
 
-var memTokenRE = regexp.MustCompile(`^([0-9]+)gb$`)
+var memTokenRE = lazyRE(`^([0-9]+)gb$`)
 
 func gpuOf(acceleratorType string) gpu {
 	name := strings.ToLower(acceleratorType)
@@ -116,7 +123,7 @@ func variantOf(words []string) (string, float64) {
 		if w == "" {
 			continue
 		}
-		if m := memTokenRE.FindStringSubmatch(w); m != nil {
+		if m := memTokenRE().FindStringSubmatch(w); m != nil {
 			fmt.Sscan(m[1], &mem)
 		}
 		toks = append(toks, w)
@@ -247,16 +254,16 @@ func parsePrices(skus []*sku) (*prices, error) {
 		}
 		var key priceKey
 		var diskType, wantUnit string
-		if m := skuDiskRE.FindStringSubmatch(s.Description); m != nil && !spot {
+		if m := skuDiskRE().FindStringSubmatch(s.Description); m != nil && !spot {
 			diskType = diskTypeOfSKU[m[1]]
-		} else if m := skuCoreRamRE.FindStringSubmatch(s.Description); m != nil {
+		} else if m := skuCoreRamRE().FindStringSubmatch(s.Description); m != nil {
 			key = priceKey{family: strings.ToLower(m[1]), part: strings.ToLower(m[2]), spot: spot}
 			if key.part == "ram" {
 				wantUnit = "GiBy.h"
 			} else {
 				key.part, wantUnit = "core", "h"
 			}
-		} else if m := skuGPURE.FindStringSubmatch(s.Description); m != nil {
+		} else if m := skuGPURE().FindStringSubmatch(s.Description); m != nil {
 			words := strings.Fields(m[1])
 			variant, _ := variantOf(words[1:])
 			key = priceKey{family: strings.ToLower(words[0]) + "/" + variant, part: "gpu", spot: spot}

@@ -231,7 +231,7 @@ func (p *Provider) metadata(spec provider.CreateSpec) (*metadata, error) {
 	if user == "" {
 		user = p.opts.sshUser
 	}
-	if !sshUserRE.MatchString(user) {
+	if !validUser(user) {
 		return nil, fmt.Errorf("SSH user %q is not a valid Linux user name", user)
 	}
 	meta := &metadata{}

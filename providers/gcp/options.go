@@ -73,7 +73,7 @@ var (
 	resourceNameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 	projectRE      = regexp.MustCompile(`^[a-z][-a-z0-9.:]*[a-z0-9]$`)
 	zoneRE         = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+-[a-z]$`)
-	sshUserRE      = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	sshUserRE      = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`) // at most 32: validUser
 )
 
 func parseOptions(m map[string]string) (options, error) {
@@ -111,7 +111,7 @@ func parseOptions(m map[string]string) (options, error) {
 			o.subnetwork = v
 		case "ssh_user":
 			o.sshUser = v
-			if !sshUserRE.MatchString(v) {
+			if !validUser(v) {
 				err = fmt.Errorf("option ssh_user=%q: want a Linux user name (lowercase letters, digits, _ and -)", v)
 			}
 		case "catalog_zones":
@@ -148,6 +148,9 @@ func parseOptions(m map[string]string) (options, error) {
 	}
 	return o, nil
 }
+
+// validUser reports whether s is a portable Linux user name.
+func validUser(s string) bool { return matchLen(sshUserRE, s, 1, 32) }
 
 // matchLen reports whether s matches re and has between lo and hi
 // bytes.

@@ -1082,10 +1082,12 @@ func listAll[T any](ctx context.Context, c *restclient.Client, op, path, key str
 	return out, nil
 }
 
-var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+// nameRE's length is checked apart: a counted repetition compiles into
+// that many copies at every command's start-up.
+var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 
 func validName(op, name string) error {
-	if !nameRE.MatchString(name) {
+	if len(name) > 63 || !nameRE.MatchString(name) {
 		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-63 lowercase letters, digits and hyphens, starting with a letter", name)
 	}

@@ -625,3 +625,14 @@ func TestKeptVolumeDecidesRegion(t *testing.T) {
 		t.Fatalf("recreated in %s with disk %s, want NORWAY-1 with %s", again.Region, again.DataDisk, in.DataDisk)
 	}
 }
+
+// Names are at most 63 characters; the length is checked apart from the
+// pattern.
+func TestNameLength(t *testing.T) {
+	if err := validName("op", "a"+strings.Repeat("b", 62)); err != nil {
+		t.Errorf("a 63-character name was refused: %v", err)
+	}
+	if err := validName("op", "a"+strings.Repeat("b", 63)); err == nil {
+		t.Error("a 64-character name was accepted")
+	}
+}

@@ -568,10 +568,12 @@ func mapStatus(s string) provider.State {
 
 // instance names: Lambda allows 1-64 characters; ours come from
 // InstanceName and are checked here so a bad ref fails before any call.
-var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,62}[a-z0-9])?$`)
+// Lengths are checked apart: a counted repetition such as {0,62}
+// compiles into that many copies at every command's start-up.
+var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 
 func validName(op, name string) error {
-	if !nameRE.MatchString(name) {
+	if len(name) > 64 || !nameRE.MatchString(name) {
 		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-64 lowercase letters, digits and hyphens, starting with a letter", name)
 	}

@@ -545,3 +545,14 @@ func TestLaunchReplyIDWinsOverReplyNames(t *testing.T) {
 		t.Fatalf("status after delete: %v, want not found naming our instance", err)
 	}
 }
+
+// Names are at most 64 characters; the length is checked apart from the
+// pattern.
+func TestNameLength(t *testing.T) {
+	if err := validName("op", "a"+strings.Repeat("b", 63)); err != nil {
+		t.Errorf("a 64-character name was refused: %v", err)
+	}
+	if err := validName("op", "a"+strings.Repeat("b", 64)); err == nil {
+		t.Error("a 65-character name was accepted")
+	}
+}

@@ -658,6 +658,9 @@ func TestRefs(t *testing.T) {
 	if _, err := p.Status(ctx, provider.Ref{Name: "../etc"}); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("status of a path name: %v", err)
 	}
+	if _, err := p.Status(ctx, provider.Ref{Name: "a" + strings.Repeat("b", 63)}); errkind.Of(err) != errkind.Invalid {
+		t.Fatalf("status of a 64-character name: %v", err)
+	}
 	if _, err := p.Status(ctx, provider.Ref{HostID: "zz"}); !errkind.Is(err, errkind.NotFound) {
 		t.Fatalf("status of a missing host: %v", err)
 	}

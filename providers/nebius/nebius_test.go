@@ -135,6 +135,8 @@ func TestCreateRefusesBadRequests(t *testing.T) {
 		"zone":                        func(s *provider.CreateSpec) { s.Zone = "eu-north1-a" },
 		"GPUs without model":          func(s *provider.CreateSpec) { s.GPUCount = 1 },
 		"bad ssh user":                func(s *provider.CreateSpec) { s.SSHUser = "Root User" },
+		"ssh user of 33":              func(s *provider.CreateSpec) { s.SSHUser = "u" + strings.Repeat("x", 32) },
+		"name of 59":                  func(s *provider.CreateSpec) { s.Name = "a" + strings.Repeat("b", 58) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			spec := testSpec(uuid.NewString())

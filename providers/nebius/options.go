@@ -115,7 +115,7 @@ func parseOptions(m map[string]string) (options, error) {
 			o.publicIP, err = opts.Bool(k, v)
 		case "ssh_user":
 			o.sshUser = v
-			if !userRE.MatchString(v) {
+			if len(v) > 32 || !userRE.MatchString(v) {
 				err = fmt.Errorf("option ssh_user=%q: want a lowercase Unix user name", v)
 			}
 		case "poll_interval":

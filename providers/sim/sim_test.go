@@ -184,6 +184,7 @@ func TestCreateValidationAndCapacity(t *testing.T) {
 		"a100 not in zone a": func(s *provider.CreateSpec) { s.MachineType, s.Zone = "sim-gpu-a100", "sim-east1-a" },
 		"wrong gpu":          func(s *provider.CreateSpec) { s.MachineType, s.GPUModel = "sim-gpu-l4", "a100" },
 		"bad name":           func(s *provider.CreateSpec) { s.Name = "Disk/evil" },
+		"name of 64":         func(s *provider.CreateSpec) { s.Name = "a" + strings.Repeat("b", 63) },
 		"negative disk":      func(s *provider.CreateSpec) { s.DiskGB = -1 },
 	} {
 		sp := spec(uuid.NewString())
