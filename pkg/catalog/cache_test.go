@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,30 +14,12 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 	_ "github.com/sagemathinc/cocalc-hosts/providers/sim"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-func backends(t *testing.T, fn func(t *testing.T, s *store.SQLStore)) {
-	t.Run("sqlite", func(t *testing.T) {
-		s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"), store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		fn(t, s)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		s, err := store.Open(context.Background(), pgtest.Shared(t).NewDatabase(t), store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		fn(t, s)
-	})
-}
 
 // cloud is the sim provider with a catalog the test can replace (to serve
 // malformed payloads or fail) and a count of catalog calls.
@@ -83,7 +64,7 @@ func newCache(s *store.SQLStore, c *clock) *catalog.Cache {
 }
 
 func TestCacheTTLsPerKind(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		clk := &clock{time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 		cache := newCache(s, clk)
@@ -129,7 +110,7 @@ func TestCacheTTLsPerKind(t *testing.T) {
 }
 
 func TestCapacityIsRefreshedSeparately(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		clk := &clock{time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 		cache := newCache(s, clk)
@@ -162,7 +143,7 @@ func TestCapacityIsRefreshedSeparately(t *testing.T) {
 }
 
 func TestFailedRefreshKeepsCacheAndNamesProvider(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		clk := &clock{time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 		cache := newCache(s, clk)
@@ -243,7 +224,7 @@ type namedProvider struct {
 func (n namedProvider) Name() string { return n.name }
 
 func TestTransientErrorsAreRetried(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		clk := &clock{time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 		cache := newCache(s, clk)
@@ -267,7 +248,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 }
 
 func TestPricingCacheAndVersion(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		clk := &clock{time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 		cache := newCache(s, clk)
@@ -321,7 +302,7 @@ func TestPricingCacheAndVersion(t *testing.T) {
 }
 
 func TestGetAllReportsFailuresPerProvider(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		clk := &clock{time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 		cache := newCache(s, clk)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agent"
@@ -54,18 +55,5 @@ func agentLine(a *AgentHealth) string {
 	}
 	s := a.Status
 	return fmt.Sprintf("version %s, up %s, %s free of %s on %s", s.Version, time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second),
-		bytesHuman(s.Storage.FreeBytes), bytesHuman(s.Storage.TotalBytes), s.Storage.Kind)
-}
-
-func bytesHuman(b uint64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := uint64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+		humanize.IBytes(s.Storage.FreeBytes), humanize.IBytes(s.Storage.TotalBytes), s.Storage.Kind)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 	_ "github.com/sagemathinc/cocalc-hosts/providers/lambda"
 )
@@ -206,29 +206,10 @@ func TestLambdaIsBilledOnlyItsMachine(t *testing.T) {
 	}
 }
 
-func backends(t *testing.T, fn func(t *testing.T, s *store.SQLStore)) {
-	t.Run("sqlite", func(t *testing.T) {
-		s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"), store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		fn(t, s)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		s, err := store.Open(context.Background(), pgtest.Shared(t).NewDatabase(t), store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		fn(t, s)
-	})
-}
-
 // The report from the store matches the hand calculation, per host, per
 // owner and in total, and stores the usage rows in cloud_vm_usage.
 func TestReportFromStore(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		deleted := at(26)
 		hosts := []model.Host{

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
@@ -238,19 +239,8 @@ func ParseBytes(s string) (int64, error) {
 	return int64(v), nil
 }
 
-// FormatBytes writes a size in binary units.
-func FormatBytes(b int64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := int64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
-}
+// FormatBytes writes a size in binary units (1.5 GiB, 128 MiB).
+func FormatBytes(b int64) string { return humanize.IBytes(uint64(max(b, 0))) }
 
 // Submitted is a queued project action.
 type Submitted struct {

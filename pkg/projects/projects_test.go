@@ -27,8 +27,11 @@ func TestParseBytes(t *testing.T) {
 			t.Errorf("ParseBytes(%q) accepted", bad)
 		}
 	}
-	if s := FormatBytes(3 << 29); s != "1.5 GiB" {
-		t.Errorf("FormatBytes = %q", s)
+	// What list, show and the refusals print: one decimal below 10 units.
+	for b, want := range map[int64]string{3 << 29: "1.5 GiB", 128 << 20: "128 MiB", 1 << 40: "1.0 TiB", 512: "512 B", -1: "0 B"} {
+		if s := FormatBytes(b); s != want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", b, s, want)
+		}
 	}
 }
 

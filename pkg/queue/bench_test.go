@@ -8,6 +8,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 )
 
 // BenchmarkQueueThroughput runs create actions against the sim provider at
@@ -17,8 +18,7 @@ import (
 //
 //	go test ./pkg/queue -run '^$' -bench QueueThroughput -benchtime 2000x
 func BenchmarkQueueThroughput(b *testing.B) {
-	backends(b, func(tb testing.TB, st *store.SQLStore) {
-		b := tb.(*testing.B)
+	storetest.Each(b, func(b *testing.B, st *store.SQLStore) {
 		svc := newService(b, st, nil)
 		svc.PollInterval = time.Millisecond
 		ctx := context.Background()

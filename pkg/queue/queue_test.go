@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,43 +15,12 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 	"github.com/sagemathinc/cocalc-hosts/providers/sim"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-func backends(t testing.TB, fn func(t testing.TB, s *store.SQLStore)) {
-	run := func(name string, open func(tb testing.TB) string) {
-		switch tt := t.(type) {
-		case *testing.T:
-			tt.Run(name, func(t *testing.T) { fn(t, openStore(t, open(t))) })
-		case *testing.B:
-			tt.Run(name, func(b *testing.B) { fn(b, openStore(b, open(b))) })
-		}
-	}
-	run("sqlite", func(tb testing.TB) string { return filepath.Join(tb.TempDir(), "state.db") })
-	run("postgres", func(tb testing.TB) string { return pgtest.Shared(tb).NewDatabase(tb) })
-}
-
-func openStore(tb testing.TB, dsn string) *store.SQLStore {
-	s, err := store.Open(context.Background(), dsn, store.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	dsns.Store(s, dsn)
-	return s
-}
-
-// dsns remembers where each store of a test is, so that a test can open
-// another (as another process would).
-var dsns sync.Map
-
-func dsnOf(s *store.SQLStore) string {
-	d, _ := dsns.Load(s)
-	return d.(string)
-}
 
 // simProviders opens one sim provider on the store.
 type simProviders struct{ p provider.Provider }
@@ -101,7 +69,7 @@ func fastWorker(st store.Store, h queue.Handler) *queue.Worker {
 // With faults injected (5xx, 429 with Retry-After, ghost creates), every
 // host converges to running with exactly one VM.
 func TestFaultyProviderConverges(t *testing.T) {
-	backends(t, func(tb testing.TB, st *store.SQLStore) {
+	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		ctx := context.Background()
 		svc := newService(tb, st, map[string]string{
 			"error_rate": "0.2", "rate_limit_rate": "0.1", "retry_after": "5ms", "create_ghost_rate": "0.3", "seed": "7",
@@ -161,7 +129,7 @@ func TestFaultyProviderConverges(t *testing.T) {
 // A job whose error is not retryable fails at once with the error recorded
 // on the job, the host and the log.
 func TestTerminalFailureIsRecorded(t *testing.T) {
-	backends(t, func(tb testing.TB, st *store.SQLStore) {
+	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		ctx := context.Background()
 		svc := newService(tb, st, map[string]string{"capacity_error_regions": ""})
 		sub := createHosts(tb, svc, 1)[0]
@@ -185,7 +153,7 @@ func TestTerminalFailureIsRecorded(t *testing.T) {
 
 // Retryable errors are retried until MaxAttempts, then recorded as failed.
 func TestRetriesStopAtMaxAttempts(t *testing.T) {
-	backends(t, func(tb testing.TB, st *store.SQLStore) {
+	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		ctx := context.Background()
 		svc := newService(tb, st, nil)
 		svc.MaxAttempts = 3
@@ -216,7 +184,7 @@ func TestRetriesStopAtMaxAttempts(t *testing.T) {
 // A worker that stops heartbeating loses its job to another worker after
 // the lease, and its late result is rejected.
 func TestLeaseTakeover(t *testing.T) {
-	backends(t, func(tb testing.TB, st *store.SQLStore) {
+	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		ctx := context.Background()
 		svc := newService(tb, st, nil)
 		sub := createHosts(tb, svc, 1)[0]
@@ -270,7 +238,7 @@ func TestLeaseTakeover(t *testing.T) {
 
 // Many workers in one process on one database run every job once.
 func TestConcurrentWorkersRunEachJobOnce(t *testing.T) {
-	backends(t, func(tb testing.TB, st *store.SQLStore) {
+	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		ctx := context.Background()
 		svc := newService(tb, st, nil)
 		subs := createHosts(tb, svc, 80)
@@ -304,7 +272,7 @@ func TestConcurrentWorkersRunEachJobOnce(t *testing.T) {
 
 // Wait works a job in-process, as `create` does.
 func TestWaitRunsOwnJob(t *testing.T) {
-	backends(t, func(tb testing.TB, st *store.SQLStore) {
+	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		svc := newService(tb, st, map[string]string{"boot_time": "30ms"})
 		sub := createHosts(tb, svc, 1)[0]
 		var progress []string

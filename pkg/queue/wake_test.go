@@ -9,6 +9,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 )
 
 // An idle worker that would not look again for an hour still runs a job
@@ -16,7 +17,8 @@ import (
 // database) at once, and a job whose retry time comes: change
 // notifications and due times wake it, not polling.
 func TestIdleWorkerIsWoken(t *testing.T) {
-	backends(t, func(tb testing.TB, st *store.SQLStore) {
+	storetest.DSNs(t, func(tb *testing.T, dsn string) {
+		st := storetest.Open(tb, dsn)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		svc := newService(tb, st, nil)
@@ -48,7 +50,7 @@ func TestIdleWorkerIsWoken(t *testing.T) {
 			tb.Fatalf("ran %s, want %s", e.JobID, sub.Job.ID)
 		}
 		// Another process.
-		other := openStore(tb, dsnOf(st))
+		other := storetest.Open(tb, dsn)
 		h2, err := newService(tb, other, nil).Create(ctx, hosts.CreateRequest{Name: "h2", Owner: "alice", Provider: "sim", Region: "sim-east1"})
 		if err != nil {
 			tb.Fatal(err)
@@ -75,7 +77,7 @@ func TestIdleWorkerIsWoken(t *testing.T) {
 // claimed ahead and never started are queued again, their attempt not
 // counted, for any worker to take at once.
 func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
-	backends(t, func(tb testing.TB, st *store.SQLStore) {
+	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		svc := newService(tb, st, nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/reconcile"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 	"github.com/sagemathinc/cocalc-hosts/providers/sim"
 )
@@ -35,19 +35,13 @@ type env struct {
 	p   *sim.Provider
 }
 
-func backends(t *testing.T, fn func(e *env)) {
-	run := func(t *testing.T, dsn string) {
-		s, err := store.Open(context.Background(), dsn, store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+// eachBackend runs fn on each store backend with a fresh sim cloud.
+func eachBackend(t *testing.T, fn func(e *env)) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		e := &env{t: t, ctx: context.Background(), s: s}
 		e.p = e.sim(nil)
 		fn(e)
-	}
-	t.Run("sqlite", func(t *testing.T) { run(t, filepath.Join(t.TempDir(), "state.db")) })
-	t.Run("postgres", func(t *testing.T) { run(t, pgtest.Shared(t).NewDatabase(t)) })
+	})
 }
 
 func (e *env) sim(opts map[string]string) *sim.Provider {
@@ -157,7 +151,7 @@ func (e *env) snapshot() string {
 }
 
 func TestMissingTakesTwoStrikes(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		gone := e.host("gone", true)
 		back := e.host("back", true)
 		kept := e.host("kept", false) // deleted keeping its disk: off, no VM on purpose
@@ -225,7 +219,7 @@ func TestMissingTakesTwoStrikes(t *testing.T) {
 }
 
 func TestStrikesOption(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		h := e.host("h", true)
 		e.p.Delete(e.ctx, e.ref(h), false) //nolint:errcheck
 		three := func(o *reconcile.Options) { o.Strikes = 3 }
@@ -242,7 +236,7 @@ func TestStrikesOption(t *testing.T) {
 }
 
 func TestStatusDrift(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		h := e.host("h", true)
 		steady := e.host("steady", true)
 		if _, err := e.p.Stop(e.ctx, e.ref(h)); err != nil { // behind our back
@@ -293,7 +287,7 @@ func TestStatusDrift(t *testing.T) {
 }
 
 func TestPendingWorkIsSkipped(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		stopping := e.host("stopping", true)
 		deleting := e.host("deleting", true)
 		if _, err := e.p.Stop(e.ctx, e.ref(stopping)); err != nil {
@@ -318,7 +312,7 @@ func TestPendingWorkIsSkipped(t *testing.T) {
 }
 
 func TestFailedListChangesNothing(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		a := e.host("a", true)
 		b := e.host("b", true)
 		e.p.Delete(e.ctx, e.ref(a), false) //nolint:errcheck
@@ -346,7 +340,7 @@ func TestFailedListChangesNothing(t *testing.T) {
 }
 
 func TestOrphans(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		ours := e.host("ours", true)
 		// A VM whose host row never existed (a create that crashed after
 		// the VM and before the row — or another control plane's bug).
@@ -448,7 +442,7 @@ func TestOrphans(t *testing.T) {
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		drift := e.host("drift", true)
 		gone := e.host("gone", true)
 		e.p.Stop(e.ctx, e.ref(drift))         //nolint:errcheck
@@ -496,7 +490,7 @@ func (r *racingStore) ListJobs(ctx context.Context, f store.JobFilter) ([]model.
 }
 
 func TestNewerRowIsNotOverwritten(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		h := e.host("h", true)
 		e.p.Stop(e.ctx, e.ref(h)) //nolint:errcheck
 		rs := &racingStore{Store: e.s, race: func() {
@@ -519,7 +513,7 @@ func TestNewerRowIsNotOverwritten(t *testing.T) {
 }
 
 func TestReportJSON(t *testing.T) {
-	backends(t, func(e *env) {
+	eachBackend(t, func(e *env) {
 		h := e.host("h", true)
 		e.p.Delete(e.ctx, e.ref(h), false) //nolint:errcheck
 		rep, err := reconcile.Run(e.ctx, reconcile.Options{

@@ -12,10 +12,11 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 )
 
 func TestBootRunsAndLog(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		hostID, other := uuid.NewString(), uuid.NewString()
 		run1 := store.BootRun{ID: uuid.NewString(), HostID: hostID, JobID: "j1", Kind: "bootstrap", StartedAt: t0}
@@ -94,7 +95,7 @@ func TestBootRunsAndLog(t *testing.T) {
 }
 
 func TestHostKeyPins(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		hostID := uuid.NewString()
 		if _, err := s.GetHostKey(ctx, hostID); !errkind.Is(err, errkind.NotFound) {
@@ -142,7 +143,7 @@ func TestHostKeyPins(t *testing.T) {
 }
 
 func TestHostKeyFirstContactRace(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		hostID := uuid.NewString()
 		const n = 8

@@ -8,10 +8,11 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 )
 
 func TestReplaceCatalogIsAllOrNothing(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		rec := func(kind, payload string) store.CatalogRecord {
 			return store.CatalogRecord{Provider: "gcp", Kind: kind, Scope: "all", Payload: json.RawMessage(payload),
@@ -59,7 +60,7 @@ func TestReplaceCatalogIsAllOrNothing(t *testing.T) {
 }
 
 func TestUsageRowsAndWindow(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		row := func(host string, start, end time.Time, cost float64) store.UsageRecord {
 			return store.UsageRecord{HostID: host, Owner: "alice", Provider: "sim", PeriodStart: start, PeriodEnd: end,

@@ -9,10 +9,11 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 )
 
 func TestIngressStore(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h, other := newHost("h1"), newHost("h2")
 		for _, x := range []model.Host{h, other} {

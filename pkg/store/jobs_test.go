@@ -10,13 +10,14 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 )
 
 // A claim takes a batch: expired leases first, then due jobs in run
 // order, never a job that is not due, never more than asked.
 func TestClaimBatch(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		var ids []string
 		for i := range 5 {
@@ -63,7 +64,7 @@ func TestClaimBatch(t *testing.T) {
 // One heartbeat extends every job of its owner and no other; the finishes
 // of a batch commit together, and a lost lease rejects only its own.
 func TestHeartbeatAndFinishBatches(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		var hs []model.Host
 		for i := range 3 {

@@ -8,11 +8,12 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 )
 
 // Concurrent creates on one host cannot both take its last disk room.
 func TestCreateProjectWithinIsSerialized(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h")
 		if err := s.CreateHost(ctx, h); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 )
 
 func newProject(hostID, owner string) model.Project {
@@ -22,7 +23,7 @@ func newProject(hostID, owner string) model.Project {
 }
 
 func TestProjects(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h1, h2 := newHost("h1"), newHost("h2")
 		for _, h := range []model.Host{h1, h2} {
@@ -114,7 +115,7 @@ func TestProjects(t *testing.T) {
 
 // What is observed on a host must never overwrite a worker's write.
 func TestUpdateProjectIfIdle(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h1")
 		if err := s.CreateHost(ctx, h); err != nil {
@@ -161,7 +162,7 @@ func TestUpdateProjectIfIdle(t *testing.T) {
 }
 
 func TestSharedHostsAdminsAndIdlePolicy(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h1")
 		if err := s.CreateHost(ctx, h); err != nil {

@@ -17,31 +17,11 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-// backends runs fn once per backend, each on a fresh empty database.
-func backends(t *testing.T, fn func(t *testing.T, s *store.SQLStore)) {
-	t.Run("sqlite", func(t *testing.T) {
-		s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"), store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		fn(t, s)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		url := pgtest.Shared(t).NewDatabase(t)
-		s, err := store.Open(context.Background(), url, store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		fn(t, s)
-	})
-}
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
@@ -58,7 +38,7 @@ func newJob(hostID string, a model.Action) model.Job {
 }
 
 func TestHosts(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("gpu1")
 		h.Runtime = model.Runtime{InstanceID: "i-1", Meta: map[string]string{"k": "v"}}
@@ -146,7 +126,7 @@ func TestHosts(t *testing.T) {
 }
 
 func TestEnqueueUnique(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h")
 		s.CreateHost(ctx, h)
@@ -167,7 +147,7 @@ func TestEnqueueUnique(t *testing.T) {
 }
 
 func TestEnqueueUniqueUnderConcurrency(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h")
 		s.CreateHost(ctx, h)
@@ -212,7 +192,7 @@ func TestEnqueueUniqueUnderConcurrency(t *testing.T) {
 }
 
 func TestClaimLeaseAndTakeover(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h")
 		s.CreateHost(ctx, h)
@@ -271,7 +251,7 @@ func TestClaimLeaseAndTakeover(t *testing.T) {
 }
 
 func TestFinishIsAtomic(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h")
 		s.CreateHost(ctx, h)
@@ -292,7 +272,7 @@ func TestFinishIsAtomic(t *testing.T) {
 }
 
 func TestClaimSpecificJobAndRetry(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		a, b := newHost("a"), newHost("b")
 		s.CreateHost(ctx, a)
@@ -326,7 +306,7 @@ func TestClaimSpecificJobAndRetry(t *testing.T) {
 }
 
 func TestUpdateHostIfIdle(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h")
 		s.CreateHost(ctx, h)
@@ -359,7 +339,7 @@ func TestUpdateHostIfIdle(t *testing.T) {
 }
 
 func TestLogIsAppendOnly(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		e, err := s.AppendLog(ctx, model.LogEntry{HostID: "h", Action: "create", Status: "done", Provider: "sim",
 			Spec: json.RawMessage(`{"a":1}`), PricingVersion: "v1"})
@@ -391,7 +371,7 @@ func TestLogIsAppendOnly(t *testing.T) {
 }
 
 func TestCatalogAndProviderState(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		if _, err := s.GetCatalog(ctx, "sim", "machine_types", "all"); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("empty cache: %v", err)
@@ -430,7 +410,7 @@ func TestCatalogAndProviderState(t *testing.T) {
 }
 
 func TestDeploymentIsStable(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		a, err := s.Deployment(context.Background())
 		if err != nil || a == "" {
 			t.Fatal(a, err)
@@ -442,7 +422,7 @@ func TestDeploymentIsStable(t *testing.T) {
 }
 
 func TestAccountsAndCollaborators(t *testing.T) {
-	backends(t, func(t *testing.T, s *store.SQLStore) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
 		h := newHost("h")
 		s.CreateHost(ctx, h)

@@ -13,6 +13,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
 	"github.com/sagemathinc/cocalc-hosts/providers/sim"
 )
 
@@ -49,7 +50,7 @@ func createUntilOK(ctx context.Context, p provider.Provider, sp provider.CreateS
 // host must end with exactly one VM, and both processes must have been
 // told the same instance.
 func TestFaultyCreatesConverge(t *testing.T) {
-	backends(t, func(t *testing.T, dsn string) {
+	storetest.DSNs(t, func(t *testing.T, dsn string) {
 		const hosts, procs, workersPerProc = 200, 2, 4
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()

@@ -44,10 +44,6 @@ func openDSN(t *testing.T, dsn string) *store.SQLStore {
 }
 
 // backends runs fn on a fresh SQLite file and a fresh Postgres database.
-func backends(t *testing.T, fn func(t *testing.T, dsn string)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, filepath.Join(t.TempDir(), "state.db")) })
-	t.Run("postgres", func(t *testing.T) { fn(t, pgtest.Shared(t).NewDatabase(t)) })
-}
 
 func newSim(t *testing.T, s store.Store, opts map[string]string) *sim.Provider {
 	t.Helper()
