@@ -178,7 +178,7 @@ func cmdPtyRun(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: ptyrun INPUTFILE PROG [ARGS...]")
 	}
 	input := ts.ReadFile(args[0])
-	m, s, err := openPTY()
+	m, s, _, err := ptytest.Open()
 	ts.Check(err)
 	defer m.Close()
 	unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 111}) //nolint:errcheck
@@ -267,9 +267,4 @@ func waitUntil(ts *testscript.TestScript, seen func() string, want string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func openPTY() (*os.File, *os.File, error) {
-	m, s, _, err := ptytest.Open()
-	return m, s, err
 }

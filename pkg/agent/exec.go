@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/creack/pty"
+
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
@@ -195,7 +197,7 @@ func (r *runtime) execCommand(ctx context.Context, container string, req agentap
 // startWithPTY starts cmd on a new terminal of size ws (80x24 if unset)
 // and returns the terminal's master side.
 func startWithPTY(cmd *exec.Cmd, ws agentapi.WindowSize) (*os.File, error) {
-	m, sl, err := openPTY()
+	m, sl, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("exec: terminal: %w", err)
 	}

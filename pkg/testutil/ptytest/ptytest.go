@@ -3,36 +3,20 @@
 package ptytest
 
 import (
-	"fmt"
 	"os"
-	"syscall"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
 
 // Open returns a new pty's master and its terminal (the slave), and the
 // terminal's path.
 func Open() (master, tty *os.File, path string, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	m, t, err := pty.Open()
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, "", err
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, "", err
-	}
-	path = fmt.Sprintf("/dev/pts/%d", n)
-	s, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, "", err
-	}
-	return m, s, path, nil
+	return m, t, t.Name(), nil
 }
 
 // SetSize sets the terminal's size in cells.
