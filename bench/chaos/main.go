@@ -592,13 +592,14 @@ func check(ctx context.Context, checkCfg string, hs []*hostPlan, rr *runReport) 
 			problem("host %s is %s, its VM %s", h.Name, h.Status, vmState)
 		}
 	}
-	disks, err := sim.Disks(ctx, st.ProviderState())
+	// What the sim keeps besides its VMs are data disks kept by a delete;
+	// no plan keeps one.
+	all, err := st.ProviderState().List(ctx, sim.Name)
 	if err != nil {
 		return err
 	}
-	c.LeakedDisks = len(disks) // no plan keeps a disk
-	for name := range disks {
-		problem("data disk of %s left behind", name)
+	if c.LeakedDisks = len(all) - len(recs); c.LeakedDisks > 0 {
+		problem("%d data disk(s) left behind", c.LeakedDisks)
 	}
 
 	// Reconcile, as `cocalc-hosts reconcile --dry-run` would.
