@@ -68,12 +68,12 @@ func TestSpecCheckerCatchesViolations(t *testing.T) {
 	}{
 		"POST for a GET action": {"POST", "/v1/core/virtual-machines/1/hibernate", "", 200, `{}`, "not an operation"},
 		"missing required":      {"POST", "/v1/core/volumes", `{"name":"v","environment_name":"e","size":1}`, 200, `{"status":true}`, `"volume_type" is missing`},
-		"string for integer":    {"POST", "/v1/core/volumes", `{"name":"v","environment_name":"e","size":"1","volume_type":"t"}`, 200, `{"status":true}`, "want a integer"},
-		"unknown member":        {"POST", "/v1/core/environments", `{"name":"e","region":"r","zone":"z"}`, 200, `{"status":true}`, `"zone" is not in the spec`},
+		"string for integer":    {"POST", "/v1/core/volumes", `{"name":"v","environment_name":"e","size":"1","volume_type":"t"}`, 200, `{"status":true}`, "at /size: value must be an integer"},
+		"unknown member":        {"POST", "/v1/core/environments", `{"name":"e","region":"r","zone":"z"}`, 200, `{"status":true}`, `property "zone" is unsupported`},
 		"bad protocol":          {"POST", "/v1/core/virtual-machines", `{"name":"n","environment_name":"e","flavor_name":"f","key_name":"k","count":1,"security_rules":[{"direction":"ingress","ethertype":"IPv4","protocol":"tcpp","remote_ip_prefix":"0.0.0.0/0"}]}`, 200, `{"status":true,"instances":[]}`, "not one of"},
-		"rule without its VM":   {"POST", "/v1/core/virtual-machines", `{"name":"n","environment_name":"e","flavor_name":"f","key_name":"k","count":1,"security_rules":[{"direction":"ingress","ethertype":"IPv4","protocol":"tcp","remote_ip_prefix":"0.0.0.0/0"}]}`, 200, `{"status":true,"instances":[]}`, `security_rules[0]: required member "virtual_machine_id" is missing`},
-		"reply member unknown":  {"GET", "/v1/core/virtual-machines/1", "", 200, `{"status":true,"instance":{"id":1,"nmae":"x"}}`, `"nmae" is not in the spec`},
-		"reply wrong type":      {"GET", "/v1/pricebook", "", 200, `{"data":[]}`, "want an array"},
+		"rule without its VM":   {"POST", "/v1/core/virtual-machines", `{"name":"n","environment_name":"e","flavor_name":"f","key_name":"k","count":1,"security_rules":[{"direction":"ingress","ethertype":"IPv4","protocol":"tcp","remote_ip_prefix":"0.0.0.0/0"}]}`, 200, `{"status":true,"instances":[]}`, `at /security_rules/0/virtual_machine_id: property "virtual_machine_id" is missing`},
+		"reply member unknown":  {"GET", "/v1/core/virtual-machines/1", "", 200, `{"status":true,"instance":{"id":1,"nmae":"x"}}`, `at /instance: property "nmae" is unsupported`},
+		"reply wrong type":      {"GET", "/v1/pricebook", "", 200, `{"data":[]}`, "value must be an array"},
 		"undocumented status":   {"GET", "/v1/core/keypairs", "", 404, `{"status":false,"message":"m"}`, "not documented"},
 		"unknown query":         {"GET", "/v1/core/flavors?region_name=X", "", 200, `{"status":true,"data":[]}`, `query parameter "region_name"`},
 	} {
