@@ -100,7 +100,11 @@ func TestControlPlaneLinksNoAgentRuntime(t *testing.T) {
 // Only the command layer knows about the command line: no other package
 // under pkg/ imports cobra, pflag or viper.
 func TestOnlyTheCommandLayerImportsCobra(t *testing.T) {
-	for pkg, imps := range imports(t, "./pkg/...") {
+	all := imports(t, "./pkg/...")
+	if imps := all["pkg/cli"]; has(imps, "github.com/spf13/cobra") == "" {
+		t.Fatalf("go list shows pkg/cli without cobra (%d packages listed): this test would see nothing", len(all))
+	}
+	for pkg, imps := range all {
 		if pkg == "pkg/cli" || strings.HasPrefix(pkg, "pkg/cli/") {
 			continue
 		}
