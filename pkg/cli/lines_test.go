@@ -96,3 +96,37 @@ func TestReadBackupCredentials(t *testing.T) {
 		t.Fatalf("a missing file: %v", err)
 	}
 }
+
+// Run functions refuse bad values before they do anything, with exit
+// code 2 and a message naming the flag: the checks no script reaches.
+func TestRunRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"logs", "h1", "--limit", "-1"}, "--limit must be 0 or more, got -1"},
+		{[]string{"audit", "--limit", "-1"}, "--limit -1: give a positive count"},
+		{[]string{"dashboard", "--refresh", "10ms"}, "--refresh 10ms is too short; use 100ms or more"},
+		{[]string{"dashboard", "--timeout", "1ms"}, "--timeout 1ms is too short"},
+		{[]string{"dashboard", "-o", "json"}, "dashboard is interactive and has no JSON output"},
+		{[]string{"dashboard"}, "dashboard needs a terminal"},
+		{[]string{"project", "create", "--host", "h1", "--memory", "0"}, "--memory must be more than 0"},
+		{[]string{"project", "create", "--host", "h1", "--memory", "lots"}, "--memory: "},
+		{[]string{"project", "create", "--host", "h1", "--disk", "0"}, "--disk must be more than 0"},
+		{[]string{"project", "create", "--host", "h1", "--cpus", "-1"}, "--cpus and --pids must not be negative"},
+		{[]string{"project", "create", "--host", "h1", "--idle-timeout", "-1m"}, "--idle-timeout must not be negative"},
+		{[]string{"project", "exec", "3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13", "--env", "NOEQUALS", "--", "true"}, `--env "NOEQUALS": want NAME=VALUE`},
+		{[]string{"idle-stop", "h1", "--after", "30m", "--off"}, "give --after or --off, not both"},
+		{[]string{"idle-stop", "h1", "--after", "-5m"}, "--after must be a positive duration"},
+		{[]string{"backup", "config", "--credentials", filepath.Join(dir, "creds")}, "--credentials goes with --repository"},
+	} {
+		code, out, stderr := run(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, out, stderr, c.want)
+		}
+	}
+}
