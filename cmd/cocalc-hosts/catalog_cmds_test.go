@@ -13,6 +13,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/dns/dnsfake"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/providers/hyperstack/hyperstackfake"
 	"github.com/sagemathinc/cocalc-hosts/providers/lambda/lambdafake"
 )
 
@@ -166,4 +167,22 @@ func lambdaFakeOf(ts *testscript.TestScript, cmd string) *lambdafake.Fake {
 		ts.Fatalf("%s: run lambdafake first", cmd)
 	}
 	return f
+}
+
+// cmdHyperstackFake starts a fake of the Hyperstack API (the hyperstack
+// provider's own fake) for the script and sets $HYPERSTACK_URL to its API
+// base; its API key is hyperstackfake.DefaultAPIKey. Its catalog adds to
+// the default flavors one that fails validation (n3-broken, no vCPUs) and
+// one with RAM as Hyperstack writes it (n1-cpu-tiny, 2.3021358869347655
+// GiB): hyperstackfake
+func cmdHyperstackFake(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: hyperstackfake")
+	}
+	flavors := append(hyperstackfake.DefaultFlavors(),
+		hyperstackfake.Flavor{Name: "n3-broken", Region: "CANADA-1", GPU: "L40", GPUCount: 1, RAM: 58, Stock: true},
+		hyperstackfake.Flavor{Name: "n1-cpu-tiny", Region: "CANADA-1", CPU: 1, RAM: 2.3021358869347655, Disk: 50, Stock: true})
+	_, srv := hyperstackfake.Start(hyperstackfake.Options{Flavors: flavors})
+	ts.Defer(srv.Close)
+	ts.Setenv("HYPERSTACK_URL", hyperstackfake.URL(srv.URL))
 }

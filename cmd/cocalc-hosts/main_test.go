@@ -109,6 +109,7 @@ func runScripts(t *testing.T, backend string) {
 			"cloudflare":     cmdCloudflare,
 			"dnsrecord":      cmdDNSRecord,
 			"lambdafake":     cmdLambdaFake,
+			"hyperstackfake": cmdHyperstackFake,
 			"lambdareqs":     cmdLambdaRequests,
 			"lambdacapacity": cmdLambdaCapacity,
 			"ingressget":     cmdIngressGet,

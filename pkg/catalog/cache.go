@@ -75,6 +75,10 @@ type Catalog struct {
 	// fresh one failed; Warning says why.
 	Stale   bool   `json:"stale,omitempty"`
 	Warning string `json:"warning,omitempty"`
+	// Skipped counts the rows of the cloud's payload a refresh left out
+	// as invalid; SkipReasons says why for the first few.
+	Skipped     int      `json:"skipped,omitempty"`
+	SkipReasons []string `json:"skip_reasons,omitempty"`
 }
 
 // RefreshError is a catalog that could not be fetched or was malformed.
@@ -194,11 +198,11 @@ func (c *Cache) cached(ctx context.Context, name string) (Catalog, bool, error) 
 // cache as it was.
 func (c *Cache) Refresh(ctx context.Context, p provider.Provider) (Catalog, error) {
 	name := p.Name()
-	entries, err := c.fetch(ctx, p)
+	rep, err := c.fetch(ctx, p)
 	if err != nil {
 		return Catalog{}, &RefreshError{Provider: name, Err: err}
 	}
-	entries, err = Normalize(name, entries)
+	entries, err := Normalize(name, rep.Entries)
 	if err != nil {
 		return Catalog{}, &RefreshError{Provider: name, Err: err}
 	}
@@ -224,7 +228,7 @@ func (c *Cache) Refresh(ctx context.Context, p provider.Provider) (Catalog, erro
 	if err := c.Store.ReplaceCatalog(ctx, name, records, priceRecords(entries, now, mtExpiry)); err != nil {
 		return Catalog{}, fmt.Errorf("catalog of %s: %w", name, err)
 	}
-	return Catalog{Provider: name, Entries: entries, FetchedAt: now, CapacityAt: now}, nil
+	return Catalog{Provider: name, Entries: entries, FetchedAt: now, CapacityAt: now, Skipped: rep.Skipped, SkipReasons: rep.Reasons}, nil
 }
 
 // GetAll returns the catalogs of ps, fetched concurrently where needed.
@@ -295,23 +299,30 @@ func (c *Cache) Price(ctx context.Context, providerName, sku, region string, spo
 
 const spotSuffix = ":spot"
 
-// fetch asks the provider a few times when it fails transiently.
-func (c *Cache) fetch(ctx context.Context, p provider.Provider) ([]Entry, error) {
+// fetch asks the provider a few times when it fails transiently; a
+// provider.CatalogReporter also says which rows it left out.
+func (c *Cache) fetch(ctx context.Context, p provider.Provider) (provider.CatalogReport, error) {
 	delay := c.RetryDelay
 	attempts := max(c.Attempts, 1)
 	for attempt := 1; ; attempt++ {
-		entries, err := p.Catalog(ctx)
+		var rep provider.CatalogReport
+		var err error
+		if r, ok := p.(provider.CatalogReporter); ok {
+			rep, err = r.CatalogReport(ctx)
+		} else {
+			rep.Entries, err = p.Catalog(ctx)
+		}
 		if err == nil {
-			return entries, nil
+			return rep, nil
 		}
 		if attempt >= attempts || !errkind.Retryable(err) || ctx.Err() != nil {
-			return nil, err
+			return provider.CatalogReport{}, err
 		}
 		t := time.NewTimer(max(delay, errkind.RetryAfter(err)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return provider.CatalogReport{}, ctx.Err()
 		case <-t.C:
 		}
 		delay *= 2

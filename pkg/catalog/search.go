@@ -95,6 +95,10 @@ type Refreshed struct {
 	PricingSource  string    `json:"pricing_source"`
 	PricingVersion string    `json:"pricing_version"`
 	FetchedAt      time.Time `json:"fetched_at"`
+	// Skipped counts rows of the cloud's payload left out as invalid;
+	// SkipReasons says why for the first few.
+	Skipped     int      `json:"skipped"`
+	SkipReasons []string `json:"skip_reasons,omitempty"`
 }
 
 // RefreshFailure is a provider whose catalog could not be refreshed.
@@ -111,7 +115,7 @@ func (c *Cache) RefreshSummary(ctx context.Context, ps []provider.Provider) Refr
 	cats, errs := c.RefreshAll(ctx, ps)
 	res := RefreshResult{Refreshed: []Refreshed{}, Failed: []RefreshFailure{}}
 	for _, cat := range cats {
-		rc := Refreshed{Provider: cat.Provider, Rows: len(cat.Entries), FetchedAt: cat.FetchedAt}
+		rc := Refreshed{Provider: cat.Provider, Rows: len(cat.Entries), FetchedAt: cat.FetchedAt, Skipped: cat.Skipped, SkipReasons: cat.SkipReasons}
 		types := map[string]bool{}
 		for _, e := range cat.Entries {
 			types[e.InstanceType] = true

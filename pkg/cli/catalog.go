@@ -130,7 +130,10 @@ func newCatalogRefreshCmd(f *Factory) *cobra.Command {
 		Long: `Fetch the catalogs (machine types, prices and capacity) of the configured
 clouds, or of --cloud, and replace their cache. A fetch that fails, or
 returns a malformed catalog, leaves that cloud's cache as it was and is
-reported by name; the other clouds are still refreshed.`,
+reported by name; the other clouds are still refreshed. Rows of a cloud's
+payload that fail validation (one odd machine type) are left out and
+reported (skipped, with the first reasons); the refresh fails only when
+the payload's shape is wrong or no valid row remains.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ops, err := f.Ops()
@@ -145,6 +148,13 @@ reported by name; the other clouds are still refreshed.`,
 				for _, r := range res.Refreshed {
 					fmt.Fprintf(o, "%s: %d machine types in %d rows (machine type and place; %d with capacity), prices from %s (%s)\n",
 						r.Provider, r.MachineTypes, r.Rows, r.Available, orDash(r.PricingSource), r.PricingVersion)
+					if r.Skipped > 0 {
+						first := ""
+						if r.Skipped > len(r.SkipReasons) {
+							first = fmt.Sprintf("the first %d: ", len(r.SkipReasons))
+						}
+						fmt.Fprintf(o, "%s: left out %d invalid rows of its payload (%s%s)\n", r.Provider, r.Skipped, first, strings.Join(r.SkipReasons, "; "))
+					}
 				}
 				return nil
 			})

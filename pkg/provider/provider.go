@@ -10,6 +10,7 @@ package provider
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -41,6 +42,34 @@ type Provider interface {
 	List(ctx context.Context) ([]Instance, error)
 	// Catalog lists the machine types this provider offers.
 	Catalog(ctx context.Context) ([]CatalogEntry, error)
+}
+
+// CatalogReporter is implemented by providers whose catalog payload is a
+// list of rows that can each fail validation: a bad row is left out and
+// reported, so that one odd machine type does not hide all the others.
+// The cache calls CatalogReport instead of Catalog when it can.
+type CatalogReporter interface {
+	CatalogReport(ctx context.Context) (CatalogReport, error)
+}
+
+// CatalogReport is a catalog and the source rows left out as invalid.
+type CatalogReport struct {
+	Entries []CatalogEntry
+	// Skipped counts the rows left out; Reasons says why for the first
+	// MaxSkipReasons of them, each naming its row.
+	Skipped int
+	Reasons []string
+}
+
+// MaxSkipReasons is how many reasons a CatalogReport keeps.
+const MaxSkipReasons = 3
+
+// Skip records a row left out and why.
+func (r *CatalogReport) Skip(format string, args ...any) {
+	r.Skipped++
+	if len(r.Reasons) < MaxSkipReasons {
+		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
+	}
 }
 
 // DiskResizer is implemented by providers that can grow a host's data disk.

@@ -47,9 +47,26 @@ type flavor struct {
 }
 
 type flavorGroup struct {
-	GPU        string   `json:"gpu"`
-	RegionName string   `json:"region_name"`
-	Flavors    []flavor `json:"flavors"`
+	GPU        string `json:"gpu"`
+	RegionName string `json:"region_name"`
+	// Flavors are decoded one by one (flavors), so that one that does
+	// not decode is one bad row, not a bad payload.
+	Flavors []json.RawMessage `json:"flavors"`
+}
+
+// flavors decodes g's flavors; one that does not decode is left out and
+// reported in rep.
+func (g flavorGroup) flavors(rep *provider.CatalogReport) []flavor {
+	out := make([]flavor, 0, len(g.Flavors))
+	for i, raw := range g.Flavors {
+		var f flavor
+		if err := json.Unmarshal(raw, &f); err != nil {
+			rep.Skip("flavor %d of the %s group in %s: %v", i+1, firstNonEmpty(g.GPU, "CPU"), g.RegionName, err)
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 type priceEntry struct {
@@ -87,7 +104,7 @@ func (p *Provider) findFlavor(ctx context.Context, op, region, name string) (fla
 		return flavor{}, false, err
 	}
 	for _, g := range groups {
-		for _, f := range g.Flavors {
+		for _, f := range g.flavors(&provider.CatalogReport{}) {
 			if f.Name == name && strings.EqualFold(firstNonEmpty(f.RegionName, g.RegionName), region) {
 				return f, true, nil
 			}
@@ -99,27 +116,36 @@ func (p *Provider) findFlavor(ctx context.Context, op, region, name string) (fla
 // Catalog lists every flavor in every region with its on-demand price
 // from the pricebook and whether it is in stock.
 func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error) {
+	r, err := p.CatalogReport(ctx)
+	return r.Entries, err
+}
+
+// CatalogReport is Catalog with the flavors and prices left out as
+// invalid.
+func (p *Provider) CatalogReport(ctx context.Context) (provider.CatalogReport, error) {
 	const op = "catalog"
 	groups, err := p.flavorGroups(ctx, op, "")
 	if err != nil {
-		return nil, err
+		return provider.CatalogReport{}, err
 	}
 	var rawPrices json.RawMessage
 	if err := p.api.Do(ctx, op, http.MethodGet, "/pricebook", nil, &rawPrices); err != nil {
-		return nil, err
+		return provider.CatalogReport{}, err
 	}
-	var prices []priceEntry
-	if err := json.Unmarshal(rawPrices, &prices); err != nil {
-		return nil, malformed("pricebook", "want an array of {name, value}: %v", err)
+	var rawEntries []json.RawMessage
+	if err := json.Unmarshal(rawPrices, &rawEntries); err != nil {
+		return provider.CatalogReport{}, malformed("pricebook", "want an array of {name, value}: %v", err)
 	}
-	return normalize(groups, prices, p.opts.volumeType)
+	return normalize(groups, rawEntries, p.opts.volumeType)
 }
 
 // normalize builds catalog rows from flavors and pricebook entries. A
-// malformed entry rejects everything (a partial catalog would hide or
-// misprice machines). Flavors the pricebook does not price are left
-// out rather than shown at a made-up price, as are Kubernetes-only
-// flavors (name ending in k8s), which cannot run a host.
+// flavor or price entry that fails validation is left out and reported
+// (one odd flavor must not hide the others); a flavor whose price entry
+// was bad is left out too, never shown at a made-up price. The payload
+// is refused only when no valid row remains. Flavors the pricebook does
+// not price are left out as well, as are Kubernetes-only flavors (name
+// ending in k8s), which cannot run a host; those are not errors.
 //
 // The data volume (of volumeType) is priced from the pricebook entry
 // named after the volume type ("Cloud-SSD"), read as USD per GB per hour
@@ -127,7 +153,22 @@ func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error)
 // entry name and unit are our reading of the pricebook, not confirmed
 // against the live API. The pricebook is not per region, so every row
 // gets the same disk price; without the entry it is 0 (a default applies).
-func normalize(groups []flavorGroup, prices []priceEntry, volumeType string) ([]provider.CatalogEntry, error) {
+func normalize(groups []flavorGroup, rawPrices []json.RawMessage, volumeType string) (provider.CatalogReport, error) {
+	var rep provider.CatalogReport
+	var prices []priceEntry
+	badPrice := map[string]bool{}
+	for i, raw := range rawPrices {
+		var e priceEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			rep.Skip("pricebook entry %d: %v", i+1, err)
+			var named struct{ Name string }
+			if json.Unmarshal(raw, &named) == nil && named.Name != "" {
+				badPrice[named.Name] = true
+			}
+			continue
+		}
+		prices = append(prices, e)
+	}
 	price := map[string]float64{}
 	h := sha256.New()
 	sorted := append([]priceEntry(nil), prices...)
@@ -135,31 +176,41 @@ func normalize(groups []flavorGroup, prices []priceEntry, volumeType string) ([]
 	for _, e := range sorted {
 		switch {
 		case e.Name == "":
-			return nil, malformed("pricebook", "an entry has no name")
+			rep.Skip("a pricebook entry has no name")
+			continue
 		case e.Value == nil:
-			return nil, malformed("pricebook", "entry %q has no value", e.Name)
+			rep.Skip("pricebook entry %q has no value", e.Name)
+			badPrice[e.Name] = true
+			continue
 		case *e.Value < 0:
-			return nil, malformed("pricebook", "entry %q has a negative price %v", e.Name, *e.Value)
+			rep.Skip("pricebook entry %q has a negative price %v", e.Name, *e.Value)
+			badPrice[e.Name] = true
+			continue
 		}
 		price[e.Name] = float64(*e.Value)
 		fmt.Fprintf(h, "%s=%v\n", e.Name, float64(*e.Value))
 	}
 	version := "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 	diskGBMonth := math.Round(price[volumeType]*hoursPerMonth*1e6) / 1e6
-	var out []provider.CatalogEntry
+	flavors := 0
 	for _, g := range groups {
-		for _, f := range g.Flavors {
+		flavors += len(g.Flavors)
+		for _, f := range g.flavors(&rep) {
 			region := firstNonEmpty(f.RegionName, g.RegionName)
 			gpu := firstNonEmpty(f.GPU, g.GPU)
 			switch {
 			case f.Name == "":
-				return nil, malformed("flavors", "a flavor in region %q has no name", region)
+				rep.Skip("a flavor in region %q has no name", region)
+				continue
 			case region == "":
-				return nil, malformed("flavors", "flavor %s has no region_name", f.Name)
+				rep.Skip("flavor %s has no region_name", f.Name)
+				continue
 			case f.CPU == nil || f.RAM == nil || *f.CPU <= 0 || *f.RAM <= 0:
-				return nil, malformed("flavors", "flavor %s in %s lacks a positive cpu and ram", f.Name, region)
+				rep.Skip("flavor %s in %s lacks a positive cpu and ram", f.Name, region)
+				continue
 			case f.GPUCount != nil && *f.GPUCount < 0:
-				return nil, malformed("flavors", "flavor %s has %d GPUs", f.Name, *f.GPUCount)
+				rep.Skip("flavor %s in %s has %d GPUs", f.Name, region, *f.GPUCount)
+				continue
 			case strings.HasSuffix(strings.ToLower(f.Name), "k8s"):
 				continue
 			}
@@ -175,6 +226,9 @@ func normalize(groups []flavorGroup, prices []priceEntry, volumeType string) ([]
 			}
 			if gpu != "" && count > 0 {
 				perGPU, ok := price[gpu]
+				if badPrice[gpu] {
+					rep.Skip("flavor %s in %s: its pricebook entry %q is invalid", f.Name, region, gpu)
+				}
 				if !ok {
 					continue
 				}
@@ -184,18 +238,26 @@ func normalize(groups []flavorGroup, prices []priceEntry, volumeType string) ([]
 			} else {
 				vcpu, ok1 := price[priceVCPU]
 				ram, ok2 := price[priceRAM]
+				if badPrice[priceVCPU] || badPrice[priceRAM] {
+					rep.Skip("flavor %s in %s: its pricebook entries %q and %q are not both valid", f.Name, region, priceVCPU, priceRAM)
+				}
 				if !ok1 || !ok2 {
 					continue
 				}
 				e.HourlyPrice = vcpu*float64(*f.CPU) + ram**f.RAM
 			}
 			e.HourlyPrice = math.Round(e.HourlyPrice*1e6) / 1e6
-			out = append(out, e)
+			rep.Entries = append(rep.Entries, e)
 		}
 	}
-	if len(out) == 0 && len(groups) > 0 {
-		return nil, malformed("pricebook", "it prices none of the %d flavor groups", len(groups))
+	if len(rep.Entries) == 0 && flavors > 0 {
+		why := fmt.Sprintf("the pricebook prices none of the %d flavors", flavors)
+		if rep.Skipped > 0 {
+			why = fmt.Sprintf("no valid flavor remains (%d rows left out: %s)", rep.Skipped, strings.Join(rep.Reasons, "; "))
+		}
+		return provider.CatalogReport{}, malformed("flavors", "%s", why)
 	}
+	out := rep.Entries
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Region != out[j].Region {
 			return out[i].Region < out[j].Region
@@ -205,7 +267,7 @@ func normalize(groups []flavorGroup, prices []priceEntry, volumeType string) ([]
 		}
 		return out[i].InstanceType < out[j].InstanceType
 	})
-	return out, nil
+	return rep, nil
 }
 
 var memTokenRE = regexp.MustCompile(`^(\d+)g(b)?$`)

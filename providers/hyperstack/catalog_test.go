@@ -1,6 +1,7 @@
 package hyperstack
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -204,10 +205,53 @@ func TestCatalogDiskPrice(t *testing.T) {
 			}
 		})
 	}
-	// A negative volume price is refused like any other entry.
+	// A negative volume price is left out and reported like any other
+	// bad entry; the disk is then priced by the default.
 	fl := `{"status":true,"message":"ok","data":[{"gpu":"L40","region_name":"CANADA-1","flavors":[{"id":1,"name":"n3-L40x1","cpu":28,"ram":58,"disk":100,"gpu":"L40","gpu_count":1,"stock_available":true,"region_name":"CANADA-1"}]}]}`
-	if _, err := serve(t, fl, `[{"id":1,"name":"L40","value":1.0},{"id":2,"name":"Cloud-SSD","value":-0.0001}]`).Catalog(ctxT(t)); err == nil ||
-		!strings.Contains(err.Error(), `"Cloud-SSD" has a negative price`) {
-		t.Fatalf("a negative volume price: %v; want it refused", err)
+	rep, err := serve(t, fl, `[{"id":1,"name":"L40","value":1.0},{"id":2,"name":"Cloud-SSD","value":-0.0001}]`).CatalogReport(ctxT(t))
+	if err != nil || rep.Skipped != 1 || !strings.Contains(rep.Reasons[0], `"Cloud-SSD" has a negative price`) || rep.Entries[0].DiskPricePerGBMonth != 0 {
+		t.Fatalf("a negative volume price: %+v, %v; want it left out and reported", rep, err)
+	}
+}
+
+// One flavor or price entry that fails validation is left out and
+// reported; the others are served (issue 8 item 10).
+func TestCatalogSkipsBadRows(t *testing.T) {
+	good := `{"id":1,"name":"n3-L40x1","cpu":28,"ram":58,"disk":100,"gpu":"L40","gpu_count":1,"stock_available":true,"region_name":"CANADA-1"}`
+	bad := strings.NewReplacer(`"id":1`, `"id":2`, `n3-L40x1`, `n3-L40x2`, `"gpu_count":1`, `"gpu_count":2`)
+	flavors := func(second string) string {
+		return `{"status":true,"message":"ok","data":[{"gpu":"L40","region_name":"CANADA-1","flavors":[` + good + `,` + second + `]}]}`
+	}
+	one := `{"status":true,"message":"ok","data":[{"gpu":"L40","region_name":"CANADA-1","flavors":[` + good + `]}]}`
+	pb := `[{"id":1,"name":"L40","value":1.0}]`
+	for name, tc := range map[string]struct{ flavors, prices, reason string }{
+		"flavor without cpu":   {flavors(strings.Replace(bad.Replace(good), `"cpu":28,`, ``, 1)), pb, "flavor n3-L40x2 in CANADA-1 lacks a positive cpu and ram"},
+		"fractional cpu":       {flavors(strings.Replace(bad.Replace(good), `"cpu":28`, `"cpu":2.5`, 1)), pb, "flavor 2 of the L40 group in CANADA-1: json: cannot unmarshal number 2.5"},
+		"ram as text":          {flavors(strings.Replace(bad.Replace(good), `"ram":58`, `"ram":"lots"`, 1)), pb, "flavor 2 of the L40 group in CANADA-1: "},
+		"negative gpus":        {flavors(strings.Replace(bad.Replace(good), `"gpu_count":2`, `"gpu_count":-2`, 1)), pb, "flavor n3-L40x2 in CANADA-1 has -2 GPUs"},
+		"flavor without name":  {flavors(strings.Replace(bad.Replace(good), `"name":"n3-L40x2",`, ``, 1)), pb, `a flavor in region "CANADA-1" has no name`},
+		"price not a number":   {one, `[{"id":1,"name":"L40","value":1.0},{"id":2,"name":"H100","value":"cheap"}]`, "pricebook entry 2: cheap is not a number"},
+		"price without a name": {one, `[{"id":1,"name":"L40","value":1.0},{"id":2,"value":2}]`, "a pricebook entry has no name"},
+		"bad price of a flavor": {`{"status":true,"message":"ok","data":[{"gpu":"L40","region_name":"CANADA-1","flavors":[` + good + `]},{"gpu":"H100","region_name":"CANADA-1","flavors":[` +
+			strings.ReplaceAll(bad.Replace(good), "L40", "H100") + `]}]}`, `[{"id":1,"name":"L40","value":1.0},{"id":2,"name":"H100","value":-2}]`, `pricebook entry "H100" has a negative price -2`},
+	} {
+		rep, err := serve(t, tc.flavors, tc.prices).CatalogReport(ctxT(t))
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v; want the good row served", name, err)
+		case len(rep.Entries) != 1 || rep.Entries[0].InstanceType != "n3-L40x1":
+			t.Errorf("%s: rows %+v; want n3-L40x1 alone", name, rep.Entries)
+		case rep.Skipped < 1 || !strings.Contains(strings.Join(rep.Reasons, "\n"), tc.reason):
+			t.Errorf("%s: skipped %d, reasons %q; want %q among them", name, rep.Skipped, rep.Reasons, tc.reason)
+		}
+	}
+	// Reasons are kept for the first few rows, the count for all.
+	many := flavors(bad.Replace(strings.Replace(good, `"cpu":28,`, ``, 1)))
+	for i := 3; i <= 6; i++ {
+		many = strings.Replace(many, `]}]}`, `,`+strings.NewReplacer(`"id":1`, fmt.Sprintf(`"id":%d`, i), `"cpu":28,`, ``).Replace(good)+`]}]}`, 1)
+	}
+	rep, err := serve(t, many, pb).CatalogReport(ctxT(t))
+	if err != nil || rep.Skipped != 5 || len(rep.Reasons) != provider.MaxSkipReasons {
+		t.Fatalf("five bad flavors: skipped %d with %d reasons (%v); want 5 with %d", rep.Skipped, len(rep.Reasons), err, provider.MaxSkipReasons)
 	}
 }
