@@ -124,6 +124,11 @@ func (s *Server) verifyAssertion(jwt string) (string, error) {
 	if now := time.Now().Unix(); claims.Exp < now || claims.Iat > now+300 {
 		return "", fmt.Errorf("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
 	}
+	// Google checks the audience: an assertion is good only for the token
+	// endpoint it names.
+	if claims.Aud != s.URL+"/token" {
+		return "", fmt.Errorf("Invalid JWT: Failed audience check. The right audience is %s/token", s.URL)
+	}
 	if claims.Scope == "" {
 		return "", fmt.Errorf("Invalid JWT: no scope")
 	}

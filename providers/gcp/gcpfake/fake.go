@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -404,6 +405,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "authError",
 			"Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.", "")
 		return
+	}
+	// GCE refuses a requestId that is not a UUID (or is the zero UUID)
+	// rather than ignoring it, which would lose the idempotency.
+	if id := r.URL.Query().Get("requestId"); id != "" {
+		if u, err := uuid.Parse(id); err != nil || len(id) != 36 || u == uuid.Nil {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("Invalid value for field 'requestId': '%s'. The request ID must be a valid UUID with the exception that zero UUID is not supported (00000000-0000-0000-0000-000000000000).", id), "")
+			return
+		}
 	}
 	// Read the body now, so a fault that applies the request first and
 	// then hangs or fails does not race the client closing it.

@@ -95,6 +95,11 @@ func TestWireFormatAndStateSequences(t *testing.T) {
 	if code != 200 || again["name"] != op["name"] {
 		t.Fatalf("repeated request id: %d %v", code, again)
 	}
+	for _, id := range []string{"retry-1", "00000000-0000-0000-0000-000000000000"} {
+		if code, _, _ := do(t, "POST", zone+"/disks?requestId="+id, `{"name":"vm2-data","sizeGb":"30"}`); code != 400 {
+			t.Fatalf("requestId %s was accepted (%d)", id, code)
+		}
+	}
 	code, e, _ := do(t, "POST", zone+"/disks", `{"name":"vm1-data","sizeGb":"30"}`)
 	errObj, _ := e["error"].(map[string]any)
 	if code != 409 || errObj["code"] != float64(409) || errObj["errors"].([]any)[0].(map[string]any)["reason"] != "alreadyExists" {
