@@ -10,6 +10,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
@@ -71,6 +72,20 @@ func (h Hosts) Detail(ctx context.Context, idOrName string) (hosts.Detail, error
 
 func (h Hosts) Log(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, []model.LogEntry, error) {
 	host, err := h.Get(ctx, idOrName)
+	if errkind.Is(err, errkind.NotFound) {
+		// A deleted host by name: its log route finds it (the log
+		// outlives the host), and its entries name it by id, by which
+		// the host itself is found.
+		es, lerr := get[[]model.LogEntry](ctx, h.C, "/hosts/"+seg(idOrName)+"/log", afterLimitQ(afterID, limit), "")
+		if lerr != nil {
+			return host, nil, lerr
+		}
+		if len(es) == 0 {
+			return host, nil, err
+		}
+		host, err = h.Get(ctx, es[0].HostID)
+		return host, es, err
+	}
 	if err != nil {
 		return host, nil, err
 	}

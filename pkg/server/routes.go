@@ -354,14 +354,19 @@ func (s *Server) visibleHost(r *request, idOrName string) (model.Host, error) {
 	if err != nil {
 		return h, err
 	}
-	ok, err := s.mayUse(r.Context(), account, admin, h)
+	return h, s.refuseUnless(r.Context(), account, admin, h)
+}
+
+// refuseUnless is a Forbidden error unless account may see host h.
+func (s *Server) refuseUnless(ctx context.Context, account string, admin bool, h model.Host) error {
+	ok, err := s.mayUse(ctx, account, admin, h)
 	if err != nil {
-		return h, err
+		return err
 	}
 	if !ok {
-		return model.Host{}, errkind.Errorf(errkind.Forbidden, "host %s belongs to %s; %s may not use it", h.Name, h.Owner, account)
+		return errkind.Errorf(errkind.Forbidden, "host %s belongs to %s; %s may not use it", h.Name, h.Owner, account)
 	}
-	return h, nil
+	return nil
 }
 
 func (s *Server) listHosts(r *request) (any, error) {
@@ -424,8 +429,23 @@ func (s *Server) planHost(r *request) (any, error) {
 	return s.Hosts.Plan(r.Context(), req)
 }
 
+// hostLog answers one page of a host's VM log. Unlike the host's other
+// routes it finds a deleted host by name too, as the command does
+// directly: the log is the host's audit trail and outlives it.
 func (s *Server) hostLog(r *request) (any, error) {
-	return hostPage(s, r, s.Hosts.Log)
+	account, admin, err := s.actor(r)
+	if err != nil {
+		return nil, err
+	}
+	after, limit, err := afterLimit(r.URL.Query())
+	if err != nil {
+		return nil, err
+	}
+	h, es, err := s.Hosts.Log(r.Context(), r.PathValue("host"), after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return es, s.refuseUnless(r.Context(), account, admin, h)
 }
 
 // hostPage answers one page (?after=ID&limit=N) of a log of a host the
