@@ -91,8 +91,18 @@ func TestGPUPassthrough(t *testing.T) {
 	}
 }
 
+// ctx ends a little before the test binary's own deadline (go test
+// -timeout), so that a hung podman fails the test with its output rather
+// than the whole package with a goroutine dump; a fixed cap would instead
+// fail slow but healthy work on a loaded machine (an mmdebstrap build took
+// over 5 minutes at load 19).
 func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Not t.Context(): cleanups call ctx too, after t.Context is cancelled.
+	deadline, ok := t.Deadline()
+	if !ok {
+		return context.Background()
+	}
+	c, cancel := context.WithDeadline(context.Background(), deadline.Add(-30*time.Second))
 	t.Cleanup(cancel)
 	return c
 }
