@@ -113,7 +113,7 @@ func startServer(env *testscript.Env) error {
 		return fmt.Errorf("api-key create printed %q: %v", out, err)
 	}
 
-	srv := exec.Command(bin, "--config", serverCfg, "serve", "--listen", "127.0.0.1:0")
+	srv := exec.Command(bin, "--config", serverCfg, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
 	srv.Env, srv.Dir = env.Vars, work
 	logFile, err := os.Create(filepath.Join(work, "serve.log"))
 	if err != nil {
@@ -127,14 +127,18 @@ func startServer(env *testscript.Env) error {
 		return err
 	}
 	exited := make(chan struct{})
-	addr := make(chan string, 1)
+	addr, metricsURL := make(chan string, 1), make(chan string, 1)
 	go func() {
 		defer close(exited)
 		sc := bufio.NewScanner(stderr)
 		re := regexp.MustCompile(`listening on (http://\S+)`)
+		reMetrics := regexp.MustCompile(`metrics on (http://\S+)`)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
+			}
+			if m := reMetrics.FindStringSubmatch(sc.Text()); m != nil {
+				metricsURL <- m[1]
 			}
 			fmt.Fprintln(logFile, sc.Text())
 		}
@@ -194,6 +198,12 @@ func startServer(env *testscript.Env) error {
 		return errors.New("serve did not listen within a minute")
 	}
 	env.Setenv("SERVER_URL", url)
+	select {
+	case m := <-metricsURL: // printed before "listening"
+		env.Setenv("METRICS_URL", m)
+	default:
+		return errors.New("serve --metrics-listen printed no metrics address")
+	}
 	if _, err := run(key.Key+"\n", "login", "--server", url, "--with-key"); err != nil {
 		return err
 	}

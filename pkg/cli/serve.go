@@ -24,6 +24,8 @@ type ServeOptions struct {
 	TLSCert  string
 	TLSKey   string
 	NoWorker bool
+	// MetricsListen serves /metrics there, apart from the API.
+	MetricsListen string
 }
 
 func newServeCmd(f *Factory) *cobra.Command {
@@ -44,8 +46,16 @@ finish, and lets its worker finish or hand back its jobs.
 
 Without --tls-cert/--tls-key it listens only on loopback: API keys must
 not cross a network in clear (put a TLS proxy in front, or give a
-certificate).`,
+certificate).
+
+With --metrics-listen it serves Prometheus metrics at /metrics on a
+second address, without a key (they are counts, and a key Prometheus
+could use would be an admin's): the queue by action and state, the
+oldest due job's wait, workers holding leases, hosts by provider and
+status, and the outcomes, error kinds and times of the jobs this
+server's worker ran. Keep that address to your monitoring network.`,
 		Example: `  cocalc-hosts serve --listen 127.0.0.1:8443
+  cocalc-hosts serve --listen 127.0.0.1:8443 --metrics-listen 10.0.0.5:9464
   cocalc-hosts serve --listen :8443 --tls-cert /etc/cocalc-hosts/tls.crt --tls-key /etc/cocalc-hosts/tls.key`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), f, o) },
@@ -54,6 +64,7 @@ certificate).`,
 	cmd.Flags().StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
 	cmd.Flags().StringVar(&o.TLSKey, "tls-key", "", "TLS private key file (PEM, 0600)")
 	cmd.Flags().BoolVar(&o.NoWorker, "no-worker", false, "only serve the API; run `cocalc-hosts worker` apart")
+	cmd.Flags().StringVar(&o.MetricsListen, "metrics-listen", "", "also serve Prometheus metrics at /metrics on this address (HOST:PORT; no key)")
 	return cmd
 }
 
@@ -104,9 +115,25 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 	hub := server.NewHub(f.Now)
 	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accts, Ops: a.Ops(), Now: f.Now, Log: log,
 		RateLimit: cfg.Server.RateLimit, Burst: cfg.Server.Burst, Events: hub}
+	metrics := server.NewMetrics(st, f.Now, nil)
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return usagef("--listen %s: %v", o.Listen, err)
+	}
+	defer ln.Close()
+	var metricsSrv *http.Server
+	if o.MetricsListen != "" {
+		mln, err := net.Listen("tcp", o.MetricsListen)
+		if err != nil {
+			return usagef("--metrics-listen %s: %v", o.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go metricsSrv.Serve(mln) //nolint:errcheck // ends with Close below
+		defer metricsSrv.Close()
+		fmt.Fprintf(f.IO.ErrOut, "cocalc-hosts serve: metrics on http://%s/metrics\n", mln.Addr())
 	}
 	scheme := "http"
 	if tlsConf != nil {
@@ -128,6 +155,7 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 			ProjectSyncInterval: cfg.Worker.ProjectSyncInterval, AccessInterval: cfg.Ingress.ACLTTL,
 			OnJob: func(e queue.Event) {
 				hub.Publish(e)
+				metrics.Job(e)
 				log.Info("job", "event", string(e.Kind), "job", e.JobID, "action", string(e.Action), "subject", e.Subject.String(), "attempt", e.Attempt, "err", e.Err)
 			},
 			OnDuty: func(e worker.Event) {
@@ -137,7 +165,6 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 			},
 		})
 		if err != nil {
-			ln.Close()
 			return err
 		}
 		wg.Add(1)

@@ -90,6 +90,8 @@ type Event struct {
 	State   model.JobState `json:"state,omitempty"`
 	Worker  string         `json:"worker"`
 	Err     string         `json:"error,omitempty"`
+	// ErrKind is Err's kind (pkg/errkind), for counting failures by kind.
+	ErrKind string `json:"error_kind,omitempty"`
 }
 
 // Worker claims and runs jobs.
@@ -324,13 +326,13 @@ func (w *Worker) execute(parent context.Context, c *claimed) error {
 		delay := w.backoff(job.Attempts, errkind.RetryAfter(runErr))
 		r := w.Handler.Failed(fctx, job, runErr, false)
 		f.State, f.RunAfter, f.Error, f.Writes = model.JobQueued, w.Now().Add(delay), runErr.Error(), r.Writes
-		ev.Kind, ev.Err = EventRetry, runErr.Error()
+		ev.Kind, ev.Err, ev.ErrKind = EventRetry, runErr.Error(), string(errkind.Of(runErr))
 		at := f.RunAfter
 		ev.Retry = &at
 	default:
 		r := w.Handler.Failed(fctx, job, runErr, true)
 		f.State, f.Error, f.Writes = model.JobFailed, runErr.Error(), r.Writes
-		ev.Kind, ev.Err = EventFailed, runErr.Error()
+		ev.Kind, ev.Err, ev.ErrKind = EventFailed, runErr.Error(), string(errkind.Of(runErr))
 	}
 	ev.State = f.State
 	if err := w.finish(fctx, f); err != nil {

@@ -41,6 +41,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 type env struct {
 	t     testing.TB
 	db    string // the database: an SQLite path or a postgres URL
+	app   *app.App
 	st    store.Store
 	srv   *server.Server
 	http  *httptest.Server
@@ -103,7 +104,7 @@ func newEnv(t testing.TB, backend string, tune func(*server.Server)) *env {
 	}
 	clk := &clock{t: time.Now()}
 	accts := accounts.New(st, clk.Now)
-	e := &env{t: t, db: db, st: st, logs: &syncBuffer{}, keys: map[string]string{}, clock: clk}
+	e := &env{t: t, db: db, app: a, st: st, logs: &syncBuffer{}, keys: map[string]string{}, clock: clk}
 	e.srv = &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accts, Ops: a.Ops(), Now: clk.Now,
 		Log: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	if tune != nil {

@@ -88,6 +88,7 @@ type Store interface {
 	AccountStore // accounts.go: accounts, API keys and the audit log of server mode
 	MoveStore    // moves.go: moves and clones of projects
 	BackupStore  // backup.go: backup configuration, project keys, backup records
+	StatsStore   // stats.go: counts of the queue and the fleet (metrics, status)
 }
 
 // HostFilter selects hosts. Zero values select everything live.

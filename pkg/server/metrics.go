@@ -1,0 +1,139 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// Metrics are a server's Prometheus metrics. The queue and the fleet are
+// read from the database at each scrape (the same figures from every
+// server on one database); the jobs' outcomes and times are counted as
+// this process's worker reports them (sum them over the servers).
+//
+// They are served apart from the API (`serve --metrics-listen`), without a
+// key: Prometheus would otherwise need an admin's API key, which could
+// delete every host; the figures are counts and carry no secret.
+type Metrics struct {
+	reg      *prometheus.Registry
+	attempts *prometheus.CounterVec
+	seconds  *prometheus.HistogramVec
+
+	mu      sync.Mutex
+	started map[string]time.Time // claimed jobs by id
+}
+
+// NewMetrics counts the queue and hosts of st at each scrape. leader,
+// when not nil, says whether this process holds the leader lock.
+func NewMetrics(st store.Store, now func() time.Time, leader func() bool) *Metrics {
+	if now == nil {
+		now = time.Now
+	}
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cocalc_hosts_job_attempts_total",
+			Help: "Job attempts this process's worker ended, by action, outcome (done, retry, failed, lease_lost) and error kind (pkg/errkind; empty when done).",
+		}, []string{"action", "outcome", "error_kind"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cocalc_hosts_job_attempt_seconds",
+			Help:    "How long job attempts ran in this process's worker, from claim to outcome, by action and outcome.",
+			Buckets: []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800},
+		}, []string{"action", "outcome"}),
+		started: map[string]time.Time{},
+	}
+	m.reg.MustRegister(m.attempts, m.seconds, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&stateCollector{st: st, now: now, leader: leader})
+	return m
+}
+
+// Job counts a queue event (give it every event of the worker).
+func (m *Metrics) Job(e queue.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch e.Kind {
+	case queue.EventClaimed:
+		m.started[e.JobID] = e.Time
+	case queue.EventDone, queue.EventRetry, queue.EventFailed, queue.EventLost:
+		m.attempts.WithLabelValues(string(e.Action), string(e.Kind), e.ErrKind).Inc()
+		if t, ok := m.started[e.JobID]; ok {
+			m.seconds.WithLabelValues(string(e.Action), string(e.Kind)).Observe(e.Time.Sub(t).Seconds())
+			delete(m.started, e.JobID)
+		}
+	}
+}
+
+// Handler serves the metrics in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+var (
+	jobsDesc = prometheus.NewDesc("cocalc_hosts_jobs",
+		"Jobs queued or running, by action and state.", []string{"action", "state"}, nil)
+	oldestDesc = prometheus.NewDesc("cocalc_hosts_queue_oldest_due_seconds",
+		"How long the queued job due longest has waited for a worker (0: none is due).", nil, nil)
+	workersDesc = prometheus.NewDesc("cocalc_hosts_workers",
+		"Workers holding unexpired leases on running jobs.", nil, nil)
+	hostsDesc = prometheus.NewDesc("cocalc_hosts_hosts",
+		"Live hosts by provider and status.", []string{"provider", "status"}, nil)
+	dbUpDesc = prometheus.NewDesc("cocalc_hosts_database_up",
+		"1 if the database answered this scrape's queries, else 0.", nil, nil)
+	leaderDesc = prometheus.NewDesc("cocalc_hosts_leader",
+		"1 if this process holds the leader lock (reconcile, catalog refresh), else 0.", nil, nil)
+)
+
+// stateCollector reads the queue and the fleet from the database.
+type stateCollector struct {
+	st     store.Store
+	now    func() time.Time
+	leader func() bool
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{jobsDesc, oldestDesc, workersDesc, hostsDesc, dbUpDesc, leaderDesc} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.leader != nil {
+		ch <- prometheus.MustNewConstMetric(leaderDesc, prometheus.GaugeValue, b2f(c.leader()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	now := c.now()
+	st, err := c.st.Stats(ctx, now)
+	ch <- prometheus.MustNewConstMetric(dbUpDesc, prometheus.GaugeValue, b2f(err == nil))
+	if err != nil {
+		return
+	}
+	for _, j := range st.Active {
+		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(j.Count), string(j.Action), string(j.State))
+	}
+	var oldest float64
+	if st.OldestDue != nil {
+		oldest = max(now.Sub(st.OldestDue.RunAfter).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, oldest)
+	ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(len(st.Leases)))
+	for _, h := range st.Hosts {
+		ch <- prometheus.MustNewConstMetric(hostsDesc, prometheus.GaugeValue, float64(h.Count), h.Provider, string(h.Status))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

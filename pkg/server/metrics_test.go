@@ -1,0 +1,132 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	pmodel "github.com/prometheus/common/model"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
+	"github.com/sagemathinc/cocalc-hosts/pkg/server"
+)
+
+// /metrics parses with Prometheus's own text parser, and moves when a job
+// runs: the queue empties, the host's status changes, the worker's
+// attempt is counted and timed.
+func TestMetricsMoveWithAJob(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend, nil)
+			ctx := context.Background()
+			m := server.NewMetrics(e.st, nil, func() bool { return true })
+			ts := httptest.NewServer(m.Handler())
+			t.Cleanup(ts.Close)
+
+			sub, err := e.srv.Hosts.Create(ctx, hosts.CreateRequest{Name: "metricbox", Owner: "alice", Provider: "sim"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := scrape(t, ts.URL)
+			wantValue(t, before, "cocalc_hosts_jobs", 1, "action", "create", "state", "queued")
+			wantValue(t, before, "cocalc_hosts_hosts", 1, "provider", "sim", "status", string(model.StatusProvisioning))
+			wantValue(t, before, "cocalc_hosts_database_up", 1)
+			wantValue(t, before, "cocalc_hosts_leader", 1)
+			if v := value(before, "cocalc_hosts_queue_oldest_due_seconds"); v == nil || *v < 0 {
+				t.Fatalf("oldest due job's wait: %v", v)
+			}
+			if value(before, "cocalc_hosts_job_attempts_total", "action", "create", "outcome", "done", "error_kind", "") != nil {
+				t.Fatal("an attempt counted before any ran")
+			}
+
+			h, err := e.app.Handler(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := queue.NewWorker(e.st, h)
+			w.OnEvent = m.Job
+			if ran, err := w.RunOne(ctx, sub.Job.ID); err != nil || !ran {
+				t.Fatalf("run the create job: ran %t, %v", ran, err)
+			}
+			after := scrape(t, ts.URL)
+			if value(after, "cocalc_hosts_jobs", "action", "create", "state", "queued") != nil {
+				t.Fatal("the create job is still counted as queued")
+			}
+			wantValue(t, after, "cocalc_hosts_hosts", 1, "provider", "sim", "status", string(model.StatusRunning))
+			wantValue(t, after, "cocalc_hosts_job_attempts_total", 1, "action", "create", "outcome", "done", "error_kind", "")
+			hist := find(after, "cocalc_hosts_job_attempt_seconds", "action", "create", "outcome", "done")
+			if hist == nil || hist.GetHistogram().GetSampleCount() != 1 {
+				t.Fatalf("attempt time histogram: %v", hist)
+			}
+		})
+	}
+}
+
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("scrape: %s", resp.Status)
+	}
+	p := expfmt.NewTextParser(pmodel.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	return fams
+}
+
+// find is the metric of family name with the given label pairs.
+func find(fams map[string]*dto.MetricFamily, name string, labels ...string) *dto.Metric {
+	f := fams[name]
+	if f == nil {
+		return nil
+	}
+next:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		return m
+	}
+	return nil
+}
+
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) *float64 {
+	m := find(fams, name, labels...)
+	if m == nil {
+		return nil
+	}
+	var v float64
+	switch {
+	case m.Gauge != nil:
+		v = m.GetGauge().GetValue()
+	case m.Counter != nil:
+		v = m.GetCounter().GetValue()
+	default:
+		return nil
+	}
+	return &v
+}
+
+func wantValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, want float64, labels ...string) {
+	t.Helper()
+	if v := value(fams, name, labels...); v == nil || *v != want {
+		t.Fatalf("%s%v = %v, want %g", name, labels, v, want)
+	}
+}

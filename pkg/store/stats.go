@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+)
+
+// StatsStore counts the queue and the fleet for /metrics and `status`.
+// Every query reads the partial indexes of active jobs or the live hosts,
+// so a scrape costs the same however many jobs have finished.
+type StatsStore interface {
+	Stats(ctx context.Context, now time.Time) (Stats, error)
+	// FailedJobs lists the jobs that failed at or after since, newest
+	// first (at most limit), and how many there are.
+	FailedJobs(ctx context.Context, since time.Time, limit int) ([]model.Job, int, error)
+}
+
+// Stats are counts of the queue and the fleet at one moment.
+type Stats struct {
+	// Active counts the queued and running jobs by action and state.
+	Active []JobCount `json:"active"`
+	// OldestDue is the queued job that has been due longest (nil: none
+	// is due).
+	OldestDue *model.Job `json:"oldest_due,omitempty"`
+	// Leases are the workers that hold unexpired leases on running jobs.
+	Leases []LeaseCount `json:"leases"`
+	// Hosts counts the live hosts by provider and status.
+	Hosts []HostCount `json:"hosts"`
+}
+
+// JobCount is how many jobs of an action are in a state.
+type JobCount struct {
+	Action model.Action   `json:"action"`
+	State  model.JobState `json:"state"`
+	Count  int            `json:"count"`
+}
+
+// LeaseCount is a worker and the running jobs it holds.
+type LeaseCount struct {
+	Worker string `json:"worker"`
+	Jobs   int    `json:"jobs"`
+}
+
+// HostCount is how many live hosts of a provider are in a status.
+type HostCount struct {
+	Provider string       `json:"provider"`
+	Status   model.Status `json:"status"`
+	Count    int          `json:"count"`
+}
+
+func (s *SQLStore) Stats(ctx context.Context, now time.Time) (Stats, error) {
+	st := Stats{Active: []JobCount{}, Leases: []LeaseCount{}, Hosts: []HostCount{}}
+	rows, err := s.db.QueryContext(ctx, `SELECT action, state, count(*) FROM jobs WHERE state IN ('queued','running') GROUP BY action, state ORDER BY action, state`)
+	if err != nil {
+		return st, s.err("count jobs", err)
+	}
+	for rows.Next() {
+		var c JobCount
+		if err := rows.Scan(&c.Action, &c.State, &c.Count); err != nil {
+			rows.Close()
+			return st, s.err("count jobs", err)
+		}
+		st.Active = append(st.Active, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, s.err("count jobs", err)
+	}
+	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE state = 'queued' AND run_after <= $1 ORDER BY run_after, created_at LIMIT 1`, ms(now)))
+	switch {
+	case err == nil:
+		st.OldestDue = &j
+	case !errors.Is(err, sql.ErrNoRows):
+		return st, s.err("oldest due job", err)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT lease_owner, count(*) FROM jobs WHERE state = 'running' AND lease_until > $1 GROUP BY lease_owner ORDER BY lease_owner`, ms(now))
+	if err != nil {
+		return st, s.err("count leases", err)
+	}
+	for rows.Next() {
+		var c LeaseCount
+		if err := rows.Scan(&c.Worker, &c.Jobs); err != nil {
+			rows.Close()
+			return st, s.err("count leases", err)
+		}
+		st.Leases = append(st.Leases, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, s.err("count leases", err)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT provider, status, count(*) FROM project_hosts WHERE deleted_at IS NULL GROUP BY provider, status ORDER BY provider, status`)
+	if err != nil {
+		return st, s.err("count hosts", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c HostCount
+		if err := rows.Scan(&c.Provider, &c.Status, &c.Count); err != nil {
+			return st, s.err("count hosts", err)
+		}
+		st.Hosts = append(st.Hosts, c)
+	}
+	return st, s.err("count hosts", rows.Err())
+}
+
+func (s *SQLStore) FailedJobs(ctx context.Context, since time.Time, limit int) ([]model.Job, int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM jobs WHERE state = 'failed' AND finished_at >= $1`, ms(since)).Scan(&n); err != nil {
+		return nil, 0, s.err("count failed jobs", err)
+	}
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT `+jobColumns+` FROM jobs WHERE state = 'failed' AND finished_at >= $1 ORDER BY finished_at DESC, id LIMIT %d`, max(limit, 0)), ms(since))
+	if err != nil {
+		return nil, 0, s.err("list failed jobs", err)
+	}
+	defer rows.Close()
+	out := []model.Job{}
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, 0, s.err("list failed jobs", err)
+		}
+		out = append(out, j)
+	}
+	return out, n, s.err("list failed jobs", rows.Err())
+}
