@@ -128,8 +128,8 @@ func (s *Service) plan(ctx context.Context, req *CreateRequest) (Plan, error) {
 	q.Providers = []string{choice.Provider}
 	diskGB := req.Spec.DiskGB
 	for _, p := range ps {
-		if d, ok := p.(provider.DiskDefaulter); ok && diskGB == 0 && p.Name() == choice.Provider {
-			diskGB = d.DefaultDiskGB()
+		if d, ok := p.(provider.DiskSizer); ok && p.Name() == choice.Provider {
+			diskGB = d.DataDiskGB(diskGB)
 		}
 	}
 	return Plan{Choice: choice, Estimate: cache.Disk.Estimate(choice, req.Spec.Spot, diskGB),

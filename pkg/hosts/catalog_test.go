@@ -17,6 +17,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/providers/gcp/gcpfake"
 	"github.com/sagemathinc/cocalc-hosts/providers/sim"
 )
 
@@ -362,5 +363,30 @@ func TestCapacityFallsBackToAnotherCloud(t *testing.T) {
 	h, _ = st.GetHost(ctx, sub.Host.ID)
 	if h.Status != model.StatusError || h.Provider != "sim" || !strings.Contains(h.LastError, "tried 2 machines after the first") {
 		t.Fatalf("with --cloud sim: %s on %s: %s", h.Status, h.Provider, h.LastError)
+	}
+}
+
+// A dry run prices the data disk Create will really make: on GCP,
+// providers.gcp.data_disk_gb when the host asks for no size, and never
+// less than the smallest persistent disk GCP makes.
+func TestPlanPricesTheDiskCreateMakes(t *testing.T) {
+	srv := gcpfake.New(gcpfake.Options{})
+	t.Cleanup(srv.Close)
+	p, err := provider.Open("gcp", provider.Config{Deployment: "d", Options: map[string]string{
+		"project": srv.Project(), "zone": "us-central1-a", "endpoint": srv.URL, "billing_endpoint": srv.URL, "data_disk_gb": "25"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.(provider.Closer).Close() })
+	svc := hosts.New(openStore(t), configured{"gcp": p})
+	for asked, want := range map[int]int{0: 25, 5: 10, 40: 40} {
+		plan, err := svc.Plan(context.Background(), hosts.CreateRequest{Name: "x", Owner: "a", Provider: "gcp",
+			Spec: model.HostSpec{MachineType: "e2-standard-2", DiskGB: asked}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan.Estimate.DiskGB != want || plan.Estimate.DiskMonthly <= 0 {
+			t.Errorf("--disk %d: the estimate prices %d GB ($%v/month), want %d GB", asked, plan.Estimate.DiskGB, plan.Estimate.DiskMonthly, want)
+		}
 	}
 }

@@ -77,11 +77,13 @@ type DiskResizer interface {
 	ResizeDisk(ctx context.Context, ref Ref, sizeGB int) (Instance, error)
 }
 
-// DiskDefaulter is implemented by providers whose data disk, when the
-// spec gives no size, is not catalog.DefaultDiskGB (10 GB) but a size set
-// in their options, so that estimates show the size Create will make.
-type DiskDefaulter interface {
-	DefaultDiskGB() int
+// DiskSizer is implemented by providers whose data disk is not simply
+// the size a spec asks for, or catalog.DefaultDiskGB (10 GB) when it asks
+// none: a default set in their options, a smallest size the cloud makes.
+// DataDiskGB is the size Create makes for a spec asking requested GB (0:
+// none), so that estimates price the disk that will really be made.
+type DiskSizer interface {
+	DataDiskGB(requested int) int
 }
 
 // CredentialChecker is implemented by providers with credentials: one

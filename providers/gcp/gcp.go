@@ -66,6 +66,7 @@ func init() {
 var (
 	_ provider.Provider          = (*Provider)(nil)
 	_ provider.DiskResizer       = (*Provider)(nil)
+	_ provider.DiskSizer         = (*Provider)(nil)
 	_ provider.CredentialChecker = (*Provider)(nil)
 	_ provider.Closer            = (*Provider)(nil)
 )

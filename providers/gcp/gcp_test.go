@@ -846,3 +846,21 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 		t.Fatalf("waited %s over %d requests; want 1s over 2", waited, srv.Requests("instances.aggregatedList"))
 	}
 }
+
+// The data disk Create makes is DataDiskGB's size, which estimates price:
+// data_disk_gb when the spec gives none, at least GCP's smallest.
+func TestDataDiskGBIsWhatCreateMakes(t *testing.T) {
+	srv := fastFake(t, gcpfake.Options{})
+	p := newTestProvider(t, srv, "dep1", map[string]string{"data_disk_gb": "25"})
+	for asked, want := range map[int]int64{0: 25, 5: 10} {
+		spec := baseSpec(uuid.NewString())
+		spec.DiskGB = asked
+		inst, err := p.Create(testCtx(t), spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := srv.Disk(inst.DataDisk); d.GetSizeGb() != want || int64(p.DataDiskGB(asked)) != want {
+			t.Errorf("asked %d GB: made %d GB, DataDiskGB says %d; want %d", asked, d.GetSizeGb(), p.DataDiskGB(asked), want)
+		}
+	}
+}

@@ -165,11 +165,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 
 	if kept == nil {
-		size := spec.DiskGB
-		if size == 0 {
-			size = p.opts.dataDiskGB
-		}
-		size = max(size, minPersistentGB)
+		size := p.DataDiskGB(spec.DiskGB)
 		if err := p.createDisk(ctx, op, zone, diskName, int64(size), labels); err != nil {
 			return provider.Instance{}, err
 		}
@@ -633,6 +629,16 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 		diskZone = lastSegment(d.Zone)
 	}
 	return p.deleteDisk(ctx, op, diskZone, diskName)
+}
+
+// DataDiskGB is the size of the data disk Create makes: the spec's, or
+// the data_disk_gb option when it gives none, and never below the
+// smallest persistent disk GCP makes.
+func (p *Provider) DataDiskGB(requested int) int {
+	if requested == 0 {
+		requested = p.opts.dataDiskGB
+	}
+	return max(requested, minPersistentGB)
 }
 
 // ResizeDisk grows the data disk; GCE does it while the VM runs (the

@@ -83,7 +83,7 @@ func init() {
 var (
 	_ provider.Provider      = (*Provider)(nil)
 	_ provider.DiskResizer   = (*Provider)(nil)
-	_ provider.DiskDefaulter = (*Provider)(nil)
+	_ provider.DiskSizer     = (*Provider)(nil)
 )
 
 // Provider runs hosts on this machine.
@@ -138,8 +138,14 @@ func New(cfg provider.Config) (provider.Provider, error) {
 	return p, nil
 }
 
-// DefaultDiskGB is the size of a new host's pool when the spec gives none.
-func (p *Provider) DefaultDiskGB() int { return p.poolGB }
+// DataDiskGB is the size of a new host's pool: the spec's, or the
+// configured one when the spec gives none.
+func (p *Provider) DataDiskGB(requested int) int {
+	if requested == 0 {
+		return p.poolGB
+	}
+	return requested
+}
 
 // Name returns "local".
 func (p *Provider) Name() string { return Name }
