@@ -81,9 +81,9 @@ func init() {
 }
 
 var (
-	_ provider.Provider      = (*Provider)(nil)
-	_ provider.DiskResizer   = (*Provider)(nil)
-	_ provider.DiskSizer     = (*Provider)(nil)
+	_ provider.Provider    = (*Provider)(nil)
+	_ provider.DiskResizer = (*Provider)(nil)
+	_ provider.DiskSizer   = (*Provider)(nil)
 )
 
 // Provider runs hosts on this machine.
