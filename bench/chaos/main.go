@@ -288,13 +288,11 @@ func openApp(path string) (*app.App, error) {
 
 // hostPlan is one host's sequence of actions and where it is in it.
 type hostPlan struct {
-	name    string
-	id      string
-	steps   []model.Action
-	step    int
-	job     string // the job of the current step, "" before it is submitted
-	recover bool   // the current step failed: ask again
-	doneAt  time.Time
+	name  string
+	id    string
+	steps []model.Action
+	step  int
+	job   string // the job of the current step, "" before it is submitted
 }
 
 func (h *hostPlan) finished() bool { return h.step == len(h.steps) }
@@ -420,12 +418,11 @@ func drive(ctx context.Context, svc *hosts.Service, st store.Store, hs []*hostPl
 				case model.JobDone:
 					h.step, h.job = h.step+1, ""
 					if h.finished() {
-						h.doneAt = time.Now()
 						continue
 					}
 				case model.JobFailed:
 					c.FailedAndAsked++
-					h.job, h.recover = "", true
+					h.job = ""
 				default:
 					left++
 					continue
@@ -462,12 +459,13 @@ func submit(ctx context.Context, svc *hosts.Service, h *hostPlan) error {
 			// An earlier try stored the host and then failed: carry on
 			// with the host it made.
 			if old, gerr := svc.Get(ctx, h.name); gerr == nil {
-				h.id, h.recover = old.ID, true
+				h.id = old.ID
 			}
 			return err
 		}
 	case a == model.ActionCreate, a == model.ActionStart:
-		// Only a failed create comes here with an id: start makes it.
+		// A create that failed after storing its host is asked again
+		// by start, which makes (or finds) its VM.
 		sub, err = svc.Start(ctx, h.id)
 	case a == model.ActionStop:
 		sub, err = svc.Stop(ctx, h.id, hosts.StopOptions{})
@@ -477,12 +475,8 @@ func submit(ctx context.Context, svc *hosts.Service, h *hostPlan) error {
 	if err != nil {
 		return err
 	}
-	h.recover = false
 	if sub.Job == nil {
 		h.step++ // nothing to do: "already running", "already off"
-		if h.finished() {
-			h.doneAt = time.Now()
-		}
 		return nil
 	}
 	h.job = sub.Job.ID
