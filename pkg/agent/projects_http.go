@@ -271,6 +271,10 @@ func (s *server) handleBuild(w http.ResponseWriter, r *http.Request) {
 			s.writeErr(w, r, perr(agentapi.CodeUnsupported, "%v", err))
 			return
 		}
+		if err := podman.CheckMirror(r.Context(), spec); err != nil {
+			s.writeErr(w, r, perr(agentapi.CodeInvalid, "%v", err))
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

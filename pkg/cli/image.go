@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 )
 
@@ -43,10 +44,19 @@ func newImageBuildCmd(f *Factory) *cobra.Command {
 		Short: "Make a small Debian base image on a host from Debian packages",
 		Long: `Make a project image on HOST without a container registry: a Debian root
 filesystem from Debian packages (mmdebstrap, or debootstrap), imported into the
-host's podman as NAME. The host needs a Debian mirror (--mirror, default the
-tool's). The root filesystem is cached on the host by its package list, so
-building the same image again (or on another host sharing the cache) is fast;
---rebuild ignores the cache.`,
+host's podman as NAME.
+
+It is not offline: the host downloads the packages from a Debian mirror
+(--mirror URL, http(s) or file://; default ` + podman.DefaultMirror + `), which
+is checked first and named when it cannot be reached. The root filesystem is
+cached on the host by its package list, so building the same image again (or
+on another host sharing the cache) needs no mirror and is fast; --rebuild
+ignores the cache. A host with no route to a mirror builds from a root
+filesystem put in its image cache.
+
+On a local host the image goes into this machine's podman store, which every
+local host shares: deleting the host leaves it there (remove it with
+podman image rm NAME when no local host needs it).`,
 		Example: `  cocalc-hosts image build cocalc-base --host dev
   cocalc-hosts image build sci --host dev --include python3,python3-numpy`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -64,7 +74,7 @@ building the same image again (or on another host sharing the cache) is fast;
 	fl.StringVar(&o.Host, "host", "", "host to build the image on")
 	fl.StringVar(&o.Suite, "suite", "", "Debian release (default bookworm)")
 	fl.StringSliceVar(&o.Include, "include", []string{"procps"}, "extra Debian packages, comma-separated")
-	fl.StringVar(&o.Mirror, "mirror", "", "Debian mirror URL")
+	fl.StringVar(&o.Mirror, "mirror", "", "Debian mirror URL the host downloads packages from (default "+podman.DefaultMirror+")")
 	fl.BoolVar(&o.Rebuild, "rebuild", false, "build the root filesystem again even if it is cached")
 	cmd.MarkFlagRequired("host")                             //nolint:errcheck
 	cmd.RegisterFlagCompletionFunc("host", completeHosts(f)) //nolint:errcheck

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,6 +85,44 @@ func (s BuildSpec) Normalize() (BuildSpec, error) {
 func (s BuildSpec) Key() string {
 	h := sha256.Sum256([]byte(strings.Join([]string{s.Suite, s.Variant, strings.Join(s.Include, ","), s.Mirror}, "\n")))
 	return s.Suite + "-" + s.Variant + "-" + hex.EncodeToString(h[:])[:12]
+}
+
+// DefaultMirror is the Debian mirror mmdebstrap and debootstrap use when
+// given none.
+const DefaultMirror = "http://deb.debian.org/debian"
+
+// CheckMirror makes sure the Debian mirror of s (normalized) serves its
+// suite, before a build that would download packages from it: a build
+// is not offline, and an unreachable mirror is named with the fix rather
+// than left to the bootstrap tool's retries and output.
+func CheckMirror(ctx context.Context, s BuildSpec) error {
+	mirror := s.Mirror
+	if mirror == "" {
+		mirror = DefaultMirror
+	}
+	release := strings.TrimRight(mirror, "/") + "/dists/" + s.Suite + "/Release"
+	fix := "building an image downloads Debian packages from a mirror; pass one this host reaches with --mirror URL (http(s) or file://), or put the root filesystem in the host's image cache"
+	if path, ok := strings.CutPrefix(release, "file://"); ok {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("the Debian mirror %s has no %s release (%v): %s", mirror, s.Suite, err, fix)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, release, nil)
+	if err != nil {
+		return fmt.Errorf("the Debian mirror %s: %v: %s", mirror, err, fix)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the Debian mirror %s (%v): %s", mirror, err, fix)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the Debian mirror %s has no %s release (HEAD %s: %s): %s", mirror, s.Suite, release, resp.Status, fix)
+	}
+	return nil
 }
 
 // Bootstrapper returns the tool that builds root filesystems here:
