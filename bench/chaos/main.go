@@ -41,6 +41,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
+	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/pgtest"
 	"github.com/sagemathinc/cocalc-hosts/providers/sim"
@@ -199,7 +200,7 @@ func run(ctx context.Context, o options) (*report, error) {
 		Machine: map[string]any{"cpus": numCPU(), "load_average_at_start": strings.Join(strings.Fields(string(load))[:3], " ")},
 		Settings: map[string]any{"runs": o.runs, "hosts": o.hosts, "kills": o.kills, "workers": o.workers,
 			"concurrency": o.concurrency, "lease": o.lease.String(), "kill_every": o.killEvery.String(),
-			"max_attempts": o.maxAttempts, "backoff": "2s doubling to a 10s cap, ±20%, at least Retry-After",
+			"max_attempts": o.maxAttempts, "backoff": backoff(),
 			"faults": map[string]any{"latency": o.latency.String(), "5xx": o.errorRate, "429": o.rateLimitRate, "retry_after": o.retryAfter.String(),
 				"timeout": o.timeoutRate, "hang": o.simTimeout.String(), "create_ghost": o.ghostRate},
 			"sim": "duplicate_names: every Create makes a new VM"},
@@ -228,6 +229,13 @@ func run(ctx context.Context, o options) (*report, error) {
 	load, _ = os.ReadFile("/proc/loadavg")
 	rep.Machine["load_average_at_end"] = strings.Join(strings.Fields(string(load))[:3], " ")
 	return rep, nil
+}
+
+// backoff describes the worker's retry delays, read from the queue's
+// defaults (the worker command does not change them).
+func backoff() string {
+	w := queue.NewWorker(nil, nil)
+	return fmt.Sprintf("%s doubling per attempt to a %s cap, ±20%%, at least a Retry-After", w.BaseBackoff, w.MaxBackoff)
 }
 
 func problemsLine(p []string) string {
