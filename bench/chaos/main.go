@@ -82,6 +82,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "chaos: --lease must be at least 1s (the worker refuses less)")
 		os.Exit(2)
 	}
+	// A reader of our output that goes away (`| head`) must not kill us
+	// before the cleanup: Postgres and the workers would be left running.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	rep, err := run(ctx, o)
 	stop()
