@@ -25,6 +25,7 @@ const (
 	ExitCapacity    = 11  // no capacity there now
 	ExitRateLimited = 12  // the provider asked to slow down
 	ExitTransient   = 13  // a temporary failure
+	ExitUnhealthy   = 14  // `status` found a problem
 	ExitInterrupted = 130 // interrupted (Ctrl-C); queued work stays queued
 )
 
@@ -49,6 +50,7 @@ var ExitCodeTable = []struct {
 	{ExitCapacity, errkind.Capacity, "the provider has no capacity there now; try another region or later"},
 	{ExitRateLimited, errkind.RateLimited, "the provider asked to slow down; retry later"},
 	{ExitTransient, errkind.Transient, "a temporary failure (network, timeout, server error); retry"},
+	{ExitUnhealthy, "", "`cocalc-hosts status` found a problem (it lists them)"},
 	{ExitInterrupted, errkind.Canceled, "interrupted; queued work stays queued for any worker"},
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
@@ -45,6 +46,17 @@ func (o Ops) RefreshCatalog(ctx context.Context, clouds []string) (catalog.Refre
 
 func (o Ops) Providers(ctx context.Context) ([]provider.Info, error) {
 	return get[[]provider.Info](ctx, o.C, "/providers", nil, "")
+}
+
+func (o Ops) Status(ctx context.Context, r model.HealthRequest) (model.Health, error) {
+	q := url.Values{}
+	if r.MinFreePercent != 0 {
+		q.Set("min_free", strconv.FormatFloat(r.MinFreePercent, 'g', -1, 64))
+	}
+	if !r.FailedSince.IsZero() {
+		q.Set("failed_since", r.FailedSince.UTC().Format(time.RFC3339Nano))
+	}
+	return get[model.Health](ctx, o.C, "/status", q, "")
 }
 
 func (o Ops) Reconcile(ctx context.Context, p reconcile.Pass) (reconcile.Report, error) {

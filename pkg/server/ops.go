@@ -26,6 +26,8 @@ type Ops interface {
 	RefreshCatalog(ctx context.Context, clouds []string) (catalog.RefreshResult, error)
 	Providers(ctx context.Context) ([]provider.Info, error)
 	Reconcile(ctx context.Context, p reconcile.Pass) (reconcile.Report, error)
+	// Status is the deployment's health at a glance (`status`).
+	Status(ctx context.Context, r model.HealthRequest) (model.Health, error)
 }
 
 // Bodies and results of the routes of ops.go.
@@ -80,6 +82,7 @@ func (s *Server) opsRoutes() []route {
 			return s.Ops.RefreshCatalog(r.Context(), b.Clouds)
 		}},
 		{method: get, path: p + "/providers", run: func(r *request) (any, error) { return s.Ops.Providers(r.Context()) }},
+		{method: get, path: p + "/status", run: s.status},
 		{method: post, path: p + "/reconcile", run: func(r *request) (any, error) {
 			var b reconcile.Pass
 			if err := s.adminDecode(r, "reconcile", &b); err != nil {
@@ -161,6 +164,30 @@ func (s *Server) bootLog(r *request) (any, error) {
 }
 
 // cost reports the hosts the caller may see: an admin all of them.
+// status is an admin's: it names every account's hosts and failed jobs.
+func (s *Server) status(r *request) (any, error) {
+	if err := s.adminDecode(r, "see the deployment's status", nil); err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	var hr model.HealthRequest
+	if v := q.Get("min_free"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, errkind.Errorf(errkind.Invalid, "min_free=%q: want a percentage", v)
+		}
+		hr.MinFreePercent = f
+	}
+	if v := q.Get("failed_since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, errkind.Errorf(errkind.Invalid, "failed_since=%q: want an RFC 3339 time", v)
+		}
+		hr.FailedSince = t
+	}
+	return s.Ops.Status(r.Context(), hr)
+}
+
 func (s *Server) cost(r *request) (any, error) {
 	q := r.URL.Query()
 	o := cost.ReportOptions{Host: q.Get("host")}
