@@ -5,7 +5,7 @@
 set -eu
 need=""
 for pkg in postgresql btrfs-progs podman runc restic openssh-server openssh-client rclone \
-	iproute2 util-linux mmdebstrap uidmap ca-certificates git shellcheck e2fsprogs systemd jq rsync wrk; do
+	iproute2 util-linux mmdebstrap uidmap ca-certificates git shellcheck e2fsprogs systemd jq rsync wrk curl; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need="$need $pkg"
 done
 if [ -n "$need" ]; then
