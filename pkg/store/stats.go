@@ -54,22 +54,11 @@ type HostCount struct {
 }
 
 func (s *SQLStore) Stats(ctx context.Context, now time.Time) (Stats, error) {
-	st := Stats{Active: []JobCount{}, Leases: []LeaseCount{}, Hosts: []HostCount{}}
-	rows, err := s.db.QueryContext(ctx, `SELECT action, state, count(*) FROM jobs WHERE state IN ('queued','running') GROUP BY action, state ORDER BY action, state`)
-	if err != nil {
-		return st, s.err("count jobs", err)
-	}
-	for rows.Next() {
-		var c JobCount
-		if err := rows.Scan(&c.Action, &c.State, &c.Count); err != nil {
-			rows.Close()
-			return st, s.err("count jobs", err)
-		}
-		st.Active = append(st.Active, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return st, s.err("count jobs", err)
+	var st Stats
+	var err error
+	if st.Active, err = queryRows(ctx, s, "count jobs", func(c *JobCount) []any { return []any{&c.Action, &c.State, &c.Count} },
+		`SELECT action, state, count(*) FROM jobs WHERE state IN ('queued','running') GROUP BY action, state ORDER BY action, state`); err != nil {
+		return st, err
 	}
 	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE state = 'queued' AND run_after <= $1 ORDER BY run_after, created_at LIMIT 1`, ms(now)))
 	switch {
@@ -78,35 +67,32 @@ func (s *SQLStore) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	case !errors.Is(err, sql.ErrNoRows):
 		return st, s.err("oldest due job", err)
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT lease_owner, count(*) FROM jobs WHERE state = 'running' AND lease_until > $1 GROUP BY lease_owner ORDER BY lease_owner`, ms(now))
+	if st.Leases, err = queryRows(ctx, s, "count leases", func(c *LeaseCount) []any { return []any{&c.Worker, &c.Jobs} },
+		`SELECT lease_owner, count(*) FROM jobs WHERE state = 'running' AND lease_until > $1 GROUP BY lease_owner ORDER BY lease_owner`, ms(now)); err != nil {
+		return st, err
+	}
+	st.Hosts, err = queryRows(ctx, s, "count hosts", func(c *HostCount) []any { return []any{&c.Provider, &c.Status, &c.Count} },
+		`SELECT provider, status, count(*) FROM project_hosts WHERE deleted_at IS NULL GROUP BY provider, status ORDER BY provider, status`)
+	return st, err
+}
+
+// queryRows runs query and scans each row into a new T through the
+// pointers fields gives; never nil, so that JSON shows [] for none.
+func queryRows[T any](ctx context.Context, s *SQLStore, what string, fields func(*T) []any, query string, args ...any) ([]T, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return st, s.err("count leases", err)
-	}
-	for rows.Next() {
-		var c LeaseCount
-		if err := rows.Scan(&c.Worker, &c.Jobs); err != nil {
-			rows.Close()
-			return st, s.err("count leases", err)
-		}
-		st.Leases = append(st.Leases, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return st, s.err("count leases", err)
-	}
-	rows, err = s.db.QueryContext(ctx, `SELECT provider, status, count(*) FROM project_hosts WHERE deleted_at IS NULL GROUP BY provider, status ORDER BY provider, status`)
-	if err != nil {
-		return st, s.err("count hosts", err)
+		return []T{}, s.err(what, err)
 	}
 	defer rows.Close()
+	out := []T{}
 	for rows.Next() {
-		var c HostCount
-		if err := rows.Scan(&c.Provider, &c.Status, &c.Count); err != nil {
-			return st, s.err("count hosts", err)
+		var v T
+		if err := rows.Scan(fields(&v)...); err != nil {
+			return []T{}, s.err(what, err)
 		}
-		st.Hosts = append(st.Hosts, c)
+		out = append(out, v)
 	}
-	return st, s.err("count hosts", rows.Err())
+	return out, s.err(what, rows.Err())
 }
 
 func (s *SQLStore) FailedJobs(ctx context.Context, since time.Time, limit int) ([]model.Job, int, error) {
