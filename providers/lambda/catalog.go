@@ -48,14 +48,16 @@ type typeAvailability struct {
 	Regions      []region      `json:"regions_with_capacity_available"`
 }
 
-func (p *Provider) instanceTypes(ctx context.Context, op string) (map[string]typeAvailability, error) {
+// instanceTypes reads GET /instance-types as one raw value per type, so
+// that normalize can leave out a malformed type and keep the others.
+func (p *Provider) instanceTypes(ctx context.Context, op string) (map[string]json.RawMessage, error) {
 	var raw json.RawMessage
 	if err := p.api.Do(ctx, op, http.MethodGet, "/instance-types", nil, &raw); err != nil {
 		return nil, err
 	}
-	var types map[string]typeAvailability
+	var types map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &types); err != nil {
-		return nil, malformed("instance types: %v", err)
+		return nil, malformed("instance types: want an object of instance types: %v", err)
 	}
 	return types, nil
 }
@@ -65,20 +67,56 @@ func (p *Provider) instanceTypes(ctx context.Context, op string) (map[string]typ
 // Known regions are those where any type has capacity, plus the
 // configured region and regions: Lambda reports capacity, not offerings.
 func (p *Provider) Catalog(ctx context.Context) ([]provider.CatalogEntry, error) {
+	r, err := p.CatalogReport(ctx)
+	return r.Entries, err
+}
+
+// CatalogReport is Catalog with the instance types left out as invalid.
+func (p *Provider) CatalogReport(ctx context.Context) (provider.CatalogReport, error) {
 	types, err := p.instanceTypes(ctx, "catalog")
 	if err != nil {
-		return nil, err
+		return provider.CatalogReport{}, err
 	}
-	rows, _, err := normalize(types, p.opts.regions, p.opts.region)
-	return rows, err
+	rep, _, err := normalize(types, p.opts.regions, p.opts.region)
+	return rep, err
+}
+
+// invalid says what is wrong with one instance type, or "" when nothing is.
+func invalid(key string, ta typeAvailability) string {
+	it := ta.InstanceType
+	switch {
+	case it == nil:
+		return fmt.Sprintf("instance type %q has no instance_type object", key)
+	case it.Name == "":
+		return fmt.Sprintf("instance type %q has no name", key)
+	case it.PriceCentsPerHour == nil:
+		return fmt.Sprintf("instance type %s has no price_cents_per_hour", it.Name)
+	case *it.PriceCentsPerHour < 0:
+		return fmt.Sprintf("instance type %s has a negative price %v", it.Name, *it.PriceCentsPerHour)
+	case it.Specs == nil || it.Specs.VCPUs == nil || it.Specs.MemoryGiB == nil:
+		return fmt.Sprintf("instance type %s lacks specs.vcpus or specs.memory_gib", it.Name)
+	case *it.Specs.VCPUs <= 0 || *it.Specs.MemoryGiB <= 0:
+		return fmt.Sprintf("instance type %s has %d vCPUs and %v GiB of memory", it.Name, *it.Specs.VCPUs, *it.Specs.MemoryGiB)
+	case ta.Regions == nil:
+		return fmt.Sprintf("instance type %s has no regions_with_capacity_available list", it.Name)
+	}
+	for _, r := range ta.Regions {
+		if r.Name == "" {
+			return fmt.Sprintf("instance type %s lists a region without a name", it.Name)
+		}
+	}
+	return ""
 }
 
 // normalize turns GET /instance-types data into catalog rows, sorted by
-// region, price and name. Any malformed entry rejects the whole payload:
-// a partial catalog would silently hide machines or misprice them.
-func normalize(types map[string]typeAvailability, extraRegions []string, defaultRegion string) ([]provider.CatalogEntry, string, error) {
+// region, price and name. A malformed instance type is left out and
+// reported (one odd type must not hide the others, nor be shown at a
+// made-up price); the payload is refused only when it has no data or no
+// valid type remains.
+func normalize(types map[string]json.RawMessage, extraRegions []string, defaultRegion string) (provider.CatalogReport, string, error) {
+	var rep provider.CatalogReport
 	if types == nil {
-		return nil, "", malformed("instance types: no data")
+		return rep, "", malformed("instance types: no data")
 	}
 	regionSet := map[string]bool{}
 	for _, r := range extraRegions {
@@ -99,24 +137,16 @@ func normalize(types map[string]typeAvailability, extraRegions []string, default
 	sort.Strings(keys)
 	h := sha256.New()
 	for _, k := range keys {
-		ta := types[k]
-		it := ta.InstanceType
-		switch {
-		case it == nil:
-			return nil, "", malformed("instance type %q has no instance_type object", k)
-		case it.Name == "":
-			return nil, "", malformed("instance type %q has no name", k)
-		case it.PriceCentsPerHour == nil:
-			return nil, "", malformed("instance type %s has no price_cents_per_hour", it.Name)
-		case *it.PriceCentsPerHour < 0:
-			return nil, "", malformed("instance type %s has a negative price %v", it.Name, *it.PriceCentsPerHour)
-		case it.Specs == nil || it.Specs.VCPUs == nil || it.Specs.MemoryGiB == nil:
-			return nil, "", malformed("instance type %s lacks specs.vcpus or specs.memory_gib", it.Name)
-		case *it.Specs.VCPUs <= 0 || *it.Specs.MemoryGiB <= 0:
-			return nil, "", malformed("instance type %s has %d vCPUs and %v GiB of memory", it.Name, *it.Specs.VCPUs, *it.Specs.MemoryGiB)
-		case ta.Regions == nil:
-			return nil, "", malformed("instance type %s has no regions_with_capacity_available list", it.Name)
+		var ta typeAvailability
+		if err := json.Unmarshal(types[k], &ta); err != nil {
+			rep.Skip("instance type %q: %v", k, err)
+			continue
 		}
+		if why := invalid(k, ta); why != "" {
+			rep.Skip("%s", why)
+			continue
+		}
+		it := ta.InstanceType
 		model, count, memGiB := gpuOf(*it)
 		e := provider.CatalogEntry{
 			Provider: Name, InstanceType: it.Name, VCPUs: *it.Specs.VCPUs, MemoryGiB: *it.Specs.MemoryGiB,
@@ -127,14 +157,14 @@ func normalize(types map[string]typeAvailability, extraRegions []string, default
 		}
 		capacity := map[string]bool{}
 		for _, r := range ta.Regions {
-			if r.Name == "" {
-				return nil, "", malformed("instance type %s lists a region without a name", it.Name)
-			}
 			capacity[r.Name] = true
 			regionSet[r.Name] = true
 		}
 		fmt.Fprintf(h, "%s=%v\n", it.Name, float64(*it.PriceCentsPerHour))
 		all = append(all, parsed{e, capacity})
+	}
+	if len(all) == 0 && rep.Skipped > 0 {
+		return rep, "", malformed("no valid instance type (%d left out: %s)", rep.Skipped, strings.Join(rep.Reasons, "; "))
 	}
 	version := "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 	regions := make([]string, 0, len(regionSet))
@@ -159,7 +189,8 @@ func normalize(types map[string]typeAvailability, extraRegions []string, default
 		}
 		return out[i].InstanceType < out[j].InstanceType
 	})
-	return out, version, nil
+	rep.Entries = out
+	return rep, version, nil
 }
 
 func malformed(format string, args ...any) error {

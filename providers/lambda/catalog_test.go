@@ -166,7 +166,6 @@ func TestCatalogMalformed(t *testing.T) {
 		"no name":         `{"data":{"t":` + strings.Replace(good, `"name":"gpu_1x_a10",`, ``, 1) + `}}`,
 		"no regions list": `{"data":{"t":` + strings.Replace(good, `,"regions_with_capacity_available":[{"name":"us-east-1","description":"x"}]`, ``, 1) + `}}`,
 		"nameless region": `{"data":{"t":` + strings.Replace(good, `"name":"us-east-1",`, ``, 1) + `}}`,
-		"one bad of two":  `{"data":{"a":` + good + `,"b":` + strings.Replace(good, `75`, `null`, 1) + `}}`,
 	} {
 		_, err := serveInstanceTypes(t, body).Catalog(ctxT(t))
 		if err == nil {
@@ -181,6 +180,47 @@ func TestCatalogMalformed(t *testing.T) {
 	// their defect, not for the fixture.
 	if cat, err := serveInstanceTypes(t, `{"data":{"t":`+good+`}}`).Catalog(ctxT(t)); err != nil || len(cat) != 1 {
 		t.Fatalf("good payload: %v, %d rows", err, len(cat))
+	}
+}
+
+// One malformed instance type is left out and reported; the others stay
+// in the catalog at their own prices.
+func TestCatalogSkipsBadTypes(t *testing.T) {
+	good := `{"instance_type":{"name":"gpu_1x_a10","description":"d","gpu_description":"A10 (24 GB)","price_cents_per_hour":75,"specs":{"vcpus":30,"memory_gib":200,"storage_gib":1400,"gpus":1}},"regions_with_capacity_available":[{"name":"us-east-1","description":"x"}]}`
+	other := strings.NewReplacer(`gpu_1x_a10`, `gpu_1x_h100`, `75`, `249`).Replace(good)
+	body := `{"data":{"a":` + good + `,"h":` + other +
+		`,"b":` + strings.Replace(good, `75`, `null`, 1) +
+		`,"c":` + strings.Replace(good, `75`, `"seventy"`, 1) +
+		`,"d":` + strings.Replace(good, `"name":"us-east-1",`, ``, 1) +
+		`,"e":{"instance_type":null},"f":[1],"g":` + strings.Replace(good, `"vcpus":30`, `"vcpus":0`, 1) + `}}`
+	rep, err := serveInstanceTypes(t, body).CatalogReport(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prices := map[string]float64{}
+	for _, e := range rep.Entries {
+		prices[e.InstanceType] = e.HourlyPrice
+	}
+	if len(rep.Entries) != 2 || prices["gpu_1x_a10"] != 0.75 || prices["gpu_1x_h100"] != 2.49 {
+		t.Errorf("entries %+v, want gpu_1x_a10 at 0.75 and gpu_1x_h100 at 2.49 in us-east-1", rep.Entries)
+	}
+	if rep.Skipped != 6 || len(rep.Reasons) != provider.MaxSkipReasons {
+		t.Fatalf("skipped %d with reasons %q, want 6 and %d reasons", rep.Skipped, rep.Reasons, provider.MaxSkipReasons)
+	}
+	// Types are read in key order: b (no price), c (a word for a price), d.
+	for i, want := range []string{"no price_cents_per_hour", `instance type "c"`, "region without a name"} {
+		if !strings.Contains(rep.Reasons[i], want) {
+			t.Errorf("reason %d = %q, want it to say %q", i, rep.Reasons[i], want)
+		}
+	}
+	// Catalog is the same rows.
+	if cat, err := serveInstanceTypes(t, body).Catalog(ctxT(t)); err != nil || len(cat) != 2 {
+		t.Errorf("Catalog: %v, %d rows", err, len(cat))
+	}
+	// Only bad types left: refused, with the reasons.
+	_, err = serveInstanceTypes(t, `{"data":{"b":`+strings.Replace(good, `75`, `null`, 1)+`}}`).CatalogReport(ctxT(t))
+	if err == nil || !strings.Contains(err.Error(), "no valid instance type") || !strings.Contains(err.Error(), "no price_cents_per_hour") {
+		t.Errorf("all types bad: %v", err)
 	}
 }
 

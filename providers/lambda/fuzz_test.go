@@ -14,15 +14,18 @@ func FuzzCatalogPayload(f *testing.F) {
 	f.Add(`{"x":{"instance_type":null,"regions_with_capacity_available":[]}}`)
 	f.Add(`{"x":{"instance_type":{"name":"x","price_cents_per_hour":-5,"specs":{"vcpus":-1}}}}`)
 	f.Fuzz(func(t *testing.T, payload string) {
-		var types map[string]typeAvailability
+		var types map[string]json.RawMessage
 		if json.Unmarshal([]byte(payload), &types) != nil {
 			return
 		}
-		rows, _, err := normalize(types, []string{"us-west-1"}, "us-east-1")
+		rep, _, err := normalize(types, []string{"us-west-1"}, "us-east-1")
 		if err != nil {
 			return
 		}
-		for _, r := range rows {
+		if rep.Skipped > 0 && len(rep.Reasons) == 0 {
+			t.Fatalf("%d types left out without a reason, from %s", rep.Skipped, payload)
+		}
+		for _, r := range rep.Entries {
 			if r.Region == "" || r.HourlyPrice < 0 || r.HourlyPrice != r.HourlyPrice {
 				t.Fatalf("row %+v from %s", r, payload)
 			}

@@ -241,10 +241,11 @@ func (p *Provider) placement(ctx context.Context, op string, spec provider.Creat
 	if err != nil {
 		return "", "", err
 	}
-	rows, _, err := normalize(types, p.opts.regions, regionName)
+	rep, _, err := normalize(types, p.opts.regions, regionName)
 	if err != nil {
 		return "", "", err
 	}
+	rows := rep.Entries
 	var best *provider.CatalogEntry
 	for i := range rows {
 		r := &rows[i]
