@@ -32,7 +32,6 @@ var serveExcluded = map[string]string{
 	"catalog_refresh.txtar":       "`catalog refresh` is an admin's through a server, and the script's account is not one",
 	"cost_boot_disk.txtar":        "configures providers with `providers add`, which the server does not read back",
 	"cost_report.txtar":           "writes cloud_vm_log history into the database itself (vmlog) and acts as several accounts with --account; server_mode.txtar and TestServedLikeDirect cover `cost` through a server",
-	"dashboard.txtar":             "the dashboard reads the database directly",
 	"dns_show.txtar":              "configures DNS with `config set` and runs `reconcile`, which works on the database",
 	"project_access.txtar":        "acts as several accounts with --account, which a server replaces by API keys",
 	"project_dashboard.txtar":     "the dashboard reads the database directly",

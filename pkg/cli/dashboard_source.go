@@ -23,172 +23,208 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/tui"
 )
 
-// dashboardSource is the dashboard's view of the state database, the
-// host and project services and the queue (direct mode). Actions are
-// queued and worked in this process, as the CLI verbs do.
+// dashboardSource is the dashboard's view of the deployment, read and
+// acted on only through the services the Factory gives: the domain
+// services directly, or a server's clients with server.url set. Actions
+// are queued and worked as the CLI verbs work them (in this process, or
+// by the server's workers).
 type dashboardSource struct {
 	// ctx is the dashboard's: actions and shells live as long as it.
-	ctx  context.Context
-	f    *Factory
-	svc  *hosts.Service
-	ps   *projects.Service
-	cost *cost.Service
-	ops  OpsService
-	as   *asFlag
+	ctx      context.Context
+	f        *Factory
+	hosts    HostService
+	projects ProjectService
+	backups  BackupService
+	ops      OpsService
+	as       *asFlag
+	// local is the host service of this process in direct mode (nil
+	// through a server): what only it gives — the agents' resources, the
+	// early checks of stop, delete and upgrade, the database's change
+	// events — the dashboard takes from it when it is there.
+	local *hosts.Service
 
 	mu sync.Mutex
-	// logs caches cloud_vm_log by host (read incrementally after
-	// logAfter), for month-to-date costs without re-reading the log.
-	logs     map[string][]model.LogEntry
-	logAfter int64
-	rates    map[string]cost.Rates
+	// costs are this month's costs by host, read at costAt for the hosts
+	// in the states costKey names: read again when a host changes state
+	// or after costTTL.
+	costs   map[string]cost.HostCost
+	costAt  time.Time
+	costKey string
 }
+
+// costTTL is how long month-to-date costs are shown before they are read
+// again (they grow by cents an hour; a state change reads them at once).
+const costTTL = time.Minute
 
 var _ tui.Source = (*dashboardSource)(nil)
 
 func newDashboardSource(ctx context.Context, f *Factory) (*dashboardSource, error) {
-	a, err := f.App()
+	hs, err := f.Hosts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	svc, err := a.Hosts(ctx)
+	ps, err := f.Projects(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ps, err := a.Projects(ctx)
+	bs, err := f.Backups(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cs, err := a.Cost(ctx)
+	ops, err := f.Ops()
 	if err != nil {
 		return nil, err
 	}
-	return &dashboardSource{ctx: ctx, f: f, svc: svc, ps: ps, cost: cs, ops: a.Ops(), as: &asFlag{},
-		logs: map[string][]model.LogEntry{}, rates: map[string]cost.Rates{}}, nil
+	local, _ := hs.(*hosts.Service)
+	return &dashboardSource{ctx: ctx, f: f, hosts: hs, projects: ps, backups: bs, ops: ops, as: &asFlag{}, local: local}, nil
 }
 
-func (s *dashboardSource) st() store.Store { return s.svc.Store }
-
-// Fleet reads every live host and project. In direct mode the database
-// is the trust boundary, so, like `list`, it shows everything.
+// Fleet reads the live hosts and projects the caller may see (through a
+// server, the hosts it may use), with their costs and pending jobs.
 func (s *dashboardSource) Fleet(ctx context.Context) (tui.Fleet, error) {
-	hs, err := s.st().ListHosts(ctx, store.HostFilter{})
+	hs, err := s.hosts.List(ctx, store.HostFilter{})
 	if err != nil {
 		return tui.Fleet{}, err
 	}
-	ps, err := s.st().ListProjects(ctx, store.ProjectFilter{})
+	ps, err := s.listProjects(ctx)
 	if err != nil {
 		return tui.Fleet{}, err
 	}
-	jobs, err := s.st().ListJobs(ctx, store.JobFilter{Subject: model.Subject{Kind: model.SubjectHost}, ActiveOnly: true})
+	jobs, err := s.hosts.ActiveJobs(ctx)
 	if err != nil {
 		return tui.Fleet{}, err
 	}
-	if err := s.readLog(ctx); err != nil {
+	costs, err := s.monthCosts(ctx, hs)
+	if err != nil {
 		return tui.Fleet{}, err
 	}
 	active := make(map[string]*model.Job, len(jobs))
 	for i := range jobs {
-		active[jobs[i].Subject.ID] = &jobs[i]
+		if _, seen := active[jobs[i].Subject.ID]; !seen {
+			active[jobs[i].Subject.ID] = &jobs[i]
+		}
 	}
-	now := s.f.Now()
-	out := tui.Fleet{Hosts: make([]tui.Host, len(hs)), Projects: ps, At: now}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	out := tui.Fleet{Hosts: make([]tui.Host, len(hs)), Projects: ps, At: s.f.Now()}
 	for i, h := range hs {
-		out.Hosts[i] = s.priced(ctx, h, s.logs[h.ID], now)
+		out.Hosts[i] = priced(h, costs)
 		out.Hosts[i].Job = active[h.ID]
-	}
-	if out.Projects == nil {
-		out.Projects = []model.Project{}
 	}
 	return out, nil
 }
 
-// readLog appends the log entries written since the last read.
-func (s *dashboardSource) readLog(ctx context.Context) error {
-	s.mu.Lock()
-	after := s.logAfter
-	s.mu.Unlock()
-	es, err := s.st().ListLog(ctx, store.LogFilter{AfterID: after})
+// listProjects lists every project for an admin, else the caller's own.
+func (s *dashboardSource) listProjects(ctx context.Context) ([]model.Project, error) {
+	c, err := caller(s.f, s.as)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range es {
-		if e.ID > s.logAfter {
-			s.logs[e.HostID] = append(s.logs[e.HostID], e)
-			s.logAfter = e.ID
-		}
+	ps, err := s.projects.List(ctx, c, projects.ListRequest{All: true})
+	if errkind.Is(err, errkind.Refused) || errkind.Is(err, errkind.Forbidden) {
+		ps, err = s.projects.List(ctx, c, projects.ListRequest{})
 	}
-	return nil
+	if ps == nil {
+		ps = []model.Project{}
+	}
+	return ps, err
 }
 
-// priced adds h's month-to-date cost and its current monthly rate, from
-// its log (as `cost` computes them). Callers hold s.mu.
-func (s *dashboardSource) priced(ctx context.Context, h model.Host, log []model.LogEntry, now time.Time) tui.Host {
-	r, ok := s.rates[h.ID]
-	if !ok {
-		r = s.cost.RatesFor(ctx, h)
-		s.rates[h.ID] = r
-	}
-	rows := cost.Segments(h, log, r, now)
-	y, m, _ := now.UTC().Date()
-	month := time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
-	return tui.Host{Host: h, MonthToDate: catalog.Cents(cost.Window(rows, month, now).Total),
-		MonthlyNow: cost.MonthlyNow(rows, r, now)}
-}
-
-func (s *dashboardSource) Host(ctx context.Context, id string) (tui.HostInfo, error) {
-	h, err := s.st().GetHost(ctx, id)
-	if err != nil {
-		return tui.HostInfo{}, err
-	}
-	log, err := s.st().ListLog(ctx, store.LogFilter{HostID: h.ID})
-	if err != nil {
-		return tui.HostInfo{}, err
+// monthCosts returns this month's costs by host, read again when one of
+// hs changed state since the last read or the last read is costTTL old.
+func (s *dashboardSource) monthCosts(ctx context.Context, hs []model.Host) (map[string]cost.HostCost, error) {
+	var key strings.Builder
+	for _, h := range hs {
+		key.WriteString(h.ID + string(h.Status) + ",")
 	}
 	now := s.f.Now()
 	s.mu.Lock()
-	info := tui.HostInfo{Host: s.priced(ctx, h, log, now), Collaborators: []string{}, At: now}
+	fresh := s.costs != nil && s.costKey == key.String() && now.Sub(s.costAt) < costTTL
+	costs := s.costs
 	s.mu.Unlock()
-	if n := len(log); n > 8 {
-		info.RecentLog = log[n-8:]
-	} else {
-		info.RecentLog = log
+	if fresh {
+		return costs, nil
 	}
-	if jobs, err := s.st().ListJobs(ctx, store.JobFilter{Subject: model.HostSubject(h.ID), ActiveOnly: true}); err == nil && len(jobs) > 0 {
-		info.Host.Job = &jobs[0]
+	y, m, _ := now.UTC().Date()
+	rep, err := s.ops.Cost(ctx, cost.ReportOptions{From: time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		return nil, fmt.Errorf("this month's costs: %w", err)
 	}
-	if c, err := s.st().ListCollaborators(ctx, h.ID); err == nil && c != nil {
-		info.Collaborators = c
+	costs = make(map[string]cost.HostCost, len(rep.Hosts))
+	for _, hc := range rep.Hosts {
+		costs[hc.HostID] = hc
 	}
-	if sc := stoppedCostOn(ctx, s.svc, h, false); sc != nil {
-		t := tui.StoppedCost(*sc)
-		info.Stopped = &t
+	s.mu.Lock()
+	s.costs, s.costAt, s.costKey = costs, now, key.String()
+	s.mu.Unlock()
+	return costs, nil
+}
+
+// priced is h with its month-to-date cost and current monthly rate.
+func priced(h model.Host, costs map[string]cost.HostCost) tui.Host {
+	hc := costs[h.ID]
+	return tui.Host{Host: h, MonthToDate: catalog.Cents(hc.Total), MonthlyNow: hc.MonthlyNow}
+}
+
+func (s *dashboardSource) Host(ctx context.Context, id string) (tui.HostInfo, error) {
+	d, err := s.hosts.Detail(ctx, id)
+	if err != nil {
+		return tui.HostInfo{}, err
 	}
-	if h.Status == model.StatusRunning {
-		info.Agent = s.agent(ctx, h)
+	s.mu.Lock()
+	costs := s.costs
+	s.mu.Unlock()
+	if _, ok := costs[d.ID]; !ok {
+		if costs, err = s.monthCosts(ctx, []model.Host{d.Host}); err != nil {
+			return tui.HostInfo{}, err
+		}
+	}
+	info := tui.HostInfo{Host: priced(d.Host, costs), Collaborators: d.Collaborators, RecentLog: d.RecentLog, At: s.f.Now()}
+	info.Host.Job = d.PendingJob
+	if sc := s.stoppedCost(ctx, d.Host, costs[d.ID]); sc != nil {
+		info.Stopped = sc
+	}
+	if d.Agent != nil {
+		info.Agent = s.agent(ctx, d.Host, d.Agent)
 	}
 	return info, nil
 }
 
-// agent asks h's agent for its health and headroom.
-func (s *dashboardSource) agent(ctx context.Context, h model.Host) *tui.Agent {
-	health := s.f.hostAgentHealth(ctx, h)
-	if health == nil {
+// stoppedCost is what h costs once off: priced from this process's
+// catalog in direct mode, from the server's cost report through one.
+func (s *dashboardSource) stoppedCost(ctx context.Context, h model.Host, hc cost.HostCost) *tui.StoppedCost {
+	if s.local != nil {
+		if sc := stoppedCostOn(ctx, s.local, h, false); sc != nil {
+			t := tui.StoppedCost(*sc)
+			return &t
+		}
 		return nil
 	}
+	if hc.HostID == "" || (hc.DiskPricePerGBMonth == 0 && hc.BootDiskMonthly == 0) {
+		return nil
+	}
+	src := h.Spec.DiskPriceSource
+	if src == "" {
+		src = "the server's catalog"
+	}
+	gb := hc.DiskGB
+	if gb <= 0 {
+		gb = catalog.DefaultDiskGB
+	}
+	return &tui.StoppedCost{Monthly: catalog.Cents(float64(gb)*hc.DiskPricePerGBMonth + hc.BootDiskMonthly), DiskGB: gb,
+		DiskPricePerGBMonth: hc.DiskPricePerGBMonth, Source: src, BootDiskMonthly: catalog.Cents(hc.BootDiskMonthly)}
+}
+
+// agent is what h's agent said of its health (the host service asked
+// it); in direct mode this process also asks it for its resources.
+func (s *dashboardSource) agent(ctx context.Context, h model.Host, health *hosts.AgentHealth) *tui.Agent {
 	a := &tui.Agent{Reachable: health.Reachable, Error: health.Error, LastContact: health.LastContact}
 	if st := health.Status; st != nil {
 		a.Version, a.Uptime, a.StorageKind = st.Version, st.UptimeSeconds, st.Storage.Kind
 		a.DiskFree, a.DiskTotal = st.Storage.FreeBytes, st.Storage.TotalBytes
 	}
-	if !a.Reachable {
+	if !a.Reachable || s.local == nil {
 		return a
 	}
-	c, err := s.svc.AgentClient(ctx, h)
+	c, err := s.local.AgentClient(ctx, h)
 	if err != nil {
 		return a
 	}
@@ -198,31 +234,33 @@ func (s *dashboardSource) agent(ctx context.Context, h model.Host) *tui.Agent {
 	return a
 }
 
+// Usage asks the project service about each project (its host's agent
+// answers for its disk; the store for its newest backup).
 func (s *dashboardSource) Usage(ctx context.Context, hostID string, ids []string) ([]tui.ProjectUsage, error) {
-	h, err := s.st().GetHost(ctx, hostID)
+	c, err := caller(s.f, s.as)
 	if err != nil {
 		return nil, err
-	}
-	c, err := s.svc.AgentClient(ctx, h)
-	if err != nil {
-		return nil, err
-	}
-	all, err := c.Projects(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("agent of %s: %w", h.Name, err)
-	}
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
 	}
 	var out []tui.ProjectUsage
-	for _, p := range all {
-		if !want[p.ID] || p.Disk == nil {
-			continue
+	for _, id := range ids {
+		d, err := s.projects.Show(ctx, c, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, err
+			}
+			continue // one project that cannot be read leaves the others
 		}
-		u := tui.ProjectUsage{ID: p.ID, DiskUsed: p.Disk.UsedBytes, Snapshots: p.Disk.Snapshots}
-		if p.Disk.Snapshots > 0 {
-			if snaps, err := c.Snapshots(ctx, p.ID); err == nil {
+		if d.Agent == nil && d.AgentError != "" {
+			// The projects share a host that does not answer: asking
+			// for each would only wait as long again.
+			return nil, fmt.Errorf("host of project %s: %s", id, d.AgentError)
+		}
+		u := tui.ProjectUsage{ID: id, LastBackup: d.Backups.LastBackup}
+		if d.Agent != nil && d.Agent.Disk != nil {
+			u.DiskUsed, u.Snapshots = d.Agent.Disk.UsedBytes, d.Agent.Disk.Snapshots
+		}
+		if u.Snapshots > 0 {
+			if snaps, err := s.projects.Snapshots(ctx, c, id); err == nil {
 				for _, sn := range snaps {
 					if u.LastSnapshot == nil || sn.CreatedAt.After(*u.LastSnapshot) {
 						t := sn.CreatedAt
@@ -245,7 +283,7 @@ func (s *dashboardSource) Logs(ctx context.Context, hostID string, after tui.Log
 	if after == (tui.LogCursor{}) {
 		limit = logPage
 	}
-	es, err := s.st().ListLog(ctx, store.LogFilter{HostID: hostID, AfterID: after.VMLog, Limit: limit})
+	_, es, err := s.hosts.Log(ctx, hostID, after.VMLog, limit)
 	if err != nil {
 		return page, err
 	}
@@ -260,11 +298,11 @@ func (s *dashboardSource) Logs(ctx context.Context, hostID string, after tui.Log
 		page.Lines = append(page.Lines, tui.LogLine{TS: e.TS, Kind: tui.LogVM, Text: text, Error: e.Error != ""})
 		page.Next.VMLog = e.ID
 	}
-	bl, err := s.st().ListBootLog(ctx, store.BootLogFilter{HostID: hostID, AfterID: after.Boot, Limit: limit})
+	_, bl, err := s.hosts.BootLog(ctx, hostID, after.Boot, limit)
 	if err != nil {
 		return page, err
 	}
-	for _, l := range bl {
+	for _, l := range bl.Lines {
 		page.Lines = append(page.Lines, tui.LogLine{TS: l.TS, Kind: tui.LogBoot, Text: l.Line})
 		page.Next.Boot = max(page.Next.Boot, l.ID)
 	}
@@ -312,7 +350,7 @@ func (s *dashboardSource) Preview(ctx context.Context, a tui.Action) (tui.Previe
 		if err != nil {
 			return tui.Preview{}, err
 		}
-		pl, err := s.svc.Plan(ctx, req)
+		pl, err := s.hosts.Plan(ctx, req)
 		if err != nil {
 			return tui.Preview{}, err
 		}
@@ -327,24 +365,24 @@ func (s *dashboardSource) Preview(ctx context.Context, a tui.Action) (tui.Previe
 		}
 		return tui.Preview{Lines: lines}, nil
 	case tui.HostStart:
-		h, err := s.svc.Get(ctx, a.HostID)
+		h, err := s.hosts.Get(ctx, a.HostID)
 		if err != nil {
 			return tui.Preview{}, err
 		}
 		return tui.Preview{Lines: []string{fmt.Sprintf("compute billing resumes: $%.4f/hour (about $%.2f/month while it runs)",
 			h.HourlyPrice, catalog.Cents(h.HourlyPrice*catalog.HoursPerMonth))}}, nil
 	case tui.HostStop:
-		h, err := s.svc.CheckStop(ctx, a.HostID, hosts.StopOptions{})
+		h, err := s.checked(ctx, a.HostID, func(l *hosts.Service) (model.Host, error) { return l.CheckStop(ctx, a.HostID, hosts.StopOptions{}) })
 		if err != nil {
 			return tui.Preview{}, err
 		}
 		lines := []string{fmt.Sprintf("compute billing ($%.4f/hour) ends; projects on it stop", h.HourlyPrice)}
-		if sc := stoppedCostOn(ctx, s.svc, h, false); sc != nil {
-			lines = append(lines, tui.StoppedLine(tui.StoppedCost(*sc), false))
+		if sc := s.stoppedCost(ctx, h, s.hostCost(ctx, h)); sc != nil {
+			lines = append(lines, tui.StoppedLine(*sc, false))
 		}
 		return tui.Preview{Lines: lines}, nil
 	case tui.HostDelete:
-		h, err := s.svc.CheckDelete(ctx, a.HostID, hosts.DeleteOptions{})
+		h, err := s.checked(ctx, a.HostID, func(l *hosts.Service) (model.Host, error) { return l.CheckDelete(ctx, a.HostID, hosts.DeleteOptions{}) })
 		if err != nil {
 			return tui.Preview{}, err
 		}
@@ -357,7 +395,7 @@ func (s *dashboardSource) Preview(ctx context.Context, a tui.Action) (tui.Previe
 		lines = append(lines, fmt.Sprintf("billing for it ends (it costs $%.4f/hour running)", h.HourlyPrice))
 		return tui.Preview{Lines: lines, Destroys: true, TypeName: h.Name}, nil
 	case tui.HostUpgrade:
-		h, err := s.svc.CheckUpgrade(ctx, a.HostID)
+		h, err := s.checked(ctx, a.HostID, func(l *hosts.Service) (model.Host, error) { return l.CheckUpgrade(ctx, a.HostID) })
 		if err != nil {
 			return tui.Preview{}, err
 		}
@@ -372,6 +410,29 @@ func (s *dashboardSource) Preview(ctx context.Context, a tui.Action) (tui.Previe
 		}}, nil
 	}
 	return tui.Preview{}, fmt.Errorf("%s is not supported here", a.Kind)
+}
+
+// checked is host id after check, which refuses early what the action
+// would refuse in direct mode; through a server the host is read and the
+// server refuses, if it does, when the action is submitted.
+func (s *dashboardSource) checked(ctx context.Context, id string, check func(*hosts.Service) (model.Host, error)) (model.Host, error) {
+	if s.local != nil {
+		return check(s.local)
+	}
+	return s.hosts.Get(ctx, id)
+}
+
+// hostCost is h's row of this month's costs (zero when unknown).
+func (s *dashboardSource) hostCost(ctx context.Context, h model.Host) cost.HostCost {
+	s.mu.Lock()
+	hc, ok := s.costs[h.ID]
+	s.mu.Unlock()
+	if !ok {
+		if costs, err := s.monthCosts(ctx, []model.Host{h}); err == nil {
+			hc = costs[h.ID]
+		}
+	}
+	return hc
 }
 
 func where(region, zone string) string {
@@ -423,16 +484,16 @@ func (s *dashboardSource) Do(ctx context.Context, a tui.Action, progress func(tu
 	case tui.HostCreate:
 		var req hosts.CreateRequest
 		if req, err = s.createRequest(a); err == nil {
-			sub, err = s.svc.Create(ctx, req)
+			sub, err = s.hosts.Create(ctx, req)
 		}
 	case tui.HostStart:
-		sub, err = s.svc.Start(ctx, a.HostID)
+		sub, err = s.hosts.Start(ctx, a.HostID)
 	case tui.HostStop:
-		sub, err = s.svc.Stop(ctx, a.HostID, hosts.StopOptions{})
+		sub, err = s.hosts.Stop(ctx, a.HostID, hosts.StopOptions{})
 	case tui.HostDelete:
-		sub, err = s.svc.Delete(ctx, a.HostID, hosts.DeleteOptions{})
+		sub, err = s.hosts.Delete(ctx, a.HostID, hosts.DeleteOptions{})
 	case tui.HostUpgrade:
-		sub, err = s.svc.Upgrade(ctx, a.HostID)
+		sub, err = s.hosts.Upgrade(ctx, a.HostID)
 	default:
 		return tui.Outcome{}, fmt.Errorf("%s is not supported here", a.Kind)
 	}
@@ -445,7 +506,7 @@ func (s *dashboardSource) Do(ctx context.Context, a tui.Action, progress func(tu
 		if err != nil {
 			return tui.Outcome{}, err
 		}
-		if h, err = s.st().GetHost(ctx, h.ID); err != nil {
+		if h, err = s.hosts.Get(ctx, h.ID); err != nil {
 			return tui.Outcome{}, err
 		}
 		if job.State == model.JobFailed {
@@ -458,8 +519,8 @@ func (s *dashboardSource) Do(ctx context.Context, a tui.Action, progress func(tu
 		out.Message += " (" + sub.Note + ")"
 	}
 	if a.Kind == tui.HostStop && h.Status == model.StatusOff {
-		if sc := stoppedCostOn(ctx, s.svc, h, false); sc != nil {
-			out.Notes = append(out.Notes, h.Name+": "+tui.StoppedLine(tui.StoppedCost(*sc), true))
+		if sc := s.stoppedCost(ctx, h, s.hostCost(ctx, h)); sc != nil {
+			out.Notes = append(out.Notes, h.Name+": "+tui.StoppedLine(*sc, true))
 		}
 	}
 	return out, nil
@@ -476,17 +537,17 @@ func (s *dashboardSource) doProject(ctx context.Context, a tui.Action, onEvent f
 	case tui.ProjectCreate:
 		var req projects.CreateRequest
 		if req, err = newProjectRequest(a); err == nil {
-			sub, err = s.ps.Create(ctx, c, req)
+			sub, err = s.projects.Create(ctx, c, req)
 		}
 	case tui.ProjectStart:
-		sub, err = s.ps.Start(ctx, c, a.ProjectID)
+		sub, err = s.projects.Start(ctx, c, a.ProjectID)
 	case tui.ProjectStop:
-		sub, err = s.ps.Stop(ctx, c, a.ProjectID)
+		sub, err = s.projects.Stop(ctx, c, a.ProjectID)
 	case tui.ProjectRestart:
-		sub, err = s.ps.Restart(ctx, c, a.ProjectID)
+		sub, err = s.projects.Restart(ctx, c, a.ProjectID)
 	case tui.ProjectSnapshot:
 		var name string
-		sub, name, err = s.ps.Snapshot(ctx, c, a.ProjectID, "")
+		sub, name, err = s.projects.Snapshot(ctx, c, a.ProjectID, "")
 		note = "snapshot " + name
 	default:
 		return tui.Outcome{}, fmt.Errorf("%s is not supported here", a.Kind)
@@ -500,7 +561,7 @@ func (s *dashboardSource) doProject(ctx context.Context, a tui.Action, onEvent f
 		if err != nil {
 			return tui.Outcome{}, err
 		}
-		if got, err := s.st().GetProject(ctx, p.ID); err == nil {
+		if got, err := s.projects.Get(ctx, c, p.ID); err == nil {
 			p = got
 		} else if errkind.Is(err, errkind.NotFound) {
 			p.State = model.ProjectDeleted
@@ -550,7 +611,7 @@ func (s *dashboardSource) Shell(ctx context.Context, id string) (tui.Command, er
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.ps.Show(ctx, c, id)
+	d, err := s.projects.Show(ctx, c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -562,11 +623,16 @@ func (s *dashboardSource) Shell(ctx context.Context, id string) (tui.Command, er
 	return &dashboardShell{ctx: s.ctx, s: s, project: id}, nil
 }
 
-// Changes forwards the store's committed changes to hosts, projects and
-// jobs (Postgres LISTEN/NOTIFY; SQLite polls its data version), folded
-// into one pending signal: the dashboard re-reads on each.
+// Changes forwards, in direct mode, the store's committed changes to
+// hosts, projects and jobs (Postgres LISTEN/NOTIFY; SQLite polls its
+// data version), folded into one pending signal: the dashboard re-reads
+// on each. Through a server it is nil, and the dashboard polls every
+// --refresh, showing how old what it shows is.
 func (s *dashboardSource) Changes(ctx context.Context) <-chan struct{} {
-	in := s.st().Subscribe(ctx)
+	if s.local == nil {
+		return nil
+	}
+	in := s.local.Store.Subscribe(ctx)
 	out := make(chan struct{}, 1)
 	go func() {
 		defer close(out)

@@ -35,9 +35,7 @@ var localOnly = map[string]string{
 	"runKeysRotate":           "`keys rotate` rewrites the signing keyring file on this machine (tokens.signing_keys)",
 	"Factory.signingKeysPath": "`keys list|rotate` read the signing keyring file on this machine",
 	// Not served yet (see README, server mode).
-	"newDashboardSource":      "the dashboard reads the database (no remote mode yet)",
-	"Factory.hostAgentHealth": "the dashboard asks agents over this process's SSH pool",
-	"stoppedCost":             "`stop` prices the stopped disk from this process's catalog; through a server the line is left out",
+	"stoppedCost": "`stop` prices the stopped disk from this process's catalog; through a server the line is left out",
 }
 
 // TestCommandsGoThroughServices fails when a function of the command layer

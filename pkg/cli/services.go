@@ -45,6 +45,9 @@ type HostService interface {
 	// BootLog is the host's newest bootstrap run and its output, or with
 	// afterID the lines after it (`logs --boot`).
 	BootLog(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, hosts.BootLog, error)
+	// ActiveJobs are the queued and running jobs of the hosts (through a
+	// server: of those the caller may use).
+	ActiveJobs(ctx context.Context) ([]model.Job, error)
 }
 
 var _ HostService = (*hosts.Service)(nil)

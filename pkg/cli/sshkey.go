@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
 // SSHKeyOptions are the inputs of `ssh-key`.
@@ -116,14 +114,4 @@ func runRepin(ctx context.Context, f *Factory, o *RepinOptions) error {
 		}
 		return nil
 	})
-}
-
-// hostAgentHealth asks h's agent for its status through the host service
-// (see hosts.Service.Health).
-func (f *Factory) hostAgentHealth(ctx context.Context, h model.Host) *AgentHealth {
-	svc, err := f.localHosts(ctx)
-	if err != nil {
-		return &AgentHealth{Error: err.Error()}
-	}
-	return svc.Health(ctx, h)
 }

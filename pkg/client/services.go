@@ -66,6 +66,10 @@ func (h Hosts) IsBootstrapped(ctx context.Context, host model.Host) (bool, error
 	return get[bool](ctx, h.C, "/hosts/"+seg(host.ID)+"/bootstrapped", nil, "")
 }
 
+func (h Hosts) ActiveJobs(ctx context.Context) ([]model.Job, error) {
+	return get[[]model.Job](ctx, h.C, "/jobs", nil, "")
+}
+
 func (h Hosts) Detail(ctx context.Context, idOrName string) (hosts.Detail, error) {
 	return get[hosts.Detail](ctx, h.C, "/hosts/"+seg(idOrName)+"/detail", nil, "")
 }

@@ -174,3 +174,13 @@ func (s *Service) BootLog(ctx context.Context, idOrName string, afterID int64, l
 	}
 	return h, out, err
 }
+
+// ActiveJobs are the queued and running jobs of every host, oldest first
+// (the dashboard marks each host with its pending action).
+func (s *Service) ActiveJobs(ctx context.Context) ([]model.Job, error) {
+	jobs, err := s.Store.ListJobs(ctx, store.JobFilter{Subject: model.Subject{Kind: model.SubjectHost}, ActiveOnly: true})
+	if jobs == nil {
+		jobs = []model.Job{}
+	}
+	return jobs, err
+}

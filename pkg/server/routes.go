@@ -109,6 +109,7 @@ func (s *Server) routes() []route {
 			return s.Projects.SetShared(r.Context(), r.id.caller(), r.PathValue("host"), b.Shared)
 		}},
 
+		{method: get, path: p + "/jobs", run: s.activeJobs},
 		{method: get, path: p + "/jobs/{job}", run: s.waitJob},
 		{method: get, path: p + "/jobs/{job}/events", stream: s.followJob},
 
@@ -388,6 +389,42 @@ func (s *Server) listHosts(r *request) (any, error) {
 		}
 		if ok {
 			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// activeJobs are the queued and running jobs of the hosts the caller may
+// use.
+func (s *Server) activeJobs(r *request) (any, error) {
+	account, admin, err := s.actor(r)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := s.Hosts.ActiveJobs(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	hs, err := s.Hosts.List(r.Context(), store.HostFilter{IncludeDeleted: true})
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]model.Host, len(hs))
+	for _, h := range hs {
+		byID[h.ID] = h
+	}
+	out := []model.Job{}
+	for _, j := range jobs {
+		h, found := byID[j.Subject.ID]
+		if !found {
+			continue
+		}
+		ok, err := s.mayUse(r.Context(), account, admin, h)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, j)
 		}
 	}
 	return out, nil

@@ -348,12 +348,42 @@ func TestAuthorizedByIdentity(t *testing.T) {
 	if got := names("root"); !slices.Equal(got, []string{"alicebox"}) {
 		t.Fatalf("root sees %v", got)
 	}
+	// The hosts' pending jobs (the dashboard's marks) follow the same rule.
+	j, _, err := e.st.EnqueueJob(context.Background(), model.Job{ID: uuid.NewString(), Subject: model.HostSubject(h.ID),
+		Action: model.ActionStart, MaxAttempts: 1, RunAfter: time.Now(), CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := func(account string) []string {
+		c, err := client.New(e.http.URL, e.keys[account])
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := client.Hosts{C: c}.ActiveJobs(context.Background())
+		if err != nil {
+			t.Fatalf("%s: active jobs: %v", account, err)
+		}
+		var out []string
+		for _, j := range js {
+			out = append(out, j.ID)
+		}
+		return out
+	}
+	if got := jobs("bob"); len(got) != 0 {
+		t.Fatalf("bob sees the jobs %v", got)
+	}
+	if got := jobs("alice"); !slices.Equal(got, []string{j.ID}) {
+		t.Fatalf("alice sees the jobs %v, want %s", got, j.ID)
+	}
 	// A collaborator sees the host but may not change it.
 	if err := e.st.AddCollaborator(context.Background(), h.ID, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	if got := names("bob"); !slices.Equal(got, []string{"alicebox"}) {
 		t.Fatalf("collaborator bob sees %v", got)
+	}
+	if got := jobs("bob"); !slices.Equal(got, []string{j.ID}) {
+		t.Fatalf("collaborator bob sees the jobs %v", got)
 	}
 	s, b, _ = e.do("bob", "POST", "/api/v1/hosts/alicebox/stop", "", nil)
 	wantError(t, s, b, 403, errkind.Forbidden, "only its owner or an admin")
