@@ -37,13 +37,15 @@ func newDashboardCmd(f *Factory) *cobra.Command {
 
 Actions go through the queue, as the CLI verbs do, with their progress on
 screen: s start, x stop, D delete (type the host's name), U upgrade the
-agent, n new project; on projects s/x/R start, stop, restart, S snapshot and
-e a shell (the dashboard steps aside until it ends). Whatever costs or
-destroys is confirmed first, showing what it costs or deletes. ? lists every
-key.
+agent, n new project; on projects s/x/R start, stop, restart, S snapshot,
+b back up now, m move and c clone to another host (with a bar of the bytes
+sent, the rate and the time left), and e a shell (the dashboard steps aside
+until it ends). Whatever costs or destroys is confirmed first, showing what
+it costs or deletes. ? lists every key.
 
-It polls every --refresh; each read has --timeout, and the top line says how
-old what you see is. NO_COLOR (or --theme mono) shows it without colour.
+It works directly and, with server.url set, through a server. It follows
+the database's changes directly, and polls every --refresh in both modes;
+each read has --timeout, and the top line says how old what you see is. NO_COLOR (or --theme mono) shows it without colour.
 Needs a terminal; scripts use ` + "`list -o json`" + `.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

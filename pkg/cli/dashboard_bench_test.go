@@ -39,7 +39,7 @@ func dashboardFleet(b *testing.B, hosts, projects int) (*Factory, store.Store, [
 	b.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	b.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
 	cfg := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfg, []byte("db: "+url+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("db: "+url+"\naccount: bench\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	f := NewFactory(&IOStreams{In: &bytes.Buffer{}, Out: io.Discard, ErrOut: io.Discard})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,15 +46,16 @@ type dashboardSource struct {
 
 	mu sync.Mutex
 	// costs are this month's costs by host, read at costAt for the hosts
-	// in the states costKey names: read again when a host changes state
-	// or after costTTL.
+	// costKey names: read again when a host comes or goes, or after
+	// costTTL (a report totals every host's log).
 	costs   map[string]cost.HostCost
 	costAt  time.Time
 	costKey string
 }
 
 // costTTL is how long month-to-date costs are shown before they are read
-// again (they grow by cents an hour; a state change reads them at once).
+// again: they grow by cents an hour, and a host that changed state since
+// is priced at its new state's rate (priced).
 const costTTL = time.Minute
 
 var _ tui.Source = (*dashboardSource)(nil)
@@ -128,12 +130,12 @@ func (s *dashboardSource) listProjects(ctx context.Context) ([]model.Project, er
 	return ps, err
 }
 
-// monthCosts returns this month's costs by host, read again when one of
-// hs changed state since the last read or the last read is costTTL old.
+// monthCosts returns this month's costs by host, read again when hs are
+// not the hosts of the last read or it is costTTL old.
 func (s *dashboardSource) monthCosts(ctx context.Context, hs []model.Host) (map[string]cost.HostCost, error) {
 	var key strings.Builder
 	for _, h := range hs {
-		key.WriteString(h.ID + string(h.Status) + ",")
+		key.WriteString(h.ID + ",")
 	}
 	now := s.f.Now()
 	s.mu.Lock()
@@ -158,10 +160,20 @@ func (s *dashboardSource) monthCosts(ctx context.Context, hs []model.Host) (map[
 	return costs, nil
 }
 
-// priced is h with its month-to-date cost and current monthly rate.
+// priced is h with its month-to-date cost and current monthly rate; a
+// host whose state changed since the costs were read is priced at its
+// new state's rate, as cost.MonthlyNow prices it.
 func priced(h model.Host, costs map[string]cost.HostCost) tui.Host {
 	hc := costs[h.ID]
-	return tui.Host{Host: h, MonthToDate: catalog.Cents(hc.Total), MonthlyNow: hc.MonthlyNow}
+	out := tui.Host{Host: h, MonthToDate: catalog.Cents(hc.Total), MonthlyNow: hc.MonthlyNow}
+	if hc.HostID != "" && hc.Status != h.Status {
+		monthly := float64(hc.DiskGB)*hc.DiskPricePerGBMonth + hc.BootDiskMonthly
+		if h.Status == model.StatusRunning {
+			monthly += hc.HourlyPrice * catalog.HoursPerMonth
+		}
+		out.MonthlyNow = catalog.Cents(monthly)
+	}
+	return out
 }
 
 func (s *dashboardSource) Host(ctx context.Context, id string) (tui.HostInfo, error) {
@@ -327,11 +339,8 @@ func (s *dashboardSource) Catalog(ctx context.Context) (tui.Catalog, error) {
 	return out, nil
 }
 
-// Supports every action but project moves and backups (issue 11): once
-// they exist, Preview and Do gain their cases and this says yes.
-func (s *dashboardSource) Supports(k tui.ActionKind) bool {
-	return k != tui.ProjectMove && k != tui.ProjectBackup
-}
+// Supports every action the dashboard knows.
+func (s *dashboardSource) Supports(tui.ActionKind) bool { return true }
 
 func (s *dashboardSource) createRequest(a tui.Action) (hosts.CreateRequest, error) {
 	cfg, err := s.f.Config()
@@ -408,6 +417,8 @@ func (s *dashboardSource) Preview(ctx context.Context, a tui.Action) (tui.Previe
 		return tui.Preview{Lines: []string{
 			fmt.Sprintf("%ss the container of project %s: processes running in it end; its files stay", verb, a.ProjectID),
 		}}, nil
+	case tui.ProjectMove, tui.ProjectClone:
+		return s.previewTransfer(ctx, a)
 	}
 	return tui.Preview{}, fmt.Errorf("%s is not supported here", a.Kind)
 }
@@ -435,6 +446,73 @@ func (s *dashboardSource) hostCost(ctx context.Context, h model.Host) cost.HostC
 	return hc
 }
 
+// previewTransfer says where a move or clone goes and how much it copies.
+func (s *dashboardSource) previewTransfer(ctx context.Context, a tui.Action) (tui.Preview, error) {
+	c, err := caller(s.f, s.as)
+	if err != nil {
+		return tui.Preview{}, err
+	}
+	d, err := s.projects.Show(ctx, c, a.ProjectID)
+	if err != nil {
+		return tui.Preview{}, err
+	}
+	to, err := s.hosts.Get(ctx, a.ToHostID)
+	if err != nil {
+		return tui.Preview{}, err
+	}
+	size := "its size is unknown (" + orDash(d.AgentError) + ")"
+	if used := projectSize(d); used > 0 {
+		size = "about " + projects.FormatBytes(used) + " to copy (its home and snapshots)"
+	}
+	var lines []string
+	if a.Kind == tui.ProjectMove {
+		lines = []string{fmt.Sprintf("moves project %s: %s → %s", a.Name, d.HostName, to.Name), size}
+		if d.State == model.ProjectRunning {
+			lines = append(lines, "it keeps running while most is copied, stops for the last copy, and starts on "+to.Name)
+		}
+		lines = append(lines, "the old copy on "+d.HostName+" is kept frozen for a while, then deleted")
+	} else {
+		lines = []string{fmt.Sprintf("copies project %s (on %s) to a new project on %s", a.Name, d.HostName, to.Name), size,
+			"the new project is yours, with the same image and limits; the original is untouched"}
+	}
+	return tui.Preview{Lines: lines}, nil
+}
+
+// projectSize is the disk a project uses, as its host said (0: unknown).
+func projectSize(d projects.Detail) int64 {
+	if d.Agent != nil && d.Agent.Disk != nil {
+		return d.Agent.Disk.UsedBytes
+	}
+	return 0
+}
+
+// sentBytes reads the bytes of a transfer's progress message
+// ("snapshot s1: 1.2 GiB sent, 30 MiB/s", or "… sent in 4.0s (…)" when
+// one volume is done); done says the volume is.
+var sentBytes = regexp.MustCompile(`: ([0-9.]+ [KMGTPE]?i?B) sent( in)?`)
+
+// transferProgress adds to the progress of a move or clone the bytes
+// sent so far out of total (the project's size; 0: unknown, no bar). The
+// messages count each volume's bytes; the volumes done add up. Steps
+// without bytes (the cut-over) keep the bar where it was.
+func transferProgress(total int64, progress func(tui.Progress)) func(tui.Progress) {
+	var done, sent int64
+	return func(p tui.Progress) {
+		if m := sentBytes.FindStringSubmatch(p.Message); m != nil {
+			if n, err := projects.ParseBytes(m[1]); err == nil {
+				sent = done + n
+				if m[2] != "" {
+					done += n
+				}
+			}
+		}
+		if total > 0 && sent > 0 {
+			p.Bytes, p.Total = sent, max(total, sent)
+		}
+		progress(p)
+	}
+}
+
 func where(region, zone string) string {
 	if zone != "" && zone != region {
 		return zone
@@ -457,6 +535,15 @@ func instanceText(h model.Host) string {
 }
 
 func (s *dashboardSource) Do(ctx context.Context, a tui.Action, progress func(tui.Progress)) (tui.Outcome, error) {
+	if a.Kind == tui.ProjectMove || a.Kind == tui.ProjectClone {
+		var total int64
+		if c, err := caller(s.f, s.as); err == nil {
+			if d, err := s.projects.Show(ctx, c, a.ProjectID); err == nil {
+				total = projectSize(d)
+			}
+		}
+		progress = transferProgress(total, progress)
+	}
 	onEvent := func(e queue.Event) {
 		p := tui.Progress{Attempt: e.Attempt, Message: e.Message}
 		switch e.Kind {
@@ -549,6 +636,14 @@ func (s *dashboardSource) doProject(ctx context.Context, a tui.Action, onEvent f
 		var name string
 		sub, name, err = s.projects.Snapshot(ctx, c, a.ProjectID, "")
 		note = "snapshot " + name
+	case tui.ProjectMove:
+		sub, _, err = s.projects.Move(ctx, c, projects.MoveRequest{Project: a.ProjectID, To: a.ToHostID})
+	case tui.ProjectClone:
+		var mv model.Move
+		sub, mv, err = s.projects.Clone(ctx, c, projects.CloneRequest{Project: a.ProjectID, To: a.ToHostID})
+		note = "a copy of " + mv.ProjectID
+	case tui.ProjectBackup:
+		sub, err = s.backups.StartBackup(ctx, c, a.ProjectID)
 	default:
 		return tui.Outcome{}, fmt.Errorf("%s is not supported here", a.Kind)
 	}
@@ -576,10 +671,29 @@ func (s *dashboardSource) doProject(ctx context.Context, a tui.Action, onEvent f
 		name = p.Title + " (" + p.ID + ")"
 	}
 	out := tui.Outcome{Message: fmt.Sprintf("project %s: %s", name, p.State), Notes: sub.Warnings}
+	switch a.Kind {
+	case tui.ProjectMove, tui.ProjectClone:
+		if h, err := s.hosts.Get(ctx, p.HostID); err == nil {
+			out.Message += " on " + h.Name
+		}
+	case tui.ProjectBackup:
+		note = s.newestBackup(ctx, c, p.ID)
+	}
 	if note != "" {
 		out.Message += " (" + note + ")"
 	}
 	return out, nil
+}
+
+// newestBackup describes project id's newest backup: what a backup made
+// from the dashboard shows when it ends.
+func (s *dashboardSource) newestBackup(ctx context.Context, c projects.Caller, id string) string {
+	bs, err := s.backups.Backups(ctx, c, id)
+	if err != nil || len(bs) == 0 {
+		return "backed up"
+	}
+	b := bs[len(bs)-1]
+	return fmt.Sprintf("backup %s: %d files, %s, %s added", b.ShortID, b.Files, projects.FormatBytes(b.Bytes), projects.FormatBytes(b.BytesAdded))
 }
 
 // newProjectRequest checks the create-project form as `project create`

@@ -46,7 +46,7 @@ type (
 // so is confirmed with what the source previews.
 func needsConfirm(k ActionKind) bool {
 	switch k {
-	case ProjectCreate, ProjectStart, ProjectSnapshot:
+	case ProjectCreate, ProjectStart, ProjectSnapshot, ProjectBackup:
 		return false
 	}
 	return true
@@ -222,21 +222,12 @@ func (m Model) jobOnProject(id string) (*job, bool) {
 	return nil, false
 }
 
-// jobLine is one running action: what it is doing now, and for
-// transfers a bar with bytes, rate and time left.
+// jobLine is one running action: for transfers first a bar with bytes,
+// rate and time left (they fit in 80 columns), then what it is doing now.
 func (m Model) jobLine(j *job) string {
 	t := m.opt.Theme
 	verb := strings.TrimPrefix(string(j.action.Kind), "project.")
-	s := t.Busy.Render(m.spinner.View()) + " " + t.Title.Render(verb+" "+j.action.Name)
-	msg := j.last.Message
-	if msg == "" {
-		msg = "queued"
-	}
-	s += ": " + oneLine(msg)
-	if j.last.Attempt > 1 {
-		s += fmt.Sprintf(" (attempt %d)", j.last.Attempt)
-	}
-	s += t.Dim.Render(" · " + ago(m.opt.Now(), j.started))
+	s := t.Busy.Render(m.spinner.View()) + " " + t.Title.Render(verb+" "+j.action.Name) + ":"
 	if p := j.last; p.Total > 0 {
 		full, empty := '█', '░'
 		if t.Mono {
@@ -244,14 +235,23 @@ func (m Model) jobLine(j *job) string {
 		}
 		bar := progress.New(progress.WithWidth(20), progress.WithoutPercentage(), progress.WithFillCharacters(full, empty))
 		frac := float64(p.Bytes) / float64(p.Total)
-		s += "  " + bar.ViewAs(min(frac, 1)) + fmt.Sprintf(" %s of %s", bytesShort(p.Bytes), bytesShort(p.Total))
+		s += " " + bar.ViewAs(min(frac, 1)) + fmt.Sprintf(" %s of %s", bytesShort(p.Bytes), bytesShort(p.Total))
 		if el := j.lastAt.Sub(j.firstAt).Seconds(); el > 0 && p.Bytes > j.firstBytes {
 			rate := float64(p.Bytes-j.firstBytes) / el
 			left := time.Duration(float64(p.Total-p.Bytes) / rate * float64(time.Second)).Round(time.Second)
 			s += fmt.Sprintf(" · %s/s · %s left", bytesShort(int64(rate)), left)
 		}
+		s += " ·"
 	}
-	return s
+	msg := j.last.Message
+	if msg == "" {
+		msg = "queued"
+	}
+	s += " " + oneLine(msg)
+	if j.last.Attempt > 1 {
+		s += fmt.Sprintf(" (attempt %d)", j.last.Attempt)
+	}
+	return s + t.Dim.Render(" · "+ago(m.opt.Now(), j.started))
 }
 
 // supported disables a key whose action the source cannot run.

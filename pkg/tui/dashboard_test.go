@@ -286,6 +286,53 @@ func TestGoldenViews(t *testing.T) {
 	})
 }
 
+// Moving a project: the destination picker (running hosts other than
+// its own), the confirmation with source → destination and size, and
+// the progress with a bar, rate and time left; then a copy's picker,
+// which offers its own host too.
+func TestGoldenMoveViews(t *testing.T) {
+	forSizes(t, func(t *testing.T, d *driver, size string) {
+		src := d.m.src.(*fleetSource)
+		src.mu.Lock()
+		src.moves = true
+		src.fleet.Hosts[1].Status = model.StatusRunning // cpu1
+		src.mu.Unlock()
+		d.keys("ctrl+r")
+		d.settle(func() bool { return d.m.fleet.Hosts[1].Status == model.StatusRunning })
+
+		d.keys("2", "down") // thesis: second by host
+		d.keys("m")
+		d.want("Move thesis to", "cpu1")
+		d.wantNot("gpu1 ")
+		d.golden("move_pick_" + size)
+
+		d.keys("enter")
+		d.want("Move thesis?", "moves project thesis: gpu1 → cpu1", "about 4.0 GiB to copy")
+		d.golden("move_confirm_" + size)
+
+		src.mu.Lock()
+		src.block = make(chan struct{})
+		src.mu.Unlock()
+		d.keys("y")
+		d.settle(func() bool { return len(d.m.jobs) == 1 })
+		id := d.m.nextJob
+		d.send(progressMsg{job: id, at: t0.Add(-10 * time.Second), p: Progress{Message: "snapshot s1: 0 B sent, 0 B/s", Total: 4 << 30}})
+		d.send(progressMsg{job: id, at: t0, p: Progress{Message: "snapshot s1: 1.0 GiB sent, 102 MiB/s", Bytes: 1 << 30, Total: 4 << 30}})
+		d.want("move thesis: #####............... 1.0G of 4.0G · 102M/s · 30s left · snapshot")
+		d.golden("move_progress_" + size)
+		close(src.block)
+		d.settle(func() bool { return len(d.m.jobs) == 0 })
+		d.want("project.move thesis: done")
+		if got := src.calls[len(src.calls)-1]; got != "project.move h1p1aaaaaa-1111" {
+			t.Fatalf("the move asked for %q", got)
+		}
+
+		d.keys("c")
+		d.want("Copy thesis to", "gpu1", "cpu1")
+		d.keys("esc")
+	})
+}
+
 func TestHostsSortFilterAndSpinner(t *testing.T) {
 	d := newDriver(t, testFleet(), 160, 30, ColorTheme())
 	// Names sort first: cpu1, gpu1, sim-a100.
@@ -423,7 +470,7 @@ func TestTransferProgressBar(t *testing.T) {
 		last: Progress{Message: "sending", Bytes: 1 << 30, Total: 4 << 30}}
 	d.m.jobs[1] = j
 	line := ansi.Strip(d.m.jobLine(j))
-	for _, w := range []string{"move thesis: sending", "#####...............", "1.0G of 4.0G", "102M/s", "30s left"} {
+	for _, w := range []string{"move thesis: #####............... 1.0G of 4.0G · 102M/s · 30s left · sending · 10s"} {
 		if !strings.Contains(line, w) {
 			t.Fatalf("job line lacks %q: %s", w, line)
 		}

@@ -24,6 +24,7 @@ type keyMap struct {
 	Refresh, Help, Quit, ForceQuit          key.Binding
 	Start, Stop, Delete, Upgrade, NewProj   key.Binding
 	Restart, Snapshot, Shell, Move, Backup  key.Binding
+	Clone                                   key.Binding
 	AllProjects, HostProjects, Follow       key.Binding
 	Create                                  key.Binding
 }
@@ -60,6 +61,7 @@ func newKeyMap() keyMap {
 		Shell:        bind("shell", "e"),
 		Move:         bind("move", "m"),
 		Backup:       bind("backup", "b"),
+		Clone:        bind("clone", "c"),
 		AllProjects:  bind("all/host projects", "a"),
 		HostProjects: bind("its projects", "p"),
 		Follow:       bind("follow", "f"),

@@ -62,7 +62,7 @@ func (helpModal) view(m Model) string {
 		compact([]keyBinding{m.supported(k.Start, HostStart), m.supported(k.Stop, HostStop), m.supported(k.Delete, HostDelete),
 			m.supported(k.Upgrade, HostUpgrade), m.supported(k.NewProj, ProjectCreate), k.HostProjects, k.Follow}),
 		compact([]keyBinding{m.supported(k.Restart, ProjectRestart), m.supported(k.Snapshot, ProjectSnapshot), k.Shell,
-			k.AllProjects, m.supported(k.Move, ProjectMove), m.supported(k.Backup, ProjectBackup)}),
+			k.AllProjects, m.supported(k.Move, ProjectMove), m.supported(k.Clone, ProjectClone), m.supported(k.Backup, ProjectBackup)}),
 	}
 	h := m.help
 	h.SetWidth(m.width - 8)
@@ -366,8 +366,12 @@ func (p *pickHost) update(m *Model, msg tea.Msg) tea.Cmd {
 func (p *pickHost) view(m Model) string {
 	t := m.opt.Theme
 	var lines []string
+	verb := "Move"
+	if p.action.Kind == ProjectClone {
+		verb = "Copy"
+	}
 	if len(p.hosts) == 0 {
-		lines = append(lines, "No other running host to move to.")
+		lines = append(lines, "No other running host to "+strings.ToLower(verb)+" it to.")
 	}
 	start, end := p.list.window(len(p.hosts), 10)
 	for i := start; i < end; i++ {
@@ -379,5 +383,5 @@ func (p *pickHost) view(m Model) string {
 		}
 		lines = append(lines, l)
 	}
-	return m.box("Move "+p.action.Name+" to", min(70, m.width-4), lines...)
+	return m.box(verb+" "+p.action.Name+" to", min(70, m.width-4), lines...)
 }

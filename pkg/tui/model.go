@@ -464,7 +464,7 @@ func (m Model) viewKeys(short bool) []keyBinding {
 	case viewProjects:
 		out = append(out, k.AllProjects, k.Filter, k.Sort, m.supported(k.Start, ProjectStart), m.supported(k.Stop, ProjectStop),
 			m.supported(k.Restart, ProjectRestart), m.supported(k.Snapshot, ProjectSnapshot), k.Shell,
-			m.supported(k.NewProj, ProjectCreate), m.supported(k.Move, ProjectMove), m.supported(k.Backup, ProjectBackup))
+			m.supported(k.NewProj, ProjectCreate), m.supported(k.Move, ProjectMove), m.supported(k.Clone, ProjectClone), m.supported(k.Backup, ProjectBackup))
 	case viewLogs:
 		out = append(out, k.Follow, k.Up, k.Down, k.Back)
 	case viewCatalog:

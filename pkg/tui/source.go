@@ -177,9 +177,9 @@ type Machine struct {
 // ActionKind names an action the dashboard can ask for.
 type ActionKind string
 
-// Actions. Project move and backup come with issue 11: the dashboard
-// offers them (m, b) as soon as a source Supports them; a move asks for
-// a destination host and shows Progress bytes as a bar with rate and ETA.
+// Actions. The dashboard offers those a source Supports; a move or clone
+// asks for a destination host and shows Progress bytes as a bar with
+// rate and ETA.
 const (
 	HostCreate      ActionKind = "create"
 	HostStart       ActionKind = "start"
@@ -193,6 +193,7 @@ const (
 	ProjectSnapshot ActionKind = "project.snapshot"
 	ProjectMove     ActionKind = "project.move"
 	ProjectBackup   ActionKind = "project.backup"
+	ProjectClone    ActionKind = "project.clone"
 )
 
 // Action is one thing to do.
@@ -207,7 +208,8 @@ type Action struct {
 	NewHost *NewHost `json:"new_host,omitempty"`
 	// NewProject is the project to create (ProjectCreate, on HostID).
 	NewProject *NewProject `json:"new_project,omitempty"`
-	// ToHostID is where a project moves to (ProjectMove).
+	// ToHostID is where a project moves or is copied to (ProjectMove,
+	// ProjectClone).
 	ToHostID string `json:"to_host_id,omitempty"`
 }
 

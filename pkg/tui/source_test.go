@@ -91,7 +91,7 @@ func (s *fleetSource) Logs(_ context.Context, hostID string, after LogCursor) (L
 func (s *fleetSource) Catalog(context.Context) (Catalog, error) { return s.catalog, nil }
 
 func (s *fleetSource) Supports(k ActionKind) bool {
-	return s.moves || (k != ProjectMove && k != ProjectBackup)
+	return s.moves || (k != ProjectMove && k != ProjectBackup && k != ProjectClone)
 }
 
 func (s *fleetSource) Preview(_ context.Context, a Action) (Preview, error) {
@@ -106,6 +106,17 @@ func (s *fleetSource) Preview(_ context.Context, a Action) (Preview, error) {
 		return Preview{}, errors.New("host " + a.Name + " (provider local) runs its agent from this program directly")
 	case HostCreate:
 		return Preview{Lines: []string{fmt.Sprintf("a %s %s: $%.4f/hour while it runs", a.NewHost.Provider, a.NewHost.Machine, 0.7)}}, nil
+	case ProjectMove:
+		to := a.ToHostID
+		s.mu.Lock()
+		for _, h := range s.fleet.Hosts {
+			if h.ID == a.ToHostID {
+				to = h.Name
+			}
+		}
+		s.mu.Unlock()
+		return Preview{Lines: []string{"moves project " + a.Name + ": gpu1 → " + to, "about 4.0 GiB to copy (its home and snapshots)",
+			"it keeps running while most is copied, stops for the last copy, and starts on " + to}}, nil
 	}
 	return Preview{Lines: []string{string(a.Kind) + " " + a.Name}}, nil
 }

@@ -415,14 +415,22 @@ func (m *Model) projectsKey(k tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		return m.shellCmd(p)
-	case key.Matches(k, keys.Move):
-		if !m.src.Supports(ProjectMove) {
+	case key.Matches(k, keys.Move), key.Matches(k, keys.Clone):
+		a.Kind = ProjectMove
+		if key.Matches(k, keys.Clone) {
+			a.Kind = ProjectClone
+		}
+		if !m.src.Supports(a.Kind) {
 			return nil
 		}
-		a.Kind = ProjectMove
+		if _, busy := m.jobFor(a); busy {
+			m.setStatus(fmt.Sprintf("%s is busy: an action on it is running", a.Name), true)
+			return nil
+		}
+		// A move goes to another running host; a copy may stay.
 		var to []Host
 		for _, h := range m.fleet.Hosts {
-			if h.ID != p.HostID && h.Status == model.StatusRunning {
+			if h.Status == model.StatusRunning && (h.ID != p.HostID || a.Kind == ProjectClone) {
 				to = append(to, h)
 			}
 		}
