@@ -1,7 +1,18 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/tui"
 )
@@ -36,5 +47,66 @@ func TestTransferProgressCountsVolumes(t *testing.T) {
 	p(tui.Progress{Message: "snapshot s1: 2.0 MiB sent, 1 MiB/s"})
 	if last := got[len(got)-1]; last.Total != 0 {
 		t.Errorf("an unknown size drew a bar: %d of %d", last.Bytes, last.Total)
+	}
+}
+
+// With server.url set the dashboard reads through the server: no
+// database is opened, each read ends with its deadline when the server
+// does not answer (the dashboard then shows how stale its screen is),
+// and it polls, having no change events from a server yet.
+func TestRemoteDashboardReadsThroughTheServer(t *testing.T) {
+	asked := make(chan string, 16)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- r.Method + " " + r.URL.Path:
+		default:
+		}
+		select { // a server that does not answer
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("server:\n  url: "+srv.URL+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := credentialsPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(creds), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(creds, []byte(`{"server": "`+srv.URL+`", "key": "k"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := NewFactory(&IOStreams{In: &bytes.Buffer{}, Out: io.Discard, ErrOut: io.Discard})
+	f.ConfigPath = cfg
+	defer f.Close()
+
+	src, err := newDashboardSource(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.local != nil {
+		t.Fatal("through a server the dashboard has this process's host service")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := src.Fleet(ctx); !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(fmt.Sprint(err), "deadline") {
+		t.Fatalf("a read of a server that does not answer ended with %v, want its deadline", err)
+	}
+	if got := <-asked; got != "GET /api/v1/hosts" {
+		t.Fatalf("the first read asked the server for %s", got)
+	}
+	if ch := src.Changes(context.Background()); ch != nil {
+		t.Fatal("a server's dashboard has change events; it should poll")
 	}
 }
