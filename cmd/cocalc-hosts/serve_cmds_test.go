@@ -3,9 +3,17 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -112,7 +120,15 @@ func startServer(env *testscript.Env) error {
 		return fmt.Errorf("api-key create printed %q: %v", out, err)
 	}
 
-	srv := exec.Command(bin, "--config", serverCfg, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	// Served over TLS with a self-signed certificate, as the README's
+	// serve command does; the client trusts it through login --ca-cert.
+	certFile, keyFile, err := selfSignedCert(work)
+	if err != nil {
+		return err
+	}
+	env.Setenv("SERVER_CA", certFile)
+	srv := exec.Command(bin, "--config", serverCfg, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+		"--tls-cert", certFile, "--tls-key", keyFile)
 	srv.Env, srv.Dir = env.Vars, work
 	logFile, err := os.Create(filepath.Join(work, "serve.log"))
 	if err != nil {
@@ -130,7 +146,7 @@ func startServer(env *testscript.Env) error {
 	go func() {
 		defer close(exited)
 		sc := bufio.NewScanner(stderr)
-		re := regexp.MustCompile(`listening on (http://\S+)`)
+		re := regexp.MustCompile(`listening on (https://\S+)`)
 		reMetrics := regexp.MustCompile(`metrics on (http://\S+)`)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
@@ -203,10 +219,39 @@ func startServer(env *testscript.Env) error {
 	default:
 		return errors.New("serve --metrics-listen printed no metrics address")
 	}
-	if _, err := run(key.Key+"\n", "login", "--server", url, "--with-key"); err != nil {
+	if _, err := run(key.Key+"\n", "login", "--server", url, "--with-key", "--ca-cert", certFile); err != nil {
 		return err
 	}
 	return nil
+}
+
+// selfSignedCert writes a certificate for 127.0.0.1 signed by its own key
+// into dir, and returns the certificate's and the (0600) key's paths.
+func selfSignedCert(dir string) (certFile, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cocalc-hosts test server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 }
 
 // scriptBinary is the cocalc-hosts that testscript puts on the scripts'

@@ -140,9 +140,16 @@ func (f *Factory) Remote() (*client.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		if f.remote, err = client.New(cfg.Server.URL, key); err != nil {
+		c, err := client.New(cfg.Server.URL, key)
+		if err != nil {
 			return nil, err
 		}
+		if cfg.Server.CACert != "" {
+			if err := c.TrustCA(cfg.Server.CACert); err != nil {
+				return nil, err
+			}
+		}
+		f.remote = c
 	}
 	return f.remote, nil
 }

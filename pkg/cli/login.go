@@ -24,6 +24,7 @@ import (
 type LoginOptions struct {
 	Server  string
 	WithKey bool
+	CACert  string
 }
 
 // LoginResult is `login`'s JSON.
@@ -83,12 +84,14 @@ server.url. From then on every command talks to that server, as the key's
 account, instead of to a database. The key is never taken from an argument
 or the environment, which other users and shell histories can see.`,
 		Example: `  cocalc-hosts login --server https://hosts.example.com:8443
-  cocalc-hosts login --server https://hosts.example.com:8443 --with-key < key.txt`,
+  cocalc-hosts login --server https://hosts.example.com:8443 --with-key < key.txt
+  cocalc-hosts login --server https://10.0.0.5:8443 --ca-cert ca.pem   # a private CA`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runLogin(cmd.Context(), f, o) },
 	}
 	cmd.Flags().StringVar(&o.Server, "server", "", "the server's address, https://HOST:PORT")
 	cmd.Flags().BoolVar(&o.WithKey, "with-key", false, "read the API key from standard input")
+	cmd.Flags().StringVar(&o.CACert, "ca-cert", "", "trust the certificates in this PEM file (a private CA or the server's self-signed certificate); kept as server.ca_cert")
 	return cmd
 }
 
@@ -104,6 +107,19 @@ func runLogin(ctx context.Context, f *Factory, o *LoginOptions) error {
 	c, err := client.New(url, key)
 	if err != nil {
 		return usagef("--server: %v", strings.TrimPrefix(err.Error(), "server.url "))
+	}
+	caCert := o.CACert
+	if caCert == "" {
+		if cfg, _ := f.Config(); cfg != nil {
+			caCert = cfg.Server.CACert
+		}
+	} else if caCert, err = filepath.Abs(caCert); err != nil {
+		return usagef("--ca-cert: %v", err)
+	}
+	if caCert != "" {
+		if err := c.TrustCA(caCert); err != nil {
+			return err
+		}
 	}
 	who, err := c.Whoami(ctx)
 	if err != nil {
@@ -126,6 +142,11 @@ func runLogin(ctx context.Context, f *Factory, o *LoginOptions) error {
 	}
 	if err := config.Set(cfgFile, "server.url", url); err != nil {
 		return err
+	}
+	if o.CACert != "" {
+		if err := config.Set(cfgFile, "server.ca_cert", caCert); err != nil {
+			return err
+		}
 	}
 	res := LoginResult{Server: url, Account: who.Account, Admin: who.Admin, KeyID: who.KeyID}
 	return f.render(res, func(w *Out) error {

@@ -11,11 +11,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -46,6 +48,25 @@ func New(base, key string) (*Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	return &Client{base: u, key: key, http: &http.Client{Transport: t}}, nil
+}
+
+// TrustCA makes the client trust the certificates in the PEM file (a
+// private CA, or the server's own self-signed certificate) besides the
+// system's roots: server.ca_cert, set by `login --ca-cert`.
+func (c *Client) TrustCA(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return errkind.Errorf(errkind.Invalid, "server.ca_cert: %v; give a PEM certificate file with `cocalc-hosts login --server URL --ca-cert FILE`", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(data) {
+		return errkind.Errorf(errkind.Invalid, "server.ca_cert: %s holds no PEM certificate; give the CA's (or the server's) certificate in PEM", file)
+	}
+	c.http.Transport.(*http.Transport).TLSClientConfig.RootCAs = pool
+	return nil
 }
 
 // URL is the server's address.
@@ -127,7 +148,7 @@ func (c *Client) unreachable(ctx context.Context, err error) error {
 	}
 	var cv *tls.CertificateVerificationError
 	if errors.As(err, &cv) || strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:") {
-		return errkind.Errorf(errkind.Unavailable, "TLS with the server at %s (server.url) failed: %v; check the server's certificate, or `cocalc-hosts login --server URL` with the right address", c.base, err)
+		return errkind.Errorf(errkind.Unavailable, "TLS with the server at %s (server.url) failed: %v; check the server's certificate and address, and if a private CA signed it, trust it with `cocalc-hosts login --server URL --ca-cert FILE`", c.base, err)
 	}
 	return errkind.Errorf(errkind.Unavailable, "cannot reach the server at %s (server.url): %v; check that `cocalc-hosts serve` runs there, or `cocalc-hosts login --server URL` (or `cocalc-hosts logout` to use the database directly)", c.base, err)
 }

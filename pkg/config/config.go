@@ -98,6 +98,7 @@ type Settings struct {
 	// server allows each account.
 	Server struct {
 		URL       string // empty: direct mode
+		CACert    string // a PEM file of certificates to trust for URL besides the system's
 		RateLimit float64
 		Burst     int
 	}

@@ -116,6 +116,14 @@ var keys = []key{
 	// Server mode (`cocalc-hosts serve` and its clients).
 	{name: "server.url", desc: "the cocalc-hosts server commands talk to (https://HOST:PORT; set by `login`); empty: the database directly",
 		set: serverURL},
+	{name: "server.ca_cert", desc: "a PEM file (absolute path) of the CA or self-signed certificate to trust for server.url besides the system's roots (set by `login --ca-cert`)",
+		set: func(s *Settings, v string) error {
+			if v != "" && !filepath.IsAbs(v) {
+				return fmt.Errorf("%q: give an absolute path", v)
+			}
+			s.Server.CACert = v
+			return nil
+		}},
 	{name: "server.rate_limit", def: "20", number: true, desc: "requests per second each account may make to `serve` (sustained; 0: no limit)",
 		set: func(s *Settings, v string) error {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)

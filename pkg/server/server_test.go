@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -656,8 +657,24 @@ func TestClientKeepsErrorKinds(t *testing.T) {
 	defer tlsSrv.Close()
 	tc, _ := client.New(tlsSrv.URL, e.keys["alice"])
 	_, err = tc.Whoami(ctx)
-	if !errkind.Is(err, errkind.Unavailable) || !strings.Contains(err.Error(), "TLS with the server") {
+	if !errkind.Is(err, errkind.Unavailable) || !strings.Contains(err.Error(), "TLS with the server") || !strings.Contains(err.Error(), "--ca-cert FILE") {
 		t.Fatalf("untrusted TLS: %v", err)
+	}
+	// Trusted through server.ca_cert: the server's own certificate.
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{filepath.Join(t.TempDir(), "none.pem"): "no such file", t.TempDir(): "is a directory", "/dev/null": "holds no PEM certificate"} {
+		if err := tc.TrustCA(file); !errkind.Is(err, errkind.Invalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("TrustCA(%s) = %v, want an invalid-input error saying %q", file, err, want)
+		}
+	}
+	if err := tc.TrustCA(caFile); err != nil {
+		t.Fatal(err)
+	}
+	if who, err := tc.Whoami(ctx); err != nil || who.Account != "alice" {
+		t.Fatalf("with the server's certificate trusted: %+v, %v", who, err)
 	}
 	// Something that is not a cocalc-hosts server.
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "teapot", 418) }))
