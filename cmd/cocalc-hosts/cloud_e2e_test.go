@@ -57,7 +57,8 @@ func cloudE2E(t *testing.T, backend string) {
 	if err := os.WriteFile(keyFile, keyJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, _ := c.ok("providers", "add", "gcp", "--credentials", keyFile); !strings.Contains(out, "gcp configured") {
+	// As the README adds it: project and zone as options.
+	if out, _ := c.ok("providers", "add", "gcp", "--credentials", keyFile, "--option", "project="+fake.Project(), "--option", "zone=us-central1-a"); !strings.Contains(out, "gcp configured") {
 		t.Fatalf("providers add: %s", out)
 	}
 	fleetKey := c.fleetKey()
@@ -277,10 +278,8 @@ providers:
   gcp:
     endpoint: %[1]s
     billing_endpoint: %[1]s
-    project: %[2]s
-    zone: us-central1-a
     poll_interval: 100ms
-`, fake.URL, fake.Project())
+`, fake.URL)
 	if backend == "postgres" {
 		cfg += "db: " + pgtest.Shared(t).NewDatabase(t) + "\n"
 	}
