@@ -231,6 +231,14 @@ func (f *Factory) Jobs() (JobRunner, error) {
 	return f.App()
 }
 
+// Watcher follows changes to hosts, projects and jobs.
+func (f *Factory) Watcher() (Watcher, error) {
+	if c, err := f.Remote(); c != nil || err != nil {
+		return client.Events{C: c}, err
+	}
+	return f.App()
+}
+
 // Accounts returns the service of accounts, API keys and the audit log.
 func (f *Factory) Accounts(ctx context.Context) (AccountService, error) {
 	if c, err := f.Remote(); c != nil || err != nil {

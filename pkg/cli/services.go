@@ -124,6 +124,8 @@ var (
 	_ AccountService = client.Accounts{}
 	_ BackupService  = client.Projects{}
 	_ OpsService     = client.Ops{}
+	_ Watcher        = client.Events{}
+	_ Watcher        = (*app.App)(nil)
 	_ AccountService = (*accounts.Service)(nil)
 )
 
@@ -143,4 +145,13 @@ type AccountService interface {
 // has it), telling onEvent what happens.
 type JobRunner interface {
 	RunJob(ctx context.Context, job model.Job, onEvent func(queue.Event)) (model.Job, error)
+}
+
+// Watcher follows the hosts, projects and jobs the caller c may see
+// (what `list` and `project list` would show it): emit gets each topic's
+// current rows and a Sync event, then each committed change, until ctx
+// ends. Directly it reads the database's change notifications; through a
+// server, its event stream (reconnecting when it breaks).
+type Watcher interface {
+	Watch(ctx context.Context, c projects.Caller, topics []store.Topic, emit func(store.Event) error) error
 }

@@ -112,6 +112,7 @@ func (s *Server) routes() []route {
 		{method: get, path: p + "/jobs", run: s.activeJobs},
 		{method: get, path: p + "/jobs/{job}", run: s.waitJob},
 		{method: get, path: p + "/jobs/{job}/events", stream: s.followJob},
+		{method: get, path: p + "/events", stream: s.streamEvents},
 
 		{method: get, path: p + "/projects", run: s.listProjects},
 		{method: post, path: p + "/projects", run: func(r *request) (any, error) {

@@ -226,6 +226,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		m, p, _ := strings.Cut(r, " ")
 		p = strings.NewReplacer("{host}", "h", "{project}", uuid.NewString(), "{account}", "bob", "{job}", "j",
 			"{id}", "k", "{fingerprint}", "f").Replace(p)
+		if p == "/api/v1/events" {
+			p += "?topics=-" // refused: the stream would not end
+		}
 		_, body, _ := e.do("root", m, p, "", nil)
 		if er, _ := body["error"].(map[string]any); er != nil && strings.Contains(er["message"].(string), "no API route") {
 			t.Errorf("%s: %v", r, er)

@@ -1,0 +1,167 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/app"
+	"github.com/sagemathinc/cocalc-hosts/pkg/client"
+	"github.com/sagemathinc/cocalc-hosts/pkg/config"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+	"github.com/sagemathinc/cocalc-hosts/pkg/server"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+)
+
+// secondServer is another server, with its own store (and so its own
+// LISTEN connection), on e's database.
+func secondServer(t *testing.T, e *env) (*server.Server, *httptest.Server) {
+	cfg, err := config.Load(filepath.Join(t.TempDir(), "config.yaml"), map[string]string{"db": e.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := app.New(cfg, nil)
+	t.Cleanup(a.Close)
+	ctx := context.Background()
+	st, err := a.Store(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := a.Hosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := a.Projects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accounts.New(st, time.Now), Ops: a.Ops(),
+		Log: slog.New(slog.DiscardHandler)}
+	hts := httptest.NewServer(srv.Handler())
+	t.Cleanup(hts.Close)
+	return srv, hts
+}
+
+// watcher follows the event stream of url as account, in the background.
+type watcher struct {
+	events chan store.Event
+	done   chan error
+}
+
+func watch(t *testing.T, url, key string, topics ...store.Topic) *watcher {
+	c, err := client.New(url, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watcher{events: make(chan store.Event, 100), done: make(chan error, 1)}
+	go func() {
+		w.done <- client.Events{C: c}.Watch(ctx, projects.Caller{}, topics, func(e store.Event) error {
+			w.events <- e
+			return nil
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-w.done; err != nil {
+			t.Errorf("watch ended with %v", err)
+		}
+	})
+	return w
+}
+
+// next is the next event that is not a Sync (a minute at most).
+func (w *watcher) next(t *testing.T) store.Event {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case e := <-w.events:
+			if !e.Sync {
+				return e
+			}
+		case <-deadline:
+			t.Fatal("no event within a minute")
+		}
+	}
+}
+
+// A change committed through one server reaches the watchers of another
+// on the same Postgres, each seeing only the rows `list` shows them;
+// Shutdown ends the streams.
+func TestEventStream(t *testing.T) {
+	e := newEnv(t, "postgres", nil)
+	ctx := context.Background()
+	// A bad topic is refused, naming the good ones.
+	status, body, _ := e.do("alice", "GET", "/api/v1/events?topics=hosts,vms", "", nil)
+	wantError(t, status, body, http.StatusBadRequest, errkind.Invalid, "the topics are hosts, projects and jobs")
+
+	before := e.addHost("alice", "before")
+	srvB, httpB := secondServer(t, e)
+	alice := watch(t, httpB.URL, e.keys["alice"]) // through the other server
+	bob := watch(t, e.http.URL, e.keys["bob"], store.TopicHosts)
+	// The current rows first, then a sync.
+	if ev := <-alice.events; ev.Host == nil || ev.Host.Name != "before" {
+		t.Fatalf("alice's first event: %+v", ev)
+	}
+	if ev := <-bob.events; !ev.Sync || ev.Topic != store.TopicHosts {
+		t.Fatalf("bob's first event (he sees no host): %+v", ev)
+	}
+
+	a1 := e.addHost("alice", "a1")
+	if ev := alice.next(t); ev.Topic != store.TopicHosts || ev.ID != a1.ID || ev.Host.Owner != "alice" {
+		t.Fatalf("alice sees %+v, want host a1", ev)
+	}
+	// Bob's next event is his own host: alice's never reached him.
+	b1 := e.addHost("bob", "b1")
+	if ev := bob.next(t); ev.ID != b1.ID {
+		t.Fatalf("bob sees %+v, want only his host b1", ev)
+	}
+	// A job on alice's host reaches her, and ends.
+	j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(a1.ID), Action: model.ActionStart,
+		MaxAttempts: 1, RunAfter: time.Now(), CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := alice.next(t); ev.Job == nil || ev.ID != j.ID || ev.Job.State != model.JobQueued {
+		t.Fatalf("alice sees %+v, want her job queued", ev)
+	}
+	// Deleting a host is a deleted event.
+	now := time.Now()
+	before.DeletedAt = &now
+	if err := e.st.UpdateHost(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	if ev := alice.next(t); !ev.Deleted || ev.ID != before.ID || ev.Host != nil {
+		t.Fatalf("alice sees %+v, want host before deleted", ev)
+	}
+
+	// Shutdown ends a stream (the client would reconnect: read it raw).
+	req, _ := http.NewRequest("GET", httpB.URL+"/api/v1/events?topics=jobs", nil)
+	req.Header.Set("Authorization", "Bearer "+e.keys["root"])
+	resp, err := httpB.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "event: sync") {
+	}
+	srvB.Shutdown()
+	for sc.Scan() {
+	}
+	if sc.Err() != nil {
+		t.Fatalf("stream ended with %v, want its end", sc.Err())
+	}
+}
