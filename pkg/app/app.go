@@ -41,9 +41,11 @@ type App struct {
 	mu        sync.Mutex
 	st        store.Store
 	providers *Providers
-	ssh       sshParts
-	hosts     *hosts.Service
-	projects  *projects.Service
+	// onProviderCall is handed to the providers when they are made.
+	onProviderCall ProviderCallObserver
+	ssh            sshParts
+	hosts          *hosts.Service
+	projects       *projects.Service
 }
 
 // New returns the application configured by cfg; now is its clock (nil:

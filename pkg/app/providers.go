@@ -4,6 +4,8 @@ import (
 	"context"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
@@ -24,6 +26,25 @@ type Providers struct {
 	// onOpen completes a newly opened provider (hands the SSH pool to
 	// providers that work over SSH).
 	onOpen func(context.Context, provider.Provider) error
+	// onCall is told of each call a provider makes to its cloud's API;
+	// read at each call, so that it reaches providers opened before it
+	// was set.
+	onCall atomic.Pointer[ProviderCallObserver]
+}
+
+// ProviderCallObserver is told of each call a provider makes to its
+// cloud's API (provider.Config.OnCall, with the provider's name).
+type ProviderCallObserver func(provider, op string, took time.Duration, err error)
+
+// ObserveProviderCalls has obs told of every cloud API call of the
+// providers opened from now on (`serve` counts them for /metrics).
+func (a *App) ObserveProviderCalls(obs ProviderCallObserver) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.onProviderCall = obs
+	if a.providers != nil {
+		a.providers.onCall.Store(&obs)
+	}
 }
 
 var _ hosts.Providers = (*Providers)(nil)
@@ -51,6 +72,9 @@ func (a *App) Providers(ctx context.Context) (*Providers, error) {
 		}
 		a.providers = &Providers{cfg: a.cfg, st: st, stateDir: stateDir, runtimeDir: runtimeDir, exe: exe,
 			open: map[string]provider.Provider{}, onOpen: a.giveSSH}
+		if a.onProviderCall != nil {
+			a.providers.onCall.Store(&a.onProviderCall)
+		}
 	}
 	return a.providers, nil
 }
@@ -81,9 +105,14 @@ func (ps *Providers) OpenWith(ctx context.Context, name string, opts map[string]
 	if err != nil {
 		return nil, err
 	}
+	onCall := func(op string, took time.Duration, err error) {
+		if obs := ps.onCall.Load(); obs != nil {
+			(*obs)(name, op, took, err)
+		}
+	}
 	p, err := provider.Open(name, provider.Config{
 		Deployment: dep, StateDir: filepath.Join(ps.stateDir, name), RuntimeDir: ps.runtimeDir, Options: opts,
-		CredentialsFile: creds, State: ps.st.ProviderState(), AgentCommand: []string{ps.exe},
+		CredentialsFile: creds, State: ps.st.ProviderState(), AgentCommand: []string{ps.exe}, OnCall: onCall,
 	})
 	if err != nil {
 		// Unknown, or not made from these settings: bad options or an

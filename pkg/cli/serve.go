@@ -116,6 +116,7 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accts, Ops: a.Ops(), Now: f.Now, Log: log,
 		RateLimit: cfg.Server.RateLimit, Burst: cfg.Server.Burst, Events: hub}
 	metrics := server.NewMetrics(st, f.Now, nil)
+	a.ObserveProviderCalls(metrics.ProviderCall)
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return usagef("--listen %s: %v", o.Listen, err)

@@ -301,6 +301,11 @@ type Config struct {
 	State StateStore
 	// AgentCommand runs this program's agent: argv[0] first.
 	AgentCommand []string
+	// OnCall, when set, is told of each call the provider makes to its
+	// cloud's API (for metrics): the operation, how long it took, and its
+	// error, nil when it succeeded. It must be quick and safe for
+	// concurrent use.
+	OnCall func(op string, took time.Duration, err error)
 }
 
 // StateStore is a small key-value store for providers whose instances live

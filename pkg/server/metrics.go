@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
@@ -26,6 +27,8 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	attempts *prometheus.CounterVec
 	seconds  *prometheus.HistogramVec
+	calls    *prometheus.CounterVec
+	callSecs *prometheus.HistogramVec
 
 	mu      sync.Mutex
 	started map[string]time.Time // claimed jobs by id
@@ -48,9 +51,18 @@ func NewMetrics(st store.Store, now func() time.Time, leader func() bool) *Metri
 			Help:    "How long job attempts ran in this process's worker, from claim to outcome, by action and outcome.",
 			Buckets: []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800},
 		}, []string{"action", "outcome"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cocalc_hosts_provider_calls_total",
+			Help: "Calls this process made to cloud APIs, by provider, operation and outcome (ok, or the error's kind from pkg/errkind: transient, rate_limited, auth, …).",
+		}, []string{"provider", "op", "outcome"}),
+		callSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cocalc_hosts_provider_call_seconds",
+			Help:    "How long calls to cloud APIs took, by provider and operation.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"provider", "op"}),
 		started: map[string]time.Time{},
 	}
-	m.reg.MustRegister(m.attempts, m.seconds, collectors.NewGoCollector(),
+	m.reg.MustRegister(m.attempts, m.seconds, m.calls, m.callSecs, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{st: st, now: now, leader: leader})
 	return m
@@ -70,6 +82,17 @@ func (m *Metrics) Job(e queue.Event) {
 			delete(m.started, e.JobID)
 		}
 	}
+}
+
+// ProviderCall counts one call to a cloud's API (give it to
+// app.App.ObserveProviderCalls).
+func (m *Metrics) ProviderCall(provider, op string, took time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = errkind.Of(err).String()
+	}
+	m.calls.WithLabelValues(provider, op, outcome).Inc()
+	m.callSecs.WithLabelValues(provider, op).Observe(took.Seconds())
 }
 
 // Handler serves the metrics in Prometheus's text format.

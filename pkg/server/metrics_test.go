@@ -25,6 +25,7 @@ func TestMetricsMoveWithAJob(t *testing.T) {
 			e := newEnv(t, backend, nil)
 			ctx := context.Background()
 			m := server.NewMetrics(e.st, nil, func() bool { return true })
+			e.app.ObserveProviderCalls(m.ProviderCall)
 			ts := httptest.NewServer(m.Handler())
 			t.Cleanup(ts.Close)
 
@@ -62,6 +63,13 @@ func TestMetricsMoveWithAJob(t *testing.T) {
 			hist := find(after, "cocalc_hosts_job_attempt_seconds", "action", "create", "outcome", "done")
 			if hist == nil || hist.GetHistogram().GetSampleCount() != 1 {
 				t.Fatalf("attempt time histogram: %v", hist)
+			}
+			// The create job called the (simulated) cloud's API.
+			if v := value(after, "cocalc_hosts_provider_calls_total", "provider", "sim", "op", "create", "outcome", "ok"); v == nil || *v < 1 {
+				t.Fatalf("sim create calls: %v", v)
+			}
+			if calls := find(after, "cocalc_hosts_provider_call_seconds", "provider", "sim", "op", "create"); calls == nil || calls.GetHistogram().GetSampleCount() < 1 {
+				t.Fatalf("sim create call times: %v", calls)
 			}
 		})
 	}

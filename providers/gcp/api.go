@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
@@ -292,8 +293,9 @@ func parseAPIError(resp *http.Response, raw []byte) *apiError {
 // the caller's context (rctx, listCtx); no retries of its own: the
 // control plane's queue retries classified errors with backoff and
 // Retry-After, and a layer here would only hide failures and stack waits.
-func newClient(base string, token func(context.Context, string) (string, error)) *restclient.Client {
+func newClient(base string, token func(context.Context, string) (string, error), onCall func(string, time.Duration, error)) *restclient.Client {
 	return &restclient.Client{
+		OnCall:   onCall,
 		Provider: Name, KeyName: "GCP service-account key",
 		Base: base, HTTP: &http.Client{}, MaxReply: maxReply,
 		MaxRetries: 0, Sleep: restclient.SleepCtx,

@@ -107,8 +107,8 @@ func New(cfg provider.Config) (*Provider, error) {
 	}
 	return &Provider{
 		deployment: cfg.Deployment, opts: o,
-		compute: newClient(computeBase, token),
-		billing: newClient(billingBase, token),
+		compute: newClient(computeBase, token, cfg.OnCall),
+		billing: newClient(billingBase, token, cfg.OnCall),
 	}, nil
 }
 

@@ -16,8 +16,9 @@ import (
 // replies that carry {"status": true|false, "message": ...} next to their
 // data (except the pricebook, a bare array), and errors as
 // {"status": false, "message", "error_reason"}.
-func newClient(o options, credsFile string) *restclient.Client {
+func newClient(o options, credsFile string, onCall func(string, time.Duration, error)) *restclient.Client {
 	return &restclient.Client{
+		OnCall:   onCall,
 		Provider: Name, KeyName: "Hyperstack API key",
 		Base: o.endpoint, CredsFile: credsFile, HTTP: &http.Client{Timeout: o.timeout},
 		MaxReply:     64 << 20,

@@ -93,7 +93,7 @@ func New(cfg provider.Config) (*Provider, error) {
 	}
 	return &Provider{
 		deployment: cfg.Deployment, opts: o,
-		api: newClient(o, cfg.CredentialsFile),
+		api: newClient(o, cfg.CredentialsFile, cfg.OnCall),
 	}, nil
 }
 

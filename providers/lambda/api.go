@@ -14,8 +14,9 @@ import (
 // newClient speaks the Lambda Cloud API v1: JSON bodies, a {"data": ...}
 // envelope on success and {"error": {"code", "message", "suggestion"}} on
 // failure, Bearer authentication.
-func newClient(o options, credsFile string) *restclient.Client {
+func newClient(o options, credsFile string, onCall func(string, time.Duration, error)) *restclient.Client {
 	return &restclient.Client{
+		OnCall:   onCall,
 		Provider: Name, KeyName: "Lambda Cloud API key",
 		Base: o.endpoint, CredsFile: credsFile, HTTP: &http.Client{Timeout: o.timeout},
 		MaxReply:     32 << 20,

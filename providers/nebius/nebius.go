@@ -31,6 +31,7 @@ package nebius
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -131,6 +132,9 @@ func New(cfg provider.Config) (*Provider, error) {
 		if o.insecure {
 			sdkOpts = append(sdkOpts, gosdk.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())))
 		}
+	}
+	if cfg.OnCall != nil {
+		sdkOpts = append(sdkOpts, gosdk.WithDialOptions(grpc.WithChainUnaryInterceptor(observe(cfg.OnCall))))
 	}
 	sdk, err := gosdk.New(context.Background(), sdkOpts...)
 	if err != nil {
@@ -241,5 +245,22 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// observe tells onCall of each gRPC call, named by service and method
+// ("InstanceService/Create"), with its error classified as the provider
+// reports it.
+func observe(onCall func(string, time.Duration, error)) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		start := time.Now()
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		op := method[strings.LastIndex(method, ".")+1:]
+		var classified error
+		if err != nil {
+			classified = classify(op, err)
+		}
+		onCall(op, time.Since(start), classified)
+		return err
 	}
 }

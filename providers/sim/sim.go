@@ -80,6 +80,8 @@ type Provider struct {
 
 	// now is the clock; tests of state transitions replace it.
 	now func() time.Time
+	// onCall is told of each simulated API call (provider.Config.OnCall).
+	onCall func(op string, took time.Duration, err error)
 }
 
 // New makes a sim provider from cfg. It needs cfg.State, where the
@@ -100,7 +102,7 @@ func New(cfg provider.Config) (*Provider, error) {
 		seed = mrand.Uint64()
 	}
 	return &Provider{
-		state: cfg.State, deployment: cfg.Deployment, opts: o,
+		state: cfg.State, deployment: cfg.Deployment, opts: o, onCall: cfg.OnCall,
 		rng: mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now: time.Now,
 	}, nil
@@ -606,7 +608,11 @@ func (p *Provider) storeErr(op string, err error) error {
 
 // call simulates the network and server side of one API call: latency,
 // then the configured faults, each drawn independently.
-func (p *Provider) call(ctx context.Context, op string) error {
+func (p *Provider) call(ctx context.Context, op string) (err error) {
+	if p.onCall != nil {
+		start := time.Now()
+		defer func() { p.onCall(op, time.Since(start), err) }()
+	}
 	if err := sleep(ctx, p.opts.latency); err != nil {
 		return provider.Errorf(errkind.Transient, Name, op, "%w", err)
 	}

@@ -50,6 +50,8 @@ type Client struct {
 	// Decode reads a 2xx reply into out (which may be nil), or returns
 	// the provider error a reply that reports failure stands for.
 	Decode func(op, method, path string, resp *http.Response, raw []byte, out any) error
+	// OnCall, when set, is told of each request sent (provider.Config.OnCall).
+	OnCall func(op string, took time.Duration, err error)
 }
 
 // APIKey reads the key on every call, so a rotated key file takes effect
@@ -109,7 +111,11 @@ func (c *Client) Do(ctx context.Context, op, method, path string, in, out any) e
 	}
 }
 
-func (c *Client) once(ctx context.Context, op, method, path, key string, body []byte, out any) error {
+func (c *Client) once(ctx context.Context, op, method, path, key string, body []byte, out any) (err error) {
+	if c.OnCall != nil {
+		start := time.Now()
+		defer func() { c.OnCall(op, time.Since(start), err) }()
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
