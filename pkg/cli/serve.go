@@ -115,7 +115,36 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 	hub := server.NewHub(f.Now)
 	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accts, Ops: a.Ops(), Now: f.Now, Log: log,
 		RateLimit: cfg.Server.RateLimit, Burst: cfg.Server.Burst, Events: hub}
-	metrics := server.NewMetrics(st, f.Now, nil)
+	// The worker stops when wctx ends: after the requests (below).
+	wctx, stopWorker := context.WithCancel(ctx)
+	defer stopWorker()
+	var w *worker.Worker // nil with --no-worker
+	var metrics *server.Metrics
+	if !o.NoWorker {
+		w, err = worker.New(wctx, a, worker.Options{
+			Concurrency: cfg.Worker.Concurrency, Lease: cfg.Worker.Lease,
+			ReconcileInterval: cfg.Worker.ReconcileInterval, CatalogInterval: cfg.Catalog.RefreshInterval,
+			ProjectSyncInterval: cfg.Worker.ProjectSyncInterval, AccessInterval: cfg.Ingress.ACLTTL,
+			OnJob: func(e queue.Event) {
+				hub.Publish(e)
+				metrics.Job(e)
+				log.Info("job", "event", string(e.Kind), "job", e.JobID, "action", string(e.Action), "subject", e.Subject.String(), "attempt", e.Attempt, "err", e.Err)
+			},
+			OnDuty: func(e worker.Event) {
+				switch {
+				case e.Err != nil:
+					log.Warn("duty", "duty", string(e.Duty), "err", e.Err.Error())
+				case e.Duty == worker.Leadership:
+					log.Info("leader", "leading", e.Leading, "worker", w.ID())
+				}
+			},
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// Only a process with a worker may lead.
+	metrics = server.NewMetrics(st, f.Now, func() bool { return w != nil && w.Leading() })
 	a.ObserveProviderCalls(metrics.ProviderCall)
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -144,30 +173,9 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	httpSrv.RegisterOnShutdown(srv.Shutdown)
 
-	// The worker stops when wctx ends: after the requests (below).
-	wctx, stopWorker := context.WithCancel(ctx)
-	defer stopWorker()
 	var wg sync.WaitGroup
 	workerErr := make(chan error, 1)
-	if !o.NoWorker {
-		w, err := worker.New(wctx, a, worker.Options{
-			Concurrency: cfg.Worker.Concurrency, Lease: cfg.Worker.Lease,
-			ReconcileInterval: cfg.Worker.ReconcileInterval, CatalogInterval: cfg.Catalog.RefreshInterval,
-			ProjectSyncInterval: cfg.Worker.ProjectSyncInterval, AccessInterval: cfg.Ingress.ACLTTL,
-			OnJob: func(e queue.Event) {
-				hub.Publish(e)
-				metrics.Job(e)
-				log.Info("job", "event", string(e.Kind), "job", e.JobID, "action", string(e.Action), "subject", e.Subject.String(), "attempt", e.Attempt, "err", e.Err)
-			},
-			OnDuty: func(e worker.Event) {
-				if e.Err != nil {
-					log.Warn("duty", "duty", string(e.Duty), "err", e.Err.Error())
-				}
-			},
-		})
-		if err != nil {
-			return err
-		}
+	if w != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

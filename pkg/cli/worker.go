@@ -34,7 +34,10 @@ providers every worker.reconcile_interval, refreshes expired catalogs and
 recomputes usage every catalog.refresh_interval, records the states of
 projects their hosts stopped (for being idle) every
 worker.project_sync_interval, and refreshes the running hosts' access lists
-every ingress.acl_ttl (none of these with --drain).`,
+every ingress.acl_ttl (none of these with --drain). Of the workers (and
+servers) sharing a database, only the one holding its leader lock runs
+these duties; the others only run jobs, and take the lock over within
+seconds when its holder stops or dies.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runWorker(cmd, f, o)
@@ -114,6 +117,15 @@ func printDutyEvent(f *Factory, e worker.Event) {
 	switch {
 	case e.Err != nil:
 		fmt.Fprintf(w, "%s: %v\n", e.Duty, e.Err)
+	case e.Duty == worker.Leadership:
+		switch {
+		case f.jsonOutput():
+			printJSONLine(w, map[string]any{"leader": e.Leading})
+		case e.Leading:
+			fmt.Fprintln(w, "leadership: this worker holds the leader lock: it runs the periodic duties")
+		default:
+			fmt.Fprintln(w, "leadership: another process holds the leader lock and runs the periodic duties; this worker runs jobs, and takes the duties over if that process stops")
+		}
 	case e.Reconcile != nil:
 		if f.jsonOutput() {
 			printJSONLine(w, e.Reconcile)

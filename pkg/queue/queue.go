@@ -15,6 +15,15 @@
 // Handlers must be idempotent, because a job taken over after a crash runs
 // again from the start.
 //
+// Shutdown: when Run's context ends, the jobs claimed ahead are given
+// back at once, and the running ones have Grace to finish; those still
+// running then are cancelled, and every job that ends in error while the
+// worker stops is handed back too: queued again at once with its lease
+// cleared and the attempt not counted, so another worker claims it
+// without waiting for the lease to expire. A stopping worker leaves no
+// lease behind (unless the database is unreachable: then the leases
+// expire as a dead worker's do).
+//
 // How it is fast: a worker claims as many jobs as it has free slots in one
 // statement, reading partial indexes only as far as the rows it takes (so
 // a claim costs the same at any queue depth); it extends the leases of all
@@ -75,6 +84,8 @@ const (
 	EventDone     EventKind = "done"
 	EventFailed   EventKind = "failed"
 	EventLost     EventKind = "lease_lost"
+	// EventHandedBack: a worker stopping gave the job back unfinished.
+	EventHandedBack EventKind = "handed_back"
 )
 
 // Event is a progress report for renderers (TTY, JSON lines, TUI).
@@ -116,6 +127,9 @@ type Worker struct {
 	BaseBackoff time.Duration
 	// MaxBackoff caps retry delays (a provider's Retry-After may be longer).
 	MaxBackoff time.Duration
+	// Grace is how long the jobs running when Run's context ends may take
+	// to finish before they are cancelled and handed back.
+	Grace time.Duration
 
 	mu        sync.Mutex
 	held      map[string]context.CancelCauseFunc // jobs running here, by id
@@ -125,6 +139,10 @@ type Worker struct {
 	recent    [64]string                         // jobs released lately (see own)
 	nrecent   int
 }
+
+// DefaultGrace is Worker.Grace unless set: well within the time service
+// managers give a process to stop (systemd's 90 s, Kubernetes' 30 s).
+const DefaultGrace = 20 * time.Second
 
 // NewWorker returns a worker with defaults filled in.
 func NewWorker(s store.Store, h Handler) *Worker {
@@ -138,6 +156,7 @@ func NewWorker(s store.Store, h Handler) *Worker {
 		Now:         time.Now,
 		BaseBackoff: 2 * time.Second,
 		MaxBackoff:  10 * time.Second,
+		Grace:       DefaultGrace,
 	}
 }
 
@@ -167,6 +186,10 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	changes := w.Store.Subscribe(sctx, store.TopicJobs)
+	// Jobs run on in their own context for Grace once ctx ends.
+	jobs, cut := context.WithCancel(context.WithoutCancel(ctx))
+	defer cut()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(w.Grace, cut) })()
 	ended := make(chan error, n)
 	running := 0
 	var ahead []*claimed
@@ -179,7 +202,7 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 		}
 		wait := w.Idle
 		if free := n - running; free > 0 {
-			jobs, err := w.claim(ctx, "", free+n)
+			claimed, err := w.claim(ctx, jobs, "", free+n)
 			switch {
 			case errkind.Is(err, errkind.Unavailable):
 				// The database went away: keep trying, it may come back.
@@ -190,11 +213,11 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 				}
 				continue
 			}
-			ahead = jobs
-			if len(jobs) == free+n {
+			ahead = claimed
+			if len(claimed) == free+n {
 				continue // there may be more
 			}
-			if len(jobs) > 0 {
+			if len(claimed) > 0 {
 				continue // start them; then look again
 			}
 			if err == nil {
@@ -252,12 +275,13 @@ type claimed struct {
 	cancel context.CancelCauseFunc
 }
 
-// claim takes up to limit runnable jobs (or job id) and holds them.
-func (w *Worker) claim(ctx context.Context, id string, limit int) ([]*claimed, error) {
+// claim takes up to limit runnable jobs (or job id) and holds them; each
+// job's context is derived from run.
+func (w *Worker) claim(ctx, run context.Context, id string, limit int) ([]*claimed, error) {
 	jobs, err := w.Store.ClaimJobs(ctx, store.Claim{Owner: w.ID, Lease: w.Lease, JobID: id, Limit: limit, Now: w.Now()})
 	out := make([]*claimed, len(jobs))
 	for i, job := range jobs {
-		jctx, cancel := context.WithCancelCause(ctx)
+		jctx, cancel := context.WithCancelCause(run)
 		out[i] = &claimed{job: job, ctx: jctx, cancel: cancel}
 		w.hold(job.ID, cancel)
 	}
@@ -268,18 +292,24 @@ func (w *Worker) claim(ctx context.Context, id string, limit int) ([]*claimed, e
 func (w *Worker) unclaim(cs []*claimed) {
 	for _, c := range cs {
 		c.cancel(nil)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		w.finish(ctx, store.Finish{JobID: c.job.ID, Owner: w.ID, State: model.JobQueued, //nolint:errcheck // else the lease expires
-			RunAfter: c.job.RunAfter, Error: c.job.LastError, Now: w.Now(), Unclaim: true})
-		cancel()
+		w.handBack(c.job, c.job.RunAfter) //nolint:errcheck // else the lease expires
 		w.release(c.job.ID)
 	}
+}
+
+// handBack queues job again at runAfter with its lease cleared and its
+// attempt not counted (store.Finish.Unclaim).
+func (w *Worker) handBack(job model.Job, runAfter time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return w.finish(ctx, store.Finish{JobID: job.ID, Owner: w.ID, State: model.JobQueued,
+		RunAfter: runAfter, Error: job.LastError, Now: w.Now(), Unclaim: true})
 }
 
 // RunOne claims one job (jobID, if set, or any runnable one) and runs it
 // to the end of this attempt. It reports whether it ran anything.
 func (w *Worker) RunOne(ctx context.Context, jobID string) (bool, error) {
-	cs, err := w.claim(ctx, jobID, 1)
+	cs, err := w.claim(ctx, ctx, jobID, 1)
 	if err != nil || len(cs) == 0 {
 		return false, err
 	}
@@ -309,8 +339,14 @@ func (w *Worker) execute(parent context.Context, c *claimed) error {
 		return nil
 	}
 	if parent.Err() != nil && runErr != nil {
-		// Shutting down: leave the job to be taken over when the lease
-		// ends rather than recording a failure that is not the job's.
+		// Stopping: the error is likely the cancellation's, not the job's.
+		// Give the job back for another worker to run at once.
+		ev := w.event(EventHandedBack, job)
+		ev.Err = runErr.Error()
+		if err := w.handBack(job, w.Now()); err != nil {
+			ev.Err = fmt.Sprintf("%v; handing it back failed (%v): it is taken over when its lease expires", runErr, err)
+		}
+		w.emit(ev)
 		return nil
 	}
 	// Record the outcome even if we are shutting down.

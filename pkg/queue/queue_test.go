@@ -63,6 +63,7 @@ func createHosts(tb testing.TB, svc *hosts.Service, n int) []hosts.Submitted {
 func fastWorker(st store.Store, h queue.Handler) *queue.Worker {
 	w := queue.NewWorker(st, h)
 	w.Idle, w.BaseBackoff, w.MaxBackoff, w.Lease = 2*time.Millisecond, time.Millisecond, 20*time.Millisecond, 5*time.Second
+	w.Grace = 10 * time.Millisecond
 	return w
 }
 

@@ -74,8 +74,10 @@ func TestIdleWorkerIsWoken(t *testing.T) {
 }
 
 // A worker claims ahead of its free slots; when it stops, the jobs it
-// claimed ahead and never started are queued again, their attempt not
-// counted, for any worker to take at once.
+// claimed ahead and never started are queued again at once, and the job
+// still running after Grace is cancelled and queued again too, their
+// attempts not counted, their leases cleared: another worker takes them
+// at once rather than after the (here hour-long) lease.
 func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
 	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -89,7 +91,13 @@ func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
 			return queue.Result{}, ctx.Err()
 		}}
 		w := fastWorker(st, blocking)
-		w.Concurrency = 1
+		w.Concurrency, w.Lease = 1, time.Hour
+		var handedBack []string
+		w.OnEvent = func(e queue.Event) {
+			if e.Kind == queue.EventHandedBack {
+				handedBack = append(handedBack, e.JobID)
+			}
+		}
 		ran := make(chan error, 1)
 		go func() { ran <- w.Run(ctx, false) }()
 		first := <-started
@@ -104,17 +112,21 @@ func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
 		}
 		cancel()
 		<-ran
+		if len(handedBack) != 1 || handedBack[0] != first {
+			tb.Errorf("handed_back events for %v; want one, for the running job %s", handedBack, first)
+		}
 		for _, sub := range subs {
 			j, _ := st.GetJob(context.Background(), sub.Job.ID)
-			switch {
-			case j.ID == first:
-				// Interrupted: its lease runs out, then it is taken over.
-				if j.State != model.JobRunning || j.Attempts != 1 {
-					tb.Errorf("interrupted job: %s, attempt %d", j.State, j.Attempts)
-				}
-			case j.State != model.JobQueued || j.Attempts != 0 || j.LeaseOwner != "":
+			if j.State != model.JobQueued || j.Attempts != 0 || j.LeaseOwner != "" || j.LeaseUntil != nil {
 				tb.Errorf("job %s after the worker stopped: %s, attempts %d, lease %q; want queued, 0, none", j.ID, j.State, j.Attempts, j.LeaseOwner)
 			}
+		}
+		other := fastWorker(st, svc)
+		if ran, err := other.RunOne(context.Background(), first); err != nil || !ran {
+			tb.Fatalf("another worker could not take the interrupted job at once: ran %v, %v", ran, err)
+		}
+		if j, _ := st.GetJob(context.Background(), first); j.State != model.JobDone || j.Attempts != 1 {
+			tb.Fatalf("the interrupted job after another worker ran it: %s, attempts %d", j.State, j.Attempts)
 		}
 	})
 }

@@ -75,7 +75,7 @@ func (m *Metrics) Job(e queue.Event) {
 	switch e.Kind {
 	case queue.EventClaimed:
 		m.started[e.JobID] = e.Time
-	case queue.EventDone, queue.EventRetry, queue.EventFailed, queue.EventLost:
+	case queue.EventDone, queue.EventRetry, queue.EventFailed, queue.EventLost, queue.EventHandedBack:
 		m.attempts.WithLabelValues(string(e.Action), string(e.Kind), e.ErrKind).Inc()
 		if t, ok := m.started[e.JobID]; ok {
 			m.seconds.WithLabelValues(string(e.Action), string(e.Kind)).Observe(e.Time.Sub(t).Seconds())

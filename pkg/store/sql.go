@@ -50,6 +50,9 @@ type dialect interface {
 	// publishesOwnChanges reports whether watch also sees this store's
 	// own writes; if not, the store publishes them itself.
 	publishesOwnChanges() bool
+	// tryLead and leaderExists are the leader lock (leader.go).
+	tryLead(ctx context.Context) (*Lead, error)
+	leaderExists(ctx context.Context, s *SQLStore) (bool, error)
 }
 
 func newSQLStore(db *sql.DB, d dialect) *SQLStore {

@@ -89,6 +89,7 @@ type Store interface {
 	MoveStore    // moves.go: moves and clones of projects
 	BackupStore  // backup.go: backup configuration, project keys, backup records
 	StatsStore   // stats.go: counts of the queue and the fleet (metrics, status)
+	LeaderStore  // leader.go: the lock of the process that runs the periodic duties
 }
 
 // HostFilter selects hosts. Zero values select everything live.

@@ -3,7 +3,12 @@
 // the database with the providers, refresh expired catalogs and recompute
 // usage, record the project states the hosts report, stop hosts idle
 // past their policy, refresh the running hosts' access lists, and queue
-// scheduled backups. `cocalc-hosts worker` runs them; so will a server.
+// scheduled backups. `cocalc-hosts worker` and `serve` run them.
+//
+// Every worker claims jobs; only the one holding the database's leader
+// lock (store.LeaderStore) runs the duties, so that processes sharing a
+// database reconcile and refresh once, not once each. A worker that does
+// not lead tries to take the lock every LeaderRetry.
 //
 // Like every package but the command layer, it prints nothing: what the
 // duties do arrives as Events.
@@ -11,6 +16,9 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/app"
@@ -19,6 +27,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/reconcile"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // Options say what the worker runs. A zero interval turns its duty off.
@@ -42,6 +51,9 @@ type Options struct {
 	// may be nil. They are called from several goroutines at once.
 	OnJob  func(queue.Event)
 	OnDuty func(Event)
+	// LeaderRetry is how often to try to take the leader lock while
+	// another process holds it; zero means LeaderRetry.
+	LeaderRetry time.Duration
 }
 
 // Duty names a periodic duty.
@@ -56,7 +68,14 @@ const (
 	Access      Duty = "access lists"
 	Backups     Duty = "backups"
 	MoveCleanup Duty = "move cleanup"
+	// Leadership reports taking or losing the leader lock (Leading).
+	Leadership Duty = "leadership"
 )
+
+// LeaderRetry is how often a worker that does not lead tries to take the
+// leader lock: the longest the duties pause after a leader dies (on
+// Postgres, plus the time the server takes to end a vanished session).
+const LeaderRetry = 3 * time.Second
 
 // Event is one outcome of a duty: an error, or a report.
 type Event struct {
@@ -69,13 +88,18 @@ type Event struct {
 	Backups     *projects.ScheduleReport
 	// MovesCleaned counts the old copies of moves queued for deletion.
 	MovesCleaned int
+	// Leading, for Leadership events: whether this worker now leads (or,
+	// when false, that another process does).
+	Leading bool
 }
 
 // Worker is a queue worker with its duties.
 type Worker struct {
-	app *app.App
-	o   Options
-	q   *queue.Worker
+	app     *app.App
+	st      store.Store
+	o       Options
+	q       *queue.Worker
+	leading atomic.Bool
 }
 
 // New prepares a worker on a's queue.
@@ -96,7 +120,7 @@ func New(ctx context.Context, a *app.App, o Options) (*Worker, error) {
 		q.Lease = o.Lease
 	}
 	q.OnEvent = o.OnJob
-	return &Worker{app: a, o: o, q: q}, nil
+	return &Worker{app: a, st: st, o: o, q: q}, nil
 }
 
 // ID is the queue worker's id (as jobs record it).
@@ -106,32 +130,96 @@ func (w *Worker) ID() string { return w.q.ID }
 func (w *Worker) Concurrency() int     { return w.q.Concurrency }
 func (w *Worker) Lease() time.Duration { return w.q.Lease }
 
-// Run runs jobs, and the duties unless draining, until ctx ends (or, when
-// draining, until the queue is empty).
+// Leading reports whether this worker holds the leader lock now.
+func (w *Worker) Leading() bool { return w.leading.Load() }
+
+// Run runs jobs, and the duties while it leads unless draining, until ctx
+// ends (or, when draining, until the queue is empty).
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.o.Drain {
-		every(ctx, w.o.ReconcileInterval, w.reconcile)
-		every(ctx, w.o.CatalogInterval, w.catalog)
-		every(ctx, w.o.ProjectSyncInterval, w.projectSync)
-		every(ctx, w.o.ProjectSyncInterval, w.moveCleanup)
-		if w.o.AccessInterval > 0 {
-			go w.access(ctx) // hosts learn of changes made while no worker ran
-			every(ctx, w.o.AccessInterval, w.access)
-		}
-		if w.o.BackupInterval > 0 {
-			go w.backups(ctx)
-			every(ctx, w.o.BackupInterval, w.backups)
-		}
+		led := make(chan struct{})
+		defer func() { <-led }() // the lock is given up before Run returns
+		go func() {
+			defer close(led)
+			w.lead(ctx)
+		}()
 	}
 	return w.q.Run(ctx, w.o.Drain)
 }
 
+// lead takes the leader lock whenever it is free and runs the duties
+// while it holds it, until ctx ends. It reports each change: leading, or
+// finding that another process leads.
+func (w *Worker) lead(ctx context.Context) {
+	retry := w.o.LeaderRetry
+	if retry <= 0 {
+		retry = LeaderRetry
+	}
+	follower := false // reported that another process leads
+	for ctx.Err() == nil {
+		l, err := w.st.TryLead(ctx)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				w.emit(Event{Duty: Leadership, Err: err})
+			}
+		case l == nil && !follower:
+			follower = true
+			w.emit(Event{Duty: Leadership, Leading: false})
+		case l != nil:
+			follower = false
+			w.leading.Store(true)
+			w.emit(Event{Duty: Leadership, Leading: true})
+			dctx, stop := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			w.duties(dctx, &wg)
+			select {
+			case <-l.Lost():
+			case <-ctx.Done():
+			}
+			// Stop the duties before letting go, so that the next leader's
+			// never overlap ours.
+			stop()
+			wg.Wait()
+			w.leading.Store(false)
+			l.Release()
+			if ctx.Err() == nil {
+				w.emit(Event{Duty: Leadership, Err: errLostLead})
+			}
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+var errLostLead = errors.New("lost the leader lock (its database connection failed); the periodic duties run elsewhere until it is taken again")
+
+// duties starts the periodic duties until ctx ends; wg counts them.
+func (w *Worker) duties(ctx context.Context, wg *sync.WaitGroup) {
+	every(ctx, wg, w.o.ReconcileInterval, w.reconcile)
+	every(ctx, wg, w.o.CatalogInterval, w.catalog)
+	every(ctx, wg, w.o.ProjectSyncInterval, w.projectSync)
+	every(ctx, wg, w.o.ProjectSyncInterval, w.moveCleanup)
+	if w.o.AccessInterval > 0 {
+		wg.Go(func() { w.access(ctx) }) // hosts learn of changes made while no worker led
+		every(ctx, wg, w.o.AccessInterval, w.access)
+	}
+	if w.o.BackupInterval > 0 {
+		wg.Go(func() { w.backups(ctx) })
+		every(ctx, wg, w.o.BackupInterval, w.backups)
+	}
+}
+
 // every runs duty every d in the background until ctx ends.
-func every(ctx context.Context, d time.Duration, duty func(context.Context)) {
+func every(ctx context.Context, wg *sync.WaitGroup, d time.Duration, duty func(context.Context)) {
 	if d <= 0 {
 		return
 	}
-	go func() {
+	wg.Go(func() {
 		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
@@ -142,7 +230,7 @@ func every(ctx context.Context, d time.Duration, duty func(context.Context)) {
 				duty(ctx)
 			}
 		}
-	}()
+	})
 }
 
 func (w *Worker) emit(e Event) {

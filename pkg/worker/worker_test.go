@@ -120,3 +120,59 @@ func TestCatalogDutyRefreshesExpiredCatalogsAndUsage(t *testing.T) {
 		t.Fatal("a failed refresh changed the cache")
 	}
 }
+
+// Of two workers on one database, one leads (runs the duties) and the
+// other only runs jobs; when the leader stops, the other takes over.
+func TestOneWorkerLeads(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
+	cfgFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte("providers:\n  sim:\n    credentials: \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	type run struct {
+		w      *Worker
+		stop   context.CancelFunc
+		ended  chan struct{} // closed when Run returned
+		events chan bool     // Leadership events' Leading
+	}
+	start := func() run {
+		r := run{ended: make(chan struct{}), events: make(chan bool, 10)}
+		w, err := New(ctx, newApp(t, cfgFile, time.Now()), Options{LeaderRetry: 5 * time.Millisecond, OnDuty: func(e Event) {
+			if e.Duty == Leadership && e.Err == nil {
+				r.events <- e.Leading
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, stop := context.WithCancel(ctx)
+		r.w, r.stop = w, stop
+		go func() {
+			defer close(r.ended)
+			if err := w.Run(rctx); err != context.Canceled {
+				t.Errorf("Run: %v", err)
+			}
+		}()
+		t.Cleanup(func() { stop(); <-r.ended })
+		return r
+	}
+	first := start()
+	if leads := <-first.events; !leads || !first.w.Leading() {
+		t.Fatal("the only worker does not lead")
+	}
+	second := start()
+	if leads := <-second.events; leads || second.w.Leading() || !first.w.Leading() {
+		t.Fatalf("the second worker leads %v (event %v), the first %v; want only the first", second.w.Leading(), leads, first.w.Leading())
+	}
+	first.stop()
+	<-first.ended
+	if first.w.Leading() {
+		t.Fatal("a stopped worker still leads")
+	}
+	if leads := <-second.events; !leads || !second.w.Leading() {
+		t.Fatal("the leader stopped, but the other worker did not take over")
+	}
+}
