@@ -118,15 +118,14 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 	}
 	h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource = plan.Estimate.DiskPricePerGBMonth, plan.Estimate.DiskPriceSource
 	h.Spec.BootDiskMonthly = plan.Choice.BootDiskMonthly
-	if err := s.Store.CreateHost(ctx, h); err != nil {
+	payload, _ := json.Marshal(createPayload{PricingVersion: catalog.VersionTag(plan.Choice), Query: &plan.Query, Clouds: plan.OtherClouds})
+	// The host and its create job commit together: a host without its
+	// job would stay provisioning forever.
+	job, err := s.Store.CreateHostWithJob(ctx, h, s.newJob(h, model.ActionCreate, payload))
+	if err != nil {
 		if errkind.Is(err, errkind.Conflict) {
 			return Submitted{}, errkind.Errorf(errkind.Conflict, "a host named %q already exists; pick another --name or delete it first", req.Name)
 		}
-		return Submitted{}, err
-	}
-	payload, _ := json.Marshal(createPayload{PricingVersion: catalog.VersionTag(plan.Choice), Query: &plan.Query, Clouds: plan.OtherClouds})
-	job, _, err := s.enqueue(ctx, h, model.ActionCreate, payload)
-	if err != nil {
 		return Submitted{}, err
 	}
 	return Submitted{Host: h, Job: &job}, nil
@@ -163,12 +162,17 @@ type resizePayload struct {
 	DiskGB int `json:"disk_gb"`
 }
 
-func (s *Service) enqueue(ctx context.Context, h model.Host, a model.Action, payload json.RawMessage) (model.Job, bool, error) {
+// newJob is a job of action a on host h, due now.
+func (s *Service) newJob(h model.Host, a model.Action, payload json.RawMessage) model.Job {
 	now := s.Now()
-	job, created, err := s.Store.EnqueueJob(ctx, model.Job{
+	return model.Job{
 		ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: a, Payload: payload,
 		MaxAttempts: s.MaxAttempts, RunAfter: now, CreatedAt: now,
-	})
+	}
+}
+
+func (s *Service) enqueue(ctx context.Context, h model.Host, a model.Action, payload json.RawMessage) (model.Job, bool, error) {
+	job, created, err := s.Store.EnqueueJob(ctx, s.newJob(h, a, payload))
 	var busy *store.BusyError
 	if errors.As(err, &busy) {
 		return job, false, errkind.Errorf(errkind.Conflict, "host %s has pending work (%s job %s, %s); wait for it to finish (`cocalc-hosts logs %s`) and retry",

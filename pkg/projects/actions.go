@@ -140,19 +140,17 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Subm
 	p.CreatedAt, p.UpdatedAt = now, now
 	// The disk check is made again in the insert's transaction, so two
 	// creates at once cannot both take the host's last room.
+	// The project and its create job commit together: a project without
+	// its job would stay creating forever.
 	var noRoom *store.NoRoomError
-	if err := s.Store.CreateProjectWithin(ctx, p, hc.disk); errors.As(err, &noRoom) {
+	job, err := s.Store.CreateProjectWithin(ctx, store.NewProject{Project: p, DiskCap: hc.disk,
+		Job: s.newJob(p, model.ActionProjectCreate, payload{Start: req.Start, By: a.By})})
+	if errors.As(err, &noRoom) {
 		return Submitted{}, noDiskRoom(h, noRoom, l.DiskBytes)
 	} else if err != nil {
 		return Submitted{}, err
 	}
-	sub, err := s.enqueue(ctx, p, model.ActionProjectCreate, payload{Start: req.Start, By: a.By})
-	if err != nil {
-		s.Store.PurgeProject(context.WithoutCancel(ctx), p.ID) //nolint:errcheck // the error below is what matters
-		return Submitted{}, err
-	}
-	sub.Warnings = warnings
-	return sub, nil
+	return Submitted{Project: p, Job: &job, Warnings: warnings}, nil
 }
 
 func checkLimits(l model.ProjectLimits) error {

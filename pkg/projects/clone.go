@@ -51,27 +51,18 @@ func (s *Service) Clone(ctx context.Context, c Caller, r CloneRequest) (Submitte
 	if err != nil {
 		return Submitted{}, model.Move{}, err
 	}
+	m := s.newMove(model.MoveKindClone, p, from, to)
+	m.CloneID = cp.ID
+	// The copy, its move and its job commit together or not at all.
 	var noRoom *store.NoRoomError
-	if err := s.Store.CreateProjectWithin(ctx, cp, hc.disk); errors.As(err, &noRoom) {
+	job, err := s.Store.CreateProjectWithin(ctx, store.NewProject{Project: cp, DiskCap: hc.disk, Move: &m,
+		Job: s.newJob(cp, model.ActionProjectClone, payload{MoveID: m.ID, By: a.By})})
+	if errors.As(err, &noRoom) {
 		return Submitted{}, model.Move{}, noDiskRoom(to, noRoom, cp.Limits.DiskBytes)
 	} else if err != nil {
 		return Submitted{}, model.Move{}, err
 	}
-	m := s.newMove(model.MoveKindClone, p, from, to)
-	m.CloneID = cp.ID
-	undo := func(err error) (Submitted, model.Move, error) {
-		s.Store.PurgeProject(context.WithoutCancel(ctx), cp.ID) //nolint:errcheck // the error returned is what matters
-		return Submitted{}, m, err
-	}
-	if err := s.Store.PutMove(ctx, m); err != nil {
-		return undo(err)
-	}
-	sub, err := s.enqueue(ctx, cp, model.ActionProjectClone, payload{MoveID: m.ID, By: a.By})
-	if err != nil {
-		return undo(err)
-	}
-	sub.Warnings = append(sub.Warnings, warnings...)
-	return sub, m, nil
+	return Submitted{Project: cp, Job: &job, Warnings: warnings}, m, nil
 }
 
 func orDash(s string) string {

@@ -267,15 +267,20 @@ type payload struct {
 	MoveID string `json:"move_id,omitempty"`
 }
 
+// newJob is a job of action a on project p, due now.
+func (s *Service) newJob(p model.Project, a model.Action, pl payload) model.Job {
+	now := s.Now()
+	b, _ := json.Marshal(pl)
+	return model.Job{
+		ID: uuid.NewString(), Subject: model.ProjectSubject(p.ID), Action: a, Payload: b,
+		MaxAttempts: s.MaxAttempts, RunAfter: now, CreatedAt: now,
+	}
+}
+
 // enqueue queues action on project p. A project takes one action at a
 // time; asking again for the pending action returns its job.
 func (s *Service) enqueue(ctx context.Context, p model.Project, a model.Action, pl payload) (Submitted, error) {
-	now := s.Now()
-	b, _ := json.Marshal(pl)
-	job, created, err := s.Store.EnqueueJob(ctx, model.Job{
-		ID: uuid.NewString(), Subject: model.ProjectSubject(p.ID), Action: a, Payload: b,
-		MaxAttempts: s.MaxAttempts, RunAfter: now, CreatedAt: now,
-	})
+	job, created, err := s.Store.EnqueueJob(ctx, s.newJob(p, a, pl))
 	var busy *store.BusyError
 	if errors.As(err, &busy) {
 		return Submitted{}, errkind.Errorf(errkind.Conflict, "project %s has pending work (%s job %s, %s); wait for it (`cocalc-hosts worker --drain` runs queued work) and retry",

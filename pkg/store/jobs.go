@@ -44,14 +44,9 @@ func (s *SQLStore) EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool
 	if j.Subject.Kind == "" || j.Subject.ID == "" {
 		return j, false, fmt.Errorf("enqueue %s: the job has no subject", j.Action)
 	}
-	if len(j.Payload) == 0 {
-		j.Payload = json.RawMessage(`{}`)
-	}
 	for range 10 {
-		got, err := scanJob(s.db.QueryRowContext(ctx, `INSERT INTO jobs (`+jobColumns+`)
- VALUES ($1,$2,$3,$4,$5,'queued',0,$6,$7,NULL,NULL,'',$8,$8,NULL)
- ON CONFLICT (subject_kind, subject_id) WHERE state IN ('queued','running') DO NOTHING RETURNING `+jobColumns,
-			j.ID, string(j.Subject.Kind), j.Subject.ID, string(j.Action), string(j.Payload), j.MaxAttempts, ms(j.RunAfter), ms(j.CreatedAt)))
+		got, err := scanJob(s.db.QueryRowContext(ctx, insertJobSQL+`
+ ON CONFLICT (subject_kind, subject_id) WHERE state IN ('queued','running') DO NOTHING RETURNING `+jobColumns, insertJobArgs(j)...))
 		if err == nil {
 			s.changed(TopicJobs, j.ID)
 			return got, true, nil
@@ -73,6 +68,29 @@ func (s *SQLStore) EnqueueJob(ctx context.Context, j model.Job) (model.Job, bool
 		return active, false, &BusyError{Active: active}
 	}
 	return j, false, errkind.Errorf(errkind.Conflict, "enqueue %s for %s: lost the race ten times", j.Action, j.Subject)
+}
+
+// insertJobSQL queues a job (insertJobArgs are its values).
+const insertJobSQL = `INSERT INTO jobs (` + jobColumns + `)
+ VALUES ($1,$2,$3,$4,$5,'queued',0,$6,$7,NULL,NULL,'',$8,$8,NULL)`
+
+func insertJobArgs(j model.Job) []any {
+	payload := string(j.Payload)
+	if payload == "" {
+		payload = `{}`
+	}
+	return []any{j.ID, string(j.Subject.Kind), j.Subject.ID, string(j.Action), payload, j.MaxAttempts, ms(j.RunAfter), ms(j.CreatedAt)}
+}
+
+// insertJob queues j in tx, for a subject made in the same transaction
+// (which has no active job yet); the caller publishes the change once
+// committed.
+func (s *SQLStore) insertJob(ctx context.Context, tx *sql.Tx, j model.Job) (model.Job, error) {
+	got, err := scanJob(tx.QueryRowContext(ctx, insertJobSQL+` RETURNING `+jobColumns, insertJobArgs(j)...))
+	if err != nil {
+		return j, s.err("enqueue "+string(j.Action)+" for "+j.Subject.String(), err)
+	}
+	return got, nil
 }
 
 // ClaimJobs takes up to c.Limit runnable jobs in one statement: running

@@ -15,12 +15,13 @@ import (
 type ProjectStore interface {
 	// CreateProject inserts p; an existing id is an errkind.Conflict error.
 	CreateProject(ctx context.Context, p model.Project) error
-	// CreateProjectWithin inserts p only if the disk promised to the
+	// CreateProjectWithin records a new project with its first job (see
+	// NewProject) in one transaction, only if the disk promised to the
 	// projects of its host (every row, deleted ones too: their data stays
-	// until purged) plus p's stays within diskCap; else *NoRoomError.
-	// Concurrent creates on one host are serialized, so two cannot both
-	// take the last room.
-	CreateProjectWithin(ctx context.Context, p model.Project, diskCap int64) error
+	// until purged) plus the project's stays within DiskCap; else
+	// *NoRoomError. Concurrent creates on one host are serialized, so two
+	// cannot both take the last room.
+	CreateProjectWithin(ctx context.Context, n NewProject) (model.Job, error)
 	// GetProject returns project id, deleted or not, or an errkind.NotFound error.
 	GetProject(ctx context.Context, id string) (model.Project, error)
 	ListProjects(ctx context.Context, f ProjectFilter) ([]model.Project, error)
@@ -97,6 +98,18 @@ func (s *SQLStore) insertProject(ctx context.Context, db execer, p model.Project
 	return nil
 }
 
+// NewProject is a project to record together with the job that makes it
+// (and, for a clone, the move that job carries out): all commit or none
+// does, so that no project is left creating without its job.
+type NewProject struct {
+	Project model.Project
+	// DiskCap is what the projects of its host may be promised in all.
+	DiskCap int64
+	// Job must act on Project.
+	Job  model.Job
+	Move *model.Move
+}
+
 // NoRoomError says a host's disk is already promised to its projects.
 type NoRoomError struct {
 	Promised, Cap int64
@@ -107,33 +120,49 @@ func (e *NoRoomError) Error() string {
 	return fmt.Sprintf("%d of %d bytes of disk are promised to %d project(s)", e.Promised, e.Cap, e.Projects)
 }
 
-func (s *SQLStore) CreateProjectWithin(ctx context.Context, p model.Project, diskCap int64) error {
+func (s *SQLStore) CreateProjectWithin(ctx context.Context, n NewProject) (model.Job, error) {
+	p, j := n.Project, n.Job
+	if j.Subject != model.ProjectSubject(p.ID) {
+		return j, fmt.Errorf("create project %s: its job acts on %s", p.ID, j.Subject)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return s.err("create project "+p.ID, err)
+		return j, s.err("create project "+p.ID, err)
 	}
 	defer tx.Rollback() //nolint:errcheck
 	var id string
 	err = tx.QueryRowContext(ctx, `SELECT id FROM project_hosts WHERE id = $1`+s.d.lockRow(), p.HostID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return &errkind.NotFoundError{Type: "host", Name: p.HostID}
+		return j, &errkind.NotFoundError{Type: "host", Name: p.HostID}
 	}
 	if err != nil {
-		return s.err("create project "+p.ID, err)
+		return j, s.err("create project "+p.ID, err)
 	}
 	var promised int64
-	var n int
+	var count int
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(disk_bytes), 0), COUNT(*) FROM projects WHERE host_id = $1`,
-		p.HostID).Scan(&promised, &n); err != nil {
-		return s.err("create project "+p.ID, err)
+		p.HostID).Scan(&promised, &count); err != nil {
+		return j, s.err("create project "+p.ID, err)
 	}
-	if promised+p.Limits.DiskBytes > diskCap {
-		return &NoRoomError{Promised: promised, Cap: diskCap, Projects: n}
+	if promised+p.Limits.DiskBytes > n.DiskCap {
+		return j, &NoRoomError{Promised: promised, Cap: n.DiskCap, Projects: count}
 	}
 	if err := s.insertProject(ctx, tx, p); err != nil {
-		return err
+		return j, err
 	}
-	return s.err("create project "+p.ID, tx.Commit())
+	if n.Move != nil {
+		if _, err := tx.ExecContext(ctx, putMoveSQL, putMoveArgs(*n.Move)...); err != nil {
+			return j, s.err("record move "+n.Move.ID, err)
+		}
+	}
+	if j, err = s.insertJob(ctx, tx, j); err != nil {
+		return j, err
+	}
+	if err := tx.Commit(); err != nil {
+		return j, s.err("create project "+p.ID, err)
+	}
+	s.changed(TopicJobs, j.ID)
+	return j, nil
 }
 
 func (s *SQLStore) GetProject(ctx context.Context, id string) (model.Project, error) {

@@ -29,7 +29,7 @@ func TestCreateProjectWithinIsSerialized(t *testing.T) {
 				defer wg.Done()
 				p := newProject(h.ID, "alice")
 				p.Limits.DiskBytes = gb
-				err := s.CreateProjectWithin(ctx, p, 3*gb)
+				_, err := s.CreateProjectWithin(ctx, newProjectWithJob(p, 3*gb))
 				var noRoom *store.NoRoomError
 				mu.Lock()
 				defer mu.Unlock()
@@ -52,7 +52,7 @@ func TestCreateProjectWithinIsSerialized(t *testing.T) {
 			t.Fatalf("created %d, refused %d, rows %d; want 3, 5, 3", created, refused, len(ps))
 		}
 		p := newProject("no-such-host", "alice")
-		if err := s.CreateProjectWithin(ctx, p, gb); !errkind.Is(err, errkind.NotFound) {
+		if _, err := s.CreateProjectWithin(ctx, newProjectWithJob(p, gb)); !errkind.Is(err, errkind.NotFound) {
 			t.Fatalf("unknown host: %v", err)
 		}
 	})

@@ -151,7 +151,37 @@ func scanHostBrief(r scanner, brief bool) (model.Host, error) {
 }
 
 func (s *SQLStore) CreateHost(ctx context.Context, h model.Host) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO project_hosts (`+hostColumns+`)
+	return s.insertHost(ctx, s.db, h)
+}
+
+// CreateHostWithJob inserts h and queues j, its first action, in one
+// transaction, so that no host is left without the job that moves it on
+// (a crash or a failed enqueue between the two would leave it
+// provisioning forever). j must act on h.
+func (s *SQLStore) CreateHostWithJob(ctx context.Context, h model.Host, j model.Job) (model.Job, error) {
+	if j.Subject != model.HostSubject(h.ID) {
+		return j, fmt.Errorf("create host %s: its job acts on %s", h.Name, j.Subject)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return j, s.err("create host "+h.Name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if err := s.insertHost(ctx, tx, h); err != nil {
+		return j, err
+	}
+	if j, err = s.insertJob(ctx, tx, j); err != nil {
+		return j, err
+	}
+	if err := tx.Commit(); err != nil {
+		return j, s.err("create host "+h.Name, err)
+	}
+	s.changed(TopicJobs, j.ID)
+	return j, nil
+}
+
+func (s *SQLStore) insertHost(ctx context.Context, db execer, h model.Host) error {
+	_, err := db.ExecContext(ctx, `INSERT INTO project_hosts (`+hostColumns+`)
  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
 		h.ID, h.Name, h.Owner, h.Provider, h.Region, h.Zone, string(h.Status), mustJSON(h.Spec), mustJSON(h.Runtime),
 		h.HourlyPrice, h.LastAction, h.LastError, h.Shared, h.MissingCount, ms(h.CreatedAt), ms(h.UpdatedAt), toNullMS(h.DeletedAt))

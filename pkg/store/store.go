@@ -39,6 +39,9 @@ type Store interface {
 	Close() error
 
 	CreateHost(ctx context.Context, h model.Host) error
+	// CreateHostWithJob inserts h and queues its first job in one
+	// transaction: both or neither.
+	CreateHostWithJob(ctx context.Context, h model.Host, j model.Job) (model.Job, error)
 	// GetHost finds a live host by id or, failing that, by name.
 	GetHost(ctx context.Context, idOrName string) (model.Host, error)
 	ListHosts(ctx context.Context, f HostFilter) ([]model.Host, error)
