@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
@@ -15,6 +16,7 @@ type ListOptions struct {
 	All      bool
 	Mine     bool
 	Wide     bool
+	Watch    bool
 }
 
 func newListCmd(f *Factory) *cobra.Command {
@@ -32,6 +34,7 @@ func newListCmd(f *Factory) *cobra.Command {
 	cmd.Flags().BoolVarP(&o.All, "all", "a", false, "include deleted hosts")
 	cmd.Flags().BoolVar(&o.Mine, "mine", false, "only hosts owned by your account")
 	cmd.Flags().BoolVarP(&o.Wide, "wide", "w", false, "do not truncate errors")
+	cmd.Flags().BoolVar(&o.Watch, "watch", false, "show the list again on each change (off a terminal: a JSON line per changed host) until interrupted")
 	return cmd
 }
 
@@ -47,14 +50,26 @@ func runList(ctx context.Context, f *Factory, o *ListOptions) error {
 		cfg, _ := f.Config()
 		filter.Owner = cfg.Account
 	}
-	hs, err := svc.List(ctx, filter)
-	if err != nil {
-		return err
+	draw := func(ctx context.Context) error {
+		hs, err := svc.List(ctx, filter)
+		if err != nil {
+			return err
+		}
+		if hs == nil {
+			hs = []model.Host{}
+		}
+		return f.render(hs, func(w *Out) error {
+			return printHostTable(w, f.Now(), hs, o.Wide)
+		})
 	}
-	if hs == nil {
-		hs = []model.Host{}
+	if !o.Watch {
+		return draw(ctx)
 	}
-	return f.render(hs, func(w *Out) error {
-		return printHostTable(w, f.Now(), hs, o.Wide)
-	})
+	full := filter
+	full.Brief = false
+	return runWatch(ctx, f, projects.Caller{}, watchSpec{topic: store.TopicHosts, draw: draw,
+		rows: func(ctx context.Context) ([]store.Event, error) {
+			hs, err := svc.List(ctx, full)
+			return hostRows(hs), err
+		}})
 }

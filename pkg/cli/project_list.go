@@ -18,6 +18,7 @@ type ProjectListOptions struct {
 	All     bool
 	Deleted bool
 	Refresh bool
+	Watch   bool
 	// StaleBackups lists only projects whose newest backup is older.
 	StaleBackups time.Duration
 }
@@ -40,6 +41,7 @@ so projects their hosts stopped for being idle show as stopped.`,
 	cmd.Flags().BoolVar(&o.Deleted, "deleted", false, "include deleted projects")
 	cmd.Flags().BoolVar(&o.Refresh, "refresh", false, "ask the hosts for each project's state")
 	cmd.Flags().DurationVar(&o.StaleBackups, "stale-backups", 0, "only projects whose newest backup is older than this (or that have none), such as 24h")
+	cmd.Flags().BoolVar(&o.Watch, "watch", false, "show the list again on each change (off a terminal: a JSON line per changed project) until interrupted")
 	cmd.RegisterFlagCompletionFunc("host", completeHosts(f)) //nolint:errcheck
 	return cmd
 }
@@ -52,7 +54,24 @@ func runProjectList(ctx context.Context, f *Factory, as *asFlag, o *ProjectListO
 	if err != nil {
 		return err
 	}
-	list, err := ps.List(ctx, c, projects.ListRequest{Host: o.Host, All: o.All, Deleted: o.Deleted, Refresh: o.Refresh})
+	req := projects.ListRequest{Host: o.Host, All: o.All, Deleted: o.Deleted, Refresh: o.Refresh}
+	if !o.Watch {
+		return drawProjects(ctx, f, c, ps, req)
+	}
+	return runWatch(ctx, f, c, watchSpec{topic: store.TopicProjects,
+		draw: func(ctx context.Context) error { return drawProjects(ctx, f, c, ps, req) },
+		rows: func(ctx context.Context) ([]store.Event, error) {
+			list, err := ps.List(ctx, c, req)
+			out := make([]store.Event, len(list))
+			for i := range list {
+				out[i] = store.Event{Topic: store.TopicProjects, ID: list[i].ID, Project: &list[i]}
+			}
+			return out, err
+		}})
+}
+
+func drawProjects(ctx context.Context, f *Factory, c projects.Caller, ps ProjectService, req projects.ListRequest) error {
+	list, err := ps.List(ctx, c, req)
 	if err != nil {
 		return err
 	}
@@ -92,7 +111,7 @@ func runProjectList(ctx context.Context, f *Factory, as *asFlag, o *ProjectListO
 
 // runStaleBackups lists the projects whose backups are older than asked.
 func runStaleBackups(ctx context.Context, f *Factory, as *asFlag, o *ProjectListOptions) error {
-	if o.StaleBackups < 0 || o.Host != "" || o.Deleted || o.Refresh {
+	if o.StaleBackups < 0 || o.Host != "" || o.Deleted || o.Refresh || o.Watch {
 		return usagef("--stale-backups takes a positive age such as 24h, and goes only with --all")
 	}
 	c, ps, err := withBackups(ctx, f, as)

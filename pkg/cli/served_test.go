@@ -22,6 +22,7 @@ var localOnly = map[string]string{
 	// unset, and the client of the server when it is set.
 	"Factory.Hosts": "mode switch", "Factory.Projects": "mode switch", "Factory.Backups": "mode switch",
 	"Factory.Ops": "mode switch", "Factory.Jobs": "mode switch", "Factory.Accounts": "mode switch",
+	"Factory.Watcher": "mode switch",
 	// The direct-only accessors themselves.
 	"Factory.Store": "accessor", "Factory.Providers": "accessor", "Factory.localHosts": "accessor",
 

@@ -10,11 +10,15 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
+	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // ShowOptions are the inputs of `show`.
 type ShowOptions struct {
-	Host string
+	Host  string
+	Watch bool
 }
 
 // HostDetail is `show`'s JSON: the host object plus what is known about it.
@@ -27,10 +31,12 @@ type HostDetail struct {
 
 func newShowCmd(f *Factory) *cobra.Command {
 	o := &ShowOptions{}
-	return hostVerbCmd(f, &cobra.Command{
+	cmd := hostVerbCmd(f, &cobra.Command{
 		Use:   "show HOST",
 		Short: "Show one host in detail",
 	}, o, &o.Host, runShow)
+	cmd.Flags().BoolVar(&o.Watch, "watch", false, "show it again on each change (off a terminal: a JSON line each time the host changes) until interrupted")
+	return cmd
 }
 
 func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
@@ -38,7 +44,24 @@ func runShow(ctx context.Context, f *Factory, o *ShowOptions) error {
 	if err != nil {
 		return err
 	}
-	hd, err := svc.Detail(ctx, o.Host)
+	if !o.Watch {
+		return showHost(ctx, f, svc, o.Host)
+	}
+	h, err := svc.Get(ctx, o.Host)
+	if err != nil {
+		return err
+	}
+	// By id from here on: a host of the same name made later is another.
+	return runWatch(ctx, f, projects.Caller{}, watchSpec{topic: store.TopicHosts, also: []store.Topic{store.TopicJobs},
+		draw: func(ctx context.Context) error { return showHost(ctx, f, svc, h.ID) },
+		rows: func(ctx context.Context) ([]store.Event, error) {
+			h, err := svc.Get(ctx, h.ID)
+			return hostRows([]model.Host{h}), err
+		}})
+}
+
+func showHost(ctx context.Context, f *Factory, svc HostService, host string) error {
+	hd, err := svc.Detail(ctx, host)
 	if err != nil {
 		return err
 	}
