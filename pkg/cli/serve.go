@@ -41,8 +41,11 @@ when it changes something or is refused, written to the audit log.
 
 The server also runs the queue's worker and its periodic duties, as
 ` + "`cocalc-hosts worker`" + ` does, unless --no-worker (then run workers apart).
-On SIGTERM or Ctrl-C it stops taking requests, lets those in flight
-finish, and lets its worker finish or hand back its jobs.
+Several servers may share one Postgres: all run jobs, and the one holding
+the database's leader lock runs the periodic duties (another takes over
+within seconds if it dies). On SIGTERM or Ctrl-C it stops taking
+requests, lets those in flight finish, gives running jobs 20 s to end and
+hands the rest back for another process to run at once.
 
 Without --tls-cert/--tls-key it listens only on loopback: API keys must
 not cross a network in clear (put a TLS proxy in front, or give a
