@@ -57,6 +57,9 @@ func (o Ops) Status(ctx context.Context, r model.HealthRequest) (model.Health, e
 	for _, c := range stats.Hosts {
 		h.Hosts[c.Status] += c.Count
 	}
+	if h.Leader, err = st.LeaderExists(ctx); err != nil {
+		return h, err
+	}
 	if h.Failed, h.FailedJobs, err = st.FailedJobs(ctx, since, 5); err != nil {
 		return h, err
 	}

@@ -91,6 +91,11 @@ func runStatus(cmd *cobra.Command, f *Factory, o *StatusOptions) error {
 			ws = []string{"none holding a lease"}
 		}
 		fmt.Fprintf(w, "workers:   %s\n", strings.Join(ws, ", "))
+		if h.Leader {
+			fmt.Fprintln(w, "leader:    a worker or server holds the leader lock and runs reconcile, catalog refresh and the other periodic duties")
+		} else {
+			fmt.Fprintln(w, "leader:    none: no worker or server runs the periodic duties (reconcile, catalog refresh, …); start `cocalc-hosts worker` or `serve`")
+		}
 		var hs []string
 		for _, st := range model.AllStatuses {
 			if n := h.Hosts[st]; n > 0 {

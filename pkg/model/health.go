@@ -26,6 +26,10 @@ type Health struct {
 	// Workers hold leases on running jobs (a worker with no running job
 	// is not seen).
 	Workers []WorkerSeen `json:"workers"`
+	// Leader is whether some process (a worker or server) holds the
+	// database's leader lock, and so runs reconcile, catalog refresh and
+	// the other periodic duties.
+	Leader bool `json:"leader"`
 	// Hosts counts the live hosts by status.
 	Hosts map[Status]int `json:"hosts"`
 	// FailedJobs is how many jobs failed since FailedSince; Failed the

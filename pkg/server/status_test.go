@@ -26,9 +26,15 @@ func TestStatusReportsProblems(t *testing.T) {
 			served := client.Ops{C: root}
 
 			h, err := direct.Status(ctx, model.HealthRequest{})
-			if err != nil || !h.Healthy || len(h.Problems) != 0 || h.Backend != backend {
+			if err != nil || !h.Healthy || len(h.Problems) != 0 || h.Backend != backend || h.Leader {
 				t.Fatalf("an empty deployment: %+v, %v", h, err)
 			}
+			// A process leads (as a worker would).
+			lead, err := e.st.TryLead(ctx)
+			if err != nil || lead == nil {
+				t.Fatalf("take the leader lock: %v", err)
+			}
+			defer lead.Release()
 
 			// A job that failed, one queued, a host in error.
 			box := e.addHost("alice", "failbox")
@@ -66,6 +72,9 @@ func TestStatusReportsProblems(t *testing.T) {
 				}
 				if h.Queued != 1 || h.OldestDue == nil || h.OldestDue.Action != model.ActionStop || h.OldestWait < 59 {
 					t.Fatalf("%s: the queue: %+v", name, h)
+				}
+				if !h.Leader {
+					t.Fatalf("%s: the leader is not seen", name)
 				}
 				if h.Hosts[model.StatusError] != 1 || h.Hosts[model.StatusOff] != 1 {
 					t.Fatalf("%s: hosts by status: %v", name, h.Hosts)
