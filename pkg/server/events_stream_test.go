@@ -3,10 +3,12 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,7 @@ import (
 
 // secondServer is another server, with its own store (and so its own
 // LISTEN connection), on e's database.
-func secondServer(t *testing.T, e *env) (*server.Server, *httptest.Server) {
+func secondServer(t testing.TB, e *env) (*server.Server, *httptest.Server) {
 	cfg, err := config.Load(filepath.Join(t.TempDir(), "config.yaml"), map[string]string{"db": e.db})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ type watcher struct {
 	done   chan error
 }
 
-func watch(t *testing.T, url, key string, topics ...store.Topic) *watcher {
+func watch(t testing.TB, url, key string, topics ...store.Topic) *watcher {
 	c, err := client.New(url, key)
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +149,28 @@ func TestEventStream(t *testing.T) {
 		t.Fatalf("alice sees %+v, want host before deleted", ev)
 	}
 
+	// A broken stream reconnects: what changed meanwhile comes (a1's
+	// deletion), what did not (her job) does not come again.
+	httpB.CloseClientConnections()
+	a1.DeletedAt = &now
+	if err := e.st.UpdateHost(ctx, a1); err != nil {
+		t.Fatal(err)
+	}
+	if ev := alice.next(t); !ev.Deleted || ev.ID != a1.ID {
+		t.Fatalf("alice sees %+v after reconnecting, want host a1 deleted", ev)
+	}
+	a2 := e.addHost("alice", "a2")
+	if ev := alice.next(t); ev.ID != a2.ID {
+		t.Fatalf("alice sees %+v, want only the new host a2", ev)
+	}
+	// Put in the shared pool, her host reaches bob.
+	if err := e.st.SetHostShared(ctx, a2.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if ev := bob.next(t); ev.ID != a2.ID || !ev.Host.Shared {
+		t.Fatalf("bob sees %+v, want the shared host a2", ev)
+	}
+
 	// Shutdown ends a stream (the client would reconnect: read it raw).
 	req, _ := http.NewRequest("GET", httpB.URL+"/api/v1/events?topics=jobs", nil)
 	req.Header.Set("Authorization", "Bearer "+e.keys["root"])
@@ -164,4 +188,42 @@ func TestEventStream(t *testing.T) {
 	if sc.Err() != nil {
 		t.Fatalf("stream ended with %v, want its end", sc.Err())
 	}
+}
+
+// BenchmarkEventLatency is the time from a committed change to a host
+// (through one server's store) to its event at a client of another server
+// on the same Postgres: the NOTIFY, the LISTEN of the other store, the
+// row's re-read and check, and the SSE stream over loopback HTTP.
+//
+//	go test -run '^$' -bench BenchmarkEventLatency -benchtime 200x ./pkg/server/
+func BenchmarkEventLatency(b *testing.B) {
+	e := newEnv(b, "postgres", nil)
+	ctx := context.Background()
+	h := e.addHost("alice", "lat")
+	_, httpB := secondServer(b, e)
+	w := watch(b, httpB.URL, e.keys["alice"], store.TopicHosts)
+	for ev := range w.events {
+		if ev.Sync {
+			break
+		}
+	}
+	var lat []time.Duration
+	for i := 0; b.Loop(); i++ {
+		h.LastAction = fmt.Sprint("bench-", i)
+		start := time.Now()
+		if err := e.st.UpdateHost(ctx, h); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			ev := <-w.events
+			if ev.Host != nil && ev.Host.LastAction == h.LastAction {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	ms := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(ms(0.5), "p50-ms")
+	b.ReportMetric(ms(0.99), "p99-ms")
 }
