@@ -134,49 +134,33 @@ func (w *watch) resync(ctx context.Context, t Topic) error {
 }
 
 func (w *watch) list(ctx context.Context, t Topic) ([]Event, error) {
-	var out []Event
 	switch t {
 	case TopicHosts:
 		hs, err := w.st.ListHosts(ctx, HostFilter{})
-		if err != nil {
-			return nil, err
-		}
-		for i := range hs {
-			if ok, err := allowed(ctx, w.vis.Host, hs[i]); err != nil || !ok {
-				if err != nil {
-					return nil, err
-				}
-				continue
-			}
-			out = append(out, Event{Topic: t, ID: hs[i].ID, Host: &hs[i]})
-		}
+		return visibleRows(ctx, hs, err, w.vis.Host, func(h *model.Host) Event { return Event{Topic: t, ID: h.ID, Host: h} })
 	case TopicProjects:
 		ps, err := w.st.ListProjects(ctx, ProjectFilter{})
-		if err != nil {
-			return nil, err
-		}
-		for i := range ps {
-			if ok, err := allowed(ctx, w.vis.Project, ps[i]); err != nil || !ok {
-				if err != nil {
-					return nil, err
-				}
-				continue
-			}
-			out = append(out, Event{Topic: t, ID: ps[i].ID, Project: &ps[i]})
-		}
+		return visibleRows(ctx, ps, err, w.vis.Project, func(p *model.Project) Event { return Event{Topic: t, ID: p.ID, Project: p} })
 	case TopicJobs:
 		js, err := w.st.ListJobs(ctx, JobFilter{ActiveOnly: true})
+		return visibleRows(ctx, js, err, w.vis.Job, func(j *model.Job) Event { return Event{Topic: t, ID: j.ID, Job: j} })
+	}
+	return nil, nil
+}
+
+// visibleRows are the rows (read with err) that may allows, as events.
+func visibleRows[T any](ctx context.Context, rows []T, err error, may func(context.Context, T) (bool, error), event func(*T) Event) ([]Event, error) {
+	if err != nil {
+		return nil, err
+	}
+	var out []Event
+	for i := range rows {
+		ok, err := allowed(ctx, may, rows[i])
 		if err != nil {
 			return nil, err
 		}
-		for i := range js {
-			if ok, err := allowed(ctx, w.vis.Job, js[i]); err != nil || !ok {
-				if err != nil {
-					return nil, err
-				}
-				continue
-			}
-			out = append(out, Event{Topic: t, ID: js[i].ID, Job: &js[i]})
+		if ok {
+			out = append(out, event(&rows[i]))
 		}
 	}
 	return out, nil
