@@ -112,7 +112,7 @@ func TestEventStream(t *testing.T) {
 	before := e.addHost("alice", "before")
 	srvB, httpB := secondServer(t, e)
 	alice := watch(t, httpB.URL, e.keys["alice"]) // through the other server
-	bob := watch(t, e.http.URL, e.keys["bob"], store.TopicHosts)
+	bob := watch(t, e.http.URL, e.keys["bob"], store.TopicHosts, store.TopicProjects)
 	// The current rows first, then a sync.
 	if ev := <-alice.events; ev.Host == nil || ev.Host.Name != "before" {
 		t.Fatalf("alice's first event: %+v", ev)
@@ -169,6 +169,26 @@ func TestEventStream(t *testing.T) {
 	}
 	if ev := bob.next(t); ev.ID != a2.ID || !ev.Host.Shared {
 		t.Fatalf("bob sees %+v, want the shared host a2", ev)
+	}
+	if ev := alice.next(t); ev.ID != a2.ID || !ev.Host.Shared {
+		t.Fatalf("alice sees %+v, want her host a2 shared", ev)
+	}
+	// On that host each sees only their own projects.
+	project := func(owner string) model.Project {
+		p := model.Project{ID: uuid.NewString(), Title: "t", Owner: owner, HostID: a2.ID, Image: "localhost/base",
+			State: model.ProjectStopped, CreatedAt: now, UpdatedAt: now}
+		if err := e.st.CreateProject(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pa := project("alice")
+	if ev := alice.next(t); ev.Topic != store.TopicProjects || ev.ID != pa.ID || ev.Project.Owner != "alice" {
+		t.Fatalf("alice sees %+v, want her project", ev)
+	}
+	pb := project("bob")
+	if ev := bob.next(t); ev.ID != pb.ID {
+		t.Fatalf("bob sees %+v, want only his project", ev)
 	}
 
 	// Shutdown ends a stream (the client would reconnect: read it raw).
