@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -189,6 +190,36 @@ func TestEventStream(t *testing.T) {
 	pb := project("bob")
 	if ev := bob.next(t); ev.ID != pb.ID {
 		t.Fatalf("bob sees %+v, want only his project", ev)
+	}
+
+	// An admin sees the same events through a server as directly.
+	root := watch(t, e.http.URL, e.keys["root"], store.TopicHosts)
+	direct := &watcher{events: make(chan store.Event, 100), done: make(chan error, 1)}
+	dctx, dcancel := context.WithCancel(ctx)
+	defer func() { dcancel(); <-direct.done }()
+	go func() {
+		direct.done <- e.app.Watch(dctx, projects.Caller{}, []store.Topic{store.TopicHosts}, func(ev store.Event) error {
+			direct.events <- ev
+			return nil
+		})
+	}()
+	for _, w := range []*watcher{root, direct} {
+		for ev := range w.events {
+			if ev.Sync {
+				break
+			}
+		}
+	}
+	r1 := e.addHost("root", "r1")
+	served, direct1 := root.next(t), direct.next(t)
+	if js, jd := must(json.Marshal(served)), must(json.Marshal(direct1)); served.ID != r1.ID || string(js) != string(jd) {
+		t.Fatalf("through the server %s, directly %s", js, jd)
+	}
+	// An unreachable server is one error naming server.url.
+	dead, _ := client.New("http://127.0.0.1:1", e.keys["root"])
+	err = client.Events{C: dead}.Watch(ctx, projects.Caller{}, nil, func(store.Event) error { return nil })
+	if !errkind.Is(err, errkind.Unavailable) || !strings.Contains(err.Error(), "(server.url)") {
+		t.Fatalf("watching an unreachable server: %v", err)
 	}
 
 	// Shutdown ends a stream (the client would reconnect: read it raw).
