@@ -44,8 +44,9 @@ until it ends). Whatever costs or destroys is confirmed first, showing what
 it costs or deletes. ? lists every key.
 
 It works directly and, with server.url set, through a server. It follows
-the database's changes directly, and polls every --refresh in both modes;
-each read has --timeout, and the top line says how old what you see is. NO_COLOR (or --theme mono) shows it without colour.
+the database's changes (through a server, its event stream) and reads
+again every --refresh; each read has --timeout, and the top line says how
+old what you see is. NO_COLOR (or --theme mono) shows it without colour.
 Needs a terminal; scripts use ` + "`list -o json`" + `.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -737,25 +737,39 @@ func (s *dashboardSource) Shell(ctx context.Context, id string) (tui.Command, er
 	return &dashboardShell{ctx: s.ctx, s: s, project: id}, nil
 }
 
-// Changes forwards, in direct mode, the store's committed changes to
-// hosts, projects and jobs (Postgres LISTEN/NOTIFY; SQLite polls its
-// data version), folded into one pending signal: the dashboard re-reads
-// on each. Through a server it is nil, and the dashboard polls every
-// --refresh, showing how old what it shows is.
+// Changes forwards the committed changes to the hosts, projects and
+// jobs the caller may see (the Watcher: the database's notifications
+// directly, the server's event stream through one), folded into one
+// pending signal: the dashboard re-reads on each. The rows a watch
+// starts with are not changes. Should the watch end, the channel closes
+// and the dashboard goes on polling every --refresh.
 func (s *dashboardSource) Changes(ctx context.Context) <-chan struct{} {
-	if s.local == nil {
+	w, err := s.f.Watcher()
+	if err != nil {
 		return nil
 	}
-	in := s.local.Store.Subscribe(ctx)
+	c, err := caller(s.f, s.as)
+	if err != nil {
+		return nil
+	}
+	topics := store.Topics
 	out := make(chan struct{}, 1)
 	go func() {
 		defer close(out)
-		for range in {
+		synced := 0
+		w.Watch(ctx, c, topics, func(e store.Event) error { //nolint:errcheck // polling goes on without it
+			if e.Sync {
+				synced++
+			}
+			if synced < len(topics) || (e.Sync && synced == len(topics)) {
+				return nil // the rows the watch starts with
+			}
 			select {
 			case out <- struct{}{}:
 			default: // one re-read is already due
 			}
-		}
+			return nil
+		})
 	}()
 	return out
 }

@@ -53,7 +53,7 @@ func TestTransferProgressCountsVolumes(t *testing.T) {
 // With server.url set the dashboard reads through the server: no
 // database is opened, each read ends with its deadline when the server
 // does not answer (the dashboard then shows how stale its screen is),
-// and it polls, having no change events from a server yet.
+// and it follows the server's event stream.
 func TestRemoteDashboardReadsThroughTheServer(t *testing.T) {
 	asked := make(chan string, 16)
 	release := make(chan struct{})
@@ -106,7 +106,21 @@ func TestRemoteDashboardReadsThroughTheServer(t *testing.T) {
 	if got := <-asked; got != "GET /api/v1/hosts" {
 		t.Fatalf("the first read asked the server for %s", got)
 	}
-	if ch := src.Changes(context.Background()); ch != nil {
-		t.Fatal("a server's dashboard has change events; it should poll")
+	// Changes follows the server's event stream, and ends with the
+	// dashboard.
+	wctx, stop := context.WithCancel(context.Background())
+	ch := src.Changes(wctx)
+	if ch == nil {
+		t.Fatal("through a server the dashboard has no change events")
+	}
+	for got := ""; got != "GET /api/v1/events"; {
+		select {
+		case got = <-asked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the dashboard never asked the server for its events")
+		}
+	}
+	stop()
+	for range ch { // closes once the watch ends
 	}
 }
