@@ -1,5 +1,6 @@
 // Package dns publishes project hosts' public names as Cloudflare A
-// records (NAME.DOMAIN → the host's public IPv4 address), through
+// records (NAME.DOMAIN → the host's public IPv4 address), and the TXT
+// records that answer ACME DNS-01 challenges for those names, through
 // cloudflare-go's dns and option packages only: the root package would
 // read CLOUDFLARE_* environment variables, and secrets here come only from
 // 0600 files.
@@ -166,10 +167,76 @@ func (c *Cloudflare) Check(ctx context.Context) error {
 }
 
 func (c *Cloudflare) find(ctx context.Context, fqdn string) ([]cfdns.RecordResponse, error) {
+	return c.findType(ctx, fqdn, cfdns.RecordListParamsTypeA)
+}
+
+// SetTXT adds a TXT record fqdn → value (an ACME DNS-01 answer); an
+// identical record already there is left alone.
+func (c *Cloudflare) SetTXT(ctx context.Context, fqdn, value string) error {
+	if !strings.HasSuffix(strings.ToLower(fqdn), "."+c.domain) {
+		return fmt.Errorf("dns: %s is not under dns.domain %s; no TXT record made", fqdn, c.domain)
+	}
+	existing, err := c.findType(ctx, fqdn, cfdns.RecordListParamsTypeTXT)
+	if err != nil {
+		return err
+	}
+	for _, r := range existing {
+		if txtContent(r.Content) == value {
+			return nil
+		}
+	}
+	var body cfdns.TXTRecordParam
+	body.Name.Value, body.Name.Present = fqdn, true
+	body.Type.Value, body.Type.Present = cfdns.TXTRecordTypeTXT, true
+	body.Content.Value, body.Content.Present = value, true
+	body.TTL.Value, body.TTL.Present = cfdns.TTL(60), true
+	body.Comment.Value, body.Comment.Present = "cocalc-hosts ACME challenge", true
+	var p cfdns.RecordNewParams
+	p.ZoneID.Value, p.ZoneID.Present, p.Body = c.zone, true, body
+	rec, err := c.records.New(ctx, p)
+	if err != nil {
+		return c.wrap("create the TXT record "+fqdn, err)
+	}
+	if rec == nil || rec.ID == "" {
+		return fmt.Errorf("dns: creating the TXT record %s: Cloudflare replied without a record", fqdn)
+	}
+	return nil
+}
+
+// RemoveTXT deletes the TXT records fqdn → value; none is not an error.
+func (c *Cloudflare) RemoveTXT(ctx context.Context, fqdn, value string) error {
+	existing, err := c.findType(ctx, fqdn, cfdns.RecordListParamsTypeTXT)
+	if err != nil {
+		return err
+	}
+	for _, r := range existing {
+		if txtContent(r.Content) != value {
+			continue
+		}
+		if _, err := c.records.Delete(ctx, r.ID, c.deleteParams()); err != nil {
+			var apiErr *cfdns.Error
+			if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound {
+				continue
+			}
+			return c.wrap("delete the TXT record "+fqdn, err)
+		}
+	}
+	return nil
+}
+
+// txtContent drops the quotes Cloudflare may return around TXT content.
+func txtContent(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+func (c *Cloudflare) findType(ctx context.Context, fqdn string, typ cfdns.RecordListParamsType) ([]cfdns.RecordResponse, error) {
 	var out []cfdns.RecordResponse
 	var p cfdns.RecordListParams
 	p.ZoneID.Value, p.ZoneID.Present = c.zone, true
-	p.Type.Value, p.Type.Present = cfdns.RecordListParamsTypeA, true
+	p.Type.Value, p.Type.Present = typ, true
 	var name cfdns.RecordListParamsName
 	name.Exact.Value, name.Exact.Present = fqdn, true
 	p.Name.Value, p.Name.Present = name, true
@@ -178,7 +245,7 @@ func (c *Cloudflare) find(ctx context.Context, fqdn string) ([]cfdns.RecordRespo
 		r := iter.Current()
 		// The filter is the server's; check it, so a server that ignores
 		// it cannot make us touch other records.
-		if strings.EqualFold(r.Name, fqdn) && string(r.Type) == "A" {
+		if strings.EqualFold(r.Name, fqdn) && string(r.Type) == string(typ) {
 			out = append(out, r)
 		}
 	}

@@ -219,3 +219,47 @@ func TestRejectsNonIPv4(t *testing.T) {
 		t.Fatal("a bad address was sent to the API")
 	}
 }
+
+func TestTXTRecordsForACMEChallenges(t *testing.T) {
+	srv := dnsfake.New(zoneID, domain, token)
+	defer srv.Close()
+	c := newClient(t, srv, token, 0)
+	ctx := context.Background()
+	name := "_acme-challenge.gpu1." + domain
+	a, err := c.Ensure(ctx, "gpu1", "203.0.113.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second is a no-op, not a duplicate
+		if err := c.SetTXT(ctx, name, "tok-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.SetTXT(ctx, name, "tok-2"); err != nil {
+		t.Fatal(err)
+	}
+	txt := func() []string {
+		var out []string
+		for _, r := range srv.Records() {
+			if r.Type == "TXT" && r.Name == name {
+				out = append(out, r.Content)
+			}
+		}
+		return out
+	}
+	if got := txt(); len(got) != 2 {
+		t.Fatalf("TXT records %v, want tok-1 and tok-2", got)
+	}
+	if err := c.RemoveTXT(ctx, name, "tok-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := txt(); len(got) != 1 || got[0] != "tok-2" {
+		t.Fatalf("after removing tok-1: %v", got)
+	}
+	if len(aRecords(srv, a)) != 1 {
+		t.Fatalf("the A record of %s was touched", a)
+	}
+	if err := c.SetTXT(ctx, "_acme-challenge.evil.example.org", "x"); err == nil || !strings.Contains(err.Error(), "not under dns.domain") {
+		t.Fatalf("a name outside the domain: %v", err)
+	}
+}

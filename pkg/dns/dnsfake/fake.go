@@ -267,13 +267,16 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, id string) {
 		rec.Proxied = *in.Proxied
 	}
 	switch {
-	case rec.Type != "A":
-		reply(w, http.StatusBadRequest, nil, nil, apiError{Code: 9000, Message: "DNS Validation Error: this fake serves A records only"})
+	case rec.Type != "A" && rec.Type != "TXT":
+		reply(w, http.StatusBadRequest, nil, nil, apiError{Code: 9000, Message: "DNS Validation Error: this fake serves A and TXT records only"})
 		return
 	case rec.Name == "" || !(rec.Name == s.ZoneName || strings.HasSuffix(rec.Name, "."+s.ZoneName)):
-		reply(w, http.StatusBadRequest, nil, nil, apiError{Code: 9007, Message: fmt.Sprintf("Content for A record is invalid: name %q is not in zone %s", rec.Name, s.ZoneName)})
+		reply(w, http.StatusBadRequest, nil, nil, apiError{Code: 9007, Message: fmt.Sprintf("Content for %s record is invalid: name %q is not in zone %s", rec.Type, rec.Name, s.ZoneName)})
 		return
-	case !validIPv4(rec.Content):
+	case rec.Type == "TXT" && (rec.Content == "" || len(rec.Content) > 2048):
+		reply(w, http.StatusBadRequest, nil, nil, apiError{Code: 9101, Message: "Content for TXT record is invalid."})
+		return
+	case rec.Type == "A" && !validIPv4(rec.Content):
 		reply(w, http.StatusBadRequest, nil, nil, apiError{Code: 9005, Message: "Content for A record must be a valid IPv4 address."})
 		return
 	case rec.TTL != 1 && (rec.TTL < 60 || rec.TTL > 86400):
