@@ -192,6 +192,26 @@ func TestEventStream(t *testing.T) {
 		t.Fatalf("bob sees %+v, want only his project", ev)
 	}
 
+	// Made a collaborator on alice's host, bob sees it at once; removed,
+	// it leaves his stream (a trigger on the collaborators: no change to
+	// the host row itself).
+	a3 := e.addHost("alice", "a3")
+	if ev := alice.next(t); ev.ID != a3.ID {
+		t.Fatalf("alice sees %+v, want her host a3", ev)
+	}
+	if err := e.st.AddCollaborator(ctx, a3.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := bob.next(t); ev.ID != a3.ID || ev.Deleted {
+		t.Fatalf("bob sees %+v, want host a3 he now collaborates on", ev)
+	}
+	if err := e.st.RemoveCollaborator(ctx, a3.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := bob.next(t); ev.ID != a3.ID || !ev.Deleted || ev.Host != nil {
+		t.Fatalf("bob sees %+v, want host a3 gone from his view", ev)
+	}
+
 	// An admin sees the same events through a server as directly.
 	root := watch(t, e.http.URL, e.keys["root"], store.TopicHosts)
 	direct := &watcher{events: make(chan store.Event, 100), done: make(chan error, 1)}
