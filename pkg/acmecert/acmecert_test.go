@@ -16,7 +16,6 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/acmecert"
 	"github.com/sagemathinc/cocalc-hosts/pkg/acmecert/pebbletest"
-	"github.com/sagemathinc/cocalc-hosts/pkg/dns"
 	"github.com/sagemathinc/cocalc-hosts/pkg/dns/dnsfake"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
@@ -25,20 +24,7 @@ const domain = "hosts.example.com"
 
 func setup(t *testing.T) (*acmecert.Issuer, *pebbletest.CA, *dnsfake.Server) {
 	t.Helper()
-	zone := dnsfake.New("zone1", domain, "tok")
-	t.Cleanup(zone.Close)
-	dir := t.TempDir()
-	tokFile := filepath.Join(dir, "cf.token")
-	if err := os.WriteFile(tokFile, []byte("tok"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cf, err := dns.New(dns.Config{Domain: domain, ZoneID: "zone1", TokenFile: tokFile, Endpoint: zone.BaseURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pebble := pebbletest.Start(t, zone)
-	return &acmecert.Issuer{Directory: pebble.Directory, Email: "ops@example.com",
-		AccountKeyFile: filepath.Join(dir, "acme-account.key"), DNS: cf, HTTPClient: pebble.Client}, pebble, zone
+	return pebbletest.Issuer(t, domain)
 }
 
 func csrFor(t *testing.T, names ...string) []byte {

@@ -204,6 +204,7 @@ func (s *server) routes() http.Handler {
 	s.projectRoutes(mux)
 	s.transferRoutes(mux)
 	s.accessRoutes(mux)
+	s.ingressCertRoutes(mux)
 	s.backupRoutes(mux)
 	return mux
 }

@@ -34,12 +34,16 @@ type ingress struct {
 	dir        string
 	sessionTTL time.Duration
 
-	mu       sync.Mutex
-	https    net.Listener
-	ssh      net.Listener
-	tlsPin   string
-	hostKey  ssh.Signer
-	problems []string
+	mu     sync.Mutex
+	https  net.Listener
+	ssh    net.Listener
+	tlsPin string
+	// served is the HTTPS certificate (self-signed or CA-issued).
+	served     *tls.Certificate
+	servedInfo agentapi.IngressCert
+	csrName    string // the name of the pending CSR
+	hostKey    ssh.Signer
+	problems   []string
 
 	sessions *sessions
 	proxy    *projectProxy
@@ -125,7 +129,8 @@ func (g *ingress) info() agentapi.IngressInfo {
 	defer g.mu.Unlock()
 	var in agentapi.IngressInfo
 	if g.https != nil {
-		in.HTTPSAddr, in.TLSCertSHA256 = g.https.Addr().String(), g.tlsPin
+		info := g.servedInfo
+		in.HTTPSAddr, in.TLSCertSHA256, in.Cert = g.https.Addr().String(), g.tlsPin, &info
 	}
 	if g.ssh != nil {
 		in.SSHAddr = g.ssh.Addr().String()

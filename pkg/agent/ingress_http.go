@@ -45,13 +45,18 @@ func (g *ingress) startHTTPS(addr string, names []string) error {
 	}
 	srv := &http.Server{
 		Handler:           g,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         &tls.Config{GetCertificate: g.getCertificate, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(g.s.log.Handler(), slog.LevelDebug),
 	}
 	g.mu.Lock()
-	g.https, g.tlsPin = ln, CertPin(cert.Certificate[0])
+	g.https = ln
+	if issued, ok := g.loadACME(time.Now()); ok {
+		g.serve(issued, certInfo(issued.Leaf, true))
+	} else {
+		g.serve(&cert, certInfo(cert.Leaf, false))
+	}
 	g.mu.Unlock()
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {

@@ -65,6 +65,8 @@ type IngressInfo struct {
 	TLSCertSHA256 string `json:"tls_cert_sha256,omitempty"`
 	// SSHHostKey is the SSH ingress's host key (authorized_keys format).
 	SSHHostKey string `json:"ssh_host_key,omitempty"`
+	// Cert is the HTTPS ingress's certificate (nil: HTTPS off).
+	Cert *IngressCert `json:"cert,omitempty"`
 	// Error says why a listener that should run does not.
 	Error string `json:"error,omitempty"`
 }

@@ -11,7 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/letsencrypt/pebble/v2/ca"
@@ -20,8 +23,30 @@ import (
 	"github.com/letsencrypt/pebble/v2/wfe"
 	mdns "github.com/miekg/dns"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/acmecert"
+	"github.com/sagemathinc/cocalc-hosts/pkg/dns"
 	"github.com/sagemathinc/cocalc-hosts/pkg/dns/dnsfake"
 )
+
+// Issuer is a control plane's ACME side for domain: a Cloudflare fake for
+// the zone, the real pkg/dns client on it, and Pebble.
+func Issuer(t testing.TB, domain string) (*acmecert.Issuer, *CA, *dnsfake.Server) {
+	t.Helper()
+	zone := dnsfake.New("zone1", domain, "tok")
+	t.Cleanup(zone.Close)
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "cf.token")
+	if err := os.WriteFile(tokFile, []byte("tok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cf, err := dns.New(dns.Config{Domain: domain, ZoneID: "zone1", TokenFile: tokFile, Endpoint: zone.BaseURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pebble := Start(t, zone)
+	return &acmecert.Issuer{Directory: pebble.Directory, Email: "ops@example.com",
+		AccountKeyFile: filepath.Join(dir, "acme-account.key"), DNS: cf, HTTPClient: pebble.Client}, pebble, zone
+}
 
 // CA is a running Pebble.
 type CA struct {
@@ -37,15 +62,11 @@ type CA struct {
 
 func Start(t testing.TB, zone *dnsfake.Server) *CA {
 	t.Helper()
-	// Pebble's VA otherwise sleeps up to 5 s before each validation, and
-	// its front end rejects 5% of nonces (the ACME client retries those).
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	resolver := startDNS(t, zone)
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	// The HTTP-01 and TLS-ALPN-01 ports are unused: only DNS-01 is answered.
-	v := va.New(logger, 0, 0, false, resolver, store)
+	v := newVA(logger, resolver, store)
 	front := wfe.New(logger, store, v, authority, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
 	srv := httptest.NewTLSServer(front.Handler())
 	t.Cleanup(srv.Close)
@@ -92,4 +113,26 @@ func startDNS(t testing.TB, zone *dnsfake.Server) string {
 	<-started
 	t.Cleanup(func() { srv.Shutdown(); <-done }) //nolint:errcheck
 	return ln.Addr().String()
+}
+
+var envMu sync.Mutex
+
+// newVA makes Pebble's VA without its random sleep of up to 5 s before
+// each validation: Pebble reads that only from its environment, and
+// t.Setenv would forbid parallel tests. (Its front end also rejects 5% of
+// nonces; the ACME client retries those.)
+func newVA(logger *log.Logger, resolver string, store *db.MemoryStore) *va.VAImpl {
+	envMu.Lock()
+	defer envMu.Unlock()
+	old, had := os.LookupEnv("PEBBLE_VA_NOSLEEP")
+	os.Setenv("PEBBLE_VA_NOSLEEP", "1") //nolint:errcheck
+	defer func() {
+		if had {
+			os.Setenv("PEBBLE_VA_NOSLEEP", old) //nolint:errcheck
+		} else {
+			os.Unsetenv("PEBBLE_VA_NOSLEEP") //nolint:errcheck
+		}
+	}()
+	// The HTTP-01 and TLS-ALPN-01 ports are unused: only DNS-01 is answered.
+	return va.New(logger, 0, 0, false, resolver, store)
 }
