@@ -110,3 +110,27 @@ func TestIssueRefusesOtherNames(t *testing.T) {
 		t.Fatalf("an account was made for a refused request: %v", err)
 	}
 }
+
+// wrongTXT publishes a wrong answer, so only a CA that really looks the
+// record up refuses.
+type wrongTXT struct{ acmecert.TXTRecords }
+
+func (w wrongTXT) SetTXT(ctx context.Context, fqdn, value string) error {
+	return w.TXTRecords.SetTXT(ctx, fqdn, "wrong-"+value)
+}
+
+func (w wrongTXT) RemoveTXT(ctx context.Context, fqdn, value string) error {
+	return w.TXTRecords.RemoveTXT(ctx, fqdn, "wrong-"+value)
+}
+
+// TestIssueFailsOnAWrongChallengeRecord: Pebble validates DNS-01 for real.
+func TestIssueFailsOnAWrongChallengeRecord(t *testing.T) {
+	is, _, _ := setup(t)
+	is.DNS = wrongTXT{is.DNS}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := "gpu9." + domain
+	if _, err := is.Issue(ctx, csrFor(t, name), name); err == nil || !strings.Contains(err.Error(), "did not validate "+name+" over DNS-01") {
+		t.Fatalf("a wrong TXT record: %v", err)
+	}
+}
