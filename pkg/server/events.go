@@ -117,13 +117,10 @@ func (s *Server) followJob(w http.ResponseWriter, r *request) error {
 	if err := s.mayUseJob(r, j); err != nil {
 		return err
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		return errkind.New(errkind.Internal, "streaming is not supported by this connection")
+	flusher, err := startEventStream(w)
+	if err != nil {
+		return err
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
 	send := func(event string, v any) error {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -197,4 +194,18 @@ func (s *Server) followJob(w http.ResponseWriter, r *request) error {
 			flusher.Flush()
 		}
 	}
+}
+
+// startEventStream answers 200 with a server-sent event stream, flushed
+// at once so that the client knows it is connected.
+func startEventStream(w http.ResponseWriter) (http.Flusher, error) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		return nil, errkind.New(errkind.Internal, "streaming is not supported by this connection")
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	return flusher, nil
 }

@@ -42,14 +42,10 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		return errkind.New(errkind.Internal, "streaming is not supported by this connection")
+	flusher, err := startEventStream(w)
+	if err != nil {
+		return err
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,9 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
-	"github.com/sagemathinc/cocalc-hosts/pkg/app"
 	"github.com/sagemathinc/cocalc-hosts/pkg/client"
-	"github.com/sagemathinc/cocalc-hosts/pkg/config"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
@@ -30,25 +27,7 @@ import (
 // secondServer is another server, with its own store (and so its own
 // LISTEN connection), on e's database.
 func secondServer(t testing.TB, e *env) (*server.Server, *httptest.Server) {
-	cfg, err := config.Load(filepath.Join(t.TempDir(), "config.yaml"), map[string]string{"db": e.db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := app.New(cfg, nil)
-	t.Cleanup(a.Close)
-	ctx := context.Background()
-	st, err := a.Store(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs, err := a.Hosts(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := a.Projects(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, st, hs, ps := openApp(t, t.TempDir(), e.db)
 	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accounts.New(st, time.Now), Ops: a.Ops(),
 		Log: slog.New(slog.DiscardHandler)}
 	hts := httptest.NewServer(srv.Handler())

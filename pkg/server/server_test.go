@@ -75,16 +75,11 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 }
 func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
 
-func newEnv(t testing.TB, backend string, tune func(*server.Server)) *env {
-	tmp := t.TempDir()
-	t.Setenv("HOME", tmp)
-	t.Setenv("XDG_CONFIG_HOME", filepath.Join(tmp, "config"))
-	t.Setenv("XDG_STATE_HOME", filepath.Join(tmp, "state"))
-	db := filepath.Join(tmp, "state.db")
-	if backend == "postgres" {
-		db = pgtest.Shared(t).NewDatabase(t)
-	}
-	cfg, err := config.Load(filepath.Join(tmp, "config.yaml"), map[string]string{"db": db})
+// openApp is the application on database db, with its config file in dir,
+// and its store and domain services.
+func openApp(t testing.TB, dir, db string) (*app.App, store.Store, *hosts.Service, *projects.Service) {
+	t.Helper()
+	cfg, err := config.Load(filepath.Join(dir, "config.yaml"), map[string]string{"db": db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +98,20 @@ func newEnv(t testing.TB, backend string, tune func(*server.Server)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a, st, hs, ps
+}
+
+func newEnv(t testing.TB, backend string, tune func(*server.Server)) *env {
+	tmp := t.TempDir()
+	t.Setenv("HOME", tmp)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(tmp, "config"))
+	t.Setenv("XDG_STATE_HOME", filepath.Join(tmp, "state"))
+	db := filepath.Join(tmp, "state.db")
+	if backend == "postgres" {
+		db = pgtest.Shared(t).NewDatabase(t)
+	}
+	a, st, hs, ps := openApp(t, tmp, db)
+	ctx := context.Background()
 	clk := &clock{t: time.Now()}
 	accts := accounts.New(st, clk.Now)
 	e := &env{t: t, db: db, app: a, st: st, logs: &syncBuffer{}, keys: map[string]string{}, clock: clk}
