@@ -30,10 +30,9 @@ func newApp(t *testing.T, cfgFile string, now time.Time) *app.App {
 	return a
 }
 
-// The catalog duty refreshes expired catalogs (and only those) and
-// recomputes usage into cloud_vm_usage; a failing cloud is reported,
-// naming it, and changes nothing.
-func TestCatalogDutyRefreshesExpiredCatalogsAndUsage(t *testing.T) {
+// simConfig is a config file with the sim cloud configured, in a home of
+// the test's own.
+func simConfig(t *testing.T) string {
 	dir := t.TempDir()
 	t.Setenv("HOME", dir)
 	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
@@ -41,6 +40,14 @@ func TestCatalogDutyRefreshesExpiredCatalogsAndUsage(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("providers:\n  sim:\n    credentials: \"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return cfgFile
+}
+
+// The catalog duty refreshes expired catalogs (and only those) and
+// recomputes usage into cloud_vm_usage; a failing cloud is reported,
+// naming it, and changes nothing.
+func TestCatalogDutyRefreshesExpiredCatalogsAndUsage(t *testing.T) {
+	cfgFile := simConfig(t)
 	ctx := context.Background()
 	start := time.Now().Truncate(time.Millisecond)
 	a := newApp(t, cfgFile, start)
@@ -124,13 +131,7 @@ func TestCatalogDutyRefreshesExpiredCatalogsAndUsage(t *testing.T) {
 // Of two workers on one database, one leads (runs the duties) and the
 // other only runs jobs; when the leader stops, the other takes over.
 func TestOneWorkerLeads(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("HOME", dir)
-	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
-	cfgFile := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgFile, []byte("providers:\n  sim:\n    credentials: \"\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := simConfig(t)
 	ctx := context.Background()
 	type run struct {
 		w      *Worker
