@@ -55,7 +55,8 @@ func Main(ctx context.Context, configPath string) error {
 	// explicit Remove covers the case where Serve closed it first.
 	defer os.Remove(cfg.SocketPath)
 
-	s := &server{cfg: cfg, started: time.Now(), log: logger}
+	s := &server{cfg: cfg, started: time.Now(), log: logger, direct: newDirects()}
+	defer s.direct.stop()
 	if err := s.startProjects(ctx); err != nil {
 		logger.Error("refusing to start", "err", err)
 		return err
@@ -196,6 +197,8 @@ type server struct {
 	ingress *ingress
 	// Backups of projects with restic (backup.go).
 	backups *backups
+	// Listeners of expected direct transfers (direct.go).
+	direct *directs
 }
 
 func (s *server) routes() http.Handler {

@@ -127,6 +127,7 @@ var codeStatus = map[string]int{
 	// The agent's backup configuration, not the caller's, needs renewal.
 	agentapi.CodeBackupConfig: http.StatusUnauthorized,
 	agentapi.CodeUnavailable:  http.StatusServiceUnavailable,
+	agentapi.CodeUnreachable:  http.StatusBadGateway,
 }
 
 func (s *server) writeErr(w http.ResponseWriter, r *http.Request, err error) {

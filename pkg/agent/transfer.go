@@ -21,6 +21,8 @@ func (s *server) transferRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+p+"/snapshot", s.reply(withBody(s.handleTransferSnapshot)))
 	mux.HandleFunc("POST "+p+"/send", s.handleSend)
 	mux.HandleFunc("POST "+p+"/receive", s.reply(s.handleReceive))
+	mux.HandleFunc("POST "+p+"/expect", s.reply(withBody(s.handleExpect)))
+	mux.HandleFunc("POST "+p+"/push", s.handlePush)
 	mux.HandleFunc("POST "+p+"/commit", s.reply(withBody(s.handleCommit)))
 	mux.HandleFunc("DELETE "+p, s.reply(s.handleDropTransfer))
 	mux.HandleFunc("DELETE "+p+"/{name}", s.reply(s.handleDropTransferVolume))

@@ -20,6 +20,8 @@ import (
 //	POST   /v1/projects/{id}/transfer/snapshot   a transfer snapshot of the live home
 //	POST   /v1/projects/{id}/transfer/send       the stream of one volume
 //	POST   /v1/projects/{id}/transfer/receive    receive a stream into staging
+//	POST   /v1/projects/{id}/transfer/expect     accept one volume directly (direct.go)
+//	POST   /v1/projects/{id}/transfer/push       send one volume directly (direct.go)
 //	POST   /v1/projects/{id}/transfer/commit     make what was received the project
 //	DELETE /v1/projects/{id}/transfer            drop all transfer state
 //	DELETE /v1/projects/{id}/transfer/{name}     drop one transfer volume

@@ -171,6 +171,7 @@ func (a *App) Projects(ctx context.Context) (*projects.Service, error) {
 		ps.Now = a.now
 		ps.MaxAttempts = a.cfg.Worker.MaxAttempts
 		ps.KeepSource = a.cfg.Moves.KeepSource
+		ps.RelayMoves = a.cfg.Moves.Relay
 		ps.Ingress = projects.IngressSettings{TokenTTL: a.cfg.Tokens.TTL, CertValidity: a.cfg.Tokens.SSHCertValidity,
 			MaxStale: a.cfg.Ingress.ACLMaxStale}
 		path, err := a.SigningKeysPath()

@@ -83,6 +83,8 @@ type Settings struct {
 	Moves struct {
 		// KeepSource is how long a moved project's old copy is kept.
 		KeepSource time.Duration
+		// Relay sends every move through the control plane.
+		Relay bool
 	}
 
 	// Ingress is how users reach projects on hosts directly.

@@ -102,6 +102,14 @@ var keys = []key{
 		set: lifetime(func(s *Settings) *time.Duration { return &s.Tokens.SSHCertValidity })},
 	{name: "moves.keep_source", def: "24h", desc: "how long a moved project's copy stays on its old host after the move (`project move --cleanup` ends it early)",
 		set: duration(0, func(s *Settings) *time.Duration { return &s.Moves.KeepSource })},
+	{name: "moves.path", def: "auto", desc: "how a move's data goes: auto (straight from host to host when the source reaches the destination, else through the control plane) or relay (always through the control plane, e.g. where a firewall drops traffic between hosts)",
+		set: func(s *Settings, v string) error {
+			if v = strings.TrimSpace(v); v != "auto" && v != "relay" {
+				return fmt.Errorf("%q is not auto or relay", v)
+			}
+			s.Moves.Relay = v == "relay"
+			return nil
+		}},
 	{name: "ingress.acl_ttl", def: "1m", desc: "how often `worker` refreshes each running host's access list (a revoked collaborator is refused within this time)",
 		set: duration(0, func(s *Settings) *time.Duration { return &s.Ingress.ACLTTL })},
 	{name: "ingress.acl_max_stale", def: "10m", desc: "how long a host keeps serving with an access list the control plane has not refreshed, before it refuses everyone",

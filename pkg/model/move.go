@@ -44,9 +44,11 @@ type Move struct {
 	FromName string `json:"from_name"`
 	ToName   string `json:"to_name"`
 	Phase    string `json:"phase"`
-	// Path is how the data went: "relayed" through the control plane's
-	// connections to both agents.
-	Path string `json:"path"`
+	// Path is how the data went: "direct" from the source agent to the
+	// destination agent, or "relayed" through the control plane's
+	// connections to both; PathNote says why a move was relayed.
+	Path     string `json:"path"`
+	PathNote string `json:"path_note,omitempty"`
 	// Method is "btrfs" (snapshots carried) or "tar" (the home only).
 	Method string `json:"method"`
 	// Round counts pre-copy rounds; LastSent is the newest transfer

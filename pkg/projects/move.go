@@ -2,10 +2,14 @@ package projects
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,9 +37,12 @@ import (
 // rolled back: transfer state is dropped on both sides, the placement is
 // unchanged, and a project the move stopped is started again.
 //
-// The bytes go from the source agent to the destination agent through the
-// control plane's connections to both ("relayed"); they never touch the
-// database.
+// The bytes go from the source agent straight to the destination agent
+// when the source can reach it ("direct", see agentapi/direct.go: a
+// one-time credential for this project, move and volume, a certificate
+// fingerprint to pin); otherwise, and for the rest of the move once a
+// direct attempt failed, through the control plane's connections to both
+// ("relayed"). They never touch the database.
 
 // Pre-copy ends when a round sends at most this much, when a round sends
 // no less than the one before, or after maxPrecopyRounds.
@@ -44,8 +51,14 @@ const (
 	maxPrecopyRounds = 5
 )
 
-// PathRelayed says the data went through the control plane.
-const PathRelayed = "relayed"
+// Paths of a move's data (model.Move.Path).
+const (
+	PathDirect  = "direct"  // source agent to destination agent
+	PathRelayed = "relayed" // through the control plane
+)
+
+// directTTL is how long the destination waits for the source to connect.
+const directTTL = 2 * time.Minute
 
 // MoveRequest asks for a move.
 type MoveRequest struct {
@@ -84,8 +97,12 @@ func (s *Service) Move(ctx context.Context, c Caller, r MoveRequest) (Submitted,
 
 func (s *Service) newMove(kind string, p model.Project, from, to model.Host) model.Move {
 	now := s.Now()
-	return model.Move{ID: uuid.NewString(), Kind: kind, ProjectID: p.ID, FromHost: from.ID, ToHost: to.ID, FromName: from.Name, ToName: to.Name,
-		Phase: model.MovePrecopy, Path: PathRelayed, StartedAt: now, UpdatedAt: now}
+	m := model.Move{ID: uuid.NewString(), Kind: kind, ProjectID: p.ID, FromHost: from.ID, ToHost: to.ID, FromName: from.Name, ToName: to.Name,
+		Phase: model.MovePrecopy, Path: PathDirect, StartedAt: now, UpdatedAt: now}
+	if s.RelayMoves {
+		m.Path, m.PathNote = PathRelayed, "moves.path is relay"
+	}
+	return m
 }
 
 // checkTransfer finds the project, its host and the destination, and
@@ -294,7 +311,7 @@ func (mv *mover) sendSnapshots(ctx context.Context, srcVols, dstVols agentapi.Tr
 		byName[v.Name] = v
 	}
 	for _, step := range storage.PlanSend(toStorage(srcVols.Volumes), toStorage(dstVols.Volumes)) {
-		n, err := mv.relay(ctx, agentapi.TransferBtrfs, byName[step.Name], step.Parent, "snapshot "+step.Name)
+		n, err := mv.transfer(ctx, agentapi.TransferBtrfs, byName[step.Name], step.Parent, "snapshot "+step.Name)
 		mv.m.Bytes += n
 		if err != nil {
 			return err
@@ -347,7 +364,7 @@ func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.Trans
 	if err != nil {
 		return vol, 0, err
 	}
-	n, err := mv.relay(ctx, agentapi.TransferBtrfs, vol, from, what)
+	n, err := mv.transfer(ctx, agentapi.TransferBtrfs, vol, from, what)
 	mv.m.Bytes += n
 	if err != nil {
 		return vol, n, err
@@ -511,7 +528,7 @@ func (mv *mover) final(ctx context.Context) (string, []string, error) {
 			return "", nil, err
 		}
 	}
-	n, err := mv.relay(ctx, agentapi.TransferTar, vol, "", "copying the home with tar (snapshots are not carried)")
+	n, err := mv.transfer(ctx, agentapi.TransferTar, vol, "", "copying the home with tar (snapshots are not carried)")
 	mv.m.Bytes += n
 	if err != nil {
 		return "", nil, err
@@ -554,6 +571,77 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.report(p.n)
 	}
 	return n, err
+}
+
+// transfer sends one volume directly while the move's path is direct,
+// else relays it; a direct attempt that sent nothing switches the move to
+// relayed (for good, with the reason) and relays.
+func (mv *mover) transfer(ctx context.Context, method string, vol agentapi.TransferVolume, parent, what string) (int64, error) {
+	if mv.m.Path == PathDirect {
+		n, err := mv.direct(ctx, method, vol, parent, what)
+		if err == nil || !errors.Is(err, errRelay) {
+			return n, err
+		}
+		mv.m.Path, mv.m.PathNote = PathRelayed, strings.TrimPrefix(err.Error(), errRelay.Error()+": ")
+		mv.progress("relaying instead of sending directly: " + mv.m.PathNote)
+		if err := mv.save(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return mv.relay(ctx, method, vol, parent, what)
+}
+
+// errRelay marks a direct attempt that sent nothing.
+var errRelay = errors.New("relay")
+
+// directAddr is the destination's address as the source reaches it: the
+// loopback between two hosts on this machine, the private address within
+// one provider's region, else the public one ("" if none: relay).
+func directAddr(from, to model.Host) string {
+	switch {
+	case from.Provider == "local" && to.Provider == "local":
+		return "127.0.0.1"
+	case to.Provider == "local":
+		return "" // this machine's loopback is not the source's
+	case from.Provider == to.Provider && from.Region == to.Region && from.Runtime.PrivateIP != "" && to.Runtime.PrivateIP != "":
+		return to.Runtime.PrivateIP
+	}
+	return to.Runtime.PublicIP
+}
+
+// direct has the destination expect the volume and the source push it.
+func (mv *mover) direct(ctx context.Context, method string, vol agentapi.TransferVolume, parent, what string) (int64, error) {
+	addr := directAddr(mv.from, mv.to)
+	if addr == "" {
+		return 0, fmt.Errorf("%w: host %s has no address host %s can reach", errRelay, mv.to.Name, mv.from.Name)
+	}
+	secret := make([]byte, agentapi.CredentialBytes)
+	if _, err := rand.Read(secret); err != nil {
+		return 0, fmt.Errorf("transfer credential: %w", err)
+	}
+	cred := base64.StdEncoding.EncodeToString(secret)
+	exp, err := mv.dst.Expect(ctx, mv.dstID, agentapi.ExpectRequest{Move: mv.m.ID, Method: method, Volume: vol, Credential: cred, TTLSeconds: int(directTTL / time.Second)})
+	if err != nil {
+		return 0, fmt.Errorf("%w: host %s cannot expect a direct transfer: %v", errRelay, mv.to.Name, err)
+	}
+	start := mv.s.Now()
+	res, err := mv.src.Push(ctx, mv.p.ID, agentapi.PushRequest{
+		SendRequest: agentapi.SendRequest{Method: method, Name: vol.Name, Parent: parent},
+		Addr:        net.JoinHostPort(addr, strconv.Itoa(exp.Port)), Fingerprint: exp.Fingerprint,
+		Hello: agentapi.DirectHello{Project: mv.dstID, Move: mv.m.ID, Volume: vol.Name, Credential: cred},
+	}, func(n int64) {
+		secs := mv.s.Now().Sub(start).Seconds()
+		mv.progress(fmt.Sprintf("%s: %s sent directly, %s/s", what, FormatBytes(n), FormatBytes(int64(float64(n)/max(secs, 0.001)))))
+	})
+	if agentapi.IsCode(err, agentapi.CodeUnreachable) {
+		return 0, fmt.Errorf("%w: %v", errRelay, err)
+	}
+	if err != nil {
+		return res.Bytes, err
+	}
+	secs := mv.s.Now().Sub(start).Seconds()
+	mv.progress(fmt.Sprintf("%s: %s sent directly in %.1fs (%s/s)", what, FormatBytes(res.Bytes), secs, FormatBytes(int64(float64(res.Bytes)/max(secs, 0.001)))))
+	return res.Bytes, nil
 }
 
 // relay streams one volume from the source agent to the destination

@@ -52,6 +52,9 @@ type Service struct {
 	Ingress IngressSettings
 	// KeepSource is how long a moved project's old copy is kept.
 	KeepSource time.Duration
+	// RelayMoves sends every move's data through the control plane
+	// (moves.path relay), never straight from host to host.
+	RelayMoves bool
 	// Backup are the backup settings (backup.go).
 	Backup BackupSettings
 }

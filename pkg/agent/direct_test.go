@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+)
+
+func credential(t *testing.T) string {
+	b := make([]byte, agentapi.CredentialBytes)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// portClosed polls until nothing listens on addr.
+func portClosed(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An expected transfer takes the right credential once and refuses
+// everything else; its port closes after one connection or at expiry, and
+// the source refuses a certificate other than the pinned one.
+func TestDirectTransferCredential(t *testing.T) {
+	path, cfg := testConfig(t)
+	runAgent(t, path)
+	waitStatus(t, cfg.SocketPath)
+	c := agentapi.NewClient(cfg.SocketPath)
+	ctx := tctx(t)
+	id := uuid.NewString()
+
+	expect := func(ttl int) (agentapi.DirectHello, string, string) {
+		t.Helper()
+		hello := agentapi.DirectHello{Project: id, Move: "m1", Volume: "home", Credential: credential(t)}
+		exp, err := c.Expect(ctx, id, agentapi.ExpectRequest{Move: hello.Move, Method: agentapi.TransferTar,
+			Volume: agentapi.TransferVolume{Name: hello.Volume}, Credential: hello.Credential, TTLSeconds: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hello, net.JoinHostPort("127.0.0.1", strconv.Itoa(exp.Port)), exp.Fingerprint
+	}
+	refused := func(what, addr, fp string, hello agentapi.DirectHello, want string) {
+		t.Helper()
+		conn, err := dialTransfer(ctx, addr, fp, hello)
+		if err == nil {
+			conn.Close()
+			t.Fatalf("%s: accepted", what)
+		}
+		if !strings.Contains(err.Error(), want) || codeOf(err) != agentapi.CodeUnreachable {
+			t.Fatalf("%s: got %v (code %s), want %q", what, err, codeOf(err), want)
+		}
+		portClosed(t, addr)
+	}
+
+	// Wrong credential, project, move or volume: refused, and the port is
+	// used up.
+	for name, change := range map[string]func(*agentapi.DirectHello){
+		"credential": func(h *agentapi.DirectHello) { h.Credential = credential(t) },
+		"project":    func(h *agentapi.DirectHello) { h.Project = uuid.NewString() },
+		"move":       func(h *agentapi.DirectHello) { h.Move = "m2" },
+		"volume":     func(h *agentapi.DirectHello) { h.Volume = "s1" },
+	} {
+		hello, addr, fp := expect(60)
+		change(&hello)
+		refused("wrong "+name, addr, fp, hello, "the destination refused the transfer")
+	}
+
+	// A certificate other than the pinned one.
+	hello, addr, _ := expect(60)
+	_, _, otherFP := expect(60)
+	refused("wrong fingerprint", addr, otherFP, hello, "does not match the pinned fingerprint")
+
+	// Expired: nobody came within the ttl.
+	_, addr, _ = expect(1)
+	portClosed(t, addr)
+
+	// The right credential: the stream is received, and the port closes.
+	hello, addr, fp := expect(60)
+	conn, err := dialTransfer(ctx, addr, fp, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	body := []byte("sent directly\n")
+	tw.WriteHeader(&tar.Header{Name: "hello.txt", Mode: 0o644, Size: int64(len(body))}) //nolint:errcheck
+	tw.Write(body)                                                                      //nolint:errcheck
+	tw.Close()
+	sent := int64(buf.Len())
+	if _, err := io.Copy(conn, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	var ans agentapi.DirectAnswer
+	if err := json.NewDecoder(conn).Decode(&ans); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if ans.Error != "" || ans.Bytes != sent {
+		t.Fatalf("answer %+v, want %d bytes and no error", ans, sent)
+	}
+	var got []byte
+	filepath.WalkDir(cfg.PoolPath, func(p string, d fs.DirEntry, err error) error { //nolint:errcheck
+		if err == nil && d.Name() == "hello.txt" {
+			got, _ = os.ReadFile(p)
+		}
+		return nil
+	})
+	if !bytes.Equal(got, body) {
+		t.Fatalf("received file holds %q, want %q", got, body)
+	}
+	// Reused: the port is gone.
+	portClosed(t, addr)
+	if _, err := dialTransfer(ctx, addr, fp, hello); codeOf(err) != agentapi.CodeUnreachable {
+		t.Fatalf("reused credential: got %v, want unreachable", err)
+	}
+
+	// Bad input to expect, and a push to where nobody listens.
+	if _, err := c.Expect(ctx, id, agentapi.ExpectRequest{Move: "m", Method: agentapi.TransferTar, Volume: agentapi.TransferVolume{Name: "home"},
+		Credential: base64.StdEncoding.EncodeToString([]byte("short")), TTLSeconds: 60}); !agentapi.IsCode(err, agentapi.CodeInvalid) ||
+		!strings.Contains(err.Error(), "at least 32 bytes") {
+		t.Fatalf("short credential: got %v", err)
+	}
+	_, err = c.Push(ctx, id, agentapi.PushRequest{SendRequest: agentapi.SendRequest{Method: agentapi.TransferTar}, Addr: addr, Fingerprint: fp, Hello: hello}, nil)
+	if !agentapi.IsCode(err, agentapi.CodeUnreachable) {
+		t.Fatalf("push to a closed port: got %v, want code unreachable", err)
+	}
+}
