@@ -1,6 +1,11 @@
 // Package pgtest starts a throwaway PostgreSQL cluster for tests: its own
 // data directory, a unix socket and a loopback port, removed when the test
 // binary exits. It never touches a system cluster.
+//
+// The server runs as a direct child of the test binary, never daemonized
+// (no pg_ctl start): the kernel sends it SIGQUIT, Postgres's immediate
+// shutdown, when the binary dies, so a test binary killed by its timeout
+// or by a signal leaves no server behind.
 package pgtest
 
 import (
@@ -12,11 +17,13 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +35,12 @@ type Cluster struct {
 	Dir  string
 	Port int
 	bin  string
-	asPG bool
+	// cred runs Postgres's programs as the postgres user when the tests
+	// run as root (Postgres refuses to run as root); nil otherwise.
+	cred *syscall.Credential
+	// exited is closed when the server process has exited.
+	exited chan struct{}
+	proc   *os.Process
 }
 
 var (
@@ -90,19 +102,20 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "cocalc-hosts-pg-")
+	removeAbandoned()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("cocalc-hosts-pg-%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, bin: bin, asPG: os.Geteuid() == 0}
-	if c.asPG {
-		// Postgres refuses to run as root.
+	c := &Cluster{Dir: dir, bin: bin}
+	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
 			return nil, fmt.Errorf("running as root needs the postgres user: %w", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
+		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 		if err := os.Chown(dir, uid, gid); err != nil {
 			return nil, err
 		}
@@ -110,47 +123,125 @@ func Start() (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if out, err := c.run("initdb", "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust",
-		"-E", "UTF8", "--locale=C.UTF-8", "--no-sync"); err != nil {
+	initdb := c.command("initdb", "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust",
+		"-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
 	for attempt := 0; ; attempt++ {
-		c.Port, err = freePort()
-		if err != nil {
+		if c.Port, err = freePort(); err != nil {
+			os.RemoveAll(dir)
 			return nil, err
 		}
-		out, err := c.run("pg_ctl", "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "log"), "-w", "-t", "30",
-			"-o", fmt.Sprintf("-k %s -p %d -c listen_addresses=127.0.0.1 -F -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off", dir, c.Port),
-			"start")
-		if err == nil {
-			break
+		if err = c.serve(); err == nil {
+			return c, nil
 		}
 		if attempt == 3 {
-			log, _ := os.ReadFile(filepath.Join(dir, "log"))
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+			return nil, fmt.Errorf("start postgres: %v\n%s", err, c.Log())
 		}
 	}
-	return c, nil
 }
 
-func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
-	path := filepath.Join(c.bin, prog)
-	var cmd *exec.Cmd
-	if c.asPG {
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
-	} else {
-		cmd = exec.Command(path, args...)
+// serve starts the server on c.Port and waits until it takes connections.
+func (c *Cluster) serve() error {
+	logFile, err := os.OpenFile(filepath.Join(c.Dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
 	}
-	cmd.Dir = "/"
-	return cmd.CombinedOutput()
+	defer logFile.Close()
+	cmd := c.command("postgres", "-D", filepath.Join(c.Dir, "data"), "-k", c.Dir, "-p", strconv.Itoa(c.Port),
+		"-c", "listen_addresses=127.0.0.1", "-F", "-c", "max_connections=300",
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// The parent-death signal is tied to the thread that forked the child,
+	// not to the process: the goroutine that starts the server keeps its
+	// thread locked, and so alive, until the server exits.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	started, exited := make(chan error, 1), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait() //nolint:errcheck // the log says why it ended
+		close(exited)
+	}()
+	if err := <-started; err != nil {
+		return err
+	}
+	c.proc, c.exited = cmd.Process, exited
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("postgres exited during start-up")
+		default:
+		}
+		if c.ping() == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c.kill()
+			return fmt.Errorf("postgres did not take connections within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
-// Stop stops the cluster and removes its files.
+func (c *Cluster) ping() error {
+	db, err := sql.Open("pgx", c.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return db.PingContext(ctx)
+}
+
+// command runs one of Postgres's programs, as the postgres user when the
+// tests run as root.
+func (c *Cluster) command(prog string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(c.bin, prog), args...)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	return cmd
+}
+
+// removeAbandoned removes the directories of clusters whose test binary
+// is gone (killed before it could clean up); their servers went with it.
+func removeAbandoned() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "cocalc-hosts-pg-*-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.Split(strings.TrimPrefix(filepath.Base(d), "cocalc-hosts-pg-"), "-")[0])
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		os.RemoveAll(d)
+	}
+}
+
+// Stop stops the cluster (immediate shutdown) and removes its files.
 func (c *Cluster) Stop() {
-	c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "immediate", "-w", "stop") //nolint:errcheck
+	c.kill()
 	os.RemoveAll(c.Dir)
+}
+
+func (c *Cluster) kill() {
+	if c.proc != nil {
+		c.proc.Signal(syscall.SIGQUIT) //nolint:errcheck // already gone is fine
+		select {
+		case <-c.exited:
+		case <-time.After(30 * time.Second):
+			c.proc.Kill() //nolint:errcheck
+			<-c.exited
+		}
+	}
 }
 
 // URL returns a URL for database db as user postgres (no password: the
