@@ -57,6 +57,7 @@ func Main(ctx context.Context, configPath string) error {
 
 	s := &server{cfg: cfg, started: time.Now(), log: logger, direct: newDirects()}
 	defer s.direct.stop()
+	s.metrics = newMetrics(s)
 	if err := s.startProjects(ctx); err != nil {
 		logger.Error("refusing to start", "err", err)
 		return err
@@ -199,11 +200,14 @@ type server struct {
 	backups *backups
 	// Listeners of expected direct transfers (direct.go).
 	direct *directs
+	// Prometheus metrics (metrics.go).
+	metrics *metrics
 }
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.StatusPath, s.handleStatus)
+	mux.Handle("GET "+agentapi.MetricsPath, s.metrics.handler())
 	s.projectRoutes(mux)
 	s.transferRoutes(mux)
 	s.accessRoutes(mux)

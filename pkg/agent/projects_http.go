@@ -23,6 +23,7 @@ func (s *server) startProjects(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.pm.OnFailure = s.metrics.podmanFailed
 	if err := r.rediscover(ctx); err != nil {
 		return fmt.Errorf("agent: %w (is podman installed and working?)", err)
 	}
@@ -194,11 +195,7 @@ func (s *server) handleRestore(r *http.Request, req agentapi.RestoreRequest) (an
 }
 
 func (s *server) handleResources(r *http.Request) (any, error) {
-	st, err := storageStatus(s.cfg)
-	if err != nil {
-		return nil, err
-	}
-	return s.proj.Resources(r.Context(), st)
+	return s.resources(r.Context())
 }
 
 func (s *server) handleIdle(r *http.Request) (any, error) {

@@ -522,6 +522,10 @@ func TestProjectBadInput(t *testing.T) {
 	if !agentapi.IsCode(err, agentapi.CodeNotFound) || !strings.Contains(err.Error(), "cannot be pulled") {
 		t.Fatalf("start with an image that cannot be pulled: %v", err)
 	}
+	// The failed pull is a podman error on the agent's metrics.
+	if n := h.metric(t, "cocalc_agent_podman_errors_total", "command", "pull"); n != 1 {
+		t.Fatalf("podman pull errors counted: %g, want 1", n)
+	}
 	_, err = h.client.StartProject(ctx, id, agentapi.StartProjectRequest{Image: "--privileged"})
 	if !agentapi.IsCode(err, agentapi.CodeInvalid) {
 		t.Fatalf("start with an option as image: %v", err)
@@ -587,6 +591,22 @@ func TestResourcesAndImages(t *testing.T) {
 	}
 	if res, err := h.client.Resources(ctx); err != nil || res.RunningProjects != 2 || res.MemoryCommittedBytes != 200*mib {
 		t.Fatalf("after the concurrent starts: %+v %v", res, err)
+	}
+	// The agent's Prometheus metrics say the same, read at the scrape.
+	for name, want := range map[string]float64{"cocalc_agent_projects_running": 2, "cocalc_agent_memory_committed_bytes": float64(200 * mib),
+		"cocalc_agent_projects_on_disk": 3, "cocalc_agent_resources_up": 1, "cocalc_agent_cpus_committed": 0.5} {
+		if got := h.metric(t, name); got != want {
+			t.Errorf("%s = %g, want %g", name, got, want)
+		}
+	}
+	if free, total := h.metric(t, "cocalc_agent_disk_free_bytes"), h.metric(t, "cocalc_agent_disk_total_bytes"); free <= 0 || free > total {
+		t.Errorf("disk free %g of %g", free, total)
+	}
+	if avail, total := h.metric(t, "cocalc_agent_memory_available_bytes"), h.metric(t, "cocalc_agent_memory_total_bytes"); avail <= 0 || avail > total {
+		t.Errorf("memory available %g of %g", avail, total)
+	}
+	if h.metric(t, "cocalc_agent_info", "host_id", h.cfg.HostID) != 1 {
+		t.Error("cocalc_agent_info does not name the host")
 	}
 
 	if im, err := h.client.Image(ctx, h.env.Image); err != nil || !im.Present {

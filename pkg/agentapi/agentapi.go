@@ -134,22 +134,49 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {
-	// The host part is ignored by our dialer; it only has to be valid.
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+path, nil)
+	body, err := c.open(ctx, path)
 	if err != nil {
-		return fmt.Errorf("agent %s: %w", path, err)
+		return err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("agent at %s: GET %s: %w", c.socketPath, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("agent at %s: GET %s: %s: %s", c.socketPath, path, resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+	defer body.Close()
+	if err := json.NewDecoder(io.LimitReader(body, 1<<20)).Decode(out); err != nil {
 		return fmt.Errorf("agent at %s: GET %s: decode: %w", c.socketPath, path, err)
 	}
 	return nil
+}
+
+// open GETs path and returns the body of a 200 answer.
+func (c *Client) open(ctx context.Context, path string) (io.ReadCloser, error) {
+	// The host part is ignored by our dialer; it only has to be valid.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", path, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: GET %s: %w", c.socketPath, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return nil, fmt.Errorf("agent at %s: GET %s: %s: %s", c.socketPath, path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return resp.Body, nil
+}
+
+// MetricsPath serves the agent's Prometheus metrics (text format).
+const MetricsPath = "/v1/metrics"
+
+// Metrics returns the agent's Prometheus metrics in the text format.
+func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
+	body, err := c.open(ctx, MetricsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: GET %s: %w", c.socketPath, MetricsPath, err)
+	}
+	return b, nil
 }

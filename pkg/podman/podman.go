@@ -45,6 +45,11 @@ type Config = agentapi.PodmanConfig
 type Podman struct {
 	cfg Config
 	rt  Runtime
+	// OnFailure, when set, is told the subcommand (run, rm, ps, pull, …)
+	// of each podman command that Run saw fail, other than one whose
+	// container does not exist (an answer, not a failure). Set it before
+	// the Podman is shared.
+	OnFailure func(command string)
 }
 
 // New returns a Podman for cfg.
@@ -117,7 +122,11 @@ func (p *Podman) Run(ctx context.Context, args ...string) (string, error) {
 		}
 		// podman prefixes its messages with "Error: "; one is enough.
 		msg = strings.TrimPrefix(msg, "Error: ")
-		return stdout.String(), &Error{Args: args, Err: err, Msg: msg}
+		perr := &Error{Args: args, Err: err, Msg: msg}
+		if p.OnFailure != nil && len(args) > 0 && !isNoSuch(perr) {
+			p.OnFailure(args[0])
+		}
+		return stdout.String(), perr
 	}
 	return stdout.String(), nil
 }
