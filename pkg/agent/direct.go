@@ -14,12 +14,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
@@ -72,7 +74,7 @@ func (s *server) handleExpect(r *http.Request, req agentapi.ExpectRequest) (any,
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", ":0")
+	ln, err := listenTransfer(req.Address)
 	if err != nil {
 		return nil, perr(agentapi.CodeInternal, "listen for a direct transfer: %v", err)
 	}
@@ -84,6 +86,18 @@ func (s *server) handleExpect(r *http.Request, req agentapi.ExpectRequest) (any,
 		s.acceptOne(tl, ttl, want, req)
 	}()
 	return agentapi.ExpectReply{Port: ln.Addr().(*net.TCPAddr).Port, Fingerprint: fp}, nil
+}
+
+// listenTransfer opens an ephemeral port on addr when it is one of this
+// host's addresses, else (NAT, or no address given) on all of them.
+func listenTransfer(addr string) (net.Listener, error) {
+	if ip := net.ParseIP(addr); ip != nil {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+		if err == nil || !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return ln, err
+		}
+	}
+	return net.Listen("tcp", ":0")
 }
 
 // acceptOne takes the first connection within ttl and closes the port:

@@ -145,6 +145,32 @@ func TestDirectTransferCredential(t *testing.T) {
 		t.Fatalf("reused credential: got %v, want unreachable", err)
 	}
 
+	// The port is opened on the address the source dials when it is this
+	// host's (127.0.0.2 is another loopback address, not reached then),
+	// and on all addresses when it is not (a public address behind NAT).
+	for _, c2 := range []struct{ address, reached, refused string }{
+		{"127.0.0.1", "127.0.0.1", "127.0.0.2"},
+		{"192.0.2.1", "127.0.0.2", ""},
+	} {
+		exp, err := c.Expect(ctx, id, agentapi.ExpectRequest{Move: "m3", Method: agentapi.TransferTar, Volume: agentapi.TransferVolume{Name: "home"},
+			Credential: credential(t), TTLSeconds: 60, Address: c2.address})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strconv.Itoa(exp.Port)
+		if c2.refused != "" {
+			if conn, err := net.DialTimeout("tcp", net.JoinHostPort(c2.refused, port), time.Second); err == nil {
+				conn.Close()
+				t.Fatalf("expect with address %s: reached on %s too", c2.address, c2.refused)
+			}
+		}
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(c2.reached, port), time.Second)
+		if err != nil {
+			t.Fatalf("expect with address %s: not reached on %s: %v", c2.address, c2.reached, err)
+		}
+		conn.Close()
+	}
+
 	// Bad input to expect, and a push to where nobody listens.
 	if _, err := c.Expect(ctx, id, agentapi.ExpectRequest{Move: "m", Method: agentapi.TransferTar, Volume: agentapi.TransferVolume{Name: "home"},
 		Credential: base64.StdEncoding.EncodeToString([]byte("short")), TTLSeconds: 60}); !agentapi.IsCode(err, agentapi.CodeInvalid) ||

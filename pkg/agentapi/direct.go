@@ -39,12 +39,17 @@ const (
 
 // ExpectRequest asks the destination to accept one volume of project
 // {id} from the holder of Credential (base64 of at least CredentialBytes).
+// Address is the destination's address as the source dials it: the port
+// is opened on that address alone when it is one of the host's own, and
+// on every address when it is not (a cloud's public address reaches the
+// host through NAT) or is empty.
 type ExpectRequest struct {
 	Move       string         `json:"move"`
 	Method     string         `json:"method"`
 	Volume     TransferVolume `json:"volume"`
 	Credential string         `json:"credential"`
 	TTLSeconds int            `json:"ttl_seconds"`
+	Address    string         `json:"address,omitempty"`
 }
 
 // ExpectReply is where to send it: Port on the destination, with TLS

@@ -620,7 +620,7 @@ func (mv *mover) direct(ctx context.Context, method string, vol agentapi.Transfe
 		return 0, fmt.Errorf("transfer credential: %w", err)
 	}
 	cred := base64.StdEncoding.EncodeToString(secret)
-	exp, err := mv.dst.Expect(ctx, mv.dstID, agentapi.ExpectRequest{Move: mv.m.ID, Method: method, Volume: vol, Credential: cred, TTLSeconds: int(directTTL / time.Second)})
+	exp, err := mv.dst.Expect(ctx, mv.dstID, agentapi.ExpectRequest{Move: mv.m.ID, Method: method, Volume: vol, Credential: cred, TTLSeconds: int(directTTL / time.Second), Address: addr})
 	if err != nil {
 		return 0, fmt.Errorf("%w: host %s cannot expect a direct transfer: %v", errRelay, mv.to.Name, err)
 	}
