@@ -33,7 +33,13 @@ func (s stopPostgres) Run() int {
 
 func TestMain(m *testing.M) {
 	testscript.Main(stopPostgres{m}, map[string]func(){
-		"cocalc-hosts": func() { os.Exit(cli.Main()) },
+		"cocalc-hosts": func() {
+			if err := serveAccount(); err != nil {
+				fmt.Fprintln(os.Stderr, "testscript: --account against a server:", err)
+				os.Exit(1)
+			}
+			os.Exit(cli.Main())
+		},
 	})
 }
 
@@ -117,6 +123,7 @@ func runScripts(t *testing.T, backend string) {
 			"s3server":       cmdS3Server,
 			"backupcache":    cmdBackupCache,
 			"nodata":         cmdNoData,
+			"operator":       cmdOperator,
 		},
 	})
 }
@@ -185,7 +192,8 @@ func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdExits runs a program and checks its exit code: exits CODE PROG ARGS...
+// cmdExits runs a program (or operator ARGS...) and checks its exit code:
+// exits CODE PROG ARGS...
 // Its stdout and stderr can be checked afterwards like exec's.
 func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
@@ -193,7 +201,11 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	want, err := strconv.Atoi(args[0])
 	ts.Check(err)
-	err = ts.Exec(args[1], args[2:]...)
+	if args[1] == "operator" {
+		err = operatorExec(ts, args[2:])
+	} else {
+		err = ts.Exec(args[1], args[2:]...)
+	}
 	got := 0
 	if err != nil {
 		var ee *exec.ExitError

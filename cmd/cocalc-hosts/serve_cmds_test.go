@@ -19,6 +19,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,27 +30,21 @@ import (
 
 // The scripts run in a third mode against a real `cocalc-hosts serve` on
 // Postgres, started for each script on a free port, with the script's own
-// commands logged in to it with an API key. These scripts are left out,
-// each for being about what only direct mode has:
+// commands logged in to it with an API key; `--account NAME` acts with
+// NAME's own key (serveAccount), and `operator ...` runs as the server's
+// operator (operatorExec). These scripts are left out, each for being
+// about what only direct mode has:
 var serveExcluded = map[string]string{
 	"accounts.txtar":              "makes accounts and keys as whoever holds the database; server_mode.txtar does it through the server",
 	"bad_input.txtar":             "checks --db and config-file errors, which a client of a server never reads",
 	"catalog_clouds.txtar":        "adds providers with `providers add` (this machine's config file) and refreshes the catalog, which only admins may through a server",
-	"catalog_create.txtar":        "configures providers with `providers add` and `config set`, which the server does not read back",
-	"catalog_query.txtar":         "configures providers with `providers add` (this machine's config file, not the server's); server_mode.txtar queries the catalog through a server",
-	"catalog_refresh.txtar":       "`catalog refresh` is an admin's through a server, and the script's account is not one",
-	"cost_boot_disk.txtar":        "configures providers with `providers add`, which the server does not read back",
-	"cost_report.txtar":           "writes cloud_vm_log history into the database itself (vmlog) and acts as several accounts with --account; server_mode.txtar and TestServedLikeDirect cover `cost` through a server",
-	"dns_show.txtar":              "configures DNS with `config set` and runs `reconcile`, which works on the database",
+	"cost_report.txtar":           "creates hosts with --no-wait and writes their cloud_vm_log history itself (vmlog) while no worker runs; a server's worker would run those creates and add to the history the totals are computed from",
 	"project_access.txtar":        "acts as several accounts with --account, which a server replaces by API keys",
 	"project_dashboard.txtar":     "the dashboard reads the database directly",
 	"project_idle.txtar":          "runs `worker --project-sync-interval` beside the server's own worker",
 	"project_ingress.txtar":       "rotates the signing keys (`keys rotate`) and builds images, which work on the database",
-	"project_shell.txtar":         "`project shell` streams a terminal, which the API does not carry yet",
 	"queue_worker.txtar":          "runs `worker --drain` beside the server's own worker",
-	"reconcile.txtar":             "`reconcile` is an admin's through a server, and the script's account is not one",
 	"project_basic.txtar":         "builds an image (`image build`) and runs `project exec`, which stream over the agent",
-	"project_tour.txtar":          "builds an image (`image build`) and runs `project exec`, which stream over the agent",
 	"project_start_fails.txtar":   "configures the local provider with `config set`, which the server does not read back, and builds an image",
 	"project_backup.txtar":        "configures backups (an admin's through a server), builds images and runs `project exec`",
 	"project_backup_remote.txtar": "configures backups (an admin's through a server), builds images and runs `project exec`",
@@ -70,10 +65,11 @@ func serveScripts(all []string) []string {
 }
 
 // startServer moves the script's configuration (its database and
-// providers) to the server, makes an account for the script's user with
-// an API key, starts `cocalc-hosts serve` on a free loopback port, and
-// logs the script in to it. The server is stopped (SIGTERM, then SIGKILL
-// after a minute) when the script ends, before its hosts are cleaned up.
+// providers) to the server ($SERVER_CONFIG), makes an account for the
+// script's user with an API key, starts `cocalc-hosts serve` on a free
+// loopback port, and logs the script in to it. The server is stopped
+// (SIGTERM, then SIGKILL after a minute) when the script ends, before its
+// hosts are cleaned up.
 func startServer(env *testscript.Env) error {
 	work := env.WorkDir
 	bin, err := scriptBinary(env)
@@ -85,16 +81,9 @@ func startServer(env *testscript.Env) error {
 	if err := os.Rename(clientCfg, serverCfg); err != nil {
 		return err
 	}
+	env.Setenv("SERVER_CONFIG", serverCfg)
 	run := func(stdin string, args ...string) ([]byte, error) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env, cmd.Dir, cmd.Stdin = env.Vars, work, strings.NewReader(stdin)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return out, fmt.Errorf("cocalc-hosts %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-		}
-		return out, nil
+		return runBinary(bin, env.Vars, work, stdin, args...)
 	}
 	me, err := user.Current()
 	if err != nil {
@@ -127,49 +116,27 @@ func startServer(env *testscript.Env) error {
 		return err
 	}
 	env.Setenv("SERVER_CA", certFile)
-	srv := exec.Command(bin, "--config", serverCfg, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-		"--tls-cert", certFile, "--tls-key", keyFile)
-	srv.Env, srv.Dir = env.Vars, work
 	logFile, err := os.Create(filepath.Join(work, "serve.log"))
 	if err != nil {
 		return err
 	}
-	stderr, err := srv.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	addr, metricsURL := make(chan string, 1), make(chan string, 1)
-	go func() {
-		defer close(exited)
-		sc := bufio.NewScanner(stderr)
-		re := regexp.MustCompile(`listening on (https://\S+)`)
-		reMetrics := regexp.MustCompile(`metrics on (http://\S+)`)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-			if m := reMetrics.FindStringSubmatch(sc.Text()); m != nil {
-				metricsURL <- m[1]
-			}
-			fmt.Fprintln(logFile, sc.Text())
-		}
-		srv.Wait() //nolint:errcheck // its exit is judged below
-		logFile.Close()
-	}()
+	srv := &testServer{bin: bin, vars: env.Vars, work: work, args: []string{"--config", serverCfg, "serve",
+		"--tls-cert", certFile, "--tls-key", keyFile}, log: logFile}
+	env.Values[testServerKey{}] = srv
 	env.Defer(func() {
 		// The key must not be in the server's argv or environment, its
 		// log, or the files the script's client keeps but credentials.json.
 		secret := strings.TrimPrefix(key.Key, "chk_")
-		var problems []string
-		for _, f := range []string{fmt.Sprintf("/proc/%d/cmdline", srv.Process.Pid), fmt.Sprintf("/proc/%d/environ", srv.Process.Pid)} {
-			if b, err := os.ReadFile(f); err != nil {
-				env.T().Fatal(fmt.Sprintf("scan %s: %v", f, err))
-			} else if bytes.Contains(b, []byte(secret)) {
-				problems = append(problems, f)
+		problems := srv.problems
+		if srv.down != nil {
+			problems = append(problems, fmt.Sprintf("(serve did not start again: %v)", srv.down))
+		} else {
+			for _, f := range []string{fmt.Sprintf("/proc/%d/cmdline", srv.cmd.Process.Pid), fmt.Sprintf("/proc/%d/environ", srv.cmd.Process.Pid)} {
+				if b, err := os.ReadFile(f); err != nil {
+					env.T().Fatal(fmt.Sprintf("scan %s: %v", f, err))
+				} else if bytes.Contains(b, []byte(secret)) {
+					problems = append(problems, f)
+				}
 			}
 		}
 		for _, v := range env.Vars {
@@ -182,18 +149,10 @@ func startServer(env *testscript.Env) error {
 				problems = append(problems, f)
 			}
 		}
-		// A graceful stop: SIGTERM ends serve, with status 0.
-		srv.Process.Signal(syscall.SIGTERM) //nolint:errcheck
-		select {
-		case <-exited:
-			if code := srv.ProcessState.ExitCode(); code != 0 {
-				problems = append(problems, fmt.Sprintf("(serve exited %d on SIGTERM)", code))
-			}
-		case <-time.After(time.Minute):
-			srv.Process.Kill() //nolint:errcheck
-			<-exited
-			problems = append(problems, "(serve did not stop within a minute of SIGTERM)")
+		if srv.down == nil {
+			problems = append(problems, srv.stop()...)
 		}
+		logFile.Close()
 		if b, _ := os.ReadFile(logFile.Name()); bytes.Contains(b, []byte(secret)) {
 			problems = append(problems, "serve's log")
 		} else if len(b) == 0 {
@@ -203,26 +162,226 @@ func startServer(env *testscript.Env) error {
 			env.T().Fatal("the API key appears in clear in, or serve failed: " + strings.Join(problems, ", "))
 		}
 	})
-	var url string
-	select {
-	case url = <-addr:
-	case <-exited:
-		log, _ := os.ReadFile(logFile.Name())
-		return fmt.Errorf("serve exited before listening: %s", log)
-	case <-time.After(time.Minute):
-		return errors.New("serve did not listen within a minute")
+	if srv.down = srv.start("127.0.0.1:0", "127.0.0.1:0"); srv.down != nil {
+		return srv.down
 	}
-	env.Setenv("SERVER_URL", url)
-	select {
-	case m := <-metricsURL: // printed before "listening"
-		env.Setenv("METRICS_URL", m)
-	default:
-		return errors.New("serve --metrics-listen printed no metrics address")
-	}
-	if _, err := run(key.Key+"\n", "login", "--server", url, "--with-key", "--ca-cert", certFile); err != nil {
+	env.Setenv("SERVER_URL", srv.url)
+	env.Setenv("METRICS_URL", srv.metricsURL)
+	if _, err := run(key.Key+"\n", "login", "--server", srv.url, "--with-key", "--ca-cert", certFile); err != nil {
 		return err
 	}
 	return nil
+}
+
+// runBinary runs cocalc-hosts with args in dir and returns its stdout; a
+// failure says what it printed on stderr.
+func runBinary(bin string, vars []string, dir, stdin string, args ...string) ([]byte, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env, cmd.Dir, cmd.Stdin = vars, dir, strings.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("cocalc-hosts %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out, nil
+}
+
+// testServerKey finds a serve script's server among its values.
+type testServerKey struct{}
+
+// testServer is the `cocalc-hosts serve` a script runs against. An
+// operator restarts it after changing its configuration, on the same
+// addresses, so the script's clients stay logged in.
+type testServer struct {
+	bin, work  string
+	vars, args []string
+	log        *os.File // serve's stderr, over all its runs
+
+	cmd             *exec.Cmd
+	exited          chan struct{}
+	url, metricsURL string
+	problems        []string // of the runs stopped so far
+	down            error    // why serve did not start again, if it did not
+}
+
+var (
+	reListening = regexp.MustCompile(`listening on (https://\S+)`)
+	reMetrics   = regexp.MustCompile(`metrics on (http://\S+)`)
+)
+
+// start runs serve on listen (and its metrics on metrics) until it says
+// where it listens.
+func (s *testServer) start(listen, metrics string) error {
+	cmd := exec.Command(s.bin, append(slices.Clone(s.args), "--listen", listen, "--metrics-listen", metrics)...)
+	cmd.Env, cmd.Dir = s.vars, s.work
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd, s.exited = cmd, make(chan struct{})
+	exited := s.exited
+	addr, metricsURL := make(chan string, 1), make(chan string, 1)
+	go func() {
+		defer close(exited)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := reListening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+			if m := reMetrics.FindStringSubmatch(sc.Text()); m != nil {
+				metricsURL <- m[1]
+			}
+			fmt.Fprintln(s.log, sc.Text())
+		}
+		cmd.Wait() //nolint:errcheck // its exit is judged by stop
+	}()
+	select {
+	case url := <-addr:
+		s.url = url
+	case <-exited:
+		log, _ := os.ReadFile(s.log.Name())
+		return fmt.Errorf("serve exited %d before listening: %s", cmd.ProcessState.ExitCode(), log)
+	case <-time.After(time.Minute):
+		return errors.New("serve did not listen within a minute")
+	}
+	select {
+	case m := <-metricsURL: // printed before "listening"
+		s.metricsURL = m
+	default:
+		return errors.New("serve --metrics-listen printed no metrics address")
+	}
+	return nil
+}
+
+// stop ends serve gracefully (SIGTERM, status 0) and says what went wrong.
+func (s *testServer) stop() []string {
+	s.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+	select {
+	case <-s.exited:
+		if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+			return []string{fmt.Sprintf("(serve exited %d on SIGTERM)", code)}
+		}
+	case <-time.After(time.Minute):
+		s.cmd.Process.Kill() //nolint:errcheck
+		<-s.exited
+		return []string{"(serve did not stop within a minute of SIGTERM)"}
+	}
+	return nil
+}
+
+// restart stops serve and starts it again on the same addresses, as an
+// operator does after changing its configuration. A configuration serve
+// refuses leaves it down (its error kept in down) until the next change.
+func (s *testServer) restart() error {
+	if s.down == nil {
+		s.problems = append(s.problems, s.stop()...)
+	}
+	s.down = s.start(strings.TrimPrefix(s.url, "https://"), strings.TrimSuffix(strings.TrimPrefix(s.metricsURL, "http://"), "/metrics"))
+	return s.down
+}
+
+// operatorExec runs cocalc-hosts ARGS as the deployment's operator: in
+// direct mode that is whoever holds the database, so the script's own
+// command; against a server it is the server's configuration
+// ($SERVER_CONFIG) on the server's machine, and when the command changed
+// that file, serve is restarted to read it, as an operator would.
+func operatorExec(ts *testscript.TestScript, args []string) error {
+	if ts.Getenv("BACKEND") != "serve" {
+		return ts.Exec("cocalc-hosts", args...)
+	}
+	cfg := ts.Getenv("SERVER_CONFIG")
+	before, _ := os.ReadFile(cfg)
+	err := ts.Exec("cocalc-hosts", append([]string{"--config", cfg}, args...)...)
+	if after, _ := os.ReadFile(cfg); !bytes.Equal(before, after) {
+		if err := ts.Value(testServerKey{}).(*testServer).restart(); err != nil {
+			ts.Logf("serve is down until the operator's next change: %v", err)
+		}
+	}
+	return err
+}
+
+// cmdOperator is exec for operatorExec: operator ARGS...
+func cmdOperator(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: operator ARGS...")
+	}
+	err := operatorExec(ts, args)
+	if err != nil && !neg {
+		ts.Logf("stderr: %s", ts.ReadFile("stderr"))
+		ts.Fatalf("operator %s: %v", strings.Join(args, " "), err)
+	}
+	if err == nil && neg {
+		ts.Fatalf("operator %s: unexpected success", strings.Join(args, " "))
+	}
+}
+
+// serveAccount makes `cocalc-hosts --account NAME ...` of a script
+// against a server act as NAME with NAME's own API key, as a user of the
+// server would: the flag is taken off the command line, and the command
+// runs with NAME's client configuration ($WORK/accounts/NAME), logged in
+// with a key the operator made for NAME on first use. The server then
+// enforces NAME's rights by identity. A command with --config (the
+// operator's) is left as it is. It runs in the cocalc-hosts of the
+// scripts (this test binary), never in the shipped one.
+func serveAccount() error {
+	serverCfg, work := os.Getenv("SERVER_CONFIG"), os.Getenv("WORK")
+	if os.Getenv("BACKEND") != "serve" || serverCfg == "" || work == "" {
+		return nil
+	}
+	args := os.Args[1:]
+	account, at, n := "", -1, 0
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--config" || strings.HasPrefix(a, "--config=") {
+			return nil
+		}
+		if a == "--account" && i+1 < len(args) {
+			account, at, n = args[i+1], i, 2
+		} else if v, ok := strings.CutPrefix(a, "--account="); ok {
+			account, at, n = v, i, 1
+		}
+	}
+	if at < 0 {
+		return nil
+	}
+	os.Args = append(append([]string{os.Args[0]}, args[:at]...), args[at+n:]...)
+	dir := filepath.Join(work, "accounts", account)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	lock, err := os.Create(filepath.Join(work, "accounts", ".lock"))
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	if err := os.Setenv("XDG_CONFIG_HOME", dir); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cocalc-hosts", "credentials.json")); err == nil {
+		return nil
+	}
+	vars := os.Environ()
+	run := func(stdin string, args ...string) ([]byte, error) {
+		return runBinary(os.Args[0], vars, work, stdin, args...)
+	}
+	if _, err := run("", "--config", serverCfg, "--account", "ops", "account", "create", account); err != nil && !strings.Contains(err.Error(), "account "+account+" exists") {
+		return err
+	}
+	out, err := run("", "--config", serverCfg, "--account", account, "account", "api-key", "create", "--name", "testscript", "--jq", ".key")
+	if err != nil {
+		return err
+	}
+	_, err = run(string(out), "login", "--server", os.Getenv("SERVER_URL"), "--with-key", "--ca-cert", os.Getenv("SERVER_CA"))
+	return err
 }
 
 // selfSignedCert writes a certificate for 127.0.0.1 signed by its own key

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
@@ -120,73 +119,25 @@ func runCost(ctx context.Context, f *Factory, o *CostOptions) error {
 
 func money(f float64) string { return fmt.Sprintf("%.2f", f) }
 
-// StoppedCost is what a stopped host still costs: its data disk.
-type StoppedCost struct {
-	Monthly             float64 `json:"monthly"`
-	DiskGB              int     `json:"disk_gb"`
-	DiskPricePerGBMonth float64 `json:"disk_price_gb_month"`
-	Source              string  `json:"source"`
-	// BootDiskMonthly is the boot disk's part of Monthly (a stopped VM
-	// keeps it; a deprovisioned one does not).
-	BootDiskMonthly float64 `json:"boot_disk_monthly,omitempty"`
-}
-
-// stoppedCost prices h's disk, or nil when stopping leaves no disk (a
-// deprovision on a provider whose disks die with the VM).
-func stoppedCost(ctx context.Context, f *Factory, h model.Host, deprovision bool) *StoppedCost {
-	svc, err := f.localHosts(ctx)
-	if err != nil {
-		return nil
-	}
-	return stoppedCostOn(ctx, svc, h, deprovision)
-}
-
-// stoppedCostOn is stoppedCost with the host service at hand.
-func stoppedCostOn(ctx context.Context, svc *hosts.Service, h model.Host, deprovision bool) *StoppedCost {
-	if deprovision {
-		if p, err := svc.Providers.Get(ctx, h.Provider); err != nil || !p.Capabilities().PersistentDisk {
-			return nil
-		}
-	}
-	dp := svc.CatalogCache().Disk.ForHost(h.Provider, h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource)
-	if dp.Included && (deprovision || h.Spec.BootDiskMonthly == 0) {
-		return nil // nothing of it is billed while off
-	}
-	monthly := catalog.StoppedMonthly(dp, h.Spec.DiskGB)
-	gb := h.Spec.DiskGB
-	if gb <= 0 {
-		gb = catalog.DefaultDiskGB
-	}
-	sc := &StoppedCost{Monthly: monthly, DiskGB: gb, DiskPricePerGBMonth: dp.PerGBMonth, Source: dp.Source}
-	if !deprovision {
-		sc.BootDiskMonthly = catalog.Cents(h.Spec.BootDiskMonthly)
-		sc.Monthly = catalog.Cents(sc.Monthly + sc.BootDiskMonthly)
-	}
-	return sc
-}
-
 // finishStop is finishSubmitted for `stop`, which also says what the
 // stopped host still costs per month. With -o json that is the field
 // stopped_cost of the one JSON document.
-func finishStop(ctx context.Context, f *Factory, sub hosts.Submitted, noWait, deprovision bool) error {
-	sc := stoppedCost(ctx, f, sub.Host, deprovision)
+func finishStop(ctx context.Context, f *Factory, sub hosts.Submitted, noWait bool) error {
+	sc := sub.StoppedCost
 	sub, failed, err := settle(ctx, f, sub, noWait)
 	if err != nil {
 		return err
 	}
+	sub.StoppedCost = sc
 	if failed != nil {
-		sc = nil // it did not stop
+		sub.StoppedCost = nil // it did not stop
 	}
-	res := struct {
-		hosts.Submitted
-		StoppedCost *StoppedCost `json:"stopped_cost,omitempty"`
-	}{sub, sc}
-	return renderSettled(f, res, failed, func(w *Out) {
+	return renderSettled(f, sub, failed, func(w *Out) {
 		submittedLine(w, sub, noWait)
-		if sc == nil {
+		if sub.StoppedCost == nil {
 			return
 		}
-		fmt.Fprintf(w, "%s: %s\n", sub.Host.Name, tui.StoppedLine(tui.StoppedCost(*sc), !noWait))
+		fmt.Fprintf(w, "%s: %s\n", sub.Host.Name, tui.StoppedLine(tui.StoppedCost(*sub.StoppedCost), !noWait))
 	})
 }
 

@@ -204,7 +204,7 @@ func (s *dashboardSource) Host(ctx context.Context, id string) (tui.HostInfo, er
 // catalog in direct mode, from the server's cost report through one.
 func (s *dashboardSource) stoppedCost(ctx context.Context, h model.Host, hc cost.HostCost) *tui.StoppedCost {
 	if s.local != nil {
-		if sc := stoppedCostOn(ctx, s.local, h, false); sc != nil {
+		if sc := s.local.StoppedCost(ctx, h, false); sc != nil {
 			t := tui.StoppedCost(*sc)
 			return &t
 		}

@@ -35,8 +35,6 @@ var localOnly = map[string]string{
 	"runRepin":                "`ssh-key repin` pins a host key in this process's SSH pool",
 	"runKeysRotate":           "`keys rotate` rewrites the signing keyring file on this machine (tokens.signing_keys)",
 	"Factory.signingKeysPath": "`keys list|rotate` read the signing keyring file on this machine",
-	// Not served yet (see README, server mode).
-	"stoppedCost": "`stop` prices the stopped disk from this process's catalog; through a server the line is left out",
 }
 
 // TestCommandsGoThroughServices fails when a function of the command layer

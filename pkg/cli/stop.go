@@ -40,5 +40,5 @@ func runStop(ctx context.Context, f *Factory, o *StopOptions) error {
 	if err != nil {
 		return err
 	}
-	return finishStop(ctx, f, sub, o.NoWait, o.Deprovision)
+	return finishStop(ctx, f, sub, o.NoWait)
 }

@@ -308,3 +308,41 @@ func where(region, zone string) string {
 	}
 	return region
 }
+
+// StoppedCost is what a stopped host still costs: its data disk.
+type StoppedCost struct {
+	Monthly             float64 `json:"monthly"`
+	DiskGB              int     `json:"disk_gb"`
+	DiskPricePerGBMonth float64 `json:"disk_price_gb_month"`
+	Source              string  `json:"source"`
+	// BootDiskMonthly is the boot disk's part of Monthly (a stopped VM
+	// keeps it; a deprovisioned one does not).
+	BootDiskMonthly float64 `json:"boot_disk_monthly,omitempty"`
+}
+
+// StoppedCost prices what h still costs once stopped (deprovision: once
+// its VM is deleted): its disks, from this service's catalog; nil when
+// stopping leaves nothing billed (a deprovision on a provider whose disks
+// die with the VM).
+func (s *Service) StoppedCost(ctx context.Context, h model.Host, deprovision bool) *StoppedCost {
+	if deprovision {
+		if p, err := s.Providers.Get(ctx, h.Provider); err != nil || !p.Capabilities().PersistentDisk {
+			return nil
+		}
+	}
+	dp := s.CatalogCache().Disk.ForHost(h.Provider, h.Spec.DiskPricePerGBMonth, h.Spec.DiskPriceSource)
+	if dp.Included && (deprovision || h.Spec.BootDiskMonthly == 0) {
+		return nil // nothing of it is billed while off
+	}
+	monthly := catalog.StoppedMonthly(dp, h.Spec.DiskGB)
+	gb := h.Spec.DiskGB
+	if gb <= 0 {
+		gb = catalog.DefaultDiskGB
+	}
+	sc := &StoppedCost{Monthly: monthly, DiskGB: gb, DiskPricePerGBMonth: dp.PerGBMonth, Source: dp.Source}
+	if !deprovision {
+		sc.BootDiskMonthly = catalog.Cents(h.Spec.BootDiskMonthly)
+		sc.Monthly = catalog.Cents(sc.Monthly + sc.BootDiskMonthly)
+	}
+	return sc
+}

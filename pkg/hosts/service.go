@@ -89,6 +89,8 @@ type Submitted struct {
 	Job  *model.Job `json:"job,omitempty"`
 	// Note explains a request that needed no work.
 	Note string `json:"note,omitempty"`
+	// StoppedCost is what the host still costs once stopped (Stop only).
+	StoppedCost *StoppedCost `json:"stopped_cost,omitempty"`
 }
 
 // Create validates req, stores the host as provisioning and enqueues its
@@ -214,14 +216,22 @@ func (s *Service) Stop(ctx context.Context, idOrName string, o StopOptions) (Sub
 	if err != nil {
 		return Submitted{}, err
 	}
-	if o.Deprovision {
+	sc := s.StoppedCost(ctx, h, o.Deprovision)
+	var sub Submitted
+	switch {
+	case o.Deprovision:
 		payload, _ := json.Marshal(deletePayload{KeepDisk: true})
-		return s.submit(ctx, h, model.ActionDelete, payload)
+		sub, err = s.submit(ctx, h, model.ActionDelete, payload)
+	case h.Status == model.StatusOff:
+		sub = Submitted{Host: h, Note: "already off"}
+	default:
+		sub, err = s.submit(ctx, h, model.ActionStop, nil)
 	}
-	if h.Status == model.StatusOff {
-		return Submitted{Host: h, Note: "already off"}, nil
+	if err != nil {
+		return Submitted{}, err
 	}
-	return s.submit(ctx, h, model.ActionStop, nil)
+	sub.StoppedCost = sc
+	return sub, nil
 }
 
 // CheckStop refuses what Stop would refuse, queueing nothing (for a
