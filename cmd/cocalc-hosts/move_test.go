@@ -22,7 +22,7 @@ type moveCLI struct {
 	work string
 }
 
-func newMoveCLI(t *testing.T) *moveCLI {
+func newMoveCLI(t testing.TB) *moveCLI {
 	c := newSSHCLI(t, "sqlite")
 	dir := c.dir
 	conf := filepath.Join(dir, "containers.conf")
@@ -97,7 +97,7 @@ func noTransferLeft(t *testing.T, pool string) {
 }
 
 // waitReceiving polls until the destination is receiving the project.
-func waitReceiving(t *testing.T, pool, id string, done <-chan struct{}) bool {
+func waitReceiving(t testing.TB, pool, id string, done <-chan struct{}) bool {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -116,7 +116,7 @@ func waitReceiving(t *testing.T, pool, id string, done <-chan struct{}) bool {
 
 // startMove runs `project move` in the background; the channel closes when
 // it ends.
-func (c *moveCLI) startMove(id, to string) (*exec.Cmd, *bytes.Buffer, chan struct{}) {
+func (c *sshCLI) startMove(id, to string) (*exec.Cmd, *bytes.Buffer, chan struct{}) {
 	cmd := exec.Command("cocalc-hosts", "project", "move", id, "--to", to)
 	cmd.Env = c.env
 	var out bytes.Buffer

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Moving a project between two local hosts (two btrfs loop pools on this
+# machine) next to raw `btrfs send | btrfs receive` of the same data
+# between the same pools: MB/s of the tree straight from agent to agent
+# (direct) and through the control plane (relayed), and the downtime of a
+# move of the running project with data written during its pre-copy
+# (stopped on the source to running on the destination, the move's own
+# figure). Root: real btrfs and podman.
+set -eu
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" -ne 0 ]; then
+	echo '{"skipped": "needs root (btrfs loop pools, podman)"}'
+	exit 0
+fi
+if [ -n "${SHORT:-}" ]; then mb=8 changed=2; else mb=1024 changed=50; fi
+out=$(MOVE_BENCH_MB=$mb MOVE_BENCH_CHANGED_MB=$changed go test ./cmd/cocalc-hosts -run '^$' -bench 'Move$' -benchtime 1x 2>&1) || true
+# metric UNIT: the value printed before UNIT on the benchmark's line.
+metric() {
+	echo "$out" | awk -v u="$1" '/^BenchmarkMove/ { for (i = 3; i <= NF; i++) if ($i == u) { print $(i-1); found = 1 } } END { if (!found) print "null" }'
+}
+raw=$(metric raw_MB/s)
+if [ "$raw" = null ]; then
+	echo "$out" >&2
+	exit 1
+fi
+direct=$(metric direct_MB/s)
+printf '{"tree_mib": %s, "changed_during_precopy_mib": %s, "raw_send_receive_mb_s": %s, "move_direct_mb_s": %s, "move_relayed_mb_s": %s, "direct_vs_raw": %s, "downtime_ms": %s}\n' \
+	"$mb" "$changed" "$raw" "$direct" "$(metric relayed_MB/s)" "$(echo "$direct $raw" | awk '{ printf "%.2f", $1 / $2 }')" "$(metric downtime_ms)"

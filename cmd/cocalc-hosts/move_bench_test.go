@@ -1,0 +1,150 @@
+package main
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkMove moves a project of MOVE_BENCH_MB (default 1024) of random
+// data, held in one snapshot and the home, between two local hosts (two
+// btrfs loop pools on this machine), and reports per move:
+//   - raw_MB/s: `btrfs send | btrfs receive` of that snapshot from the
+//     first pool to the second, nothing else;
+//   - direct_MB/s: the project, stopped, moved with every snapshot straight
+//     from agent to agent (the move's started_at to finished_at);
+//   - relayed_MB/s: moved back through the control plane (moves.path
+//     relay), the old copy deleted first so that it is a full send too;
+//   - downtime_ms: the project running, MOVE_BENCH_CHANGED_MB (default 50)
+//     written into it while pre-copy streams, from stopped on the source
+//     to running on the destination (the move's own downtime_ms).
+//
+// Every figure is MB of the tree per second, so that they compare.
+//
+//	go test ./cmd/cocalc-hosts -run '^$' -bench Move -benchtime 1x
+func BenchmarkMove(b *testing.B) {
+	mb, changed := 1024, 50
+	if v := os.Getenv("MOVE_BENCH_MB"); v != "" {
+		fmt.Sscan(v, &mb) //nolint:errcheck // a bad value keeps the default
+	}
+	if v := os.Getenv("MOVE_BENCH_CHANGED_MB"); v != "" {
+		fmt.Sscan(v, &changed) //nolint:errcheck
+	}
+	began := time.Now()
+	c := newMoveCLI(b)
+	for _, h := range []string{"a", "b"} {
+		c.ok("create", "--cloud", "local", "--name", h)
+		c.ok("image", "build", "cocalc-base", "--host", h)
+	}
+	poolA, _ := c.agent("a")
+	poolB, _ := c.agent("b")
+	treeMB := float64(mb) * (1 << 20) / 1e6
+	type moveJSON struct {
+		Path       string     `json:"path"`
+		Phase      string     `json:"phase"`
+		Bytes      int64      `json:"bytes"`
+		DowntimeMS int64      `json:"downtime_ms"`
+		StartedAt  time.Time  `json:"started_at"`
+		FinishedAt *time.Time `json:"finished_at"`
+	}
+	lastMove := func(id, wantPath string) moveJSON {
+		b.Helper()
+		var p struct {
+			LastMove *moveJSON `json:"last_move"`
+		}
+		c.json(&p, "project", "show", id)
+		if m := p.LastMove; m == nil || m.Phase != "done" || m.Path != wantPath || m.FinishedAt == nil || m.Bytes < int64(mb)<<20 {
+			b.Fatalf("project %s: last move %+v, want a %s move done that sent the whole %d MiB", id, m, wantPath, mb)
+		}
+		return *p.LastMove
+	}
+	var raw, direct, relayed, downtime float64
+	b.Logf("two hosts ready in %s", time.Since(began).Round(time.Second))
+	began = time.Now()
+	for range b.N {
+		c.ok("config", "set", "moves.path", "auto")
+		var sub struct {
+			Project struct {
+				ID string `json:"id"`
+			} `json:"project"`
+		}
+		c.json(&sub, "project", "create", "--host", "a", "--memory", "256M", "--disk", fmt.Sprintf("%dM", 2*mb+4*changed+256), "--start")
+		id := sub.Project.ID
+		c.ok("project", "exec", id, "--", "sh", "-c", fmt.Sprintf("head -c %d /dev/urandom > base", mb<<20))
+		c.ok("project", "snapshot", id, "--name", "s1")
+		c.ok("project", "stop", id)
+
+		// The same data, raw, between the same two pools.
+		rawDir := filepath.Join(poolB, "bench-raw")
+		if err := os.MkdirAll(rawDir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		pipe := fmt.Sprintf("btrfs send -q %s | btrfs receive %s", filepath.Join(poolA, "snapshots", id, "s1"), rawDir)
+		if out, err := exec.Command("sh", "-c", pipe).CombinedOutput(); err != nil {
+			b.Fatalf("%s: %v: %s", pipe, err, out)
+		}
+		raw += treeMB / time.Since(start).Seconds()
+		if out, err := exec.Command("btrfs", "subvolume", "delete", filepath.Join(rawDir, "s1")).CombinedOutput(); err != nil {
+			b.Fatalf("btrfs subvolume delete: %v: %s", err, out)
+		}
+		os.Remove(rawDir)
+
+		c.ok("project", "move", id, "--to", "b")
+		m := lastMove(id, "direct")
+		direct += treeMB / m.FinishedAt.Sub(m.StartedAt).Seconds()
+		c.ok("project", "move", id, "--cleanup")
+
+		c.ok("config", "set", "moves.path", "relay")
+		c.ok("project", "move", id, "--to", "a")
+		m = lastMove(id, "relayed")
+		relayed += treeMB / m.FinishedAt.Sub(m.StartedAt).Seconds()
+		c.ok("project", "move", id, "--cleanup")
+
+		// Running, and written to while pre-copy streams.
+		c.ok("config", "set", "moves.path", "auto")
+		c.ok("project", "start", id)
+		move, out, done := c.startMove(id, "b")
+		if waitReceiving(b, poolB, id, done) {
+			// Written into the home from this machine: the same to btrfs
+			// as the project writing, and it does not race the cut-over's
+			// stop as an exec would.
+			if err := writeRandom(filepath.Join(poolA, "projects", id, "changed"), changed<<20); err != nil {
+				b.Logf("writing during pre-copy: %v", err)
+			}
+		} else {
+			b.Logf("the move ended before %d MiB could be written during its pre-copy", changed)
+		}
+		<-done
+		if move.ProcessState.ExitCode() != 0 {
+			b.Fatalf("project move: %s", out)
+		}
+		m = lastMove(id, "direct")
+		downtime += float64(m.DowntimeMS)
+		c.ok("project", "delete", id, "--purge", "--yes")
+	}
+	n := float64(b.N)
+	b.Logf("%d MiB moved in %s", mb, time.Since(began).Round(time.Second))
+	b.ReportMetric(raw/n, "raw_MB/s")
+	b.ReportMetric(direct/n, "direct_MB/s")
+	b.ReportMetric(relayed/n, "relayed_MB/s")
+	b.ReportMetric(downtime/n, "downtime_ms")
+}
+
+// writeRandom writes n random bytes to path.
+func writeRandom(path string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(f, rand.Reader, int64(n)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
