@@ -54,6 +54,11 @@ func newMetrics(s *server) *metrics {
 			Help: "podman commands that failed since the agent started, by subcommand (run, rm, ps, pull, …); a missing container is not counted.",
 		}, []string{"command"}),
 	}
+	// The subcommands the agent runs start at 0, so that rate() sees
+	// their first failure.
+	for _, c := range []string{"run", "rm", "ps", "exec", "pull", "import"} {
+		m.podmanErrors.WithLabelValues(c)
+	}
 	m.reg.MustRegister(m.podmanErrors, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), resourceCollector{s})
 	return m

@@ -102,7 +102,7 @@ func (o Ops) headroom(ctx context.Context, h *model.Health, hosts []model.Host, 
 		case host.MissingCount > 0:
 			problem(h, "host_missing", host.Name, "host %s was not found at %s by the last %d reconcile pass(es); see `cocalc-hosts reconcile --dry-run`", host.Name, host.Provider, host.MissingCount)
 			continue
-		case host.Status != model.StatusRunning || (host.Runtime.SSHHost == "" && host.Runtime.Meta["socket"] == ""):
+		case host.Status != model.StatusRunning || !host.HasAgent():
 			continue // no agent to ask (stopped, or simulated)
 		}
 		wg.Add(1)

@@ -129,7 +129,8 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 		&cobra.Group{ID: "ops", Title: "Operations:"})
 	for group, cmds := range map[string][]*cobra.Command{
 		"hosts": {newCreateCmd(f), newListCmd(f), newShowCmd(f), newStartCmd(f), newStopCmd(f), newDeleteCmd(f),
-			newLogsCmd(f), newUpgradeCmd(f), newIdleStopCmd(f), newCatalogCmd(f), newCostCmd(f), newDashboardCmd(f)},
+			newLogsCmd(f), newUpgradeCmd(f), newIdleStopCmd(f), newCatalogCmd(f), newCostCmd(f), newDashboardCmd(f),
+			newAgentMetricsCmd(f)},
 		"projects": {newProjectCmd(f), newImageCmd(f), newCollaboratorsCmd(f), newAccountCmd(f)},
 		"ops": {newWorkerCmd(f), newReconcileCmd(f), newProvidersCmd(f), newConfigCmd(f), newAgentCmd(f),
 			newSSHKeyCmd(f), newAdminCmd(f), newKeysCmd(f), newServeCmd(f), newLoginCmd(f), newLogoutCmd(f), newAuditCmd(f),

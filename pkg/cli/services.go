@@ -40,6 +40,9 @@ type HostService interface {
 	// Detail is the host with its pending job, collaborators, recent log,
 	// agent health and ingress (`show`).
 	Detail(ctx context.Context, idOrName string) (hosts.Detail, error)
+	// AgentMetrics are the Prometheus metrics of the host's agent
+	// (`agent-metrics`).
+	AgentMetrics(ctx context.Context, idOrName string) (hosts.AgentMetrics, error)
 	// Log is the host's cloud_vm_log after afterID, oldest first (`logs`).
 	Log(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, []model.LogEntry, error)
 	// BootLog is the host's newest bootstrap run and its output, or with

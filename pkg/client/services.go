@@ -74,6 +74,10 @@ func (h Hosts) Detail(ctx context.Context, idOrName string) (hosts.Detail, error
 	return get[hosts.Detail](ctx, h.C, "/hosts/"+seg(idOrName)+"/detail", nil, "")
 }
 
+func (h Hosts) AgentMetrics(ctx context.Context, idOrName string) (hosts.AgentMetrics, error) {
+	return get[hosts.AgentMetrics](ctx, h.C, "/hosts/"+seg(idOrName)+"/agent-metrics", nil, "")
+}
+
 func (h Hosts) Log(ctx context.Context, idOrName string, afterID int64, limit int) (model.Host, []model.LogEntry, error) {
 	host, err := h.Get(ctx, idOrName)
 	if errkind.Is(err, errkind.NotFound) {

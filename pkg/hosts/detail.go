@@ -2,6 +2,7 @@ package hosts
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -71,10 +72,10 @@ func (s *Service) Detail(ctx context.Context, idOrName string) (Detail, error) {
 // successful contact). Hosts without an agent this process can reach
 // (sim) have none: nil.
 func (s *Service) Health(ctx context.Context, h model.Host) *AgentHealth {
-	remote := h.Runtime.SSHHost != ""
-	if !remote && h.Runtime.Meta["socket"] == "" {
+	if !h.HasAgent() {
 		return nil
 	}
+	remote := h.Runtime.SSHHost != ""
 	health := &AgentHealth{}
 	if remote {
 		defer func() {
@@ -183,4 +184,31 @@ func (s *Service) ActiveJobs(ctx context.Context) ([]model.Job, error) {
 		jobs = []model.Job{}
 	}
 	return jobs, err
+}
+
+// AgentMetrics are a host's agent's Prometheus metrics (`agent-metrics`).
+type AgentMetrics struct {
+	Host string `json:"host"`
+	// Text is the agent's GET /v1/metrics, in Prometheus's text format.
+	Text string `json:"text"`
+}
+
+// AgentMetrics asks host idOrName's agent for its Prometheus metrics
+// (projects running, disk and memory headroom, podman errors).
+func (s *Service) AgentMetrics(ctx context.Context, idOrName string) (AgentMetrics, error) {
+	h, err := s.Store.GetHost(ctx, idOrName)
+	if err != nil {
+		return AgentMetrics{}, err
+	}
+	c, err := s.AgentClient(ctx, h)
+	if err != nil {
+		return AgentMetrics{}, err
+	}
+	mctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	b, err := c.Metrics(mctx)
+	if err != nil {
+		return AgentMetrics{}, errkind.Wrap(errkind.Unavailable, fmt.Errorf("host %s: its agent does not answer: %w; see `cocalc-hosts show %s`", h.Name, err, h.Name))
+	}
+	return AgentMetrics{Host: h.Name, Text: string(b)}, nil
 }

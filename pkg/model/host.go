@@ -99,6 +99,13 @@ type Host struct {
 	MissingCount int `json:"missing_count"`
 }
 
+// HasAgent reports whether the control plane knows how to reach h's
+// agent: over SSH, or at a socket on this machine (local hosts).
+// Simulated hosts have none.
+func (h Host) HasAgent() bool {
+	return h.Runtime.SSHHost != "" || h.Runtime.Meta["socket"] != ""
+}
+
 // Action is a unit of work on a host, run by the durable queue.
 type Action string
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -111,6 +112,9 @@ var (
 		"Live hosts by provider and status.", []string{"provider", "status"}, nil)
 	dbUpDesc = prometheus.NewDesc("cocalc_hosts_database_up",
 		"1 if the database answered this scrape's queries, else 0.", nil, nil)
+	agentAgeDesc = prometheus.NewDesc("cocalc_hosts_agent_answer_age_seconds",
+		"Seconds since each running host's agent last answered the control plane (took its access list, every ingress.acl_ttl from the leader); +Inf if it never did. Hosts without an agent (simulated) are left out.",
+		[]string{"host", "provider"}, nil)
 	leaderDesc = prometheus.NewDesc("cocalc_hosts_leader",
 		"1 if this process holds the leader lock (reconcile, catalog refresh), else 0.", nil, nil)
 )
@@ -123,7 +127,7 @@ type stateCollector struct {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{jobsDesc, oldestDesc, workersDesc, hostsDesc, dbUpDesc, leaderDesc} {
+	for _, d := range []*prometheus.Desc{jobsDesc, oldestDesc, workersDesc, hostsDesc, dbUpDesc, leaderDesc, agentAgeDesc} {
 		ch <- d
 	}
 }
@@ -136,9 +140,20 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	now := c.now()
 	st, err := c.st.Stats(ctx, now)
+	var answers []store.AgentAnswer
+	if err == nil {
+		answers, err = c.st.AgentAnswers(ctx)
+	}
 	ch <- prometheus.MustNewConstMetric(dbUpDesc, prometheus.GaugeValue, b2f(err == nil))
 	if err != nil {
 		return
+	}
+	for _, a := range answers {
+		age := math.Inf(1)
+		if a.At != nil {
+			age = max(now.Sub(*a.At).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(agentAgeDesc, prometheus.GaugeValue, age, a.Host, a.Provider)
 	}
 	for _, j := range st.Active {
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(j.Count), string(j.Action), string(j.State))

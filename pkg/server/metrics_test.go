@@ -2,9 +2,11 @@ package server_test
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -70,6 +72,49 @@ func TestMetricsMoveWithAJob(t *testing.T) {
 			}
 			if calls := find(after, "cocalc_hosts_provider_call_seconds", "provider", "sim", "op", "create"); calls == nil || calls.GetHistogram().GetSampleCount() < 1 {
 				t.Fatalf("sim create call times: %v", calls)
+			}
+			// The running sim host has no agent: no answer age for it.
+			if v := value(after, "cocalc_hosts_agent_answer_age_seconds", "host", "metricbox"); v != nil {
+				t.Fatalf("a simulated host's agent answer age: %g", *v)
+			}
+		})
+	}
+}
+
+// Agent reachability on /metrics comes from what the control plane
+// records: a running host whose agent took its access list 30 s ago is
+// 30 s old, one whose agent never answered is +Inf, and stopped hosts
+// are left out.
+func TestMetricsAgentAnswerAge(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend, nil)
+			ctx := context.Background()
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			m := server.NewMetrics(e.st, func() time.Time { return now }, nil)
+			ts := httptest.NewServer(m.Handler())
+			t.Cleanup(ts.Close)
+			withAgent := func(name string, status model.Status, rt model.Runtime) model.Host {
+				h := e.addHost("alice", name)
+				h.Status, h.Runtime = status, rt
+				if err := e.st.UpdateHost(ctx, h); err != nil {
+					t.Fatal(err)
+				}
+				return h
+			}
+			answered := withAgent("answered", model.StatusRunning, model.Runtime{Meta: map[string]string{"socket": "/run/a.sock"}})
+			if err := e.st.PutHostIngress(ctx, model.HostIngress{HostID: answered.ID, PushedAt: now.Add(-30 * time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+			withAgent("silent", model.StatusRunning, model.Runtime{SSHHost: "203.0.113.7"})
+			withAgent("stopped", model.StatusOff, model.Runtime{SSHHost: "203.0.113.8"})
+			fams := scrape(t, ts.URL)
+			wantValue(t, fams, "cocalc_hosts_agent_answer_age_seconds", 30, "host", "answered", "provider", "sim")
+			if v := value(fams, "cocalc_hosts_agent_answer_age_seconds", "host", "silent"); v == nil || !math.IsInf(*v, 1) {
+				t.Fatalf("a running host whose agent never answered: %v", v)
+			}
+			if n := len(fams["cocalc_hosts_agent_answer_age_seconds"].GetMetric()); n != 2 {
+				t.Fatalf("%d answer ages, want 2 (the stopped host left out)", n)
 			}
 		})
 	}

@@ -70,6 +70,13 @@ func (s *Server) routes() []route {
 			}
 			return s.Hosts.Detail(r.Context(), h.ID)
 		}},
+		{method: get, path: p + "/hosts/{host}/agent-metrics", run: func(r *request) (any, error) {
+			h, err := s.visibleHost(r, r.PathValue("host"))
+			if err != nil {
+				return nil, err
+			}
+			return s.Hosts.AgentMetrics(r.Context(), h.ID)
+		}},
 		{method: get, path: p + "/hosts/{host}/log", run: s.hostLog},
 		{method: post, path: p + "/hosts/{host}/start", run: s.hostAction(func(ctx context.Context, h string, _ *request) (hosts.Submitted, error) { return s.Hosts.Start(ctx, h) })},
 		{method: post, path: p + "/hosts/{host}/stop", run: s.hostAction(func(ctx context.Context, h string, r *request) (hosts.Submitted, error) {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -18,6 +19,20 @@ type StatsStore interface {
 	// FailedJobs lists the jobs that failed at or after since, newest
 	// first (at most limit), and how many there are.
 	FailedJobs(ctx context.Context, since time.Time, limit int) ([]model.Job, int, error)
+	// AgentAnswers lists the running hosts that have an agent
+	// (model.Host.HasAgent), by name, with when each agent last answered
+	// the control plane.
+	AgentAnswers(ctx context.Context) ([]AgentAnswer, error)
+}
+
+// AgentAnswer is a running host with an agent and when that agent last
+// answered the control plane: the last access list it took
+// (host_ingress.pushed_at, every ingress.acl_ttl from the leader); nil
+// if it never did.
+type AgentAnswer struct {
+	Host     string     `json:"host"`
+	Provider string     `json:"provider"`
+	At       *time.Time `json:"at,omitempty"`
 }
 
 // Stats are counts of the queue and the fleet at one moment.
@@ -114,4 +129,28 @@ func (s *SQLStore) FailedJobs(ctx context.Context, since time.Time, limit int) (
 		out = append(out, j)
 	}
 	return out, n, s.err("list failed jobs", rows.Err())
+}
+
+func (s *SQLStore) AgentAnswers(ctx context.Context) ([]AgentAnswer, error) {
+	type row struct {
+		host    model.Host
+		runtime string
+		at      sql.NullInt64
+	}
+	rows, err := queryRows(ctx, s, "agent answers", func(r *row) []any { return []any{&r.host.Name, &r.host.Provider, &r.runtime, &r.at} },
+		`SELECT h.name, h.provider, h.runtime, i.pushed_at FROM project_hosts h LEFT JOIN host_ingress i ON i.host_id = h.id
+ WHERE h.deleted_at IS NULL AND h.status = 'running' ORDER BY h.name`)
+	if err != nil {
+		return nil, err
+	}
+	out := []AgentAnswer{}
+	for _, r := range rows {
+		if err := json.Unmarshal([]byte(r.runtime), &r.host.Runtime); err != nil {
+			return nil, fmt.Errorf("host %s: corrupt runtime: %w", r.host.Name, err)
+		}
+		if r.host.HasAgent() {
+			out = append(out, AgentAnswer{Host: r.host.Name, Provider: r.host.Provider, At: nullMS(r.at)})
+		}
+	}
+	return out, nil
 }
