@@ -31,6 +31,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/reconcile"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/tokens"
+	"github.com/sagemathinc/cocalc-hosts/pkg/tunnel"
 )
 
 // App is one control plane process's application, built from settings.
@@ -46,6 +47,9 @@ type App struct {
 	ssh            sshParts
 	hosts          *hosts.Service
 	projects       *projects.Service
+	// tunnels are the tunnels of reverse-connected hosts that `serve`
+	// takes; the SSH pool reaches those hosts through them.
+	tunnels *tunnel.Registry
 }
 
 // New returns the application configured by cfg; now is its clock (nil:
@@ -54,8 +58,12 @@ func New(cfg *config.Settings, now func() time.Time) *App {
 	if now == nil {
 		now = time.Now
 	}
-	return &App{cfg: cfg, now: now}
+	return &App{cfg: cfg, now: now, tunnels: tunnel.NewRegistry()}
 }
+
+// Tunnels are the tunnels reverse-connected hosts keep to this process
+// (only `serve` takes them).
+func (a *App) Tunnels() *tunnel.Registry { return a.tunnels }
 
 // Settings are what the application was built from.
 func (a *App) Settings() *config.Settings { return a.cfg }

@@ -2,17 +2,21 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"sync"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshboot"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
+	"github.com/sagemathinc/cocalc-hosts/pkg/tunnel"
 )
 
 // sshParts are the SSH pool and bootstrap runner, shared by the host
@@ -74,6 +78,13 @@ func (a *App) makeSSH(ctx context.Context) error {
 	keyPath := p.keyPath
 	fleetKey := func() (*fleet.Identity, error) { return fleet.LoadOrCreate(keyPath) }
 	p.pool = sshpool.New(fleetKey, sshboot.StorePins{Store: st})
+	p.pool.Tunnel = func(ctx context.Context, t sshpool.Target) (net.Conn, error) {
+		c, err := a.tunnels.Dial(ctx, t.HostID, tunnel.TargetSSHD)
+		if errors.Is(err, tunnel.ErrNotConnected) {
+			return nil, errkind.Errorf(errkind.Unavailable, "host %s is reverse-connected and has no tunnel to this process: its tunnel goes to `cocalc-hosts serve`, so run this through that server (`cocalc-hosts login --server URL`), and check that `cocalc-hosts join` runs on the machine", t.Name)
+		}
+		return c, err
+	}
 	exe, err := executable()
 	if err != nil {
 		return err

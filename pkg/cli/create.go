@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -30,6 +31,8 @@ type CreateOptions struct {
 	// Address and DataDisk adopt an existing machine (--cloud ssh).
 	Address  string
 	DataDisk string
+	// Reverse: the machine dials out to the server (--cloud ssh).
+	Reverse bool
 }
 
 func newCreateCmd(f *Factory) *cobra.Command {
@@ -71,6 +74,7 @@ monthly estimate including the data disk, and creates nothing.`,
 	fl.BoolVar(&o.NoWait, "no-wait", false, "only queue the create; a `worker` runs it")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "show the machine that would be chosen and its cost; create nothing")
 	fl.StringVar(&o.Address, "address", "", "with --cloud ssh: the machine to adopt, USER@HOST[:PORT] (authorize `cocalc-hosts ssh-key` there first)")
+	fl.BoolVar(&o.Reverse, "reverse", false, "with --cloud ssh: a machine the control plane cannot dial; it keeps a tunnel to the server (`cocalc-hosts join`, run on the machine)")
 	fl.StringVar(&o.DataDisk, "data-disk", "", "with --cloud ssh: empty disk for the project pool, e.g. /dev/vdb (default: a loop file)")
 	cmd.RegisterFlagCompletionFunc("cloud", completeProviders) //nolint:errcheck
 	return cmd
@@ -87,6 +91,9 @@ func runCreate(ctx context.Context, f *Factory, o *CreateOptions) error {
 	if o.GPU != "" && o.GPUCount == 0 {
 		o.GPUCount = 1
 	}
+	if o.Reverse && cfg.Server.URL == "" && !o.DryRun {
+		return usagef("--reverse: the machine's tunnel goes to `cocalc-hosts serve`, and only that server reaches it; run `cocalc-hosts login --server URL` first")
+	}
 	svc, err := f.Hosts(ctx)
 	if err != nil {
 		return err
@@ -95,7 +102,7 @@ func runCreate(ctx context.Context, f *Factory, o *CreateOptions) error {
 		Name: o.Name, Owner: cfg.Account, Provider: o.Provider, Region: o.Region, Zone: o.Zone,
 		Spec: model.HostSpec{MachineType: o.MachineType, CPUs: o.CPUs, MemoryGiB: o.MemoryGiB, GPUModel: o.GPU,
 			GPUCount: o.GPUCount, DiskGB: o.DiskGB, Image: o.Image, Spot: o.Spot,
-			Address: o.Address, DataDiskDevice: o.DataDisk},
+			Address: o.Address, DataDiskDevice: o.DataDisk, Reverse: o.Reverse},
 	}
 	if o.DryRun {
 		return runCreateDryRun(ctx, f, svc, req)
@@ -104,7 +111,26 @@ func runCreate(ctx context.Context, f *Factory, o *CreateOptions) error {
 	if err != nil {
 		return err
 	}
+	if sub.TunnelCredential != "" && !f.jsonOutput() {
+		joinHelp(f, cfg.Server.URL, cfg.Server.CACert, sub)
+	}
 	return finishSubmitted(ctx, f, sub, o.NoWait)
+}
+
+// joinHelp tells the owner of a reverse-connected host what to run on the
+// machine, with its credential (shown this once).
+func joinHelp(f *Factory, server, caCert string, sub hosts.Submitted) {
+	ca := ""
+	if caCert != "" {
+		ca = " --ca-cert " + caCert
+	}
+	w := f.IO.Out
+	fmt.Fprintf(w, "Host %s dials out to %s. On the machine, as root:\n", sub.Host.Name, server)
+	fmt.Fprintf(w, "  1. authorize the fleet key for root (`cocalc-hosts ssh-key` prints it)\n")
+	fmt.Fprintf(w, "  2. keep this credential (shown once) in a file of mode 0600: run\n")
+	fmt.Fprintf(w, "     install -m 600 -D /dev/stdin /etc/cocalc-hosts/tunnel.cred, paste it, then Ctrl-D:\n")
+	fmt.Fprintf(w, "     %s\n", sub.TunnelCredential)
+	fmt.Fprintf(w, "  3. run, under your init system: cocalc-hosts join --server %s%s --credential-file /etc/cocalc-hosts/tunnel.cred\n", server, ca)
 }
 
 func generatedName() string {

@@ -133,7 +133,7 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 			newAgentMetricsCmd(f)},
 		"projects": {newProjectCmd(f), newImageCmd(f), newCollaboratorsCmd(f), newAccountCmd(f)},
 		"ops": {newWorkerCmd(f), newReconcileCmd(f), newProvidersCmd(f), newConfigCmd(f), newAgentCmd(f),
-			newSSHKeyCmd(f), newAdminCmd(f), newKeysCmd(f), newServeCmd(f), newLoginCmd(f), newLogoutCmd(f), newAuditCmd(f),
+			newSSHKeyCmd(f), newAdminCmd(f), newKeysCmd(f), newServeCmd(f), newJoinCmd(f), newLoginCmd(f), newLogoutCmd(f), newAuditCmd(f),
 			newBackupCmd(f), newStatusCmd(f)},
 		"": {newAgentRelayCmd(f), newAgentSFTPCmd(f), newVersionCmd(f), newExitCodesHelp()},
 	} {

@@ -117,7 +117,7 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 	log := f.logger()
 	hub := server.NewHub(f.Now)
 	srv := &server.Server{Store: st, Hosts: hs, Projects: ps, Accounts: accts, Ops: a.Ops(), Now: f.Now, Log: log,
-		RateLimit: cfg.Server.RateLimit, Burst: cfg.Server.Burst, Events: hub}
+		RateLimit: cfg.Server.RateLimit, Burst: cfg.Server.Burst, Events: hub, Tunnels: a.Tunnels()}
 	// The worker stops when wctx ends: after the requests (below).
 	wctx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()

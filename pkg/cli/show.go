@@ -95,6 +95,11 @@ func showHost(ctx context.Context, f *Factory, svc HostService, host string) err
 		if d.Address != "" {
 			kv("address", addressLine(h))
 		}
+		if h.Spec.Reverse {
+			kv("path", "reverse: the machine keeps a tunnel to the server (`cocalc-hosts join`), which reaches it and relays its ingress")
+		} else {
+			kv("path", "direct")
+		}
 		if s := h.Runtime.Meta["storage"]; s != "" {
 			note := ""
 			if n := h.Runtime.Meta["storage_note"]; n != "" {

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/server"
+	"github.com/sagemathinc/cocalc-hosts/pkg/tunnel"
 )
 
 // Client calls one server with one API key.
@@ -368,4 +370,13 @@ func (c *Client) follow(ctx context.Context, jobID string, onEvent func(queue.Ev
 		return job, false, ctx.Err()
 	}
 	return job, false, nil
+}
+
+// Tunnel is the machine's end of a reverse-connected host's tunnel to
+// this server, with the server's trusted certificates (TrustCA).
+func (c *Client) Tunnel(credential func() (string, error), targets map[string]func(context.Context) (net.Conn, error)) *tunnel.Client {
+	u := *c.base
+	u.Scheme = map[string]string{"https": "wss", "http": "ws"}[u.Scheme]
+	u.Path = tunnel.Path
+	return &tunnel.Client{URL: u.String(), HTTP: c.http, Credential: credential, Targets: targets}
 }

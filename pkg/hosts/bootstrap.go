@@ -61,6 +61,11 @@ func (r RemoteAgents) AgentClient(ctx context.Context, h model.Host) (*agentapi.
 	return r.Remote.AgentClient(ctx, h)
 }
 
+// ReverseAddress is where the control plane logs in to a reverse-connected
+// machine, as seen from the machine: `join` relays the tunnel's SSH
+// streams to its own SSH server there.
+const ReverseAddress = "root@localhost:22"
+
 // Address is a parsed --address USER@HOST[:PORT].
 type Address struct {
 	User string
@@ -123,6 +128,17 @@ func (s *Service) checkBootstrapSpec(ctx context.Context, req *CreateRequest) er
 		return err
 	}
 	adopts := p.Capabilities().Adopt
+	if req.Spec.Reverse {
+		switch {
+		case !adopts:
+			return invalid("--reverse is for machines you adopt (--cloud ssh); provider %s makes its own", p.Name())
+		case req.Spec.Address != "":
+			return invalid("--reverse takes no --address: the machine dials out, and the control plane logs in as root through its tunnel")
+		}
+		// As seen from the machine: `join` relays the tunnel to its
+		// own SSH server.
+		req.Spec.Address = ReverseAddress
+	}
 	switch {
 	case adopts && req.Spec.Address == "":
 		return invalid("provider %s adopts an existing machine: give its address with --address USER@HOST[:PORT]", p.Name())
@@ -147,6 +163,9 @@ func (s *Service) checkBootstrapSpec(ctx context.Context, req *CreateRequest) er
 		return err
 	}
 	for _, h := range hs {
+		if req.Spec.Reverse || h.Spec.Reverse {
+			continue
+		}
 		if o, err := ParseAddress(h.Spec.Address); err == nil && o.Host == a.Host && o.Port == a.Port {
 			return errkind.Errorf(errkind.Conflict, "machine %s is already host %s, and a machine can be one host only; delete that host first",
 				net.JoinHostPort(a.Host, strconv.Itoa(a.Port)), h.Name)
@@ -164,6 +183,7 @@ func (s *Service) prepareBootstrap(ctx context.Context, p provider.Provider, h m
 		}
 		spec.Address = net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
 		spec.SSHUser = a.User
+		spec.Reverse = h.Spec.Reverse
 	}
 	if !p.Capabilities().Bootstrap {
 		return nil

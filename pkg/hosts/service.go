@@ -17,6 +17,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/tunnel"
 )
 
 // Providers opens configured providers by name.
@@ -91,6 +92,9 @@ type Submitted struct {
 	Note string `json:"note,omitempty"`
 	// StoppedCost is what the host still costs once stopped (Stop only).
 	StoppedCost *StoppedCost `json:"stopped_cost,omitempty"`
+	// TunnelCredential is a reverse-connected host's credential, given
+	// once, when it is created (`join` reads it on the machine).
+	TunnelCredential string `json:"tunnel_credential,omitempty"`
 }
 
 // Create validates req, stores the host as provisioning and enqueues its
@@ -130,7 +134,19 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 		}
 		return Submitted{}, err
 	}
-	return Submitted{Host: h, Job: &job}, nil
+	sub := Submitted{Host: h, Job: &job}
+	if h.Spec.Reverse {
+		// Only its sum is kept: the credential is shown this once.
+		cred, sum, err := tunnel.NewCredential(h.ID)
+		if err != nil {
+			return Submitted{}, err
+		}
+		if err := s.Store.PutHostTunnel(ctx, h.ID, sum, now); err != nil {
+			return Submitted{}, err
+		}
+		sub.TunnelCredential = cred
+	}
+	return sub, nil
 }
 
 func (req CreateRequest) validate() error {

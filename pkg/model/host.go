@@ -44,6 +44,10 @@ type HostSpec struct {
 	// Address is the machine an adopting provider (ssh) takes over, as
 	// USER@HOST:PORT.
 	Address string `json:"address,omitempty"`
+	// Reverse: the machine cannot be dialed; it keeps a tunnel to `serve`
+	// (create --reverse, then `join` on the machine), through which the
+	// control plane reaches its SSH server and users its ingress.
+	Reverse bool `json:"reverse,omitempty"`
 	// DataDiskDevice is the device an adopted machine's pool goes on
 	// (e.g. /dev/vdb); empty means a loop file.
 	DataDiskDevice string `json:"data_disk_device,omitempty"`

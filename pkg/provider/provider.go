@@ -201,6 +201,9 @@ type CreateSpec struct {
 	// Address is the existing machine (HOST:PORT) that providers which
 	// adopt machines (ssh) take over; other providers ignore it.
 	Address string `json:"address,omitempty"`
+	// Reverse: Address is as seen from the machine, which is reached
+	// through its tunnel (create --reverse).
+	Reverse bool `json:"reverse,omitempty"`
 	// HostKey, when set, is an SSH host key pair (OpenSSH PEM private key
 	// and authorized_keys-format public key) that providers with user data
 	// install on the VM, so its host key is known before first contact.

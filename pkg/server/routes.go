@@ -57,6 +57,8 @@ func (s *Server) routes() []route {
 		{method: get, path: "/readyz", public: true, run: s.ready},
 		{method: get, path: p + "/openapi.json", public: true, run: func(*request) (any, error) { return rawJSON(openapiDoc), nil }},
 		{method: get, path: p + "/whoami", run: s.whoami},
+		{method: get, path: p + "/tunnel", public: true, stream: s.hostTunnel},
+		{method: get, path: p + "/hosts/{host}/relay/{target}", public: true, stream: s.relayIngress},
 
 		{method: get, path: p + "/hosts", run: s.listHosts},
 		{method: post, path: p + "/hosts", run: s.createHost},

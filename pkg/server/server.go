@@ -33,6 +33,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/tunnel"
 )
 
 // Prefix is the versioned root of the API.
@@ -66,6 +67,9 @@ type Server struct {
 	// Events are the events of the jobs this process's worker runs
 	// (nil: none are, a hub without publishers).
 	Events *Hub
+	// Tunnels holds the tunnels of reverse-connected hosts (nil: this
+	// server takes none).
+	Tunnels *tunnel.Registry
 
 	limits   *limiter
 	quit     chan struct{}

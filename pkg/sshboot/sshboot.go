@@ -145,7 +145,7 @@ func (p StorePins) now() time.Time {
 
 // Target is where h is reached over SSH.
 func Target(h model.Host) sshpool.Target {
-	return sshpool.Target{HostID: h.ID, Name: h.Name, Host: h.Runtime.SSHHost, Port: h.Runtime.SSHPort, User: h.Runtime.SSHUser}
+	return sshpool.Target{HostID: h.ID, Name: h.Name, Host: h.Runtime.SSHHost, Port: h.Runtime.SSHPort, User: h.Runtime.SSHUser, Reverse: h.Spec.Reverse}
 }
 
 // relay joins an SSH session to the agent's socket for login users who

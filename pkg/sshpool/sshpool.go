@@ -33,6 +33,10 @@ type Target struct {
 	Host string
 	Port int // 0 means 22
 	User string
+	// Reverse: the host dials out to the control plane (create
+	// --reverse) and Host:Port is its SSH server as seen from the host;
+	// the connection goes through the host's tunnel (Pool.Tunnel).
+	Reverse bool
 }
 
 // Addr is host:port.
@@ -83,6 +87,9 @@ type Pool struct {
 	// ContactEvery throttles contact records per host.
 	ContactEvery time.Duration
 	Now          func() time.Time
+	// Tunnel opens a connection to a reverse-connected host's SSH server
+	// through its tunnel (nil: this process reaches no such host).
+	Tunnel func(ctx context.Context, t Target) (net.Conn, error)
 
 	mu     sync.Mutex
 	conns  map[string]*conn
@@ -292,10 +299,9 @@ func (p *Pool) dial(ctx context.Context, t Target) (*ssh.Client, error) {
 			cfg.HostKeyAlgorithms = []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
 		}
 	}
-	d := net.Dialer{Timeout: p.DialTimeout}
 	dctx, cancel := context.WithTimeout(ctx, p.DialTimeout)
 	defer cancel()
-	nc, err := d.DialContext(dctx, "tcp", t.Addr())
+	nc, err := p.connect(dctx, t)
 	if err != nil {
 		return nil, &dialError{t: t, err: err}
 	}
@@ -311,6 +317,19 @@ func (p *Pool) dial(ctx context.Context, t Target) (*ssh.Client, error) {
 	}
 	nc.SetDeadline(time.Time{}) //nolint:errcheck
 	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// connect opens the connection an SSH handshake with t runs over: TCP,
+// or a stream of the host's tunnel.
+func (p *Pool) connect(ctx context.Context, t Target) (net.Conn, error) {
+	if !t.Reverse {
+		d := net.Dialer{Timeout: p.DialTimeout}
+		return d.DialContext(ctx, "tcp", t.Addr())
+	}
+	if p.Tunnel == nil {
+		return nil, errkind.Errorf(errkind.Unavailable, "host %s is reverse-connected and this process takes no tunnels", t.label())
+	}
+	return p.Tunnel(ctx, t)
 }
 
 func algorithmsFor(keyType string) []string {
@@ -356,8 +375,7 @@ func (p *Pool) HostKey(ctx context.Context, t Target) (ssh.PublicKey, error) {
 		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256},
 		Timeout:           p.DialTimeout,
 	}
-	d := net.Dialer{Timeout: p.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", t.Addr())
+	nc, err := p.connect(ctx, t)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", t.Addr(), err)
 	}

@@ -93,6 +93,7 @@ type Store interface {
 	BackupStore  // backup.go: backup configuration, project keys, backup records
 	StatsStore   // stats.go: counts of the queue and the fleet (metrics, status)
 	LeaderStore  // leader.go: the lock of the process that runs the periodic duties
+	TunnelStore  // tunnels.go: credential sums of reverse-connected hosts
 }
 
 // HostFilter selects hosts. Zero values select everything live.

@@ -105,6 +105,7 @@ type record struct {
 	Host      string            `json:"host"`
 	Port      int               `json:"port"`
 	User      string            `json:"user"`
+	Reverse   bool              `json:"reverse,omitempty"`
 	State     provider.State    `json:"state"`
 	CreatedAt time.Time         `json:"created_at"`
 }
@@ -113,7 +114,7 @@ type record struct {
 // which every command accepts, since the provider does not know the
 // host's name (errors say "cocalc-hosts ssh-key repin ID").
 func (r record) target() sshpool.Target {
-	return sshpool.Target{HostID: r.HostID, Name: r.HostID, Host: r.Host, Port: r.Port, User: r.User}
+	return sshpool.Target{HostID: r.HostID, Name: r.HostID, Host: r.Host, Port: r.Port, User: r.User, Reverse: r.Reverse}
 }
 
 func (r record) instance() provider.Instance {
@@ -121,11 +122,18 @@ func (r record) instance() provider.Instance {
 	for k, v := range r.Labels {
 		labels[k] = v
 	}
-	return provider.Instance{
+	inst := provider.Instance{
 		ID: r.Name, Name: r.Name, HostID: r.HostID, Region: Region, State: r.State,
 		PublicIP: r.Host, SSHPort: r.Port, SSHUser: r.User, Labels: labels,
 		Meta: map[string]string{"ssh": r.target().String()},
 	}
+	if r.Reverse {
+		// Its address is as seen from the machine itself: nobody else
+		// can use it.
+		inst.PublicIP, inst.PrivateIP = "", r.Host
+		inst.Meta["ssh"] += " (through its tunnel)"
+	}
+	return inst
 }
 
 func (p *Provider) errorf(kind errkind.Kind, op, format string, args ...any) error {
@@ -200,7 +208,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	}
 	labels[provider.LabelDeployment] = p.cfg.Deployment
 	labels[provider.LabelHost] = spec.HostID
-	r := record{Name: name, HostID: spec.HostID, Labels: labels, Host: host, Port: port, User: user,
+	r := record{Name: name, HostID: spec.HostID, Labels: labels, Host: host, Port: port, User: user, Reverse: spec.Reverse,
 		State: provider.StateRunning, CreatedAt: time.Now().UTC()}
 
 	all, err := p.records(ctx)
@@ -208,7 +216,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 		return provider.Instance{}, err
 	}
 	for _, o := range all {
-		if o.Name != name && o.Host == host && o.Port == port {
+		if o.Name != name && o.Host == host && o.Port == port && !o.Reverse && !spec.Reverse {
 			return provider.Instance{}, p.errorf(errkind.Invalid, op, "machine %s is already adopted as %s; a machine can be one host only", net.JoinHostPort(host, portStr), o.Name)
 		}
 	}
