@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/acmecert"
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/config"
@@ -187,12 +188,38 @@ func (a *App) Projects(ctx context.Context) (*projects.Service, error) {
 			return nil, err
 		}
 		ps.Keys = func() (*tokens.Keyring, error) { return tokens.LoadOrCreate(path, a.now()) }
+		if ps.Certs, err = a.certIssuer(); err != nil {
+			return nil, err
+		}
 		b := a.cfg.Backup
 		ps.Backup = projects.BackupSettings{ConfigTTL: b.ConfigTTL, Schedule: b.Schedule,
 			Keep: agentapi.BackupForgetRequest{KeepLast: b.KeepLast, KeepDaily: b.KeepDaily, KeepWeekly: b.KeepWeekly, KeepMonthly: b.KeepMonthly}}
 		a.projects = ps
 	}
 	return a.projects, nil
+}
+
+// certIssuer gets hosts CA certificates when ingress.acme_directory is
+// set, answering DNS-01 through the DNS that names the hosts.
+func (a *App) certIssuer() (projects.CertIssuer, error) {
+	in := a.cfg.Ingress
+	if in.ACMEDirectory == "" {
+		return nil, nil
+	}
+	if a.cfg.DNS.Domain == "" {
+		return nil, errkind.New(errkind.Invalid, "ingress.acme_directory needs DNS: certificates are for hosts' public names under dns.domain, proved with TXT records there; set dns.domain, dns.zone_id and dns.token_file, or unset ingress.acme_directory")
+	}
+	d, err := dns.New(dns.Config{Domain: a.cfg.DNS.Domain, ZoneID: a.cfg.DNS.ZoneID, TokenFile: a.cfg.DNS.TokenFile, Endpoint: a.cfg.DNS.Endpoint, MaxRetries: -1})
+	if err != nil {
+		return nil, errkind.Wrap(errkind.Invalid, err)
+	}
+	key := in.ACMEAccountKey
+	if key == "" {
+		if key, err = stateDir("acme_account.pem"); err != nil {
+			return nil, err
+		}
+	}
+	return &acmecert.Issuer{Directory: in.ACMEDirectory, Email: in.ACMEEmail, AccountKeyFile: key, DNS: d}, nil
 }
 
 // SigningKeysPath is the keyring that signs connect tokens and SSH

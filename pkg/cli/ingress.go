@@ -13,7 +13,14 @@ import (
 func ingressLine(in model.HostIngress, now time.Time) string {
 	var parts []string
 	if in.HTTPSAddr != "" {
-		parts = append(parts, fmt.Sprintf("https %s (certificate sha256 %s…)", in.HTTPSAddr, in.TLSCertSHA256[:min(16, len(in.TLSCertSHA256))]))
+		cert := fmt.Sprintf("self-signed certificate sha256 %s…", in.TLSCertSHA256[:min(16, len(in.TLSCertSHA256))])
+		if c := in.Cert; c != nil {
+			cert = fmt.Sprintf("certificate for %s from %s until %s", c.Name, c.Issuer, c.NotAfter.Format("2006-01-02"))
+		}
+		if in.CertError != "" {
+			cert += "; the last attempt to get a CA certificate failed: " + in.CertError
+		}
+		parts = append(parts, fmt.Sprintf("https %s (%s)", in.HTTPSAddr, cert))
 	}
 	if in.SSHAddr != "" {
 		parts = append(parts, "ssh "+in.SSHAddr)

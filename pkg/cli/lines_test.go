@@ -30,8 +30,15 @@ func TestShowLines(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	in := model.HostIngress{HTTPSAddr: "10.0.0.5:443", TLSCertSHA256: "0123456789abcdef0123", SSHAddr: "10.0.0.5:2222",
 		PushedAt: now.Add(-90 * time.Second), Error: "last push failed"}
-	if got, want := ingressLine(in, now), "https 10.0.0.5:443 (certificate sha256 0123456789abcdef…), ssh 10.0.0.5:2222; access list pushed 1m ago; last push failed"; got != want {
+	if got, want := ingressLine(in, now), "https 10.0.0.5:443 (self-signed certificate sha256 0123456789abcdef…), ssh 10.0.0.5:2222; access list pushed 1m ago; last push failed"; got != want {
 		t.Errorf("ingressLine = %q, want %q", got, want)
+	}
+	in.Error, in.SSHAddr = "", ""
+	in.Cert = &model.HostCert{Issuer: "Pebble Intermediate CA", Name: "gpu1.example.org", NotAfter: time.Date(2027, 3, 5, 0, 0, 0, 0, time.UTC)}
+	in.CertError = "acme: the CA did not validate gpu1.example.org over DNS-01"
+	if got, want := ingressLine(in, now), "https 10.0.0.5:443 (certificate for gpu1.example.org from Pebble Intermediate CA until 2027-03-05; "+
+		"the last attempt to get a CA certificate failed: acme: the CA did not validate gpu1.example.org over DNS-01); access list pushed 1m ago"; got != want {
+		t.Errorf("ingressLine with a CA certificate = %q, want %q", got, want)
 	}
 	if got := ingressLine(model.HostIngress{PushedAt: now}, now); got != "off; access list pushed 0s ago" {
 		t.Errorf("ingressLine of no ingress = %q", got)

@@ -66,8 +66,11 @@ func runProjectOpen(ctx context.Context, f *Factory, as *asFlag, o *ProjectOpenO
 	}
 	return f.render(op, func(w *Out) error {
 		fmt.Fprintln(w, op.URL)
-		fmt.Fprintf(f.IO.ErrOut, "valid until %s; host %s's certificate has SHA-256 %s\n",
-			op.ExpiresAt.Local().Format("15:04:05"), op.Host, op.TLSCertSHA256)
+		cert := fmt.Sprintf("host %s's certificate is self-signed, with SHA-256 %s", op.Host, op.TLSCertSHA256)
+		if op.TLSIssuer != "" {
+			cert = fmt.Sprintf("host %s's certificate for %s is from %s", op.Host, op.Address, op.TLSIssuer)
+		}
+		fmt.Fprintf(f.IO.ErrOut, "valid until %s; %s\n", op.ExpiresAt.Local().Format("15:04:05"), cert)
 		return nil
 	})
 }

@@ -159,6 +159,18 @@ func printDutyEvent(f *Factory, e worker.Event) {
 		for _, h := range rep.Unreachable {
 			fmt.Fprintf(w, "access lists: host %s not reached (%s); it keeps its list for ingress.acl_max_stale\n", h.Name, h.Error)
 		}
+	case e.Certs != nil:
+		if f.jsonOutput() {
+			printJSONLine(w, map[string]any{"certificates": e.Certs})
+			return
+		}
+		for _, h := range e.Certs.Issued {
+			fmt.Fprintf(w, "certificates: host %s serves a new certificate for %s\n", h.Name, h.CertName)
+		}
+		for _, h := range e.Certs.Failed {
+			fmt.Fprintf(w, "certificates: host %s got no certificate for %s (next try at %s; it serves its current one meanwhile): %s\n",
+				h.Name, h.CertName, h.Retry.Local().Format("15:04"), h.Error)
+		}
 	case e.MovesCleaned > 0:
 		if f.jsonOutput() {
 			printJSONLine(w, map[string]any{"moves_cleaned": e.MovesCleaned})

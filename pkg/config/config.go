@@ -94,6 +94,10 @@ type Settings struct {
 		HTTPSPort   int // 0: off
 		SSHPort     int // 0: off
 		SessionTTL  time.Duration
+		// ACMEDirectory, when set, gets hosts with a DNS name CA-issued
+		// certificates over DNS-01 (ACMEEmail: the account's contact;
+		// ACMEAccountKey: its 0600 key file).
+		ACMEDirectory, ACMEEmail, ACMEAccountKey string
 	}
 
 	// Server is server mode: the server clients talk to, and what a

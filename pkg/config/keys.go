@@ -118,6 +118,12 @@ var keys = []key{
 		set: port(func(s *Settings) *int { return &s.Ingress.HTTPSPort })},
 	{name: "ingress.ssh_port", def: "2222", number: true, desc: "the TCP port of a bootstrapped host's SSH ingress (0: off)",
 		set: port(func(s *Settings) *int { return &s.Ingress.SSHPort })},
+	{name: "ingress.acme_directory", desc: "an ACME CA's directory URL (Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory): running hosts with a DNS name get a certificate for it over DNS-01 (needs dns.*), renewed at 2/3 of its life; empty: hosts serve self-signed certificates that clients pin",
+		set: acmeDirectory},
+	{name: "ingress.acme_email", desc: "the contact e-mail of the ACME account (optional)",
+		set: text(func(s *Settings) *string { return &s.Ingress.ACMEEmail })},
+	{name: "ingress.acme_account_key", desc: "the ACME account's key (a 0600 file, made on first use; default: acme_account.pem in the state directory)",
+		set: text(func(s *Settings) *string { return &s.Ingress.ACMEAccountKey })},
 	{name: "ingress.session_ttl", def: "12h", desc: "how long a browser session on a host's HTTPS ingress lasts",
 		set: duration(1, func(s *Settings) *time.Duration { return &s.Ingress.SessionTTL })},
 
@@ -296,6 +302,17 @@ func serverURL(s *Settings, v string) error {
 		}
 	}
 	s.Server.URL = v
+	return nil
+}
+
+func acmeDirectory(s *Settings, v string) error {
+	if v != "" {
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("%q is not an ACME directory URL such as https://acme-v02.api.letsencrypt.org/directory", v)
+		}
+	}
+	s.Ingress.ACMEDirectory = v
 	return nil
 }
 

@@ -26,4 +26,19 @@ type HostIngress struct {
 	SSHHostKey    string    `json:"ssh_host_key,omitempty"`
 	Error         string    `json:"error,omitempty"`
 	PushedAt      time.Time `json:"pushed_at"`
+	// Cert is the CA-issued certificate the HTTPS ingress serves; nil:
+	// its self-signed one, which clients pin by TLSCertSHA256.
+	Cert *HostCert `json:"cert,omitempty"`
+	// CertError says why the control plane's last attempt to get the host
+	// a certificate (ACME, at CertTriedAt) failed; empty: it worked.
+	CertError   string     `json:"cert_error,omitempty"`
+	CertTriedAt *time.Time `json:"cert_tried_at,omitempty"`
+}
+
+// HostCert is a CA-issued certificate for a host's public name.
+type HostCert struct {
+	Issuer    string    `json:"issuer"`
+	Name      string    `json:"name"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
 }

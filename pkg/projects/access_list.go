@@ -141,7 +141,8 @@ func (s *Service) PushAccess(ctx context.Context, h model.Host) (model.HostIngre
 		return model.HostIngress{}, hostErr(h, err)
 	}
 	in := model.HostIngress{HostID: h.ID, HTTPSAddr: st.Ingress.HTTPSAddr, SSHAddr: st.Ingress.SSHAddr,
-		TLSCertSHA256: st.Ingress.TLSCertSHA256, SSHHostKey: st.Ingress.SSHHostKey, Error: st.Ingress.Error, PushedAt: s.Now().UTC()}
+		TLSCertSHA256: st.Ingress.TLSCertSHA256, SSHHostKey: st.Ingress.SSHHostKey, Error: st.Ingress.Error, PushedAt: s.Now().UTC(),
+		Cert: hostCert(st.Ingress.Cert)}
 	if err := s.Store.PutHostIngress(ctx, in); err != nil {
 		return in, err
 	}

@@ -195,6 +195,9 @@ type Endpoint struct {
 	// is the SSH ingress's host key.
 	TLSCertSHA256 string `json:"tls_cert_sha256,omitempty"`
 	SSHHostKey    string `json:"ssh_host_key,omitempty"`
+	// TLSIssuer is the CA that signed the HTTPS certificate for Address,
+	// which browsers then trust without a pin; empty: self-signed.
+	TLSIssuer string `json:"tls_issuer,omitempty"`
 }
 
 // endpoint checks that a may use project id on its running host, makes
@@ -224,6 +227,10 @@ func (s *Service) endpoint(ctx context.Context, c Caller, id string) (actor, mod
 	httpsHost, e.HTTPSPort = splitAddr(in.HTTPSAddr)
 	sshHost, e.SSHPort = splitAddr(in.SSHAddr)
 	e.Address = reachable(h, httpsHost, sshHost)
+	if in.Cert != nil && strings.EqualFold(in.Cert.Name, h.Runtime.DNSName) {
+		// The name the certificate is for, so that it verifies.
+		e.Address, e.TLSIssuer = in.Cert.Name, in.Cert.Issuer
+	}
 	return a, p, e, nil
 }
 

@@ -50,6 +50,9 @@ type Service struct {
 	// (access_list.go, connect.go).
 	Keys    func() (*tokens.Keyring, error)
 	Ingress IngressSettings
+	// Certs gets hosts CA-issued certificates for their HTTPS ingress
+	// (ingress.acme_directory; nil: hosts serve self-signed ones).
+	Certs CertIssuer
 	// KeepSource is how long a moved project's old copy is kept.
 	KeepSource time.Duration
 	// RelayMoves sends every move's data through the control plane

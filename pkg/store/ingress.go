@@ -38,6 +38,9 @@ type IngressStore interface {
 	// GetHostIngress returns it, or an errkind.NotFound error before the
 	// first push.
 	GetHostIngress(ctx context.Context, hostID string) (model.HostIngress, error)
+	// RecordCertAttempt records an attempt to get a host a CA-issued
+	// certificate and why it failed (empty: it worked).
+	RecordCertAttempt(ctx context.Context, hostID string, tried time.Time, errMsg string) error
 }
 
 func (s *SQLStore) AddProjectCollaborator(ctx context.Context, projectID, account string, at time.Time) error {
@@ -134,19 +137,51 @@ func (s *SQLStore) ListSSHKeys(ctx context.Context, accounts []string) ([]model.
 }
 
 func (s *SQLStore) PutHostIngress(ctx context.Context, in model.HostIngress) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO host_ingress (host_id, https_addr, ssh_addr, tls_cert_sha256, ssh_host_key, error, pushed_at)
- VALUES ($1,$2,$3,$4,$5,$6,$7)
+	var c model.HostCert
+	if in.Cert != nil {
+		c = *in.Cert
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO host_ingress (host_id, https_addr, ssh_addr, tls_cert_sha256, ssh_host_key, error, pushed_at,
+  cert_issuer, cert_name, cert_not_before, cert_not_after)
+ VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
  ON CONFLICT (host_id) DO UPDATE SET https_addr = excluded.https_addr, ssh_addr = excluded.ssh_addr,
-  tls_cert_sha256 = excluded.tls_cert_sha256, ssh_host_key = excluded.ssh_host_key, error = excluded.error, pushed_at = excluded.pushed_at`,
-		in.HostID, in.HTTPSAddr, in.SSHAddr, in.TLSCertSHA256, in.SSHHostKey, in.Error, ms(in.PushedAt))
+  tls_cert_sha256 = excluded.tls_cert_sha256, ssh_host_key = excluded.ssh_host_key, error = excluded.error, pushed_at = excluded.pushed_at,
+  cert_issuer = excluded.cert_issuer, cert_name = excluded.cert_name, cert_not_before = excluded.cert_not_before, cert_not_after = excluded.cert_not_after`,
+		in.HostID, in.HTTPSAddr, in.SSHAddr, in.TLSCertSHA256, in.SSHHostKey, in.Error, ms(in.PushedAt),
+		c.Issuer, c.Name, certTime(in.Cert, c.NotBefore), certTime(in.Cert, c.NotAfter))
 	return s.err("record host ingress", err)
+}
+
+func certTime(c *model.HostCert, t time.Time) sql.NullInt64 {
+	if c == nil {
+		return sql.NullInt64{}
+	}
+	return toNullMS(&t)
+}
+
+// RecordCertAttempt records the control plane's attempt at tried to get
+// host hostID a certificate: errMsg says why it failed, empty if it
+// worked. An access-list push leaves it as it is.
+func (s *SQLStore) RecordCertAttempt(ctx context.Context, hostID string, tried time.Time, errMsg string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE host_ingress SET cert_error = $2, cert_tried_at = $3 WHERE host_id = $1`, hostID, errMsg, ms(tried))
+	if err != nil {
+		return s.err("record certificate attempt", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errkind.Errorf(errkind.NotFound, "host %s has not reported its ingress yet", hostID)
+	}
+	return nil
 }
 
 func (s *SQLStore) GetHostIngress(ctx context.Context, hostID string) (model.HostIngress, error) {
 	in := model.HostIngress{HostID: hostID}
 	var pushed int64
-	err := s.db.QueryRowContext(ctx, `SELECT https_addr, ssh_addr, tls_cert_sha256, ssh_host_key, error, pushed_at FROM host_ingress WHERE host_id = $1`, hostID).
-		Scan(&in.HTTPSAddr, &in.SSHAddr, &in.TLSCertSHA256, &in.SSHHostKey, &in.Error, &pushed)
+	var c model.HostCert
+	var notBefore, notAfter, tried sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT https_addr, ssh_addr, tls_cert_sha256, ssh_host_key, error, pushed_at,
+  cert_issuer, cert_name, cert_not_before, cert_not_after, cert_error, cert_tried_at FROM host_ingress WHERE host_id = $1`, hostID).
+		Scan(&in.HTTPSAddr, &in.SSHAddr, &in.TLSCertSHA256, &in.SSHHostKey, &in.Error, &pushed,
+			&c.Issuer, &c.Name, &notBefore, &notAfter, &in.CertError, &tried)
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, errkind.Errorf(errkind.NotFound, "host %s has not reported its ingress yet", hostID)
 	}
@@ -154,6 +189,11 @@ func (s *SQLStore) GetHostIngress(ctx context.Context, hostID string) (model.Hos
 		return in, s.err("get host ingress", err)
 	}
 	in.PushedAt = fromMS(pushed)
+	in.CertTriedAt = nullMS(tried)
+	if c.Issuer != "" {
+		c.NotBefore, c.NotAfter = fromMS(notBefore.Int64), fromMS(notAfter.Int64)
+		in.Cert = &c
+	}
 	return in, nil
 }
 

@@ -84,8 +84,32 @@ func TestIngressStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if got, err := s.GetHostIngress(ctx, h.ID); err != nil || got != in {
+		if got, err := s.GetHostIngress(ctx, h.ID); err != nil || !reflect.DeepEqual(got, in) {
 			t.Fatalf("ingress: %+v %v", got, err)
+		}
+		if err := s.RecordCertAttempt(ctx, other.ID, t0, "x"); !errkind.Is(err, errkind.NotFound) {
+			t.Fatalf("a certificate attempt for a host that never reported its ingress: %v", err)
+		}
+		// A failed ACME attempt is recorded, a later push (which reports
+		// the certificate the host serves) keeps it, and a success clears it.
+		if err := s.RecordCertAttempt(ctx, h.ID, t0.Add(time.Minute), "acme: the CA did not validate"); err != nil {
+			t.Fatal(err)
+		}
+		in.Cert = &model.HostCert{Issuer: "Pebble", Name: "h1.example.org", NotBefore: t0, NotAfter: t0.Add(90 * 24 * time.Hour)}
+		if err := s.PutHostIngress(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		tried := t0.Add(time.Minute)
+		wantIn := in
+		wantIn.CertError, wantIn.CertTriedAt = "acme: the CA did not validate", &tried
+		if got, err := s.GetHostIngress(ctx, h.ID); err != nil || !reflect.DeepEqual(got, wantIn) {
+			t.Fatalf("ingress after a failed attempt and a push:\n got %+v %v\nwant %+v", got, err, wantIn)
+		}
+		if err := s.RecordCertAttempt(ctx, h.ID, tried.Add(time.Hour), ""); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.GetHostIngress(ctx, h.ID); err != nil || got.CertError != "" || !got.CertTriedAt.Equal(tried.Add(time.Hour)) || *got.Cert != *in.Cert {
+			t.Fatalf("ingress after a successful attempt: %+v %v", got, err)
 		}
 	})
 }

@@ -85,6 +85,7 @@ type Event struct {
 	ProjectSync *projects.SyncReport
 	IdleStop    *hosts.IdleStop
 	Access      *projects.PushReport
+	Certs       *projects.CertReport
 	Backups     *projects.ScheduleReport
 	// MovesCleaned counts the old copies of moves queued for deletion.
 	MovesCleaned int
@@ -349,6 +350,17 @@ func (w *Worker) access(ctx context.Context) {
 		return
 	}
 	w.emit(Event{Duty: Access, Access: &rep})
+	// Certificates follow the push, which recorded what each host serves.
+	certs, err := ps.RenewCertificates(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.emit(Event{Duty: Access, Err: err})
+		}
+		return
+	}
+	if len(certs.Issued)+len(certs.Failed) > 0 {
+		w.emit(Event{Duty: Access, Certs: &certs})
+	}
 }
 
 // backups queues the scheduled backups that are due.
