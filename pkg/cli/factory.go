@@ -21,6 +21,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/telemetry"
 )
 
 // IOStreams are the command's terminal.
@@ -54,10 +55,12 @@ type Factory struct {
 	// ConfigPath overrides the config file location (--config).
 	ConfigPath string
 
-	mu     sync.Mutex
-	cfg    *config.Settings
-	app    *app.App
-	remote *client.Client
+	mu  sync.Mutex
+	cfg *config.Settings
+	app *app.App
+	// closeTraces sends the spans left and stops tracing (nil: no traces).
+	closeTraces func(context.Context) error
+	remote      *client.Client
 }
 
 // NewFactory returns a factory on io.
@@ -112,6 +115,15 @@ func (f *Factory) App() (*app.App, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.app == nil {
+		// Traces of the jobs this process runs, when configured; the
+		// exporter is made only then, as the App that runs them is.
+		if cfg.OTel.Endpoint != "" {
+			shutdown, err := telemetry.Setup(context.Background(), cfg.OTel.Endpoint, Version)
+			if err != nil {
+				return nil, errkind.Wrap(errkind.Invalid, err)
+			}
+			f.closeTraces = shutdown
+		}
 		f.app = app.New(cfg, f.Now)
 	}
 	return f.app, nil
@@ -257,5 +269,13 @@ func (f *Factory) Close() {
 	defer f.mu.Unlock()
 	if f.app != nil {
 		f.app.Close()
+	}
+	if f.closeTraces != nil {
+		// Send the spans still batched, but do not hang an exiting
+		// command on an unreachable collector.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		f.closeTraces(ctx) //nolint:errcheck // traces are best effort
+		f.closeTraces = nil
 	}
 }

@@ -108,6 +108,10 @@ type Settings struct {
 		RateLimit float64
 		Burst     int
 	}
+	// OTel is where traces go (otel.*).
+	OTel struct {
+		Endpoint string // an OTLP/HTTP URL; empty: no traces
+	}
 	// Backup is how projects are backed up (backup.*).
 	Backup struct {
 		ConfigTTL                                    time.Duration

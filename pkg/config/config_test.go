@@ -141,6 +141,8 @@ tokens:
 ingress:
   https_port: 70000
   acl_max_stale: 0s
+otel:
+  endpoint: collector:4318
 `)
 	s, err := Load(path, nil)
 	var le *LoadError
@@ -163,13 +165,14 @@ ingress:
 		`config tokens.ttl: "48h": use a duration between 1s and 24h0m0s`,
 		`config ingress.https_port: "70000" is not a port (1-65535, or 0 for off)`,
 		`config ingress.acl_max_stale: "0s": use a duration between 1s and 24h0m0s`,
+		`config otel.endpoint: "collector:4318" is not an OTLP/HTTP address such as http://otel-collector:4318`,
 	} {
 		if strings.Count(msg, want) != 1 {
 			t.Errorf("error lacks (or repeats) %q:\n%s", want, msg)
 		}
 	}
-	if len(le.Errs) != 14 {
-		t.Errorf("%d errors, want 14: %s", len(le.Errs), msg)
+	if len(le.Errs) != 15 {
+		t.Errorf("%d errors, want 15: %s", len(le.Errs), msg)
 	}
 	if strings.Contains(msg, "\n") {
 		t.Errorf("the error is not one line: %q", msg)

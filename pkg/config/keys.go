@@ -127,6 +127,18 @@ var keys = []key{
 	{name: "ingress.session_ttl", def: "12h", desc: "how long a browser session on a host's HTTPS ingress lasts",
 		set: duration(1, func(s *Settings) *time.Duration { return &s.Ingress.SessionTTL })},
 
+	{name: "otel.endpoint", desc: "send OpenTelemetry traces of host and project lifecycles over OTLP/HTTP to this collector (http://HOST:4318, or a URL ending in its traces path); empty: no traces",
+		set: func(s *Settings, v string) error {
+			if v != "" {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+					return fmt.Errorf("%q is not an OTLP/HTTP address such as http://otel-collector:4318", v)
+				}
+			}
+			s.OTel.Endpoint = v
+			return nil
+		}},
+
 	// Server mode (`cocalc-hosts serve` and its clients).
 	{name: "server.url", desc: "the cocalc-hosts server commands talk to (https://HOST:PORT; set by `login`); empty: the database directly",
 		set: serverURL},

@@ -9,11 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/telemetry"
 )
 
 // Bootstrapper turns plain machines into project hosts over SSH
@@ -219,11 +222,13 @@ func (s *Service) bootstrapInstance(ctx context.Context, p provider.Provider, h 
 	}
 	var res BootResult
 	var err error
+	bctx, end := telemetry.Start(ctx, "bootstrap", attribute.Bool("upgrade", upgrade))
 	if upgrade {
-		res, err = s.Bootstrap.Upgrade(ctx, *h, jobID, progress)
+		res, err = s.Bootstrap.Upgrade(bctx, *h, jobID, progress)
 	} else {
-		res, err = s.Bootstrap.Bootstrap(ctx, *h, jobID, progress)
+		res, err = s.Bootstrap.Bootstrap(bctx, *h, jobID, progress)
 	}
+	end(err)
 	if err != nil {
 		return inst, err
 	}

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/telemetry"
 )
 
 // transitional is the status a host shows while an action runs.
@@ -48,12 +51,14 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		pricing = pl.PricingVersion
 		progress(fmt.Sprintf("creating %s instance %s (%s in %s)", p.Name(), provider.InstanceName(h.ID), h.Spec.MachineType, h.Region))
 		var earlier bool
-		inst, earlier, err = s.earlierInstance(ctx, p, h, job.Attempts)
+		cctx, end := telemetry.Start(ctx, "cloud create", attribute.String("provider", p.Name()))
+		inst, earlier, err = s.earlierInstance(cctx, p, h, job.Attempts)
 		if earlier {
 			progress(fmt.Sprintf("instance %s (%s) made by an earlier attempt found", inst.Name, inst.ID))
 		} else if err == nil {
-			p, inst, err = s.createWithFallback(ctx, p, &h, &pl, progress)
+			p, inst, err = s.createWithFallback(cctx, p, &h, &pl, progress)
 		}
+		end(err)
 		pricing = pl.PricingVersion
 		if err == nil {
 			err = s.saveInstanceID(ctx, &h, inst)
@@ -244,7 +249,9 @@ func (s *Service) saveInstanceID(ctx context.Context, h *model.Host, inst provid
 // waitFor polls until the instance reaches want, the VM fails, or the
 // ready timeout passes. An instance already in want (as the provider's
 // reply to the action said) needs no call.
-func (s *Service) waitFor(ctx context.Context, p provider.Provider, inst provider.Instance, hostID string, want provider.State, progress func(string)) (provider.Instance, error) {
+func (s *Service) waitFor(ctx context.Context, p provider.Provider, inst provider.Instance, hostID string, want provider.State, progress func(string)) (_ provider.Instance, err error) {
+	ctx, end := telemetry.Start(ctx, "wait "+string(want), attribute.String("provider", p.Name()))
+	defer func() { end(err) }()
 	if inst.State == want {
 		return inst, nil
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
@@ -21,6 +22,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/telemetry"
 )
 
 // Moves and clones.
@@ -542,7 +544,9 @@ func (s *Service) startOn(ctx context.Context, client *agentapi.Client, h model.
 	if err != nil {
 		return err
 	}
-	st, err := client.StartProject(ctx, p.ID, startRequest(*p, hc.memory))
+	actx, end := telemetry.Start(ctx, "agent start project", attribute.String("host.id", h.ID))
+	st, err := client.StartProject(actx, p.ID, startRequest(*p, hc.memory))
+	end(err)
 	if err != nil {
 		return err
 	}

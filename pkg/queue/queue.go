@@ -54,9 +54,12 @@ import (
 
 	"github.com/google/uuid"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
+	"github.com/sagemathinc/cocalc-hosts/pkg/telemetry"
 )
 
 // Result is what an attempt wrote (its subject's new row, a log entry),
@@ -331,7 +334,12 @@ func (w *Worker) execute(parent context.Context, c *claimed) error {
 		ev.Message = msg
 		w.emit(ev)
 	}
-	res, runErr := w.Handler.Run(ctx, job, progress)
+	// Each attempt is a trace (when otel.endpoint is set); the
+	// handler's steps are its children.
+	tctx, end := telemetry.Start(ctx, string(job.Subject.Kind)+" "+string(job.Action), attribute.String("job.id", job.ID),
+		attribute.String(string(job.Subject.Kind)+".id", job.Subject.ID), attribute.Int("job.attempt", job.Attempts))
+	res, runErr := w.Handler.Run(tctx, job, progress)
+	end(runErr)
 	lost := errors.Is(context.Cause(ctx), store.ErrLeaseLost)
 	cancel(nil)
 	if lost {
