@@ -739,11 +739,12 @@ func (s *dashboardSource) Shell(ctx context.Context, id string) (tui.Command, er
 
 // Changes forwards the committed changes to the hosts, projects and
 // jobs the caller may see (the Watcher: the database's notifications
-// directly, the server's event stream through one), folded into one
-// pending signal: the dashboard re-reads on each. The rows a watch
+// directly, the server's event stream through one) with their rows, in
+// batches: the changes that came while the dashboard was busy go in its
+// next one, so the watch never waits for the screen. The rows a watch
 // starts with are not changes. Should the watch end, the channel closes
 // and the dashboard goes on polling every --refresh.
-func (s *dashboardSource) Changes(ctx context.Context) <-chan struct{} {
+func (s *dashboardSource) Changes(ctx context.Context) <-chan []tui.Change {
 	w, err := s.f.Watcher()
 	if err != nil {
 		return nil
@@ -753,25 +754,72 @@ func (s *dashboardSource) Changes(ctx context.Context) <-chan struct{} {
 		return nil
 	}
 	topics := store.Topics
-	out := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var pending []tui.Change
+	kick := make(chan struct{}, 1)
+	ended := make(chan struct{})
 	go func() {
-		defer close(out)
+		defer close(ended)
 		synced := 0
 		w.Watch(ctx, c, topics, func(e store.Event) error { //nolint:errcheck // polling goes on without it
 			if e.Sync {
 				synced++
 			}
-			if synced < len(topics) || (e.Sync && synced == len(topics)) {
+			if synced < len(topics) || e.Sync {
 				return nil // the rows the watch starts with
 			}
+			mu.Lock()
+			pending = append(pending, s.change(e))
+			mu.Unlock()
 			select {
-			case out <- struct{}{}:
-			default: // one re-read is already due
+			case kick <- struct{}{}:
+			default: // a batch is already due
 			}
 			return nil
 		})
 	}()
+	out := make(chan []tui.Change)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-kick:
+			case <-ended:
+				return
+			}
+			mu.Lock()
+			batch := pending
+			pending = nil
+			mu.Unlock()
+			select {
+			case out <- batch:
+			case <-ended:
+				return
+			}
+		}
+	}()
 	return out
+}
+
+// change is a watch's event as the dashboard takes it: a host priced
+// with the costs of the last read.
+func (s *dashboardSource) change(e store.Event) tui.Change {
+	switch {
+	case e.Host != nil:
+		s.mu.Lock()
+		h := priced(*e.Host, s.costs)
+		s.mu.Unlock()
+		return tui.Change{Host: &h}
+	case e.Project != nil:
+		return tui.Change{Project: e.Project}
+	case e.Job != nil:
+		return tui.Change{Job: e.Job}
+	case e.Topic == store.TopicHosts:
+		return tui.Change{GoneHost: e.ID}
+	case e.Topic == store.TopicProjects:
+		return tui.Change{GoneProject: e.ID}
+	}
+	return tui.Change{GoneJob: e.ID}
 }
 
 // dashboardShell is `project shell` run by the dashboard on its terminal.

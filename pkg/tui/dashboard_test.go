@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -641,5 +642,74 @@ func TestStaleDataAndRecovery(t *testing.T) {
 	d.want("updated 0s ago")
 	if h, _ := d.m.host("h1"); h.Status != model.StatusError {
 		t.Fatalf("new data not taken: %s", h.Status)
+	}
+	// An agent that does not answer leaves its projects' disk unknown,
+	// and the projects view says so.
+	src.usageErr = errors.New("agent of gpu1: context deadline exceeded")
+	src.fleet.Hosts[0].Status = model.StatusRunning
+	d.send(tickMsg{})
+	d.settle(func() bool { h, _ := d.m.host("h1"); return h.Status == model.StatusRunning })
+	d.keys("2")
+	d.want("all 4 projects", "disk use on gpu1 unknown: agent of gpu1: context deadline exceeded")
+}
+
+// A source's change events carry the rows: the screen shows them at
+// once, without reading the fleet again; and a read that was under way
+// when they came does not take them back.
+func TestChangesShowWithoutARead(t *testing.T) {
+	src := testFleet()
+	src.changes = make(chan []Change)
+	d := newDriver(t, src, 160, 30, MonoTheme())
+	d.want("gpu1", "2/3", "$0.70/hour now")
+	reads := src.reads
+
+	gpu1, cpu1 := d.m.fleet.Hosts[0], d.m.fleet.Hosts[1]
+	gpu1.Status = model.StatusOff
+	start := model.Job{ID: "j2", Subject: model.HostSubject(cpu1.ID), Action: model.ActionStart, State: model.JobRunning, Attempts: 1}
+	src.changes <- []Change{
+		{Host: &gpu1},
+		{Job: &start},
+		{Project: &model.Project{ID: "p5eeeeee-5555", Title: "new", Owner: "alice", HostID: cpu1.ID, State: model.ProjectRunning}},
+		{GoneProject: "p3cccccc-3333"},
+	}
+	d.want("0 running · $0.00/hour now", "off (start)")
+	row := func(name string) string {
+		for _, l := range strings.Split(d.screen(), "\n") {
+			if strings.HasPrefix(l, name+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	if r := row("gpu1"); !strings.Contains(r, " off ") || !strings.Contains(r, "1/2") {
+		t.Fatalf("gpu1 after its change: %q", r)
+	}
+	if r := row("cpu1"); !strings.Contains(r, "1/2") {
+		t.Fatalf("cpu1 after a project came: %q", r)
+	}
+	// A host's change keeps its pending job; the job's end clears it.
+	cpu1.Status = model.StatusStarting
+	src.changes <- []Change{{Host: &cpu1}}
+	d.want("starting (start)")
+	start.State = model.JobDone
+	src.changes <- []Change{{Job: &start}}
+	d.settle(func() bool { return !strings.Contains(row("cpu1"), "(start)") })
+	// A host that goes leaves the table.
+	src.changes <- []Change{{GoneHost: "h3"}}
+	d.want("2 hosts")
+	d.wantNot("sim-a100")
+	if src.reads != reads {
+		t.Fatalf("the changes were read again from the source: %d reads, want %d", src.reads, reads)
+	}
+
+	// A read under way took the fleet before a change: its answer comes
+	// with the change applied again.
+	stale, _ := src.Fleet(context.Background())
+	d.m.loading = true
+	gpu1.Status = model.StatusError
+	d.send(changesMsg{[]Change{{Host: &gpu1}}})
+	d.send(fleetMsg{fleet: stale, at: t0})
+	if h, _ := d.m.host("h1"); h.Status != model.StatusError {
+		t.Fatalf("a read older than a change took it back: gpu1 is %s", h.Status)
 	}
 }

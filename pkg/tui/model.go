@@ -13,6 +13,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,7 +88,10 @@ type Model struct {
 	spinner  spinner.Model
 	spinning bool
 	quitting bool
-	changes  <-chan struct{}
+	changes  <-chan []Change
+	// sinceLoad are the changes applied while a fleet read was under
+	// way: applied again to its answer, which may predate them.
+	sinceLoad []Change
 }
 
 // New returns a dashboard over src.
@@ -131,8 +135,8 @@ type (
 		err   error
 		at    time.Time
 	}
-	tickMsg   struct{}
-	changeMsg struct{}
+	tickMsg    struct{}
+	changesMsg struct{ changes []Change }
 )
 
 func (m Model) fetchCtx() (context.Context, context.CancelFunc) {
@@ -158,12 +162,13 @@ func (m Model) tick() tea.Cmd {
 	return tea.Tick(m.opt.Refresh, func(time.Time) tea.Msg { return tickMsg{} })
 }
 
-func listen(ch <-chan struct{}) tea.Cmd {
+func listen(ch <-chan []Change) tea.Cmd {
 	return func() tea.Msg {
-		if _, ok := <-ch; !ok {
+		cs, ok := <-ch
+		if !ok {
 			return nil
 		}
-		return changeMsg{}
+		return changesMsg{cs}
 	}
 }
 
@@ -184,7 +189,7 @@ func (m Model) subscribe() tea.Cmd {
 	}
 }
 
-type subscribedMsg struct{ ch <-chan struct{} }
+type subscribedMsg struct{ ch <-chan []Change }
 
 // Update handles data, the clock, keys and the mouse.
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -197,8 +202,13 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.loading = false
 		m.triedAt = msg.at
 		m.fleetErr = msg.err
+		since := m.sinceLoad
+		m.sinceLoad = nil
 		if msg.err == nil {
 			m.setFleet(msg.fleet)
+			if len(since) > 0 {
+				m.applyChanges(since)
+			}
 			cmds = append(cmds, m.usageCmds()...)
 		}
 		if m.reloadDue {
@@ -208,9 +218,12 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case subscribedMsg:
 		m.changes = msg.ch
 		cmds = append(cmds, listen(msg.ch))
-	case changeMsg:
-		cmds = append(cmds, m.loadFleet(), listen(m.changes))
-		cmds = append(cmds, m.viewRefresh(false)...)
+	case changesMsg:
+		touched := m.applyChanges(msg.changes)
+		cmds = append(cmds, listen(m.changes))
+		if (m.view == viewDetails && touched[m.details.id]) || (m.view == viewLogs && touched[m.logs.id]) {
+			cmds = append(cmds, m.viewRefresh(false)...)
+		}
 	case tickMsg:
 		cmds = append(cmds, m.tick(), m.loadFleet())
 		cmds = append(cmds, m.viewRefresh(true)...)
@@ -280,6 +293,79 @@ func (m *Model) setFleet(f Fleet) {
 	}
 	m.hosts.rebuild(f.Hosts, m.counts)
 	m.projects.rebuild(f.Projects, f.Hosts, m.byID)
+}
+
+// applyChanges puts changed rows into the fleet, so that the screen
+// shows a commit without reading the whole fleet again, and returns the
+// hosts they concern (whose details and logs may then be read again).
+func (m *Model) applyChanges(cs []Change) map[string]bool {
+	if m.loading {
+		m.sinceLoad = append(m.sinceLoad, cs...)
+	}
+	f := &m.fleet
+	touched := map[string]bool{}
+	// Only hosts' states changed: the projects' table and the counts
+	// stand, and the hosts' table is all there is to redo.
+	hostsOnly := true
+	for _, c := range cs {
+		switch {
+		case c.Host != nil:
+			h := *c.Host
+			touched[h.ID] = true
+			if i, ok := m.byID[h.ID]; ok {
+				h.Job = f.Hosts[i].Job
+				hostsOnly = hostsOnly && h.Name == f.Hosts[i].Name
+				f.Hosts[i] = h
+			} else {
+				m.byID[h.ID] = len(f.Hosts)
+				f.Hosts = append(f.Hosts, h)
+				hostsOnly = false
+			}
+		case c.GoneHost != "":
+			touched[c.GoneHost] = true
+			if i, ok := m.byID[c.GoneHost]; ok {
+				f.Hosts = slices.Delete(f.Hosts, i, i+1)
+				m.setFleet(*f) // the positions after it moved
+			}
+		case c.Project != nil:
+			touched[c.Project.HostID] = true
+			hostsOnly = false
+			if i := slices.IndexFunc(f.Projects, func(p model.Project) bool { return p.ID == c.Project.ID }); i >= 0 {
+				f.Projects[i] = *c.Project
+			} else {
+				f.Projects = append(f.Projects, *c.Project)
+			}
+		case c.GoneProject != "":
+			hostsOnly = false
+			f.Projects = slices.DeleteFunc(f.Projects, func(p model.Project) bool { return p.ID == c.GoneProject })
+		case c.Job != nil:
+			j := *c.Job
+			i, ok := m.byID[j.Subject.ID]
+			if j.Subject.Kind != model.SubjectHost || !ok {
+				continue
+			}
+			touched[j.Subject.ID] = true
+			h := &f.Hosts[i]
+			if j.Active() && (h.Job == nil || h.Job.ID == j.ID) {
+				h.Job = &j
+			} else if !j.Active() && h.Job != nil && h.Job.ID == j.ID {
+				h.Job = nil
+			}
+		case c.GoneJob != "":
+			for i := range f.Hosts {
+				if h := &f.Hosts[i]; h.Job != nil && h.Job.ID == c.GoneJob {
+					touched[h.ID] = true
+					h.Job = nil
+				}
+			}
+		}
+	}
+	if hostsOnly {
+		m.hosts.rebuild(f.Hosts, m.counts)
+	} else {
+		m.setFleet(*f)
+	}
+	return touched
 }
 
 func (m Model) host(id string) (Host, bool) {

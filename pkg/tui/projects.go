@@ -3,10 +3,13 @@ package tui
 import (
 	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
@@ -161,7 +164,16 @@ func (m Model) projectsSubtitle() string {
 			running++
 		}
 	}
-	return fmt.Sprintf("%s · %s running", scope, t.Good.Render(fmt.Sprint(running)))
+	s := fmt.Sprintf("%s · %s running", scope, t.Good.Render(fmt.Sprint(running)))
+	// An agent that did not answer: its projects' disk and snapshots are
+	// as it last said, or unknown.
+	for _, hid := range slices.Sorted(maps.Keys(v.usageErr)) {
+		if v.hostID == "" || v.hostID == hid {
+			s += " · " + t.Bad.Render(clip("disk use on "+v.hostName[hid]+" unknown: "+oneLine(v.usageErr[hid]), max(m.width-ansi.StringWidth(s)-3, 10)))
+			break
+		}
+	}
+	return s
 }
 
 func (m Model) projectsBody(height int) string {

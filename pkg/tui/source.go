@@ -39,10 +39,26 @@ type Source interface {
 	// Shell returns an interactive shell in a running project; the
 	// dashboard hands it the terminal while it runs.
 	Shell(ctx context.Context, projectID string) (Command, error)
-	// Changes delivers a value whenever something the dashboard shows
-	// may have changed; nil when the source has no change events, and
-	// the dashboard polls.
-	Changes(ctx context.Context) <-chan struct{}
+	// Changes delivers the committed changes to hosts, projects and
+	// jobs, in batches (each those since the last one was taken), so
+	// that the screen shows a change without reading the fleet again;
+	// nil when the source has no change events, and the dashboard polls.
+	Changes(ctx context.Context) <-chan []Change
+}
+
+// Change is one committed change to a row the dashboard shows: the row
+// as it is now, or the id of a row that is gone (deleted, or no longer
+// visible). Exactly one field is set.
+type Change struct {
+	// Host comes without its Job (the jobs' changes carry those) and with
+	// the costs of the last Fleet read.
+	Host    *Host          `json:"host,omitempty"`
+	Project *model.Project `json:"project,omitempty"`
+	// Job is a job as it is now; one that ended leaves its host.
+	Job         *model.Job `json:"job,omitempty"`
+	GoneHost    string     `json:"gone_host,omitempty"`
+	GoneProject string     `json:"gone_project,omitempty"`
+	GoneJob     string     `json:"gone_job,omitempty"`
 }
 
 // Command is a program that takes over the terminal (a project shell).

@@ -31,11 +31,17 @@ type fleetSource struct {
 	// block, when set, holds Do until closed.
 	block chan struct{}
 	moves bool
+	// changes, when set, are its change events.
+	changes chan []Change
+	// reads counts the fleet's reads.
+	reads    int
+	usageErr error
 }
 
 func (s *fleetSource) Fleet(context.Context) (Fleet, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reads++
 	if s.fleetErr != nil {
 		return Fleet{}, s.fleetErr
 	}
@@ -68,6 +74,12 @@ func (s *fleetSource) Host(_ context.Context, id string) (HostInfo, error) {
 }
 
 func (s *fleetSource) Usage(_ context.Context, hostID string, ids []string) ([]ProjectUsage, error) {
+	s.mu.Lock()
+	err := s.usageErr
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	snap := t0.Add(-30 * time.Minute)
 	var out []ProjectUsage
 	for _, id := range ids {
@@ -169,7 +181,7 @@ func (s *fleetSource) Shell(_ context.Context, id string) (Command, error) {
 	return &fakeShell{s: s, id: id}, nil
 }
 
-func (s *fleetSource) Changes(context.Context) <-chan struct{} { return nil }
+func (s *fleetSource) Changes(context.Context) <-chan []Change { return s.changes }
 
 // fakeShell records that it ran, as tea.Exec runs it.
 type fakeShell struct {
