@@ -3,25 +3,27 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman/podmantest"
+	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
 	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/sshvm"
 )
 
 // Projects on a remote (SSH-bootstrapped) host, in real podman containers
-// inside the test VM; an agent upgrade leaves them running and known.
+// inside the test VM; an agent upgrade leaves them running and known; they
+// move to a second test VM and back (sshMoves).
 func TestSSHProjectsSurviveUpgrade(t *testing.T) {
 	t.Parallel()
 	c := newSSHCLI(t, "sqlite")
 	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{c.fleetKey()}})
-	// The podman settings this machine needs (machine.md), set on the host
-	// as its operator would.
-	vm.MustExec(t, "mkdir -p /etc/containers && cat > /etc/containers/containers.conf <<'EOF'\n"+podmantest.ContainersConf+"EOF\n")
+	podmanConf(t, vm)
 	c.ok("create", "--cloud", "ssh", "--name", "r1", "--address", "root@"+vm.Addr)
 
 	// No registry or mirror is reachable from the VM: the image's root
@@ -46,7 +48,7 @@ func TestSSHProjectsSurviveUpgrade(t *testing.T) {
 			State string `json:"state"`
 		} `json:"project"`
 	}
-	c.json(&created, "project", "create", "--host", "r1", "--image", "localhost/remote-base:1", "--memory", "128M", "--disk", "64M", "--start")
+	c.json(&created, "project", "create", "--host", "r1", "--image", "localhost/remote-base:1", "--memory", "128M", "--disk", "256M", "--start")
 	id := created.Project.ID
 	if created.Project.State != "running" {
 		t.Fatalf("project create --start: %+v", created)
@@ -87,8 +89,129 @@ func TestSSHProjectsSurviveUpgrade(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &shown); err != nil || shown.State != "running" {
 		t.Fatalf("project show after the upgrade: %v %s", err, raw)
 	}
+	sshMoves(t, c, vm, tarball, id)
 	c.ok("project", "delete", id, "--purge", "--yes")
 	if left := containerID(); left != "" {
 		t.Fatalf("container left after delete: %s", left)
 	}
+}
+
+// podmanConf puts the podman settings this machine needs (machine.md) on
+// a VM, as its operator would.
+func podmanConf(t *testing.T, vm *sshvm.VM) {
+	vm.MustExec(t, "mkdir -p /etc/containers && cat > /etc/containers/containers.conf <<'EOF'\n"+podmantest.ContainersConf+"EOF\n")
+}
+
+// sshMoves moves project id (running on host r1, in vm1) to host r2 in a
+// second VM and back. The VMs have no network between them at first: the
+// direct transfer cannot connect, the move is relayed through the control
+// plane, and `project show` says why. With a cable between them the move
+// back goes direct and is incremental. Each time the files and snapshots
+// arrive equal by checksum and the project runs there; the old copy is
+// gone after cleanup.
+func sshMoves(t *testing.T, c *sshCLI, vm1 *sshvm.VM, tarball, id string) {
+	t.Helper()
+	vm2 := sshvm.New(t, sshvm.Options{RootKeys: []string{c.fleetKey()}})
+	podmanConf(t, vm2)
+	c.ok("create", "--cloud", "ssh", "--name", "r2", "--address", "root@"+vm2.Addr)
+	stage(t, vm2, tarball)
+	c.ok("image", "build", "localhost/remote-base:1", "--host", "r2")
+	c.ok("project", "exec", id, "--", "sh", "-c", "head -c 3000000 /dev/urandom > big; echo 1 > n")
+	c.ok("project", "snapshot", id, "--name", "s1")
+	c.ok("project", "exec", id, "--", "sh", "-c", "echo 2 > n; mkdir d; echo x > d/y")
+	c.ok("project", "snapshot", id, "--name", "s2")
+	// The home and every snapshot: names, modes, owners, sizes, contents.
+	sums := func(vm *sshvm.VM) string {
+		t.Helper()
+		return vm.MustExec(t, fmt.Sprintf("cd /btrfs && find projects/%[1]s snapshots/%[1]s -printf '%%p %%m %%U %%s\\n' | sort && "+
+			"find projects/%[1]s snapshots/%[1]s -type f -print0 | sort -z | xargs -0 sha256sum", id))
+	}
+	type moved struct {
+		HostName string `json:"host_name"`
+		State    string `json:"state"`
+		LastMove struct {
+			Phase    string `json:"phase"`
+			Path     string `json:"path"`
+			PathNote string `json:"path_note"`
+			Method   string `json:"method"`
+			Bytes    int64  `json:"bytes"`
+		} `json:"last_move"`
+	}
+	move := func(to string, from, dst *sshvm.VM) moved {
+		t.Helper()
+		before := sums(from)
+		c.ok("project", "move", id, "--to", to)
+		var p moved
+		c.json(&p, "project", "show", id)
+		if p.HostName != to || p.State != "running" || p.LastMove.Phase != "done" || p.LastMove.Method != "btrfs" {
+			t.Fatalf("after the move to %s: %+v", to, p)
+		}
+		if after := sums(dst); after != before {
+			t.Fatalf("the move to %s changed the files or snapshots:\nbefore:\n%s\nafter:\n%s", to, before, after)
+		}
+		return p
+	}
+
+	p := move("r2", vm1, vm2)
+	if p.LastMove.Path != "relayed" || !strings.Contains(p.LastMove.PathNote, "direct transfer to "+vm2.Addr) {
+		t.Fatalf("between VMs that cannot reach each other: %+v, want relayed with the reason", p.LastMove)
+	}
+	if out, _ := c.ok("project", "exec", id, "--", "sh", "-c", "cat n; echo 3 > n"); out != "2\n" {
+		t.Fatalf("on r2: %q", out)
+	}
+
+	cable := sshvm.Connect(t, vm1, vm2)
+	p = move("r1", vm2, vm1)
+	if p.LastMove.Path != "direct" || p.LastMove.PathNote != "" || p.LastMove.Bytes > 1<<20 {
+		t.Fatalf("the move back over the cable: %+v, want direct and incremental (under 1 MiB)", p.LastMove)
+	}
+	c.ok("project", "move", id, "--cleanup")
+	if out := vm2.MustExec(t, "ls /btrfs/projects /btrfs/snapshots"); strings.Contains(out, id) {
+		t.Fatalf("the old copy on r2 is still there after cleanup:\n%s", out)
+	}
+
+	// The cable is pulled while a move streams directly: both sides give
+	// up on the stalled stream, the move fails and is rolled back (the
+	// source as it was, nothing of the move left on either VM), and a
+	// retry (relayed: the VMs cannot reach each other now) completes.
+	c.ok("project", "exec", id, "--", "sh", "-c", "head -c 150000000 /dev/urandom > big2")
+	before := sums(vm1)
+	mv, out, done := c.startMove(id, "r2")
+	// The snapshots r2 lacks go first; the cable is pulled once the live
+	// home, with big2, streams.
+	vm2.MustExec(t, fmt.Sprintf("for i in $(seq 1200); do ls -A /btrfs/transfer/%s/in 2>/dev/null | grep -q '^%s' && exit 0; sleep 0.05; done; exit 1", id, regexp.QuoteMeta(storage.TransferPrefix)))
+	cable.Set(t, false)
+	<-done
+	if mv.ProcessState.ExitCode() == 0 {
+		t.Fatalf("the move succeeded over a pulled cable?\n%s", out)
+	}
+	var failed struct {
+		HostName string `json:"host_name"`
+		State    string `json:"state"`
+		LastMove struct {
+			Phase string `json:"phase"`
+			Error string `json:"error"`
+		} `json:"last_move"`
+	}
+	c.json(&failed, "project", "show", id)
+	if failed.HostName != "r1" || failed.State != "running" || failed.LastMove.Phase != "failed" || !strings.Contains(failed.LastMove.Error, "no progress for 20s") {
+		t.Fatalf("after the cut: %+v\n%s", failed, out)
+	}
+	noTransfer := func() {
+		t.Helper()
+		for _, vm := range []*sshvm.VM{vm1, vm2} {
+			if left := vm.MustExec(t, "ls -A /btrfs/transfer 2>/dev/null; true"); left != "" {
+				t.Fatalf("transfer state left on %s: %s", vm.Name, left)
+			}
+		}
+	}
+	if after := sums(vm1); after != before {
+		t.Fatalf("the source changed over the cut:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	noTransfer()
+	p = move("r2", vm1, vm2)
+	if p.LastMove.Path != "relayed" || !strings.Contains(p.LastMove.PathNote, "direct transfer to "+vm2.Addr) {
+		t.Fatalf("the retry with the cable pulled: %+v, want relayed with the reason", p.LastMove)
+	}
+	noTransfer()
 }

@@ -35,17 +35,97 @@ import (
 // destination the source cannot reach quickly is relayed to instead.
 const directConnectTimeout = 3 * time.Second
 
-// directs tracks the listeners of expected transfers, so that stopping
-// the agent closes them all.
+// directStall bounds how long a direct stream may make no progress: a
+// network cut between the hosts would otherwise stall its TCP connection
+// for many minutes. Both sides give up; the move's attempt fails and is
+// retried.
+const directStall = 20 * time.Second
+
+// stallConn is a connection whose every read and write must make progress
+// within directStall.
+type stallConn struct{ *tls.Conn }
+
+func (c stallConn) Read(p []byte) (int, error) {
+	c.SetReadDeadline(time.Now().Add(directStall)) //nolint:errcheck
+	n, err := c.Conn.Read(p)
+	return n, stalled(err)
+}
+
+func (c stallConn) Write(p []byte) (int, error) {
+	c.SetWriteDeadline(time.Now().Add(directStall)) //nolint:errcheck
+	n, err := c.Conn.Write(p)
+	return n, stalled(err)
+}
+
+// stalled says what a timeout on a direct stream means.
+func stalled(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("no progress for %s (is the network between the hosts cut?): %w", directStall, err)
+	}
+	return err
+}
+
+// directs tracks the listeners and receives of expected transfers, so
+// that stopping the agent closes them all, and dropping a project's
+// transfer state first ends its receives.
 type directs struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	receiving map[string]map[*receive]bool
+}
+
+// receive is one direct stream being received.
+type receive struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func newDirects() *directs {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &directs{ctx: ctx, cancel: cancel}
+	return &directs{ctx: ctx, cancel: cancel, receiving: map[string]map[*receive]bool{}}
+}
+
+// begin records a receive of project id; the returned func ends it.
+func (d *directs) begin(id string, cancel context.CancelFunc) func() {
+	r := &receive{cancel: cancel, done: make(chan struct{})}
+	d.mu.Lock()
+	if d.receiving[id] == nil {
+		d.receiving[id] = map[*receive]bool{}
+	}
+	d.receiving[id][r] = true
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		delete(d.receiving[id], r)
+		if len(d.receiving[id]) == 0 {
+			delete(d.receiving, id)
+		}
+		d.mu.Unlock()
+		close(r.done)
+	}
+}
+
+// end cancels project id's receives and waits until they have cleaned up.
+func (d *directs) end(ctx context.Context, id string) error {
+	d.mu.Lock()
+	var rs []*receive
+	for r := range d.receiving[id] {
+		rs = append(rs, r)
+	}
+	d.mu.Unlock()
+	for _, r := range rs {
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (d *directs) stop() {
@@ -106,22 +186,23 @@ func (s *server) acceptOne(ln net.Listener, ttl time.Duration, want agentapi.Dir
 	ctx, cancel := context.WithTimeout(s.direct.ctx, ttl)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	conn, err := ln.Accept()
+	raw, err := ln.Accept()
 	stop()
 	ln.Close()
 	if err != nil {
 		return // expired, or the agent stops
 	}
+	conn := stallConn{raw.(*tls.Conn)}
 	defer conn.Close()
-	// Cancelled when the agent stops; not at the expiry, which only
-	// bounds the wait for the connection.
+	// Cancelled when the agent stops or the project's transfer state is
+	// dropped; not at the expiry, which only bounds the wait for the
+	// connection.
 	ctx, cancel = context.WithCancel(s.direct.ctx)
 	defer cancel()
 	stopConn := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stopConn()
 
-	conn.SetDeadline(time.Now().Add(30 * time.Second)) //nolint:errcheck
-	br := bufio.NewReader(conn)
+	br := bufio.NewReaderSize(conn, 64<<10)
 	enc := json.NewEncoder(conn)
 	var got agentapi.DirectHello
 	line, err := br.ReadSlice('\n')
@@ -138,10 +219,15 @@ func (s *server) acceptOne(ln net.Listener, ttl time.Duration, want agentapi.Dir
 		enc.Encode(agentapi.DirectAnswer{Error: "the destination refused the transfer: credential, project, move or volume do not match"}) //nolint:errcheck
 		return
 	}
+	// An older stream of the project still arriving (its network cut)
+	// is superseded.
+	if err := s.direct.end(ctx, want.Project); err != nil {
+		return
+	}
+	defer s.direct.begin(want.Project, cancel)()
 	if err := enc.Encode(agentapi.DirectAnswer{}); err != nil {
 		return
 	}
-	conn.SetDeadline(time.Time{}) //nolint:errcheck
 	var n int64
 	switch req.Method {
 	case agentapi.TransferBtrfs:
@@ -202,10 +288,12 @@ func pinned(fp string) *tls.Config {
 	}
 }
 
-// countingWriter counts bytes and reports them at most once a second.
+// countingWriter counts bytes and reports them at most once a second;
+// err is the first write error.
 type countingWriter struct {
 	w      io.Writer
 	n      int64
+	err    error
 	last   time.Time
 	report func(n int64)
 }
@@ -213,6 +301,9 @@ type countingWriter struct {
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 	if t := time.Now(); t.Sub(c.last) >= time.Second {
 		c.last = t
 		c.report(c.n)
@@ -253,7 +344,7 @@ func (s *server) handlePush(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(p) //nolint:errcheck // the caller notices a cut answer
 		rc.Flush()                   //nolint:errcheck
 	}
-	cw := &countingWriter{w: conn, last: time.Now(), report: func(n int64) { line(agentapi.PushProgress{Bytes: n}) }}
+	cw := &countingWriter{w: stallConn{conn}, last: time.Now(), report: func(n int64) { line(agentapi.PushProgress{Bytes: n}) }}
 	switch req.Method {
 	case agentapi.TransferBtrfs:
 		_, err = s.proj.st.Send(r.Context(), id, storage.Step{Name: req.Name, Parent: req.Parent}, cw)
@@ -263,13 +354,17 @@ func (s *server) handlePush(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = conn.CloseWrite()
 	}
+	if cw.err != nil {
+		// The sending command only saw its output close.
+		err = fmt.Errorf("the stream to %s stopped after %d bytes: %w", req.Addr, cw.n, cw.err)
+	}
 	if err != nil {
 		s.log.Error("push failed", "project", id, "volume", req.Name, "err", err)
 		line(agentapi.PushProgress{Bytes: cw.n, Done: true, Error: "source: " + err.Error()})
 		return
 	}
 	var ans agentapi.DirectAnswer
-	if err := json.NewDecoder(io.LimitReader(conn, 1<<20)).Decode(&ans); err != nil {
+	if err := json.NewDecoder(io.LimitReader(stallConn{conn}, 1<<20)).Decode(&ans); err != nil {
 		line(agentapi.PushProgress{Bytes: cw.n, Done: true, Error: "the destination did not answer after the stream: " + err.Error()})
 		return
 	}

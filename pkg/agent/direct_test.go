@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
 )
 
 func credential(t *testing.T) string {
@@ -180,5 +182,58 @@ func TestDirectTransferCredential(t *testing.T) {
 	_, err = c.Push(ctx, id, agentapi.PushRequest{SendRequest: agentapi.SendRequest{Method: agentapi.TransferTar}, Addr: addr, Fingerprint: fp, Hello: hello}, nil)
 	if !agentapi.IsCode(err, agentapi.CodeUnreachable) {
 		t.Fatalf("push to a closed port: got %v, want code unreachable", err)
+	}
+}
+
+// A direct receive whose source went quiet (the network between the hosts
+// cut mid-stream) ends when the project's transfer state is dropped, and
+// what it half received goes with it: a rolled-back or retried move does
+// not wait for the stall timeout nor race the stale receive.
+func TestDirectReceiveEndsOnDrop(t *testing.T) {
+	path, cfg := testConfig(t)
+	runAgent(t, path)
+	waitStatus(t, cfg.SocketPath)
+	c := agentapi.NewClient(cfg.SocketPath)
+	ctx := tctx(t)
+	id := uuid.NewString()
+	hello := agentapi.DirectHello{Project: id, Move: "m1", Volume: "home", Credential: credential(t)}
+	exp, err := c.Expect(ctx, id, agentapi.ExpectRequest{Move: hello.Move, Method: agentapi.TransferTar,
+		Volume: agentapi.TransferVolume{Name: hello.Volume}, Credential: hello.Credential, TTLSeconds: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dialTransfer(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(exp.Port)), exp.Fingerprint, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Half of a file, and then nothing more.
+	tw := tar.NewWriter(conn)
+	if err := tw.WriteHeader(&tar.Header{Name: "big", Mode: 0o644, Size: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(make([]byte, 2<<20)); err != nil {
+		t.Fatal(err)
+	}
+	staged := filepath.Join(cfg.PoolPath, "transfer", id, "in", storage.HomeTarName, "big")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(staged); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the destination never began receiving: %v", err)
+		}
+	}
+	if err := c.DropTransfer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.PoolPath, "transfer", id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("transfer state after the drop: %v", err)
+	}
+	// The destination hung up: well before the stall timeout, which a
+	// read that times out here would mean it waited for.
+	conn.SetReadDeadline(time.Now().Add(directStall / 2)) //nolint:errcheck
+	_, err = io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the receive did not end on the drop: %v", err)
 	}
 }

@@ -109,6 +109,11 @@ func (s *server) handleSend(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) handleReceive(r *http.Request) (any, error) {
 	id := r.PathValue("id")
+	// A direct stream of the project still arriving (its network cut,
+	// the move relayed now) is superseded.
+	if err := s.direct.end(r.Context(), id); err != nil {
+		return nil, err
+	}
 	q := r.URL.Query()
 	var n int64
 	var err error
@@ -157,6 +162,11 @@ func (s *server) notRunning(ctx context.Context, id string) error {
 }
 
 func (s *server) handleDropTransfer(r *http.Request) (any, error) {
+	// A direct stream still arriving (its source gone, or the network
+	// between them cut) ends first and removes what it half received.
+	if err := s.direct.end(r.Context(), r.PathValue("id")); err != nil {
+		return nil, err
+	}
 	return nil, s.proj.st.DropTransfer(r.Context(), r.PathValue("id"))
 }
 

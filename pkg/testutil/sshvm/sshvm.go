@@ -736,3 +736,48 @@ func (vm *VM) SetLink(t testing.TB, up bool) {
 		t.Fatalf("ip link set %s %s: %v: %s", vm.veth, state, err, out)
 	}
 }
+
+// Cable joins two VMs as two machines on one network: a veth pair
+// between their namespaces with a route over it to each other's address.
+// Their traffic to each other never crosses this machine (which cannot
+// see the cable), and goes away with the VMs.
+type Cable struct {
+	a, b *VM
+}
+
+// cableDev is the cable's end in each VM.
+const cableDev = "cable0"
+
+// Connect lays a cable between VMs a and b.
+func Connect(t testing.TB, a, b *VM) *Cable {
+	t.Helper()
+	c := &Cable{a: a, b: b}
+	if out, err := exec.Command("ip", "link", "add", cableDev, "netns", a.Name, "type", "veth", "peer", "name", cableDev, "netns", b.Name).CombinedOutput(); err != nil {
+		t.Fatalf("cable between %s and %s: %v: %s", a.Name, b.Name, err, out)
+	}
+	c.Set(t, true)
+	return c
+}
+
+// Set plugs the cable in (up) or pulls it (down: packets between the VMs
+// are lost; open connections stall, as on a real network, until a side
+// gives up or the cable is back).
+func (c *Cable) Set(t testing.TB, up bool) {
+	t.Helper()
+	state := "down"
+	if up {
+		state = "up"
+	}
+	for _, e := range []struct{ vm, peer *VM }{{c.a, c.b}, {c.b, c.a}} {
+		cmds := [][]string{{"ip", "-n", e.vm.Name, "link", "set", cableDev, state}}
+		if up {
+			// A link going down takes its routes with it.
+			cmds = append(cmds, []string{"ip", "-n", e.vm.Name, "route", "replace", e.peer.Addr + "/32", "dev", cableDev, "src", e.vm.Addr})
+		}
+		for _, cmd := range cmds {
+			if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", strings.Join(cmd, " "), err, out)
+			}
+		}
+	}
+}
