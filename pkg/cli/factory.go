@@ -118,7 +118,7 @@ func (f *Factory) App() (*app.App, error) {
 		// Traces of the jobs this process runs, when configured; the
 		// exporter is made only then, as the App that runs them is.
 		if cfg.OTel.Endpoint != "" {
-			shutdown, err := telemetry.Setup(context.Background(), cfg.OTel.Endpoint, Version)
+			shutdown, err := telemetry.Setup(context.Background(), cfg.OTel.Endpoint, cfg.OTel.HeadersFile, Version)
 			if err != nil {
 				return nil, errkind.Wrap(errkind.Invalid, err)
 			}

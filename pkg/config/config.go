@@ -111,6 +111,8 @@ type Settings struct {
 	// OTel is where traces go (otel.*).
 	OTel struct {
 		Endpoint string // an OTLP/HTTP URL; empty: no traces
+		// HeadersFile is a 0600 file of "Name: value" headers for it.
+		HeadersFile string
 	}
 	// Backup is how projects are backed up (backup.*).
 	Backup struct {

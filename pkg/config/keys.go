@@ -138,6 +138,8 @@ var keys = []key{
 			s.OTel.Endpoint = v
 			return nil
 		}},
+	{name: "otel.headers_file", desc: "a 0600 file of \"Name: value\" lines sent with every trace export (e.g. a hosted collector's Authorization header); the OTEL_EXPORTER_OTLP_* environment variables are not read",
+		set: text(func(s *Settings) *string { return &s.OTel.HeadersFile })},
 
 	// Server mode (`cocalc-hosts serve` and its clients).
 	{name: "server.url", desc: "the cocalc-hosts server commands talk to (https://HOST:PORT; set by `login`); empty: the database directly",

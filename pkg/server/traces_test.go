@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -26,6 +29,7 @@ type otlpReceiver struct {
 	mu    sync.Mutex
 	spans []*tracepb.Span
 	paths []string
+	auth  []string
 }
 
 func (rc *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -40,6 +44,7 @@ func (rc *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.mu.Lock()
 	rc.paths = append(rc.paths, r.URL.Path)
+	rc.auth = append(rc.auth, r.Header.Get("Authorization"))
 	for _, rs := range req.GetResourceSpans() {
 		for _, ss := range rs.GetScopeSpans() {
 			rc.spans = append(rc.spans, ss.GetSpans()...)
@@ -58,7 +63,18 @@ func TestTracesOfAHostCreate(t *testing.T) {
 	ts := httptest.NewServer(rc)
 	t.Cleanup(ts.Close)
 	ctx := context.Background()
-	shutdown, err := telemetry.Setup(ctx, ts.URL, "test")
+	// The headers come from otel.headers_file; the library's own
+	// environment variables change neither them nor the address.
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=from-env")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+	headers := filepath.Join(t.TempDir(), "otel-headers")
+	if err := os.WriteFile(headers, []byte("# the collector's key\nAuthorization: Bearer from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := telemetry.Setup(ctx, ts.URL, headers+".missing", "test"); err == nil || !strings.Contains(err.Error(), "otel.headers_file") {
+		t.Fatalf("a missing headers file: %v", err)
+	}
+	shutdown, err := telemetry.Setup(ctx, ts.URL, headers, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +100,11 @@ func TestTracesOfAHostCreate(t *testing.T) {
 	defer rc.mu.Unlock()
 	if len(rc.paths) == 0 || rc.paths[0] != "/v1/traces" {
 		t.Fatalf("export requests to %v, want /v1/traces", rc.paths)
+	}
+	for _, a := range rc.auth {
+		if a != "Bearer from-file" {
+			t.Fatalf("export requests carried Authorization %q, want otel.headers_file's", rc.auth)
+		}
 	}
 	byName := map[string]*tracepb.Span{}
 	for _, s := range rc.spans {
