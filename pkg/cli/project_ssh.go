@@ -190,7 +190,15 @@ func runProjectSSH(ctx context.Context, f *Factory, as *asFlag, o *ProjectSSHOpt
 	if err != nil {
 		return err
 	}
-	args := append(c.options(acc), acc.Address)
+	args := c.options(acc)
+	if acc.Reverse {
+		self, err := selfCommand(f, as)
+		if err != nil {
+			return err
+		}
+		args = append(args, "-o", "ProxyCommand="+relayCommand(self, acc))
+	}
+	args = append(args, acc.Address)
 	if len(o.Command) > 0 {
 		args = append(append(args, "--"), o.Command...)
 	}
@@ -267,6 +275,9 @@ func runProjectSSHConfig(ctx context.Context, f *Factory, as *asFlag, o *Project
 	fmt.Fprintf(&b, "Match originalhost %s exec \"%s\"\n", name, renew)
 	fmt.Fprintf(&b, "Host %s\n", name)
 	fmt.Fprintf(&b, "    HostName %s\n    Port %d\n    User %s\n", acc.Address, acc.SSHPort, acc.User)
+	if acc.Reverse {
+		fmt.Fprintf(&b, "    ProxyCommand %s\n", relayCommand(self, acc))
+	}
 	fmt.Fprintf(&b, "    IdentityFile %s\n    CertificateFile %s\n    IdentitiesOnly yes\n", c.key, c.certPath(acc.Project))
 	fmt.Fprintf(&b, "    UserKnownHostsFile %s\n    HostKeyAlias %s\n    StrictHostKeyChecking yes\n", c.knownHosts, hostAlias(acc.HostID))
 	b.WriteString("Match all\n")
@@ -274,6 +285,12 @@ func runProjectSSHConfig(ctx context.Context, f *Factory, as *asFlag, o *Project
 		w.WriteString(b.String())
 		return nil
 	})
+}
+
+// relayCommand is the ProxyCommand that reaches a reverse-connected
+// host's SSH ingress through the server.
+func relayCommand(self []string, acc projects.SSHAccess) string {
+	return strings.Join(append(self, "relay", acc.HostID, "ssh"), " ")
 }
 
 // selfCommand is this program with the global flags it was given, as a

@@ -135,7 +135,7 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 		"ops": {newWorkerCmd(f), newReconcileCmd(f), newProvidersCmd(f), newConfigCmd(f), newAgentCmd(f),
 			newSSHKeyCmd(f), newAdminCmd(f), newKeysCmd(f), newServeCmd(f), newJoinCmd(f), newLoginCmd(f), newLogoutCmd(f), newAuditCmd(f),
 			newBackupCmd(f), newStatusCmd(f)},
-		"": {newAgentRelayCmd(f), newAgentSFTPCmd(f), newVersionCmd(f), newExitCodesHelp()},
+		"": {newAgentRelayCmd(f), newRelayCmd(f), newAgentSFTPCmd(f), newVersionCmd(f), newExitCodesHelp()},
 	} {
 		for _, c := range cmds {
 			c.GroupID = group

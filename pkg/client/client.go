@@ -380,3 +380,31 @@ func (c *Client) Tunnel(credential func() (string, error), targets map[string]fu
 	u.Path = tunnel.Path
 	return &tunnel.Client{URL: u.String(), HTTP: c.http, Credential: credential, Targets: targets}
 }
+
+// Relay opens a connection to a reverse-connected host's ingress (target
+// https or ssh) through the server (see server.relayIngress).
+func (c *Client) Relay(ctx context.Context, host, target string) (io.ReadWriteCloser, error) {
+	u := *c.base
+	u.Path = server.Prefix + "/hosts/" + url.PathEscape(host) + "/relay/" + url.PathEscape(target)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, errkind.Wrap(errkind.Invalid, err)
+	}
+	hr.Header.Set("Connection", "Upgrade")
+	hr.Header.Set("Upgrade", server.RelayUpgrade)
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		return nil, c.unreachable(ctx, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, c.apiError(resp, data)
+	}
+	conn, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return nil, errkind.Errorf(errkind.Unavailable, "%s (server.url) did not hand over the connection for the relay; is a proxy in front of it without connection upgrades?", c.base)
+	}
+	return conn, nil
+}

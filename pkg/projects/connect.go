@@ -198,6 +198,9 @@ type Endpoint struct {
 	// TLSIssuer is the CA that signed the HTTPS certificate for Address,
 	// which browsers then trust without a pin; empty: self-signed.
 	TLSIssuer string `json:"tls_issuer,omitempty"`
+	// Reverse: the host is reverse-connected; clients reach its ingress
+	// through the server's relay (`cocalc-hosts relay`), not Address.
+	Reverse bool `json:"reverse,omitempty"`
 }
 
 // endpoint checks that a may use project id on its running host, makes
@@ -222,7 +225,7 @@ func (s *Service) endpoint(ctx context.Context, c Caller, id string) (actor, mod
 	if err != nil {
 		return a, p, Endpoint{}, err
 	}
-	e := Endpoint{Project: p.ID, HostID: h.ID, Host: h.Name, TLSCertSHA256: in.TLSCertSHA256, SSHHostKey: in.SSHHostKey}
+	e := Endpoint{Project: p.ID, HostID: h.ID, Host: h.Name, TLSCertSHA256: in.TLSCertSHA256, SSHHostKey: in.SSHHostKey, Reverse: h.Spec.Reverse}
 	var httpsHost, sshHost string
 	httpsHost, e.HTTPSPort = splitAddr(in.HTTPSAddr)
 	sshHost, e.SSHPort = splitAddr(in.SSHAddr)
