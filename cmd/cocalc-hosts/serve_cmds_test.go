@@ -384,9 +384,10 @@ func serveAccount() error {
 	return err
 }
 
-// selfSignedCert writes a certificate for 127.0.0.1 signed by its own key
-// into dir, and returns the certificate's and the (0600) key's paths.
-func selfSignedCert(dir string) (certFile, keyFile string, err error) {
+// selfSignedCert writes a certificate for 127.0.0.1 (and extra) signed by
+// its own key into dir, and returns the certificate's and the (0600) key's
+// paths.
+func selfSignedCert(dir string, extra ...net.IP) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
@@ -394,7 +395,7 @@ func selfSignedCert(dir string) (certFile, keyFile string, err error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cocalc-hosts test server"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		IPAddresses: append([]net.IP{net.IPv4(127, 0, 0, 1)}, extra...), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

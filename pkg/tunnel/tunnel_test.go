@@ -26,9 +26,10 @@ type fixture struct {
 	srv    *httptest.Server
 	sums   map[string]string
 	states atomic.Int32
+	sock   string // the agent end's HTTP server
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	f := &fixture{reg: tunnel.NewRegistry(), sums: map[string]string{}}
 	f.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, err := tunnel.Authenticate(r, func(_ context.Context, id string) (string, error) {
@@ -48,8 +49,9 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // agent runs the agent's end for host with cred until the test ends.
-func (f *fixture) agent(t *testing.T, cred string) {
+func (f *fixture) agent(t testing.TB, cred string) {
 	sock := filepath.Join(t.TempDir(), "api.sock")
+	f.sock = sock
 	api, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +93,7 @@ func (f *fixture) agent(t *testing.T, cred string) {
 	t.Cleanup(func() { cancel(); <-done; hs.Close(); echo.Close() })
 }
 
-func (f *fixture) waitConnected(t *testing.T, host string) {
+func (f *fixture) waitConnected(t testing.TB, host string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !f.reg.Connected(host) {
