@@ -45,7 +45,9 @@ func TestReverseHost(t *testing.T) {
 	t.Parallel()
 	base := newSSHCLI(t, "sqlite")
 	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{base.fleetKey()}})
-	vm.MustExec(t, "mkdir -p /etc/containers && cat > /etc/containers/containers.conf <<'EOF'\n"+podmantest.ContainersConf+"EOF\n")
+	// (Writing in /var/tmp copies it up to the VM's disk, where stage
+	// puts the image's root filesystem later.)
+	vm.MustExec(t, "touch /var/tmp/.staging && mkdir -p /etc/containers && cat > /etc/containers/containers.conf <<'EOF'\n"+podmantest.ContainersConf+"EOF\n")
 
 	// The server, on the address the VM reaches this machine at.
 	clientCfg := filepath.Join(base.dir, "config", "cocalc-hosts", "config.yaml")
@@ -135,18 +137,22 @@ func TestReverseHost(t *testing.T) {
 	}
 
 	// The owner's part, on the machine.
-	if err := os.MkdirAll(filepath.Join(vm.Upper, "usr/local/bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// (In a directory new to the VM's disk: files added under one it had
+	// when it booted stay hidden.)
 	real, _ := filepath.EvalSymlinks(bin)
-	exe, err := os.ReadFile(real)
-	if err != nil {
+	if err := os.MkdirAll(filepath.Join(vm.Upper, "opt/join"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	vm.WriteFile(t, "/usr/local/bin/cocalc-hosts", string(exe), 0o755)
+	if err := os.Link(real, filepath.Join(vm.Upper, "opt/join/cocalc-hosts")); err != nil {
+		exe, err := os.ReadFile(real)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm.WriteFile(t, "/opt/join/cocalc-hosts", string(exe), 0o755)
+	}
 	vm.WriteFile(t, "/etc/cocalc-hosts/ca.pem", string(ca), 0o644)
 	vm.WriteFile(t, "/etc/cocalc-hosts/tunnel.cred", sub.TunnelCredential+"\n", 0o600)
-	vm.MustExec(t, "setsid -f sh -c 'exec /usr/local/bin/cocalc-hosts join --server "+srv.url+" --ca-cert /etc/cocalc-hosts/ca.pem --credential-file /etc/cocalc-hosts/tunnel.cred > /var/log/join.log 2>&1 < /dev/null'")
+	vm.MustExec(t, "setsid -f sh -c 'exec /opt/join/cocalc-hosts join --server "+srv.url+" --ca-cert /etc/cocalc-hosts/ca.pem --credential-file /etc/cocalc-hosts/tunnel.cred --sshd "+vm.Addr+":22 > /var/log/join.log 2>&1 < /dev/null'")
 	eventually(t, 5*time.Minute, "the server bootstraps the host through its tunnel", func() (bool, string) {
 		h := base.show("r1")
 		return h.Status == "running", fmt.Sprintf("%s %s\njoin: %s\nserve: %s", h.Status, h.LastError, vm.MustExec(t, "cat /var/log/join.log"), serveLog())

@@ -123,6 +123,9 @@ func runJoin(ctx context.Context, f *Factory, o *JoinOptions) error {
 		}
 		fmt.Fprintf(f.IO.ErrOut, "cocalc-hosts join: %s; retrying\n", strings.TrimSpace(err.Error()))
 	}
+	t.OnStreamError = func(target string, err error) {
+		fmt.Fprintf(f.IO.ErrOut, "cocalc-hosts join: the server asked for %s: %v\n", target, err)
+	}
 	t.Run(ctx)
 	return nil
 }

@@ -236,6 +236,9 @@ type Client struct {
 	Targets map[string]func(ctx context.Context) (net.Conn, error)
 	// OnState hears "connected" and each failure (nil: nothing).
 	OnState func(connected bool, err error)
+	// OnStreamError hears a target that could not be dialed (nil:
+	// nothing); the server sees its stream closed.
+	OnStreamError func(target string, err error)
 	// MaxBackoff bounds the wait between attempts (0: 30s).
 	MaxBackoff time.Duration
 }
@@ -318,16 +321,25 @@ func (c *Client) relay(ctx context.Context, s net.Conn) {
 	if err != nil {
 		return
 	}
-	dial := c.Targets[strings.TrimSuffix(string(line), "\n")]
+	target := strings.TrimSuffix(string(line), "\n")
+	dial := c.Targets[target]
 	if dial == nil {
+		c.streamError(target, errors.New("no such target"))
 		return
 	}
 	t, err := dial(ctx)
 	if err != nil {
+		c.streamError(target, err)
 		return
 	}
 	defer t.Close()
 	Pipe(t, readConn{s, br})
+}
+
+func (c *Client) streamError(target string, err error) {
+	if c.OnStreamError != nil {
+		c.OnStreamError(target, err)
+	}
 }
 
 // readConn reads through r what was buffered from its Conn.
