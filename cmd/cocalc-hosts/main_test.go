@@ -66,6 +66,9 @@ func runScripts(t *testing.T, backend string) {
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(work, "config"))
 			env.Setenv("XDG_STATE_HOME", filepath.Join(work, "state"))
 			env.Setenv("BACKEND", backend)
+			// The config file of the deployment's operator (see operatorExec):
+			// the script's own in direct mode, the server's against one.
+			env.Setenv("OPERATOR_CONFIG", filepath.Join(work, "config", "cocalc-hosts", "config.yaml"))
 			if err := os.MkdirAll(filepath.Join(work, "home"), 0o700); err != nil {
 				return err
 			}

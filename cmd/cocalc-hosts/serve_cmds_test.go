@@ -32,23 +32,16 @@ import (
 // Postgres, started for each script on a free port, with the script's own
 // commands logged in to it with an API key; `--account NAME` acts with
 // NAME's own key (serveAccount), and `operator ...` runs as the server's
-// operator (operatorExec). These scripts are left out, each for being
-// about what only direct mode has:
+// operator (operatorExec). These scripts are left out, each with its
+// reason: about what only direct mode has, or not tried yet:
 var serveExcluded = map[string]string{
-	"accounts.txtar":              "makes accounts and keys as whoever holds the database; server_mode.txtar does it through the server",
-	"bad_input.txtar":             "checks --db and config-file errors, which a client of a server never reads",
-	"catalog_clouds.txtar":        "adds providers with `providers add` (this machine's config file) and refreshes the catalog, which only admins may through a server",
-	"cost_report.txtar":           "creates hosts with --no-wait and writes their cloud_vm_log history itself (vmlog) while no worker runs; a server's worker would run those creates and add to the history the totals are computed from",
-	"project_access.txtar":        "acts as several accounts with --account, which a server replaces by API keys",
-	"project_dashboard.txtar":     "the dashboard reads the database directly",
-	"project_idle.txtar":          "runs `worker --project-sync-interval` beside the server's own worker",
-	"project_ingress.txtar":       "rotates the signing keys (`keys rotate`) and builds images, which work on the database",
-	"queue_worker.txtar":          "runs `worker --drain` beside the server's own worker",
-	"project_basic.txtar":         "builds an image (`image build`) and runs `project exec`, which stream over the agent",
-	"project_start_fails.txtar":   "configures the local provider with `config set`, which the server does not read back, and builds an image",
-	"project_backup.txtar":        "configures backups (an admin's through a server), builds images and runs `project exec`",
-	"project_backup_remote.txtar": "configures backups (an admin's through a server), builds images and runs `project exec`",
-	"project_move.txtar":          "acts as several accounts with --account, builds images and checks files with `project exec`, which work on the database or stream over the agent",
+	"accounts.txtar":          "makes accounts and keys as whoever holds the database; server_mode.txtar does it through the server",
+	"bad_input.txtar":         "checks --db and config-file errors, which a client of a server never reads",
+	"cost_report.txtar":       "creates hosts with --no-wait and writes their cloud_vm_log history itself (vmlog) while no worker runs; a server's worker would run those creates and add to the history the totals are computed from",
+	"project_dashboard.txtar": "not tried against a server yet (its `providers add` would be an `operator` line); dashboard.txtar runs the dashboard through a server",
+	"project_idle.txtar":      "runs `worker --project-sync-interval` beside the server's own worker",
+	"project_ingress.txtar":   "not tried against a server yet (its `keys` lines would be `operator` lines: the keyring is a file where serve runs); `project ssh` and `project open` through a server are untested",
+	"queue_worker.txtar":      "runs `worker --drain` beside the server's own worker",
 }
 
 func TestScriptsServe(t *testing.T) { runScripts(t, "serve") }
@@ -65,7 +58,7 @@ func serveScripts(all []string) []string {
 }
 
 // startServer moves the script's configuration (its database and
-// providers) to the server ($SERVER_CONFIG), makes an account for the
+// providers) to the server's ($OPERATOR_CONFIG), makes an account for the
 // script's user with an API key, starts `cocalc-hosts serve` on a free
 // loopback port, and logs the script in to it. The server is stopped
 // (SIGTERM, then SIGKILL after a minute) when the script ends, before its
@@ -81,7 +74,7 @@ func startServer(env *testscript.Env) error {
 	if err := os.Rename(clientCfg, serverCfg); err != nil {
 		return err
 	}
-	env.Setenv("SERVER_CONFIG", serverCfg)
+	env.Setenv("OPERATOR_CONFIG", serverCfg)
 	run := func(stdin string, args ...string) ([]byte, error) {
 		return runBinary(bin, env.Vars, work, stdin, args...)
 	}
@@ -287,13 +280,13 @@ func (s *testServer) restart() error {
 // operatorExec runs cocalc-hosts ARGS as the deployment's operator: in
 // direct mode that is whoever holds the database, so the script's own
 // command; against a server it is the server's configuration
-// ($SERVER_CONFIG) on the server's machine, and when the command changed
+// ($OPERATOR_CONFIG) on the server's machine, and when the command changed
 // that file, serve is restarted to read it, as an operator would.
 func operatorExec(ts *testscript.TestScript, args []string) error {
 	if ts.Getenv("BACKEND") != "serve" {
 		return ts.Exec("cocalc-hosts", args...)
 	}
-	cfg := ts.Getenv("SERVER_CONFIG")
+	cfg := ts.Getenv("OPERATOR_CONFIG")
 	before, _ := os.ReadFile(cfg)
 	err := ts.Exec("cocalc-hosts", append([]string{"--config", cfg}, args...)...)
 	if after, _ := os.ReadFile(cfg); !bytes.Equal(before, after) {
@@ -328,7 +321,7 @@ func cmdOperator(ts *testscript.TestScript, neg bool, args []string) {
 // operator's) is left as it is. It runs in the cocalc-hosts of the
 // scripts (this test binary), never in the shipped one.
 func serveAccount() error {
-	serverCfg, work := os.Getenv("SERVER_CONFIG"), os.Getenv("WORK")
+	serverCfg, work := os.Getenv("OPERATOR_CONFIG"), os.Getenv("WORK")
 	if os.Getenv("BACKEND") != "serve" || serverCfg == "" || work == "" {
 		return nil
 	}

@@ -85,6 +85,10 @@ func runCreate(ctx context.Context, f *Factory, o *CreateOptions) error {
 	if err != nil {
 		return err
 	}
+	owner, err := f.owner()
+	if err != nil {
+		return err
+	}
 	if o.Name == "" {
 		o.Name = generatedName()
 	}
@@ -99,7 +103,7 @@ func runCreate(ctx context.Context, f *Factory, o *CreateOptions) error {
 		return err
 	}
 	req := hosts.CreateRequest{
-		Name: o.Name, Owner: cfg.Account, Provider: o.Provider, Region: o.Region, Zone: o.Zone,
+		Name: o.Name, Owner: owner, Provider: o.Provider, Region: o.Region, Zone: o.Zone,
 		Spec: model.HostSpec{MachineType: o.MachineType, CPUs: o.CPUs, MemoryGiB: o.MemoryGiB, GPUModel: o.GPU,
 			GPUCount: o.GPUCount, DiskGB: o.DiskGB, Image: o.Image, Spot: o.Spot,
 			Address: o.Address, DataDiskDevice: o.DataDisk, Reverse: o.Reverse},

@@ -343,12 +343,12 @@ func (s *dashboardSource) Catalog(ctx context.Context) (tui.Catalog, error) {
 func (s *dashboardSource) Supports(tui.ActionKind) bool { return true }
 
 func (s *dashboardSource) createRequest(a tui.Action) (hosts.CreateRequest, error) {
-	cfg, err := s.f.Config()
+	owner, err := s.f.owner()
 	if err != nil {
 		return hosts.CreateRequest{}, err
 	}
 	n := a.NewHost
-	return hosts.CreateRequest{Name: n.Name, Owner: cfg.Account, Provider: n.Provider, Region: n.Region, Zone: n.Zone,
+	return hosts.CreateRequest{Name: n.Name, Owner: owner, Provider: n.Provider, Region: n.Region, Zone: n.Zone,
 		Spec: model.HostSpec{MachineType: n.Machine, GPUModel: n.GPUModel, GPUCount: n.GPUCount, DiskGB: n.DiskGB, Spot: n.Spot}}, nil
 }
 

@@ -166,6 +166,17 @@ func (f *Factory) Remote() (*client.Client, error) {
 	return f.remote, nil
 }
 
+// owner is the account a new host is for: the configured account
+// directly; through a server none, for the server to fill in the API
+// key's account (this machine's login name is not who the key is).
+func (f *Factory) owner() (string, error) {
+	cfg, err := f.Config()
+	if err != nil || cfg.Server.URL != "" {
+		return "", err
+	}
+	return cfg.Account, nil
+}
+
 // Hosts returns the host service.
 func (f *Factory) Hosts(ctx context.Context) (HostService, error) {
 	if c, err := f.Remote(); c != nil || err != nil {

@@ -65,12 +65,14 @@ func caller(f *Factory, as *asFlag) (projects.Caller, error) {
 	return projects.Caller{Account: cfg.Account, As: as.as}, nil
 }
 
-// oneProject checks for exactly one PROJECT argument.
+// oneProject checks for exactly one PROJECT argument, a project id (a
+// UUID): checked here, so that through a server too an id that is not
+// one is named as such, not sent in a request path.
 func oneProject(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return usagef("%s needs exactly one project id; see `cocalc-hosts project list`", cmd.CommandPath())
 	}
-	return nil
+	return projects.CheckID(args[0])
 }
 
 // finishProject prints the outcome of a queued project action. Unless

@@ -149,7 +149,7 @@ func (s *Service) who(ctx context.Context, c Caller) (actor, error) {
 		return actor{}, err
 	}
 	if !me.Admin {
-		return actor{}, refused("--as %s: only admins may act for another account, and %s is not an admin", c.As, c.Account)
+		return actor{}, errkind.Errorf(errkind.Forbidden, "--as %s: only admins may act for another account, and %s is not an admin", c.As, c.Account)
 	}
 	other, err := s.Store.EnsureAccount(ctx, c.As)
 	if err != nil {
