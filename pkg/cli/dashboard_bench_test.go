@@ -102,6 +102,11 @@ type watcher struct {
 }
 
 func (w watcher) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if _, ok := msg.(tea.WindowSizeMsg); ok {
+		// Off a terminal the program says 0x0: a row on a screen that
+		// narrow has no status column.
+		msg = tea.WindowSizeMsg{Width: 160, Height: 48}
+	}
 	next, cmd := w.Model.Update(msg)
 	w.Model = next.(tui.Model)
 	want, _ := w.want.Load().(model.Status)
@@ -138,7 +143,6 @@ func BenchmarkCommitToScreenPostgres(b *testing.B) {
 		want: want, seen: make(chan struct{}, 1)}
 	p := tea.NewProgram(w, tea.WithContext(ctx), tea.WithInput(nil), tea.WithOutput(io.Discard), tea.WithoutSignalHandler())
 	go p.Run() //nolint:errcheck // ended by cancel
-	p.Send(tea.WindowSizeMsg{Width: 160, Height: 48})
 	<-w.seen // the first load
 	h := hs[0]
 	status := []model.Status{model.StatusOff, model.StatusRunning}
