@@ -143,7 +143,7 @@ func BenchmarkCommitToScreenPostgres(b *testing.B) {
 		want: want, seen: make(chan struct{}, 1)}
 	p := tea.NewProgram(w, tea.WithContext(ctx), tea.WithInput(nil), tea.WithOutput(io.Discard), tea.WithoutSignalHandler())
 	go p.Run() //nolint:errcheck // ended by cancel
-	<-w.seen // the first load
+	<-w.seen   // the first load
 	h := hs[0]
 	status := []model.Status{model.StatusOff, model.StatusRunning}
 	var lat []time.Duration
