@@ -28,6 +28,21 @@ type streamed struct {
 func (e *streamed) Error() string { return e.err.Error() }
 func (e *streamed) Unwrap() error { return e.err }
 
+// hijackedContext is the context of a connection taken over from the
+// HTTP server (an exec session, a tunnel): it outlives the request and
+// http.Server.Shutdown, so it ends when the server quits, or on cancel.
+func (s *Server) hijackedContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	go func() {
+		select {
+		case <-s.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // execProject runs a command in a project for `project exec` and
 // `project shell`, over the agent's own exec protocol (see agentapi.Exec):
 // the client upgrades its request to cocalc-exec/1 with the ExecRequest in
@@ -64,16 +79,9 @@ func (s *Server) execProject(w http.ResponseWriter, r *request) error {
 	}
 
 	// The session lives as long as the command, the client's connection
-	// and the server (a hijacked connection outlives http.Server.Shutdown).
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	// and the server.
+	ctx, cancel := s.hijackedContext(r.Request)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var wmu sync.Mutex
 	eio := agentapi.ExecIO{
 		Stdout: agentapi.FrameWriter{Mu: &wmu, W: conn, Typ: agentapi.FrameStdout},

@@ -8,14 +8,11 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	pmodel "github.com/prometheus/common/model"
-
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
 	"github.com/sagemathinc/cocalc-hosts/pkg/server"
+	"github.com/sagemathinc/cocalc-hosts/pkg/testutil/promtest"
 )
 
 // /metrics parses with Prometheus's own text parser, and moves when a job
@@ -40,10 +37,10 @@ func TestMetricsMoveWithAJob(t *testing.T) {
 			wantValue(t, before, "cocalc_hosts_hosts", 1, "provider", "sim", "status", string(model.StatusProvisioning))
 			wantValue(t, before, "cocalc_hosts_database_up", 1)
 			wantValue(t, before, "cocalc_hosts_leader", 1)
-			if v := value(before, "cocalc_hosts_queue_oldest_due_seconds"); v == nil || *v < 0 {
+			if v := before.Value("cocalc_hosts_queue_oldest_due_seconds"); v == nil || *v < 0 {
 				t.Fatalf("oldest due job's wait: %v", v)
 			}
-			if value(before, "cocalc_hosts_job_attempts_total", "action", "create", "outcome", "done", "error_kind", "") != nil {
+			if before.Value("cocalc_hosts_job_attempts_total", "action", "create", "outcome", "done", "error_kind", "") != nil {
 				t.Fatal("an attempt counted before any ran")
 			}
 
@@ -57,24 +54,24 @@ func TestMetricsMoveWithAJob(t *testing.T) {
 				t.Fatalf("run the create job: ran %t, %v", ran, err)
 			}
 			after := scrape(t, ts.URL)
-			if value(after, "cocalc_hosts_jobs", "action", "create", "state", "queued") != nil {
+			if after.Value("cocalc_hosts_jobs", "action", "create", "state", "queued") != nil {
 				t.Fatal("the create job is still counted as queued")
 			}
 			wantValue(t, after, "cocalc_hosts_hosts", 1, "provider", "sim", "status", string(model.StatusRunning))
 			wantValue(t, after, "cocalc_hosts_job_attempts_total", 1, "action", "create", "outcome", "done", "error_kind", "")
-			hist := find(after, "cocalc_hosts_job_attempt_seconds", "action", "create", "outcome", "done")
+			hist := after.Find("cocalc_hosts_job_attempt_seconds", "action", "create", "outcome", "done")
 			if hist == nil || hist.GetHistogram().GetSampleCount() != 1 {
 				t.Fatalf("attempt time histogram: %v", hist)
 			}
 			// The create job called the (simulated) cloud's API.
-			if v := value(after, "cocalc_hosts_provider_calls_total", "provider", "sim", "op", "create", "outcome", "ok"); v == nil || *v < 1 {
+			if v := after.Value("cocalc_hosts_provider_calls_total", "provider", "sim", "op", "create", "outcome", "ok"); v == nil || *v < 1 {
 				t.Fatalf("sim create calls: %v", v)
 			}
-			if calls := find(after, "cocalc_hosts_provider_call_seconds", "provider", "sim", "op", "create"); calls == nil || calls.GetHistogram().GetSampleCount() < 1 {
+			if calls := after.Find("cocalc_hosts_provider_call_seconds", "provider", "sim", "op", "create"); calls == nil || calls.GetHistogram().GetSampleCount() < 1 {
 				t.Fatalf("sim create call times: %v", calls)
 			}
 			// The running sim host has no agent: no answer age for it.
-			if v := value(after, "cocalc_hosts_agent_answer_age_seconds", "host", "metricbox"); v != nil {
+			if v := after.Value("cocalc_hosts_agent_answer_age_seconds", "host", "metricbox"); v != nil {
 				t.Fatalf("a simulated host's agent answer age: %g", *v)
 			}
 		})
@@ -110,7 +107,7 @@ func TestMetricsAgentAnswerAge(t *testing.T) {
 			withAgent("stopped", model.StatusOff, model.Runtime{SSHHost: "203.0.113.8"})
 			fams := scrape(t, ts.URL)
 			wantValue(t, fams, "cocalc_hosts_agent_answer_age_seconds", 30, "host", "answered", "provider", "sim")
-			if v := value(fams, "cocalc_hosts_agent_answer_age_seconds", "host", "silent"); v == nil || !math.IsInf(*v, 1) {
+			if v := fams.Value("cocalc_hosts_agent_answer_age_seconds", "host", "silent"); v == nil || !math.IsInf(*v, 1) {
 				t.Fatalf("a running host whose agent never answered: %v", v)
 			}
 			if n := len(fams["cocalc_hosts_agent_answer_age_seconds"].GetMetric()); n != 2 {
@@ -120,7 +117,7 @@ func TestMetricsAgentAnswerAge(t *testing.T) {
 	}
 }
 
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, url string) promtest.Families {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -130,56 +127,16 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	if resp.StatusCode != 200 {
 		t.Fatalf("scrape: %s", resp.Status)
 	}
-	p := expfmt.NewTextParser(pmodel.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := promtest.Parse(resp.Body)
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v", err)
 	}
 	return fams
 }
 
-// find is the metric of family name with the given label pairs.
-func find(fams map[string]*dto.MetricFamily, name string, labels ...string) *dto.Metric {
-	f := fams[name]
-	if f == nil {
-		return nil
-	}
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		return m
-	}
-	return nil
-}
-
-func value(fams map[string]*dto.MetricFamily, name string, labels ...string) *float64 {
-	m := find(fams, name, labels...)
-	if m == nil {
-		return nil
-	}
-	var v float64
-	switch {
-	case m.Gauge != nil:
-		v = m.GetGauge().GetValue()
-	case m.Counter != nil:
-		v = m.GetCounter().GetValue()
-	default:
-		return nil
-	}
-	return &v
-}
-
-func wantValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, want float64, labels ...string) {
+func wantValue(t *testing.T, fams promtest.Families, name string, want float64, labels ...string) {
 	t.Helper()
-	if v := value(fams, name, labels...); v == nil || *v != want {
+	if v := fams.Value(name, labels...); v == nil || *v != want {
 		t.Fatalf("%s%v = %v, want %g", name, labels, v, want)
 	}
 }

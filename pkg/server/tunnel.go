@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 
@@ -25,15 +24,8 @@ func (s *Server) hostTunnel(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	// The tunnel lives as long as the agent's connection and the server.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	ctx, cancel := s.hijackedContext(r.Request)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	s.Log.Info("tunnel", "host", host, "remote", r.RemoteAddr, "state", "connected")
 	err = s.Tunnels.Accept(ctx, w, r.Request, host)
 	s.Log.Info("tunnel", "host", host, "remote", r.RemoteAddr, "state", "closed")
