@@ -133,6 +133,16 @@ func (a *App) Hosts(ctx context.Context) (*hosts.Service, error) {
 
 // dnsRecords is the DNS publisher when dns.domain is set, else nil.
 func (a *App) dnsRecords() (hosts.DNSRecords, error) {
+	d, err := a.cloudflare()
+	if d == nil || err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// cloudflare is the configured zone (dns.*), or nil without dns.domain:
+// it publishes hosts' names and answers their ACME challenges.
+func (a *App) cloudflare() (*dns.Cloudflare, error) {
 	c := a.cfg.DNS
 	if c.Domain == "" {
 		return nil, nil
@@ -206,12 +216,12 @@ func (a *App) certIssuer() (projects.CertIssuer, error) {
 	if in.ACMEDirectory == "" {
 		return nil, nil
 	}
-	if a.cfg.DNS.Domain == "" {
-		return nil, errkind.New(errkind.Invalid, "ingress.acme_directory needs DNS: certificates are for hosts' public names under dns.domain, proved with TXT records there; set dns.domain, dns.zone_id and dns.token_file, or unset ingress.acme_directory")
-	}
-	d, err := dns.New(dns.Config{Domain: a.cfg.DNS.Domain, ZoneID: a.cfg.DNS.ZoneID, TokenFile: a.cfg.DNS.TokenFile, Endpoint: a.cfg.DNS.Endpoint, MaxRetries: -1})
+	d, err := a.cloudflare()
 	if err != nil {
-		return nil, errkind.Wrap(errkind.Invalid, err)
+		return nil, err
+	}
+	if d == nil {
+		return nil, errkind.New(errkind.Invalid, "ingress.acme_directory needs DNS: certificates are for hosts' public names under dns.domain, proved with TXT records there; set dns.domain, dns.zone_id and dns.token_file, or unset ingress.acme_directory")
 	}
 	key := in.ACMEAccountKey
 	if key == "" {
