@@ -31,5 +31,7 @@ if [ "$raw" = null ]; then
 	exit 1
 fi
 direct=$(metric direct_MB/s)
-printf '{"tree_mib": %s, "changed_during_precopy_mib": %s, "raw_send_receive_mb_s": %s, "move_direct_mb_s": %s, "move_relayed_mb_s": %s, "direct_vs_raw": %s, "downtime_ms": %s}\n' \
-	"$mb" "$changed" "$raw" "$direct" "$(metric relayed_MB/s)" "$(echo "$direct $raw" | awk '{ printf "%.2f", $1 / $2 }')" "$(metric downtime_ms)"
+# What the downtime is made of: the running move's cut-over steps (ms).
+steps=$(echo "$out" | sed -n 's/.*cutover_steps //p' | tail -n 1)
+printf '{"tree_mib": %s, "changed_during_precopy_mib": %s, "raw_send_receive_mb_s": %s, "move_direct_mb_s": %s, "move_relayed_mb_s": %s, "direct_vs_raw": %s, "downtime_ms": %s, "cutover_steps": %s}\n' \
+	"$mb" "$changed" "$raw" "$direct" "$(metric relayed_MB/s)" "$(echo "$direct $raw" | awk '{ printf "%.2f", $1 / $2 }')" "$(metric downtime_ms)" "${steps:-null}"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -51,6 +52,8 @@ func BenchmarkMove(b *testing.B) {
 		DowntimeMS int64      `json:"downtime_ms"`
 		StartedAt  time.Time  `json:"started_at"`
 		FinishedAt *time.Time `json:"finished_at"`
+		// Steps are the cut-over's steps (what the downtime is made of).
+		Steps json.RawMessage `json:"cutover_steps"`
 	}
 	lastMove := func(id, wantPath string) moveJSON {
 		b.Helper()
@@ -126,6 +129,8 @@ func BenchmarkMove(b *testing.B) {
 		}
 		m = lastMove(id, "direct")
 		downtime += float64(m.DowntimeMS)
+		steps, _ := json.Marshal(m.Steps) // compact: one line
+		b.Logf("cutover_steps %s", steps)
 		c.ok("project", "delete", id, "--purge", "--yes")
 	}
 	n := float64(b.N)

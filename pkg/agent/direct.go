@@ -57,13 +57,32 @@ func (c stallConn) Write(p []byte) (int, error) {
 	return n, stalled(err)
 }
 
+// stallError is a direct stream that made no progress for directStall.
+type stallError struct{ err error }
+
+func (e stallError) Error() string {
+	return fmt.Sprintf("no progress for %s (is the network between the hosts cut?): %v", directStall, e.err)
+}
+
+func (e stallError) Unwrap() error { return e.err }
+
 // stalled says what a timeout on a direct stream means.
 func stalled(err error) error {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("no progress for %s (is the network between the hosts cut?): %w", directStall, err)
+		return stallError{err}
 	}
 	return err
+}
+
+// pushFailed is the last line of a failed push: a stall is worth
+// another attempt (CodeStalled).
+func pushFailed(n int64, err error) agentapi.PushProgress {
+	p := agentapi.PushProgress{Bytes: n, Done: true, Error: err.Error()}
+	if errors.As(err, new(stallError)) {
+		p.Code = agentapi.CodeStalled
+	}
+	return p
 }
 
 // directs tracks the listeners and receives of expected transfers, so
@@ -360,12 +379,12 @@ func (s *server) handlePush(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.Error("push failed", "project", id, "volume", req.Name, "err", err)
-		line(agentapi.PushProgress{Bytes: cw.n, Done: true, Error: "source: " + err.Error()})
+		line(pushFailed(cw.n, fmt.Errorf("source: %w", err)))
 		return
 	}
 	var ans agentapi.DirectAnswer
 	if err := json.NewDecoder(io.LimitReader(stallConn{conn}, 1<<20)).Decode(&ans); err != nil {
-		line(agentapi.PushProgress{Bytes: cw.n, Done: true, Error: "the destination did not answer after the stream: " + err.Error()})
+		line(pushFailed(cw.n, fmt.Errorf("the destination did not answer after the stream: %w", err)))
 		return
 	}
 	if ans.Error != "" {

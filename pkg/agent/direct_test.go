@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -235,5 +237,50 @@ func TestDirectReceiveEndsOnDrop(t *testing.T) {
 	_, err = io.Copy(io.Discard, conn)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("the receive did not end on the drop: %v", err)
+	}
+}
+
+// A push whose stream stalled (the network between the hosts cut) ends
+// with CodeStalled, which the control plane retries (the retry relays
+// when the destination still cannot be reached); other failures of a
+// push carry no code and are final.
+func TestStalledPushIsRetryable(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := make(chan agentapi.PushProgress, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		enc.Encode(agentapi.PushProgress{Bytes: 1 << 20}) //nolint:errcheck
+		enc.Encode(<-last)                                //nolint:errcheck
+	})}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { srv.Close() })
+	c := agentapi.NewClient(sock)
+	timeout := stalled(os.ErrDeadlineExceeded) // what a stallConn returns
+	for _, tc := range []struct {
+		name string
+		err  error
+		code string
+	}{
+		{"the source's writes stalled", fmt.Errorf("source: %w", fmt.Errorf("the stream to x stopped after 5 bytes: %w", timeout)), agentapi.CodeStalled},
+		{"no answer after the stream", fmt.Errorf("the destination did not answer after the stream: %w", timeout), agentapi.CodeStalled},
+		{"btrfs send failed", fmt.Errorf("source: %w", errors.New("btrfs send: exit status 1")), ""},
+		{"cut short, not stalled", stalled(io.ErrUnexpectedEOF), ""},
+	} {
+		last <- pushFailed(5, tc.err)
+		res, err := c.Push(tctx(t), "p", agentapi.PushRequest{}, nil)
+		var ae *agentapi.Error
+		switch {
+		case err == nil || res.Bytes != 5:
+			t.Errorf("%s: push returned %v, %d bytes", tc.name, err, res.Bytes)
+		case tc.code != "" && (!agentapi.IsCode(err, tc.code) || !strings.Contains(err.Error(), "no progress for "+directStall.String())):
+			t.Errorf("%s: got %v (code %q), want code %s naming the stall", tc.name, err, codeOf(err), tc.code)
+		case tc.code == "" && errors.As(err, &ae):
+			t.Errorf("%s: got code %q, want none", tc.name, ae.Code)
+		}
 	}
 }

@@ -29,6 +29,11 @@ import (
 // destination refused the hello. The control plane relays instead.
 const CodeUnreachable = "unreachable"
 
+// CodeStalled is the code of a push whose stream made no progress for a
+// while (the network between the hosts cut): worth another attempt, which
+// relays if the destination still cannot be reached.
+const CodeStalled = "stalled"
+
 // Direct transfer limits.
 const (
 	// CredentialBytes is the least length of a decoded credential.
@@ -90,6 +95,8 @@ type PushProgress struct {
 	Bytes int64  `json:"bytes"`
 	Done  bool   `json:"done,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Code is the Error's code, when it has one (CodeStalled).
+	Code string `json:"code,omitempty"`
 }
 
 // Expect asks the destination host to accept one volume directly.
@@ -114,6 +121,9 @@ func (c *Client) Push(ctx context.Context, id string, req PushRequest, progress 
 			return TransferResult{}, fmt.Errorf("agent push: the answer ended early: %w", err)
 		}
 		if p.Error != "" {
+			if p.Code != "" {
+				return TransferResult{Bytes: p.Bytes}, &Error{Status: http.StatusOK, Code: p.Code, Message: "direct transfer: " + p.Error}
+			}
 			return TransferResult{Bytes: p.Bytes}, fmt.Errorf("direct transfer: %s", p.Error)
 		}
 		if p.Done {

@@ -486,28 +486,26 @@ func projectSize(d projects.Detail) int64 {
 	return 0
 }
 
-// sentBytes reads the bytes of a transfer's progress message
-// ("snapshot s1: 1.2 GiB sent, 30 MiB/s", or "… sent in 4.0s (…)" when
-// one volume is done); done says the volume is.
-var sentBytes = regexp.MustCompile(`: ([0-9.]+ [KMGTPE]?i?B) sent( in)?`)
+// moveSent reads a move's or clone's bytes so far and its planned size
+// from its progress message ("…; the move has sent 1.2 GiB of 4.0 GiB,
+// about 30s left", or "… (planned 4.0 GiB), finishing").
+var moveSent = regexp.MustCompile(`the move has sent ([0-9.]+ [KMGTPE]?i?B)(?: of| \(planned) ([0-9.]+ [KMGTPE]?i?B)`)
 
 // transferProgress adds to the progress of a move or clone the bytes
-// sent so far out of total (the project's size; 0: unknown, no bar). The
-// messages count each volume's bytes; the volumes done add up. Steps
-// without bytes (the cut-over) keep the bar where it was.
-func transferProgress(total int64, progress func(tui.Progress)) func(tui.Progress) {
-	var done, sent int64
+// sent so far out of its planned size (none said: no bar). Steps without
+// bytes (the cut-over) keep the bar where it was.
+func transferProgress(progress func(tui.Progress)) func(tui.Progress) {
+	var sent, total int64
 	return func(p tui.Progress) {
-		if m := sentBytes.FindStringSubmatch(p.Message); m != nil {
-			if n, err := projects.ParseBytes(m[1]); err == nil {
-				sent = done + n
-				if m[2] != "" {
-					done += n
-				}
+		if m := moveSent.FindStringSubmatch(p.Message); m != nil {
+			n, err1 := projects.ParseBytes(m[1])
+			t, err2 := projects.ParseBytes(m[2])
+			if err1 == nil && err2 == nil {
+				sent, total = n, max(t, n)
 			}
 		}
-		if total > 0 && sent > 0 {
-			p.Bytes, p.Total = sent, max(total, sent)
+		if total > 0 {
+			p.Bytes, p.Total = sent, total
 		}
 		progress(p)
 	}
@@ -536,13 +534,7 @@ func instanceText(h model.Host) string {
 
 func (s *dashboardSource) Do(ctx context.Context, a tui.Action, progress func(tui.Progress)) (tui.Outcome, error) {
 	if a.Kind == tui.ProjectMove || a.Kind == tui.ProjectClone {
-		var total int64
-		if c, err := caller(s.f, s.as); err == nil {
-			if d, err := s.projects.Show(ctx, c, a.ProjectID); err == nil {
-				total = projectSize(d)
-			}
-		}
-		progress = transferProgress(total, progress)
+		progress = transferProgress(progress)
 	}
 	onEvent := func(e queue.Event) {
 		p := tui.Progress{Attempt: e.Attempt, Message: e.Message}

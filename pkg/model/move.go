@@ -67,4 +67,16 @@ type Move struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// KeepUntil is when the source copy of a done move is deleted.
 	KeepUntil *time.Time `json:"keep_until,omitempty"`
+	// CutoverSteps is how long each step of the cut-over took, in order
+	// (their sum is about DowntimeMS).
+	CutoverSteps []MoveStep `json:"cutover_steps,omitempty"`
+	// PlannedBytes is what the move expects to send (the project's usage
+	// with snapshots when it began); progress counts toward it.
+	PlannedBytes int64 `json:"planned_bytes,omitempty"`
+}
+
+// MoveStep is one timed step of a move's cut-over.
+type MoveStep struct {
+	Step string `json:"step"`
+	MS   int64  `json:"ms"`
 }

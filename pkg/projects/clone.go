@@ -85,6 +85,9 @@ func (mv *mover) clone(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := mv.plan(ctx); err != nil {
+		return err
+	}
 	home := vol.Name
 	if mv.m.Method == agentapi.TransferTar {
 		home = storage.HomeTarName

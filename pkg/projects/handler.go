@@ -50,6 +50,8 @@ func classify(h model.Host, err error) error {
 			kind = errkind.NotFound
 		case agentapi.CodeUnsupported, agentapi.CodeNotRunning:
 			kind = errkind.Refused
+		case agentapi.CodeStalled:
+			kind = errkind.Transient
 		}
 		return errkind.Errorf(kind, "host %s: %s", h.Name, ae.Message)
 	}

@@ -207,6 +207,24 @@ type mover struct {
 	// dstID is the project id on the destination (a clone's new id).
 	dstID    string
 	progress func(string)
+	// timing records each step in m.CutoverSteps (during the cut-over).
+	timing bool
+	// clock and base start the ETA: when this attempt's first volume
+	// began, and the move's bytes then.
+	clock time.Time
+	base  int64
+}
+
+// step runs f as one step of the move, timed in m.CutoverSteps during the
+// cut-over.
+func (mv *mover) step(name string, f func() error) error {
+	if !mv.timing {
+		return f()
+	}
+	t := mv.s.Now()
+	err := f()
+	mv.m.CutoverSteps = append(mv.m.CutoverSteps, model.MoveStep{Step: name, MS: mv.s.Now().Sub(t).Milliseconds()})
+	return err
 }
 
 func (mv *mover) save(ctx context.Context) error {
@@ -351,37 +369,61 @@ func parent(srcVols, dstVols agentapi.TransferVolumes, lastSent string) string {
 // sendLive takes a transfer snapshot of the live home and sends it
 // against the newest volume both sides hold.
 func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.TransferVolume, int64, error) {
-	srcVols, dstVols, err := mv.method(ctx)
+	var srcVols, dstVols agentapi.TransferVolumes
+	err := mv.step("list volumes", func() (err error) {
+		srcVols, dstVols, err = mv.method(ctx)
+		return err
+	})
 	if err != nil {
 		return agentapi.TransferVolume{}, 0, err
 	}
-	if err := mv.sendSnapshots(ctx, srcVols, dstVols); err != nil {
+	if err := mv.step("send snapshots", func() error { return mv.sendSnapshots(ctx, srcVols, dstVols) }); err != nil {
 		return agentapi.TransferVolume{}, 0, err
 	}
-	if dstVols, err = mv.dst.TransferVolumes(ctx, mv.dstID); err != nil {
-		return agentapi.TransferVolume{}, 0, dstErr{err}
+	err = mv.step("list volumes (destination)", func() (err error) {
+		if dstVols, err = mv.dst.TransferVolumes(ctx, mv.dstID); err != nil {
+			return dstErr{err}
+		}
+		return nil
+	})
+	if err != nil {
+		return agentapi.TransferVolume{}, 0, err
 	}
 	from := parent(srcVols, dstVols, mv.m.LastSent)
-	vol, err := mv.src.TransferSnapshot(ctx, mv.p.ID, tag)
+	var vol agentapi.TransferVolume
+	err = mv.step("transfer snapshot", func() (err error) {
+		vol, err = mv.src.TransferSnapshot(ctx, mv.p.ID, tag)
+		return err
+	})
 	if err != nil {
 		return vol, 0, err
 	}
-	n, err := mv.transfer(ctx, agentapi.TransferBtrfs, vol, from, what)
-	mv.m.Bytes += n
+	var n int64
+	err = mv.step("send", func() (err error) {
+		n, err = mv.transfer(ctx, agentapi.TransferBtrfs, vol, from, what)
+		mv.m.Bytes += n
+		return err
+	})
 	if err != nil {
 		return vol, n, err
 	}
 	if old := mv.m.LastSent; old != "" && old != vol.Name {
 		// The new one is there: the previous round's is of no more use.
-		if err := mv.src.DropTransferVolume(ctx, mv.p.ID, old); err != nil {
+		err := mv.step("drop previous transfer snapshot", func() error {
+			if err := mv.src.DropTransferVolume(ctx, mv.p.ID, old); err != nil {
+				return err
+			}
+			if err := mv.dst.DropTransferVolume(ctx, mv.dstID, old); err != nil {
+				return dstErr{err}
+			}
+			return nil
+		})
+		if err != nil {
 			return vol, n, err
-		}
-		if err := mv.dst.DropTransferVolume(ctx, mv.dstID, old); err != nil {
-			return vol, n, dstErr{err}
 		}
 	}
 	mv.m.LastSent = vol.Name
-	return vol, n, mv.save(ctx)
+	return vol, n, mv.step("record", func() error { return mv.save(ctx) })
 }
 
 func (mv *mover) move(ctx context.Context) error {
@@ -410,6 +452,9 @@ func (mv *mover) precopy(ctx context.Context) error {
 		if err := mv.dst.DropTransfer(ctx, mv.dstID); err != nil {
 			return dstErr{err}
 		}
+		if err := mv.plan(ctx); err != nil {
+			return err
+		}
 	}
 	if mv.m.Method != agentapi.TransferBtrfs {
 		// tar copies the whole home each time: it is copied once, stopped.
@@ -434,9 +479,16 @@ func (mv *mover) precopy(ctx context.Context) error {
 // destination and switches the placement.
 func (mv *mover) cutover(ctx context.Context) error {
 	s := mv.s
-	if mv.p.HostID != mv.m.ToHost {
+	mv.timing = mv.p.HostID != mv.m.ToHost
+	defer func() { mv.timing = false }()
+	if mv.timing {
 		start := s.Now()
-		st, err := mv.src.Project(ctx, mv.p.ID)
+		mv.m.CutoverSteps = nil
+		var st agentapi.ProjectStatus
+		err := mv.step("status", func() (err error) {
+			st, err = mv.src.Project(ctx, mv.p.ID)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -446,7 +498,7 @@ func (mv *mover) cutover(ctx context.Context) error {
 				return err
 			}
 			mv.progress(fmt.Sprintf("cut-over: stopping project %s on %s", mv.p.ID, mv.from.Name))
-			if _, err := mv.src.StopProject(ctx, mv.p.ID); err != nil {
+			if err := mv.step("stop", func() error { _, err := mv.src.StopProject(ctx, mv.p.ID); return err }); err != nil {
 				return err
 			}
 		}
@@ -455,15 +507,21 @@ func (mv *mover) cutover(ctx context.Context) error {
 			return err
 		}
 		mv.progress(fmt.Sprintf("cut-over: committing on %s", mv.to.Name))
-		if err := mv.dst.CommitTransfer(ctx, mv.dstID, agentapi.CommitTransferRequest{Home: home, Snapshots: snaps, QuotaBytes: mv.p.Limits.DiskBytes}); err != nil {
-			return dstErr{err}
+		err = mv.step("commit", func() error {
+			if err := mv.dst.CommitTransfer(ctx, mv.dstID, agentapi.CommitTransferRequest{Home: home, Snapshots: snaps, QuotaBytes: mv.p.Limits.DiskBytes}); err != nil {
+				return dstErr{err}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		now := s.Now()
 		keep := now.Add(s.KeepSource)
 		mv.p.HostID, mv.p.State, mv.p.LastAction, mv.p.LastError, mv.p.UpdatedAt = mv.m.ToHost, model.ProjectStopped, string(model.ActionProjectMove), "", now
 		mv.m.Phase, mv.m.FinishedAt, mv.m.KeepUntil, mv.m.UpdatedAt = model.MoveDone, &now, &keep, now
 		mv.m.DowntimeMS = now.Sub(start).Milliseconds()
-		if err := s.Store.SwitchPlacement(ctx, mv.p, mv.m); err != nil {
+		if err := mv.step("switch placement", func() error { return s.Store.SwitchPlacement(ctx, mv.p, mv.m) }); err != nil {
 			return err
 		}
 		mv.progress(fmt.Sprintf("project %s is on %s now (%s sent, the project was unavailable for %s)",
@@ -471,23 +529,34 @@ func (mv *mover) cutover(ctx context.Context) error {
 	}
 	// After the switch: the old copy is frozen and kept; the project runs
 	// again where it ran.
-	if err := mv.src.DropTransfer(ctx, mv.p.ID); err != nil {
+	if err := mv.step("drop transfer (source)", func() error { return mv.src.DropTransfer(ctx, mv.p.ID) }); err != nil {
 		return err
 	}
-	if err := mv.src.Freeze(ctx, mv.p.ID, true); err != nil && !agentapi.IsCode(err, agentapi.CodeNotFound) {
+	err := mv.step("freeze (source)", func() error {
+		if err := mv.src.Freeze(ctx, mv.p.ID, true); err != nil && !agentapi.IsCode(err, agentapi.CodeNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if mv.m.WasRunning {
-		if err := mv.s.startOn(ctx, mv.dst, mv.to, &mv.p); err != nil {
-			return dstErr{err}
-		}
-		mv.p.UpdatedAt = s.Now()
-		if err := s.Store.UpdateProject(ctx, mv.p); err != nil {
+		err := mv.step("start (destination)", func() error {
+			if err := mv.s.startOn(ctx, mv.dst, mv.to, &mv.p); err != nil {
+				return dstErr{err}
+			}
+			mv.p.UpdatedAt = s.Now()
+			return s.Store.UpdateProject(ctx, mv.p)
+		})
+		if err != nil {
 			return err
 		}
 		if d := s.Now().Sub(*mv.m.FinishedAt).Milliseconds(); d > 0 {
 			mv.m.DowntimeMS += d
 		}
+	}
+	if mv.timing || mv.m.WasRunning {
 		if err := mv.save(ctx); err != nil {
 			return err
 		}
@@ -506,7 +575,11 @@ func (mv *mover) final(ctx context.Context) (string, []string, error) {
 		if err != nil {
 			return "", nil, err
 		}
-		vols, err := mv.src.TransferVolumes(ctx, mv.p.ID)
+		var vols agentapi.TransferVolumes
+		err = mv.step("list volumes (source)", func() (err error) {
+			vols, err = mv.src.TransferVolumes(ctx, mv.p.ID)
+			return err
+		})
 		if err != nil {
 			return "", nil, err
 		}
@@ -556,6 +629,71 @@ func (s *Service) startOn(ctx context.Context, client *agentapi.Client, h model.
 		p.LastActivity = &t
 	}
 	return nil
+}
+
+// reporter returns how one volume's progress is reported: sent (a format
+// with the volume's bytes), its rate, and for a move with a planned size
+// the move's bytes so far and an ETA; done adds the volume's time.
+func (mv *mover) reporter(sent string) func(n int64, done bool) {
+	start := mv.s.Now()
+	if mv.clock.IsZero() {
+		mv.clock, mv.base = start, mv.m.Bytes
+	}
+	return func(n int64, done bool) {
+		now := mv.s.Now()
+		el := now.Sub(start)
+		msg := fmt.Sprintf(sent, FormatBytes(n))
+		if done {
+			msg += fmt.Sprintf(" in %.1fs", el.Seconds())
+		}
+		msg += fmt.Sprintf(", %s/s", FormatBytes(int64(float64(n)/max(el.Seconds(), 0.001))))
+		if e, ok := estimate(mv.m.PlannedBytes, mv.m.Bytes+n, mv.base, now.Sub(mv.clock)); ok {
+			msg += "; " + e.String()
+		}
+		mv.progress(msg)
+	}
+}
+
+// plan records what the move is expected to send: the project's usage
+// with snapshots (the ETA counts toward it; a clone sends less).
+func (mv *mover) plan(ctx context.Context) error {
+	st, err := mv.src.Project(ctx, mv.p.ID)
+	if err != nil {
+		return err
+	}
+	if st.Disk != nil {
+		mv.m.PlannedBytes = st.Disk.UsedBytes
+	}
+	return nil
+}
+
+// eta is how far a move is: its bytes so far of the planned, the rate
+// since this attempt began, and the time left at that rate.
+type eta struct {
+	Sent, Planned int64
+	Rate          float64 // bytes per second
+	Left          time.Duration
+}
+
+// estimate says how far a move is that has sent sent of planned bytes,
+// base of them before the clock started elapsed ago. ok is false when
+// there is nothing to go by (no plan, no time, nothing sent yet).
+func estimate(planned, sent, base int64, elapsed time.Duration) (eta, bool) {
+	if planned <= 0 || elapsed <= 0 || sent <= base {
+		return eta{}, false
+	}
+	e := eta{Sent: sent, Planned: planned, Rate: float64(sent-base) / elapsed.Seconds()}
+	if rest := planned - sent; rest > 0 {
+		e.Left = time.Duration(float64(rest) / e.Rate * float64(time.Second)).Round(time.Second)
+	}
+	return e, true
+}
+
+func (e eta) String() string {
+	if e.Sent >= e.Planned {
+		return fmt.Sprintf("the move has sent %s (planned %s), finishing", FormatBytes(e.Sent), FormatBytes(e.Planned))
+	}
+	return fmt.Sprintf("the move has sent %s of %s, about %s left", FormatBytes(e.Sent), FormatBytes(e.Planned), e.Left)
 }
 
 // progressReader reports the bytes read, at most once a second.
@@ -628,23 +766,19 @@ func (mv *mover) direct(ctx context.Context, method string, vol agentapi.Transfe
 	if err != nil {
 		return 0, fmt.Errorf("%w: host %s cannot expect a direct transfer: %v", errRelay, mv.to.Name, err)
 	}
-	start := mv.s.Now()
+	report := mv.reporter(what + ": %s sent directly")
 	res, err := mv.src.Push(ctx, mv.p.ID, agentapi.PushRequest{
 		SendRequest: agentapi.SendRequest{Method: method, Name: vol.Name, Parent: parent},
 		Addr:        net.JoinHostPort(addr, strconv.Itoa(exp.Port)), Fingerprint: exp.Fingerprint,
 		Hello: agentapi.DirectHello{Project: mv.dstID, Move: mv.m.ID, Volume: vol.Name, Credential: cred},
-	}, func(n int64) {
-		secs := mv.s.Now().Sub(start).Seconds()
-		mv.progress(fmt.Sprintf("%s: %s sent directly, %s/s", what, FormatBytes(n), FormatBytes(int64(float64(n)/max(secs, 0.001)))))
-	})
+	}, func(n int64) { report(n, false) })
 	if agentapi.IsCode(err, agentapi.CodeUnreachable) {
 		return 0, fmt.Errorf("%w: %v", errRelay, err)
 	}
 	if err != nil {
 		return res.Bytes, err
 	}
-	secs := mv.s.Now().Sub(start).Seconds()
-	mv.progress(fmt.Sprintf("%s: %s sent directly in %.1fs (%s/s)", what, FormatBytes(res.Bytes), secs, FormatBytes(int64(float64(res.Bytes)/max(secs, 0.001)))))
+	report(res.Bytes, true)
 	return res.Bytes, nil
 }
 
@@ -659,12 +793,8 @@ func (mv *mover) relay(ctx context.Context, method string, vol agentapi.Transfer
 		return 0, err
 	}
 	defer body.Close()
-	start := mv.s.Now()
-	pr := &progressReader{r: body, now: mv.s.Now, last: start, report: func(n int64) {
-		secs := mv.s.Now().Sub(start).Seconds()
-		rate := float64(n) / max(secs, 0.001)
-		mv.progress(fmt.Sprintf("%s: %s sent, %s/s", what, FormatBytes(n), FormatBytes(int64(rate))))
-	}}
+	report := mv.reporter(what + ": %s sent")
+	pr := &progressReader{r: body, now: mv.s.Now, last: mv.s.Now(), report: func(n int64) { report(n, false) }}
 	res, err := mv.dst.Receive(ctx, mv.dstID, method, vol, pr)
 	if err != nil {
 		return pr.n, dstErr{err}
@@ -674,8 +804,7 @@ func (mv *mover) relay(ctx context.Context, method string, vol agentapi.Transfer
 	if err := check(); err != nil {
 		return pr.n, err
 	}
-	secs := mv.s.Now().Sub(start).Seconds()
-	mv.progress(fmt.Sprintf("%s: %s sent in %.1fs (%s/s)", what, FormatBytes(res.Bytes), secs, FormatBytes(int64(float64(res.Bytes)/max(secs, 0.001)))))
+	report(res.Bytes, true)
 	return res.Bytes, nil
 }
 

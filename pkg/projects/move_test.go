@@ -2,6 +2,7 @@ package projects
 
 import (
 	"testing"
+	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
@@ -31,6 +32,43 @@ func TestDirectAddr(t *testing.T) {
 	} {
 		if got := directAddr(tc.from, tc.to); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A move's ETA: its rate since the attempt began (bytes sent before it
+// do not count toward the rate), the time left to its planned size, and
+// nothing when there is nothing to go by.
+func TestMoveETA(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		planned, sent, base int64
+		elapsed             time.Duration
+		ok                  bool
+		rate                float64
+		left                time.Duration
+		text                string
+	}{
+		{"half way", 100 << 20, 50 << 20, 0, 5 * time.Second, true, 10 << 20, 5 * time.Second,
+			"the move has sent 50 MiB of 100 MiB, about 5s left"},
+		{"resumed: the rate is of this attempt", 100 << 20, 60 << 20, 40 << 20, 2 * time.Second, true, 10 << 20, 4 * time.Second,
+			"the move has sent 60 MiB of 100 MiB, about 4s left"},
+		{"more than planned", 100 << 20, 120 << 20, 0, 12 * time.Second, true, 10 << 20, 0,
+			"the move has sent 120 MiB (planned 100 MiB), finishing"},
+		{"no plan", 0, 50 << 20, 0, 5 * time.Second, false, 0, 0, ""},
+		{"nothing sent yet", 100 << 20, 40 << 20, 40 << 20, 5 * time.Second, false, 0, 0, ""},
+		{"no time yet", 100 << 20, 1 << 20, 0, 0, false, 0, 0, ""},
+	} {
+		e, ok := estimate(tc.planned, tc.sent, tc.base, tc.elapsed)
+		if ok != tc.ok {
+			t.Errorf("%s: ok = %v, want %v", tc.name, ok, tc.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if e.Rate != tc.rate || e.Left != tc.left || e.String() != tc.text {
+			t.Errorf("%s: rate %.0f B/s, %s left, %q; want %.0f B/s, %s left, %q", tc.name, e.Rate, e.Left, e, tc.rate, tc.left, tc.text)
 		}
 	}
 }

@@ -92,6 +92,7 @@ func TestClassify(t *testing.T) {
 		{&agentapi.Error{Status: 404, Code: agentapi.CodeNotFound, Message: "image x is not on this host"}, false},
 		{&agentapi.Error{Status: 400, Code: agentapi.CodeInvalid, Message: "bad"}, false},
 		{&agentapi.Error{Status: 501, Code: agentapi.CodeUnsupported, Message: "no snapshots"}, false},
+		{&agentapi.Error{Status: 200, Code: agentapi.CodeStalled, Message: "direct transfer: no progress for 20s"}, true},
 		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
 		{&net.OpError{Op: "dial", Err: syscall.ENOENT}, true},
 		{errkind.Errorf(errkind.Unavailable, "db"), true},
