@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/sagemathinc/cocalc-hosts/pkg/client"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman/podmantest"
@@ -184,8 +186,10 @@ func TestReverseHost(t *testing.T) {
 		t.Fatalf("direct mode on a reverse host: exit %d: %s", code, errOut)
 	}
 
-	// HTTPS ingress through the server's relay, with a real HTTP client:
-	// TLS is the host's (pinned), the token is checked on the host.
+	// HTTPS ingress as a browser reaches it: `project open` gives a link
+	// on the server, which forwards it over the tunnel (TLS to the host
+	// pinned by the server); the token is checked on the host. HTTP,
+	// WebSocket and streaming.
 	app, err := os.ReadFile(webapp.Build(t))
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +198,49 @@ func TestReverseHost(t *testing.T) {
 	base.ok("project", "exec", p, "--", "sh", "-c", "nohup ~/app 8888 > ~/app.log 2>&1 </dev/null &")
 	var o opened
 	base.json(&o, "project", "open", p, "--port", "8888")
+	if !strings.HasPrefix(o.URL, srv.url+"/"+p+"/port/8888/?cocalc_token=") {
+		t.Fatalf("project open on a reverse host: %s, want a link on the server %s", o.URL, srv.url)
+	}
+	browserHTTP := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var b *browser
+	eventually(t, 30*time.Second, "the app answers through the server", func() (bool, string) {
+		if b == nil {
+			b = openBrowserWith(t, o.URL, browserHTTP)
+		}
+		code, body := b.get("hello?x=1")
+		var seen webapp.Seen
+		return code == 200 && json.Unmarshal([]byte(body), &seen) == nil && seen.Project == p &&
+			seen.RequestURI == "/"+p+"/port/8888/hello?x=1" && seen.Cookie == "", fmt.Sprint(code, body)
+	})
+	base.json(&o, "project", "open", p, "--port", "8888")
+	wsURL := "wss" + strings.TrimPrefix(strings.Replace(o.URL, "/?cocalc_token", "/ws?cocalc_token", 1), "https")
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: browserHTTP})
+	if err != nil {
+		t.Fatalf("websocket through the server: %v", err)
+	}
+	if err := ws.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "echo:ping" {
+		t.Fatalf("websocket echo through the server: %q %v", msg, err)
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
+	streamThroughIngress(t, b)
+	// Without the token the host refuses; a project the server holds no
+	// tunnel for is not found (the server is no open proxy).
+	for link, want := range map[string]int{
+		strings.SplitN(o.URL, "?", 2)[0]:                             http.StatusUnauthorized,
+		srv.url + "/00000000-0000-4000-8000-000000000000/port/8888/": http.StatusNotFound,
+	} {
+		if r, err := browserHTTP.Get(link); err != nil || r.StatusCode != want {
+			t.Fatalf("%s through the server: %v %v, want %d", link, r, err, want)
+		} else {
+			r.Body.Close()
+		}
+	}
+	// The raw relay (`cocalc-hosts relay HOST https`) reaches the same
+	// ingress, with the host's own (pinned) TLS end to end.
 	web := pinnedHTTP(o.TLSCertSHA256)
 	web.Transport.(*http.Transport).DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		c, err := api.Relay(ctx, sub.Host.ID, "https")
@@ -202,28 +249,7 @@ func TestReverseHost(t *testing.T) {
 		}
 		return rwcConn{c}, nil
 	}
-	resp, err := web.Get(o.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := resp.Location()
-	if resp.StatusCode != http.StatusSeeOther || err != nil || len(resp.Cookies()) != 1 {
-		t.Fatalf("opening %s through the relay: %s %v", o.URL, resp.Status, err)
-	}
-	eventually(t, 30*time.Second, "the app answers through the relay", func() (bool, string) {
-		req, _ := http.NewRequest(http.MethodGet, loc.String()+"hello", nil)
-		req.AddCookie(resp.Cookies()[0])
-		r, err := web.Do(req)
-		if err != nil {
-			return false, err.Error()
-		}
-		defer r.Body.Close()
-		var seen webapp.Seen
-		return r.StatusCode == 200 && json.NewDecoder(r.Body).Decode(&seen) == nil && seen.Project == p, r.Status
-	})
-	// Without the token, the host refuses (the relay checks nothing).
-	if r, err := web.Get(strings.SplitN(o.URL, "?", 2)[0]); err != nil || r.StatusCode == 200 {
+	if r, err := web.Get("https://" + sub.Host.ID + strings.TrimPrefix(strings.SplitN(o.URL, "?", 2)[0], srv.url)); err != nil || r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no token through the relay: %v %v", r, err)
 	} else {
 		r.Body.Close()

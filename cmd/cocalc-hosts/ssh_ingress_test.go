@@ -83,15 +83,21 @@ type browser struct {
 
 func openBrowser(t *testing.T, o opened) *browser {
 	t.Helper()
-	b := &browser{t: t, c: pinnedHTTP(o.TLSCertSHA256)}
-	resp, err := b.c.Get(o.URL)
+	return openBrowserWith(t, o.URL, pinnedHTTP(o.TLSCertSHA256))
+}
+
+// openBrowserWith opens link with c (which follows no redirect).
+func openBrowserWith(t *testing.T, link string, c *http.Client) *browser {
+	t.Helper()
+	b := &browser{t: t, c: c}
+	resp, err := b.c.Get(link)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	loc, err := resp.Location()
 	if resp.StatusCode != http.StatusSeeOther || err != nil || len(resp.Cookies()) != 1 {
-		t.Fatalf("opening %s: %s %v %v", o.URL, resp.Status, err, resp.Cookies())
+		t.Fatalf("opening %s: %s %v %v", link, resp.Status, err, resp.Cookies())
 	}
 	if strings.Contains(loc.String(), "cocalc_token") {
 		t.Fatalf("the token stays in the address: %s", loc)

@@ -6,13 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -284,27 +282,7 @@ func transferCert(ttl time.Duration) (tls.Certificate, string, error) {
 	if err != nil {
 		return tls.Certificate{}, "", fmt.Errorf("direct transfer certificate: %w", err)
 	}
-	sum := sha256.Sum256(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, hex.EncodeToString(sum[:]), nil
-}
-
-// pinned accepts only a certificate with the fingerprint fp: the one the
-// destination made for this transfer, named by the control plane.
-func pinned(fp string) *tls.Config {
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		InsecureSkipVerify: true, //nolint:gosec // VerifyConnection pins the exact certificate instead
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return fmt.Errorf("the destination sent no certificate")
-			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(fp)) != 1 {
-				return fmt.Errorf("the destination's certificate does not match the pinned fingerprint")
-			}
-			return nil
-		},
-	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, agentapi.CertPin(der), nil
 }
 
 // countingWriter counts bytes and reports them at most once a second;
@@ -405,7 +383,10 @@ func dialTransfer(ctx context.Context, addr, fp string, hello agentapi.DirectHel
 	if err != nil {
 		return nil, unreachable("%v", err)
 	}
-	conn := tls.Client(raw, pinned(fp))
+	// TLS 1.3 only: both ends are agents of this release.
+	pc := agentapi.PinnedTLS(fp)
+	pc.MinVersion = tls.VersionTLS13
+	conn := tls.Client(raw, pc)
 	hctx, cancel := context.WithTimeout(ctx, directConnectTimeout)
 	defer cancel()
 	if err := conn.HandshakeContext(hctx); err != nil {

@@ -5,11 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -221,12 +219,6 @@ func sameNames(c *x509.Certificate, names []string) bool {
 	slices.Sort(have)
 	slices.Sort(want)
 	return slices.Equal(have, want)
-}
-
-// CertPin is the pin of a TLS certificate: hex SHA-256 of its DER.
-func CertPin(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
 }
 
 // sshHostKey returns the SSH ingress's host key, making it on first use.

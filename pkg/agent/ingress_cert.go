@@ -145,7 +145,7 @@ func (g *ingress) loadACME(now time.Time) (*tls.Certificate, bool) {
 
 // serve makes cert the one handshakes get; g.mu is held.
 func (g *ingress) serve(cert *tls.Certificate, info agentapi.IngressCert) {
-	g.served, g.servedInfo, g.tlsPin = cert, info, CertPin(cert.Certificate[0])
+	g.served, g.servedInfo, g.tlsPin = cert, info, agentapi.CertPin(cert.Certificate[0])
 }
 
 func (g *ingress) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {

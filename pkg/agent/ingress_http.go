@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,7 +68,7 @@ func (g *ingress) startHTTPS(addr string, names []string) error {
 
 // ServeHTTP is the HTTPS ingress: strict path, then who, then the proxy.
 func (g *ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	t, ok := proxypath.Parse(escapedPath(r))
+	t, ok := proxypath.Parse(proxypath.RequestPath(r))
 	if !ok {
 		http.Error(w, "not found: the ingress serves /<project_id>/port/<n>/ only", http.StatusNotFound)
 		return
@@ -94,20 +93,6 @@ func (g *ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.s.proj.sessionStart(t.Project)
 	defer g.s.proj.sessionEnd(t.Project)
 	g.proxy.serve(w, r, t)
-}
-
-// escapedPath is the request's path as sent, still escaped: the request
-// line's target (origin form), or the path of an absolute-form target.
-func escapedPath(r *http.Request) string {
-	u := r.RequestURI
-	if strings.HasPrefix(u, "/") {
-		p, _, _ := strings.Cut(u, "?")
-		return p
-	}
-	if pu, err := url.ParseRequestURI(u); err == nil && pu.Scheme != "" {
-		return pu.EscapedPath()
-	}
-	return ""
 }
 
 // authorize finds who asks and checks that they may use t now. It
@@ -190,7 +175,7 @@ func isPageLoad(r *http.Request) bool {
 func withoutToken(r *http.Request) string {
 	q := r.URL.Query()
 	q.Del(TokenParam)
-	u := escapedPath(r)
+	u := proxypath.RequestPath(r)
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os/exec"
 	"runtime"
 
@@ -31,7 +32,9 @@ once: open a new one for another browser.
 The server sees the full path /PROJECT/port/N/...: configure its base URL
 (for Jupyter: --ServerApp.base_url=/PROJECT/port/N/). A host without a DNS
 name and ACME certificate uses a self-signed certificate: its SHA-256 is
-printed so you can check what your browser shows.`,
+printed so you can check what your browser shows. A reverse-connected host
+(create --reverse) is reached through the server: the URL is on the
+server's address, and the server forwards it over the host's tunnel.`,
 		Example: `  cocalc-hosts project open $P --port 8888
   cocalc-hosts project open $P --port 8888 --browser`,
 		ValidArgsFunction: completeProjects(f, as),
@@ -59,6 +62,11 @@ func runProjectOpen(ctx context.Context, f *Factory, as *asFlag, o *ProjectOpenO
 	if err != nil {
 		return err
 	}
+	if op.Reverse {
+		if op.URL, err = throughServer(f, op.URL); err != nil {
+			return err
+		}
+	}
 	if o.Browser {
 		if err := openBrowser(op.URL); err != nil {
 			return err
@@ -67,12 +75,38 @@ func runProjectOpen(ctx context.Context, f *Factory, as *asFlag, o *ProjectOpenO
 	return f.render(op, func(w *Out) error {
 		fmt.Fprintln(w, op.URL)
 		cert := fmt.Sprintf("host %s's certificate is self-signed, with SHA-256 %s", op.Host, op.TLSCertSHA256)
-		if op.TLSIssuer != "" {
+		switch {
+		case op.Reverse:
+			cert = fmt.Sprintf("host %s is reverse-connected: the link goes through the server", op.Host)
+		case op.TLSIssuer != "":
 			cert = fmt.Sprintf("host %s's certificate for %s is from %s", op.Host, op.Address, op.TLSIssuer)
 		}
 		fmt.Fprintf(f.IO.ErrOut, "valid until %s; %s\n", op.ExpiresAt.Local().Format("15:04:05"), cert)
 		return nil
 	})
+}
+
+// throughServer is link (to a reverse-connected host's ingress) on the
+// server that holds the host's tunnel: the same path and token, sent to
+// the server, which forwards it over the tunnel.
+func throughServer(f *Factory, link string) (string, error) {
+	c, err := f.Remote()
+	if err != nil {
+		return "", err
+	}
+	if c == nil {
+		return "", usagef("the project's host is reverse-connected: it is reached through the server that holds its tunnel; run `cocalc-hosts login --server URL` first")
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		return "", fmt.Errorf("the link the server gave: %w", err)
+	}
+	base, err := url.Parse(c.URL())
+	if err != nil {
+		return "", err
+	}
+	u.Scheme, u.Host = base.Scheme, base.Host
+	return u.String(), nil
 }
 
 // openBrowser hands url to the desktop's opener, never through a shell.

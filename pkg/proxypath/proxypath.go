@@ -9,6 +9,8 @@
 package proxypath
 
 import (
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -79,4 +81,19 @@ func canonicalUUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// RequestPath is r's path as sent, still escaped: the request line's
+// target (origin form), or the path of an absolute-form target. It is
+// what Parse reads, never the decoded r.URL.Path.
+func RequestPath(r *http.Request) string {
+	u := r.RequestURI
+	if strings.HasPrefix(u, "/") {
+		p, _, _ := strings.Cut(u, "?")
+		return p
+	}
+	if pu, err := url.ParseRequestURI(u); err == nil && pu.Scheme != "" {
+		return pu.EscapedPath()
+	}
+	return ""
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
+	"github.com/sagemathinc/cocalc-hosts/pkg/proxypath"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/tunnel"
 )
@@ -74,6 +75,10 @@ type Server struct {
 	limits   *limiter
 	quit     chan struct{}
 	quitOnce sync.Once
+	// ingressPools reach reverse-connected hosts' HTTPS ingress
+	// (ingressTransport).
+	ingressMu    sync.Mutex
+	ingressPools map[string]*http.Transport
 }
 
 // Shutdown ends the streams that follow jobs, so that an http.Server's
@@ -191,6 +196,12 @@ func (s *Server) Handler() http.Handler {
 		s.fail(w, r, 0, errkind.Errorf(errkind.NotFound, "no API route %s %s; see %s/openapi.json", r.Method, r.URL.Path, Prefix))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A project's ingress path (never an API path: those start with
+		// /api) goes to its reverse-connected host, as the path came.
+		if t, ok := proxypath.Parse(proxypath.RequestPath(r)); ok {
+			s.ingressProxy(w, r, t)
+			return
+		}
 		// Refuse rather than redirect paths the mux would clean: a
 		// client that sends them is confused or probing.
 		if p := r.URL.EscapedPath(); p != path.Clean(p) || strings.Contains(p, "%2") || strings.Contains(p, "%5") || strings.ContainsAny(r.URL.Path, "\x00\\") {
