@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,11 +48,19 @@ import (
 
 const workers = 4
 
+var (
+	cpuProfile string
+	implList   []string
+)
+
 func main() {
 	depths := flag.String("depths", "20000,200", "queue depths to drain, comma-separated")
 	samples := flag.Int("latency-samples", 200, "jobs enqueued one at a time for the latency figures")
 	backends := flag.String("backends", "sqlite,postgres", "backends to measure")
+	impls := flag.String("impls", "cocalc_hosts,river", "queues to measure")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the cocalc-hosts drains to this file")
 	flag.Parse()
+	implList = strings.Split(*impls, ",")
 	if err := run(*depths, *samples, strings.Split(*backends, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/river:", err)
 		os.Exit(1)
@@ -129,7 +138,7 @@ func run(depths string, samples int, backends []string) error {
 				return fmt.Errorf("bad depth %q", d)
 			}
 			var p Pair
-			for _, impl := range []string{"cocalc_hosts", "river"} {
+			for _, impl := range implList {
 				dsn, err := newDSN(backend)
 				if err != nil {
 					return err
@@ -146,7 +155,10 @@ func run(depths string, samples int, backends []string) error {
 			}
 			b.Drain[d] = p
 		}
-		for _, impl := range []string{"cocalc_hosts", "river"} {
+		for _, impl := range implList {
+			if samples == 0 {
+				break
+			}
 			dsn, err := newDSN(backend)
 			if err != nil {
 				return err
@@ -256,11 +268,17 @@ func drain(impl, dsn string, n int) (float64, error) {
 		}
 		w := queue.NewWorker(e.st, e.svc)
 		w.Concurrency = workers
-		start := time.Now()
-		if err := w.Run(ctx, true); err != nil {
+		stop, err := profile()
+		if err != nil {
 			return 0, err
 		}
+		start := time.Now()
+		err = w.Run(ctx, true)
 		elapsed = time.Since(start)
+		stop()
+		if err != nil {
+			return 0, err
+		}
 	case "river":
 		r, err := newRiver(ctx, e, dsn)
 		if err != nil {
@@ -288,6 +306,24 @@ func drain(impl, dsn string, n int) (float64, error) {
 		return 0, fmt.Errorf("%d actions recorded done for %d jobs", done, n)
 	}
 	return float64(n) / elapsed.Seconds(), nil
+}
+
+// profile starts the CPU profile of a drain, if one is asked for: the
+// first drain's only, so that the file holds one backend's figures.
+func profile() (stop func(), err error) {
+	if cpuProfile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	cpuProfile = ""
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // latency enqueues jobs one at a time on an idle queue and measures the

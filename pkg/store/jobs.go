@@ -176,20 +176,20 @@ func (s *SQLStore) NextJobAt(ctx context.Context) (t time.Time, ok bool, err err
 // Write is a change committed together with a job's outcome: in the same
 // transaction, and only while the job's lease holds (see Finish).
 type Write interface {
-	apply(ctx context.Context, s *SQLStore, tx *sql.Tx) error
+	apply(ctx context.Context, s *SQLStore, tx txWriter) error
 }
 
 // HostWrite writes every column of a host that an action may change.
 type HostWrite struct{ Host model.Host }
 
-func (w HostWrite) apply(ctx context.Context, s *SQLStore, tx *sql.Tx) error {
+func (w HostWrite) apply(ctx context.Context, s *SQLStore, tx txWriter) error {
 	return s.updateHost(ctx, tx, w.Host)
 }
 
 // LogWrite appends an entry to cloud_vm_log.
 type LogWrite struct{ Entry model.LogEntry }
 
-func (w LogWrite) apply(ctx context.Context, s *SQLStore, tx *sql.Tx) error {
+func (w LogWrite) apply(ctx context.Context, s *SQLStore, tx txWriter) error {
 	_, err := s.appendLog(ctx, tx, w.Entry)
 	return err
 }
@@ -227,7 +227,7 @@ func (s *SQLStore) FinishJobs(ctx context.Context, fs []Finish) []error {
 // (SQLite, where statements cost no round trip).
 func (s *SQLStore) finishJobsTx(ctx context.Context, fs []Finish) ([]error, error) {
 	errs := make([]error, len(fs))
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.begin(ctx)
 	if err != nil {
 		return nil, err
 	}

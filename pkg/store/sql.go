@@ -19,7 +19,7 @@ import (
 
 // SQLStore implements Store on database/sql for both backends.
 type SQLStore struct {
-	db      *sql.DB
+	db      *stmtDB
 	d       dialect
 	changes *hub // see Subscribe
 
@@ -56,7 +56,8 @@ type dialect interface {
 }
 
 func newSQLStore(db *sql.DB, d dialect) *SQLStore {
-	return &SQLStore{db: db, d: d, changes: newHub()}
+	_, sqlite := d.(sqliteDialect)
+	return &SQLStore{db: newStmtDB(db, sqlite), d: d, changes: newHub()}
 }
 
 // changed publishes a change this store committed, unless the backend's
@@ -75,7 +76,7 @@ func (s *SQLStore) Close() error {
 }
 
 // DB exposes the handle for tests and benchmarks.
-func (s *SQLStore) DB() *sql.DB { return s.db }
+func (s *SQLStore) DB() *sql.DB { return s.db.DB }
 
 func (s *SQLStore) err(op string, err error) error {
 	if err == nil {
@@ -303,6 +304,12 @@ func (s *SQLStore) AppendLog(ctx context.Context, e model.LogEntry) (model.LogEn
 
 type queryRower interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// txWriter is a transaction as a Write sees it.
+type txWriter interface {
+	execer
+	queryRower
 }
 
 func (s *SQLStore) appendLog(ctx context.Context, db queryRower, e model.LogEntry) (model.LogEntry, error) {
