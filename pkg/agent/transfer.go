@@ -152,6 +152,11 @@ func (s *server) notRunning(ctx context.Context, id string) error {
 	if errors.Is(err, podman.ErrNotFound) {
 		return nil
 	}
+	if err != nil && c.Name != "" && c.Labels[podman.LabelHost] != s.proj.hostID {
+		// Another host's container on a podman store they share (local
+		// hosts): the project runs there now, not on this host.
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func (mv *mover) clone(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := mv.plan(ctx); err != nil {
+	if _, err := mv.plan(ctx); err != nil {
 		return err
 	}
 	home := vol.Name

@@ -324,23 +324,25 @@ func toStorage(vs []agentapi.TransferVolume) []storage.Volume {
 	return out
 }
 
-// sendSnapshots sends the snapshots the destination lacks, oldest first.
-func (mv *mover) sendSnapshots(ctx context.Context, srcVols, dstVols agentapi.TransferVolumes) error {
+// sendSnapshots sends the snapshots the destination lacks, oldest first,
+// and says how many it sent.
+func (mv *mover) sendSnapshots(ctx context.Context, srcVols, dstVols agentapi.TransferVolumes) (int, error) {
 	byName := map[string]agentapi.TransferVolume{}
 	for _, v := range srcVols.Volumes {
 		byName[v.Name] = v
 	}
-	for _, step := range storage.PlanSend(toStorage(srcVols.Volumes), toStorage(dstVols.Volumes)) {
+	steps := storage.PlanSend(toStorage(srcVols.Volumes), toStorage(dstVols.Volumes))
+	for _, step := range steps {
 		n, err := mv.transfer(ctx, agentapi.TransferBtrfs, byName[step.Name], step.Parent, "snapshot "+step.Name)
 		mv.m.Bytes += n
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if err := mv.save(ctx); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return len(steps), nil
 }
 
 // parent is the newest volume of the source that the destination holds:
@@ -367,27 +369,42 @@ func parent(srcVols, dstVols agentapi.TransferVolumes, lastSent string) string {
 }
 
 // sendLive takes a transfer snapshot of the live home and sends it
-// against the newest volume both sides hold.
-func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.TransferVolume, int64, error) {
+// against the newest volume both sides hold. It also returns the source's
+// snapshots.
+func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.TransferVolume, int64, []string, error) {
 	var srcVols, dstVols agentapi.TransferVolumes
 	err := mv.step("list volumes", func() (err error) {
 		srcVols, dstVols, err = mv.method(ctx)
 		return err
 	})
 	if err != nil {
-		return agentapi.TransferVolume{}, 0, err
+		return agentapi.TransferVolume{}, 0, nil, err
 	}
-	if err := mv.step("send snapshots", func() error { return mv.sendSnapshots(ctx, srcVols, dstVols) }); err != nil {
-		return agentapi.TransferVolume{}, 0, err
-	}
-	err = mv.step("list volumes (destination)", func() (err error) {
-		if dstVols, err = mv.dst.TransferVolumes(ctx, mv.dstID); err != nil {
-			return dstErr{err}
+	snaps := []string{}
+	for _, v := range srcVols.Volumes {
+		if !v.Transfer && !v.Staged {
+			snaps = append(snaps, v.Name)
 		}
-		return nil
+	}
+	var sent int
+	err = mv.step("send snapshots", func() (err error) {
+		sent, err = mv.sendSnapshots(ctx, srcVols, dstVols)
+		return err
 	})
 	if err != nil {
-		return agentapi.TransferVolume{}, 0, err
+		return agentapi.TransferVolume{}, 0, nil, err
+	}
+	if sent > 0 {
+		// The destination holds more now.
+		err = mv.step("list volumes (destination)", func() (err error) {
+			if dstVols, err = mv.dst.TransferVolumes(ctx, mv.dstID); err != nil {
+				return dstErr{err}
+			}
+			return nil
+		})
+		if err != nil {
+			return agentapi.TransferVolume{}, 0, nil, err
+		}
 	}
 	from := parent(srcVols, dstVols, mv.m.LastSent)
 	var vol agentapi.TransferVolume
@@ -396,7 +413,7 @@ func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.Trans
 		return err
 	})
 	if err != nil {
-		return vol, 0, err
+		return vol, 0, nil, err
 	}
 	var n int64
 	err = mv.step("send", func() (err error) {
@@ -405,7 +422,7 @@ func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.Trans
 		return err
 	})
 	if err != nil {
-		return vol, n, err
+		return vol, n, nil, err
 	}
 	if old := mv.m.LastSent; old != "" && old != vol.Name {
 		// The new one is there: the previous round's is of no more use.
@@ -419,11 +436,11 @@ func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.Trans
 			return nil
 		})
 		if err != nil {
-			return vol, n, err
+			return vol, n, nil, err
 		}
 	}
 	mv.m.LastSent = vol.Name
-	return vol, n, mv.step("record", func() error { return mv.save(ctx) })
+	return vol, n, snaps, mv.step("record", func() error { return mv.save(ctx) })
 }
 
 func (mv *mover) move(ctx context.Context) error {
@@ -452,8 +469,14 @@ func (mv *mover) precopy(ctx context.Context) error {
 		if err := mv.dst.DropTransfer(ctx, mv.dstID); err != nil {
 			return dstErr{err}
 		}
-		if err := mv.plan(ctx); err != nil {
+		st, err := mv.plan(ctx)
+		if err != nil {
 			return err
+		}
+		if st.State != agentapi.ProjectRunning {
+			// Stopped: the cut-over sends it all, once (a project started
+			// meanwhile is stopped there first).
+			return nil
 		}
 	}
 	if mv.m.Method != agentapi.TransferBtrfs {
@@ -463,7 +486,7 @@ func (mv *mover) precopy(ctx context.Context) error {
 	var prev int64 = -1
 	for mv.m.Round < maxPrecopyRounds {
 		mv.m.Round++
-		_, n, err := mv.sendLive(ctx, fmt.Sprintf("%s-%d", mv.m.ID[:8], mv.m.Round), fmt.Sprintf("pre-copy round %d", mv.m.Round))
+		_, n, _, err := mv.sendLive(ctx, fmt.Sprintf("%s-%d", mv.m.ID[:8], mv.m.Round), fmt.Sprintf("pre-copy round %d", mv.m.Round))
 		if err != nil {
 			return err
 		}
@@ -527,20 +550,8 @@ func (mv *mover) cutover(ctx context.Context) error {
 		mv.progress(fmt.Sprintf("project %s is on %s now (%s sent, the project was unavailable for %s)",
 			mv.p.ID, mv.to.Name, FormatBytes(mv.m.Bytes), time.Duration(mv.m.DowntimeMS)*time.Millisecond))
 	}
-	// After the switch: the old copy is frozen and kept; the project runs
-	// again where it ran.
-	if err := mv.step("drop transfer (source)", func() error { return mv.src.DropTransfer(ctx, mv.p.ID) }); err != nil {
-		return err
-	}
-	err := mv.step("freeze (source)", func() error {
-		if err := mv.src.Freeze(ctx, mv.p.ID, true); err != nil && !agentapi.IsCode(err, agentapi.CodeNotFound) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
+	// After the switch: the project runs again where it ran (first: the
+	// downtime ends there); the old copy is frozen and kept.
 	if mv.m.WasRunning {
 		err := mv.step("start (destination)", func() error {
 			if err := mv.s.startOn(ctx, mv.dst, mv.to, &mv.p); err != nil {
@@ -555,6 +566,18 @@ func (mv *mover) cutover(ctx context.Context) error {
 		if d := s.Now().Sub(*mv.m.FinishedAt).Milliseconds(); d > 0 {
 			mv.m.DowntimeMS += d
 		}
+	}
+	if err := mv.step("drop transfer (source)", func() error { return mv.src.DropTransfer(ctx, mv.p.ID) }); err != nil {
+		return err
+	}
+	err := mv.step("freeze (source)", func() error {
+		if err := mv.src.Freeze(ctx, mv.p.ID, true); err != nil && !agentapi.IsCode(err, agentapi.CodeNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if mv.timing || mv.m.WasRunning {
 		if err := mv.save(ctx); err != nil {
@@ -571,25 +594,9 @@ func (mv *mover) cutover(ctx context.Context) error {
 // says what the destination commits: the home's volume and the snapshots.
 func (mv *mover) final(ctx context.Context) (string, []string, error) {
 	if mv.m.Method == agentapi.TransferBtrfs {
-		vol, _, err := mv.sendLive(ctx, mv.m.ID[:8]+"-final", "cut-over")
-		if err != nil {
-			return "", nil, err
-		}
-		var vols agentapi.TransferVolumes
-		err = mv.step("list volumes (source)", func() (err error) {
-			vols, err = mv.src.TransferVolumes(ctx, mv.p.ID)
-			return err
-		})
-		if err != nil {
-			return "", nil, err
-		}
-		snaps := []string{}
-		for _, v := range vols.Volumes {
-			if !v.Transfer && !v.Staged {
-				snaps = append(snaps, v.Name)
-			}
-		}
-		return vol.Name, snaps, nil
+		// The project is stopped: the snapshots listed first are all.
+		vol, _, snaps, err := mv.sendLive(ctx, mv.m.ID[:8]+"-final", "cut-over")
+		return vol.Name, snaps, err
 	}
 	// tar: from a transfer snapshot where the source has btrfs (the same
 	// files: the project is stopped), else from the home itself.
@@ -656,15 +663,15 @@ func (mv *mover) reporter(sent string) func(n int64, done bool) {
 
 // plan records what the move is expected to send: the project's usage
 // with snapshots (the ETA counts toward it; a clone sends less).
-func (mv *mover) plan(ctx context.Context) error {
+func (mv *mover) plan(ctx context.Context) (agentapi.ProjectStatus, error) {
 	st, err := mv.src.Project(ctx, mv.p.ID)
 	if err != nil {
-		return err
+		return st, err
 	}
 	if st.Disk != nil {
 		mv.m.PlannedBytes = st.Disk.UsedBytes
 	}
-	return nil
+	return st, nil
 }
 
 // eta is how far a move is: its bytes so far of the planned, the rate

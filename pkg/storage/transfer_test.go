@@ -3,11 +3,14 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -306,4 +309,125 @@ func TestTarTransferToPlainDirectory(t *testing.T) {
 	if err := d.Commit(c, id, storage.CommitRequest{Home: "../../etc"}); err == nil || !strings.Contains(err.Error(), "invalid") {
 		t.Fatalf("commit of ../../etc: %v", err)
 	}
+}
+
+// Writes made while pre-copy rounds go (files written, rewritten, grown,
+// renamed and removed in the live home) all arrive: after the writer
+// stops (the cut-over) and the last incremental is committed, the
+// destination's home equals the source's.
+func TestWritesDuringPrecopyAllArrive(t *testing.T) {
+	a, b := newManager(t), newManager(t)
+	c := ctx(t)
+	id := uuid.NewString()
+	if err := a.Create(c, id, 512*mib); err != nil {
+		t.Fatal(err)
+	}
+	home := a.HomePath(id)
+	if err := writeFile(filepath.Join(home, "base"), 8*mib); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Snapshot(c, id, "s1"); err != nil {
+		t.Fatal(err)
+	}
+
+	var writes atomic.Int64
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			name := filepath.Join(home, fmt.Sprintf("f%d", i%40))
+			var err error
+			switch i % 4 {
+			case 0, 1:
+				err = os.WriteFile(name, []byte(strings.Repeat(fmt.Sprintf("write %d\n", i), 1+i%300)), 0o644)
+			case 2:
+				err = os.Rename(name, filepath.Join(home, fmt.Sprintf("r%d", i%7)))
+			case 3:
+				var f *os.File
+				if f, err = os.OpenFile(filepath.Join(home, "log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+					_, err = fmt.Fprintf(f, "line %d\n", i)
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}
+				os.Remove(filepath.Join(home, fmt.Sprintf("r%d", (i+3)%7))) //nolint:errcheck // may not exist
+			}
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				done <- err
+				return
+			}
+			writes.Add(1)
+		}
+	}()
+	// waitWrites waits until the writer has made n more writes.
+	waitWrites := func(n int64) {
+		t.Helper()
+		want := writes.Load() + n
+		for deadline := time.Now().Add(time.Minute); writes.Load() < want; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the writer made %d writes in a minute", writes.Load())
+			}
+		}
+	}
+
+	// Pre-copy, as a move does it: the snapshots, then rounds of the live
+	// home, each against the one before, with writes in between.
+	vols, err := a.Volumes(c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]storage.Volume{}
+	for _, v := range vols {
+		byName[v.Name] = v
+	}
+	for _, s := range storage.PlanSend(vols, nil) {
+		if _, err := sendOne(t, c, a, b, id, s, byName[s.Name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(tag, parent string) storage.Volume {
+		t.Helper()
+		live, err := a.TransferSnapshot(c, id, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sendOne(t, c, a, b, id, storage.Step{Name: live.Name, Parent: parent}, live); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(parent, storage.TransferPrefix) {
+			for _, m := range []*storage.Manager{a, b} {
+				if err := m.DropTransferVolume(c, id, parent); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return live
+	}
+	parent := "s1"
+	for round := 1; round <= 3; round++ {
+		waitWrites(200)
+		parent = send(fmt.Sprintf("m-%d", round), parent).Name
+	}
+	waitWrites(200)
+	// Cut-over: writes stop, the last change goes, the destination commits.
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+	final := send("m-final", parent)
+	if err := b.Commit(c, id, storage.CommitRequest{Home: final.Name, Snapshots: []string{"s1"}, QuotaBytes: 512 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DropTransfer(c, id); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d writes during pre-copy", writes.Load())
+	equalSums(t, "after the cut-over", sums(t, a, id), sums(t, b, id))
+	noStray(t, a)
+	noStray(t, b)
 }
