@@ -179,7 +179,10 @@ func (w *Worker) event(kind EventKind, job model.Job) Event {
 // no job is queued or running anywhere.
 //
 // It claims jobs for its free slots and as many again ahead, so that
-// under load one claim serves several jobs; jobs claimed ahead are
+// under load one claim serves several jobs; while jobs are short (a
+// claim's jobs all started within fastBatch) it claims up to four times
+// as many ahead, and back to as many again once they are not. Jobs
+// claimed ahead are
 // leased (and heartbeated) like running ones, and given back unstarted,
 // without counting an attempt, when the worker stops.
 func (w *Worker) Run(ctx context.Context, drain bool) error {
@@ -196,6 +199,7 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 	ended := make(chan error, n)
 	running := 0
 	var ahead []*claimed
+	extra, lastClaim := n, time.Time{} // jobs to claim ahead; when we last claimed
 	var failure error
 	for failure == nil && ctx.Err() == nil {
 		for ; running < n && len(ahead) > 0; ahead = ahead[1:] {
@@ -205,7 +209,13 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 		}
 		wait := w.Idle
 		if free := n - running; free > 0 {
-			claimed, err := w.claim(ctx, jobs, "", free+n)
+			if time.Since(lastClaim) < fastBatch {
+				extra = min(2*extra, maxAhead*n)
+			} else {
+				extra = n
+			}
+			lastClaim = time.Now()
+			claimed, err := w.claim(ctx, jobs, "", free+extra)
 			switch {
 			case errkind.Is(err, errkind.Unavailable):
 				// The database went away: keep trying, it may come back.
@@ -217,7 +227,7 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 				continue
 			}
 			ahead = claimed
-			if len(claimed) == free+n {
+			if len(claimed) == free+extra {
 				continue // there may be more
 			}
 			if len(claimed) > 0 {
@@ -268,6 +278,15 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 	}
 	return ctx.Err()
 }
+
+// A worker whose claimed jobs all started within fastBatch of the claim
+// claims more ahead next time, up to maxAhead times its Concurrency:
+// short jobs then cost fewer claims, and long ones (a real cloud create)
+// are not held back from other workers.
+const (
+	fastBatch = 100 * time.Millisecond
+	maxAhead  = 4
+)
 
 // claimed is a job this worker holds the lease of.
 type claimed struct {
