@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/nebius/gosdk"
 	"github.com/nebius/gosdk/auth"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
@@ -16,44 +15,44 @@ import (
 )
 
 // credentials reads cfg.CredentialsFile (0600, via secrets.Read) and turns
-// it into gosdk credentials. Two forms are accepted:
+// it into a credential. Two forms are accepted:
 //
 //   - a service-account credentials file, the JSON that `nebius iam
 //     auth-public-key generate` writes: {"subject-credentials": {"alg":
 //     "RS256", "private-key": PEM, "kid": public key id, "iss" and "sub":
 //     service account id}}. The SDK signs a short JWT with the key and
-//     exchanges it for IAM tokens, refreshing them in the background.
+//     client exchanges it for IAM tokens, refreshing them in the background.
 //     This is the form to use for a long-running control plane.
 //   - an IAM access token on one line (`nebius iam get-access-token`). It
 //     expires after hours; fine for trying things out.
 //
 // Nothing is read from environment variables or the Nebius CLI profile.
-func credentials(path string) (gosdk.Credentials, error) {
+func credentials(path string) (credential, error) {
 	const op = "credentials"
 	addHint := "run `cocalc-hosts providers add " + Name + " --credentials FILE` with a Nebius service-account credentials JSON file or an IAM token file"
 	if path == "" {
-		return nil, provider.Errorf(errkind.Auth, Name, op, "no credentials file is configured; %s", addHint)
+		return credential{}, provider.Errorf(errkind.Auth, Name, op, "no credentials file is configured; %s", addHint)
 	}
 	raw, err := secrets.Read(path)
 	if err != nil {
-		return nil, provider.Errorf(errkind.Auth, Name, op, "%v; %s", err, addHint)
+		return credential{}, provider.Errorf(errkind.Auth, Name, op, "%v; %s", err, addHint)
 	}
 	if len(raw) == 0 {
-		return nil, provider.Errorf(errkind.Auth, Name, op, "credentials file %s is empty; %s", path, addHint)
+		return credential{}, provider.Errorf(errkind.Auth, Name, op, "credentials file %s is empty; %s", path, addHint)
 	}
 	if raw[0] == '{' {
 		sa, err := parseServiceAccount(raw)
 		if err != nil {
-			return nil, provider.Errorf(errkind.Auth, Name, op, "credentials file %s: %v; %s", path, err, addHint)
+			return credential{}, provider.Errorf(errkind.Auth, Name, op, "credentials file %s: %v; %s", path, err, addHint)
 		}
-		return gosdk.ServiceAccount(sa), nil
+		return credential{sa: &sa}, nil
 	}
 	token := string(raw)
 	if strings.ContainsAny(token, " \t\r\n") {
-		return nil, provider.Errorf(errkind.Auth, Name, op,
+		return credential{}, provider.Errorf(errkind.Auth, Name, op,
 			"credentials file %s is neither service-account JSON nor a single-line IAM token; %s", path, addHint)
 	}
-	return gosdk.IAMToken(token), nil
+	return credential{token: token}, nil
 }
 
 // parseServiceAccount decodes a service-account credentials file. The

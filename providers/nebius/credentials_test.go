@@ -69,6 +69,16 @@ func TestCheckCredentialsWithToken(t *testing.T) {
 	if len(calls) != 1 || calls[0].Token != nebiusfake.DefaultToken {
 		t.Fatalf("calls %+v: want one list with the token", calls)
 	}
+	goMod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(goMod), "github.com/nebius/gosdk v"+gosdkVersion+"\n") {
+		t.Fatalf("go.mod does not pin github.com/nebius/gosdk v%s: update gosdkVersion", gosdkVersion)
+	}
+	if agent, want := calls[0].Agent, "cocalc-hosts nebius-gosdk/"+gosdkVersion+" ("; !strings.HasPrefix(agent, want) || !strings.Contains(agent, "; go/") {
+		t.Fatalf("user agent %q: want %sOS ARCH; go/VERSION)", agent, want)
+	}
 
 	bad, err := newWithCreds(t, srv, writeSecret(t, "expired-token"))
 	if err != nil {

@@ -35,12 +35,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/retry"
-	"github.com/nebius/gosdk"
 	"github.com/nebius/gosdk/conn"
 	"github.com/nebius/gosdk/operations"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	billingsvc "github.com/nebius/gosdk/services/nebius/billing/v1alpha1"
 	capacitysvc "github.com/nebius/gosdk/services/nebius/capacity/v1"
@@ -87,7 +84,7 @@ var (
 type Provider struct {
 	opts       options
 	deployment string
-	sdk        *gosdk.SDK
+	client     *client
 	instances  computesvc.InstanceService
 	disks      computesvc.DiskService
 	platforms  computesvc.PlatformService
@@ -102,7 +99,7 @@ type Provider struct {
 // New opens the provider. It reads the credentials file now, so a missing
 // or unusable one is reported when the provider is configured. It sends
 // no compute request (CheckCredentials does); with a service account the
-// SDK starts exchanging its JWT for a token in the background.
+// client starts exchanging its JWT for a token in the background.
 func New(cfg provider.Config) (*Provider, error) {
 	if cfg.Deployment == "" {
 		return nil, fmt.Errorf("Config.Deployment is empty: the nebius provider labels instances with it so List returns only this deployment's")
@@ -115,39 +112,18 @@ func New(cfg provider.Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	sdkOpts := []gosdk.Option{
-		gosdk.WithCredentials(creds),
-		gosdk.WithUserAgentPrefix("cocalc-hosts"),
-		gosdk.WithTimeout(o.requestTimeout),
-		// The SDK would retry UNAVAILABLE and RESOURCE_EXHAUSTED three
-		// times at once, ignoring RetryInfo; we retry ourselves (see do)
-		// so rate limits are honoured and the queue sees the rest.
-		gosdk.WithRetryOptions(retry.WithMax(0)),
-		// No parent or tenant from a Nebius CLI profile: everything we
-		// send names project_id explicitly.
-		gosdk.WithoutParentID(),
-	}
-	if o.endpoint != "" {
-		sdkOpts = append(sdkOpts, gosdk.WithResolvers(conn.NewConstantResolver(conn.Address(o.endpoint))))
-		if o.insecure {
-			sdkOpts = append(sdkOpts, gosdk.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())))
-		}
-	}
+	var extra []grpc.UnaryClientInterceptor
 	if cfg.OnCall != nil {
-		sdkOpts = append(sdkOpts, gosdk.WithDialOptions(grpc.WithChainUnaryInterceptor(observe(cfg.OnCall))))
+		extra = append(extra, observe(cfg.OnCall))
 	}
-	sdk, err := gosdk.New(context.Background(), sdkOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("nebius sdk: %w", err)
-	}
-	svc := sdk.Services()
+	c := newClient(o.endpoint, o.insecure, creds, o.requestTimeout, extra...)
 	return &Provider{
-		opts: o, deployment: cfg.Deployment, sdk: sdk,
-		instances:  svc.Compute().V1().Instance(),
-		disks:      svc.Compute().V1().Disk(),
-		platforms:  svc.Compute().V1().Platform(),
-		calculator: svc.Billing().V1Alpha1().Calculator(),
-		advice:     svc.Capacity().V1().ResourceAdvice(),
+		opts: o, deployment: cfg.Deployment, client: c,
+		instances:  computesvc.NewInstanceService(c),
+		disks:      computesvc.NewDiskService(c),
+		platforms:  computesvc.NewPlatformService(c),
+		calculator: billingsvc.NewCalculatorService(c),
+		advice:     capacitysvc.NewResourceAdviceService(c),
 		sleep:      sleepCtx,
 	}, nil
 }
@@ -155,8 +131,8 @@ func New(cfg provider.Config) (*Provider, error) {
 func (p *Provider) Name() string                        { return Name }
 func (p *Provider) Capabilities() provider.Capabilities { return capabilities }
 
-// Close releases the SDK's connections and its token refresher.
-func (p *Provider) Close() error { return p.sdk.Close() }
+// Close releases the connections and the token refresher.
+func (p *Provider) Close() error { return p.client.Close() }
 
 // CheckCredentials lists at most one instance of the project: cheap,
 // read-only, and it proves both the credentials and access to project_id.

@@ -140,6 +140,7 @@ type Call struct {
 	At    time.Time
 	Token string // bearer token, "" when none
 	Key   string // X-Idempotency-Key, "" when none
+	Agent string // user-agent
 }
 
 type event struct {
@@ -255,8 +256,9 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	if v := md.Get("x-idempotency-key"); len(v) > 0 {
 		key = v[0]
 	}
+	agent := strings.Join(md.Get("user-agent"), " ")
 	s.mu.Lock()
-	s.calls[info.FullMethod] = append(s.calls[info.FullMethod], Call{At: time.Now(), Token: token, Key: key})
+	s.calls[info.FullMethod] = append(s.calls[info.FullMethod], Call{At: time.Now(), Token: token, Key: key, Agent: agent})
 	authed := info.FullMethod == exchangeMethod || s.tokens[token]
 	f := s.takeFault(info.FullMethod)
 	s.mu.Unlock()
