@@ -12,6 +12,8 @@ import (
 
 	"github.com/itchyny/gojq"
 	"github.com/spf13/cobra"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
 // Every command prints its result in one of two ways: for scripts,
@@ -79,6 +81,35 @@ func (f *Factory) renderLine(v any, human func(o *Out) error) error {
 		return err
 	}
 	return o.Flush()
+}
+
+// hostArray builds, one host at a time, the indented JSON array that
+// Exporter.Write makes of a []model.Host, so that a long listing is
+// encoded as it is read instead of held whole; writeTo writes it at once.
+type hostArray struct {
+	b []byte
+	n int
+}
+
+func (a *hostArray) add(h *model.Host) error {
+	if a.n == 0 {
+		a.b = append(a.b, "[\n  "...)
+	} else {
+		a.b = append(a.b, ",\n  "...)
+	}
+	a.n++
+	var err error
+	a.b, err = model.AppendHostJSON(a.b, h, "  ", "  ")
+	return err
+}
+
+func (a *hostArray) writeTo(w io.Writer) error {
+	if a.n == 0 {
+		_, err := io.WriteString(w, "[]\n")
+		return err
+	}
+	_, err := w.Write(append(a.b, "\n]\n"...))
+	return err
 }
 
 // Write writes v.

@@ -50,18 +50,7 @@ func runList(ctx context.Context, f *Factory, o *ListOptions) error {
 		cfg, _ := f.Config()
 		filter.Owner = cfg.Account
 	}
-	draw := func(ctx context.Context) error {
-		hs, err := svc.List(ctx, filter)
-		if err != nil {
-			return err
-		}
-		if hs == nil {
-			hs = []model.Host{}
-		}
-		return f.render(hs, func(w *Out) error {
-			return printHostTable(w, f.Now(), hs, o.Wide)
-		})
-	}
+	draw := func(ctx context.Context) error { return printHostList(ctx, f, svc, filter, o.Wide) }
 	if !o.Watch {
 		return draw(ctx)
 	}
@@ -72,4 +61,40 @@ func runList(ctx context.Context, f *Factory, o *ListOptions) error {
 			hs, err := svc.List(ctx, full)
 			return hostRows(hs), err
 		}})
+}
+
+// printHostList prints the hosts filter selects as `list` does, each host
+// rendered as it is read (only --jq and --template need them all first).
+func printHostList(ctx context.Context, f *Factory, svc HostService, filter store.HostFilter, wide bool) error {
+	e := f.exporter()
+	if e != nil && (e.JQ != "" || e.Template != "") {
+		hs, err := svc.List(ctx, filter)
+		if err != nil {
+			return err
+		}
+		if hs == nil {
+			hs = []model.Host{}
+		}
+		return e.Write(f.IO.Out, hs)
+	}
+	if e != nil {
+		var a hostArray
+		if err := svc.Each(ctx, filter, a.add); err != nil {
+			return err
+		}
+		return a.writeTo(f.IO.Out)
+	}
+	o := f.out()
+	t := hostTable(o)
+	now := f.Now()
+	if err := svc.Each(ctx, filter, func(h *model.Host) error {
+		hostRow(t, now, h, wide)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	return o.Flush()
 }

@@ -54,17 +54,18 @@ func orDash(s string) string {
 	return s
 }
 
-func printHostTable(o *Out, now time.Time, hs []model.Host, wide bool) error {
-	t := o.table("NAME", "ID", "PROVIDER", "REGION", "STATUS", "CREATED", "LAST ACTION", "LAST ERROR")
-	for _, h := range hs {
-		errCol := h.LastError
-		if !wide {
-			errCol = truncate(errCol, 50)
-		}
-		t.row(h.Name, shortID(h.ID), h.Provider, orDash(h.Region), string(h.Status), ago(now, h.CreatedAt),
-			orDash(h.LastAction), orDash(errCol))
+// hostTable starts `list`'s table; hostRow adds h to it.
+func hostTable(o *Out) *table {
+	return o.table("NAME", "ID", "PROVIDER", "REGION", "STATUS", "CREATED", "LAST ACTION", "LAST ERROR")
+}
+
+func hostRow(t *table, now time.Time, h *model.Host, wide bool) {
+	errCol := h.LastError
+	if !wide {
+		errCol = truncate(errCol, 50)
 	}
-	return t.flush()
+	t.row(h.Name, shortID(h.ID), h.Provider, orDash(h.Region), string(h.Status), ago(now, h.CreatedAt),
+		orDash(h.LastAction), orDash(errCol))
 }
 
 // printJSONLine writes v as one line of JSON.

@@ -28,6 +28,9 @@ import (
 type HostService interface {
 	Get(ctx context.Context, idOrName string) (model.Host, error)
 	List(ctx context.Context, f store.HostFilter) ([]model.Host, error)
+	// Each calls fn with each host f selects as it arrives, never holding
+	// the listing whole; the host is reused for the next.
+	Each(ctx context.Context, f store.HostFilter, fn func(*model.Host) error) error
 	Plan(ctx context.Context, req hosts.CreateRequest) (hosts.Plan, error)
 	Create(ctx context.Context, req hosts.CreateRequest) (hosts.Submitted, error)
 	Start(ctx context.Context, idOrName string) (hosts.Submitted, error)

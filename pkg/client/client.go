@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -210,6 +211,49 @@ func del[T any](ctx context.Context, c *Client, path, as string) (T, error) {
 	var out T
 	err := c.call(ctx, http.MethodDelete, path, nil, as, nil, &out)
 	return out, err
+}
+
+// each decodes a JSON array from path element by element as it arrives,
+// calling fn with each (the element is reused for the next), so that a
+// long listing is neither held whole nor waited for before the first.
+func each[T any](ctx context.Context, c *Client, path string, q url.Values, as string, fn func(*T) error) error {
+	resp, err := c.open(ctx, http.MethodGet, path, q, as, nil, "application/json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(bufio.NewReaderSize(resp.Body, 64<<10))
+	unexpected := func(err error) error {
+		return errkind.Errorf(errkind.Internal, "GET %s: the server's answer is not what this client expects (%v); are client and server the same version?", resp.Request.URL.Path, err)
+	}
+	bad := func(err error) error {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &se) || errors.As(err, &te) {
+			return unexpected(err)
+		}
+		return c.unreachable(ctx, err) // the connection failed mid-answer (a cut answer: io.ErrUnexpectedEOF)
+	}
+	if t, err := dec.Token(); err != nil {
+		return bad(err)
+	} else if t != json.Delim('[') {
+		return unexpected(fmt.Errorf("want a JSON array, got %v", t))
+	}
+	var v T
+	for dec.More() {
+		var zero T
+		v = zero
+		if err := dec.Decode(&v); err != nil {
+			return bad(err)
+		}
+		if err := fn(&v); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return bad(err)
+	}
+	return nil
 }
 
 // seg escapes one path segment.

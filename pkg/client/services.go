@@ -26,7 +26,8 @@ func (h Hosts) Get(ctx context.Context, idOrName string) (model.Host, error) {
 	return get[model.Host](ctx, h.C, "/hosts/"+seg(idOrName), nil, "")
 }
 
-func (h Hosts) List(ctx context.Context, f store.HostFilter) ([]model.Host, error) {
+// hostQuery is f as the list route's query.
+func hostQuery(f store.HostFilter) url.Values {
 	q := url.Values{}
 	if f.Provider != "" {
 		q.Set("cloud", f.Provider)
@@ -35,7 +36,16 @@ func (h Hosts) List(ctx context.Context, f store.HostFilter) ([]model.Host, erro
 		q.Set("owner", f.Owner)
 	}
 	boolQ(q, "all", f.IncludeDeleted)
-	return get[[]model.Host](ctx, h.C, "/hosts", q, "")
+	return q
+}
+
+func (h Hosts) List(ctx context.Context, f store.HostFilter) ([]model.Host, error) {
+	return get[[]model.Host](ctx, h.C, "/hosts", hostQuery(f), "")
+}
+
+// Each decodes the server's listing host by host as it arrives.
+func (h Hosts) Each(ctx context.Context, f store.HostFilter, fn func(*model.Host) error) error {
+	return each(ctx, h.C, "/hosts", hostQuery(f), "", fn)
 }
 
 func (h Hosts) Plan(ctx context.Context, req hosts.CreateRequest) (hosts.Plan, error) {

@@ -422,3 +422,9 @@ func (s *Service) submit(ctx context.Context, h model.Host, a model.Action, payl
 func (s *Service) List(ctx context.Context, f store.HostFilter) ([]model.Host, error) {
 	return s.Store.ListHosts(ctx, f)
 }
+
+// Each calls fn with each host f selects, as it is read (see
+// store.Store.EachHost: the host is reused for the next).
+func (s *Service) Each(ctx context.Context, f store.HostFilter, fn func(*model.Host) error) error {
+	return s.Store.EachHost(ctx, f, fn)
+}

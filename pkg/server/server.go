@@ -262,6 +262,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	s.log(r, req.id, http.StatusOK, nil)
 	if raw, ok := v.(rawJSON); ok {
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Write(raw) //nolint:errcheck // the client went away
 		return
 	}

@@ -123,11 +123,15 @@ var hostColumnsBrief = strings.Replace(hostColumns, "spec, runtime", "'', ''", 1
 
 type scanner interface{ Scan(...any) error }
 
-func scanHost(r scanner) (model.Host, error) { return scanHostBrief(r, false) }
-
-// scanHostBrief scans a host; brief leaves Spec and Runtime undecoded.
-func scanHostBrief(r scanner, brief bool) (model.Host, error) {
+func scanHost(r scanner) (model.Host, error) {
 	var h model.Host
+	return h, scanHostInto(r, &h, false)
+}
+
+// scanHostInto scans a host into h, which it clears first; brief leaves
+// Spec and Runtime undecoded.
+func scanHostInto(r scanner, h *model.Host, brief bool) error {
+	*h = model.Host{}
 	var spec, runtime string
 	var created, updated int64
 	var deleted sql.NullInt64
@@ -135,20 +139,20 @@ func scanHostBrief(r scanner, brief bool) (model.Host, error) {
 	err := r.Scan(&h.ID, &h.Name, &h.Owner, &h.Provider, &h.Region, &h.Zone, &status, &spec, &runtime,
 		&h.HourlyPrice, &h.LastAction, &h.LastError, &h.Shared, &h.MissingCount, &created, &updated, &deleted)
 	if err != nil {
-		return h, err
+		return err
 	}
 	h.Status = model.Status(status)
 	h.CreatedAt, h.UpdatedAt, h.DeletedAt = fromMS(created), fromMS(updated), nullMS(deleted)
 	if brief {
-		return h, nil
+		return nil
 	}
 	if err := json.Unmarshal([]byte(spec), &h.Spec); err != nil {
-		return h, fmt.Errorf("host %s: corrupt spec: %w", h.ID, err)
+		return fmt.Errorf("host %s: corrupt spec: %w", h.ID, err)
 	}
 	if err := json.Unmarshal([]byte(runtime), &h.Runtime); err != nil {
-		return h, fmt.Errorf("host %s: corrupt runtime: %w", h.ID, err)
+		return fmt.Errorf("host %s: corrupt runtime: %w", h.ID, err)
 	}
-	return h, nil
+	return nil
 }
 
 func (s *SQLStore) CreateHost(ctx context.Context, h model.Host) error {
@@ -209,6 +213,17 @@ func (s *SQLStore) GetHost(ctx context.Context, idOrName string) (model.Host, er
 }
 
 func (s *SQLStore) ListHosts(ctx context.Context, f HostFilter) ([]model.Host, error) {
+	var out []model.Host
+	if err := s.EachHost(ctx, f, func(h *model.Host) error {
+		out = append(out, *h)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *SQLStore) EachHost(ctx context.Context, f HostFilter, fn func(*model.Host) error) error {
 	cols := hostColumns
 	if f.Brief {
 		cols = hostColumnsBrief
@@ -224,18 +239,19 @@ func (s *SQLStore) ListHosts(ctx context.Context, f HostFilter) ([]model.Host, e
 	}
 	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, f.Provider, f.Owner, since)
 	if err != nil {
-		return nil, s.err("list hosts", err)
+		return s.err("list hosts", err)
 	}
 	defer rows.Close()
-	var out []model.Host
+	var h model.Host
 	for rows.Next() {
-		h, err := scanHostBrief(rows, f.Brief)
-		if err != nil {
-			return nil, s.err("list hosts", err)
+		if err := scanHostInto(rows, &h, f.Brief); err != nil {
+			return s.err("list hosts", err)
 		}
-		out = append(out, h)
+		if err := fn(&h); err != nil {
+			return err
+		}
 	}
-	return out, s.err("list hosts", rows.Err())
+	return s.err("list hosts", rows.Err())
 }
 
 // updateHostSQL writes every column a host action may change. It leaves
@@ -439,6 +455,23 @@ func (s *SQLStore) ListCollaborators(ctx context.Context, hostID string) ([]stri
 		out = append(out, a)
 	}
 	return out, s.err("list collaborators", rows.Err())
+}
+
+func (s *SQLStore) CollaboratingOn(ctx context.Context, accountID string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT host_id FROM host_collaborators WHERE account_id = $1 ORDER BY host_id`, accountID)
+	if err != nil {
+		return nil, s.err("list collaborations", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, s.err("list collaborations", err)
+		}
+		out = append(out, h)
+	}
+	return out, s.err("list collaborations", rows.Err())
 }
 
 // ---- provider state

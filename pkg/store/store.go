@@ -45,6 +45,12 @@ type Store interface {
 	// GetHost finds a live host by id or, failing that, by name.
 	GetHost(ctx context.Context, idOrName string) (model.Host, error)
 	ListHosts(ctx context.Context, f HostFilter) ([]model.Host, error)
+	// EachHost calls fn with each host f selects, in ListHosts' order, as
+	// the rows are read, so that a large listing is never held whole. The
+	// host is reused for the next row: fn copies what it keeps. An error
+	// from fn ends the listing and is returned as it is. fn must not use
+	// the store: the listing holds a connection (SQLite has only one).
+	EachHost(ctx context.Context, f HostFilter, fn func(*model.Host) error) error
 	UpdateHost(ctx context.Context, h model.Host) error
 	// UpdateHostIfIdle writes h, and log if given, in one transaction, but
 	// only if the row's updated_at still equals expect, the host is not
@@ -75,6 +81,8 @@ type Store interface {
 	AddCollaborator(ctx context.Context, hostID, accountID string) error
 	RemoveCollaborator(ctx context.Context, hostID, accountID string) error
 	ListCollaborators(ctx context.Context, hostID string) ([]string, error)
+	// CollaboratingOn are the ids of the hosts accountID collaborates on.
+	CollaboratingOn(ctx context.Context, accountID string) ([]string, error)
 
 	// Deployment returns this control plane's id, made on first use. It
 	// labels every VM we create so that List and reconcile find only ours.
