@@ -299,11 +299,19 @@ func isDst(err error) bool {
 
 // method decides how the data travels: btrfs when both pools are btrfs.
 func (mv *mover) method(ctx context.Context) (srcVols, dstVols agentapi.TransferVolumes, err error) {
-	if srcVols, err = mv.src.TransferVolumes(ctx, mv.p.ID); err != nil {
-		return srcVols, dstVols, err
+	// Both hosts at once: each lists with a command per volume.
+	dstDone := make(chan error, 1)
+	go func() {
+		var err error
+		dstVols, err = mv.dst.TransferVolumes(ctx, mv.dstID)
+		dstDone <- err
+	}()
+	srcVols, err = mv.src.TransferVolumes(ctx, mv.p.ID)
+	if derr := <-dstDone; err == nil && derr != nil {
+		return srcVols, dstVols, dstErr{derr}
 	}
-	if dstVols, err = mv.dst.TransferVolumes(ctx, mv.dstID); err != nil {
-		return srcVols, dstVols, dstErr{err}
+	if err != nil {
+		return srcVols, dstVols, err
 	}
 	m := agentapi.TransferTar
 	if srcVols.Kind == agentapi.StorageBtrfs && dstVols.Kind == agentapi.StorageBtrfs {
