@@ -39,6 +39,12 @@ type watchSpec struct {
 	rows func(ctx context.Context) ([]store.Event, error)
 	// draw prints the command's usual output (on a terminal).
 	draw func(ctx context.Context) error
+	// changed, if set, reads only what changed since the last read (of
+	// rows or changed): rows that appeared or changed, and rows gone or no
+	// longer shown as Deleted events. Rows are read once, then changed.
+	changed func(ctx context.Context) ([]store.Event, error)
+	// every, if set, re-reads that often even with no change announced.
+	every time.Duration
 }
 
 // runWatch shows s on each change, until ctx ends: on a terminal the
@@ -64,15 +70,35 @@ func runWatch(ctx context.Context, f *Factory, c projects.Caller, s watchSpec) e
 	}()
 	tty := f.IO.OutTTY && f.exporter() == nil
 	tr := store.NewTracker()
+	read := false // rows were read once
 	show := func() error {
 		if tty {
 			fmt.Fprint(f.IO.Out, "\x1b[H\x1b[2J") // home, clear
 			return s.draw(ctx)
 		}
+		if s.changed != nil && read {
+			rows, err := s.changed(ctx)
+			if err != nil {
+				return err
+			}
+			for _, r := range rows {
+				if r, ok := tr.Put(r); ok {
+					l := WatchLine{Op: "upsert", ID: r.ID, Host: r.Host, Project: r.Project}
+					if r.Deleted {
+						l = WatchLine{Op: "delete", ID: r.ID}
+					}
+					if err := f.watchLine(l); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
 		rows, err := s.rows(ctx)
 		if err != nil {
 			return err
 		}
+		read = true
 		tr.Begin(s.topic)
 		for _, r := range rows {
 			if r, ok := tr.Put(r); ok {
@@ -89,9 +115,18 @@ func runWatch(ctx context.Context, f *Factory, c projects.Caller, s watchSpec) e
 		}
 		return nil
 	}
-	var debounce <-chan time.Time
+	var debounce, tick <-chan time.Time
+	if s.every > 0 {
+		t := time.NewTicker(s.every)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
+		case <-tick:
+			if debounce == nil {
+				debounce = time.After(0)
+			}
 		case <-ctx.Done():
 			<-done
 			return nil

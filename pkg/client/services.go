@@ -36,6 +36,9 @@ func hostQuery(f store.HostFilter) url.Values {
 		q.Set("owner", f.Owner)
 	}
 	boolQ(q, "all", f.IncludeDeleted)
+	if !f.UpdatedSince.IsZero() {
+		q.Set("since", f.UpdatedSince.UTC().Format(time.RFC3339Nano))
+	}
 	return q
 }
 

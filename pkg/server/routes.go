@@ -387,6 +387,11 @@ func (s *Server) listHosts(r *request) (any, error) {
 	}
 	q := r.URL.Query()
 	f := store.HostFilter{Provider: q.Get("cloud"), Owner: q.Get("owner"), IncludeDeleted: q.Get("all") == "true"}
+	if v := q.Get("since"); v != "" {
+		if f.UpdatedSince, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return nil, errkind.Errorf(errkind.Invalid, "since=%q: want an RFC 3339 time, e.g. 2026-01-02T15:04:05.000Z", v)
+		}
+	}
 	// Encoded as read, with no list of hosts in between: most of a large
 	// listing's cost was holding and reflecting on it.
 	// mayUse's rule, with the collaborations read first: the listing
