@@ -100,8 +100,12 @@ func moveSummary(m model.Move) string {
 	if m.Phase == model.MoveDone && m.KeepUntil != nil && m.Kind == model.MoveKindMove {
 		what += fmt.Sprintf("; the old copy is kept until %s", m.KeepUntil.Local().Format("2006-01-02 15:04"))
 	}
-	if m.Error != "" {
+	switch {
+	case m.Error == "":
+	case m.Phase == model.MoveDone || m.Phase == model.MoveCleaned || m.Phase == model.MoveFailed:
 		what += "; " + m.Error
+	default:
+		what += "; " + m.Error + " (the job tries again)"
 	}
 	return what
 }

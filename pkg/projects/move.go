@@ -833,7 +833,9 @@ func (s *Service) moveFailed(ctx context.Context, job model.Job, err error, fina
 		return queue.Result{}
 	}
 	if !final {
-		m.Error = fmt.Sprintf("attempt %d of %d failed, will retry: %v", job.Attempts, job.MaxAttempts, err)
+		// Kept when a later attempt succeeds: the record says what went
+		// wrong on the way (so no "will retry" in it).
+		m.Error = fmt.Sprintf("attempt %d of %d failed: %v", job.Attempts, job.MaxAttempts, err)
 		m.UpdatedAt = s.Now()
 		s.Store.PutMove(ctx, m) //nolint:errcheck
 		return queue.Result{}
