@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,8 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/client"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
@@ -159,8 +156,8 @@ func TestReverseHost(t *testing.T) {
 		h := base.show("r1")
 		return h.Status == "running", fmt.Sprintf("%s %s\njoin: %s\nserve: %s", h.Status, h.LastError, vm.MustExec(t, "cat /var/log/join.log"), serveLog())
 	})
-	if out, _ := base.ok("show", "r1"); !strings.Contains(out, "path:") || !strings.Contains(out, "reverse") {
-		t.Fatalf("show does not say the path:\n%s", out)
+	if out, _ := base.ok("show", "r1"); !strings.Contains(out, "path:") || !strings.Contains(out, "reverse") || !strings.Contains(out, "held by serve on ") {
+		t.Fatalf("show does not say the path and which server holds the tunnel:\n%s", out)
 	}
 
 	// The agent's API through the tunnel: an image, a project, exec.
@@ -182,7 +179,8 @@ func TestReverseHost(t *testing.T) {
 		t.Fatalf("exec through the tunnel: %q", out)
 	}
 	// A process that does not hold the tunnel says where to go.
-	if _, errOut, code := base.run("--config", serverCfg, "project", "exec", p, "--", "true"); code == 0 || !strings.Contains(errOut, "reverse-connected") {
+	if _, errOut, code := base.run("--config", serverCfg, "project", "exec", p, "--", "true"); code == 0 || !strings.Contains(errOut, "reverse-connected") ||
+		!strings.Contains(errOut, "its tunnel is held by serve on ") {
 		t.Fatalf("direct mode on a reverse host: exit %d: %s", code, errOut)
 	}
 
@@ -203,29 +201,9 @@ func TestReverseHost(t *testing.T) {
 	}
 	browserHTTP := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	var b *browser
-	eventually(t, 30*time.Second, "the app answers through the server", func() (bool, string) {
-		if b == nil {
-			b = openBrowserWith(t, o.URL, browserHTTP)
-		}
-		code, body := b.get("hello?x=1")
-		var seen webapp.Seen
-		return code == 200 && json.Unmarshal([]byte(body), &seen) == nil && seen.Project == p &&
-			seen.RequestURI == "/"+p+"/port/8888/hello?x=1" && seen.Cookie == "", fmt.Sprint(code, body)
-	})
+	b := browseApp(t, p, o.URL, browserHTTP)
 	base.json(&o, "project", "open", p, "--port", "8888")
-	wsURL := "wss" + strings.TrimPrefix(strings.Replace(o.URL, "/?cocalc_token", "/ws?cocalc_token", 1), "https")
-	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: browserHTTP})
-	if err != nil {
-		t.Fatalf("websocket through the server: %v", err)
-	}
-	if err := ws.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "echo:ping" {
-		t.Fatalf("websocket echo through the server: %q %v", msg, err)
-	}
-	ws.Close(websocket.StatusNormalClosure, "")
+	wsEcho(t, ctx, o.URL, browserHTTP)
 	streamThroughIngress(t, b)
 	// Without the token the host refuses; a project the server holds no
 	// tunnel for is not found (the server is no open proxy).

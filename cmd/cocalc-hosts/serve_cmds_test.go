@@ -41,7 +41,7 @@ var serveExcluded = map[string]string{
 	"cost_report.txtar":       "creates hosts with --no-wait and writes their cloud_vm_log history itself (vmlog) while no worker runs; a server's worker would run those creates and add to the history the totals are computed from",
 	"project_dashboard.txtar": "not tried against a server yet (its `providers add` would be an `operator` line); dashboard.txtar runs the dashboard through a server",
 	"project_idle.txtar":      "runs `worker --project-sync-interval` beside the server's own worker",
-	"project_ingress.txtar":   "not tried against a server yet (its `keys` lines would be `operator` lines: the keyring is a file where serve runs); `project ssh` and `project open` through a server are untested",
+	"project_ingress.txtar":   "not tried against a server yet (its `keys` lines would be `operator` lines: the keyring is a file where serve runs); `project open`, `project ssh-config` and OpenSSH through a server are tested by TestReverseHost",
 	"queue_worker.txtar":      "runs `worker --drain` beside the server's own worker",
 }
 

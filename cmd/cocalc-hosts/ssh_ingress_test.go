@@ -106,6 +106,41 @@ func openBrowserWith(t *testing.T, link string, c *http.Client) *browser {
 	return b
 }
 
+// browseApp opens link (from `project open` on port 8888 of project p,
+// whose app is starting) with c, and waits until the app answers with
+// the request as it sent it, no cookie of the host's passed on.
+func browseApp(t *testing.T, p, link string, c *http.Client) *browser {
+	t.Helper()
+	var b *browser
+	eventually(t, 30*time.Second, "the app answers through the ingress", func() (bool, string) {
+		if b == nil {
+			b = openBrowserWith(t, link, c)
+		}
+		code, body := b.get("hello?x=1")
+		var seen webapp.Seen
+		return code == 200 && json.Unmarshal([]byte(body), &seen) == nil && seen.Project == p &&
+			seen.RequestURI == "/"+p+"/port/8888/hello?x=1" && seen.Cookie == "", fmt.Sprint(code, body)
+	})
+	return b
+}
+
+// wsEcho opens the app's WebSocket with link's token and checks its echo.
+func wsEcho(t *testing.T, ctx context.Context, link string, c *http.Client) {
+	t.Helper()
+	wsURL := "wss" + strings.TrimPrefix(strings.Replace(link, "/?cocalc_token", "/ws?cocalc_token", 1), "https")
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c})
+	if err != nil {
+		t.Fatalf("websocket %s: %v", wsURL, err)
+	}
+	defer ws.Close(websocket.StatusNormalClosure, "")
+	if err := ws.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "echo:ping" {
+		t.Fatalf("websocket echo: %q %v", msg, err)
+	}
+}
+
 func (b *browser) get(path string) (int, string) {
 	b.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, b.base+path, nil)
@@ -191,29 +226,9 @@ func TestSSHIngress(t *testing.T) {
 	if !strings.HasPrefix(o.URL, "https://"+vm.Addr+"/"+p+"/port/8888/?cocalc_token=") {
 		t.Fatalf("project open: %s", o.URL)
 	}
-	var bobWeb *browser
-	eventually(t, 30*time.Second, "the app answers through the ingress", func() (bool, string) {
-		if bobWeb == nil {
-			bobWeb = openBrowser(t, o)
-		}
-		code, body := bobWeb.get("hello?x=1")
-		var seen webapp.Seen
-		return code == 200 && json.Unmarshal([]byte(body), &seen) == nil && seen.Project == p &&
-			seen.RequestURI == "/"+p+"/port/8888/hello?x=1" && seen.Cookie == "", fmt.Sprint(code, body)
-	})
+	bobWeb := browseApp(t, p, o.URL, pinnedHTTP(o.TLSCertSHA256))
 	bob.json(&o, "project", "open", p, "--port", "8888")
-	wsURL := "wss" + strings.TrimPrefix(strings.Replace(o.URL, "/?cocalc_token", "/ws?cocalc_token", 1), "https")
-	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: pinnedHTTP(o.TLSCertSHA256)})
-	if err != nil {
-		t.Fatalf("websocket: %v", err)
-	}
-	if err := ws.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "echo:ping" {
-		t.Fatalf("websocket echo: %q %v", msg, err)
-	}
-	ws.Close(websocket.StatusNormalClosure, "")
+	wsEcho(t, ctx, o.URL, pinnedHTTP(o.TLSCertSHA256))
 	streamThroughIngress(t, bobWeb)
 
 	// OpenSSH with the block from `project ssh-config`.

@@ -81,7 +81,13 @@ func (a *App) makeSSH(ctx context.Context) error {
 	p.pool.Tunnel = func(ctx context.Context, t sshpool.Target) (net.Conn, error) {
 		c, err := a.tunnels.Dial(ctx, t.HostID, tunnel.TargetSSHD)
 		if errors.Is(err, tunnel.ErrNotConnected) {
-			return nil, errkind.Errorf(errkind.Unavailable, "host %s is reverse-connected and has no tunnel to this process: its tunnel goes to `cocalc-hosts serve`, so run this through that server (`cocalc-hosts login --server URL`), and check that `cocalc-hosts join` runs on the machine", t.Name)
+			where := "its tunnel goes to `cocalc-hosts serve`, so run this through that server (`cocalc-hosts login --server URL`), and check that `cocalc-hosts join` runs on the machine"
+			if ht, herr := st.HostTunnel(ctx, t.HostID); herr == nil && ht.Holder != "" {
+				where = fmt.Sprintf("its tunnel is held by %s: run this through that server (`cocalc-hosts login --server URL`)", ht.Holder)
+			} else if herr == nil {
+				where = "no server holds its tunnel now: check that `cocalc-hosts join` runs on the machine"
+			}
+			return nil, errkind.Errorf(errkind.Unavailable, "host %s is reverse-connected and has no tunnel to this process: %s", t.Name, where)
 		}
 		return c, err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -154,6 +155,8 @@ func runServe(ctx context.Context, f *Factory, o *ServeOptions) error {
 		return usagef("--listen %s: %v", o.Listen, err)
 	}
 	defer ln.Close()
+	machine, _ := os.Hostname()
+	srv.Name = fmt.Sprintf("serve on %s at %s (pid %d)", machine, ln.Addr(), os.Getpid())
 	var metricsSrv *http.Server
 	if o.MetricsListen != "" {
 		mln, err := net.Listen("tcp", o.MetricsListen)

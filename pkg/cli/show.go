@@ -97,6 +97,12 @@ func showHost(ctx context.Context, f *Factory, svc HostService, host string) err
 		}
 		if h.Spec.Reverse {
 			kv("path", "reverse: the machine keeps a tunnel to the server (`cocalc-hosts join`), which reaches it and relays its ingress")
+			switch t := d.Tunnel; {
+			case t != nil && t.Holder != "" && t.ConnectedAt != nil:
+				kv("tunnel", fmt.Sprintf("held by %s since %s", t.Holder, t.ConnectedAt.Local().Format("2006-01-02 15:04:05")))
+			case t != nil:
+				kv("tunnel", "not connected (is `cocalc-hosts join` running on the machine?)")
+			}
 		} else {
 			kv("path", "direct")
 		}

@@ -34,6 +34,8 @@ type Detail struct {
 	// Ingress is what the host's agent said about its ingress when it was
 	// last given its access list.
 	Ingress *model.HostIngress `json:"ingress,omitempty"`
+	// Tunnel says which server holds a reverse-connected host's tunnel.
+	Tunnel *model.HostTunnel `json:"tunnel,omitempty"`
 }
 
 // Detail returns host idOrName in detail.
@@ -63,6 +65,9 @@ func (s *Service) Detail(ctx context.Context, idOrName string) (Detail, error) {
 	}
 	if in, err := s.Store.GetHostIngress(ctx, h.ID); err == nil {
 		d.Ingress = &in
+	}
+	if t, err := s.Store.HostTunnel(ctx, h.ID); err == nil && h.Spec.Reverse {
+		d.Tunnel = &t
 	}
 	return d, nil
 }

@@ -42,3 +42,10 @@ type HostCert struct {
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
 }
+
+// HostTunnel is where a reverse-connected host's tunnel is held: the
+// `serve` process that holds it now (empty: none) and since when.
+type HostTunnel struct {
+	Holder      string     `json:"holder,omitempty"`
+	ConnectedAt *time.Time `json:"connected_at,omitempty"`
+}

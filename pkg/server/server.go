@@ -71,6 +71,9 @@ type Server struct {
 	// Tunnels holds the tunnels of reverse-connected hosts (nil: this
 	// server takes none).
 	Tunnels *tunnel.Registry
+	// Name says which process this is where it is recorded as holding a
+	// host's tunnel (host_tunnels.holder).
+	Name string
 
 	limits   *limiter
 	quit     chan struct{}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -27,8 +28,17 @@ func (s *Server) hostTunnel(w http.ResponseWriter, r *request) error {
 	ctx, cancel := s.hijackedContext(r.Request)
 	defer cancel()
 	s.Log.Info("tunnel", "host", host, "remote", r.RemoteAddr, "state", "connected")
+	// Recorded so that `show`, and a process that does not hold it, can
+	// say where the tunnel is (best effort: the tunnel works without).
+	if err := s.Store.TunnelConnected(ctx, host, s.Name, s.Now()); err != nil {
+		s.Log.Warn("tunnel", "host", host, "err", err)
+	}
 	err = s.Tunnels.Accept(ctx, w, r.Request, host)
 	s.Log.Info("tunnel", "host", host, "remote", r.RemoteAddr, "state", "closed")
+	// Not with ctx: it has ended with the connection.
+	if err := s.Store.TunnelClosed(context.WithoutCancel(ctx), host, s.Name); err != nil {
+		s.Log.Warn("tunnel", "host", host, "err", err)
+	}
 	if err != nil {
 		return &streamed{err, http.StatusSwitchingProtocols}
 	}

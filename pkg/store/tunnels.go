@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
 // TunnelStore keeps what the control plane knows of reverse-connected
@@ -17,6 +18,14 @@ type TunnelStore interface {
 	// HostTunnelSum returns it, or an errkind.NotFound error for a host
 	// that is not reverse-connected.
 	HostTunnelSum(ctx context.Context, hostID string) (string, error)
+	// TunnelConnected records that holder (a `serve` process) holds
+	// host's tunnel since at; TunnelClosed clears that, unless another
+	// holder took the tunnel over meanwhile.
+	TunnelConnected(ctx context.Context, hostID, holder string, at time.Time) error
+	TunnelClosed(ctx context.Context, hostID, holder string) error
+	// HostTunnel says who holds host's tunnel, or an errkind.NotFound
+	// error for a host that is not reverse-connected.
+	HostTunnel(ctx context.Context, hostID string) (model.HostTunnel, error)
 }
 
 func (s *SQLStore) PutHostTunnel(ctx context.Context, hostID, sum string, at time.Time) error {
@@ -32,4 +41,25 @@ func (s *SQLStore) HostTunnelSum(ctx context.Context, hostID string) (string, er
 		return "", errkind.Errorf(errkind.NotFound, "host %s has no tunnel", hostID)
 	}
 	return sum, s.err("host tunnel", err)
+}
+
+func (s *SQLStore) TunnelConnected(ctx context.Context, hostID, holder string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE host_tunnels SET holder = $2, connected_at = $3 WHERE host_id = $1`, hostID, holder, ms(at))
+	return s.err("record tunnel holder", err)
+}
+
+func (s *SQLStore) TunnelClosed(ctx context.Context, hostID, holder string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE host_tunnels SET holder = '', connected_at = NULL WHERE host_id = $1 AND holder = $2`, hostID, holder)
+	return s.err("clear tunnel holder", err)
+}
+
+func (s *SQLStore) HostTunnel(ctx context.Context, hostID string) (model.HostTunnel, error) {
+	var t model.HostTunnel
+	var at sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT holder, connected_at FROM host_tunnels WHERE host_id = $1`, hostID).Scan(&t.Holder, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, errkind.Errorf(errkind.NotFound, "host %s has no tunnel", hostID)
+	}
+	t.ConnectedAt = nullMS(at)
+	return t, s.err("host tunnel", err)
 }

@@ -30,5 +30,35 @@ func TestHostTunnels(t *testing.T) {
 		if err := s.PutHostTunnel(ctx, "no-such-host", "cc", t0); err == nil {
 			t.Fatal("a tunnel for a host that does not exist was recorded")
 		}
+
+		// Who holds it: none, then serve A; A's late close after B took
+		// it over leaves B; B's close leaves none.
+		holder := func(want string, wantAt bool) {
+			t.Helper()
+			got, err := s.HostTunnel(ctx, h.ID)
+			if err != nil || got.Holder != want || (got.ConnectedAt != nil) != wantAt {
+				t.Fatalf("holder: %+v %v; want %q", got, err, want)
+			}
+		}
+		holder("", false)
+		for _, step := range []struct {
+			connect bool
+			who     string
+			want    string
+		}{{true, "serve A", "serve A"}, {true, "serve B", "serve B"}, {false, "serve A", "serve B"}, {false, "serve B", ""}} {
+			var err error
+			if step.connect {
+				err = s.TunnelConnected(ctx, h.ID, step.who, t0)
+			} else {
+				err = s.TunnelClosed(ctx, h.ID, step.who)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			holder(step.want, step.want != "")
+		}
+		if _, err := s.HostTunnel(ctx, "no-such-host"); !errkind.Is(err, errkind.NotFound) {
+			t.Fatalf("a host without a tunnel: %v", err)
+		}
 	})
 }
