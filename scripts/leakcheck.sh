@@ -35,14 +35,10 @@ listening() {
 	ss -Hltun | awk '{ print $1, $5 }' | sort -u
 }
 
-case $cmd in
-snapshot)
-	mkdir -p "$dir"
-	processes >"$dir/processes"
-	listening >"$dir/listening"
-	;;
-check)
-	leaks=$(processes | awk -v before="$dir/processes" '
+# orphans prints each process started during the run (not in DIR's
+# snapshot) that no longer descends from one that existed before it.
+orphans() {
+	processes | awk -v before="$1/processes" '
 		BEGIN { while ((getline line < before) > 0) { split(line, f, " "); old[f[1] " " f[3]] = 1 } }
 		{
 			pid = $1; parent[pid] = $2; key[pid] = $1 " " $3
@@ -59,7 +55,27 @@ check)
 				}
 				if (orphan) print "  process " pid ": " args[pid]
 			}
-		}')
+		}'
+}
+
+case $cmd in
+snapshot)
+	mkdir -p "$dir"
+	processes >"$dir/processes"
+	listening >"$dir/listening"
+	;;
+check)
+	# A process that is still ending when the last test returns is not a
+	# leak: podman's conmon finishes a removed container's clean-up (and
+	# is reaped by PID 1) a moment after "podman rm" returns. Only what
+	# is still there after a grace period is reported.
+	leaks=$(orphans "$dir")
+	waited=0
+	while [ -n "$leaks" ] && [ "$waited" -lt 30 ]; do
+		sleep 1
+		waited=$((waited + 1))
+		leaks=$(orphans "$dir")
+	done
 	ports=$(listening | comm -13 "$dir/listening" - | sed 's/^/  listening: /')
 	if [ -n "$leaks$ports" ]; then
 		echo "the run left these behind (a test or benchmark must end what it starts, in namespaces of its own):" >&2
