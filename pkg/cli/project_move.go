@@ -97,6 +97,9 @@ func moveSummary(m model.Move) string {
 	if m.PathNote != "" {
 		what += "; relayed because " + m.PathNote
 	}
+	if m.MethodNote != "" {
+		what += "; " + m.MethodNote
+	}
 	if m.Phase == model.MoveDone && m.KeepUntil != nil && m.Kind == model.MoveKindMove {
 		what += fmt.Sprintf("; the old copy is kept until %s", m.KeepUntil.Local().Format("2006-01-02 15:04"))
 	}

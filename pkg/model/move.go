@@ -51,6 +51,9 @@ type Move struct {
 	PathNote string `json:"path_note,omitempty"`
 	// Method is "btrfs" (snapshots carried) or "tar" (the home only).
 	Method string `json:"method"`
+	// MethodNote says why a move went by tar: which host keeps projects
+	// in a plain directory, so that snapshots are not carried.
+	MethodNote string `json:"method_note,omitempty"`
 	// Round counts pre-copy rounds; LastSent is the newest transfer
 	// snapshot the destination holds.
 	Round      int    `json:"round"`

@@ -187,14 +187,24 @@ func (s *Service) checkTransfer(ctx context.Context, c Caller, id, toName, what 
 	if err != nil {
 		return fail(hostErr(from, err))
 	}
-	if !srcRes.Snapshots || !res.Snapshots {
-		plain := from.Name
-		if !res.Snapshots {
-			plain = to.Name
-		}
-		warnings = append(warnings, fmt.Sprintf("host %s keeps projects in a plain directory: the home is copied with tar and snapshots are not carried", plain))
+	if note := plainNote(from.Name, to.Name, srcRes.Snapshots, res.Snapshots); note != "" {
+		warnings = append(warnings, note)
 	}
 	return a, p, from, to, warnings, nil
+}
+
+// plainNote says what a move from host from to host to does where either
+// keeps projects in a plain directory (not btrfs): "" where both have btrfs.
+func plainNote(from, to string, fromBtrfs, toBtrfs bool) string {
+	switch {
+	case !fromBtrfs && !toBtrfs:
+		return fmt.Sprintf("hosts %s and %s keep projects in plain directories: the home is copied with tar and snapshots are not carried", from, to)
+	case !fromBtrfs:
+		return fmt.Sprintf("host %s keeps projects in a plain directory: the home is copied with tar and snapshots are not carried", from)
+	case !toBtrfs:
+		return fmt.Sprintf("host %s keeps projects in a plain directory: the home is copied with tar and snapshots are not carried", to)
+	}
+	return ""
 }
 
 // mover carries out one attempt of a move or clone.
@@ -317,8 +327,12 @@ func (mv *mover) method(ctx context.Context) (srcVols, dstVols agentapi.Transfer
 	if srcVols.Kind == agentapi.StorageBtrfs && dstVols.Kind == agentapi.StorageBtrfs {
 		m = agentapi.TransferBtrfs
 	}
-	if mv.m.Method != m {
-		mv.m.Method = m
+	note := ""
+	if mv.m.Kind == model.MoveKindMove { // a clone carries no snapshots anyway
+		note = plainNote(mv.from.Name, mv.to.Name, srcVols.Kind == agentapi.StorageBtrfs, dstVols.Kind == agentapi.StorageBtrfs)
+	}
+	if mv.m.Method != m || mv.m.MethodNote != note {
+		mv.m.Method, mv.m.MethodNote = m, note
 		return srcVols, dstVols, mv.save(ctx)
 	}
 	return srcVols, dstVols, nil
@@ -607,12 +621,13 @@ func (mv *mover) final(ctx context.Context) (string, []string, error) {
 		return vol.Name, snaps, err
 	}
 	// tar: from a transfer snapshot where the source has btrfs (the same
-	// files: the project is stopped), else from the home itself.
+	// files: the project is stopped), else from the home itself (named,
+	// for a direct transfer's hello).
 	srcVols, _, err := mv.method(ctx)
 	if err != nil {
 		return "", nil, err
 	}
-	var vol agentapi.TransferVolume
+	vol := agentapi.TransferVolume{Name: storage.HomeTarName}
 	if srcVols.Kind == agentapi.StorageBtrfs {
 		if vol, err = mv.src.TransferSnapshot(ctx, mv.p.ID, mv.m.ID[:8]+"-tar"); err != nil {
 			return "", nil, err

@@ -26,13 +26,13 @@ func (a hostAgents) AgentClient(_ context.Context, h model.Host) (*agentapi.Clie
 	return agentapi.NewClient(a[h.ID]), nil
 }
 
-// startAgent runs a real agent keeping projects in a plain directory at
-// pool, on a socket of its own, until the test ends.
-func startAgent(t *testing.T, hostID, pool string) string {
+// startAgent runs a real agent keeping projects at pool (kind: a plain
+// directory or btrfs), on a socket of its own, until the test ends.
+func startAgent(t *testing.T, hostID, pool, kind string) string {
 	t.Helper()
 	dir := t.TempDir()
 	c := agentapi.Config{HostID: hostID, SocketPath: filepath.Join(dir, "agent.sock"), PoolPath: pool,
-		StorageKind: agentapi.StorageDirectory, LogPath: filepath.Join(dir, "agent.log")}
+		StorageKind: kind, LogPath: filepath.Join(dir, "agent.log")}
 	path := filepath.Join(dir, "agent.json")
 	if err := agentapi.WriteConfig(path, c); err != nil {
 		t.Fatal(err)
@@ -55,6 +55,64 @@ func startAgent(t *testing.T, hostID, pool string) string {
 	}
 }
 
+// moveHosts makes hosts, each with a real agent, in a fresh store.
+type moveHosts struct {
+	t      *testing.T
+	st     store.Store
+	agents hostAgents
+	t0     time.Time
+}
+
+func newMoveHosts(t *testing.T) *moveHosts {
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &moveHosts{t: t, st: st, agents: hostAgents{}, t0: time.Now().UTC().Truncate(time.Millisecond)}
+}
+
+// add makes a running local host of alice's whose agent keeps projects
+// at pool (kind: agentapi.StorageDirectory or StorageBtrfs).
+func (hs *moveHosts) add(name, pool, kind string) model.Host {
+	h := model.Host{ID: uuid.NewString(), Name: name, Owner: "alice", Provider: "local", Region: "local",
+		Status: model.StatusRunning, Spec: model.HostSpec{MachineType: "local", DiskGB: 10}, CreatedAt: hs.t0, UpdatedAt: hs.t0}
+	if err := hs.st.CreateHost(context.Background(), h); err != nil {
+		hs.t.Fatal(err)
+	}
+	hs.agents[h.ID] = startAgent(hs.t, h.ID, pool, kind)
+	return h
+}
+
+// project records a stopped project of alice's on h and creates it there.
+func (hs *moveHosts) project(h model.Host, image string, disk int64) model.Project {
+	ctx := context.Background()
+	p := model.Project{ID: uuid.NewString(), Title: "p", Owner: "alice", HostID: h.ID, Image: image,
+		Limits: model.ProjectLimits{MemoryBytes: 256 << 20, CPUs: 1, PidsLimit: 64, DiskBytes: disk}, State: model.ProjectStopped, CreatedAt: hs.t0, UpdatedAt: hs.t0}
+	if err := hs.st.CreateProject(ctx, p); err != nil {
+		hs.t.Fatal(err)
+	}
+	if _, err := agentapi.NewClient(hs.agents[h.ID]).CreateProject(ctx, p.ID, agentapi.CreateProjectRequest{}); err != nil {
+		hs.t.Fatal(err)
+	}
+	return p
+}
+
+// mountTmpfs mounts a tmpfs of size (e.g. "8m") on a fresh directory
+// until the test ends.
+func mountTmpfs(t *testing.T, size string) string {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
 // A move to a host without room for the project (its usage with
 // snapshots) is refused in one line that names both sizes and what to do,
 // and nothing is started: no move recorded, no job queued, the project
@@ -64,53 +122,24 @@ func TestMoveRefusedWithoutHeadroom(t *testing.T) {
 		t.Skip("needs root: the destination's pool is a small tmpfs")
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "state.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	hs := newMoveHosts(t)
+	st := hs.st
 	// The destination's pool: 8 MiB in all.
-	small := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", small).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", small).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", small, err, out)
-		}
-	})
-	t0 := time.Now().UTC().Truncate(time.Millisecond)
-	agents := hostAgents{}
-	host := func(name, pool string) model.Host {
-		h := model.Host{ID: uuid.NewString(), Name: name, Owner: "alice", Provider: "local", Region: "local",
-			Status: model.StatusRunning, Spec: model.HostSpec{MachineType: "local", DiskGB: 10}, CreatedAt: t0, UpdatedAt: t0}
-		if err := st.CreateHost(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-		agents[h.ID] = startAgent(t, h.ID, pool)
-		return h
-	}
+	small := mountTmpfs(t, "8m")
 	poolA := t.TempDir()
-	a, b := host("a", poolA), host("b", small)
-	s := New(st, agents)
+	a, b := hs.add("a", poolA, agentapi.StorageDirectory), hs.add("b", small, agentapi.StorageDirectory)
+	s := New(st, hs.agents)
 	alice := Caller{Account: "alice"}
 	if _, err := s.who(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	p := model.Project{ID: uuid.NewString(), Title: "p", Owner: "alice", HostID: a.ID, Image: "cocalc-base",
-		Limits: model.ProjectLimits{MemoryBytes: 256 << 20, CPUs: 1, PidsLimit: 64, DiskBytes: 4 << 20}, State: model.ProjectStopped, CreatedAt: t0, UpdatedAt: t0}
-	if err := st.CreateProject(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := agentapi.NewClient(agents[a.ID]).CreateProject(ctx, p.ID, agentapi.CreateProjectRequest{}); err != nil {
-		t.Fatal(err)
-	}
+	p := hs.project(a, "cocalc-base", 4<<20)
 	// 16 MiB of files: more than b has.
 	if err := os.WriteFile(filepath.Join(poolA, "projects", p.ID, "data"), make([]byte, 16<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	before := tree(t, small)
-	_, _, err = s.Move(ctx, alice, MoveRequest{Project: p.ID, To: b.Name})
+	_, _, err := s.Move(ctx, alice, MoveRequest{Project: p.ID, To: b.Name})
 	if err == nil {
 		t.Fatal("the move was accepted")
 	}

@@ -296,14 +296,14 @@ func (m *Manager) Send(ctx context.Context, id string, step Step, w io.Writer) (
 }
 
 // SendTar writes project id's files as a tar archive to w: the transfer
-// snapshot tag (btrfs) or, where there is none, the live home (which the
-// caller has stopped). Snapshots are not carried.
+// snapshot name (btrfs) or, for "" or HomeTarName, the live home (which
+// the caller has stopped). Snapshots are not carried.
 func (m *Manager) SendTar(ctx context.Context, id, name string, w io.Writer) (int64, error) {
 	if err := CheckID(id); err != nil {
 		return 0, err
 	}
 	dir := m.HomePath(id)
-	if name != "" {
+	if name != "" && name != HomeTarName {
 		p, err := m.volumePath(id, name)
 		if err != nil {
 			return 0, err
