@@ -44,9 +44,10 @@ until it ends). Whatever costs or destroys is confirmed first, showing what
 it costs or deletes. ? lists every key.
 
 It works directly and, with server.url set, through a server. It follows
-the database's changes (through a server, its event stream) and reads
-again every --refresh; each read has --timeout, and the top line says how
-old what you see is. NO_COLOR (or --theme mono) shows it without colour.
+the database's changes (through a server, its event stream): while they
+come the top line says live, and the hosts and projects are read whole
+only once a minute (for the costs); without them it reads every --refresh
+and the top line says how old what you see is. Each read has --timeout. NO_COLOR (or --theme mono) shows it without colour.
 Needs a terminal; scripts use ` + "`list -o json`" + `.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -54,7 +55,7 @@ Needs a terminal; scripts use ` + "`list -o json`" + `.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.DurationVar(&o.Refresh, "refresh", 2*time.Second, "how often to read the hosts and projects again")
+	fl.DurationVar(&o.Refresh, "refresh", 2*time.Second, "how often to read again what the view shows (and the hosts and projects, without change events)")
 	fl.DurationVar(&o.Timeout, "timeout", 10*time.Second, "how long one read (of the database, an agent or a cloud) may take")
 	fl.StringVar(&o.Theme, "theme", "auto", "colors: auto (none when NO_COLOR is set), color or mono")
 	fl.BoolVar(&o.Mouse, "mouse", false, "use the mouse: the wheel scrolls, a click selects")

@@ -734,8 +734,11 @@ func (s *dashboardSource) Shell(ctx context.Context, id string) (tui.Command, er
 // directly, the server's event stream through one) with their rows, in
 // batches: the changes that came while the dashboard was busy go in its
 // next one, so the watch never waits for the screen. The rows a watch
-// starts with are not changes. Should the watch end, the channel closes
-// and the dashboard goes on polling every --refresh.
+// starts with are not changes; a Live change follows them. The watch
+// itself catches up after missed notifications or a broken stream (it
+// reads the topics again and sends what differs), so the dashboard need
+// not. Should the watch end, the channel closes and the dashboard polls
+// every --refresh.
 func (s *dashboardSource) Changes(ctx context.Context) <-chan []tui.Change {
 	w, err := s.f.Watcher()
 	if err != nil {
@@ -757,11 +760,17 @@ func (s *dashboardSource) Changes(ctx context.Context) <-chan []tui.Change {
 			if e.Sync {
 				synced++
 			}
-			if synced < len(topics) || e.Sync {
+			var c tui.Change
+			switch {
+			case synced < len(topics):
 				return nil // the rows the watch starts with
+			case e.Sync:
+				c = tui.Change{Live: true} // it has them all: changes from here on
+			default:
+				c = s.change(e)
 			}
 			mu.Lock()
-			pending = append(pending, s.change(e))
+			pending = append(pending, c)
 			mu.Unlock()
 			select {
 			case kick <- struct{}{}:

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -114,6 +115,61 @@ func TestRemoteDashboardReadsThroughTheServer(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the dashboard never asked the server for its events")
 		}
+	}
+	stop()
+	for range ch { // closes once the watch ends
+	}
+}
+
+// Directly (here on SQLite), the dashboard's change events say once that
+// they are live, after the rows the watch starts with (which are not
+// changes), then carry each commit by another process; they end with
+// the dashboard.
+func TestDashboardChangesGoLive(t *testing.T) {
+	db := hostsDB(t, 2)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("db: "+db+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := NewFactory(&IOStreams{In: &bytes.Buffer{}, Out: io.Discard, ErrOut: io.Discard})
+	f.ConfigPath = cfg
+	defer f.Close()
+	src, err := newDashboardSource(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ch := src.Changes(ctx)
+	if ch == nil {
+		t.Fatal("directly the dashboard has no change events")
+	}
+	next := func(what string) []tui.Change {
+		t.Helper()
+		select {
+		case cs, ok := <-ch:
+			if !ok {
+				t.Fatalf("the change events ended before %s", what)
+			}
+			return cs
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s", what)
+		}
+		return nil
+	}
+	if cs := next("Live change"); len(cs) != 1 || !cs[0].Live {
+		t.Fatalf("the first batch is %+v, want only Live (the starting rows are not changes)", cs)
+	}
+	raw, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE project_hosts SET status = 'off' WHERE name = 'h00001'`); err != nil {
+		t.Fatal(err)
+	}
+	cs := next("change after a commit")
+	if len(cs) != 1 || cs[0].Host == nil || cs[0].Host.Name != "h00001" || cs[0].Host.Status != "off" {
+		t.Fatalf("after h00001 went off the changes are %+v", cs)
 	}
 	stop()
 	for range ch { // closes once the watch ends

@@ -713,3 +713,55 @@ func TestChangesShowWithoutARead(t *testing.T) {
 		t.Fatalf("a read older than a change took it back: gpu1 is %s", h.Status)
 	}
 }
+
+// While change events are live the fleet is read whole only once after
+// they start and then every Resync, not every Refresh; the header says
+// "live". When they stop, the dashboard reads and polls again.
+func TestLiveChangesReadTheFleetRarely(t *testing.T) {
+	src := testFleet()
+	src.changes = make(chan []Change)
+	d := newDriver(t, src, 160, 30, MonoTheme())
+	now := t0
+	d.m.opt.Now = func() time.Time { return now }
+	tick := func(after time.Duration) {
+		t.Helper()
+		now = now.Add(after)
+		d.send(tickMsg{})
+		d.settle(func() bool { return !d.m.loading })
+	}
+	wantReads := func(n int, when string) {
+		t.Helper()
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		if src.reads != n {
+			t.Fatalf("%s: %d fleet reads, want %d", when, src.reads, n)
+		}
+	}
+	wantReads(1, "at start")
+	tick(2 * time.Second)
+	wantReads(2, "polling before the events run")
+	d.want("updated ")
+
+	src.changes <- []Change{{Live: true}}
+	d.settle(func() bool { return d.m.live && !d.m.loading })
+	wantReads(3, "once the events run (the first read may predate them)")
+	d.want("live")
+	d.wantNot("updated")
+	for range 3 {
+		tick(2 * time.Second)
+	}
+	wantReads(3, "ticks within Resync while live")
+	gpu1 := d.m.fleet.Hosts[0]
+	gpu1.Status = model.StatusStopping
+	src.changes <- []Change{{Host: &gpu1}}
+	d.want("stopping", "live")
+	tick(time.Minute)
+	wantReads(4, "a tick after Resync")
+
+	close(src.changes)
+	d.settle(func() bool { return d.m.changes == nil && !d.m.loading })
+	wantReads(5, "when the events end")
+	d.want("updated ")
+	tick(2 * time.Second)
+	wantReads(6, "polling after the events ended")
+}

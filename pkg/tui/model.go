@@ -28,9 +28,13 @@ import (
 
 // Options tune the dashboard.
 type Options struct {
-	// Refresh is how often to poll (and, with change events, how often
-	// to check anyway).
+	// Refresh is how often to read the fleet when there are no live
+	// change events, and how often to read again what the open view
+	// shows besides it (details, logs, disk use).
 	Refresh time.Duration
+	// Resync is how often to read the whole fleet while change events
+	// are live (month-to-date costs grow without a change to any row).
+	Resync time.Duration
 	// Timeout bounds each fetch.
 	Timeout time.Duration
 	Theme   Theme
@@ -89,6 +93,9 @@ type Model struct {
 	spinning bool
 	quitting bool
 	changes  <-chan []Change
+	// live is set once the change events run (every commit comes
+	// through them): the fleet is read whole only every Resync.
+	live bool
 	// sinceLoad are the changes applied while a fleet read was under
 	// way: applied again to its answer, which may predate them.
 	sinceLoad []Change
@@ -98,6 +105,9 @@ type Model struct {
 func New(src Source, o Options) Model {
 	if o.Refresh <= 0 {
 		o.Refresh = 2 * time.Second
+	}
+	if o.Resync <= 0 {
+		o.Resync = time.Minute
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -137,6 +147,8 @@ type (
 	}
 	tickMsg    struct{}
 	changesMsg struct{ changes []Change }
+	// changesEndedMsg: the change events stopped; polling takes over.
+	changesEndedMsg struct{}
 )
 
 func (m Model) fetchCtx() (context.Context, context.CancelFunc) {
@@ -166,7 +178,7 @@ func listen(ch <-chan []Change) tea.Cmd {
 	return func() tea.Msg {
 		cs, ok := <-ch
 		if !ok {
-			return nil
+			return changesEndedMsg{}
 		}
 		return changesMsg{cs}
 	}
@@ -224,8 +236,20 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if (m.view == viewDetails && touched[m.details.id]) || (m.view == viewLogs && touched[m.logs.id]) {
 			cmds = append(cmds, m.viewRefresh(false)...)
 		}
+		if !m.live && slices.ContainsFunc(msg.changes, func(c Change) bool { return c.Live }) {
+			// The first read may predate the watch: one read after it
+			// started misses nothing, and from here on the changes come.
+			m.live = true
+			cmds = append(cmds, m.loadFleet())
+		}
+	case changesEndedMsg:
+		m.changes, m.live = nil, false
+		cmds = append(cmds, m.loadFleet())
 	case tickMsg:
-		cmds = append(cmds, m.tick(), m.loadFleet())
+		cmds = append(cmds, m.tick())
+		if !m.live || m.opt.Now().Sub(m.triedAt) >= m.opt.Resync {
+			cmds = append(cmds, m.loadFleet())
+		}
 		cmds = append(cmds, m.viewRefresh(true)...)
 	case spinner.TickMsg:
 		if !m.needSpin() {
@@ -306,8 +330,9 @@ func (m *Model) applyChanges(cs []Change) map[string]bool {
 	touched := map[string]bool{}
 	// Only hosts' states changed: the projects' table and the counts
 	// stand, and the hosts' table is all there is to redo.
-	hostsOnly := true
+	hostsOnly, changed := true, false
 	for _, c := range cs {
+		changed = changed || !c.Live
 		switch {
 		case c.Host != nil:
 			h := *c.Host
@@ -360,9 +385,11 @@ func (m *Model) applyChanges(cs []Change) map[string]bool {
 			}
 		}
 	}
-	if hostsOnly {
+	switch {
+	case !changed:
+	case hostsOnly:
 		m.hosts.rebuild(f.Hosts, m.counts)
-	} else {
+	default:
 		m.setFleet(*f)
 	}
 	return touched
@@ -504,6 +531,8 @@ func (m Model) freshness() string {
 		return t.Bad.Render("not loaded")
 	case m.fleetErr != nil:
 		return t.Bad.Render("stale " + ago(m.opt.Now(), m.fleet.At))
+	case m.live:
+		return t.Good.Render("live")
 	}
 	return t.Dim.Render("updated " + ago(m.opt.Now(), m.fleet.At) + " ago")
 }

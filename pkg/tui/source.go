@@ -43,12 +43,15 @@ type Source interface {
 	// jobs, in batches (each those since the last one was taken), so
 	// that the screen shows a change without reading the fleet again;
 	// nil when the source has no change events, and the dashboard polls.
+	// A Change with Live set says the events run: every commit from then
+	// on comes through them, and the dashboard stops polling the fleet;
+	// should the channel close, it polls again.
 	Changes(ctx context.Context) <-chan []Change
 }
 
 // Change is one committed change to a row the dashboard shows: the row
 // as it is now, or the id of a row that is gone (deleted, or no longer
-// visible). Exactly one field is set.
+// visible), or Live. Exactly one field is set.
 type Change struct {
 	// Host comes without its Job (the jobs' changes carry those) and with
 	// the costs of the last Fleet read.
@@ -59,6 +62,9 @@ type Change struct {
 	GoneHost    string     `json:"gone_host,omitempty"`
 	GoneProject string     `json:"gone_project,omitempty"`
 	GoneJob     string     `json:"gone_job,omitempty"`
+	// Live: the change events run from here on (sent once, when the
+	// watch has read its starting rows).
+	Live bool `json:"live,omitempty"`
 }
 
 // Command is a program that takes over the terminal (a project shell).
