@@ -436,9 +436,9 @@ func TestActionsConfirmAndProgress(t *testing.T) {
 	}
 
 	// A preview that refuses shows why, and nothing runs.
-	d.keys("U")
-	d.want("Cannot upgrade gpu1", "runs its agent from this program directly")
-	d.keys("esc")
+	d.keys("up", "U")
+	d.want("Cannot upgrade cpu1", "runs its agent from this program directly")
+	d.keys("esc", "down")
 	if len(src.calls) != 2 {
 		t.Fatalf("a refused upgrade ran: %v", src.calls)
 	}
@@ -764,4 +764,26 @@ func TestLiveChangesReadTheFleetRarely(t *testing.T) {
 	d.want("updated ")
 	tick(2 * time.Second)
 	wantReads(6, "polling after the events ended")
+}
+
+// An upgrade the source accepts is confirmed with what it installs, shows
+// its progress on the status line and the host as busy while it runs,
+// then its outcome.
+func TestUpgradeShowsProgressAndOutcome(t *testing.T) {
+	src := testFleet()
+	d := newDriver(t, src, 120, 30, MonoTheme())
+	d.keys("down", "U") // gpu1, running
+	d.want("Upgrade gpu1?", "installs agent v1.5.0 on gpu1 (now v1.4.0) and restarts it", "running projects keep running")
+	src.block = make(chan struct{})
+	src.progress = []Progress{{Message: "copying the agent to 203.0.113.7"}}
+	d.keys("y")
+	d.want("upgrade gpu1: copying the agent to 203.0.113.7", "running (upgrade)")
+	d.keys("U")
+	d.want("gpu1 is busy")
+	close(src.block)
+	d.want("gpu1: running (agent v1.5.0)")
+	d.wantNot("(upgrade)")
+	if got := strings.Join(src.calls, ", "); got != "upgrade h1" {
+		t.Fatalf("calls: %s", got)
+	}
 }

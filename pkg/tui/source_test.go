@@ -115,7 +115,10 @@ func (s *fleetSource) Preview(_ context.Context, a Action) (Preview, error) {
 		return Preview{Lines: []string{"deletes host " + a.Name + " on gcp: its VM", "and its 50 GB data disk with everything on it"},
 			Destroys: true, TypeName: a.Name}, nil
 	case HostUpgrade:
-		return Preview{}, errors.New("host " + a.Name + " (provider local) runs its agent from this program directly")
+		if a.HostID == "h2" {
+			return Preview{}, errors.New("host " + a.Name + " (provider local) runs its agent from this program directly")
+		}
+		return Preview{Lines: []string{"installs agent v1.5.0 on " + a.Name + " (now v1.4.0) and restarts it", "running projects keep running"}}, nil
 	case HostCreate:
 		return Preview{Lines: []string{fmt.Sprintf("a %s %s: $%.4f/hour while it runs", a.NewHost.Provider, a.NewHost.Machine, 0.7)}}, nil
 	case ProjectMove:
@@ -157,6 +160,8 @@ func (s *fleetSource) Do(_ context.Context, a Action, progress func(Progress)) (
 		switch a.Kind {
 		case HostStart:
 			h.Status = model.StatusRunning
+		case HostUpgrade:
+			return Outcome{Message: h.Name + ": " + string(h.Status) + " (agent v1.5.0)"}, nil
 		case HostStop:
 			h.Status = model.StatusOff
 			return Outcome{Message: h.Name + ": off", Notes: []string{h.Name + ": " + StoppedLine(StoppedCost{Monthly: 6, DiskGB: 50,
