@@ -5,8 +5,7 @@
 #   ./bench/run.sh --short    every figure at a tiny size, in about a
 #                             minute: CI runs it to check that it runs
 # Each figure is a script bench/figures/NAME.sh that prints one JSON
-# object; a new figure (move vs btrfs send|receive, ingress vs direct,
-# token verifications/s, ...) is one more script there. A figure that
+# object; a new figure is one more script there. A figure that
 # fails is reported as {"error": "..."} and makes the run exit 1.
 # The older per-area benchmarks (catalog, cost, bootstrap, idle memory)
 # stay in bench/more.sh.

@@ -10,3 +10,9 @@ gobench() {
 
 # ms NAME: the ms/op of benchmark NAME in the gobench output on stdin.
 ms() { awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print "null" }'; }
+
+# metric BENCH UNIT: the value printed before UNIT (a b.ReportMetric
+# unit) on benchmark BENCH's result line in the go test output on stdin.
+metric() {
+	awk -v b="$1" -v u="$2" '$1 ~ "^" b "(-[0-9]+)?$" { for (i = 3; i <= NF; i++) if ($i == u) { print $(i-1); found = 1 } } END { if (!found) print "null" }'
+}

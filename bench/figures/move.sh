@@ -8,6 +8,7 @@
 # figure). Root: real btrfs and podman.
 set -eu
 cd "$(dirname "$0")/../.."
+. bench/figures/lib.sh
 if [ "$(id -u)" -ne 0 ]; then
 	echo '{"skipped": "needs root (btrfs loop pools, podman)"}'
 	exit 0
@@ -21,17 +22,14 @@ if [ -n "${SHORT:-}" ]; then
 fi
 mb=1024 changed=50
 out=$(MOVE_BENCH_MB=$mb MOVE_BENCH_CHANGED_MB=$changed go test ./cmd/cocalc-hosts -run '^$' -bench 'Move$' -benchtime 1x 2>&1) || true
-# metric UNIT: the value printed before UNIT on the benchmark's line.
-metric() {
-	echo "$out" | awk -v u="$1" '/^BenchmarkMove/ { for (i = 3; i <= NF; i++) if ($i == u) { print $(i-1); found = 1 } } END { if (!found) print "null" }'
-}
-raw=$(metric raw_MB/s)
+m() { echo "$out" | metric BenchmarkMove "$1"; }
+raw=$(m raw_MB/s)
 if [ "$raw" = null ]; then
 	echo "$out" >&2
 	exit 1
 fi
-direct=$(metric direct_MB/s)
+direct=$(m direct_MB/s)
 # What the downtime is made of: the running move's cut-over steps (ms).
 steps=$(echo "$out" | sed -n 's/.*cutover_steps //p' | tail -n 1)
 printf '{"tree_mib": %s, "changed_during_precopy_mib": %s, "raw_send_receive_mb_s": %s, "move_direct_mb_s": %s, "move_relayed_mb_s": %s, "direct_vs_raw": %s, "downtime_ms": %s, "cutover_steps": %s}\n' \
-	"$mb" "$changed" "$raw" "$direct" "$(metric relayed_MB/s)" "$(echo "$direct $raw" | awk '{ printf "%.2f", $1 / $2 }')" "$(metric downtime_ms)" "${steps:-null}"
+	"$mb" "$changed" "$raw" "$direct" "$(m relayed_MB/s)" "$(echo "$direct $raw" | awk '{ printf "%.2f", $1 / $2 }')" "$(m downtime_ms)" "${steps:-null}"
