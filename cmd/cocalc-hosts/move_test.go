@@ -96,6 +96,38 @@ func noTransferLeft(t *testing.T, pool string) {
 	}
 }
 
+// fillDisk takes all but a few MiB of the free space of the filesystem
+// holding file, at once: one fallocate (which allocates all or nothing),
+// a little smaller after each refusal, as btrfs keeps some of what statfs
+// calls free for its metadata. Writing zeros until the disk is full took
+// longer than a loaded machine's move, which then succeeded.
+func fillDisk(t *testing.T, file string) {
+	t.Helper()
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const mib = 1 << 20
+	for margin := int64(16 * mib); margin < 1<<30; margin *= 2 {
+		var st syscall.Statfs_t
+		if err := syscall.Fstatfs(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		free := int64(st.Bavail) * st.Bsize
+		if free <= margin {
+			return
+		}
+		if err := syscall.Fallocate(int(f.Fd()), 0, 0, free-margin); err == nil {
+			t.Logf("filled %s: %d MiB, %d MiB left", file, (free-margin)/mib, margin/mib)
+			return
+		} else if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("fallocate %s: %v", file, err)
+		}
+	}
+	t.Fatalf("could not fill the disk of %s", file)
+}
+
 // waitReceiving polls until the destination is receiving the project.
 func waitReceiving(t testing.TB, pool, id string, done <-chan struct{}) bool {
 	t.Helper()
@@ -267,12 +299,7 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 		t.Fatalf("disk full: the move ended before the disk could fill:\n%s", out)
 	}
 	filler := filepath.Join(toPool, "filler")
-	fill := exec.Command("fallocate", "-l", "3900M", filler)
-	if b, err := fill.CombinedOutput(); err != nil {
-		// fallocate takes what there is and fails; dd fills the rest.
-		exec.Command("dd", "if=/dev/zero", "of="+filler+"2", "bs=1M").Run() //nolint:errcheck
-		t.Logf("fallocate: %v %s", err, b)
-	}
+	fillDisk(t, filler)
 	<-done
 	if move.ProcessState.ExitCode() == 0 {
 		t.Fatalf("disk full: the move succeeded?\n%s", out)
@@ -280,7 +307,6 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 	failed(from, before)
 	noTransferLeft(t, toPool)
 	os.Remove(filler)
-	os.Remove(filler + "2")
 	// btrfs frees the space of deleted files in the background.
 	for deadline := time.Now().Add(time.Minute); ; {
 		exec.Command("btrfs", "filesystem", "sync", toPool).Run() //nolint:errcheck
