@@ -34,15 +34,13 @@ import (
 // commands logged in to it with an API key; `--account NAME` acts with
 // NAME's own key (serveAccount), and `operator ...` runs as the server's
 // operator (operatorExec). These scripts are left out, each with its
-// reason: about what only direct mode has, or not tried yet:
+// reason: they are about what only direct mode has:
 var serveExcluded = map[string]string{
-	"accounts.txtar":          "makes accounts and keys as whoever holds the database; server_mode.txtar does it through the server",
-	"bad_input.txtar":         "checks --db and config-file errors, which a client of a server never reads",
-	"cost_report.txtar":       "creates hosts with --no-wait and writes their cloud_vm_log history itself (vmlog) while no worker runs; a server's worker would run those creates and add to the history the totals are computed from",
-	"project_dashboard.txtar": "not tried against a server yet (its `providers add` would be an `operator` line); dashboard.txtar runs the dashboard through a server",
-	"project_idle.txtar":      "runs `worker --project-sync-interval` beside the server's own worker",
-	"project_ingress.txtar":   "not tried against a server yet (its `keys` lines would be `operator` lines: the keyring is a file where serve runs); `project open`, `project ssh-config` and OpenSSH through a server are tested by TestReverseHost",
-	"queue_worker.txtar":      "runs `worker --drain` beside the server's own worker",
+	"accounts.txtar":     "makes accounts and keys as whoever holds the database; server_mode.txtar does it through the server",
+	"bad_input.txtar":    "checks --db and config-file errors, which a client of a server never reads",
+	"cost_report.txtar":  "creates hosts with --no-wait and writes their cloud_vm_log history itself (vmlog) while no worker runs; a server's worker would run those creates and add to the history the totals are computed from",
+	"project_idle.txtar": "runs `worker --project-sync-interval` beside the server's own worker",
+	"queue_worker.txtar": "runs `worker --drain` beside the server's own worker",
 }
 
 // serveLong are the long project scripts: each passes against a server

@@ -99,8 +99,7 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, as
 // open sends a request and returns the answer when it is a success (the
 // caller reads and closes its body), else the server's error.
 func (c *Client) open(ctx context.Context, method, path string, q url.Values, as string, body any, accept string) (*http.Response, error) {
-	u := *c.base
-	u.Path = server.Prefix + path
+	u := c.apiURL(path)
 	u.RawQuery = q.Encode()
 	var rd io.Reader
 	if body != nil {
@@ -259,12 +258,20 @@ func each[T any](ctx context.Context, c *Client, path string, q url.Values, as s
 // seg escapes one path segment.
 func seg(s string) string { return url.PathEscape(s) }
 
+// apiURL is the server's URL of an API path whose segments are escaped
+// already (seg): sent as it is, not escaped a second time.
+func (c *Client) apiURL(path string) url.URL {
+	u := *c.base
+	u.RawPath = server.Prefix + path
+	u.Path, _ = url.PathUnescape(u.RawPath) // seg's output always unescapes
+	return u
+}
+
 // Exec runs req in project id through the server, which relays the
 // session to the project's agent (see server.execProject): output streams
 // to eio as it comes, and the command's exit code is returned.
 func (c *Client) Exec(ctx context.Context, as, id string, req agentapi.ExecRequest, eio agentapi.ExecIO) (int, error) {
-	u := *c.base
-	u.Path = server.Prefix + "/projects/" + url.PathEscape(id) + "/exec"
+	u := c.apiURL("/projects/" + seg(id) + "/exec")
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
 	if err != nil {
 		return -1, errkind.Wrap(errkind.Invalid, err)
@@ -428,8 +435,7 @@ func (c *Client) Tunnel(credential func() (string, error), targets map[string]fu
 // Relay opens a connection to a reverse-connected host's ingress (target
 // https or ssh) through the server (see server.relayIngress).
 func (c *Client) Relay(ctx context.Context, host, target string) (io.ReadWriteCloser, error) {
-	u := *c.base
-	u.Path = server.Prefix + "/hosts/" + url.PathEscape(host) + "/relay/" + url.PathEscape(target)
+	u := c.apiURL("/hosts/" + seg(host) + "/relay/" + seg(target))
 	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.Invalid, err)

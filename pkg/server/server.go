@@ -23,6 +23,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,9 @@ const AsHeader = "X-Cocalc-As"
 
 // DefaultMaxBody bounds a request body.
 const DefaultMaxBody = 1 << 20
+
+// reTrickyEscape finds an escaped dot or backslash in a path.
+var reTrickyEscape = regexp.MustCompile(`(?i)%(2e|5c)`)
 
 // Server serves the API on the domain services of one process.
 type Server struct {
@@ -205,9 +209,13 @@ func (s *Server) Handler() http.Handler {
 			s.ingressProxy(w, r, t)
 			return
 		}
-		// Refuse rather than redirect paths the mux would clean: a
-		// client that sends them is confused or probing.
-		if p := r.URL.EscapedPath(); p != path.Clean(p) || strings.Contains(p, "%2") || strings.Contains(p, "%5") || strings.ContainsAny(r.URL.Path, "\x00\\") {
+		// Refuse rather than redirect paths the mux would clean, and
+		// escaped dots and backslashes (another path once decoded): a
+		// client that sends them is confused or probing. Other escapes
+		// are a segment's own characters, which the mux matches within
+		// the segment: the slashes of an SSH key's fingerprint, a space
+		// in a name the route then refuses as a name.
+		if p := r.URL.EscapedPath(); p != path.Clean(p) || reTrickyEscape.MatchString(p) || strings.ContainsAny(r.URL.Path, "\x00\\") {
 			s.fail(w, r, 0, errkind.Errorf(errkind.Invalid, "invalid request path %q: use the canonical paths of %s/openapi.json", p, Prefix))
 			return
 		}

@@ -424,7 +424,9 @@ func TestBadInput(t *testing.T) {
 		{"form", "POST", "/api/v1/hosts", "application/x-www-form-urlencoded", `Name=x`, 400, errkind.Invalid, "send application/json"},
 		{"dot dot", "GET", "/api/v1/hosts/../accounts", "", "", 400, errkind.Invalid, "invalid request path"},
 		{"escaped dot dot", "GET", "/api/v1/hosts/%2e%2e/accounts", "", "", 400, errkind.Invalid, "invalid request path"},
-		{"escaped slash", "GET", "/api/v1/hosts/a%2fb", "", "", 400, errkind.Invalid, "invalid request path"},
+		{"escaped slash within a name", "GET", "/api/v1/hosts/a%2fb", "", "", 404, errkind.NotFound, `no host "a/b"`},
+		{"escaped slash within a fingerprint", "DELETE", "/api/v1/ssh-keys/SHA256:a%2Fb", "", "", 404, errkind.NotFound, "SHA256:a/b"},
+		{"escaped backslash", "GET", "/api/v1/hosts/a%5Cb", "", "", 400, errkind.Invalid, "invalid request path"},
 		{"double slash", "GET", "/api/v1//hosts", "", "", 400, errkind.Invalid, "invalid request path"},
 		{"unknown route", "GET", "/api/v1/nothing", "", "", 404, errkind.NotFound, "no API route GET /api/v1/nothing"},
 		{"unversioned", "GET", "/api/hosts", "", "", 404, errkind.NotFound, "no API route"},
@@ -638,6 +640,11 @@ func TestClientKeepsErrorKinds(t *testing.T) {
 	var nf *errkind.NotFoundError
 	if !errors.As(err, &nf) || nf.Type != "host" || nf.Name != "nope" {
 		t.Fatalf("missing host: %#v", err)
+	}
+	// A name with characters a path escapes reaches the route as it is.
+	_, err = client.Hosts{C: c}.Get(ctx, "no pe%")
+	if !errors.As(err, &nf) || nf.Type != "host" || nf.Name != "no pe%" {
+		t.Fatalf("missing host with a space and %%: %#v", err)
 	}
 	e.addHost("root", "rootbox")
 	_, err = client.Hosts{C: c}.Start(ctx, "rootbox")
