@@ -51,10 +51,12 @@ var serveExcluded = map[string]string{
 //
 // Their behaviour through a server is covered in CI by the shorter
 // scripts that run there (project_tour's project lifecycle and exec,
-// server_mode's accounts, keys and refusals, TestServedLikeDirect).
+// server_mode's accounts, keys and refusals, dashboard's screens,
+// TestServedLikeDirect, TestReverseHost's open and ssh-config).
 var serveLong = map[string]bool{
 	"project_move.txtar": true, "project_basic.txtar": true, "project_shell.txtar": true, "project_backup_remote.txtar": true,
 	"project_backup.txtar": true, "project_access.txtar": true, "project_start_fails.txtar": true,
+	"project_ingress.txtar": true, "project_dashboard.txtar": true,
 }
 
 var serveAll = flag.Bool("serve-all", false, "run the longest scripts against a server too (see serveLong)")
