@@ -115,6 +115,11 @@ var (
 	agentAgeDesc = prometheus.NewDesc("cocalc_hosts_agent_answer_age_seconds",
 		"Seconds since each running host's agent last answered the control plane (took its access list, every ingress.acl_ttl from the leader); +Inf if it never did. Hosts without an agent (simulated) are left out.",
 		[]string{"host", "provider"}, nil)
+	backupAgeDesc = prometheus.NewDesc("cocalc_hosts_project_backup_age_seconds",
+		"Age of each live project's newest backup (projects never backed up are cocalc_hosts_projects_never_backed_up): alert on the count above a bucket, e.g. older than a day.",
+		nil, nil)
+	neverBackedUpDesc = prometheus.NewDesc("cocalc_hosts_projects_never_backed_up",
+		"Live projects with no backup.", nil, nil)
 	leaderDesc = prometheus.NewDesc("cocalc_hosts_leader",
 		"1 if this process holds the leader lock (reconcile, catalog refresh), else 0.", nil, nil)
 )
@@ -127,7 +132,7 @@ type stateCollector struct {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{jobsDesc, oldestDesc, workersDesc, hostsDesc, dbUpDesc, leaderDesc, agentAgeDesc} {
+	for _, d := range []*prometheus.Desc{jobsDesc, oldestDesc, workersDesc, hostsDesc, dbUpDesc, leaderDesc, agentAgeDesc, backupAgeDesc, neverBackedUpDesc} {
 		ch <- d
 	}
 }
@@ -144,10 +149,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if err == nil {
 		answers, err = c.st.AgentAnswers(ctx)
 	}
+	var backups backupAges
+	if err == nil {
+		backups, err = readBackupAges(ctx, c.st, now)
+	}
 	ch <- prometheus.MustNewConstMetric(dbUpDesc, prometheus.GaugeValue, b2f(err == nil))
 	if err != nil {
 		return
 	}
+	ch <- prometheus.MustNewConstHistogram(backupAgeDesc, backups.count, backups.sum, backups.buckets)
+	ch <- prometheus.MustNewConstMetric(neverBackedUpDesc, prometheus.GaugeValue, float64(backups.never))
 	for _, a := range answers {
 		age := math.Inf(1)
 		if a.At != nil {
@@ -167,6 +178,49 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, h := range st.Hosts {
 		ch <- prometheus.MustNewConstMetric(hostsDesc, prometheus.GaugeValue, float64(h.Count), h.Provider, string(h.Status))
 	}
+}
+
+// backupAgeBuckets are an hour, six hours, a day, two days, a week and
+// thirty days: the ages a schedule's alert is set at.
+var backupAgeBuckets = []float64{3600, 6 * 3600, 86400, 2 * 86400, 7 * 86400, 30 * 86400}
+
+// backupAges is a histogram of the live projects' newest backups' ages.
+type backupAges struct {
+	count   uint64
+	sum     float64
+	buckets map[float64]uint64 // cumulative, as Prometheus wants them
+	never   int
+}
+
+func readBackupAges(ctx context.Context, st store.Store, now time.Time) (backupAges, error) {
+	ps, err := st.ListProjects(ctx, store.ProjectFilter{})
+	if err != nil {
+		return backupAges{}, err
+	}
+	latest, err := st.LatestBackups(ctx)
+	if err != nil {
+		return backupAges{}, err
+	}
+	a := backupAges{buckets: map[float64]uint64{}}
+	for _, b := range backupAgeBuckets {
+		a.buckets[b] = 0
+	}
+	for _, p := range ps {
+		t, ok := latest[p.ID]
+		if !ok {
+			a.never++
+			continue
+		}
+		age := max(now.Sub(t).Seconds(), 0)
+		a.count++
+		a.sum += age
+		for _, b := range backupAgeBuckets {
+			if age <= b {
+				a.buckets[b]++
+			}
+		}
+	}
+	return a, nil
 }
 
 func b2f(b bool) float64 {

@@ -2,11 +2,14 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
@@ -112,6 +115,58 @@ func TestMetricsAgentAnswerAge(t *testing.T) {
 			}
 			if n := len(fams["cocalc_hosts_agent_answer_age_seconds"].GetMetric()); n != 2 {
 				t.Fatalf("%d answer ages, want 2 (the stopped host left out)", n)
+			}
+		})
+	}
+}
+
+// Backup freshness on /metrics: a histogram of the live projects' newest
+// backups' ages (a deleted project's backups left out) and a count of
+// those never backed up.
+func TestMetricsBackupAge(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend, nil)
+			ctx := context.Background()
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			m := server.NewMetrics(e.st, func() time.Time { return now }, nil)
+			ts := httptest.NewServer(m.Handler())
+			t.Cleanup(ts.Close)
+			h := e.addHost("alice", "backedup")
+			project := func(ago ...time.Duration) model.Project {
+				p := model.Project{ID: uuid.NewString(), Title: "t", Owner: "alice", HostID: h.ID, Image: "cocalc-base",
+					State: model.ProjectStopped, CreatedAt: now, UpdatedAt: now}
+				if err := e.st.CreateProject(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+				var rs []model.BackupRecord
+				for i, d := range ago {
+					rs = append(rs, model.BackupRecord{ProjectID: p.ID, ID: fmt.Sprintf("%s-%d", p.ID, i), ShortID: fmt.Sprint(i), HostID: h.ID, Time: now.Add(-d)})
+				}
+				if err := e.st.RecordBackups(ctx, p.ID, rs, nil); err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			project(3*24*time.Hour, 30*time.Minute) // newest: half an hour
+			project(3 * 24 * time.Hour)
+			project()
+			gone := project(time.Minute)
+			gone.DeletedAt = &now
+			if err := e.st.UpdateProject(ctx, gone); err != nil {
+				t.Fatal(err)
+			}
+			fams := scrape(t, ts.URL)
+			wantValue(t, fams, "cocalc_hosts_projects_never_backed_up", 1)
+			hist := fams.Find("cocalc_hosts_project_backup_age_seconds").GetHistogram()
+			if hist.GetSampleCount() != 2 || hist.GetSampleSum() != (30*time.Minute+3*24*time.Hour).Seconds() {
+				t.Fatalf("backup ages: %d projects, sum %gs", hist.GetSampleCount(), hist.GetSampleSum())
+			}
+			for _, b := range hist.GetBucket() {
+				want := map[float64]uint64{3600: 1, 6 * 3600: 1, 86400: 1, 2 * 86400: 1, 7 * 86400: 2, 30 * 86400: 2, math.Inf(1): 2}[b.GetUpperBound()]
+				if b.GetCumulativeCount() != want {
+					t.Errorf("projects backed up within %gs: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+				}
 			}
 		})
 	}
