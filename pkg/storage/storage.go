@@ -490,7 +490,60 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if group != "" {
 		runcmd.Output(ctx, "btrfs", "qgroup", "destroy", group, m.pool) //nolint:errcheck // only tidiness
 	}
+	if m.btrfs() {
+		// A delete cut short (the agent killed between a subvolume's
+		// delete and its qgroup's) leaves qgroups that its retry, finding
+		// no subvolume, cannot name: remove every qgroup left of a
+		// subvolume that is gone.
+		if err := m.pruneQgroups(ctx); err != nil {
+			return fmt.Errorf("delete project %s: %w", id, err)
+		}
+	}
 	return nil
+}
+
+// pruneQgroups destroys the qgroups of subvolumes that no longer exist: the
+// level-0 qgroup of a deleted subvolume (btrfs-progs 6.2 leaves it) and a
+// project's level-1 group ("1/<home subvolume id>") whose home is deleted.
+// Subvolume ids are never reused, so neither can belong to anything again.
+func (m *Manager) pruneQgroups(ctx context.Context) error {
+	// The kernel refuses to destroy a qgroup that still counts bytes, as
+	// it does until its cleaner has dropped the subvolume.
+	if _, err := runcmd.Output(ctx, "btrfs", "subvolume", "sync", m.pool); err != nil {
+		return err
+	}
+	// Qgroups first: a subvolume made after this read is not among them,
+	// so the list of subvolumes read next holds every one they name.
+	rows, err := m.qgroups(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := runcmd.Output(ctx, "btrfs", "subvolume", "list", m.pool)
+	if err != nil {
+		return err
+	}
+	live := parseSubvolumeIDs(out)
+	live["5"] = true // the top level, which is not listed
+	for id := range rows {
+		level, sub, _ := strings.Cut(id, "/")
+		if (level == "0" || level == "1") && !live[sub] {
+			runcmd.Output(ctx, "btrfs", "qgroup", "destroy", id, m.pool) //nolint:errcheck // only tidiness
+		}
+	}
+	return nil
+}
+
+// parseSubvolumeIDs reads the ids in the output of `btrfs subvolume list`
+// ("ID 257 gen 9 top level 5 path projects/…" per line).
+func parseSubvolumeIDs(out string) map[string]bool {
+	ids := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "ID" && strings.Trim(f[1], "0123456789") == "" {
+			ids[f[1]] = true
+		}
+	}
+	return ids
 }
 
 // snapshotVolumes lists the paths of project id's snapshots.

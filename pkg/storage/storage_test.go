@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -332,21 +333,72 @@ func TestDeleteLeavesNothing(t *testing.T) {
 			t.Fatalf("%s still exists after delete: %v", p, err)
 		}
 	}
-	// Only the top level's qgroup may remain. (stdout only: btrfs warns
-	// on stderr that qgroup data is inconsistent after a delete, until a
-	// rescan.)
-	out, err := exec.Command("btrfs", "qgroup", "show", m.Pool()).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && qgroupIDRE.MatchString(f[0]) && f[0] != "0/5" {
-			t.Fatalf("qgroups left after delete:\n%s", out)
-		}
+	// Only the top level's qgroup may remain.
+	if qs := qgroupIDs(t, m.Pool()); len(qs) != 1 || qs[0] != "0/5" {
+		t.Fatalf("qgroups left after delete: %v", qs)
 	}
 	if err := m.Delete(c, id); err != nil {
 		t.Fatalf("second delete: %v", err)
+	}
+}
+
+// qgroupIDs lists a pool's qgroups. (stdout only: btrfs warns on stderr
+// that qgroup data is inconsistent after a delete, until a rescan.)
+func qgroupIDs(t *testing.T, pool string) []string {
+	t.Helper()
+	out, err := exec.Command("btrfs", "qgroup", "show", pool).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && qgroupIDRE.MatchString(f[0]) {
+			ids = append(ids, f[0])
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// A delete cut short after its subvolumes were deleted but before their
+// qgroups were (the agent killed in between) is retried: the retry, which
+// finds no subvolume left to name them by, still removes those qgroups,
+// and only those: another project keeps its qgroups and its quota.
+func TestDeleteCutShortLeavesNoQgroup(t *testing.T) {
+	m := newManager(t)
+	c := ctx(t)
+	keep, gone := uuid.NewString(), uuid.NewString()
+	for _, id := range []string{keep, gone} {
+		if err := m.Create(c, id, 64*mib); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Snapshot(c, id, "s1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := qgroupIDs(t, m.Pool())
+	// What the first attempt did before it was killed: the subvolumes
+	// deleted, their qgroups not.
+	for _, p := range []string{filepath.Join(m.SnapshotDir(gone), "s1"), m.HomePath(gone), m.ScratchPath(gone)} {
+		if out, err := exec.Command("btrfs", "subvolume", "delete", "--commit-after", p).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	if err := m.Delete(c, gone); err != nil {
+		t.Fatal(err)
+	}
+	after := qgroupIDs(t, m.Pool())
+	// Of 0/5, keep's home, scratch, snapshot and group, and gone's four,
+	// gone's are removed.
+	if len(before) != 9 || len(after) != 5 {
+		t.Fatalf("qgroups before the retried delete %v, after %v; want 9 then 5", before, after)
+	}
+	u, err := m.Usage(c, keep)
+	if err != nil || u.QuotaBytes != 64*mib {
+		t.Fatalf("the other project's usage after the delete: %+v, %v", u, err)
+	}
+	if err := writeFile(filepath.Join(m.HomePath(keep), "big"), 80*mib); !errors.Is(err, syscall.EDQUOT) {
+		t.Fatalf("the other project's write past its quota after the delete: err = %v, want EDQUOT", err)
 	}
 }
 
