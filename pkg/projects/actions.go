@@ -388,8 +388,36 @@ func (s *Service) Snapshot(ctx context.Context, c Caller, id, name string) (Subm
 	if err := s.needSnapshots(ctx, h); err != nil {
 		return Submitted{}, "", err
 	}
+	// A name already taken is refused here, so that the job, finding its
+	// snapshot made, knows an earlier attempt of its own made it.
+	if taken, err := s.snapshotExists(ctx, h, p.ID, name); err != nil {
+		return Submitted{}, "", err
+	} else if taken {
+		return Submitted{}, "", errkind.Errorf(errkind.Conflict, "project %s already has a snapshot %s; choose another --name (`cocalc-hosts project snapshots %s` lists them)", p.ID, name, p.ID)
+	}
 	sub, err := s.enqueue(ctx, p, model.ActionProjectSnapshot, payload{Snapshot: name, By: a.By})
 	return sub, name, err
+}
+
+// snapshotExists reports whether project id has a snapshot named name on h.
+func (s *Service) snapshotExists(ctx context.Context, h model.Host, id, name string) (bool, error) {
+	client, err := s.client(ctx, h)
+	if err != nil {
+		return false, err
+	}
+	snaps, err := client.Snapshots(ctx, id)
+	if agentCode(err) == agentapi.CodeNotFound {
+		return false, nil // not made yet: the queue says why
+	}
+	if err != nil {
+		return false, hostErr(h, err)
+	}
+	for _, sn := range snaps {
+		if sn.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (s *Service) needSnapshots(ctx context.Context, h model.Host) error {

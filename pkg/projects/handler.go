@@ -61,6 +61,15 @@ func classify(h model.Host, err error) error {
 	return errkind.Errorf(errkind.Invalid, "host %s: %w", h.Name, err)
 }
 
+// agentCode is the agent's error code of err, "" for other errors.
+func agentCode(err error) string {
+	var ae *agentapi.Error
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	return ""
+}
+
 // isTransfer reports whether action is a move or clone (move.go).
 func isTransfer(a model.Action) bool {
 	return a == model.ActionProjectMove || a == model.ActionProjectClone
@@ -159,6 +168,13 @@ func (h Handler) Run(ctx context.Context, job model.Job, progress func(string)) 
 	case model.ActionProjectSnapshot:
 		progress(fmt.Sprintf("snapshot %s of project %s", pl.Snapshot, p.ID))
 		_, err = client.CreateSnapshot(ctx, p.ID, pl.Snapshot)
+		if job.Attempts > 1 && agentCode(err) == agentapi.CodeConflict {
+			// The name was free when the job was queued (Snapshot checks),
+			// so an earlier attempt, cut short after the snapshot was made
+			// (its worker or the agent killed), made it.
+			progress(fmt.Sprintf("snapshot %s was made by an earlier attempt", pl.Snapshot))
+			err = nil
+		}
 	case model.ActionProjectRestore:
 		what := pl.Path
 		if what == "" {
@@ -199,16 +215,13 @@ func (h Handler) Failed(ctx context.Context, job model.Job, err error, final boo
 		return queue.Result{}
 	}
 	if final && job.Action == model.ActionProjectCreate {
-		if host, herr := s.Store.GetHost(ctx, p.HostID); herr == nil {
-			if client, cerr := s.client(ctx, host); cerr == nil {
-				if derr := client.DeleteProject(ctx, p.ID); derr != nil {
-					// Keep the record: it is how anyone finds what is left.
-					p.State, p.LastError, p.UpdatedAt = model.ProjectError,
-						fmt.Sprintf("%v; removing what was made also failed: %v", err, derr), s.Now()
-					s.Store.UpdateProject(ctx, p) //nolint:errcheck
-					return queue.Result{}
-				}
-			}
+		if derr := s.removeMade(ctx, p); derr != nil {
+			// Keep the record: it is how anyone finds what is left, and
+			// `project delete --purge` removes it once the host is back.
+			p.State, p.LastError, p.UpdatedAt = model.ProjectError,
+				fmt.Sprintf("%v; removing what was made also failed: %v", err, derr), s.Now()
+			s.Store.UpdateProject(ctx, p) //nolint:errcheck
+			return queue.Result{}
 		}
 		s.Store.PurgeProject(ctx, p.ID) //nolint:errcheck
 		return queue.Result{}
@@ -239,4 +252,25 @@ func (h Handler) Failed(ctx context.Context, job model.Job, err error, final boo
 	p.LastAction, p.LastError, p.UpdatedAt = string(job.Action), strings.TrimSpace(msg), s.Now()
 	s.Store.UpdateProject(ctx, p) //nolint:errcheck
 	return queue.Result{}
+}
+
+// removeMade removes from its host whatever a failed create of p made. A
+// host that is gone took it along; a host that cannot be asked (off,
+// stopping, its agent down) may still hold it, which is an error.
+func (s *Service) removeMade(ctx context.Context, p model.Project) error {
+	host, err := s.Store.GetHost(ctx, p.HostID)
+	if errkind.Is(err, errkind.NotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if host.DeletedAt != nil || host.Status == model.StatusDeprovisioned {
+		return nil
+	}
+	client, err := s.client(ctx, host)
+	if err != nil {
+		return err
+	}
+	return client.DeleteProject(ctx, p.ID)
 }
