@@ -224,6 +224,11 @@ func (m *Manager) Create(ctx context.Context, id string, quotaBytes int64) (err 
 		if !scratchExisted {
 			m.removeVolume(cctx, m.ScratchPath(id))
 		}
+		if m.btrfs() {
+			// The project's group, if ensureGroup made it before the
+			// failure (or a cancelled request), is left of the home.
+			m.pruneQgroups(cctx) //nolint:errcheck // only tidiness
+		}
 	}()
 	for _, dir := range []string{"projects", "scratch", "snapshots"} {
 		if err := os.MkdirAll(filepath.Join(m.pool, dir), 0o711); err != nil {

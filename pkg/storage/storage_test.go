@@ -428,6 +428,31 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 	}
 }
 
+// A create that fails after it made the project's qgroup (here: a tmpfs
+// among its snapshots, which cannot join it) leaves no qgroup.
+func TestFailedCreateLeavesNoQgroup(t *testing.T) {
+	m := newManager(t)
+	c := ctx(t)
+	id := uuid.NewString()
+	odd := filepath.Join(m.SnapshotDir(id), "not-btrfs")
+	if err := os.MkdirAll(odd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", odd).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", odd).Run() }) //nolint:errcheck // before the pool's own cleanup
+	if err := m.Create(c, id, 64*mib); err == nil {
+		t.Fatal("create succeeded with a tmpfs among its snapshots")
+	}
+	if _, err := os.Lstat(m.HomePath(id)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("failed create left the home behind: %v", err)
+	}
+	if qs := qgroupIDs(t, m.Pool()); len(qs) != 1 || qs[0] != "0/5" {
+		t.Fatalf("qgroups left after a failed create: %v", qs)
+	}
+}
+
 func TestBadIDs(t *testing.T) {
 	m, err := storage.New(t.TempDir(), storage.KindDirectory, owner)
 	if err != nil {
