@@ -5,6 +5,8 @@
 # prints the counts as JSON and exits 1 when an invariant fails.
 #   ./bench/chaos.sh                       100 runs × 200 hosts × 30 kills
 #   ./bench/chaos.sh --runs 1 --hosts 20 --kills 5
+#   ./bench/chaos.sh --projects 20 --runs 3          project actions on real
+#                                                    local hosts (as root)
 # Every option: ./bench/chaos.sh --help
 set -eu
 cd "$(dirname "$0")/.."

@@ -16,6 +16,9 @@
 // the other as a user would. An action that ends failed after
 // worker.max_attempts is asked for again, as a user would after reading
 // the error (a failed create by `start`); those are counted.
+//
+// With --projects N it drives projects on real local hosts instead, while
+// workers and hosts' agents are killed (projects.go).
 package main
 
 import (
@@ -24,6 +27,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -52,6 +56,10 @@ type options struct {
 	lease, killEvery, latency, simTimeout, retryAfter, deadline time.Duration
 	errorRate, rateLimitRate, timeoutRate, ghostRate            float64
 	keep                                                        bool
+	// Project mode (projects.go): projects > 0 drives projects on local
+	// hosts instead of sim hosts.
+	projects, localHosts, agentKills int
+	agentKillEvery, syncEvery        time.Duration
 }
 
 func main() {
@@ -73,6 +81,11 @@ func main() {
 	flag.Float64Var(&o.timeoutRate, "timeout-rate", 0.05, "share of cloud calls that hang, then time out")
 	flag.Float64Var(&o.ghostRate, "ghost-rate", 0.05, "share of creates that make the VM and return an error anyway")
 	flag.BoolVar(&o.keep, "keep", false, "keep each run's directory (config, worker logs) for reading")
+	flag.IntVar(&o.projects, "projects", 0, "project mode: drive this many projects on real local hosts (btrfs pool, agent, podman) instead of sim hosts; --hosts, the fault rates and --latency do not apply")
+	flag.IntVar(&o.localHosts, "local-hosts", 2, "project mode: local hosts the projects are spread over")
+	flag.IntVar(&o.agentKills, "agent-kills", 4, "project mode: SIGKILLs of a host's agent per run, each followed by the host's stop and start")
+	flag.DurationVar(&o.agentKillEvery, "agent-kill-every", 8*time.Second, "project mode: mean time between agent kills")
+	flag.DurationVar(&o.syncEvery, "project-sync", 2*time.Second, "project mode: the workers' --project-sync-interval (the duty that reads projects' states from their hosts)")
 	flag.Parse()
 	if o.runs < 1 || o.hosts < 1 || o.workers < 1 || o.concurrency < 1 || o.kills < 0 || o.maxAttempts < 1 {
 		fmt.Fprintln(os.Stderr, "chaos: --runs, --hosts, --workers, --concurrency and --max-attempts must be at least 1, --kills at least 0")
@@ -86,7 +99,20 @@ func main() {
 	// before the cleanup: Postgres and the workers would be left running.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	rep, err := run(ctx, o)
+	var rep any
+	ok := false
+	var err error
+	if o.projects > 0 {
+		var r *projReport
+		if r, err = runProjects(ctx, o, "./cmd/cocalc-hosts", os.Stderr); r != nil {
+			rep, ok = r, r.OK
+		}
+	} else {
+		var r *report
+		if r, err = run(ctx, o); r != nil {
+			rep, ok = r, r.OK
+		}
+	}
 	stop()
 	if rep != nil {
 		out, _ := json.MarshalIndent(rep, "", "  ")
@@ -96,7 +122,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(1)
 	}
-	if !rep.OK {
+	if !ok {
 		os.Exit(1)
 	}
 }
@@ -181,16 +207,9 @@ func run(ctx context.Context, o options) (*report, error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	bin := filepath.Join(tmp, "cocalc-hosts")
-	fmt.Fprintln(os.Stderr, "chaos: building cocalc-hosts")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/cocalc-hosts").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build ./cmd/cocalc-hosts (run bench/chaos.sh from the repository): %v\n%s", err, out)
-	}
-	// Nothing of the user's (after the build, which needs the Go caches):
-	// the harness and its workers keep their files under tmp.
-	for k, v := range map[string]string{"HOME": tmp, "XDG_CONFIG_HOME": filepath.Join(tmp, "config"),
-		"XDG_STATE_HOME": filepath.Join(tmp, "state"), "XDG_CACHE_HOME": filepath.Join(tmp, "cache")} {
-		os.Setenv(k, v)
+	bin, err := buildInto(ctx, tmp, "./cmd/cocalc-hosts", os.Stderr)
+	if err != nil {
+		return nil, err
 	}
 	pg, err := pgtest.Start()
 	if err != nil {
@@ -232,6 +251,24 @@ func run(ctx context.Context, o options) (*report, error) {
 	load, _ = os.ReadFile("/proc/loadavg")
 	rep.Machine["load_average_at_end"] = strings.Join(strings.Fields(string(load))[:3], " ")
 	return rep, nil
+}
+
+// buildInto builds the binary from pkg (a package path relative to the
+// working directory) into tmp, then points HOME and the XDG directories
+// of this process (and so of the processes it starts) into tmp: nothing of
+// the user's is read or written after the build, which needs the Go
+// caches.
+func buildInto(ctx context.Context, tmp, pkg string, log io.Writer) (string, error) {
+	bin := filepath.Join(tmp, "cocalc-hosts")
+	fmt.Fprintln(log, "chaos: building cocalc-hosts")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s (run bench/chaos.sh from the repository): %v\n%s", pkg, err, out)
+	}
+	for k, v := range map[string]string{"HOME": tmp, "XDG_CONFIG_HOME": filepath.Join(tmp, "config"),
+		"XDG_STATE_HOME": filepath.Join(tmp, "state"), "XDG_CACHE_HOME": filepath.Join(tmp, "cache")} {
+		os.Setenv(k, v)
+	}
+	return bin, nil
 }
 
 // backoff describes the worker's retry delays, read from the queue's
@@ -365,7 +402,10 @@ func oneRun(ctx context.Context, o options, pg *pgtest.Cluster, bin, dir string,
 		hs[i] = &hostPlan{name: fmt.Sprintf("c%04d", i), steps: plans[rng.IntN(len(plans))]}
 	}
 
-	ws := &workers{bin: bin, cfg: chaosCfg, dir: dir, lease: o.lease, concurrency: o.concurrency}
+	// Reconcile and project sync are off: the harness's own reconcile at
+	// the end must see what the queue left, not what a pass cleaned up.
+	ws := &workers{bin: bin, cfg: chaosCfg, dir: dir, lease: o.lease, concurrency: o.concurrency,
+		args: []string{"--reconcile-interval", "0", "--project-sync-interval", "0"}}
 	defer ws.stopAll()
 	for range o.workers {
 		if err := ws.start(); err != nil {
@@ -681,6 +721,7 @@ type workers struct {
 	bin, cfg, dir string
 	lease         time.Duration
 	concurrency   int
+	args          []string // more flags of `worker`
 
 	mu    sync.Mutex
 	procs []*exec.Cmd
@@ -697,10 +738,8 @@ func (w *workers) start() error {
 		return err
 	}
 	defer logf.Close()
-	// Reconcile and project sync are off: the harness's own reconcile at
-	// the end must see what the queue left, not what a pass cleaned up.
-	cmd := exec.Command(w.bin, "--config", w.cfg, "worker", "--lease", w.lease.String(),
-		"--concurrency", fmt.Sprint(w.concurrency), "--reconcile-interval", "0", "--project-sync-interval", "0")
+	args := append([]string{"--config", w.cfg, "worker", "--lease", w.lease.String(), "--concurrency", fmt.Sprint(w.concurrency)}, w.args...)
+	cmd := exec.Command(w.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so a kill takes it whole; and it dies with
 	// the harness.
