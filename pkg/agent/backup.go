@@ -24,8 +24,9 @@ import (
 // lives only while restic reads it.
 const backupPrefix = "backup-"
 
-// fullIDRE is a whole restic snapshot id.
-var fullIDRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+// fullIDRE is a whole restic snapshot id (64 of them: the length is
+// checked apart, a counted repetition compiling into 64 copies at start-up).
+var fullIDRE = regexp.MustCompile(`^[0-9a-f]+$`)
 
 // backups backs up this host's projects with restic, with configuration
 // the control plane hands out per project (agentapi.BackupConfig).
@@ -287,7 +288,7 @@ func (b *backups) restore(ctx context.Context, id string, version int64, req age
 		return agentapi.BackupRestoreResult{}, perr(agentapi.CodeNotFound, "project %s has no home on this host", id)
 	}
 	var snap backup.Snapshot
-	if fullIDRE.MatchString(req.Backup) {
+	if len(req.Backup) == 64 && fullIDRE.MatchString(req.Backup) {
 		// The control plane resolved it already; a lookup would cost a
 		// restic call (a key derivation). restic refuses an unknown id.
 		snap = backup.Snapshot{ID: req.Backup, ShortID: req.Backup[:8]}

@@ -11,10 +11,22 @@ import (
 
 const mod = "github.com/sagemathinc/cocalc-hosts/"
 
-// goList runs `go list` from the module root. The go command is the one
-// of the toolchain that built this test (GOROOT/bin/go), so the test runs
-// wherever the tests run, whatever PATH says.
+// goList runs `go list` from the module root.
 func goList(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(goCommand(t), append([]string{"list"}, args...)...)
+	cmd.Dir = filepath.Join("..", "..")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+// goCommand is the go command of the toolchain that built this test
+// (GOROOT/bin/go), so the tests run wherever the tests run, whatever PATH
+// says.
+func goCommand(t *testing.T) string {
 	t.Helper()
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go") //nolint:staticcheck // the toolchain that runs the test
 	if _, err := os.Stat(goBin); err != nil {
@@ -22,13 +34,7 @@ func goList(t *testing.T, args ...string) string {
 			t.Fatalf("no go command: not in GOROOT %q and not on PATH", runtime.GOROOT()) //nolint:staticcheck
 		}
 	}
-	cmd := exec.Command(goBin, append([]string{"list"}, args...)...)
-	cmd.Dir = filepath.Join("..", "..")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list %v: %v: %s", args, err, out)
-	}
-	return string(out)
+	return goBin
 }
 
 // deps lists what pkgs link, within this module.

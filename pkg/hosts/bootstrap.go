@@ -81,9 +81,10 @@ func (a Address) String() string {
 }
 
 var (
-	userRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
-	// hostRE leaves the length (at most 253) to its caller: a counted
-	// repetition compiles into that many copies at start-up.
+	// userRE and hostRE leave the length (at most 32 and 253) to their
+	// caller: a counted repetition compiles into that many copies at
+	// start-up.
+	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*$`)
 	hostRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
 	deviceRE = regexp.MustCompile(`^/dev/[A-Za-z0-9/_.:+-]+$`)
 )
@@ -105,7 +106,7 @@ func ParseAddress(s string) (Address, error) {
 	bad := func(why string) (Address, error) {
 		return Address{}, invalid("invalid --address %q: %s; use USER@HOST[:PORT], e.g. root@203.0.113.7 or ubuntu@gpu1.example.org:2222", s, why)
 	}
-	if !userRE.MatchString(a.User) {
+	if len(a.User) > 32 || !userRE.MatchString(a.User) {
 		return bad(fmt.Sprintf("%q is not a user name", a.User))
 	}
 	if host == "" || (net.ParseIP(host) == nil && (len(host) > 253 || !hostRE.MatchString(host))) {

@@ -17,6 +17,7 @@ func TestParseAddress(t *testing.T) {
 		"deploy@[2001:db8::1]:22":      "deploy@[2001:db8::1]:22",
 		"deploy@[2001:db8::1]":         "deploy@[2001:db8::1]:22",
 		"root@" + longHost(253):        "root@" + longHost(253) + ":22",
+		strings.Repeat("u", 32) + "@h": strings.Repeat("u", 32) + "@h:22",
 	}
 	for in, want := range good {
 		a, err := ParseAddress(in)
@@ -24,7 +25,7 @@ func TestParseAddress(t *testing.T) {
 			t.Fatalf("ParseAddress(%q) = %v, %v; want %s", in, a, err, want)
 		}
 	}
-	for _, in := range []string{"", "root@", "@host", "root@host:0", "root@host:70000", "root@host:x", "Root Admin@host", "root@-bad", "root@host;rm", "root@" + longHost(254)} {
+	for _, in := range []string{"", "root@", "@host", "root@host:0", "root@host:70000", "root@host:x", "Root Admin@host", "root@-bad", "root@host;rm", "root@" + longHost(254), strings.Repeat("u", 33) + "@h"} {
 		_, err := ParseAddress(in)
 		if !errkind.Is(err, errkind.Invalid) {
 			t.Fatalf("ParseAddress(%q): got %v, want an Invalid error", in, err)

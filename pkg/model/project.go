@@ -55,3 +55,26 @@ const (
 	ActionProjectSnapshot Action = "project.snapshot"
 	ActionProjectRestore  Action = "project.restore"
 )
+
+// CanonicalUUID reports whether s is a UUID in canonical lowercase form
+// (3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13), the only form a project id takes:
+// an id becomes a path on the host, so nothing else may pass.
+func CanonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -36,8 +36,10 @@ type BuildSpec struct {
 var DefaultBuildSpec = BuildSpec{Suite: "bookworm", Variant: "minbase", Include: []string{"procps"}}
 
 var (
-	suiteRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{1,31}$`)
-	packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{0,99}$`)
+	// Lengths (suite at most 32, package at most 100) are checked apart:
+	// a counted repetition compiles into that many copies at start-up.
+	suiteRE   = regexp.MustCompile(`^[a-z][a-z0-9-]+$`)
+	packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]*$`)
 	mirrorRE  = regexp.MustCompile(`^(https?|file)://[^\s'"]+$`)
 )
 
@@ -50,7 +52,7 @@ func (s BuildSpec) Normalize() (BuildSpec, error) {
 	if s.Variant == "" {
 		s.Variant = DefaultBuildSpec.Variant
 	}
-	if !suiteRE.MatchString(s.Suite) {
+	if len(s.Suite) > 32 || !suiteRE.MatchString(s.Suite) {
 		return s, fmt.Errorf("suite %q is not a Debian release name such as bookworm", s.Suite)
 	}
 	switch s.Variant {
@@ -66,7 +68,7 @@ func (s BuildSpec) Normalize() (BuildSpec, error) {
 			if q == "" || seen[q] {
 				continue
 			}
-			if !packageRE.MatchString(q) {
+			if len(q) > 100 || !packageRE.MatchString(q) {
 				return s, fmt.Errorf("package name %q is not a Debian package name", q)
 			}
 			seen[q] = true

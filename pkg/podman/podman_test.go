@@ -61,12 +61,16 @@ func TestBuildSpecNormalize(t *testing.T) {
 	if s.Suite != "bookworm" || s.Variant != "minbase" || strings.Join(s.Include, ",") != "curl,less,procps" {
 		t.Fatalf("normalized = %+v", s)
 	}
+	if _, err := (podman.BuildSpec{Suite: "b" + strings.Repeat("x", 31), Include: []string{"p" + strings.Repeat("x", 99)}}).Normalize(); err != nil {
+		t.Fatalf("a 32-character suite and a 100-character package: %v", err)
+	}
 	same, _ := podman.BuildSpec{Include: []string{"less", "curl", "procps"}}.Normalize()
 	if s.Key() != same.Key() {
 		t.Fatal("the same packages in another order make another cache key")
 	}
 	for _, bad := range []podman.BuildSpec{
 		{Suite: "bookworm; rm -rf /"}, {Variant: "--foo"}, {Include: []string{"-oAPT::x"}}, {Mirror: "ftp://x y"},
+		{Suite: "b"}, {Suite: "b" + strings.Repeat("x", 32)}, {Include: []string{"p" + strings.Repeat("x", 100)}},
 	} {
 		if _, err := bad.Normalize(); err == nil {
 			t.Errorf("Normalize(%+v) accepted", bad)

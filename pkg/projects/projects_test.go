@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -39,10 +40,23 @@ func TestCheckID(t *testing.T) {
 	if err := CheckID("3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13"); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"", "..", "../../etc/passwd", "3F1C9A52-8D0B-4C7E-9A61-2B5D7E4F0C13", "3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13/..", "dev"} {
+	for _, bad := range []string{"", "..", "../../etc/passwd", "3F1C9A52-8D0B-4C7E-9A61-2B5D7E4F0C13", "3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13/..", "dev",
+		"3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c1", "3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13a", "3f1c9a52x8d0b-4c7e-9a61-2b5d7e4f0c13", "3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c1g"} {
 		err := CheckID(bad)
 		if !errkind.Is(err, errkind.Invalid) {
 			t.Errorf("CheckID(%q) = %v; want an Invalid error", bad, err)
+		}
+	}
+}
+
+// Account ids are at most 128 characters (checked apart from the pattern).
+func TestCheckAccountLength(t *testing.T) {
+	if err := CheckAccount("a" + strings.Repeat("b.c", 42) + "d"); err != nil { // 128
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", ".a", "a b", "a" + strings.Repeat("b", 128)} {
+		if err := CheckAccount(bad); !errkind.Is(err, errkind.Invalid) {
+			t.Errorf("CheckAccount(%q) = %v; want an Invalid error", bad, err)
 		}
 	}
 }

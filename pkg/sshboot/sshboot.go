@@ -443,7 +443,9 @@ type file struct {
 	data []byte
 }
 
-var secretNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+// secretNameRE leaves the length (at most 64) to its caller: a counted
+// repetition compiles into that many copies at start-up.
+var secretNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
 // Where a bootstrapped host keeps project data besides the projects: all
 // on the pool. The podman store is the one bootstrap.sh writes into
@@ -538,7 +540,7 @@ func (b *Bootstrapper) files(ctx context.Context, h model.Host) ([]file, string,
 	}
 	names := make([]string, 0, len(secrets))
 	for n := range secrets {
-		if !secretNameRE.MatchString(n) {
+		if len(n) > 64 || !secretNameRE.MatchString(n) {
 			return nil, "", nil, fmt.Errorf("secret name %q: use lowercase letters, digits, '.', '_' and '-'", n)
 		}
 		names = append(names, n)

@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/runcmd"
 )
 
@@ -53,12 +54,9 @@ var (
 	ErrInvalid     = errors.New("invalid")
 )
 
-// idRE accepts only canonical lowercase UUIDs: a project id becomes a
-// path component under the pool, so nothing else may pass.
-var idRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
-// ValidID reports whether id is a canonical lowercase UUID.
-func ValidID(id string) bool { return idRE.MatchString(id) }
+// ValidID reports whether id is a canonical lowercase UUID: a project id
+// becomes a path component under the pool, so nothing else may pass.
+func ValidID(id string) bool { return model.CanonicalUUID(id) }
 
 // CheckID returns an error naming id unless it is a canonical UUID.
 func CheckID(id string) error {
@@ -68,12 +66,16 @@ func CheckID(id string) error {
 	return nil
 }
 
-// snapshotNameRE keeps snapshot names one safe path component.
-var snapshotNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+// snapshotNameRE keeps snapshot names one safe path component; the
+// length (at most 64) is checked apart (validSnapshotName): a counted
+// repetition compiles into that many copies at every start-up.
+var snapshotNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func validSnapshotName(name string) bool { return len(name) <= 64 && snapshotNameRE.MatchString(name) }
 
 // CheckSnapshotName returns an error unless name is a valid snapshot name.
 func CheckSnapshotName(name string) error {
-	if !snapshotNameRE.MatchString(name) {
+	if !validSnapshotName(name) {
 		return fmt.Errorf("snapshot name %q: %w: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name, ErrInvalid)
 	}
 	return nil
@@ -562,7 +564,7 @@ func (m *Manager) snapshotVolumes(id string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.IsDir() && snapshotNameRE.MatchString(e.Name()) {
+		if e.IsDir() && validSnapshotName(e.Name()) {
 			out = append(out, filepath.Join(m.SnapshotDir(id), e.Name()))
 		}
 	}

@@ -548,3 +548,16 @@ func TestPruneKeepsManualSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// Snapshot names are 1-64 characters (the length is checked apart from
+// the pattern).
+func TestSnapshotNameLength(t *testing.T) {
+	if err := storage.CheckSnapshotName("s" + strings.Repeat("x", 63)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", ".x", "a/b", "s" + strings.Repeat("x", 64)} {
+		if err := storage.CheckSnapshotName(bad); !errors.Is(err, storage.ErrInvalid) {
+			t.Errorf("CheckSnapshotName(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
