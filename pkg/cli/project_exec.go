@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/muesli/cancelreader"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -176,10 +176,19 @@ func projectShell(ctx context.Context, f *Factory, as *asFlag, project string, i
 			}
 		}
 	}()
+	// The session's reader of the terminal is cancelled when the shell
+	// ends: left blocked in a read, it would take the next key pressed
+	// in the dashboard that ran the shell.
+	stdin, err := cancelreader.NewReader(in)
+	if err != nil {
+		return 0, fmt.Errorf("project shell: terminal: %w", err)
+	}
+	defer stdin.Close()
+	defer stdin.Cancel()
 	old, err := term.MakeRaw(int(in.Fd()))
 	if err != nil {
 		return 0, fmt.Errorf("project shell: terminal: %w", err)
 	}
 	defer term.Restore(int(in.Fd()), old) //nolint:errcheck
-	return ps.Exec(sctx, c, project, req, agentapi.ExecIO{Stdin: io.Reader(in), Stdout: out, Resize: resize})
+	return ps.Exec(sctx, c, project, req, agentapi.ExecIO{Stdin: stdin, Stdout: out, Resize: resize})
 }
