@@ -279,8 +279,18 @@ func (s *Service) runMove(ctx context.Context, job model.Job, progress func(stri
 		return queue.Result{}, err
 	}
 	switch mv.m.Phase {
-	case model.MoveDone, model.MoveCleaned, model.MoveFailed:
+	case model.MoveFailed:
 		return queue.Result{}, nil
+	case model.MoveDone, model.MoveCleaned:
+		if mv.m.Kind != model.MoveKindMove || mv.p.HostID != mv.m.ToHost {
+			return queue.Result{}, nil
+		}
+		// An earlier attempt switched the placement and was cut short
+		// after it (its worker killed, the start on the destination
+		// failed): what follows the switch — the start where the project
+		// ran, dropping the source's transfer state, freezing the old
+		// copy — is done again (cutover skips to it). The job still holds
+		// the project, so no other move of it runs meanwhile.
 	}
 	if mv.m.Kind == model.MoveKindClone {
 		err = mv.clone(ctx)
