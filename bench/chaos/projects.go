@@ -4,7 +4,7 @@ package main
 // actions on real local hosts. Each host is the local provider's: a btrfs
 // pool on a loop device, an agent process, podman containers. Projects go
 // through the project service (create, start, snapshot, stop, start,
-// delete --purge, or a prefix of that) while a random worker holding a job
+// delete --purge, or a prefix of that; with two hosts, moves too) while a random worker holding a job
 // is SIGKILLed and, separately, a host's agent is SIGKILLed and brought
 // back the way the product brings it back (`stop HOST`, `start HOST`).
 // Then, with the kills off, it waits until every check passes (or the
@@ -130,6 +130,13 @@ var projectPlans = [][]model.Action{
 	{model.ActionProjectCreate, model.ActionProjectStart, model.ActionProjectSnapshot, model.ActionProjectStop, model.ActionProjectStart},
 	{model.ActionProjectCreate, model.ActionProjectStart, model.ActionProjectSnapshot, model.ActionProjectStop, model.ActionProjectStart, model.ActionProjectDelete},
 	{model.ActionProjectCreate, model.ActionProjectDelete},
+}
+
+// movePlans are added with two hosts or more: a move to another host
+// (with the snapshot, running or stopped).
+var movePlans = [][]model.Action{
+	{model.ActionProjectCreate, model.ActionProjectStart, model.ActionProjectSnapshot, model.ActionProjectMove, model.ActionProjectStop},
+	{model.ActionProjectCreate, model.ActionProjectMove, model.ActionProjectStart},
 }
 
 // projPlan is one project's sequence of actions and where it is in it.
@@ -283,7 +290,9 @@ func (s *podmanStore) remove() {
 }
 
 func writeProjectConfig(path, db string, o options, pm *podmanStore) error {
-	cfg := fmt.Sprintf("db: %s\naccount: chaos\nworker:\n  max_attempts: %d\nproviders:\n  local:\n    storage: btrfs\n"+
+	// A moved project's old copy goes at once (a job of its own), so
+	// that the pools hold only live projects when the run ends.
+	cfg := fmt.Sprintf("db: %s\naccount: chaos\nworker:\n  max_attempts: %d\nmoves:\n  keep_source: 0s\nproviders:\n  local:\n    storage: btrfs\n"+
 		"    containers_conf: %s\n    podman_store: %s\n    image_cache_dir: %s\n    snapshot_interval: \"0\"\n",
 		db, o.maxAttempts, pm.conf, pm.dir, podmantest.CacheDir)
 	return os.WriteFile(path, []byte(cfg), 0o600)
@@ -356,9 +365,13 @@ func oneProjectRun(ctx context.Context, o options, pg *pgtest.Cluster, pm *podma
 	}
 
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), uint64(r)))
+	plans := projectPlans
+	if len(names) > 1 {
+		plans = append(append([][]model.Action{}, projectPlans...), movePlans...)
+	}
 	ps := make([]*projPlan, o.projects)
 	for i := range ps {
-		ps[i] = &projPlan{host: names[i%len(names)], steps: projectPlans[rng.IntN(len(projectPlans))]}
+		ps[i] = &projPlan{host: names[i%len(names)], steps: plans[rng.IntN(len(plans))]}
 	}
 
 	ws := &workers{bin: bin, cfg: cfg, dir: dir, lease: o.lease, concurrency: o.concurrency,
@@ -377,7 +390,7 @@ func oneProjectRun(ctx context.Context, o options, pg *pgtest.Cluster, pm *podma
 	go func() { agentKills <- ak.loop(killCtx, o.agentKills, o.agentKillEvery) }()
 
 	deadline := start.Add(o.deadline)
-	derr := driveProjects(ctx, psvc, st, ps, deadline, &rr.Counts)
+	derr := driveProjects(ctx, psvc, st, ps, names, deadline, &rr.Counts)
 	stopKills()
 	rr.Counts.WorkerKills, rr.Counts.AgentKills = <-workerKills, <-agentKills
 	if ak.err != nil && derr == nil {
@@ -425,7 +438,7 @@ func btoi(b bool) int {
 
 // driveProjects submits each project's actions in turn until every plan
 // is done or the deadline passes. Progress is read from the jobs table.
-func driveProjects(ctx context.Context, svc *projects.Service, st store.Store, ps []*projPlan, deadline time.Time, c *projCounts) error {
+func driveProjects(ctx context.Context, svc *projects.Service, st store.Store, ps []*projPlan, hostNames []string, deadline time.Time, c *projCounts) error {
 	c.Projects = len(ps)
 	caller := projects.Caller{Account: "chaos"}
 	for {
@@ -477,7 +490,7 @@ func driveProjects(ctx context.Context, svc *projects.Service, st store.Store, p
 				}
 			}
 			left++
-			if err := submitProject(ctx, svc, caller, p); err != nil {
+			if err := submitProject(ctx, svc, caller, p, hostNames); err != nil {
 				c.SubmitErrors++
 			}
 		}
@@ -491,8 +504,26 @@ func driveProjects(ctx context.Context, svc *projects.Service, st store.Store, p
 	}
 }
 
+// nextHost is the name of the host after the project's own in hostNames.
+func nextHost(ctx context.Context, svc *projects.Service, p *projPlan, hostNames []string) (string, error) {
+	rec, err := svc.Store.GetProject(ctx, p.id)
+	if err != nil {
+		return "", err
+	}
+	h, err := svc.Store.GetHost(ctx, rec.HostID)
+	if err != nil {
+		return "", err
+	}
+	for i, n := range hostNames {
+		if n == h.Name {
+			return hostNames[(i+1)%len(hostNames)], nil
+		}
+	}
+	return "", fmt.Errorf("project %s is on host %s, not one of the run's", p.id, h.Name)
+}
+
 // submitProject asks for the project's current step as a user would.
-func submitProject(ctx context.Context, svc *projects.Service, caller projects.Caller, p *projPlan) error {
+func submitProject(ctx context.Context, svc *projects.Service, caller projects.Caller, p *projPlan, hostNames []string) error {
 	var sub projects.Submitted
 	var err error
 	switch a := p.steps[p.step]; {
@@ -511,6 +542,13 @@ func submitProject(ctx context.Context, svc *projects.Service, caller projects.C
 		sub, err = svc.Stop(ctx, caller, p.id)
 	case a == model.ActionProjectSnapshot:
 		sub, _, err = svc.Snapshot(ctx, caller, p.id, snapshotName)
+	case a == model.ActionProjectMove:
+		// To the next host after the one it is on (a move asked again
+		// after a failure starts from where the project is).
+		var to string
+		if to, err = nextHost(ctx, svc, p, hostNames); err == nil {
+			sub, _, err = svc.Move(ctx, caller, projects.MoveRequest{Project: p.id, To: to})
+		}
 	}
 	if err != nil {
 		return err
