@@ -5,14 +5,8 @@
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/figures/lib.sh
-if [ "$(id -u)" -ne 0 ]; then
-	echo '{"skipped": "needs root (btrfs loop pools)"}'
-	exit 0
-fi
-if ! command -v restic >/dev/null 2>&1; then
-	echo '{"skipped": "restic is not installed (scripts/install-deps.sh)"}'
-	exit 0
-fi
+need_root "btrfs loop pools"
+command -v restic >/dev/null 2>&1 || skip "restic is not installed (scripts/install-deps.sh)"
 if [ -n "${SHORT:-}" ]; then mb=8; n=1x; else mb=200; n=3x; fi
 out=$(BACKUP_BENCH_MB=$mb gobench ./pkg/agent 'Backup$' "$n")
 mbps() {

@@ -7,16 +7,10 @@
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/figures/lib.sh
-if [ "$(id -u)" -ne 0 ]; then
-	echo '{"skipped": "needs root (btrfs loop pool, podman)"}'
-	exit 0
-fi
-if [ -n "${SHORT:-}" ]; then
-	# Two 10 s wrk runs and a project container: the ingress tests run
-	# the same path in CI.
-	echo '{"skipped": "not in --short: run bench/run.sh"}'
-	exit 0
-fi
+need_root "btrfs loop pool, podman"
+# Not in the short run (CI's): two 10 s wrk runs and a project container;
+# the ingress tests run the same path in CI.
+[ -z "${SHORT:-}" ] || skip "not in --short: run bench/run.sh"
 out=$(go test ./pkg/agent -run '^$' -bench 'IngressHTTP$' -benchtime 1x 2>&1) || true
 m() { echo "$out" | metric BenchmarkIngressHTTP "$1"; }
 ratio=$(m throughput-ratio)

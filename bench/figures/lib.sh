@@ -16,3 +16,15 @@ ms() { awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print "n
 metric() {
 	awk -v b="$1" -v u="$2" '$1 ~ "^" b "(-[0-9]+)?$" { for (i = 3; i <= NF; i++) if ($i == u) { print $(i-1); found = 1 } } END { if (!found) print "null" }'
 }
+
+# skip REASON: prints the figure as skipped, with REASON, and ends the
+# script (sourced: it exits the figure's script).
+skip() {
+	printf '{"skipped": "%s"}\n' "$1"
+	exit 0
+}
+
+# need_root WHAT: skips the figure when not run as root, which WHAT needs.
+need_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root ($1)"
+}

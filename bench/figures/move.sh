@@ -9,17 +9,11 @@
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/figures/lib.sh
-if [ "$(id -u)" -ne 0 ]; then
-	echo '{"skipped": "needs root (btrfs loop pools, podman)"}'
-	exit 0
-fi
-if [ -n "${SHORT:-}" ]; then
-	# The short run (CI's) leaves this figure out: it makes two real hosts
-	# and images, minutes of CI, and the moves it times are the ones the
-	# tests run (project_move.txtar, TestMoveKilledAtEachPhase).
-	echo '{"skipped": "not in --short: it makes two real hosts; run bench/run.sh"}'
-	exit 0
-fi
+need_root "btrfs loop pools, podman"
+# The short run (CI's) leaves this figure out: it makes two real hosts
+# and images, minutes of CI, and the moves it times are the ones the
+# tests run (project_move.txtar, TestMoveKilledAtEachPhase).
+[ -z "${SHORT:-}" ] || skip "not in --short: it makes two real hosts; run bench/run.sh"
 mb=1024 changed=50
 out=$(MOVE_BENCH_MB=$mb MOVE_BENCH_CHANGED_MB=$changed go test ./cmd/cocalc-hosts -run '^$' -bench 'Move$' -benchtime 1x 2>&1) || true
 m() { echo "$out" | metric BenchmarkMove "$1"; }

@@ -4,10 +4,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/figures/lib.sh
-if [ "$(id -u)" -ne 0 ]; then
-	echo '{"skipped": "needs root (btrfs loop pools, podman with cgroup limits)"}'
-	exit 0
-fi
+need_root "btrfs loop pools, podman with cgroup limits"
 if [ -n "${SHORT:-}" ]; then n=1x; else n=20x; fi
 out=$(gobench ./pkg/agent ProjectStart "$n")
 printf '{"agent_ms": %s, "podman_run_ms": %s}\n' \

@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
 // Target is what a path asks for.
@@ -37,7 +39,7 @@ func Parse(escaped string) (Target, bool) {
 		return Target{}, false
 	}
 	id := escaped[1 : 1+uuidLen]
-	if !canonicalUUID(id) {
+	if !model.CanonicalUUID(id) {
 		return Target{}, false
 	}
 	rest, ok := strings.CutPrefix(escaped[1+uuidLen:], "/port/")
@@ -60,27 +62,6 @@ func Parse(escaped string) (Target, bool) {
 		return Target{}, false
 	}
 	return Target{Project: id, Port: port, Rest: tail}, true
-}
-
-// canonicalUUID accepts only the 8-4-4-4-12 lowercase hex form.
-func canonicalUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // RequestPath is r's path as sent, still escaped: the request line's

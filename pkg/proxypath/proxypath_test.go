@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
 const id = "3f1c9a52-8d0b-4c7e-9a61-2b5d7e4f0c13"
@@ -59,7 +61,7 @@ func FuzzParse(f *testing.F) {
 		if !ok {
 			return
 		}
-		if !canonicalUUID(got.Project) || got.Port < 1 || got.Port > 65535 {
+		if !model.CanonicalUUID(got.Project) || got.Port < 1 || got.Port > 65535 {
 			t.Fatalf("accepted %q as %+v", p, got)
 		}
 		if want := "/" + got.Project + "/port/" + strconv.Itoa(got.Port) + got.Rest; want != p {

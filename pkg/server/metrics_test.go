@@ -88,12 +88,8 @@ func TestMetricsMoveWithAJob(t *testing.T) {
 func TestMetricsAgentAnswerAge(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			e := newEnv(t, backend, nil)
+			e, now, url := newMetricsAt(t, backend)
 			ctx := context.Background()
-			now := time.Now().UTC().Truncate(time.Millisecond)
-			m := server.NewMetrics(e.st, func() time.Time { return now }, nil)
-			ts := httptest.NewServer(m.Handler())
-			t.Cleanup(ts.Close)
 			withAgent := func(name string, status model.Status, rt model.Runtime) model.Host {
 				h := e.addHost("alice", name)
 				h.Status, h.Runtime = status, rt
@@ -108,7 +104,7 @@ func TestMetricsAgentAnswerAge(t *testing.T) {
 			}
 			withAgent("silent", model.StatusRunning, model.Runtime{SSHHost: "203.0.113.7"})
 			withAgent("stopped", model.StatusOff, model.Runtime{SSHHost: "203.0.113.8"})
-			fams := scrape(t, ts.URL)
+			fams := scrape(t, url)
 			wantValue(t, fams, "cocalc_hosts_agent_answer_age_seconds", 30, "host", "answered", "provider", "sim")
 			if v := fams.Value("cocalc_hosts_agent_answer_age_seconds", "host", "silent"); v == nil || !math.IsInf(*v, 1) {
 				t.Fatalf("a running host whose agent never answered: %v", v)
@@ -126,12 +122,8 @@ func TestMetricsAgentAnswerAge(t *testing.T) {
 func TestMetricsBackupAge(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			e := newEnv(t, backend, nil)
+			e, now, url := newMetricsAt(t, backend)
 			ctx := context.Background()
-			now := time.Now().UTC().Truncate(time.Millisecond)
-			m := server.NewMetrics(e.st, func() time.Time { return now }, nil)
-			ts := httptest.NewServer(m.Handler())
-			t.Cleanup(ts.Close)
 			h := e.addHost("alice", "backedup")
 			project := func(ago ...time.Duration) model.Project {
 				p := model.Project{ID: uuid.NewString(), Title: "t", Owner: "alice", HostID: h.ID, Image: "cocalc-base",
@@ -156,7 +148,7 @@ func TestMetricsBackupAge(t *testing.T) {
 			if err := e.st.UpdateProject(ctx, gone); err != nil {
 				t.Fatal(err)
 			}
-			fams := scrape(t, ts.URL)
+			fams := scrape(t, url)
 			wantValue(t, fams, "cocalc_hosts_projects_never_backed_up", 1)
 			hist := fams.Find("cocalc_hosts_project_backup_age_seconds").GetHistogram()
 			if hist.GetSampleCount() != 2 || hist.GetSampleSum() != (30*time.Minute+3*24*time.Hour).Seconds() {
@@ -170,6 +162,16 @@ func TestMetricsBackupAge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newMetricsAt serves the metrics of a new env whose clock stands at now.
+func newMetricsAt(t *testing.T, backend string) (e *env, now time.Time, url string) {
+	e = newEnv(t, backend, nil)
+	now = time.Now().UTC().Truncate(time.Millisecond)
+	m := server.NewMetrics(e.st, func() time.Time { return now }, nil)
+	ts := httptest.NewServer(m.Handler())
+	t.Cleanup(ts.Close)
+	return e, now, ts.URL
 }
 
 func scrape(t *testing.T, url string) promtest.Families {
