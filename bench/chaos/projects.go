@@ -275,6 +275,24 @@ func (s *podmanStore) removeContainers() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s.pm.Run(ctx, "rm", "-a", "-f", "-t", "0") //nolint:errcheck // best effort at the end
+	// conmon finishes a removed container's clean-up (its network
+	// namespace among it) a moment after podman rm returns; the store
+	// must stay until then.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && s.busy(); {
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// busy reports whether a process (conmon, podman) still uses the store.
+func (s *podmanStore) busy() bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && (strings.Contains(string(b), s.runRoot) || strings.Contains(string(b), s.dir+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // remove removes the store: containers, images, mounts, files.
