@@ -159,7 +159,9 @@ func (ih *ingressHost) startAppOn(id, addr string, port int) {
 	ih.mustRun(id, fmt.Sprintf("nohup ~/app %s:%d >~/app-%d.log 2>&1 </dev/null &", addr, port, port))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out, _, _, _ := ih.run(id, fmt.Sprintf("cat /proc/net/tcp | grep -qi ':%04X 00000000:0000 0A' && echo up", port))
+		// Listening (0A) on the port, over IPv4 or IPv6: Go listens on
+		// 0.0.0.0 with one dual-stack socket, which only tcp6 lists.
+		out, _, _, _ := ih.run(id, fmt.Sprintf("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -Eqi ':%04X [0-9A-F]+:0000 0A' && echo up", port))
 		if strings.Contains(out, "up") {
 			return
 		}
