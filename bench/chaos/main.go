@@ -369,12 +369,11 @@ func oneRun(ctx context.Context, o options, pg *pgtest.Cluster, bin, dir string,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return rr, err
 	}
-	dbName := fmt.Sprintf("chaos%03d", r)
-	db, err := pg.CreateDatabase(dbName)
+	db, drop, err := runDatabase(pg, "chaos", r)
 	if err != nil {
 		return rr, err
 	}
-	defer dropDatabase(pg, dbName)
+	defer drop()
 	chaosCfg, checkCfg := filepath.Join(dir, "chaos.yaml"), filepath.Join(dir, "check.yaml")
 	if err := writeConfig(chaosCfg, db, o, true); err != nil {
 		return rr, err
@@ -407,10 +406,8 @@ func oneRun(ctx context.Context, o options, pg *pgtest.Cluster, bin, dir string,
 	ws := &workers{bin: bin, cfg: chaosCfg, dir: dir, lease: o.lease, concurrency: o.concurrency,
 		args: []string{"--reconcile-interval", "0", "--project-sync-interval", "0"}}
 	defer ws.stopAll()
-	for range o.workers {
-		if err := ws.start(); err != nil {
-			return rr, err
-		}
+	if err := ws.startN(o.workers); err != nil {
+		return rr, err
 	}
 	start := time.Now()
 	killCtx, stopKills := context.WithCancel(ctx)
@@ -433,6 +430,16 @@ func oneRun(ctx context.Context, o options, pg *pgtest.Cluster, bin, dir string,
 	}
 	rr.OK = rr.Counts.failures() == 0 && derr == nil
 	return rr, nil
+}
+
+// runDatabase makes run r's own database, named prefix and the run's
+// number; drop removes it, connections and all.
+func runDatabase(pg *pgtest.Cluster, prefix string, r int) (url string, drop func(), err error) {
+	name := fmt.Sprintf("%s%03d", prefix, r)
+	if url, err = pg.CreateDatabase(name); err != nil {
+		return "", nil, err
+	}
+	return url, func() { dropDatabase(pg, name) }, nil
 }
 
 func dropDatabase(pg *pgtest.Cluster, name string) {
@@ -727,6 +734,16 @@ type workers struct {
 	procs []*exec.Cmd
 	n     int
 	err   error
+}
+
+// startN starts n workers (stop them with stopAll, also after an error).
+func (w *workers) startN(n int) error {
+	for range n {
+		if err := w.start(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *workers) start() error {

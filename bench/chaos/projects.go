@@ -336,12 +336,11 @@ func oneProjectRun(ctx context.Context, o options, pg *pgtest.Cluster, pm *podma
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return rr, err
 	}
-	dbName := fmt.Sprintf("projchaos%03d", r)
-	db, err := pg.CreateDatabase(dbName)
+	db, drop, err := runDatabase(pg, "projchaos", r)
 	if err != nil {
 		return rr, err
 	}
-	defer dropDatabase(pg, dbName)
+	defer drop()
 	cfg := filepath.Join(dir, "chaos.yaml")
 	if err := writeProjectConfig(cfg, db, o, pm); err != nil {
 		return rr, err
@@ -395,10 +394,8 @@ func oneProjectRun(ctx context.Context, o options, pg *pgtest.Cluster, pm *podma
 	ws := &workers{bin: bin, cfg: cfg, dir: dir, lease: o.lease, concurrency: o.concurrency,
 		args: []string{"--reconcile-interval", "0", "--project-sync-interval", o.syncEvery.String()}}
 	defer ws.stopAll()
-	for range o.workers {
-		if err := ws.start(); err != nil {
-			return rr, err
-		}
+	if err := ws.startN(o.workers); err != nil {
+		return rr, err
 	}
 	start := time.Now()
 	killCtx, stopKills := context.WithCancel(ctx)
