@@ -452,11 +452,13 @@ func (s *dashboardSource) previewTransfer(ctx context.Context, a tui.Action) (tu
 	if err != nil {
 		return tui.Preview{}, err
 	}
-	d, err := s.projects.Show(ctx, c, a.ProjectID)
+	// The destination first: Show asks the project's host for its size,
+	// which may take most of the time a slow host is given.
+	to, err := s.hosts.Get(ctx, a.ToHostID)
 	if err != nil {
 		return tui.Preview{}, err
 	}
-	to, err := s.hosts.Get(ctx, a.ToHostID)
+	d, err := s.projects.Show(ctx, c, a.ProjectID)
 	if err != nil {
 		return tui.Preview{}, err
 	}

@@ -543,12 +543,7 @@ func (s *Service) Show(ctx context.Context, c Caller, id string) (Detail, error)
 		d.AgentError = fmt.Sprintf("host %s is %s", h.Name, h.Status)
 		return d, nil
 	}
-	client, err := s.client(ctx, h)
-	if err != nil {
-		d.AgentError = err.Error()
-		return d, nil
-	}
-	st, err := client.Project(ctx, p.ID)
+	st, err := s.askHost(ctx, h, p.ID)
 	if err != nil {
 		d.AgentError = err.Error()
 		return d, nil
@@ -556,6 +551,26 @@ func (s *Service) Show(ctx context.Context, c Caller, id string) (Detail, error)
 	d.Agent = &st
 	d.Project = s.observe(ctx, p, st)
 	return d, nil
+}
+
+// askHost is what h's agent says about project id. The answer adds to
+// what the store knows, so it gets only part of the caller's time: a slow
+// or loaded host then still leaves time to show (and act on) the rest.
+func (s *Service) askHost(ctx context.Context, h model.Host, id string) (agentapi.ProjectStatus, error) {
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(deadline)*2/3))
+		defer cancel()
+	}
+	var st agentapi.ProjectStatus
+	client, err := s.client(ctx, h)
+	if err == nil {
+		st, err = client.Project(ctx, id)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return st, fmt.Errorf("host %s did not answer in time: %w", h.Name, err)
+	}
+	return st, err
 }
 
 // observe brings p's record in line with what its host reports, unless a
