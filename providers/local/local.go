@@ -460,6 +460,9 @@ func (p *Provider) Stop(ctx context.Context, ref provider.Ref) (provider.Instanc
 	if err != nil {
 		return provider.Instance{}, err
 	}
+	if err := p.reviveToStop(ctx, r, ps); err != nil {
+		return provider.Instance{}, fmt.Errorf("stop %s: %w", name, err)
+	}
 	if err := p.stopAgent(ctx, ps); err != nil {
 		return provider.Instance{}, fmt.Errorf("stop %s: %w", name, err)
 	}
@@ -500,6 +503,11 @@ func (p *Provider) Delete(ctx context.Context, ref provider.Ref, keepDisk bool) 
 		return loadErr
 	}
 
+	if loadErr == nil {
+		// Best effort: a host whose agent cannot start any more must still
+		// be deletable.
+		_ = p.reviveToStop(ctx, r, ps)
+	}
 	if err := p.stopAgent(ctx, ps); err != nil {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
+	"github.com/sagemathinc/cocalc-hosts/pkg/btrfs"
 )
 
 // AgentEnvPrefix marks environment variables passed on to agents. Others
@@ -143,6 +144,24 @@ func adopt(ps paths, pid int) error {
 		return fmt.Errorf("agent pid %d: %w", pid, err)
 	}
 	return writePidFile(ps.pid, pid, st.startTime)
+}
+
+// reviveToStop starts an agent for a host that is up (its pool in place)
+// but whose agent is gone: killed (SIGKILL, a crash, the OOM killer), it
+// could not stop its projects, and the new one stops them when stopAgent
+// stops it (StopProjectsOnExit). A stopped local host runs nothing, as a
+// stopped VM runs nothing; only the agent knows how to stop its projects.
+func (p *Provider) reviveToStop(ctx context.Context, r record, ps paths) error {
+	if _, alive := agentProcess(ps); alive || len(p.cfg.AgentCommand) == 0 {
+		return nil
+	}
+	if r.Storage == agentapi.StorageBtrfs && !btrfs.IsMounted(ps.pool) {
+		return nil // stopped already: nothing runs from a pool not mounted
+	}
+	if err := p.startAgent(ctx, r, ps); err != nil {
+		return fmt.Errorf("stop the projects its killed agent left running: %w", err)
+	}
+	return nil
 }
 
 // stopAgent stops the host's agent, if it runs: SIGTERM, then SIGKILL if
