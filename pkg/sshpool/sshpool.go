@@ -579,8 +579,10 @@ func (p *Pool) Run(ctx context.Context, t Target, command string, stdin io.Reade
 	if err != nil {
 		var missing *ssh.ExitMissingError
 		if errors.As(err, &missing) {
-			// The connection died under the command.
+			// The connection died under the command: the network or the
+			// machine went away. Whoever retries gets a new connection.
 			p.Forget(t)
+			return errkind.Errorf(errkind.Transient, "run on %s: the SSH connection was lost while the command ran (the network or the machine went away): %w", t, err)
 		}
 		return fmt.Errorf("run on %s: %w", t, err)
 	}
