@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -341,7 +340,7 @@ func (m *Manager) Receive(ctx context.Context, id string, want Volume, r io.Read
 		return 0, fmt.Errorf("receive project %s: %w", id, err)
 	}
 	cr := &countReader{r: r}
-	err := stream(ctx, cr, io.Discard, "btrfs", "receive", m.inDir(id))
+	err := stream(ctx, cr, nil, "btrfs", "receive", m.inDir(id))
 	if err == nil {
 		var v Volume
 		if v, err = m.volumeInfo(ctx, dst); err == nil && v.Identity != want.Identity {
@@ -389,7 +388,7 @@ func (m *Manager) ReceiveTar(ctx context.Context, id string, r io.Reader) (int64
 		return 0, fmt.Errorf("receive project %s: %w", id, err)
 	}
 	cr := &countReader{r: r}
-	if err := stream(ctx, cr, io.Discard, "tar", "-C", dst, "--numeric-owner", "--xattrs", "-xpf", "-"); err != nil {
+	if err := stream(ctx, cr, nil, "tar", "-C", dst, "--numeric-owner", "--xattrs", "-xpf", "-"); err != nil {
 		m.removeVolume(context.WithoutCancel(ctx), dst) //nolint:errcheck // the receive error is what matters
 		return cr.n, fmt.Errorf("receive project %s as tar: %w", id, err)
 	}
@@ -553,23 +552,6 @@ func (m *Manager) DropTransferVolume(ctx context.Context, id, name string) error
 		if err := m.removeVolume(ctx, filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("drop transfer volume %s of project %s: %w", name, id, err)
 		}
-	}
-	return nil
-}
-
-// stream runs a command with stdin from in (nil: none) and stdout to out;
-// its error carries the command's stderr.
-func stream(ctx context.Context, in io.Reader, out io.Writer, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin, cmd.Stdout = in, out
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, truncateOut(msg))
-		}
-		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return nil
 }
