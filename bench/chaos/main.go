@@ -52,10 +52,10 @@ import (
 )
 
 type options struct {
-	runs, hosts, kills, workers, concurrency, maxAttempts       int
-	lease, killEvery, latency, simTimeout, retryAfter, deadline time.Duration
-	errorRate, rateLimitRate, timeoutRate, ghostRate            float64
-	keep                                                        bool
+	runs, hosts, kills, workers, serves, concurrency, maxAttempts int
+	lease, killEvery, latency, simTimeout, retryAfter, deadline   time.Duration
+	errorRate, rateLimitRate, timeoutRate, ghostRate              float64
+	keep                                                          bool
 	// Project mode (projects.go): projects > 0 drives projects on local
 	// hosts instead of sim hosts.
 	projects, localHosts, agentKills int
@@ -68,6 +68,7 @@ func main() {
 	flag.IntVar(&o.hosts, "hosts", 200, "sim hosts per run")
 	flag.IntVar(&o.kills, "kills", 30, "worker SIGKILLs per run (fewer if the run converges first)")
 	flag.IntVar(&o.workers, "workers", 4, "worker processes")
+	flag.IntVar(&o.serves, "serves", 1, "how many of the --workers processes are `cocalc-hosts serve` (the API with its in-process worker) instead of `cocalc-hosts worker`; the kills hit both (sim hosts only)")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "jobs each worker runs at once")
 	flag.IntVar(&o.maxAttempts, "max-attempts", 5, "worker.max_attempts (the product's default is 5)")
 	flag.DurationVar(&o.lease, "lease", 10*time.Second, "worker lease: a killed worker's jobs are taken over this long after its last heartbeat")
@@ -89,6 +90,10 @@ func main() {
 	flag.Parse()
 	if o.runs < 1 || o.hosts < 1 || o.workers < 1 || o.concurrency < 1 || o.kills < 0 || o.maxAttempts < 1 {
 		fmt.Fprintln(os.Stderr, "chaos: --runs, --hosts, --workers, --concurrency and --max-attempts must be at least 1, --kills at least 0")
+		os.Exit(2)
+	}
+	if o.serves < 0 || o.serves > o.workers {
+		fmt.Fprintf(os.Stderr, "chaos: --serves %d: want 0 to --workers (%d)\n", o.serves, o.workers)
 		os.Exit(2)
 	}
 	if o.lease < time.Second {
@@ -220,7 +225,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	rep := &report{OK: true,
 		Machine: map[string]any{"cpus": numCPU(), "load_average_at_start": strings.Join(strings.Fields(string(load))[:3], " ")},
-		Settings: map[string]any{"runs": o.runs, "hosts": o.hosts, "kills": o.kills, "workers": o.workers,
+		Settings: map[string]any{"runs": o.runs, "hosts": o.hosts, "kills": o.kills, "workers": o.workers, "of_them_serve": o.serves,
 			"concurrency": o.concurrency, "lease": o.lease.String(), "kill_every": o.killEvery.String(),
 			"max_attempts": o.maxAttempts, "backoff": backoff(),
 			"faults": map[string]any{"latency": o.latency.String(), "5xx": o.errorRate, "429": o.rateLimitRate, "retry_after": o.retryAfter.String(),
@@ -313,7 +318,10 @@ func simOptions(o options, faults bool) map[string]string {
 
 func writeConfig(path, db string, o options, faults bool) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "db: %s\nworker:\n  max_attempts: %d\nproviders:\n  sim:\n", db, o.maxAttempts)
+	// `serve` reads its worker's settings from here (`worker` gets flags
+	// too); reconcile and project sync are off (see oneRun).
+	fmt.Fprintf(&b, "db: %s\nworker:\n  max_attempts: %d\n  lease: %s\n  concurrency: %d\n  reconcile_interval: \"0\"\n  project_sync_interval: \"0\"\nproviders:\n  sim:\n",
+		db, o.maxAttempts, o.lease, o.concurrency)
 	sim := simOptions(o, faults)
 	keys := make([]string, 0, len(sim))
 	for k := range sim {
@@ -406,8 +414,13 @@ func oneRun(ctx context.Context, o options, pg *pgtest.Cluster, bin, dir string,
 	ws := &workers{bin: bin, cfg: chaosCfg, dir: dir, lease: o.lease, concurrency: o.concurrency,
 		args: []string{"--reconcile-interval", "0", "--project-sync-interval", "0"}}
 	defer ws.stopAll()
-	if err := ws.startN(o.workers); err != nil {
+	if err := ws.startN(o.workers - o.serves); err != nil {
 		return rr, err
+	}
+	for range o.serves {
+		if err := ws.start(true); err != nil {
+			return rr, err
+		}
 	}
 	start := time.Now()
 	killCtx, stopKills := context.WithCancel(ctx)
@@ -723,7 +736,9 @@ func check(ctx context.Context, checkCfg string, hs []*hostPlan, rr *runReport) 
 	return nil
 }
 
-// workers are the run's `cocalc-hosts worker` processes.
+// workers are the run's processes that run jobs: `cocalc-hosts worker`,
+// and `cocalc-hosts serve` (the API with its in-process worker), which
+// reads its worker settings from the config.
 type workers struct {
 	bin, cfg, dir string
 	lease         time.Duration
@@ -731,47 +746,59 @@ type workers struct {
 	args          []string // more flags of `worker`
 
 	mu    sync.Mutex
-	procs []*exec.Cmd
+	procs []worker
 	n     int
 	err   error
+}
+
+type worker struct {
+	cmd   *exec.Cmd
+	serve bool
 }
 
 // startN starts n workers (stop them with stopAll, also after an error).
 func (w *workers) startN(n int) error {
 	for range n {
-		if err := w.start(); err != nil {
+		if err := w.start(false); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (w *workers) start() error {
+// start starts a worker, or with serve a server on a free loopback port.
+func (w *workers) start(serve bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.n++
-	logf, err := os.OpenFile(filepath.Join(w.dir, fmt.Sprintf("worker%03d.log", w.n)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	kind := "worker"
+	args := append([]string{"--config", w.cfg, "worker", "--lease", w.lease.String(), "--concurrency", fmt.Sprint(w.concurrency)}, w.args...)
+	if serve {
+		kind, args = "serve", []string{"--config", w.cfg, "serve", "--listen", "127.0.0.1:0"}
+	}
+	logf, err := os.OpenFile(filepath.Join(w.dir, fmt.Sprintf("%s%03d.log", kind, w.n)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	args := append([]string{"--config", w.cfg, "worker", "--lease", w.lease.String(), "--concurrency", fmt.Sprint(w.concurrency)}, w.args...)
 	cmd := exec.Command(w.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so a kill takes it whole; and it dies with
 	// the harness.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start worker: %w", err)
+		return fmt.Errorf("start %s: %w", kind, err)
 	}
-	w.procs = append(w.procs, cmd)
+	w.procs = append(w.procs, worker{cmd: cmd, serve: serve})
 	return nil
 }
 
-// kill SIGKILLs worker i, waits for it, and starts a new one in its place.
+// kill SIGKILLs worker i, waits for it, and starts a new one of its kind
+// in its place.
 func (w *workers) kill(i int) error {
 	w.mu.Lock()
-	cmd := w.procs[i]
+	p := w.procs[i]
+	cmd := p.cmd
 	w.procs = append(w.procs[:i], w.procs[i+1:]...)
 	w.mu.Unlock()
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck
@@ -781,9 +808,9 @@ func (w *workers) kill(i int) error {
 		return err
 	}
 	if err == nil || !exit.Sys().(syscall.WaitStatus).Signaled() {
-		return fmt.Errorf("worker %d had exited before it was killed (see its log in %s)", cmd.Process.Pid, w.dir)
+		return fmt.Errorf("process %d had exited before it was killed (see its log in %s)", cmd.Process.Pid, w.dir)
 	}
-	return w.start()
+	return w.start(p.serve)
 }
 
 // killLoop kills a worker at random moments (uniform in [0, 2·every],
@@ -815,7 +842,7 @@ func (w *workers) killLoop(ctx context.Context, st store.Store, seed uint64, n i
 		w.mu.Lock()
 		var candidates []int
 		for i, p := range w.procs {
-			if busy[fmt.Sprint(p.Process.Pid)] {
+			if busy[fmt.Sprint(p.cmd.Process.Pid)] {
 				candidates = append(candidates, i)
 			}
 		}
@@ -841,8 +868,8 @@ func (w *workers) stopAll() {
 	procs := w.procs
 	w.procs = nil
 	w.mu.Unlock()
-	for _, cmd := range procs {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck
-		cmd.Wait()                                      //nolint:errcheck
+	for _, p := range procs {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck
+		p.cmd.Wait()                                      //nolint:errcheck
 	}
 }
