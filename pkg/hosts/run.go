@@ -60,7 +60,8 @@ func (s *Service) Run(ctx context.Context, job model.Job, progress func(string))
 		}
 		end(err)
 		pricing = pl.PricingVersion
-		if err == nil {
+		if err == nil && (inst.State != provider.StateRunning || p.Capabilities().Bootstrap) {
+			// A wait or a bootstrap follows, either of which may fail.
 			err = s.saveInstanceID(ctx, &h, inst)
 		}
 		if err == nil {
@@ -237,7 +238,10 @@ func (s *Service) earlierInstance(ctx context.Context, p provider.Provider, h mo
 // saveInstanceID writes the id of the instance just created to the host
 // at once, before waiting for it: if the wait or the bootstrap fails,
 // the retry and reconcile find the instance by this id rather than by
-// what a list reply calls it.
+// what a list reply calls it. An instance running at once on a cloud
+// without bootstrap needs no early write: the attempt's result, committed
+// next, records the id (and a retry after a lost commit finds the
+// instance by its host label, as after any lost reply).
 func (s *Service) saveInstanceID(ctx context.Context, h *model.Host, inst provider.Instance) error {
 	if inst.ID == "" || inst.ID == h.Runtime.InstanceID {
 		return nil

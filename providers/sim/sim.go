@@ -191,27 +191,28 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	if err := validName(op, spec.Name); err != nil {
 		return provider.Instance{}, err
 	}
+	disk, kept, err := p.getDisk(ctx, op, spec.Name)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	rec, recErr := p.newRecord(spec)
 	// Idempotency first: an instance that exists is returned as it is,
 	// even if the spec changed or its region has since run out of capacity.
-	// A cloud whose names are not unique does not look.
-	if !p.opts.duplicateNames {
+	// A cloud whose names are not unique does not look. When nothing could
+	// refuse the create, the PutIfAbsent below looks instead (one call less).
+	if !p.opts.duplicateNames && (kept || recErr != nil || p.opts.capacityRegions[rec.Region]) {
 		if r, err := p.get(ctx, op, spec.Name); err == nil {
 			return p.instance(r), nil
 		} else if !errkind.Is(err, errkind.NotFound) {
 			return provider.Instance{}, err
 		}
 	}
-	rec, err := p.newRecord(spec)
-	if err != nil {
-		return provider.Instance{}, err
+	if recErr != nil {
+		return provider.Instance{}, recErr
 	}
 	if p.opts.capacityRegions[rec.Region] {
 		return provider.Instance{}, provider.Errorf(errkind.Capacity, Name, op,
 			"no capacity for %s in %s (simulated); try another region or later", rec.MachineType, rec.Region)
-	}
-	disk, kept, err := p.getDisk(ctx, op, spec.Name)
-	if err != nil {
-		return provider.Instance{}, err
 	}
 	if kept {
 		// A zonal disk can only be attached in its own zone.
