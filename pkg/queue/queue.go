@@ -531,8 +531,9 @@ func (w *Worker) finish(ctx context.Context, f store.Finish) error {
 			}
 			errs := w.Store.FinishJobs(ctx, fs)
 			for i, err := range errs {
-				if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrLeaseLost) {
-					// The whole batch was rolled back: record each alone,
+				if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrLeaseLost) && !errkind.Is(err, errkind.NotFound) {
+					// The whole batch was rolled back (a lost lease or a
+					// host gone fails only its own job): record each alone,
 					// so that one job's bad write fails only that job.
 					err = w.Store.FinishJobs(ctx, fs[i:i+1])[0]
 				}

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
@@ -196,9 +199,9 @@ func (w LogWrite) apply(ctx context.Context, s *SQLStore, tx txWriter) error {
 
 // FinishJobs records the outcomes of jobs (see Finish) in one transaction,
 // so that the workers of a process share one commit. The result has one
-// entry per Finish: nil, ErrLeaseLost for one whose lease was lost (its
-// writes are skipped, the others' are not), or the error that rolled the
-// whole transaction back.
+// entry per Finish: nil; ErrLeaseLost for one whose lease was lost, or a
+// NotFound error for one whose host is gone (their writes are skipped, the
+// others' are not); or the error that rolled the whole transaction back.
 func (s *SQLStore) FinishJobs(ctx context.Context, fs []Finish) []error {
 	var errs []error
 	var err error
@@ -223,6 +226,62 @@ func (s *SQLStore) FinishJobs(ctx context.Context, fs []Finish) []error {
 	return errs
 }
 
+// finishJobSQL is the statement that records f's outcome on its job. It
+// changes the job only while f.Owner holds its lease and every host f
+// writes exists (on Postgres, locked until the commit), so that f's
+// writes, made only when it changed the job, always find their rows.
+func (s *SQLStore) finishJobSQL(f Finish) (string, []any) {
+	var finished sql.NullInt64
+	if f.State == model.JobDone || f.State == model.JobFailed {
+		finished = sql.NullInt64{Int64: ms(f.Now), Valid: true}
+	}
+	args := []any{f.JobID, f.Owner, string(f.State), ms(f.RunAfter), f.Error, ms(f.Now), finished, unclaimed(f)}
+	q := `UPDATE jobs SET state = $3, run_after = $4, last_error = $5, updated_at = $6, finished_at = $7,
+ attempts = attempts - $8, lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'running'`
+	if ids := hostsWritten(f); len(ids) > 0 {
+		in := make([]string, len(ids))
+		for i, id := range ids {
+			args = append(args, id)
+			in[i] = "$" + strconv.Itoa(len(args))
+		}
+		q += ` AND (SELECT count(*) FROM (SELECT 1 FROM project_hosts WHERE id IN (` + strings.Join(in, ", ") + `)` +
+			s.d.lockRow() + `) h) = ` + strconv.Itoa(len(ids))
+	}
+	return q, args
+}
+
+// hostsWritten are the hosts f writes, each once.
+func hostsWritten(f Finish) []string {
+	var ids []string
+	for _, w := range f.Writes {
+		if h, ok := w.(HostWrite); ok && !slices.Contains(ids, h.Host.ID) {
+			ids = append(ids, h.Host.ID)
+		}
+	}
+	return ids
+}
+
+// notFinished says why the statement of finishJobSQL changed no job: the
+// lease was lost, or a host f writes no longer exists.
+func (s *SQLStore) notFinished(ctx context.Context, db queryRower, f Finish) error {
+	var held int
+	err := db.QueryRowContext(ctx, `SELECT count(*) FROM jobs WHERE id = $1 AND lease_owner = $2 AND state = 'running'`,
+		f.JobID, f.Owner).Scan(&held)
+	for _, id := range hostsWritten(f) {
+		var n int
+		if err != nil || held == 0 {
+			break
+		}
+		if err = db.QueryRowContext(ctx, `SELECT count(*) FROM project_hosts WHERE id = $1`, id).Scan(&n); err == nil && n == 0 {
+			return errkind.Errorf(errkind.NotFound, "finish job %s: host %s no longer exists", f.JobID, id)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("finish job %s: %w", f.JobID, s.err("look for its lease", err))
+	}
+	return fmt.Errorf("finish job %s: %w", f.JobID, ErrLeaseLost)
+}
+
 // finishJobsTx is FinishJobs statement by statement in a transaction
 // (SQLite, where statements cost no round trip).
 func (s *SQLStore) finishJobsTx(ctx context.Context, fs []Finish) ([]error, error) {
@@ -233,18 +292,13 @@ func (s *SQLStore) finishJobsTx(ctx context.Context, fs []Finish) ([]error, erro
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 	for i, f := range fs {
-		var finished sql.NullInt64
-		if f.State == model.JobDone || f.State == model.JobFailed {
-			finished = sql.NullInt64{Int64: ms(f.Now), Valid: true}
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = $3, run_after = $4, last_error = $5, updated_at = $6,
- finished_at = $7, attempts = attempts - $8, lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'running'`,
-			f.JobID, f.Owner, string(f.State), ms(f.RunAfter), f.Error, ms(f.Now), finished, unclaimed(f))
+		q, args := s.finishJobSQL(f)
+		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("finish job %s: %w", f.JobID, err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			errs[i] = fmt.Errorf("finish job %s: %w", f.JobID, ErrLeaseLost)
+			errs[i] = s.notFinished(ctx, tx, f)
 			continue
 		}
 		for _, w := range f.Writes {

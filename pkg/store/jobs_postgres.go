@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -10,92 +9,62 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-
-	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
-	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 )
 
-// finishJobs is FinishJobs on Postgres in two round trips whatever the
-// batch: BEGIN and one statement per job, pipelined, then COMMIT (or
-// ROLLBACK when a write found no row). Each job's statement completes it
-// and makes its writes only if its lease holds:
+// finishJobs is FinishJobs on Postgres in one round trip whatever the
+// batch: one statement per job, pipelined and committed together (the
+// statements of one pipeline are one implicit transaction: an error rolls
+// them all back). Each job's statement completes it and makes its writes
+// only if it holds the lease and its host exists (finishJobSQL):
 //
-//	WITH j AS (UPDATE jobs … WHERE id = … AND lease_owner = … AND state = 'running' RETURNING id),
-//	     w1 AS (UPDATE project_hosts … AND EXISTS (SELECT 1 FROM j) RETURNING 1),
-//	     w2 AS (INSERT INTO cloud_vm_log … SELECT … WHERE EXISTS (SELECT 1 FROM j) RETURNING 1)
-//	SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM w1), (SELECT count(*) FROM w2)
+//	WITH j AS (UPDATE jobs … WHERE id = … AND lease_owner = … AND state = 'running' AND <hosts locked> RETURNING id),
+//	     w0 AS (UPDATE project_hosts … AND EXISTS (SELECT 1 FROM j)),
+//	     w1 AS (INSERT INTO cloud_vm_log … SELECT … WHERE EXISTS (SELECT 1 FROM j))
+//	SELECT count(*) FROM j
+//
+// A job it did not change is looked at afterwards, to say why.
 func (d postgresDialect) finishJobs(ctx context.Context, s *SQLStore, fs []Finish) ([]error, error) {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	errs := make([]error, len(fs))
+	changed := make([]int64, len(fs))
 	err = conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
 		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		writes := make([][]Write, len(fs))
-		for i, f := range fs {
-			q, args := finishStatement(f)
+		for _, f := range fs {
+			q, args := s.finishStatement(f)
 			b.Queue(q, args...)
-			writes[i] = f.Writes
 		}
-		res := pc.SendBatch(ctx, b)
-		_, err := res.Exec()
-		var missing error
+		res := dc.(*stdlib.Conn).Conn().SendBatch(ctx, b)
+		var err error
 		for i := range fs {
-			if err != nil {
+			if err = res.QueryRow().Scan(&changed[i]); err != nil {
 				break
-			}
-			counts := make([]int64, 1+len(writes[i]))
-			dest := make([]any, len(counts))
-			for k := range counts {
-				dest[k] = &counts[k]
-			}
-			if err = res.QueryRow().Scan(dest...); err != nil {
-				break
-			}
-			if counts[0] == 0 {
-				errs[i] = fmt.Errorf("finish job %s: %w", fs[i].JobID, ErrLeaseLost)
-				continue
-			}
-			for k, w := range writes[i] {
-				if h, ok := w.(HostWrite); ok && counts[k+1] == 0 && missing == nil {
-					missing = errkind.Errorf(errkind.NotFound, "finish job %s: host %s no longer exists", fs[i].JobID, h.Host.ID)
-				}
 			}
 		}
 		if cerr := res.Close(); err == nil {
 			err = cerr
 		}
-		end := "COMMIT"
-		if err != nil || missing != nil {
-			end = "ROLLBACK"
-		}
-		if _, eerr := pc.Exec(ctx, end); err == nil {
-			err = eerr
-		}
-		if err == nil && missing != nil {
-			err = missing
-		}
 		return err
 	})
-	return errs, err
+	conn.Close()
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(fs))
+	for i, f := range fs {
+		if changed[i] == 0 {
+			errs[i] = s.notFinished(ctx, s.db, f)
+		}
+	}
+	return errs, nil
 }
 
 // finishStatement is the statement that records f; see finishJobs.
-func finishStatement(f Finish) (string, []any) {
-	var finished sql.NullInt64
-	if f.State == model.JobDone || f.State == model.JobFailed {
-		finished = sql.NullInt64{Int64: ms(f.Now), Valid: true}
-	}
-	args := []any{f.JobID, f.Owner, string(f.State), ms(f.RunAfter), f.Error, ms(f.Now), finished, unclaimed(f)}
-	q := `WITH j AS (UPDATE jobs SET state = $3, run_after = $4, last_error = $5, updated_at = $6,
- finished_at = $7, attempts = attempts - $8, lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING id)`
-	sel := `SELECT (SELECT count(*) FROM j)`
+func (s *SQLStore) finishStatement(f Finish) (string, []any) {
+	upd, args := s.finishJobSQL(f)
+	q := `WITH j AS (` + upd + ` RETURNING id)`
 	for i, w := range f.Writes {
-		name := "w" + strconv.Itoa(i)
 		var body string
 		var wargs []any
 		switch w := w.(type) {
@@ -104,22 +73,21 @@ func finishStatement(f Finish) (string, []any) {
 			if h.UpdatedAt.IsZero() {
 				h.UpdatedAt = time.Now()
 			}
-			body, wargs = renumber(updateHostSQL, len(args))+` AND EXISTS (SELECT 1 FROM j) RETURNING 1`, updateHostArgs(h)
+			body, wargs = renumber(updateHostSQL, len(args))+` AND EXISTS (SELECT 1 FROM j)`, updateHostArgs(h)
 		case LogWrite:
 			e := w.Entry
 			if e.TS.IsZero() {
 				e.TS = time.Now()
 			}
 			body, wargs = `INSERT INTO cloud_vm_log (`+logColumns+`) SELECT `+renumber(logValues, len(args))+
-				` WHERE EXISTS (SELECT 1 FROM j) RETURNING 1`, logArgs(e)
+				` WHERE EXISTS (SELECT 1 FROM j)`, logArgs(e)
 		default:
 			panic(fmt.Sprintf("store: no Postgres statement for %T", w))
 		}
-		q += ",\n " + name + " AS (" + body + ")"
-		sel += `, (SELECT count(*) FROM ` + name + `)`
+		q += ",\n w" + strconv.Itoa(i) + " AS (" + body + ")"
 		args = append(args, wargs...)
 	}
-	return q + "\n" + sel, args
+	return q + "\nSELECT count(*) FROM j", args
 }
 
 // logValues are cloud_vm_log's values typed for INSERT … SELECT, where

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store/storetest"
@@ -116,6 +117,55 @@ func TestHeartbeatAndFinishBatches(t *testing.T) {
 		logs, _ := s.ListLog(ctx, store.LogFilter{HostID: other.Subject.ID})
 		if j, _ := s.GetJob(ctx, other.ID); j.State != model.JobRunning || j.LeaseOwner != "w3" || h.Status == model.StatusError || len(logs) != 0 {
 			t.Fatalf("the rejected finish wrote: job %+v, host %s, %d log entries", j, h.Status, len(logs))
+		}
+	})
+}
+
+// A finish whose host is gone (removed by hand while its job ran) fails
+// alone with NotFound and writes nothing; the other finishes of its batch
+// commit, whatever their order.
+func TestFinishBatchWithHostGone(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
+		ctx := context.Background()
+		var hs []model.Host
+		for i := range 3 {
+			h := newHost(fmt.Sprintf("h%d", i))
+			s.CreateHost(ctx, h)
+			s.EnqueueJob(ctx, newJob(h.ID, model.ActionStart))
+			hs = append(hs, h)
+		}
+		jobs, err := s.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Limit: 3, Now: t0})
+		if err != nil || len(jobs) != 3 {
+			t.Fatalf("claim: %v %v", jobs, err)
+		}
+		gone := jobs[1].Subject.ID
+		if _, err := s.DB().ExecContext(ctx, `DELETE FROM project_hosts WHERE id = $1`, gone); err != nil {
+			t.Fatal(err)
+		}
+		var fs []store.Finish
+		for _, j := range jobs {
+			h := model.Host{ID: j.Subject.ID, Name: "x" + j.Subject.ID[:8], Owner: "alice", Provider: "sim", Region: "sim-east1",
+				Status: model.StatusRunning, CreatedAt: t0, UpdatedAt: t0}
+			fs = append(fs, store.Finish{JobID: j.ID, Owner: "w1", State: model.JobDone, Now: t0, Writes: []store.Write{
+				store.HostWrite{Host: h}, store.LogWrite{Entry: model.LogEntry{HostID: h.ID, JobID: j.ID, Action: "start", Status: "done", Provider: "sim"}}}})
+		}
+		errs := s.FinishJobs(ctx, fs)
+		if errs[0] != nil || errs[2] != nil || !errkind.Is(errs[1], errkind.NotFound) {
+			t.Fatalf("finish errors %v, want nil, host not found, nil", errs)
+		}
+		for i, j := range jobs {
+			got, _ := s.GetJob(ctx, j.ID)
+			logs, _ := s.ListLog(ctx, store.LogFilter{HostID: j.Subject.ID})
+			want, wantLogs := model.JobDone, 1
+			if i == 1 {
+				want, wantLogs = model.JobRunning, 0
+			}
+			if got.State != want || len(logs) != wantLogs {
+				t.Errorf("job %d: %s with %d log entries, want %s with %d", i, got.State, len(logs), want, wantLogs)
+			}
+			if h, err := s.GetHost(ctx, j.Subject.ID); i != 1 && (err != nil || h.Status != model.StatusRunning) {
+				t.Errorf("host %d: %s %v, want running", i, h.Status, err)
+			}
 		}
 	})
 }
