@@ -51,6 +51,7 @@ const workers = 4
 var (
 	cpuProfile string
 	implList   []string
+	warmup     int
 )
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	samples := flag.Int("latency-samples", 200, "jobs enqueued one at a time for the latency figures")
 	backends := flag.String("backends", "sqlite,postgres", "backends to measure")
 	impls := flag.String("impls", "cocalc_hosts,river", "queues to measure")
+	flag.IntVar(&warmup, "warmup", 100, "jobs each drain runs first, untimed, on its database (0: time the first worker of a new database)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the cocalc-hosts drains to this file")
 	flag.Parse()
 	implList = strings.Split(*impls, ",")
@@ -69,10 +71,12 @@ func main() {
 
 // Report is this program's output.
 type Report struct {
-	Workers int                 `json:"workers"`
-	Work    string              `json:"work"`
-	River   string              `json:"river"`
-	Results map[string]*Backend `json:"results"`
+	Workers int `json:"workers"`
+	// WarmupJobs ran before each drain on its database, untimed.
+	WarmupJobs int                 `json:"warmup_jobs"`
+	Work       string              `json:"work"`
+	River      string              `json:"river"`
+	Results    map[string]*Backend `json:"results"`
 }
 
 // Backend holds one backend's figures.
@@ -102,7 +106,7 @@ type Percentiles struct {
 }
 
 func run(depths string, samples int, backends []string) error {
-	rep := Report{Workers: workers, Results: map[string]*Backend{},
+	rep := Report{Workers: workers, WarmupJobs: warmup, Results: map[string]*Backend{},
 		Work:  "sim create at zero latency through hosts.Service.Run, then the host row update and a cloud_vm_log insert",
 		River: "riverqueue/river v0.51.2, MaxWorkers 4, FetchCooldown 1ms, FetchPollInterval 5ms (tuned for throughput; SQLite shares the store's one connection)"}
 	var cluster *pgtest.Cluster
@@ -184,6 +188,14 @@ type env struct {
 	st    *store.SQLStore
 	svc   *hosts.Service
 	hosts []model.Host
+	pool  *pgxpool.Pool // River's, on Postgres: one per database, shared by its clients
+}
+
+func (e *env) close() {
+	if e.pool != nil {
+		e.pool.Close()
+	}
+	e.st.Close()
 }
 
 func newEnv(ctx context.Context, dsn string) (*env, error) {
@@ -247,63 +259,81 @@ func (e *env) doneCount(ctx context.Context) (int, error) {
 }
 
 // drain queues n creates, runs them with impl and returns actions/s. It
-// checks that every action ran once.
+// checks that every action ran once. With warm-up jobs, those run first,
+// untimed, on the same database and connection pool, through a worker (a
+// River client) that is then stopped: the n jobs are then drained by a
+// new one, as a long-running process would meet a burst, instead of by
+// the first worker of a database just made (new server processes, first
+// plans, empty caches).
 func drain(impl, dsn string, n int) (float64, error) {
 	ctx := context.Background()
 	e, err := newEnv(ctx, dsn)
 	if err != nil {
 		return 0, err
 	}
-	defer e.st.Close()
+	defer e.close()
+	var run func(hs []model.Host, timed bool) (time.Duration, error)
+	switch impl {
+	case "cocalc_hosts":
+		run = func(hs []model.Host, timed bool) (time.Duration, error) {
+			for _, h := range hs {
+				if _, err := e.enqueue(ctx, h); err != nil {
+					return 0, err
+				}
+			}
+			w := queue.NewWorker(e.st, e.svc)
+			w.Concurrency = workers
+			stop := func() {}
+			if timed {
+				if stop, err = profile(); err != nil {
+					return 0, err
+				}
+			}
+			start := time.Now()
+			err := w.Run(ctx, true)
+			elapsed := time.Since(start)
+			stop()
+			return elapsed, err
+		}
+	case "river":
+		run = func(hs []model.Host, _ bool) (time.Duration, error) {
+			r, err := newRiver(ctx, e, dsn)
+			if err != nil {
+				return 0, err
+			}
+			if err := r.insert(ctx, hs); err != nil {
+				return 0, err
+			}
+			start := time.Now()
+			if err := r.start(ctx); err != nil {
+				return 0, err
+			}
+			r.wait(len(hs))
+			elapsed := time.Since(start)
+			return elapsed, r.stop(ctx)
+		}
+	}
+	if warmup > 0 {
+		if err := e.addHosts(ctx, warmup); err != nil {
+			return 0, err
+		}
+		if _, err := run(e.hosts, false); err != nil {
+			return 0, fmt.Errorf("warm-up: %w", err)
+		}
+	}
 	if err := e.addHosts(ctx, n); err != nil {
 		return 0, err
 	}
-	var elapsed time.Duration
-	switch impl {
-	case "cocalc_hosts":
-		for _, h := range e.hosts {
-			if _, err := e.enqueue(ctx, h); err != nil {
-				return 0, err
-			}
-		}
-		w := queue.NewWorker(e.st, e.svc)
-		w.Concurrency = workers
-		stop, err := profile()
-		if err != nil {
-			return 0, err
-		}
-		start := time.Now()
-		err = w.Run(ctx, true)
-		elapsed = time.Since(start)
-		stop()
-		if err != nil {
-			return 0, err
-		}
-	case "river":
-		r, err := newRiver(ctx, e, dsn)
-		if err != nil {
-			return 0, err
-		}
-		defer r.close()
-		if err := r.insert(ctx, e.hosts); err != nil {
-			return 0, err
-		}
-		start := time.Now()
-		if err := r.start(ctx); err != nil {
-			return 0, err
-		}
-		r.wait(n)
-		elapsed = time.Since(start)
-		if err := r.stop(ctx); err != nil {
-			return 0, err
-		}
+	elapsed, err := run(e.hosts[len(e.hosts)-n:], true)
+	if err != nil {
+		return 0, err
 	}
 	done, err := e.doneCount(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if done != n {
-		return 0, fmt.Errorf("%d actions recorded done for %d jobs", done, n)
+	if done != warmup+n {
+		return 0, fmt.Errorf("%d actions recorded done for %d jobs", done, warmup+n)
 	}
 	return float64(n) / elapsed.Seconds(), nil
 }
@@ -334,7 +364,7 @@ func latency(impl, dsn string, samples int) (Percentiles, error) {
 	if err != nil {
 		return Percentiles{}, err
 	}
-	defer e.st.Close()
+	defer e.close()
 	if err := e.addHosts(ctx, samples); err != nil {
 		return Percentiles{}, err
 	}
@@ -379,7 +409,6 @@ func latency(impl, dsn string, samples int) (Percentiles, error) {
 		if err != nil {
 			return Percentiles{}, err
 		}
-		defer r.close()
 		r.onStart = record
 		if err := r.start(ctx); err != nil {
 			return Percentiles{}, err
@@ -469,7 +498,6 @@ type riverEnv struct {
 	stop      func(ctx context.Context) error
 	insertAll func(ctx context.Context, args []river.InsertManyParams) error
 	insertOne func(ctx context.Context, h model.Host) (string, error)
-	close     func()
 }
 
 func (r *riverEnv) insert(ctx context.Context, hs []model.Host) error {
@@ -508,7 +536,7 @@ func (r *riverEnv) wait(n int) {
 }
 
 func newRiver(ctx context.Context, e *env, dsn string) (*riverEnv, error) {
-	r := &riverEnv{e: e, close: func() {}}
+	r := &riverEnv{e: e}
 	r.done.c = sync.NewCond(&r.done.mu)
 	ws := river.NewWorkers()
 	river.AddWorker(ws, &createWorker{r: r})
@@ -520,12 +548,14 @@ func newRiver(ctx context.Context, e *env, dsn string) (*riverEnv, error) {
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if store.IsPostgres(dsn) {
-		pool, err := pgxpool.New(ctx, dsn)
-		if err != nil {
-			return nil, err
+		if e.pool == nil {
+			pool, err := pgxpool.New(ctx, dsn)
+			if err != nil {
+				return nil, err
+			}
+			e.pool = pool
 		}
-		r.close = pool.Close
-		return r, setupRiver(ctx, r, riverpgxv5.New(pool), cfg)
+		return r, setupRiver(ctx, r, riverpgxv5.New(e.pool), cfg)
 	}
 	// River's SQLite driver wants one connection: share the store's, as a
 	// second writer on the file would only wait for it.
