@@ -323,11 +323,10 @@ func (r *runtime) committed(ctx context.Context) (commitment, error) {
 		}
 		use.running++
 		var sl specLabel
-		if json.Unmarshal([]byte(c.Labels[podman.LabelSpec]), &sl) == nil {
-			use.memory += sl.Limits.MemoryBytes
-			use.cpus += sl.Limits.CPUs
-			use.perProject[id] = sl.Limits.MemoryBytes
-		}
+		json.Unmarshal([]byte(c.Labels[podman.LabelSpec]), &sl) //nolint:errcheck // no label: no limits
+		use.memory += sl.Limits.MemoryBytes
+		use.cpus += sl.Limits.CPUs
+		use.perProject[id] = sl.Limits.MemoryBytes
 	}
 	return use, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,6 +104,9 @@ type runtime struct {
 	// step (taken after the project's own lock).
 	startMu sync.Mutex
 	mu      sync.Mutex
+	// running is the memory limit of each project container the agent
+	// knows to run (promised); nil until podman was first asked.
+	running map[string]int64
 	locks   map[string]*sync.Mutex
 	act     map[string]*activity
 	// hostActive is when some project was last active, for the host's
@@ -390,6 +394,7 @@ func (r *runtime) Delete(ctx context.Context, id string) error {
 	}
 	r.mu.Lock()
 	delete(r.act, id)
+	delete(r.running, id)
 	r.dirty = true
 	r.mu.Unlock()
 	r.log.Info("project deleted", "project", id)
@@ -405,6 +410,13 @@ func CheckImage(image string) error {
 }
 
 // Start runs project id's container, or returns the one that runs.
+//
+// A start is on the path users wait on, so it asks podman nothing it can
+// learn otherwise: `podman run` itself says whether the image is missing
+// or the name is taken (then, and only then, the container is looked up),
+// the quota is set only when it changed, and the memory promised to the
+// running projects is what the agent knows (looked up again only before
+// it refuses).
 func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjectRequest) (agentapi.ProjectStatus, error) {
 	if err := storage.CheckID(id); err != nil {
 		return agentapi.ProjectStatus{}, err
@@ -413,8 +425,8 @@ func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjec
 		return agentapi.ProjectStatus{}, err
 	}
 	l := req.Limits
-	if l.MemoryBytes < 0 || l.CPUs < 0 || l.PidsLimit < 0 || l.DiskBytes < 0 || req.IdleTimeoutSeconds < 0 {
-		return agentapi.ProjectStatus{}, perr(agentapi.CodeInvalid, "limits and idle timeout must not be negative")
+	if l.MemoryBytes < 0 || l.CPUs < 0 || l.PidsLimit < 0 || l.DiskBytes < 0 || req.IdleTimeoutSeconds < 0 || req.MemoryOvercommit < 0 {
+		return agentapi.ProjectStatus{}, perr(agentapi.CodeInvalid, "limits, idle timeout and memory overcommit must not be negative")
 	}
 	if l.MemoryBytes > 0 && l.MemoryBytes < 6<<20 {
 		return agentapi.ProjectStatus{}, perr(agentapi.CodeInvalid, "memory limit %d bytes is below podman's minimum of 6 MiB", l.MemoryBytes)
@@ -424,35 +436,6 @@ func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjec
 		return agentapi.ProjectStatus{}, err
 	} else if !ok {
 		return agentapi.ProjectStatus{}, perr(agentapi.CodeNotFound, "project %s has no storage on this host; create it first", id)
-	}
-	c, err := r.container(ctx, id)
-	switch {
-	case err == nil && c.Running():
-		return r.status(ctx, id, &c, false)
-	case err == nil:
-		// Exited by itself (its first process died, the host rebooted):
-		// start afresh; the home is what persists.
-		if err := r.pm.Remove(ctx, c.Name, 0); err != nil {
-			return agentapi.ProjectStatus{}, err
-		}
-	case !errors.Is(err, podman.ErrNotFound):
-		return agentapi.ProjectStatus{}, err
-	}
-	if err := r.ensureImage(ctx, req.Image, req.Pull); err != nil {
-		return agentapi.ProjectStatus{}, err
-	}
-	if req.MemoryCapBytes > 0 {
-		r.startMu.Lock()
-		defer r.startMu.Unlock()
-		use, err := r.committed(ctx)
-		if err != nil {
-			return agentapi.ProjectStatus{}, err
-		}
-		if use.memory+l.MemoryBytes > req.MemoryCapBytes {
-			return agentapi.ProjectStatus{}, perr(agentapi.CodeNoRoom,
-				"no memory headroom: %d MiB of %d MiB is promised to %d running project(s) and this one needs %d MiB; stop a project, ask for less --memory, or use another host",
-				use.memory>>20, req.MemoryCapBytes>>20, use.running, l.MemoryBytes>>20)
-		}
 	}
 	if l.DiskBytes > 0 && r.st.Capabilities().Quotas {
 		if err := r.st.SetQuota(ctx, id, l.DiskBytes); err != nil {
@@ -483,30 +466,29 @@ func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjec
 		GPUs:    r.gpus,
 		Command: initCommand,
 	}
-	cid, err := r.pm.Start(ctx, rs)
+	// The memory check and the container's start are one step.
+	r.startMu.Lock()
+	defer r.startMu.Unlock()
+	if err := r.checkMemory(ctx, id, l.MemoryBytes, req); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	cid, running, err := r.run(ctx, id, rs, req.Pull)
 	if err != nil {
-		// A container that was created but did not start would block the
-		// next start under the same name.
-		r.pm.Remove(context.WithoutCancel(ctx), rs.Name, 0) //nolint:errcheck
-		// What fails the same way every time is not worth a retry:
-		// say so, with the fix.
-		if d, ok := podman.Diagnose(err); ok {
-			code := agentapi.CodeInvalid
-			if d.Problem == podman.ProblemPermission {
-				code = agentapi.CodeUnsupported
-			}
-			return agentapi.ProjectStatus{}, perr(code, "start project %s: %v; %s", id, err, d.Fix)
-		}
-		return agentapi.ProjectStatus{}, fmt.Errorf("start project %s: %w", id, err)
+		return agentapi.ProjectStatus{}, err
+	}
+	if running != nil {
+		return r.status(ctx, id, running, false)
 	}
 	r.mu.Lock()
 	a := r.activityOf(id)
 	a.last, a.cpuValid, a.stoppedReason = r.now(), false, ""
 	r.hostActive, r.dirty = a.last, true
+	if r.running != nil {
+		r.running[id] = l.MemoryBytes
+	}
 	r.mu.Unlock()
 	r.log.Info("project started", "project", id, "image", req.Image, "memory", l.MemoryBytes, "cpus", l.CPUs)
-	// What was just started, without asking podman again (a start is on
-	// the path users wait on).
+	// What was just started, without asking podman again.
 	started := r.now().UTC()
 	ps := agentapi.ProjectStatus{ID: id, State: agentapi.ProjectRunning, ContainerID: cid, Image: req.Image, Limits: l,
 		StartedAt: &started, LastActivity: &started, IdleTimeoutSeconds: req.IdleTimeoutSeconds, GPUs: r.gpus}
@@ -533,15 +515,65 @@ func (r *runtime) prepareSnapshotsMount(id string) error {
 	return root.Mkdir(storage.SnapshotsDirName, 0o755)
 }
 
+// run starts rs, project id's container. When the project's container
+// runs already it returns that one instead, whatever its image.
+func (r *runtime) run(ctx context.Context, id string, rs podman.RunSpec, pull bool) (string, *podman.Container, error) {
+	for tries := 0; ; tries++ {
+		cid, err := r.pm.Start(ctx, rs)
+		if err == nil {
+			return cid, nil, nil
+		}
+		inUse, noImage := errors.Is(err, podman.ErrNameInUse), errors.Is(err, podman.ErrNoImage)
+		if tries < 2 && (inUse || noImage) {
+			c, lerr := r.container(ctx, id)
+			switch {
+			case lerr == nil && c.Running():
+				return "", &c, nil
+			case lerr == nil:
+				// Exited by itself (its first process died, the host
+				// rebooted): start afresh; the home is what persists.
+				if err := r.pm.Remove(ctx, c.Name, 0); err != nil {
+					return "", nil, err
+				}
+			case !errors.Is(lerr, podman.ErrNotFound):
+				return "", nil, lerr
+			}
+			if noImage {
+				if err := r.pullImage(ctx, rs.Image, pull); err != nil {
+					return "", nil, err
+				}
+			}
+			continue
+		}
+		if !inUse {
+			// A container that was created but did not start would block
+			// the next start under the same name.
+			r.pm.Remove(context.WithoutCancel(ctx), rs.Name, 0) //nolint:errcheck
+		}
+		// What fails the same way every time is not worth a retry: say
+		// so, with the fix.
+		if d, ok := podman.Diagnose(err); ok {
+			code := agentapi.CodeInvalid
+			if d.Problem == podman.ProblemPermission {
+				code = agentapi.CodeUnsupported
+			}
+			return "", nil, perr(code, "start project %s: %v; %s", id, err, d.Fix)
+		}
+		return "", nil, fmt.Errorf("start project %s: %w", id, err)
+	}
+}
+
 // ensureImage checks that image is on the host, pulling it if asked.
 func (r *runtime) ensureImage(ctx context.Context, image string, pull bool) error {
 	ok, err := r.pm.ImageExists(ctx, image)
-	if err != nil {
+	if err != nil || ok {
 		return err
 	}
-	if ok {
-		return nil
-	}
+	return r.pullImage(ctx, image, pull)
+}
+
+// pullImage fetches image, which is not on the host, if asked to.
+func (r *runtime) pullImage(ctx context.Context, image string, pull bool) error {
 	if !pull {
 		return perr(agentapi.CodeNotFound, "image %s is not on this host; build one with `cocalc-hosts image build NAME --host HOST` or choose another --image", image)
 	}
@@ -551,6 +583,67 @@ func (r *runtime) ensureImage(ctx context.Context, image string, pull bool) erro
 		return perr(agentapi.CodeNotFound, "image %s is not on this host and cannot be pulled (%v); build one with `cocalc-hosts image build NAME --host HOST` or choose another --image", image, err)
 	}
 	return nil
+}
+
+// checkMemory refuses to start project id, whose limit is need, when
+// the limits of the running projects (other than id) and need add up to
+// more than the request's cap. Called under startMu.
+func (r *runtime) checkMemory(ctx context.Context, id string, need int64, req agentapi.StartProjectRequest) error {
+	limit := req.MemoryCapBytes
+	if limit == 0 && req.MemoryOvercommit > 0 {
+		total, _, err := meminfo()
+		if err != nil {
+			return err
+		}
+		limit = int64(float64(total) * req.MemoryOvercommit)
+	}
+	if limit == 0 {
+		return nil
+	}
+	for fresh := false; ; fresh = true {
+		running, err := r.promised(ctx, fresh)
+		if err != nil {
+			return err
+		}
+		delete(running, id)
+		var promised int64
+		for _, m := range running {
+			promised += m
+		}
+		if promised+need <= limit {
+			return nil
+		}
+		// What the agent knows may count a container that exited by
+		// itself since: refuse only on what podman says now.
+		if fresh {
+			return perr(agentapi.CodeNoRoom,
+				"no memory headroom: %d MiB of %d MiB is promised to %d running project(s) and this one needs %d MiB; stop a project, ask for less --memory, or use another host",
+				promised>>20, limit>>20, len(running), need>>20)
+		}
+	}
+}
+
+// promised returns the memory limit of each running project: what the
+// agent knows (podman's last answer, with the agent's starts and stops
+// since), or with fresh podman's answer now. What the agent knows may
+// count a container that exited by itself since, but never misses one
+// that runs (only the agent starts its host's containers). Called under
+// startMu, so no start changes it meanwhile.
+func (r *runtime) promised(ctx context.Context, fresh bool) (map[string]int64, error) {
+	r.mu.Lock()
+	known := maps.Clone(r.running)
+	r.mu.Unlock()
+	if known != nil && !fresh {
+		return known, nil
+	}
+	use, err := r.committed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.running = maps.Clone(use.perProject)
+	r.mu.Unlock()
+	return use.perProject, nil
 }
 
 // Stop stops project id's container; reason is recorded ("" for a request).
@@ -579,6 +672,7 @@ func (r *runtime) stopLocked(ctx context.Context, id, reason string) (agentapi.P
 	r.mu.Lock()
 	a.sessions = 0
 	r.dirty = true
+	delete(r.running, id)
 	r.mu.Unlock()
 	r.log.Info("project stopped", "project", id, "reason", orString(reason, "request"))
 	return r.status(ctx, id, nil, false)

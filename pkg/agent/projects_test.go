@@ -747,3 +747,77 @@ func TestIdlePolicyRefusedWhenHostCannotStop(t *testing.T) {
 		t.Fatalf("turning it off must work: %+v, %v", p, err)
 	}
 }
+
+// A start asks podman only `run`; what it used to ask first still holds:
+// a start of a running project returns that container, one whose container
+// exited by itself starts afresh, a changed quota is set, and a container
+// that exited by itself does not hold memory headroom.
+func TestStartAgain(t *testing.T) {
+	h := newHost(t, nil)
+	ctx := tctx(t)
+	id := h.newProject(agentapi.Limits{MemoryBytes: 100 * mib, DiskBytes: 32 * mib}, 0)
+	quota := func(want int64) {
+		t.Helper()
+		st, err := h.client.Project(ctx, id)
+		if err != nil || st.Disk == nil || st.Disk.QuotaBytes != want {
+			t.Fatalf("status = %+v, %v; want quota %d", st, err, want)
+		}
+	}
+	quota(32 * mib)
+	first, err := h.client.Project(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(id string, l agentapi.Limits, capBytes int64) (agentapi.ProjectStatus, error) {
+		return h.client.StartProject(ctx, id, agentapi.StartProjectRequest{Image: h.env.Image, Limits: l, MemoryCapBytes: capBytes})
+	}
+
+	// Running: the same container, not a second one. (With a cap, so
+	// that the agent learns what runs.)
+	st, err := start(id, agentapi.Limits{MemoryBytes: 100 * mib, DiskBytes: 32 * mib}, 1<<40)
+	if err != nil || st.State != agentapi.ProjectRunning || st.ContainerID != first.ContainerID {
+		t.Fatalf("start of a running project = %+v, %v; want container %s", st, err, first.ContainerID)
+	}
+
+	// Exited by itself (podman stop, as a crash of its first process
+	// would): it holds no headroom, and a start makes a new container.
+	if _, err := h.env.Podman.Run(ctx, "stop", "-t", "0", first.ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	other := uuid.NewString()
+	if _, err := h.client.CreateProject(ctx, other, agentapi.CreateProjectRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start(other, agentapi.Limits{MemoryBytes: 100 * mib}, 150*mib); err != nil {
+		t.Fatalf("start next to an exited container: %v", err)
+	}
+	// Now the cap is full: refused, naming what is promised.
+	_, err = start(id, agentapi.Limits{MemoryBytes: 100 * mib, DiskBytes: 48 * mib}, 150*mib)
+	if !agentapi.IsCode(err, agentapi.CodeNoRoom) || !strings.Contains(err.Error(), "100 MiB of 150 MiB is promised to 1 running project(s)") {
+		t.Fatalf("start over the cap: %v", err)
+	}
+	// The cap as a share of the host's memory: far too small.
+	_, err = h.client.StartProject(ctx, id, agentapi.StartProjectRequest{Image: h.env.Image, Limits: agentapi.Limits{MemoryBytes: 100 * mib}, MemoryOvercommit: 1e-6})
+	if !agentapi.IsCode(err, agentapi.CodeNoRoom) {
+		t.Fatalf("start over the overcommitted host memory: %v", err)
+	}
+	st, err = start(id, agentapi.Limits{MemoryBytes: 100 * mib, DiskBytes: 48 * mib}, 0)
+	if err != nil || st.State != agentapi.ProjectRunning || st.ContainerID == first.ContainerID {
+		t.Fatalf("start after the container exited = %+v, %v", st, err)
+	}
+	quota(48 * mib)
+	h.mustRun(id, "true")
+
+	// A quota changed between a stop and a start is set.
+	if _, err := h.client.StopProject(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start(id, agentapi.Limits{MemoryBytes: 100 * mib, DiskBytes: 40 * mib}, 0); err != nil {
+		t.Fatal(err)
+	}
+	quota(40 * mib)
+	// Starts that failed on podman's answers are not counted as podman errors.
+	if n := h.metric(t, "cocalc_agent_podman_errors_total", "command", "run"); n != 0 {
+		t.Fatalf("podman run errors counted: %g, want 0", n)
+	}
+}

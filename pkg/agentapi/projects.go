@@ -119,6 +119,10 @@ type StartProjectRequest struct {
 	// checks it in one step with the start, so concurrent starts cannot
 	// both take the last room.
 	MemoryCapBytes int64 `json:"memory_cap_bytes,omitempty"`
+	// MemoryOvercommit, when set and MemoryCapBytes is not, makes the
+	// cap that many times the host's memory, so that the caller need not
+	// ask the host's size first.
+	MemoryOvercommit float64 `json:"memory_overcommit,omitempty"`
 }
 
 // DiskUsage is a project's disk use.

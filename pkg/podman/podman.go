@@ -38,6 +38,14 @@ const (
 // ErrNotFound is a container or image that does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrNoImage is a Start whose image is not in the local store (Start
+// never pulls).
+var ErrNoImage = fmt.Errorf("image %w", ErrNotFound)
+
+// ErrNameInUse is a Start whose container name another container has
+// (running or not).
+var ErrNameInUse = errors.New("container name in use")
+
 // Config says how to call podman (part of the agent's configuration).
 type Config = agentapi.PodmanConfig
 
@@ -123,7 +131,7 @@ func (p *Podman) Run(ctx context.Context, args ...string) (string, error) {
 		// podman prefixes its messages with "Error: "; one is enough.
 		msg = strings.TrimPrefix(msg, "Error: ")
 		perr := &Error{Args: args, Err: err, Msg: msg}
-		if p.OnFailure != nil && len(args) > 0 && !isNoSuch(perr) {
+		if p.OnFailure != nil && len(args) > 0 && !isAnswer(perr) {
 			p.OnFailure(args[0])
 		}
 		return stdout.String(), perr
@@ -236,20 +244,37 @@ func (s RunSpec) Args() ([]string, error) {
 	return append(args, s.Command...), nil
 }
 
-// Start runs a container for s detached and returns its id.
+// Start runs a container for s detached and returns its id: one podman
+// command, which answers the questions a caller would otherwise ask
+// first. It never pulls: an image not in the store fails with
+// ErrNoImage, and a name another container has fails with ErrNameInUse;
+// neither leaves a container behind.
 func (p *Podman) Start(ctx context.Context, s RunSpec) (string, error) {
 	args, err := s.Args()
 	if err != nil {
 		return "", err
 	}
 	// Any --ulimit replaces podman's defaults: these are all of them.
-	args = append(append([]string{args[0]}, p.ulimitArgs()...), args[1:]...)
+	args = append(append([]string{args[0], "--pull", "never"}, p.ulimitArgs()...), args[1:]...)
 	out, err := p.Run(ctx, args...)
-	if err != nil {
-		return "", err
+	switch {
+	case err == nil:
+		return strings.TrimSpace(out), nil
+	case hasMsg(err, noImageMsgs...):
+		return "", fmt.Errorf("%w: %w", ErrNoImage, err)
+	case hasMsg(err, nameInUseMsgs...):
+		return "", fmt.Errorf("%w: %w", ErrNameInUse, err)
 	}
-	return strings.TrimSpace(out), nil
+	return "", err
 }
+
+// What podman says when a command's answer is "no" rather than a failure
+// (lower case).
+var (
+	noSuchMsgs    = []string{"no such container", "no container with name or id"}
+	noImageMsgs   = []string{"image not known", "no such image"}
+	nameInUseMsgs = []string{"is already in use"}
+)
 
 // Remove stops (SIGTERM, then SIGKILL after grace) and removes a
 // container. A container that does not exist is not an error.
@@ -261,11 +286,26 @@ func (p *Podman) Remove(ctx context.Context, name string, grace time.Duration) e
 	return err
 }
 
-func isNoSuch(err error) bool {
+func isNoSuch(err error) bool { return hasMsg(err, noSuchMsgs...) }
+
+// isAnswer reports whether a failed podman command answered a question
+// (no such container, no such image, name taken) rather than failed.
+func isAnswer(err error) bool {
+	return hasMsg(err, noSuchMsgs...) || hasMsg(err, noImageMsgs...) || hasMsg(err, nameInUseMsgs...)
+}
+
+// hasMsg reports whether err is a podman command whose message holds one
+// of msgs.
+func hasMsg(err error, msgs ...string) bool {
 	var pe *Error
-	if errors.As(err, &pe) {
-		m := strings.ToLower(pe.Msg)
-		return strings.Contains(m, "no such container") || strings.Contains(m, "no container with name or id")
+	if !errors.As(err, &pe) {
+		return false
+	}
+	m := strings.ToLower(pe.Msg)
+	for _, s := range msgs {
+		if strings.Contains(m, s) {
+			return true
+		}
 	}
 	return false
 }

@@ -257,7 +257,7 @@ func agentErr(err error) error {
 		return invalid("%s", ae.Message)
 	case agentapi.CodeNotFound:
 		return errkind.New(errkind.NotFound, ae.Message)
-	case agentapi.CodeNotRunning, agentapi.CodeUnsupported:
+	case agentapi.CodeNotRunning, agentapi.CodeUnsupported, agentapi.CodeNoRoom:
 		return refused("%s", ae.Message)
 	case agentapi.CodeConflict:
 		return errkind.New(errkind.Conflict, ae.Message)

@@ -653,12 +653,12 @@ func (mv *mover) final(ctx context.Context) (string, []string, error) {
 
 // startOn starts p on host h (its record's state follows).
 func (s *Service) startOn(ctx context.Context, client *agentapi.Client, h model.Host, p *model.Project) error {
-	hc, err := s.checkHeadroom(ctx, client, h, *p, false)
-	if err != nil {
-		return err
-	}
+	// The agent checks the memory headroom in one step with the start,
+	// against its own size: no round trip to ask for it first.
+	req := startRequest(*p, 0)
+	req.MemoryOvercommit = s.MemoryOvercommit
 	actx, end := telemetry.Start(ctx, "agent start project", attribute.String("host.id", h.ID))
-	st, err := client.StartProject(actx, p.ID, startRequest(*p, hc.memory))
+	st, err := client.StartProject(actx, p.ID, req)
 	end(err)
 	if err != nil {
 		return err

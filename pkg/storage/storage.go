@@ -30,6 +30,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -125,6 +126,12 @@ type Manager struct {
 	pool  string
 	kind  string
 	owner Owner
+
+	// quotas is the quota last set on each project's volumes, so that
+	// setting the same one again (every start does) costs no btrfs
+	// command. Removing a project's home or scratch forgets it.
+	qmu    sync.Mutex
+	quotas map[string]int64
 }
 
 // New returns a manager for the pool at path, of the given kind.
@@ -136,7 +143,7 @@ func New(pool, kind string, owner Owner) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage pool %s: %w", pool, err)
 	}
-	return &Manager{pool: abs, kind: kind, owner: owner}, nil
+	return &Manager{pool: abs, kind: kind, owner: owner, quotas: map[string]int64{}}, nil
 }
 
 // Capabilities reports what the pool supports.
@@ -286,6 +293,12 @@ func (m *Manager) makeVolume(ctx context.Context, path string) error {
 // removeVolume deletes a subvolume (and its qgroup) or a directory tree.
 // A missing path is not an error.
 func (m *Manager) removeVolume(ctx context.Context, path string) error {
+	// A project's volume made again has a new qgroup, without the limit.
+	if dir := filepath.Dir(path); dir == filepath.Join(m.pool, "projects") || dir == filepath.Join(m.pool, "scratch") {
+		m.qmu.Lock()
+		delete(m.quotas, filepath.Base(path))
+		m.qmu.Unlock()
+	}
 	st, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -428,7 +441,8 @@ func containsString(list []string, s string) bool {
 }
 
 // SetQuota limits project id's home and snapshots together to bytes, and
-// its scratch separately to the same size; 0 removes the limits.
+// its scratch separately to the same size; 0 removes the limits. The
+// limit this manager set last is not set again.
 func (m *Manager) SetQuota(ctx context.Context, id string, bytes int64) error {
 	if err := CheckID(id); err != nil {
 		return err
@@ -447,6 +461,12 @@ func (m *Manager) SetQuota(ctx context.Context, id string, bytes int64) error {
 	} else if !ok {
 		return fmt.Errorf("project %s: %w on this host", id, ErrNotFound)
 	}
+	m.qmu.Lock()
+	set, ok := m.quotas[id]
+	m.qmu.Unlock()
+	if ok && set == bytes {
+		return nil
+	}
 	group, _, err := m.groupID(ctx, id)
 	if err != nil {
 		return fmt.Errorf("quota of project %s: %w", id, err)
@@ -463,6 +483,9 @@ func (m *Manager) SetQuota(ctx context.Context, id string, bytes int64) error {
 			return fmt.Errorf("scratch quota of project %s: %w", id, err)
 		}
 	}
+	m.qmu.Lock()
+	m.quotas[id] = bytes
+	m.qmu.Unlock()
 	return nil
 }
 
