@@ -280,8 +280,11 @@ func (r *runtime) SetIdle(p agentapi.IdlePolicy) (agentapi.IdlePolicy, error) {
 	return r.Idle(), nil
 }
 
-// Resources reports the host's capacity and its projects' use of it.
-func (r *runtime) Resources(ctx context.Context, storageInfo agentapi.Storage) (agentapi.Resources, error) {
+// Resources reports the host's capacity and its projects' use of it:
+// the running projects as podman lists them now, or with known as the
+// agent knows them (see promised: no podman command, but it may count a
+// project whose container exited by itself since).
+func (r *runtime) Resources(ctx context.Context, storageInfo agentapi.Storage, known bool) (agentapi.Resources, error) {
 	res := agentapi.Resources{CPUs: goruntime.NumCPU(), GPUs: r.gpuN, GPUPassthrough: r.gpus, GPUNote: r.gpuNote, Storage: storageInfo}
 	caps := r.st.Capabilities()
 	res.Snapshots, res.Quotas = caps.Snapshots, caps.Quotas
@@ -290,11 +293,16 @@ func (r *runtime) Resources(ctx context.Context, storageInfo agentapi.Storage) (
 		return res, err
 	}
 	res.MemoryTotalBytes, res.MemoryAvailableBytes = total, avail
-	use, err := r.committed(ctx)
+	running, err := r.runningNow(ctx, !known)
 	if err != nil {
 		return res, err
 	}
-	res.RunningProjects, res.MemoryCommittedBytes, res.CPUsCommitted, res.RunningMemory = use.running, use.memory, use.cpus, use.perProject
+	res.RunningProjects, res.RunningMemory = len(running), map[string]int64{}
+	for id, l := range running {
+		res.MemoryCommittedBytes += l.MemoryBytes
+		res.CPUsCommitted += l.CPUs
+		res.RunningMemory[id] = l.MemoryBytes
+	}
 	ids, err := r.st.List()
 	if err != nil {
 		return res, err
@@ -303,32 +311,21 @@ func (r *runtime) Resources(ctx context.Context, storageInfo agentapi.Storage) (
 	return res, nil
 }
 
-// commitment is what the limits of the running projects add up to.
-type commitment struct {
-	running    int
-	memory     int64
-	cpus       float64
-	perProject map[string]int64 // memory limit of each running project
-}
-
-func (r *runtime) committed(ctx context.Context) (commitment, error) {
+// listRunning asks podman for the limits of each running project.
+func (r *runtime) listRunning(ctx context.Context) (map[string]agentapi.Limits, error) {
 	cs, err := r.containers(ctx)
 	if err != nil {
-		return commitment{}, err
+		return nil, err
 	}
-	use := commitment{perProject: map[string]int64{}}
+	running := map[string]agentapi.Limits{}
 	for id, c := range cs {
-		if !c.Running() {
-			continue
+		if c.Running() {
+			var sl specLabel
+			json.Unmarshal([]byte(c.Labels[podman.LabelSpec]), &sl) //nolint:errcheck // no label: no limits
+			running[id] = sl.Limits
 		}
-		use.running++
-		var sl specLabel
-		json.Unmarshal([]byte(c.Labels[podman.LabelSpec]), &sl) //nolint:errcheck // no label: no limits
-		use.memory += sl.Limits.MemoryBytes
-		use.cpus += sl.Limits.CPUs
-		use.perProject[id] = sl.Limits.MemoryBytes
 	}
-	return use, nil
+	return running, nil
 }
 
 // meminfo reads MemTotal and MemAvailable.

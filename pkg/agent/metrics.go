@@ -87,7 +87,7 @@ func (c resourceCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(agentInfoDesc, 1, Version, c.s.cfg.HostID)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := c.s.resources(ctx)
+	res, err := c.s.resources(ctx, false)
 	if err != nil {
 		c.s.log.Warn("metrics: read resources", "err", err)
 		gauge(resourcesUpDesc, 0)
@@ -105,11 +105,11 @@ func (c resourceCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(cpusCommittedDesc, res.CPUsCommitted)
 }
 
-// resources is what GET /v1/resources answers.
-func (s *server) resources(ctx context.Context) (agentapi.Resources, error) {
+// resources is what GET /v1/resources answers (see runtime.Resources).
+func (s *server) resources(ctx context.Context, known bool) (agentapi.Resources, error) {
 	st, err := storageStatus(s.cfg)
 	if err != nil {
 		return agentapi.Resources{}, err
 	}
-	return s.proj.Resources(ctx, st)
+	return s.proj.Resources(ctx, st, known)
 }

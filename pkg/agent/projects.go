@@ -104,9 +104,9 @@ type runtime struct {
 	// step (taken after the project's own lock).
 	startMu sync.Mutex
 	mu      sync.Mutex
-	// running is the memory limit of each project container the agent
+	// running holds the limits of each project container the agent
 	// knows to run (promised); nil until podman was first asked.
-	running map[string]int64
+	running map[string]agentapi.Limits
 	locks   map[string]*sync.Mutex
 	act     map[string]*activity
 	// hostActive is when some project was last active, for the host's
@@ -484,7 +484,7 @@ func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjec
 	a.last, a.cpuValid, a.stoppedReason = r.now(), false, ""
 	r.hostActive, r.dirty = a.last, true
 	if r.running != nil {
-		r.running[id] = l.MemoryBytes
+		r.running[id] = l
 	}
 	r.mu.Unlock()
 	r.log.Info("project started", "project", id, "image", req.Image, "memory", l.MemoryBytes, "cpus", l.CPUs)
@@ -607,8 +607,8 @@ func (r *runtime) checkMemory(ctx context.Context, id string, need int64, req ag
 		}
 		delete(running, id)
 		var promised int64
-		for _, m := range running {
-			promised += m
+		for _, l := range running {
+			promised += l.MemoryBytes
 		}
 		if promised+need <= limit {
 			return nil
@@ -623,27 +623,42 @@ func (r *runtime) checkMemory(ctx context.Context, id string, need int64, req ag
 	}
 }
 
-// promised returns the memory limit of each running project: what the
-// agent knows (podman's last answer, with the agent's starts and stops
-// since), or with fresh podman's answer now. What the agent knows may
-// count a container that exited by itself since, but never misses one
-// that runs (only the agent starts its host's containers). Called under
-// startMu, so no start changes it meanwhile.
-func (r *runtime) promised(ctx context.Context, fresh bool) (map[string]int64, error) {
+// promised returns the limits of each running project: what the agent
+// knows (podman's last answer, with the agent's starts and stops since),
+// or with fresh podman's answer now. What the agent knows may count a
+// container that exited by itself since, but never misses one that runs
+// (only the agent starts its host's containers). Called under startMu,
+// so no start changes it meanwhile.
+func (r *runtime) promised(ctx context.Context, fresh bool) (map[string]agentapi.Limits, error) {
 	r.mu.Lock()
 	known := maps.Clone(r.running)
 	r.mu.Unlock()
 	if known != nil && !fresh {
 		return known, nil
 	}
-	use, err := r.committed(ctx)
+	running, err := r.listRunning(ctx)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	r.running = maps.Clone(use.perProject)
+	r.running = maps.Clone(running)
 	r.mu.Unlock()
-	return use.perProject, nil
+	return running, nil
+}
+
+// runningNow is promised for callers outside a start.
+func (r *runtime) runningNow(ctx context.Context, fresh bool) (map[string]agentapi.Limits, error) {
+	if !fresh {
+		r.mu.Lock()
+		known := maps.Clone(r.running)
+		r.mu.Unlock()
+		if known != nil {
+			return known, nil
+		}
+	}
+	r.startMu.Lock()
+	defer r.startMu.Unlock()
+	return r.promised(ctx, true)
 }
 
 // Stop stops project id's container; reason is recorded ("" for a request).

@@ -195,7 +195,7 @@ func (s *server) handleRestore(r *http.Request, req agentapi.RestoreRequest) (an
 }
 
 func (s *server) handleResources(r *http.Request) (any, error) {
-	return s.resources(r.Context())
+	return s.resources(r.Context(), r.URL.Query().Get("known") == "1")
 }
 
 func (s *server) handleIdle(r *http.Request) (any, error) {

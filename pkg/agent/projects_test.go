@@ -791,6 +791,12 @@ func TestStartAgain(t *testing.T) {
 	if _, err := start(other, agentapi.Limits{MemoryBytes: 100 * mib}, 150*mib); err != nil {
 		t.Fatalf("start next to an exited container: %v", err)
 	}
+	// What the agent knows (no podman command) and what podman says agree.
+	for _, get := range []func(context.Context) (agentapi.Resources, error){h.client.KnownResources, h.client.Resources} {
+		if res, err := get(ctx); err != nil || res.RunningProjects != 1 || res.RunningMemory[other] != 100*mib {
+			t.Fatalf("resources = %+v, %v; want %s running", res, err, other)
+		}
+	}
 	// Now the cap is full: refused, naming what is promised.
 	_, err = start(id, agentapi.Limits{MemoryBytes: 100 * mib, DiskBytes: 48 * mib}, 150*mib)
 	if !agentapi.IsCode(err, agentapi.CodeNoRoom) || !strings.Contains(err.Error(), "100 MiB of 150 MiB is promised to 1 running project(s)") {

@@ -390,6 +390,16 @@ func (c *Client) Resources(ctx context.Context) (Resources, error) {
 	return out, c.do(ctx, http.MethodGet, ResourcesPath, nil, &out)
 }
 
+// KnownResources is Resources with the running projects as the agent
+// knows them, which asks podman nothing (fast) but may count a project
+// whose container exited by itself since: a caller that would refuse on
+// its answer asks Resources again. (An agent older than this answers as
+// Resources.)
+func (c *Client) KnownResources(ctx context.Context) (Resources, error) {
+	var out Resources
+	return out, c.do(ctx, http.MethodGet, ResourcesPath+"?known=1", nil, &out)
+}
+
 // Idle returns the host's idle-stop policy.
 func (c *Client) Idle(ctx context.Context) (IdlePolicy, error) {
 	var out IdlePolicy

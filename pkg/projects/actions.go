@@ -188,11 +188,24 @@ type caps struct {
 // projects the host has no room for now (refused), and returns the host's
 // caps (the disk cap only when creating).
 func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h model.Host, p model.Project, creating bool) (caps, error) {
-	res, err := client.Resources(ctx)
+	// What the agent knows of its running projects costs it no podman
+	// command (a start waits on this).
+	res, err := client.KnownResources(ctx)
 	if err != nil {
 		return caps{}, hostErr(h, err)
 	}
 	l := p.Limits
+	// Memory: the limits of the running projects plus this one must fit.
+	// A project that runs already holds its share.
+	memCap := int64(float64(res.MemoryTotalBytes) * s.MemoryOvercommit)
+	committed := func() int64 { return res.MemoryCommittedBytes - res.RunningMemory[p.ID] }
+	if committed()+l.MemoryBytes > memCap {
+		// The agent's knowledge may count a project that exited by
+		// itself since: refuse only on what runs now.
+		if res, err = client.Resources(ctx); err != nil {
+			return caps{}, hostErr(h, err)
+		}
+	}
 	if l.MemoryBytes > res.MemoryTotalBytes {
 		return caps{}, invalid("--memory %s is more than host %s has (%s)", FormatBytes(l.MemoryBytes), h.Name, FormatBytes(res.MemoryTotalBytes))
 	}
@@ -202,14 +215,9 @@ func (s *Service) checkHeadroom(ctx context.Context, client *agentapi.Client, h 
 	if l.DiskBytes > int64(res.Storage.TotalBytes) {
 		return caps{}, invalid("--disk %s is more than host %s has (%s); ask for less --disk, or use a host made with a bigger disk (`cocalc-hosts create … --disk GB`)", FormatBytes(l.DiskBytes), h.Name, FormatBytes(int64(res.Storage.TotalBytes)))
 	}
-	// Memory: the limits of the running projects (the agent's live view)
-	// plus this one must fit.
-	// A project that runs already holds its share.
-	committed := res.MemoryCommittedBytes - res.RunningMemory[p.ID]
-	memCap := int64(float64(res.MemoryTotalBytes) * s.MemoryOvercommit)
-	if committed+l.MemoryBytes > memCap {
+	if committed()+l.MemoryBytes > memCap {
 		return caps{}, refused("host %s has no memory headroom: %s of %s is promised to %d running project(s) and this one needs %s; stop a project, ask for less --memory, or use another host",
-			h.Name, FormatBytes(committed), FormatBytes(memCap), res.RunningProjects, FormatBytes(l.MemoryBytes))
+			h.Name, FormatBytes(committed()), FormatBytes(memCap), res.RunningProjects, FormatBytes(l.MemoryBytes))
 	}
 	if !creating {
 		return caps{memory: memCap}, nil
