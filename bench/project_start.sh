@@ -6,6 +6,9 @@
 # filesystem comes from the test cache (/var/cache/cocalc-hosts-test) or is
 # built once with mmdebstrap.
 #   ./bench/project_start.sh [N]
+# With TRACE=DIR, one more start is traced (strace of the CLI and of the
+# agent, kept in DIR): when each step began, in ms after the CLI's exec,
+# and how long each podman and btrfs command the agent ran took.
 set -eu
 N=${1:-10}
 cd "$(dirname "$0")/.."
@@ -64,21 +67,52 @@ RR=$(sed -n 's/.*"runroot": "\(.*\)".*/\1/p' "$W"/state/cocalc-hosts/providers/l
 PODMAN="podman --root $W/podman/root --runroot $RR --tmpdir $W/podman/tmp"
 export CONTAINERS_CONF=$W/containers.conf
 
-total=0
+# Interleaved, so that both see the same machine; the raw container gets
+# a project's mounts (home, scratch, snapshots read-only).
+mkdir -p "$W/raw"
+ta=0 tr=0 la= lr=
 for i in $(seq "$N"); do
 	t0=$(ms); "$BIN" project start "$P" >/dev/null 2>&1; t1=$(ms)
-	total=$((total + t1 - t0))
+	ta=$((ta + t1 - t0)) la="$la $((t1 - t0))"
 	"$BIN" project stop "$P" >/dev/null 2>&1
-done
-echo "cocalc-hosts project start: $((total / N)) ms (mean of $N)"
-
-total=0
-for i in $(seq "$N"); do
 	t0=$(ms)
 	$PODMAN run -d --name bench-raw --memory 256m --memory-swap 256m --cpus 1 --pids-limit 1024 \
+		--mount "type=bind,source=$W/raw,target=/home/user" --mount "type=bind,source=$W/raw,target=/scratch" \
+		--mount "type=bind,source=$W/raw,target=/home/user/.snapshots,readonly=true" \
 		--user 1000:1000 cocalc-base sleep infinity >/dev/null
 	t1=$(ms)
-	total=$((total + t1 - t0))
+	tr=$((tr + t1 - t0)) lr="$lr $((t1 - t0))"
 	$PODMAN rm -f -t 0 bench-raw >/dev/null
 done
-echo "podman run -d:              $((total / N)) ms (mean of $N)"
+median() { for x; do echo "$x"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+echo "cocalc-hosts project start: $((ta / N)) ms mean, $(median $la) ms median (of $N)"
+echo "podman run -d:              $((tr / N)) ms mean, $(median $lr) ms median (of $N)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+[ -n "${TRACE:-}" ] || exit 0
+# One traced start: the CLI's process start, its store, its calls to the
+# agent (connect) and its exit; the agent's accepted requests and each
+# subprocess it ran (exec to exit).
+AP=$(cut -d' ' -f1 "$W"/state/cocalc-hosts/providers/local/local-hosts/*/agent.pid)
+mkdir -p "$TRACE"
+strace -f -q -ttt -s 256 -e trace=execve,accept4 -o "$TRACE/agent.trace" -p "$AP" &
+ST=$!
+sleep 1
+strace -f -q -ttt -s 256 -e trace=execve,openat,connect,fdatasync,fsync,write -o "$TRACE/cli.trace" "$BIN" project start "$P" >/dev/null 2>&1
+sleep 0.5
+kill "$ST"; wait "$ST" 2>/dev/null || true
+"$BIN" project stop "$P" >/dev/null 2>&1
+awk '
+	FNR == 1 { who = (FILENAME ~ /cli/) ? "cli  " : "agent" }
+	{ t = $2 * 1000; pid = $1 }
+	who == "cli  " && t0 == "" && /execve\(/ { t0 = t; main = pid }
+	/execve\(/ && match($0, /execve\("[^"]*(podman|btrfs)"/) { args[pid] = $0; sub(/.*\[/, "", args[pid]); sub(/\].*/, "", args[pid]); sub(/"--tmpdir", "[^"]*", /, "… ", args[pid]); st[pid] = t }
+	/\+\+\+ exited/ && (pid in st) { printf "%s %8.1f ms  %7.1f ms long: %s\n", who, st[pid] - t0, t - st[pid], substr(args[pid], 1, 100); delete st[pid] }
+	/\+\+\+ exited/ && who == "cli  " && pid == main { end = t }
+	/write\(2, "/ && match($0, /write\(2, "[^"]*/) { printf "%s %8.1f ms  says: %s\n", who, t - t0, substr($0, RSTART + 10, 70) }
+	/openat\(.*\.db"/ && !db++ { printf "%s %8.1f ms  store opened\n", who, t - t0 }
+	/fdatasync|fsync/ { printf "%s %8.1f ms  database commit (fsync)\n", who, t - t0 }
+	/connect\(.*sun_path/ && match($0, /sun_path="[^"]*"/) { printf "%s %8.1f ms  connect %s\n", who, t - t0, substr($0, RSTART + 10, RLENGTH - 11) }
+	/accept4\(/ && !/EAGAIN/ && !/resumed/ { printf "%s %8.1f ms  request accepted\n", who, t - t0 }
+	END { printf "cli   %8.1f ms  exited\n", end - t0 }
+' "$TRACE/cli.trace" "$TRACE/agent.trace" | sort -k2 -n

@@ -1,11 +1,12 @@
 #!/bin/sh
 # Starting a project through the agent next to a raw `podman run -d` of
-# the same image with the same limits (root: real btrfs and podman).
+# the same image with the same limits, interleaved, medians (root: real
+# btrfs and podman).
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/figures/lib.sh
 need_root "btrfs loop pools, podman with cgroup limits"
 if [ -n "${SHORT:-}" ]; then n=1x; else n=20x; fi
-out=$(gobench ./pkg/agent ProjectStart "$n")
-printf '{"agent_ms": %s, "podman_run_ms": %s}\n' \
-	"$(echo "$out" | ms BenchmarkProjectStart/agent)" "$(echo "$out" | ms BenchmarkProjectStart/podman-run)"
+out=$(go test ./pkg/agent -run '^$' -bench ProjectStart -benchtime "$n" 2>&1)
+printf '{"agent_ms": %s, "podman_run_ms": %s, "ratio": %s}\n' "$(echo "$out" | metric BenchmarkProjectStart agent-ms)" \
+	"$(echo "$out" | metric BenchmarkProjectStart podman-run-ms)" "$(echo "$out" | metric BenchmarkProjectStart ratio)"
