@@ -10,6 +10,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
@@ -65,25 +66,25 @@ type (
 func (s *Server) opsRoutes() []route {
 	p := Prefix
 	return []route{
-		{method: get, path: p + "/hosts/{host}/boot-log", run: s.bootLog},
-		{method: get, path: p + "/cost", run: s.cost},
-		{method: post, path: p + "/catalog/search", run: func(r *request) (any, error) {
+		{method: get, path: p + "/hosts/{host}/boot-log", out: typeOf[hosts.BootLog](), run: s.bootLog},
+		{method: get, path: p + "/cost", out: typeOf[cost.Report](), run: s.cost},
+		{method: post, path: p + "/catalog/search", in: typeOf[catalog.Search](), out: typeOf[catalog.SearchResult](), run: func(r *request) (any, error) {
 			var b catalog.Search
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return s.Ops.SearchCatalog(r.Context(), b)
 		}},
-		{method: post, path: p + "/catalog/refresh", run: func(r *request) (any, error) {
+		{method: post, path: p + "/catalog/refresh", in: typeOf[CatalogRefresh](), out: typeOf[catalog.RefreshResult](), run: func(r *request) (any, error) {
 			var b CatalogRefresh
 			if err := s.adminDecode(r, "refresh the catalog", &b); err != nil {
 				return nil, err
 			}
 			return s.Ops.RefreshCatalog(r.Context(), b.Clouds)
 		}},
-		{method: get, path: p + "/providers", run: func(r *request) (any, error) { return s.Ops.Providers(r.Context()) }},
-		{method: get, path: p + "/status", run: s.status},
-		{method: post, path: p + "/reconcile", run: func(r *request) (any, error) {
+		{method: get, path: p + "/providers", out: typeOf[[]provider.Info](), run: func(r *request) (any, error) { return s.Ops.Providers(r.Context()) }},
+		{method: get, path: p + "/status", out: typeOf[model.Health](), run: s.status},
+		{method: post, path: p + "/reconcile", in: typeOf[reconcile.Pass](), out: typeOf[reconcile.Report](), run: func(r *request) (any, error) {
 			var b reconcile.Pass
 			if err := s.adminDecode(r, "reconcile", &b); err != nil {
 				return nil, err
@@ -91,31 +92,31 @@ func (s *Server) opsRoutes() []route {
 			return s.Ops.Reconcile(r.Context(), b)
 		}},
 
-		{method: get, path: p + "/backup-config", run: func(r *request) (any, error) {
+		{method: get, path: p + "/backup-config", out: typeOf[projects.BackupConfigView](), run: func(r *request) (any, error) {
 			if err := s.adminDecode(r, "see the backup configuration", nil); err != nil {
 				return nil, err
 			}
 			return s.Projects.GetBackupConfig(r.Context())
 		}},
-		{method: post, path: p + "/backup-config", run: func(r *request) (any, error) {
+		{method: post, path: p + "/backup-config", in: typeOf[BackupConfigRequest](), out: typeOf[projects.BackupConfigView](), run: func(r *request) (any, error) {
 			var b BackupConfigRequest
 			if err := s.adminDecode(r, "configure backups", &b); err != nil {
 				return nil, err
 			}
 			return s.Projects.SetBackupConfig(r.Context(), r.id.caller(), b.Repository, b.Credentials)
 		}},
-		{method: get, path: p + "/backups/stale", run: func(r *request) (any, error) {
+		{method: get, path: p + "/backups/stale", out: typeOf[[]projects.StaleBackup](), run: func(r *request) (any, error) {
 			age, err := durationParam(r.URL.Query(), "age")
 			if err != nil {
 				return nil, err
 			}
 			return s.Projects.StaleBackups(r.Context(), r.id.caller(), r.URL.Query().Get("all") == "true", age)
 		}},
-		{method: get, path: p + "/projects/{project}/backups", run: func(r *request) (any, error) {
+		{method: get, path: p + "/projects/{project}/backups", out: typeOf[[]projects.BackupInfo](), run: func(r *request) (any, error) {
 			return s.Projects.Backups(r.Context(), r.id.caller(), r.PathValue("project"))
 		}},
-		{method: post, path: p + "/projects/{project}/backups", run: s.projectAction(s.Projects.StartBackup)},
-		{method: post, path: p + "/projects/{project}/backups/restore", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/backups", out: typeOf[projects.Submitted](), run: s.projectAction(s.Projects.StartBackup)},
+		{method: post, path: p + "/projects/{project}/backups/restore", in: typeOf[BackupRestoreRequest](), out: typeOf[projects.Submitted](), run: func(r *request) (any, error) {
 			var b BackupRestoreRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
@@ -124,19 +125,19 @@ func (s *Server) opsRoutes() []route {
 				projects.RestoreBackupRequest{Backup: b.Backup, Path: b.Path, ToScratch: b.ToScratch, ToHost: b.ToHost})
 		}},
 
-		{method: get, path: p + "/hosts/{host}/idle", run: func(r *request) (any, error) {
+		{method: get, path: p + "/hosts/{host}/idle", out: typeOf[HostIdle](), run: func(r *request) (any, error) {
 			h, pol, err := s.Projects.HostIdle(r.Context(), r.id.caller(), r.PathValue("host"))
 			return HostIdle{Host: h, Policy: pol}, err
 		}},
-		{method: post, path: p + "/hosts/{host}/idle", run: func(r *request) (any, error) {
+		{method: post, path: p + "/hosts/{host}/idle", in: typeOf[IdleRequest](), out: typeOf[agentapi.IdlePolicy](), run: func(r *request) (any, error) {
 			var b IdleRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return s.Projects.SetHostIdle(r.Context(), r.id.caller(), r.PathValue("host"), time.Duration(b.StopAfterSeconds)*time.Second)
 		}},
-		{method: post, path: p + "/hosts/{host}/images/build", stream: s.buildImage},
-		{method: get, path: p + "/hosts/{host}/images", run: func(r *request) (any, error) {
+		{method: post, path: p + "/hosts/{host}/images/build", in: typeOf[ImageBuildRequest](), stream: s.buildImage},
+		{method: get, path: p + "/hosts/{host}/images", out: typeOf[HostImages](), run: func(r *request) (any, error) {
 			h, is, err := s.Projects.Images(r.Context(), r.id.caller(), r.PathValue("host"))
 			return HostImages{Host: h, Images: is}, err
 		}},

@@ -5,12 +5,15 @@ import (
 	_ "embed"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
@@ -26,7 +29,10 @@ type route struct {
 	method, path string
 	// public routes need no key: health, readiness, the API document.
 	public bool
-	run    func(r *request) (any, error)
+	// in and out are the types of the JSON body and answer (nil: none,
+	// or not JSON), for the API document (openapi.go).
+	in, out reflect.Type
+	run     func(r *request) (any, error)
 	// stream, instead of run, writes a streamed answer itself.
 	stream func(w http.ResponseWriter, r *request) error
 }
@@ -53,104 +59,105 @@ const (
 func (s *Server) routes() []route {
 	p := Prefix
 	return append([]route{
-		{method: get, path: "/healthz", public: true, run: func(*request) (any, error) { return map[string]string{"status": "ok"}, nil }},
-		{method: get, path: "/readyz", public: true, run: s.ready},
-		{method: get, path: p + "/openapi.json", public: true, run: func(*request) (any, error) { return rawJSON(openapiDoc), nil }},
-		{method: get, path: p + "/whoami", run: s.whoami},
+		{method: get, path: "/healthz", out: typeOf[map[string]string](), public: true, run: func(*request) (any, error) { return map[string]string{"status": "ok"}, nil }},
+		{method: get, path: "/readyz", out: typeOf[map[string]string](), public: true, run: s.ready},
+		{method: get, path: p + "/openapi.json", public: true, run: func(*request) (any, error) {
+			doc, err := openapiServed()
+			return rawJSON(doc), err
+		}},
+		{method: get, path: p + "/whoami", out: typeOf[Whoami](), run: s.whoami},
 		{method: get, path: p + "/tunnel", public: true, stream: s.hostTunnel},
 		{method: get, path: p + "/hosts/{host}/relay/{target}", public: true, stream: s.relayIngress},
 
-		{method: get, path: p + "/hosts", run: s.listHosts},
-		{method: post, path: p + "/hosts", run: s.createHost},
-		{method: post, path: p + "/plan", run: s.planHost},
-		{method: get, path: p + "/hosts/{host}", run: func(r *request) (any, error) { return s.visibleHost(r, r.PathValue("host")) }},
-		{method: get, path: p + "/hosts/{host}/bootstrapped", run: s.bootstrapped},
-		{method: get, path: p + "/hosts/{host}/detail", run: func(r *request) (any, error) {
+		{method: get, path: p + "/hosts", out: typeOf[[]model.Host](), run: s.listHosts},
+		{method: post, path: p + "/hosts", in: typeOf[hosts.CreateRequest](), out: typeOf[hosts.Submitted](), run: s.createHost},
+		{method: post, path: p + "/plan", in: typeOf[hosts.CreateRequest](), out: typeOf[hosts.Plan](), run: s.planHost},
+		{method: get, path: p + "/hosts/{host}", out: typeOf[model.Host](), run: func(r *request) (any, error) { return s.visibleHost(r, r.PathValue("host")) }},
+		{method: get, path: p + "/hosts/{host}/bootstrapped", out: typeOf[bool](), run: s.bootstrapped},
+		{method: get, path: p + "/hosts/{host}/detail", out: typeOf[hosts.Detail](), run: func(r *request) (any, error) {
 			h, err := s.visibleHost(r, r.PathValue("host"))
 			if err != nil {
 				return nil, err
 			}
 			return s.Hosts.Detail(r.Context(), h.ID)
 		}},
-		{method: get, path: p + "/hosts/{host}/agent-metrics", run: func(r *request) (any, error) {
+		{method: get, path: p + "/hosts/{host}/agent-metrics", out: typeOf[hosts.AgentMetrics](), run: func(r *request) (any, error) {
 			h, err := s.visibleHost(r, r.PathValue("host"))
 			if err != nil {
 				return nil, err
 			}
 			return s.Hosts.AgentMetrics(r.Context(), h.ID)
 		}},
-		{method: get, path: p + "/hosts/{host}/log", run: s.hostLog},
-		{method: post, path: p + "/hosts/{host}/start", run: s.hostAction(func(ctx context.Context, h string, _ *request) (hosts.Submitted, error) { return s.Hosts.Start(ctx, h) })},
-		{method: post, path: p + "/hosts/{host}/stop", run: s.hostAction(func(ctx context.Context, h string, r *request) (hosts.Submitted, error) {
+		{method: get, path: p + "/hosts/{host}/log", out: typeOf[[]model.LogEntry](), run: s.hostLog},
+		{method: post, path: p + "/hosts/{host}/start", out: typeOf[hosts.Submitted](), run: s.hostAction(func(ctx context.Context, h string, _ *request) (hosts.Submitted, error) { return s.Hosts.Start(ctx, h) })},
+		{method: post, path: p + "/hosts/{host}/stop", in: typeOf[hosts.StopOptions](), out: typeOf[hosts.Submitted](), run: s.hostAction(func(ctx context.Context, h string, r *request) (hosts.Submitted, error) {
 			var o hosts.StopOptions
 			if err := r.decode(&o); err != nil {
 				return hosts.Submitted{}, err
 			}
 			return s.Hosts.Stop(ctx, h, o)
 		})},
-		{method: post, path: p + "/hosts/{host}/delete", run: s.hostAction(func(ctx context.Context, h string, r *request) (hosts.Submitted, error) {
+		{method: post, path: p + "/hosts/{host}/delete", in: typeOf[hosts.DeleteOptions](), out: typeOf[hosts.Submitted](), run: s.hostAction(func(ctx context.Context, h string, r *request) (hosts.Submitted, error) {
 			var o hosts.DeleteOptions
 			if err := r.decode(&o); err != nil {
 				return hosts.Submitted{}, err
 			}
 			return s.Hosts.Delete(ctx, h, o)
 		})},
-		{method: post, path: p + "/hosts/{host}/upgrade", run: s.hostAction(func(ctx context.Context, h string, _ *request) (hosts.Submitted, error) {
+		{method: post, path: p + "/hosts/{host}/upgrade", out: typeOf[hosts.Submitted](), run: s.hostAction(func(ctx context.Context, h string, _ *request) (hosts.Submitted, error) {
 			return s.Hosts.Upgrade(ctx, h)
 		})},
-		{method: get, path: p + "/hosts/{host}/collaborators", run: func(r *request) (any, error) {
+		{method: get, path: p + "/hosts/{host}/collaborators", out: typeOf[HostAccounts](), run: func(r *request) (any, error) {
 			h, c, err := s.Projects.Collaborators(r.Context(), r.id.caller(), r.PathValue("host"))
 			return HostAccounts{Host: h, Accounts: c}, err
 		}},
-		{method: post, path: p + "/hosts/{host}/collaborators/{account}", run: func(r *request) (any, error) {
+		{method: post, path: p + "/hosts/{host}/collaborators/{account}", out: typeOf[model.Host](), run: func(r *request) (any, error) {
 			return s.Projects.AddCollaborator(r.Context(), r.id.caller(), r.PathValue("host"), r.PathValue("account"))
 		}},
-		{method: del, path: p + "/hosts/{host}/collaborators/{account}", run: func(r *request) (any, error) {
+		{method: del, path: p + "/hosts/{host}/collaborators/{account}", out: typeOf[model.Host](), run: func(r *request) (any, error) {
 			return s.Projects.RemoveCollaborator(r.Context(), r.id.caller(), r.PathValue("host"), r.PathValue("account"))
 		}},
-		{method: post, path: p + "/hosts/{host}/shared", run: func(r *request) (any, error) {
-			var b struct {
-				Shared bool `json:"shared"`
-			}
+		{method: post, path: p + "/hosts/{host}/shared", in: typeOf[SharedRequest](), out: typeOf[model.Host](), run: func(r *request) (any, error) {
+			var b SharedRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return s.Projects.SetShared(r.Context(), r.id.caller(), r.PathValue("host"), b.Shared)
 		}},
 
-		{method: get, path: p + "/jobs", run: s.activeJobs},
-		{method: get, path: p + "/jobs/{job}", run: s.waitJob},
+		{method: get, path: p + "/jobs", out: typeOf[[]model.Job](), run: s.activeJobs},
+		{method: get, path: p + "/jobs/{job}", out: typeOf[model.Job](), run: s.waitJob},
 		{method: get, path: p + "/jobs/{job}/events", stream: s.followJob},
 		{method: get, path: p + "/events", stream: s.streamEvents},
 
-		{method: get, path: p + "/projects", run: s.listProjects},
-		{method: post, path: p + "/projects", run: func(r *request) (any, error) {
+		{method: get, path: p + "/projects", out: typeOf[[]model.Project](), run: s.listProjects},
+		{method: post, path: p + "/projects", in: typeOf[projects.CreateRequest](), out: typeOf[projects.Submitted](), run: func(r *request) (any, error) {
 			var req projects.CreateRequest
 			if err := r.decode(&req); err != nil {
 				return nil, err
 			}
 			return s.Projects.Create(r.Context(), r.id.caller(), req)
 		}},
-		{method: get, path: p + "/projects/{project}", run: func(r *request) (any, error) {
+		{method: get, path: p + "/projects/{project}", out: typeOf[projects.Detail](), run: func(r *request) (any, error) {
 			return s.Projects.Show(r.Context(), r.id.caller(), r.PathValue("project"))
 		}},
-		{method: get, path: p + "/projects/{project}/record", run: func(r *request) (any, error) {
+		{method: get, path: p + "/projects/{project}/record", out: typeOf[model.Project](), run: func(r *request) (any, error) {
 			return s.Projects.Get(r.Context(), r.id.caller(), r.PathValue("project"))
 		}},
-		{method: post, path: p + "/projects/{project}/start", run: s.projectAction(s.Projects.Start)},
-		{method: post, path: p + "/projects/{project}/stop", run: s.projectAction(s.Projects.Stop)},
-		{method: post, path: p + "/projects/{project}/restart", run: s.projectAction(s.Projects.Restart)},
-		{method: post, path: p + "/projects/{project}/delete", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/start", out: typeOf[projects.Submitted](), run: s.projectAction(s.Projects.Start)},
+		{method: post, path: p + "/projects/{project}/stop", out: typeOf[projects.Submitted](), run: s.projectAction(s.Projects.Stop)},
+		{method: post, path: p + "/projects/{project}/restart", out: typeOf[projects.Submitted](), run: s.projectAction(s.Projects.Restart)},
+		{method: post, path: p + "/projects/{project}/delete", in: typeOf[DeleteProject](), out: typeOf[projects.Submitted](), run: func(r *request) (any, error) {
 			var b DeleteProject
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return s.Projects.Delete(r.Context(), r.id.caller(), r.PathValue("project"), b.Purge)
 		}},
-		{method: get, path: p + "/projects/{project}/snapshots", run: func(r *request) (any, error) {
+		{method: get, path: p + "/projects/{project}/snapshots", out: typeOf[[]agentapi.Snapshot](), run: func(r *request) (any, error) {
 			return s.Projects.Snapshots(r.Context(), r.id.caller(), r.PathValue("project"))
 		}},
-		{method: post, path: p + "/projects/{project}/snapshots", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/snapshots", in: typeOf[SnapshotRequest](), out: typeOf[SnapshotResult](), run: func(r *request) (any, error) {
 			var b SnapshotRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
@@ -158,14 +165,14 @@ func (s *Server) routes() []route {
 			sub, name, err := s.Projects.Snapshot(r.Context(), r.id.caller(), r.PathValue("project"), b.Name)
 			return SnapshotResult{Submitted: sub, Name: name}, err
 		}},
-		{method: post, path: p + "/projects/{project}/restore", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/restore", in: typeOf[RestoreRequest](), out: typeOf[projects.Submitted](), run: func(r *request) (any, error) {
 			var b RestoreRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return s.Projects.Restore(r.Context(), r.id.caller(), r.PathValue("project"), b.Snapshot, b.Path)
 		}},
-		{method: post, path: p + "/projects/{project}/move", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/move", in: typeOf[MoveRequest](), out: typeOf[projects.Submitted](), run: func(r *request) (any, error) {
 			var b MoveRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
@@ -173,10 +180,10 @@ func (s *Server) routes() []route {
 			sub, _, err := s.Projects.Move(r.Context(), r.id.caller(), projects.MoveRequest{Project: r.PathValue("project"), To: b.To})
 			return sub, err
 		}},
-		{method: post, path: p + "/projects/{project}/move/cleanup", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/move/cleanup", out: typeOf[model.Move](), run: func(r *request) (any, error) {
 			return s.Projects.CleanupMove(r.Context(), r.id.caller(), r.PathValue("project"), func(string) {})
 		}},
-		{method: post, path: p + "/projects/{project}/clone", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/clone", in: typeOf[CloneRequest](), out: typeOf[projects.Submitted](), run: func(r *request) (any, error) {
 			var b CloneRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
@@ -184,24 +191,24 @@ func (s *Server) routes() []route {
 			sub, _, err := s.Projects.Clone(r.Context(), r.id.caller(), projects.CloneRequest{Project: r.PathValue("project"), To: b.To, Title: b.Name})
 			return sub, err
 		}},
-		{method: get, path: p + "/projects/{project}/collaborators", run: func(r *request) (any, error) {
+		{method: get, path: p + "/projects/{project}/collaborators", out: typeOf[[]string](), run: func(r *request) (any, error) {
 			return s.Projects.ProjectCollaborators(r.Context(), r.id.caller(), r.PathValue("project"))
 		}},
-		{method: post, path: p + "/projects/{project}/collaborators/{account}", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/collaborators/{account}", out: typeOf[string](), run: func(r *request) (any, error) {
 			return s.Projects.AddProjectCollaborator(r.Context(), r.id.caller(), r.PathValue("project"), r.PathValue("account"))
 		}},
-		{method: del, path: p + "/projects/{project}/collaborators/{account}", run: func(r *request) (any, error) {
+		{method: del, path: p + "/projects/{project}/collaborators/{account}", out: typeOf[string](), run: func(r *request) (any, error) {
 			return s.Projects.RemoveProjectCollaborator(r.Context(), r.id.caller(), r.PathValue("project"), r.PathValue("account"))
 		}},
 		{method: post, path: p + "/projects/{project}/exec", stream: s.execProject},
-		{method: post, path: p + "/projects/{project}/open", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/open", in: typeOf[OpenRequest](), out: typeOf[projects.Opened](), run: func(r *request) (any, error) {
 			var b OpenRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return s.Projects.Open(r.Context(), r.id.caller(), r.PathValue("project"), b.Port)
 		}},
-		{method: post, path: p + "/projects/{project}/ssh-cert", run: func(r *request) (any, error) {
+		{method: post, path: p + "/projects/{project}/ssh-cert", in: typeOf[SSHCertRequest](), out: typeOf[projects.SSHAccess](), run: func(r *request) (any, error) {
 			var b SSHCertRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
@@ -213,8 +220,8 @@ func (s *Server) routes() []route {
 			return s.Projects.SSHCertificate(r.Context(), r.id.caller(), r.PathValue("project"), pub)
 		}},
 
-		{method: get, path: p + "/ssh-keys", run: func(r *request) (any, error) { return s.Projects.SSHKeys(r.Context(), r.id.caller()) }},
-		{method: post, path: p + "/ssh-keys", run: func(r *request) (any, error) {
+		{method: get, path: p + "/ssh-keys", out: typeOf[[]model.SSHKey](), run: func(r *request) (any, error) { return s.Projects.SSHKeys(r.Context(), r.id.caller()) }},
+		{method: post, path: p + "/ssh-keys", in: typeOf[SSHKeyRequest](), out: typeOf[SSHKeyResult](), run: func(r *request) (any, error) {
 			var b SSHKeyRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
@@ -222,47 +229,47 @@ func (s *Server) routes() []route {
 			k, warn, err := s.Projects.AddSSHKey(r.Context(), r.id.caller(), b.Line)
 			return SSHKeyResult{Key: k, Warnings: warn}, err
 		}},
-		{method: del, path: p + "/ssh-keys/{fingerprint}", run: func(r *request) (any, error) {
+		{method: del, path: p + "/ssh-keys/{fingerprint}", out: typeOf[SSHKeyResult](), run: func(r *request) (any, error) {
 			warn, err := s.Projects.RemoveSSHKey(r.Context(), r.id.caller(), r.PathValue("fingerprint"))
 			return SSHKeyResult{Warnings: warn}, err
 		}},
 
-		{method: get, path: p + "/admins", run: func(r *request) (any, error) { return s.Projects.Admins(r.Context()) }},
-		{method: post, path: p + "/admins/{account}", run: func(r *request) (any, error) {
+		{method: get, path: p + "/admins", out: typeOf[[]string](), run: func(r *request) (any, error) { return s.Projects.Admins(r.Context()) }},
+		{method: post, path: p + "/admins/{account}", in: typeOf[AdminRequest](), out: typeOf[struct{}](), run: func(r *request) (any, error) {
 			var b AdminRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return struct{}{}, s.Projects.SetAdmin(r.Context(), r.id.caller(), r.PathValue("account"), b.Admin)
 		}},
-		{method: get, path: p + "/accounts", run: func(r *request) (any, error) { return s.Accounts.List(r.Context(), r.id.caller()) }},
-		{method: post, path: p + "/accounts", run: func(r *request) (any, error) {
+		{method: get, path: p + "/accounts", out: typeOf[[]model.Account](), run: func(r *request) (any, error) { return s.Accounts.List(r.Context(), r.id.caller()) }},
+		{method: post, path: p + "/accounts", in: typeOf[AccountRequest](), out: typeOf[model.Account](), run: func(r *request) (any, error) {
 			var b AccountRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return s.Accounts.Create(r.Context(), r.id.caller(), b.ID, b.Admin)
 		}},
-		{method: post, path: p + "/accounts/{account}/disable", run: func(r *request) (any, error) {
+		{method: post, path: p + "/accounts/{account}/disable", out: typeOf[model.Account](), run: func(r *request) (any, error) {
 			return s.Accounts.SetDisabled(r.Context(), r.id.caller(), r.PathValue("account"), true)
 		}},
-		{method: post, path: p + "/accounts/{account}/enable", run: func(r *request) (any, error) {
+		{method: post, path: p + "/accounts/{account}/enable", out: typeOf[model.Account](), run: func(r *request) (any, error) {
 			return s.Accounts.SetDisabled(r.Context(), r.id.caller(), r.PathValue("account"), false)
 		}},
-		{method: get, path: p + "/api-keys", run: func(r *request) (any, error) {
+		{method: get, path: p + "/api-keys", out: typeOf[[]model.APIKey](), run: func(r *request) (any, error) {
 			return s.Accounts.Keys(r.Context(), r.id.caller(), r.URL.Query().Get("all") == "true")
 		}},
-		{method: post, path: p + "/api-keys", run: func(r *request) (any, error) {
+		{method: post, path: p + "/api-keys", in: typeOf[KeyRequest](), out: typeOf[accounts.NewKey](), run: func(r *request) (any, error) {
 			var b KeyRequest
 			if err := r.decode(&b); err != nil {
 				return nil, err
 			}
 			return s.Accounts.CreateKey(r.Context(), r.id.caller(), b.Name, b.ExpiresAt)
 		}},
-		{method: post, path: p + "/api-keys/{id}/revoke", run: func(r *request) (any, error) {
+		{method: post, path: p + "/api-keys/{id}/revoke", out: typeOf[struct{}](), run: func(r *request) (any, error) {
 			return struct{}{}, s.Accounts.RevokeKey(r.Context(), r.id.caller(), r.PathValue("id"))
 		}},
-		{method: get, path: p + "/audit", run: s.auditLog},
+		{method: get, path: p + "/audit", out: typeOf[[]model.AuditEntry](), run: s.auditLog},
 	}, s.opsRoutes()...)
 }
 
@@ -271,6 +278,9 @@ type (
 	HostAccounts struct {
 		Host     model.Host `json:"host"`
 		Accounts []string   `json:"accounts"`
+	}
+	SharedRequest struct {
+		Shared bool `json:"shared"`
 	}
 	DeleteProject struct {
 		Purge bool `json:"purge"`

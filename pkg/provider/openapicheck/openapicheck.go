@@ -138,13 +138,18 @@ func (s *Spec) AllowRequestMembers(op string, members ...string) {
 }
 
 func (s *Spec) options() *openapi3filter.Options {
-	return &openapi3filter.Options{
+	o := &openapi3filter.Options{
 		MultiError:                        true,
 		AuthenticationFunc:                openapi3filter.NoopAuthenticationFunc,
 		RejectWhenRequestBodyNotSpecified: true,
 		SkipSettingDefaults:               true,
-		SchemaValidationOptions:           []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
 	}
+	// An OpenAPI 3.1 document is checked as JSON Schema 2020-12, whose
+	// errors have no details to leave out.
+	if !strings.HasPrefix(s.doc.OpenAPI, "3.1") {
+		o.SchemaValidationOptions = []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()}
+	}
+	return o
 }
 
 // checkRequest validates one request against the spec: a documented
