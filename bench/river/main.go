@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,6 +84,11 @@ type Report struct {
 type Backend struct {
 	// Drain has actions/s draining a queue of the given depth.
 	Drain map[string]Pair `json:"drain_actions_per_s"`
+	// CPU is the CPU time each action of a drain cost, in ms: this
+	// process's (the queue or River, the action) and the throwaway
+	// Postgres's (its server processes, background ones too). Unlike
+	// actions/s it hardly depends on how busy the machine is.
+	CPU map[string]CPUPair `json:"cpu_ms_per_action"`
 	// Latency is enqueue → claimed (the worker starts the job) on an idle
 	// queue, one job at a time, from before the enqueue is sent.
 	Latency LatencyPair `json:"enqueue_to_claim_ms"`
@@ -92,6 +98,16 @@ type Backend struct {
 type Pair struct {
 	CocalcHosts float64 `json:"cocalc_hosts"`
 	River       float64 `json:"river"`
+}
+
+type CPUPair struct {
+	CocalcHosts CPU `json:"cocalc_hosts"`
+	River       CPU `json:"river"`
+}
+
+type CPU struct {
+	Process  float64 `json:"process"`
+	Postgres float64 `json:"postgres,omitempty"`
 }
 
 type LatencyPair struct {
@@ -134,7 +150,7 @@ func run(depths string, samples int, backends []string) error {
 		return cluster.CreateDatabase(fmt.Sprintf("bench%d", seq))
 	}
 	for _, backend := range backends {
-		b := &Backend{Drain: map[string]Pair{}}
+		b := &Backend{Drain: map[string]Pair{}, CPU: map[string]CPUPair{}}
 		rep.Results[backend] = b
 		for _, d := range strings.Split(depths, ",") {
 			n, err := strconv.Atoi(d)
@@ -142,22 +158,23 @@ func run(depths string, samples int, backends []string) error {
 				return fmt.Errorf("bad depth %q", d)
 			}
 			var p Pair
+			var c CPUPair
 			for _, impl := range implList {
 				dsn, err := newDSN(backend)
 				if err != nil {
 					return err
 				}
-				rate, err := drain(impl, dsn, n)
+				rate, cpu, err := drain(impl, dsn, n)
 				if err != nil {
 					return fmt.Errorf("%s on %s, %d jobs: %w", impl, backend, n, err)
 				}
 				if impl == "river" {
-					p.River = rate
+					p.River, c.River = rate, cpu
 				} else {
-					p.CocalcHosts = rate
+					p.CocalcHosts, c.CocalcHosts = rate, cpu
 				}
 			}
-			b.Drain[d] = p
+			b.Drain[d], b.CPU[d] = p, c
 		}
 		for _, impl := range implList {
 			if samples == 0 {
@@ -265,11 +282,11 @@ func (e *env) doneCount(ctx context.Context) (int, error) {
 // new one, as a long-running process would meet a burst, instead of by
 // the first worker of a database just made (new server processes, first
 // plans, empty caches).
-func drain(impl, dsn string, n int) (float64, error) {
+func drain(impl, dsn string, n int) (float64, CPU, error) {
 	ctx := context.Background()
 	e, err := newEnv(ctx, dsn)
 	if err != nil {
-		return 0, err
+		return 0, CPU{}, err
 	}
 	defer e.close()
 	var run func(hs []model.Host, timed bool) (time.Duration, error)
@@ -315,27 +332,30 @@ func drain(impl, dsn string, n int) (float64, error) {
 	}
 	if warmup > 0 {
 		if err := e.addHosts(ctx, warmup); err != nil {
-			return 0, err
+			return 0, CPU{}, err
 		}
 		if _, err := run(e.hosts, false); err != nil {
-			return 0, fmt.Errorf("warm-up: %w", err)
+			return 0, CPU{}, fmt.Errorf("warm-up: %w", err)
 		}
 	}
 	if err := e.addHosts(ctx, n); err != nil {
-		return 0, err
+		return 0, CPU{}, err
 	}
+	proc0, pg0 := cpuTime()
 	elapsed, err := run(e.hosts[len(e.hosts)-n:], true)
+	proc1, pg1 := cpuTime()
 	if err != nil {
-		return 0, err
+		return 0, CPU{}, err
 	}
+	cpu := CPU{Process: (proc1 - proc0).Seconds() * 1000 / float64(n), Postgres: (pg1 - pg0).Seconds() * 1000 / float64(n)}
 	done, err := e.doneCount(ctx)
 	if err != nil {
-		return 0, err
+		return 0, CPU{}, err
 	}
 	if done != warmup+n {
-		return 0, fmt.Errorf("%d actions recorded done for %d jobs", done, warmup+n)
+		return 0, CPU{}, fmt.Errorf("%d actions recorded done for %d jobs", done, warmup+n)
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	return float64(n) / elapsed.Seconds(), cpu, nil
 }
 
 // profile starts the CPU profile of a drain, if one is asked for: the
@@ -587,4 +607,43 @@ func setupRiver[TTx any](ctx context.Context, r *riverEnv, drv riverdriver.Drive
 		return strconv.FormatInt(res.Job.ID, 10), nil
 	}
 	return nil
+}
+
+// cpuTime returns the CPU time this process has used, and that of the
+// Postgres it started (pgtest runs the server as its child; the server's
+// processes are the server's children), as /proc says.
+func cpuTime() (self, postgres time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	me := os.Getpid()
+	parent, used := map[int]int{}, map[int]time.Duration{}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		i := strings.LastIndexByte(string(b), ')')
+		if err != nil || i < 0 || i+2 > len(b) {
+			continue
+		}
+		f := strings.Fields(string(b[i+2:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		parent[pid] = ppid
+		used[pid] = time.Duration(utime+stime) * time.Second / 100 // clock ticks (USER_HZ)
+	}
+	for pid, ppid := range parent {
+		if pid != me && (ppid == me || parent[ppid] == me) {
+			postgres += used[pid]
+		}
+	}
+	return self, postgres
 }
