@@ -131,7 +131,8 @@ func (c *Client) Receive(ctx context.Context, id, method string, want TransferVo
 	return out, nil
 }
 
-// CommitTransfer makes what was received project id's.
+// CommitTransfer makes what was received project id's. What it was made
+// from stays in the host's transfer area until DropTransfer.
 func (c *Client) CommitTransfer(ctx context.Context, id string, req CommitTransferRequest) error {
 	return c.do(ctx, http.MethodPost, transferPath(id)+"/commit", req, nil)
 }

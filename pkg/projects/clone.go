@@ -104,6 +104,9 @@ func (mv *mover) clone(ctx context.Context) error {
 	if err := mv.dst.CommitTransfer(ctx, mv.dstID, agentapi.CommitTransferRequest{Home: home, Snapshots: []string{}, QuotaBytes: cp.Limits.DiskBytes}); err != nil {
 		return dstErr{err}
 	}
+	if err := mv.dst.DropTransfer(ctx, mv.dstID); err != nil {
+		return dstErr{err}
+	}
 	if vol.Name != "" {
 		if err := mv.src.DropTransferVolume(ctx, mv.p.ID, vol.Name); err != nil {
 			return err

@@ -456,8 +456,10 @@ func (mv *mover) sendLive(ctx context.Context, tag, what string) (agentapi.Trans
 	if err != nil {
 		return vol, n, nil, err
 	}
-	if old := mv.m.LastSent; old != "" && old != vol.Name {
+	if old := mv.m.LastSent; old != "" && old != vol.Name && !mv.timing {
 		// The new one is there: the previous round's is of no more use.
+		// Not during the cut-over, while the project is down: both sides'
+		// transfer areas are dropped once it runs again.
 		err := mv.step("drop previous transfer snapshot", func() error {
 			if err := mv.src.DropTransferVolume(ctx, mv.p.ID, old); err != nil {
 				return err
@@ -537,7 +539,6 @@ func (mv *mover) cutover(ctx context.Context) error {
 	mv.timing = mv.p.HostID != mv.m.ToHost
 	defer func() { mv.timing = false }()
 	if mv.timing {
-		start := s.Now()
 		mv.m.CutoverSteps = nil
 		var st agentapi.ProjectStatus
 		err := mv.step("status", func() (err error) {
@@ -547,6 +548,8 @@ func (mv *mover) cutover(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// The project runs until it is stopped: the downtime starts here.
+		start := s.Now()
 		if st.State == agentapi.ProjectRunning {
 			mv.m.WasRunning, mv.m.Stopped = true, true
 			if err := mv.save(ctx); err != nil {
@@ -602,7 +605,17 @@ func (mv *mover) cutover(ctx context.Context) error {
 	if err := mv.step("drop transfer (source)", func() error { return mv.src.DropTransfer(ctx, mv.p.ID) }); err != nil {
 		return err
 	}
-	err := mv.step("freeze (source)", func() error {
+	// What the commit was made from (kept out of the downtime).
+	err := mv.step("drop transfer (destination)", func() error {
+		if err := mv.dst.DropTransfer(ctx, mv.dstID); err != nil {
+			return dstErr{err}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = mv.step("freeze (source)", func() error {
 		if err := mv.src.Freeze(ctx, mv.p.ID, true); err != nil && !agentapi.IsCode(err, agentapi.CodeNotFound) {
 			return err
 		}
@@ -753,6 +766,30 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.report(p.n)
 	}
 	return n, err
+}
+
+// WriteTo hands the relayed stream on in reads of up to 1 MiB: the HTTP
+// request to the destination sends each as one chunk (io.Copy's 32 KiB
+// would cost a chunk and a system call each).
+func (p *progressReader) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n, err := p.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // transfer sends one volume directly while the move's path is direct,

@@ -63,6 +63,11 @@ func (m *Manager) transferDir(id string) string { return filepath.Join(m.pool, "
 func (m *Manager) outDir(id string) string      { return filepath.Join(m.transferDir(id), "out") }
 func (m *Manager) inDir(id string) string       { return filepath.Join(m.transferDir(id), "in") }
 
+// committedDir holds what a commit was made from until DropTransfer.
+func (m *Manager) committedDir(id string) string {
+	return filepath.Join(m.transferDir(id), "committed")
+}
+
 // volumePath is where the named volume of project id is on the sending
 // side: a transfer snapshot or a snapshot.
 func (m *Manager) volumePath(id, name string) (string, error) {
@@ -409,10 +414,12 @@ type CommitRequest struct {
 
 // Commit makes what was received project id's: staged snapshots take
 // their places, snapshots the source no longer has go, the staged home
-// becomes the (writable) home, scratch is made empty, the quota applied,
-// and staging removed. A copy of the project that was here before is
-// replaced. Commit can be repeated after a failure: once the staged home
-// is gone, the home was made from it.
+// becomes the (writable) home, scratch is made empty and the quota
+// applied. A copy of the project that was here before is replaced.
+// Staging is set aside, not removed: removing subvolumes waits for btrfs
+// to free them, which would lengthen a move's downtime; DropTransfer
+// removes it once the project runs here. Commit can be repeated after a
+// failure: once staging is set aside, the home was made from it.
 func (m *Manager) Commit(ctx context.Context, id string, req CommitRequest) error {
 	if err := CheckID(id); err != nil {
 		return err
@@ -458,9 +465,6 @@ func (m *Manager) Commit(ctx context.Context, id string, req CommitRequest) erro
 		if _, err := runcmd.Output(ctx, "btrfs", "subvolume", "snapshot", "-r", in, dst); err != nil {
 			return fmt.Errorf("commit project %s: snapshot %s: %w", id, name, err)
 		}
-		if err := m.removeVolume(ctx, in); err != nil {
-			return fmt.Errorf("commit project %s: snapshot %s: %w", id, name, err)
-		}
 	}
 	snaps, err := m.snapshotVolumes(id)
 	if err != nil {
@@ -489,7 +493,7 @@ func (m *Manager) Commit(ctx context.Context, id string, req CommitRequest) erro
 }
 
 // finishCommit does what follows the home's arrival: a fresh scratch, the
-// owner and mode, the quota, and no staging left.
+// owner and mode, the quota, and staging set aside.
 func (m *Manager) finishCommit(ctx context.Context, id string, req CommitRequest) error {
 	// Scratch is not moved: a fresh, empty one.
 	if err := m.removeVolume(ctx, m.ScratchPath(id)); err != nil {
@@ -509,7 +513,15 @@ func (m *Manager) finishCommit(ctx context.Context, id string, req CommitRequest
 			return err
 		}
 	}
-	return m.DropTransfer(ctx, id)
+	// What an earlier commit set aside (a commit repeated after its move
+	// was cut short) makes room.
+	if err := m.dropVolumes(ctx, m.committedDir(id)); err != nil {
+		return fmt.Errorf("commit project %s: %w", id, err)
+	}
+	if err := os.Rename(m.inDir(id), m.committedDir(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("commit project %s: %w", id, err)
+	}
+	return nil
 }
 
 // DropTransfer removes everything of project id's transfers on this pool:
@@ -519,21 +531,29 @@ func (m *Manager) DropTransfer(ctx context.Context, id string) error {
 	if err := CheckID(id); err != nil {
 		return err
 	}
-	for _, dir := range []string{m.outDir(id), m.inDir(id)} {
-		vols, err := subdirs(dir)
-		if err != nil {
+	for _, dir := range []string{m.outDir(id), m.inDir(id), m.committedDir(id)} {
+		if err := m.dropVolumes(ctx, dir); err != nil {
 			return fmt.Errorf("drop transfer of project %s: %w", id, err)
-		}
-		for _, v := range vols {
-			if err := m.removeVolume(ctx, v); err != nil {
-				return fmt.Errorf("drop transfer of project %s: %s: %w", id, filepath.Base(v), err)
-			}
 		}
 	}
 	if err := os.RemoveAll(m.transferDir(id)); err != nil {
 		return fmt.Errorf("drop transfer of project %s: %w", id, err)
 	}
 	return nil
+}
+
+// dropVolumes removes the volumes in dir and dir itself.
+func (m *Manager) dropVolumes(ctx context.Context, dir string) error {
+	vols, err := subdirs(dir)
+	if err != nil {
+		return err
+	}
+	for _, v := range vols {
+		if err := m.removeVolume(ctx, v); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Base(v), err)
+		}
+	}
+	return os.RemoveAll(dir)
 }
 
 // DropTransferVolume removes one transfer snapshot or staged volume (an

@@ -78,7 +78,19 @@ func transfer(t *testing.T, c context.Context, src, dst *storage.Manager, id, ta
 		t.Fatal(err)
 	}
 	total += n
-	if err := dst.Commit(c, id, storage.CommitRequest{Home: live.Name, Snapshots: names, QuotaBytes: quota}); err != nil {
+	req := storage.CommitRequest{Home: live.Name, Snapshots: names, QuotaBytes: quota}
+	if err := dst.Commit(c, id, req); err != nil {
+		t.Fatal(err)
+	}
+	// What the commit was made from is set aside (removing it would
+	// lengthen a move's downtime); a repeated commit is done already.
+	if _, err := os.Stat(filepath.Join(dst.Pool(), "transfer", id, "committed", live.Name)); err != nil {
+		t.Fatalf("staging after the commit: %v", err)
+	}
+	if err := dst.Commit(c, id, req); err != nil {
+		t.Fatalf("a repeated commit: %v", err)
+	}
+	if err := dst.DropTransfer(c, id); err != nil {
 		t.Fatal(err)
 	}
 	if err := src.DropTransfer(c, id); err != nil {
@@ -294,6 +306,9 @@ func TestTarTransferToPlainDirectory(t *testing.T) {
 	if err := d.Commit(c, id, storage.CommitRequest{Home: storage.HomeTarName}); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.DropTransfer(c, id); err != nil {
+		t.Fatal(err)
+	}
 	if got, want := storagetest.TreeSum(t, d.HomePath(id)), storagetest.TreeSum(t, a.HomePath(id)); got != want {
 		t.Fatal("the home differs after a tar transfer")
 	}
@@ -421,6 +436,9 @@ func TestWritesDuringPrecopyAllArrive(t *testing.T) {
 	}
 	final := send("m-final", parent)
 	if err := b.Commit(c, id, storage.CommitRequest{Home: final.Name, Snapshots: []string{"s1"}, QuotaBytes: 512 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DropTransfer(c, id); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.DropTransfer(c, id); err != nil {
