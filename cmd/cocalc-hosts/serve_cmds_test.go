@@ -176,9 +176,20 @@ func startServer(env *testscript.Env) error {
 	if srv.down = srv.start("127.0.0.1:0", "127.0.0.1:0"); srv.down != nil {
 		return srv.down
 	}
-	env.Setenv("SERVER_URL", srv.url)
+	// The script talks to the server through a proxy that checks every
+	// exchange against the API document.
+	proxy, err := newSpecProxy(work, srv.url, certFile, keyFile)
+	if err != nil {
+		return err
+	}
+	env.Defer(func() {
+		if v := proxy.violations(); len(v) > 0 {
+			env.T().Fatal("exchanges that break the API document:\n  " + strings.Join(v, "\n  "))
+		}
+	})
+	env.Setenv("SERVER_URL", proxy.http.URL)
 	env.Setenv("METRICS_URL", srv.metricsURL)
-	if _, err := run(key.Key+"\n", "login", "--server", srv.url, "--with-key", "--ca-cert", certFile); err != nil {
+	if _, err := run(key.Key+"\n", "login", "--server", proxy.http.URL, "--with-key", "--ca-cert", certFile); err != nil {
 		return err
 	}
 	return nil

@@ -5,10 +5,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/openapicheck"
+	"github.com/sagemathinc/cocalc-hosts/pkg/server"
 )
 
 // checkOpenAPI puts a checker in front of e's server: every exchange
@@ -32,7 +32,7 @@ func (e *env) checkOpenAPI(t *testing.T) {
 	direct := e.srv.Handler()
 	rec := openapicheck.NewRecorder(spec, direct)
 	checked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isStream(r) {
+		if server.IsStream(r) {
 			direct.ServeHTTP(w, r)
 			return
 		}
@@ -45,10 +45,4 @@ func (e *env) checkOpenAPI(t *testing.T) {
 		}
 	})
 	e.http = checked
-}
-
-func isStream(r *http.Request) bool {
-	p := r.URL.Path
-	return strings.HasSuffix(p, "/events") || strings.HasSuffix(p, "/tunnel") || strings.Contains(p, "/relay/") ||
-		strings.HasSuffix(p, "/exec") || strings.HasSuffix(p, "/images/build")
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -48,6 +49,24 @@ func Routes() []Route {
 		out = append(out, Route{rt.method, rt.path})
 	}
 	return out
+}
+
+var streams = sync.OnceValue(func() *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, rt := range (&Server{}).routes() {
+		if rt.stream != nil {
+			mux.Handle(rt.method+" "+rt.path, http.NotFoundHandler())
+		}
+	}
+	return mux
+})
+
+// IsStream reports whether r asks for a streamed answer (events, exec,
+// tunnels, image builds) rather than one JSON value: a proxy or checker
+// in front of the server must pass those through unbuffered.
+func IsStream(r *http.Request) bool {
+	_, pattern := streams().Handler(r)
+	return pattern != ""
 }
 
 const (

@@ -42,9 +42,18 @@ type Spec struct {
 // requests carry (e.g. /api/v1), which the spec's paths omit.
 func Load(t testing.TB, file, basePath string) *Spec {
 	t.Helper()
+	s, err := New(file, basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// New is Load for callers without a testing.TB (a testscript's setup).
+func New(file, basePath string) (*Spec, error) {
 	doc, err := openapi3.NewLoader().LoadFromFile(file)
 	if err != nil {
-		t.Fatalf("load spec %s: %v", file, err)
+		return nil, fmt.Errorf("load spec %s: %v", file, err)
 	}
 	// Requests are matched on their path less basePath, whatever host the
 	// test server has.
@@ -63,12 +72,12 @@ func Load(t testing.TB, file, basePath string) *Spec {
 	// examples are not what is checked.
 	router, err := legacy.NewRouter(doc, openapi3.DisableExamplesValidation())
 	if err != nil {
-		t.Fatalf("spec %s: %v", file, err)
+		return nil, fmt.Errorf("spec %s: %v", file, err)
 	}
 	if doc.Paths.Len() == 0 {
-		t.Fatalf("spec %s has no operations", file)
+		return nil, fmt.Errorf("spec %s has no operations", file)
 	}
-	return &Spec{doc: doc, router: router, basePath: basePath}
+	return &Spec{doc: doc, router: router, basePath: basePath}, nil
 }
 
 // strict makes every object schema of the document that lists its
