@@ -90,9 +90,9 @@ echo "podman run -d:              $((tr / N)) ms mean, $(median $lr) ms median (
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 [ -n "${TRACE:-}" ] || exit 0
-# One traced start: the CLI's process start, its store, its calls to the
-# agent (connect) and its exit; the agent's accepted requests and each
-# subprocess it ran (exec to exit).
+# One traced start: the CLI's process start, its requests to the agent,
+# what it says (progress) and its exit; the agent's accepted requests and
+# each podman or btrfs command it ran (exec to exit).
 AP=$(cut -d' ' -f1 "$W"/state/cocalc-hosts/providers/local/local-hosts/*/agent.pid)
 mkdir -p "$TRACE"
 strace -f -q -ttt -s 256 -e trace=execve,accept4 -o "$TRACE/agent.trace" -p "$AP" &
@@ -106,13 +106,13 @@ awk '
 	FNR == 1 { who = (FILENAME ~ /cli/) ? "cli  " : "agent" }
 	{ t = $2 * 1000; pid = $1 }
 	who == "cli  " && t0 == "" && /execve\(/ { t0 = t; main = pid }
-	/execve\(/ && match($0, /execve\("[^"]*(podman|btrfs)"/) { args[pid] = $0; sub(/.*\[/, "", args[pid]); sub(/\].*/, "", args[pid]); sub(/"--tmpdir", "[^"]*", /, "… ", args[pid]); st[pid] = t }
+	/execve\(/ && match($0, /execve\("[^"]*(podman|btrfs)"/) { args[pid] = $0; sub(/.*\[/, "", args[pid]); sub(/\].*/, "", args[pid]); sub(/.*"--tmpdir", "[^"]*", /, "podman ", args[pid]); gsub(/", "/, " ", args[pid]); gsub(/"/, "", args[pid]); st[pid] = t }
 	/\+\+\+ exited/ && (pid in st) { printf "%s %8.1f ms  %7.1f ms long: %s\n", who, st[pid] - t0, t - st[pid], substr(args[pid], 1, 100); delete st[pid] }
 	/\+\+\+ exited/ && who == "cli  " && pid == main { end = t }
 	/write\(2, "/ && match($0, /write\(2, "[^"]*/) { printf "%s %8.1f ms  says: %s\n", who, t - t0, substr($0, RSTART + 10, 70) }
-	/openat\(.*\.db"/ && !db++ { printf "%s %8.1f ms  store opened\n", who, t - t0 }
+	/openat\(.*config\.yaml"/ { printf "%s %8.1f ms  reads its config (process start-up and package init before)\n", who, t - t0 }
 	/fdatasync|fsync/ { printf "%s %8.1f ms  database commit (fsync)\n", who, t - t0 }
-	/connect\(.*sun_path/ && match($0, /sun_path="[^"]*"/) { printf "%s %8.1f ms  connect %s\n", who, t - t0, substr($0, RSTART + 10, RLENGTH - 11) }
+	/write\([0-9]+, "(GET|POST) / && match($0, /"(GET|POST) [^ ]*/) { printf "%s %8.1f ms  asks the agent: %s\n", who, t - t0, substr($0, RSTART + 1, RLENGTH - 1) }
 	/accept4\(/ && !/EAGAIN/ && !/resumed/ { printf "%s %8.1f ms  request accepted\n", who, t - t0 }
 	END { printf "cli   %8.1f ms  exited\n", end - t0 }
 ' "$TRACE/cli.trace" "$TRACE/agent.trace" | sort -k2 -n
