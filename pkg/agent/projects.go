@@ -466,13 +466,19 @@ func (r *runtime) Start(ctx context.Context, id string, req agentapi.StartProjec
 		GPUs:    r.gpus,
 		Command: initCommand,
 	}
+	if req.Pull {
+		// Before the start's lock: a pull may take minutes.
+		if err := r.ensureImage(ctx, req.Image, true); err != nil {
+			return agentapi.ProjectStatus{}, err
+		}
+	}
 	// The memory check and the container's start are one step.
 	r.startMu.Lock()
 	defer r.startMu.Unlock()
 	if err := r.checkMemory(ctx, id, l.MemoryBytes, req); err != nil {
 		return agentapi.ProjectStatus{}, err
 	}
-	cid, running, err := r.run(ctx, id, rs, req.Pull)
+	cid, running, err := r.run(ctx, id, rs)
 	if err != nil {
 		return agentapi.ProjectStatus{}, err
 	}
@@ -517,7 +523,7 @@ func (r *runtime) prepareSnapshotsMount(id string) error {
 
 // run starts rs, project id's container. When the project's container
 // runs already it returns that one instead, whatever its image.
-func (r *runtime) run(ctx context.Context, id string, rs podman.RunSpec, pull bool) (string, *podman.Container, error) {
+func (r *runtime) run(ctx context.Context, id string, rs podman.RunSpec) (string, *podman.Container, error) {
 	for tries := 0; ; tries++ {
 		cid, err := r.pm.Start(ctx, rs)
 		if err == nil {
@@ -539,9 +545,7 @@ func (r *runtime) run(ctx context.Context, id string, rs podman.RunSpec, pull bo
 				return "", nil, lerr
 			}
 			if noImage {
-				if err := r.pullImage(ctx, rs.Image, pull); err != nil {
-					return "", nil, err
-				}
+				return "", nil, r.pullImage(ctx, rs.Image, false)
 			}
 			continue
 		}
