@@ -332,8 +332,12 @@ func newProjectProxy(s *server) *projectProxy {
 	}
 	p := &projectProxy{tr: tr}
 	p.rp = &httputil.ReverseProxy{
-		Transport:     tr,
-		FlushInterval: -1, // stream: server-sent events, long polls, progress
+		Transport: tr,
+		// 0: an answer of known length goes out in one write (headers and
+		// body in one TLS record); streams (server-sent events, answers of
+		// unknown length: long polls, progress) are flushed as they come,
+		// which ReverseProxy does by itself for those.
+		FlushInterval: 0,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(targetKey{}).(proxypath.Target)
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", upstreamHost(t)

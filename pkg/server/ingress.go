@@ -38,8 +38,12 @@ func (s *Server) ingressProxy(w http.ResponseWriter, r *http.Request, t proxypat
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport:     s.ingressTransport(hostID, pin),
-		FlushInterval: -1, // streamed responses (notebooks, logs) as they come
+		Transport: s.ingressTransport(hostID, pin),
+		// 0: an answer of known length goes out in one write (headers and
+		// body in one TLS record); streams (server-sent events, answers of
+		// unknown length: long polls, progress) are flushed as they come,
+		// which ReverseProxy does by itself for those.
+		FlushInterval: 0,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.log(r, identity{}, http.StatusBadGateway, err)
 			http.Error(w, "the project's host did not answer through its tunnel: "+err.Error(), http.StatusBadGateway)
