@@ -283,6 +283,9 @@ func TestMoveKilledAtEachPhase(t *testing.T) {
 		}
 		k.restart(from, to)
 		failed(from, before)
+		// Restarting the killed host (stop, start) stopped its projects
+		// too: the retry moves a running project, as the first attempt.
+		c.ok("project", "start", id)
 		c.ok("project", "move", id, "--to", to)
 		settle(from, to)
 	}
