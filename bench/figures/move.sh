@@ -25,5 +25,6 @@ fi
 direct=$(m direct_MB/s)
 # What the downtime is made of: the running move's cut-over steps (ms).
 steps=$(echo "$out" | sed -n 's/.*cutover_steps //p' | tail -n 1)
-printf '{"tree_mib": %s, "changed_during_precopy_mib": %s, "raw_send_receive_mb_s": %s, "move_direct_mb_s": %s, "move_relayed_mb_s": %s, "direct_vs_raw": %s, "downtime_ms": %s, "cutover_steps": %s}\n' \
-	"$mb" "$changed" "$raw" "$direct" "$(m relayed_MB/s)" "$(echo "$direct $raw" | awk '{ printf "%.2f", $1 / $2 }')" "$(m downtime_ms)" "${steps:-null}"
+synced=$(m raw_synced_MB/s)
+printf '{"tree_mib": %s, "changed_during_precopy_mib": %s, "raw_send_receive_mb_s": %s, "raw_send_receive_synced_mb_s": %s, "move_direct_mb_s": %s, "move_relayed_mb_s": %s, "direct_vs_raw": %s, "direct_vs_raw_synced": %s, "downtime_ms": %s, "cutover_steps": %s}\n' \
+	"$mb" "$changed" "$raw" "$synced" "$direct" "$(m relayed_MB/s)" "$(echo "$direct $raw" | awk '{ printf "%.2f", $1 / $2 }')" "$(echo "$direct $synced" | awk '{ printf "%.2f", $1 / $2 }')" "$(m downtime_ms)" "${steps:-null}"
