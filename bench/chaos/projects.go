@@ -67,16 +67,19 @@ type projRunReport struct {
 // projCounts are what a run did and what its checks found; the checks
 // (from NotConverged on) must all be 0.
 type projCounts struct {
-	Projects       int `json:"projects"`
-	ActionsDone    int `json:"actions_done"`
-	WorkerKills    int `json:"worker_kills"`
-	AgentKills     int `json:"agent_kills"`
-	FailedAndAsked int `json:"actions_failed_then_asked_again"`
-	SubmitErrors   int `json:"submit_errors_retried"`
-	MaxAttempts    int `json:"max_attempts_of_a_job"`
-	Containers     int `json:"containers_at_end"`
-	Subvolumes     int `json:"subvolumes_at_end"`
-	Qgroups        int `json:"qgroups_at_end"`
+	Projects    int `json:"projects"`
+	ActionsDone int `json:"actions_done"`
+	WorkerKills int `json:"worker_kills"`
+	AgentKills  int `json:"agent_kills"`
+	// RestartedAfterHostStop: projects asked to start again after their
+	// host's stop (following an agent kill) stopped them, as a user would.
+	RestartedAfterHostStop int `json:"restarted_after_host_stop"`
+	FailedAndAsked         int `json:"actions_failed_then_asked_again"`
+	SubmitErrors           int `json:"submit_errors_retried"`
+	MaxAttempts            int `json:"max_attempts_of_a_job"`
+	Containers             int `json:"containers_at_end"`
+	Subvolumes             int `json:"subvolumes_at_end"`
+	Qgroups                int `json:"qgroups_at_end"`
 
 	NotConverged      int `json:"projects_not_converged"`
 	Transitional      int `json:"projects_in_transitional_state"`
@@ -94,6 +97,7 @@ func (c *projCounts) add(d projCounts) {
 	c.ActionsDone += d.ActionsDone
 	c.WorkerKills += d.WorkerKills
 	c.AgentKills += d.AgentKills
+	c.RestartedAfterHostStop += d.RestartedAfterHostStop
 	c.FailedAndAsked += d.FailedAndAsked
 	c.SubmitErrors += d.SubmitErrors
 	c.MaxAttempts = max(c.MaxAttempts, d.MaxAttempts)
@@ -423,6 +427,7 @@ func oneProjectRun(ctx context.Context, o options, pg *pgtest.Cluster, pm *podma
 	// one of their duties), wait until every check passes.
 	settled := time.Now()
 	for {
+		rr.Counts.RestartedAfterHostStop += restartStopped(ctx, psvc, st, ps)
 		rr.Problems = rr.Problems[:min(len(rr.Problems), btoi(derr != nil))]
 		c := rr.Counts
 		if err := checkProjects(ctx, st, pm, ps, &c, func(format string, args ...any) {
@@ -455,7 +460,7 @@ func btoi(b bool) int {
 // is done or the deadline passes. Progress is read from the jobs table.
 func driveProjects(ctx context.Context, svc *projects.Service, st store.Store, ps []*projPlan, hostNames []string, deadline time.Time, c *projCounts) error {
 	c.Projects = len(ps)
-	caller := projects.Caller{Account: "chaos"}
+	caller := projects.Caller{Account: chaosAccount}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -536,6 +541,31 @@ func nextHost(ctx context.Context, svc *projects.Service, p *projPlan, hostNames
 	}
 	return "", fmt.Errorf("project %s is on host %s, not one of the run's", p.id, h.Name)
 }
+
+// restartStopped asks to start, as a user would, each project its plan
+// left running but which is stopped with nothing pending: a host's stop
+// (the harness's after an agent kill) stops its projects, as a VM's stop
+// does, and its start does not start them again. It returns how many it
+// asked for.
+func restartStopped(ctx context.Context, svc *projects.Service, st store.Store, ps []*projPlan) int {
+	n := 0
+	for _, pl := range ps {
+		if pl.id == "" || pl.want() != model.ProjectRunning {
+			continue
+		}
+		p, err := st.GetProject(ctx, pl.id)
+		if err != nil || p.State != model.ProjectStopped {
+			continue
+		}
+		if sub, err := svc.Start(ctx, projects.Caller{Account: chaosAccount}, pl.id); err == nil && sub.Job != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// chaosAccount owns the run's hosts and projects.
+const chaosAccount = "chaos"
 
 // submitProject asks for the project's current step as a user would.
 func submitProject(ctx context.Context, svc *projects.Service, caller projects.Caller, p *projPlan, hostNames []string) error {
