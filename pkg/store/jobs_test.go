@@ -62,18 +62,24 @@ func TestClaimBatch(t *testing.T) {
 	})
 }
 
+// hostsWithStarts makes n hosts, each with a queued start.
+func hostsWithStarts(ctx context.Context, s *store.SQLStore, n int) []model.Host {
+	var hs []model.Host
+	for i := range n {
+		h := newHost(fmt.Sprintf("h%d", i))
+		s.CreateHost(ctx, h)
+		s.EnqueueJob(ctx, newJob(h.ID, model.ActionStart))
+		hs = append(hs, h)
+	}
+	return hs
+}
+
 // One heartbeat extends every job of its owner and no other; the finishes
 // of a batch commit together, and a lost lease rejects only its own.
 func TestHeartbeatAndFinishBatches(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
-		var hs []model.Host
-		for i := range 3 {
-			h := newHost(fmt.Sprintf("h%d", i))
-			s.CreateHost(ctx, h)
-			s.EnqueueJob(ctx, newJob(h.ID, model.ActionStart))
-			hs = append(hs, h)
-		}
+		hs := hostsWithStarts(ctx, s, 3)
 		mine, err := s.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Limit: 2, Now: t0})
 		if err != nil || len(mine) != 2 {
 			t.Fatalf("claim: %v %v", mine, err)
@@ -127,13 +133,7 @@ func TestHeartbeatAndFinishBatches(t *testing.T) {
 func TestFinishBatchWithHostGone(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.SQLStore) {
 		ctx := context.Background()
-		var hs []model.Host
-		for i := range 3 {
-			h := newHost(fmt.Sprintf("h%d", i))
-			s.CreateHost(ctx, h)
-			s.EnqueueJob(ctx, newJob(h.ID, model.ActionStart))
-			hs = append(hs, h)
-		}
+		hostsWithStarts(ctx, s, 3)
 		jobs, err := s.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Limit: 3, Now: t0})
 		if err != nil || len(jobs) != 3 {
 			t.Fatalf("claim: %v %v", jobs, err)
