@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // A transfer's stream crosses a pipe to or from its command (btrfs send,
@@ -95,11 +93,7 @@ func widePipe() (r, w *os.File, err error) {
 	if r, w, err = os.Pipe(); err != nil {
 		return nil, nil, err
 	}
-	if rc, err := w.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { //nolint:errcheck // a narrow pipe is only slower
-			unix.FcntlInt(fd, unix.F_SETPIPE_SZ, chunkBytes) //nolint:errcheck
-		})
-	}
+	widen(w, chunkBytes)
 	return r, w, nil
 }
 
