@@ -85,6 +85,9 @@ var (
 
 func (g *schemaGen) schema(t reflect.Type) map[string]any {
 	switch {
+	case t.Kind() == reflect.Pointer:
+		// Before the marshalers: *time.Time is a json.Marshaler too.
+		return orNull(g.schema(t.Elem()))
 	case t == timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
 	case t == rawMessageType, t.Kind() == reflect.Interface:
@@ -95,8 +98,6 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 		return map[string]any{"type": "string"}
 	}
 	switch t.Kind() {
-	case reflect.Pointer:
-		return orNull(g.schema(t.Elem()))
 	case reflect.Bool:
 		return map[string]any{"type": "boolean"}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
