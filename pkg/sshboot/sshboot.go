@@ -306,6 +306,10 @@ var platforms = map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64"
 func (b *Bootstrapper) preflight(ctx context.Context, r *run, t sshpool.Target, h model.Host) (facts, error) {
 	var f facts
 	out, err := b.Pool.Output(ctx, t, "uname -sm", nil)
+	if errkind.Is(err, errkind.Transient) {
+		// The connection died under it: a retry fixes that.
+		return f, fmt.Errorf("bootstrap %s: %w", r.host.Name, err)
+	}
 	if err != nil {
 		return f, r.fail("cannot run uname on %s: %v: %s", t, err, strings.TrimSpace(out))
 	}
