@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
@@ -34,7 +36,15 @@ type netnsRef struct {
 type netnsCache struct {
 	mu   sync.Mutex
 	refs map[string]netnsRef
+	// lookups asks podman once per project at a time: the first requests
+	// to a project come in a burst (a browser, a load generator: one per
+	// connection), and each would otherwise run its own podman inspect.
+	lookups singleflight.Group
 }
+
+// netnsLookupTimeout bounds a shared podman lookup, which runs on even
+// if the request that started it goes away (others wait on it).
+const netnsLookupTimeout = time.Minute
 
 func nsPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/net" }
 
@@ -62,6 +72,25 @@ func (r *runtime) projectNetns(ctx context.Context, id string) (int, error) {
 			return ref.pid, nil
 		}
 	}
+	ch := r.netns.lookups.DoChan(id, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), netnsLookupTimeout)
+		defer cancel()
+		return r.lookupNetns(ctx, id)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return 0, res.Err
+		}
+		return res.Val.(int), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// lookupNetns asks podman for project id's container and caches its
+// network namespace.
+func (r *runtime) lookupNetns(ctx context.Context, id string) (int, error) {
 	c, err := r.container(ctx, id)
 	if errors.Is(err, podman.ErrNotFound) || (err == nil && (!c.Running() || c.PID <= 0)) {
 		r.forgetNetns(id)
