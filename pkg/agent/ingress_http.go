@@ -338,6 +338,9 @@ func newProjectProxy(s *server) *projectProxy {
 		// unknown length: long polls, progress) are flushed as they come,
 		// which ReverseProxy does by itself for those.
 		FlushInterval: 0,
+		// Without a pool, every request allocates a 32 KiB copy buffer:
+		// the garbage collector's work per request grows with it.
+		BufferPool: &copyBuffers{},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(targetKey{}).(proxypath.Target)
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", upstreamHost(t)
@@ -369,6 +372,25 @@ func newProjectProxy(s *server) *projectProxy {
 	return p
 }
 
+// copyBuffers reuses the proxy's copy buffers across requests.
+type copyBuffers struct{ p sync.Pool }
+
+const copyBufferSize = 32 << 10
+
+func (c *copyBuffers) Get() []byte {
+	if b, ok := c.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (c *copyBuffers) Put(b []byte) {
+	if cap(b) == copyBufferSize {
+		b = b[:copyBufferSize]
+		c.p.Put(&b)
+	}
+}
+
 func isCode(err error, code string) bool {
 	var pe *projectError
 	return errors.As(err, &pe) && pe.code == code
@@ -387,12 +409,18 @@ func scrubCredentials(out *http.Request) {
 	if bearer(out) != "" {
 		out.Header.Del("Authorization")
 	}
-	if q := out.URL.Query(); q.Has(TokenParam) {
-		q.Del(TokenParam)
-		out.URL.RawQuery = q.Encode()
+	if out.URL.RawQuery != "" {
+		if q := out.URL.Query(); q.Has(TokenParam) {
+			q.Del(TokenParam)
+			out.URL.RawQuery = q.Encode()
+		}
+	}
+	cookies := out.Header.Values("Cookie")
+	if len(cookies) == 0 {
+		return
 	}
 	var kept []string
-	for _, line := range out.Header.Values("Cookie") {
+	for _, line := range cookies {
 		for _, part := range strings.Split(line, ";") {
 			if name, _, _ := strings.Cut(strings.TrimSpace(part), "="); name != SessionCookie {
 				kept = append(kept, strings.TrimSpace(part))
