@@ -3,10 +3,13 @@ package tokens
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,7 +167,6 @@ type Verifier struct {
 	keys   map[string]PublicKey
 	cas    map[string]CAKey // by authorized key
 	now    func() time.Time
-	parser *jwt.Parser
 
 	// Tokens are presented again and again (every request of a browser
 	// session); a verified token's claims are kept so that the signature
@@ -192,8 +194,6 @@ func NewVerifier(hostID string, pk PublicKeys, now func() time.Time) *Verifier {
 	for _, k := range pk.SSHCAKeys {
 		v.cas[k.Key] = k
 	}
-	// Claims are checked by check, the same way for cached tokens.
-	v.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}), jwt.WithoutClaimsValidation())
 	return v
 }
 
@@ -250,32 +250,95 @@ func (v *Verifier) KeyAccepted(kid string) *Error {
 	return nil
 }
 
-func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
-	kid, _ := t.Header["kid"].(string)
-	k, ok := v.keys[kid]
-	if !ok {
-		return nil, refuse(UnknownKey, "connect token refused: signed by key %q, which this host does not know (forged, or from another control plane)", kid)
-	}
-	return k.Key, nil
+// b64 decodes a token's parts: unpadded base64url, and only the
+// canonical encoding of each value.
+var b64 = base64.RawURLEncoding.Strict()
+
+// header is what Verify reads from a token's header.
+type header struct {
+	Alg string `json:"alg"`
+	KID string `json:"kid"`
 }
 
+// parse checks a token's signature and decodes its claims. It takes
+// exactly what Mint makes, a compact JWS signed with EdDSA by a key this
+// host knows, and reads the claims only once the signature checked out.
+// Mint's library's general parser decodes the header into a map and the
+// claims with nested decoders (65 allocations a token against 29 here;
+// BenchmarkVerify), which showed next to the Ed25519 check itself.
 func (v *Verifier) parse(token string) (*verified, error) {
-	var c Claims
-	t, err := v.parser.ParseWithClaims(token, &c, v.keyFor)
-	if err == nil {
-		kid, _ := t.Header["kid"].(string)
-		c.KID = kid
-		return &verified{claims: c, kid: kid}, nil
+	h64, rest, ok := strings.Cut(token, ".")
+	p64, s64, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || strings.Contains(s64, ".") {
+		return nil, refuse(Malformed, "connect token refused: not a signed token (three parts separated by dots)")
 	}
-	var e *Error
-	switch {
-	case errors.As(err, &e):
-		return nil, e
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+	var h header
+	if err := decodePart(h64, &h); err != nil {
+		return nil, refuse(Malformed, "connect token refused: header: %v", err)
+	}
+	// Only EdDSA: "none", or an HMAC keyed with a public key (the classic
+	// confusions), are forgeries.
+	if h.Alg != jwt.SigningMethodEdDSA.Alg() {
+		return nil, refuse(BadSignature, "connect token refused: signed with %q, not EdDSA (forged)", h.Alg)
+	}
+	k, ok := v.keys[h.KID]
+	if !ok {
+		return nil, refuse(UnknownKey, "connect token refused: signed by key %q, which this host does not know (forged, or from another control plane)", h.KID)
+	}
+	var sig [ed25519.SignatureSize]byte
+	ok = b64.DecodedLen(len(s64)) == len(sig)
+	if ok {
+		n, err := b64.Decode(sig[:], []byte(s64))
+		ok = err == nil && n == len(sig) && ed25519.Verify(k.Key, []byte(token[:len(h64)+1+len(p64)]), sig[:])
+	}
+	if !ok {
 		return nil, refuse(BadSignature, "connect token refused: bad signature (forged or altered)")
-	default:
-		return nil, refuse(Malformed, "connect token refused: %v", err)
 	}
+	var w wireClaims
+	if err := decodePart(p64, &w); err != nil {
+		return nil, refuse(Malformed, "connect token refused: claims: %v", err)
+	}
+	c := w.claims()
+	c.KID = h.KID
+	return &verified{claims: c, kid: h.KID}, nil
+}
+
+// wireClaims is a token's payload as Mint writes it: the audience an
+// array, times in whole seconds (0: absent). Decoding into plain fields
+// skips the nested decoding of the library's claim types.
+type wireClaims struct {
+	Project string   `json:"project"`
+	Perms   []string `json:"perms"`
+	Ports   []int    `json:"ports"`
+	Iss     string   `json:"iss"`
+	Sub     string   `json:"sub"`
+	Aud     []string `json:"aud"`
+	Exp     int64    `json:"exp"`
+	Nbf     int64    `json:"nbf"`
+	Iat     int64    `json:"iat"`
+	Jti     string   `json:"jti"`
+}
+
+func (w *wireClaims) claims() Claims {
+	date := func(sec int64) *jwt.NumericDate {
+		if sec == 0 {
+			return nil
+		}
+		return jwt.NewNumericDate(time.Unix(sec, 0))
+	}
+	return Claims{Project: w.Project, Perms: w.Perms, Ports: w.Ports, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: w.Iss, Subject: w.Sub, Audience: w.Aud, ExpiresAt: date(w.Exp), NotBefore: date(w.Nbf),
+		IssuedAt: date(w.Iat), ID: w.Jti}}
+}
+
+// decodePart decodes one base64url JSON part of a token into v.
+func decodePart(part string, v any) error {
+	b := make([]byte, b64.DecodedLen(len(part)))
+	n, err := b64.Decode(b, []byte(part))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b[:n], v)
 }
 
 // check applies what a token says about time, issuer and audience, and
