@@ -59,10 +59,13 @@ type ingressHost struct {
 	apps    map[string]bool // projects the web app was copied into
 }
 
-func newIngressHost(t testing.TB) *ingressHost {
+func newIngressHost(t testing.TB, tweaks ...func(*agentapi.Config)) *ingressHost {
 	t.Helper()
 	h := newHost(t, func(c *agentapi.Config) {
 		c.Ingress = agentapi.IngressConfig{HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", TLSNames: "127.0.0.1,localhost"}
+		for _, tw := range tweaks {
+			tw(c)
+		}
 	})
 	keys, err := tokens.LoadOrCreate(filepath.Join(t.TempDir(), "signing.json"), time.Now())
 	if err != nil {
