@@ -317,6 +317,11 @@ func (r *runtime) listRunning(ctx context.Context) (map[string]agentapi.Limits, 
 	if err != nil {
 		return nil, err
 	}
+	return runningOf(cs), nil
+}
+
+// runningOf is the limits of each running container of cs.
+func runningOf(cs map[string]podman.Container) map[string]agentapi.Limits {
 	running := map[string]agentapi.Limits{}
 	for id, c := range cs {
 		if c.Running() {
@@ -325,7 +330,7 @@ func (r *runtime) listRunning(ctx context.Context) (map[string]agentapi.Limits, 
 			running[id] = sl.Limits
 		}
 	}
-	return running, nil
+	return running
 }
 
 // meminfo reads MemTotal and MemAvailable.

@@ -107,8 +107,11 @@ type runtime struct {
 	// running holds the limits of each project container the agent
 	// knows to run (promised); nil until podman was first asked.
 	running map[string]agentapi.Limits
-	locks   map[string]*sync.Mutex
-	act     map[string]*activity
+	// seen is each project's container as podman last described it (its
+	// id and first process), for a halt that must not wait for podman.
+	seen  map[string]podman.Container
+	locks map[string]*sync.Mutex
+	act   map[string]*activity
 	// hostActive is when some project was last active, for the host's
 	// own idle stop.
 	hostActive time.Time
@@ -219,6 +222,12 @@ func (r *runtime) container(ctx context.Context, id string) (podman.Container, e
 	if c.Labels[podman.LabelHost] != r.hostID {
 		return c, perr(agentapi.CodeConflict, "container %s belongs to host %s, not this host (%s); remove it with podman rm", c.Name, c.Labels[podman.LabelHost], r.hostID)
 	}
+	r.mu.Lock()
+	if r.seen == nil {
+		r.seen = map[string]podman.Container{}
+	}
+	r.seen[id] = c
+	r.mu.Unlock()
 	return c, nil
 }
 
@@ -236,6 +245,8 @@ func (r *runtime) rediscover(ctx context.Context) error {
 	// A host that (re)starts counts as active: its idle clock starts now,
 	// or a host started again after an idle stop would stop at once.
 	r.hostActive = now
+	// What runs is known from here on (the first start need not ask).
+	r.running = runningOf(cs)
 	for id, c := range cs {
 		a := r.activityOf(id)
 		if c.Running() && a.last.IsZero() {
@@ -675,23 +686,83 @@ func (r *runtime) Stop(ctx context.Context, id, reason string) (agentapi.Project
 }
 
 func (r *runtime) stopLocked(ctx context.Context, id, reason string) (agentapi.ProjectStatus, error) {
-	// The reason is recorded first: while podman removes the container,
-	// it already shows as not running, and whoever asks then must learn why.
+	return r.ended(ctx, id, reason, func() error {
+		if err := r.pm.Remove(ctx, containerName(id), stopGrace); err != nil {
+			return fmt.Errorf("stop project %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// Halt ends every process of project id at once and returns when none is
+// left, so that nothing in the project writes to its home any more; its
+// container stays, exited, until a stop removes it. The processes fare
+// as in a stop (there the container's first process exits on SIGTERM and
+// the kernel kills the rest), but a halt takes milliseconds through the
+// container's cgroup where podman takes most of a second: a move's
+// cut-over halts the project, and removes the container while the last
+// changes are sent. Where the cgroup cannot do it (no cgroup v2
+// cgroup.kill), a halt is a stop.
+func (r *runtime) Halt(ctx context.Context, id string) (agentapi.ProjectStatus, error) {
+	if err := storage.CheckID(id); err != nil {
+		return agentapi.ProjectStatus{}, err
+	}
+	defer r.lock(id)()
+	// The container as podman last described it (a move asks for the
+	// project's status just before), checked against its process's
+	// cgroup; else as podman describes it now.
+	r.mu.Lock()
+	c, ok := r.seen[id]
+	r.mu.Unlock()
+	err := podman.ErrNoCgroupKill
+	if ok && c.Running() {
+		err = podman.KillAll(ctx, c)
+	}
+	if errors.Is(err, podman.ErrNoCgroupKill) {
+		c, lerr := r.container(ctx, id)
+		switch {
+		case errors.Is(lerr, podman.ErrNotFound):
+			return r.status(ctx, id, nil, false)
+		case lerr != nil:
+			return agentapi.ProjectStatus{}, lerr
+		case !c.Running():
+			return r.status(ctx, id, &c, false)
+		}
+		err = podman.KillAll(ctx, c)
+	}
+	if errors.Is(err, podman.ErrNoCgroupKill) {
+		r.log.Info("halting the project with a stop", "project", id, "why", err)
+		return r.stopLocked(ctx, id, "")
+	}
+	return r.ended(ctx, id, "", func() error {
+		if err != nil {
+			return fmt.Errorf("halt project %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// ended records that project id's processes ended by end (a stop or a
+// halt), for reason ("" for a request).
+func (r *runtime) ended(ctx context.Context, id, reason string, end func() error) (agentapi.ProjectStatus, error) {
+	// The reason is recorded first: while its container goes, the project
+	// already shows as not running, and whoever asks then must learn why.
 	r.mu.Lock()
 	a := r.activityOf(id)
 	prev := a.stoppedReason
 	a.stoppedReason = reason
 	r.mu.Unlock()
-	if err := r.pm.Remove(ctx, containerName(id), stopGrace); err != nil {
+	if err := end(); err != nil {
 		r.mu.Lock()
 		a.stoppedReason = prev
 		r.mu.Unlock()
-		return agentapi.ProjectStatus{}, fmt.Errorf("stop project %s: %w", id, err)
+		return agentapi.ProjectStatus{}, err
 	}
 	r.mu.Lock()
 	a.sessions = 0
 	r.dirty = true
 	delete(r.running, id)
+	delete(r.seen, id)
 	r.mu.Unlock()
 	r.log.Info("project stopped", "project", id, "reason", orString(reason, "request"))
 	return r.status(ctx, id, nil, false)

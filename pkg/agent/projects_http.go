@@ -69,6 +69,7 @@ func (s *server) projectRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE "+p+"/{id}", s.reply(s.handleDeleteProject))
 	mux.HandleFunc("POST "+p+"/{id}/start", s.reply(withBody(s.handleStartProject)))
 	mux.HandleFunc("POST "+p+"/{id}/stop", s.reply(s.handleStopProject))
+	mux.HandleFunc("POST "+p+"/{id}/halt", s.reply(s.handleHaltProject))
 	mux.HandleFunc("PUT "+p+"/{id}/quota", s.reply(withBody(s.handleQuota)))
 	mux.HandleFunc("GET "+p+"/{id}/snapshots", s.reply(s.handleSnapshots))
 	mux.HandleFunc("POST "+p+"/{id}/snapshots", s.reply(withBody(s.handleCreateSnapshot)))
@@ -172,6 +173,10 @@ func (s *server) handleStartProject(r *http.Request, req agentapi.StartProjectRe
 
 func (s *server) handleStopProject(r *http.Request) (any, error) {
 	return s.proj.Stop(r.Context(), r.PathValue("id"), "")
+}
+
+func (s *server) handleHaltProject(r *http.Request) (any, error) {
+	return s.proj.Halt(r.Context(), r.PathValue("id"))
 }
 
 func (s *server) handleQuota(r *http.Request, req agentapi.QuotaRequest) (any, error) {

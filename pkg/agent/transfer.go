@@ -148,6 +148,16 @@ func (s *server) handleCommit(r *http.Request, req agentapi.CommitTransferReques
 }
 
 func (s *server) notRunning(ctx context.Context, id string) error {
+	// What the agent knows never misses a container that runs here (only
+	// the agent starts them): podman is asked only when it may (a move's
+	// commit is downtime, and a podman command most of a second of it).
+	s.proj.mu.Lock()
+	_, maybe := s.proj.running[id]
+	known := s.proj.running != nil
+	s.proj.mu.Unlock()
+	if known && !maybe {
+		return nil
+	}
 	c, err := s.proj.container(ctx, id)
 	if errors.Is(err, podman.ErrNotFound) {
 		return nil

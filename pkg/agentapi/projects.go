@@ -356,6 +356,14 @@ func (c *Client) StopProject(ctx context.Context, id string) (ProjectStatus, err
 	return out, c.do(ctx, http.MethodPost, ProjectPath(id, "stop"), nil, &out)
 }
 
+// HaltProject ends every process of the project at once and returns when
+// none is left; its container stays, exited, until StopProject removes
+// it. Halting a stopped project succeeds.
+func (c *Client) HaltProject(ctx context.Context, id string) (ProjectStatus, error) {
+	var out ProjectStatus
+	return out, c.do(ctx, http.MethodPost, ProjectPath(id, "halt"), nil, &out)
+}
+
 // SetQuota changes a project's disk quota.
 func (c *Client) SetQuota(ctx context.Context, id string, diskBytes int64) error {
 	return c.do(ctx, http.MethodPut, ProjectPath(id, "quota"), QuotaRequest{DiskBytes: diskBytes}, nil)

@@ -556,22 +556,12 @@ func (mv *mover) cutover(ctx context.Context) error {
 				return err
 			}
 			mv.progress(fmt.Sprintf("cut-over: stopping project %s on %s", mv.p.ID, mv.from.Name))
-			if err := mv.step("stop", func() error { _, err := mv.src.StopProject(ctx, mv.p.ID); return err }); err != nil {
+			// Its processes end at once; its container is removed below.
+			if err := mv.step("halt", func() error { _, err := mv.src.HaltProject(ctx, mv.p.ID); return err }); err != nil {
 				return err
 			}
 		}
-		home, snaps, err := mv.final(ctx)
-		if err != nil {
-			return err
-		}
-		mv.progress(fmt.Sprintf("cut-over: committing on %s", mv.to.Name))
-		err = mv.step("commit", func() error {
-			if err := mv.dst.CommitTransfer(ctx, mv.dstID, agentapi.CommitTransferRequest{Home: home, Snapshots: snaps, QuotaBytes: mv.p.Limits.DiskBytes}); err != nil {
-				return dstErr{err}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := mv.commit(ctx); err != nil {
 			return err
 		}
 		now := s.Now()
@@ -633,6 +623,41 @@ func (mv *mover) cutover(ctx context.Context) error {
 		return s.queueCleanup(ctx, mv.m)
 	}
 	return nil
+}
+
+// commit sends what changed since pre-copy (the project is stopped) and
+// commits it on the destination. A project this move stopped has its
+// container removed on the source meanwhile, not before (podman takes
+// most of a second, all of it downtime otherwise), and before it starts
+// on the destination: hosts that share one podman (local hosts) share
+// container names.
+func (mv *mover) commit(ctx context.Context) error {
+	removed := make(chan error, 1)
+	if mv.m.Stopped {
+		go func() { _, err := mv.src.StopProject(ctx, mv.p.ID); removed <- err }()
+	} else {
+		removed <- nil
+	}
+	err := mv.sendRestAndCommit(ctx)
+	rerr := mv.step("remove container (source)", func() error { return <-removed })
+	if err != nil {
+		return err
+	}
+	return rerr
+}
+
+func (mv *mover) sendRestAndCommit(ctx context.Context) error {
+	home, snaps, err := mv.final(ctx)
+	if err != nil {
+		return err
+	}
+	mv.progress(fmt.Sprintf("cut-over: committing on %s", mv.to.Name))
+	return mv.step("commit", func() error {
+		if err := mv.dst.CommitTransfer(ctx, mv.dstID, agentapi.CommitTransferRequest{Home: home, Snapshots: snaps, QuotaBytes: mv.p.Limits.DiskBytes}); err != nil {
+			return dstErr{err}
+		}
+		return nil
+	})
 }
 
 // final sends what changed since pre-copy (the project is stopped) and
