@@ -132,7 +132,7 @@ func scanHost(r scanner) (model.Host, error) {
 // Spec and Runtime undecoded.
 func scanHostInto(r scanner, h *model.Host, brief bool) error {
 	*h = model.Host{}
-	var spec, runtime string
+	var spec, runtime []byte
 	var created, updated int64
 	var deleted sql.NullInt64
 	var status string
@@ -146,10 +146,10 @@ func scanHostInto(r scanner, h *model.Host, brief bool) error {
 	if brief {
 		return nil
 	}
-	if err := json.Unmarshal([]byte(spec), &h.Spec); err != nil {
+	if err := model.DecodeHostSpec(spec, &h.Spec); err != nil {
 		return fmt.Errorf("host %s: corrupt spec: %w", h.ID, err)
 	}
-	if err := json.Unmarshal([]byte(runtime), &h.Runtime); err != nil {
+	if err := model.DecodeRuntime(runtime, &h.Runtime); err != nil {
 		return fmt.Errorf("host %s: corrupt runtime: %w", h.ID, err)
 	}
 	return nil
