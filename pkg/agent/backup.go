@@ -9,13 +9,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/backup"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
 )
@@ -26,7 +26,7 @@ const backupPrefix = "backup-"
 
 // fullIDRE is a whole restic snapshot id (64 of them: the length is
 // checked apart, a counted repetition compiling into 64 copies at start-up).
-var fullIDRE = regexp.MustCompile(`^[0-9a-f]+$`)
+var fullIDRE = lazyre.New(`^[0-9a-f]+$`)
 
 // backups backs up this host's projects with restic, with configuration
 // the control plane hands out per project (agentapi.BackupConfig).
@@ -288,7 +288,7 @@ func (b *backups) restore(ctx context.Context, id string, version int64, req age
 		return agentapi.BackupRestoreResult{}, perr(agentapi.CodeNotFound, "project %s has no home on this host", id)
 	}
 	var snap backup.Snapshot
-	if len(req.Backup) == 64 && fullIDRE.MatchString(req.Backup) {
+	if len(req.Backup) == 64 && fullIDRE().MatchString(req.Backup) {
 		// The control plane resolved it already; a lookup would cost a
 		// restic call (a key derivation). restic refuses an unknown id.
 		snap = backup.Snapshot{ID: req.Backup, ShortID: req.Backup[:8]}

@@ -10,19 +10,20 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 )
 
 // imageRE leaves the length (at most 255) to ValidImageName: a counted
 // repetition such as {0,254} compiles into that many copies, ≈240 KB
 // and ≈2 ms at start-up of every command.
-var imageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
+var imageRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
 
 // ValidImageName reports whether image is a plausible image reference
 // (and so can never be taken for a podman option).
-func ValidImageName(image string) bool { return len(image) <= 255 && imageRE.MatchString(image) }
+func ValidImageName(image string) bool { return len(image) <= 255 && imageRE().MatchString(image) }
 
 // PullPath pulls an image onto the host.
 const PullPath = "/v1/images/pull"

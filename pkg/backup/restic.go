@@ -22,11 +22,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
 
@@ -109,10 +109,10 @@ func Sub(base, name string) string {
 
 // redact hides URL credentials, should any slip into a message.
 func redact(s string) string {
-	return credRE.ReplaceAllString(s, "://***@")
+	return credRE().ReplaceAllString(s, "://***@")
 }
 
-var credRE = regexp.MustCompile(`://[^/@\s]*@`)
+var credRE = lazyre.New(`://[^/@\s]*@`)
 
 // Restic runs the restic binary.
 type Restic struct {
@@ -238,10 +238,10 @@ func (r *Restic) run(ctx context.Context, repo Repo, dir string, args ...string)
 }
 
 var (
-	authRE        = regexp.MustCompile(`\b(401|403)\b|Unauthorized|Forbidden|Access Denied|InvalidAccessKeyId|SignatureDoesNotMatch|wrong password or no key found`)
-	unreachableRE = regexp.MustCompile(`connection refused|no such host|i/o timeout|network is unreachable|no route to host|connect: `)
-	noRepoRE      = regexp.MustCompile(`Is there a repository at the following location\?|unable to open config file|config file does not exist|repository does not exist|NoSuchBucket`)
-	notFoundRE    = regexp.MustCompile(`no matching ID found|invalid id|no snapshot found`)
+	authRE        = lazyre.New(`\b(401|403)\b|Unauthorized|Forbidden|Access Denied|InvalidAccessKeyId|SignatureDoesNotMatch|wrong password or no key found`)
+	unreachableRE = lazyre.New(`connection refused|no such host|i/o timeout|network is unreachable|no route to host|connect: `)
+	noRepoRE      = lazyre.New(`Is there a repository at the following location\?|unable to open config file|config file does not exist|repository does not exist|NoSuchBucket`)
+	notFoundRE    = lazyre.New(`no matching ID found|invalid id|no snapshot found`)
 )
 
 // classify turns restic's failure into one of the package's errors,
@@ -255,13 +255,13 @@ func classify(verb string, repo Repo, stderr string, err error) error {
 	// Auth and network failures first: restic adds "Is there a
 	// repository" to any failure to open the config.
 	switch {
-	case authRE.MatchString(stderr):
+	case authRE().MatchString(stderr):
 		kind = ErrAuth
-	case unreachableRE.MatchString(stderr):
+	case unreachableRE().MatchString(stderr):
 		kind = ErrUnreachable
-	case noRepoRE.MatchString(stderr):
+	case noRepoRE().MatchString(stderr):
 		kind = ErrNoRepository
-	case notFoundRE.MatchString(stderr):
+	case notFoundRE().MatchString(stderr):
 		kind = ErrNotFound
 	default:
 		return fmt.Errorf("restic %s on %s: %s", verb, redact(repo.URL), detail)

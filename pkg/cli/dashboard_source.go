@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/cost"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
@@ -491,7 +491,7 @@ func projectSize(d projects.Detail) int64 {
 // moveSent reads a move's or clone's bytes so far and its planned size
 // from its progress message ("…; the move has sent 1.2 GiB of 4.0 GiB,
 // about 30s left", or "… (planned 4.0 GiB), finishing").
-var moveSent = regexp.MustCompile(`the move has sent ([0-9.]+ [KMGTPE]?i?B)(?: of| \(planned) ([0-9.]+ [KMGTPE]?i?B)`)
+var moveSent = lazyre.New(`the move has sent ([0-9.]+ [KMGTPE]?i?B)(?: of| \(planned) ([0-9.]+ [KMGTPE]?i?B)`)
 
 // transferProgress adds to the progress of a move or clone the bytes
 // sent so far out of its planned size (none said: no bar). Steps without
@@ -499,7 +499,7 @@ var moveSent = regexp.MustCompile(`the move has sent ([0-9.]+ [KMGTPE]?i?B)(?: o
 func transferProgress(progress func(tui.Progress)) func(tui.Progress) {
 	var sent, total int64
 	return func(p tui.Progress) {
-		if m := moveSent.FindStringSubmatch(p.Message); m != nil {
+		if m := moveSent().FindStringSubmatch(p.Message); m != nil {
 			n, err1 := projects.ParseBytes(m[1])
 			t, err2 := projects.ParseBytes(m[2])
 			if err1 == nil && err2 == nil {

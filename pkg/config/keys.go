@@ -6,14 +6,15 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 )
 
 // providerNameRE is the shape of a provider's name.
-var providerNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+var providerNameRE = lazyre.New(`^[a-z][a-z0-9_-]*$`)
 
 // key is one setting: its name, default, description, and how its value
 // is checked and stored.
@@ -35,7 +36,7 @@ var keys = []key{
 	{name: "output", def: "table", desc: "default output format: table or json", set: outputFormat},
 	{name: "default_cloud", desc: "the provider `create` uses without --cloud (empty: a create without --cloud must say what it needs, --gpu, --cpu, --ram or --machine-type, and the cheapest configured cloud that has it is chosen)",
 		set: func(s *Settings, v string) error {
-			if v != "" && !providerNameRE.MatchString(v) {
+			if v != "" && !providerNameRE().MatchString(v) {
 				return fmt.Errorf("%q: want a provider name such as gcp or local (see `cocalc-hosts providers`)", v)
 			}
 			s.DefaultCloud = v

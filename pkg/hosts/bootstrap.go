@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
@@ -84,9 +84,9 @@ var (
 	// userRE and hostRE leave the length (at most 32 and 253) to their
 	// caller: a counted repetition compiles into that many copies at
 	// start-up.
-	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*$`)
-	hostRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
-	deviceRE = regexp.MustCompile(`^/dev/[A-Za-z0-9/_.:+-]+$`)
+	userRE   = lazyre.New(`^[a-z_][a-z0-9_.-]*$`)
+	hostRE   = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
+	deviceRE = lazyre.New(`^/dev/[A-Za-z0-9/_.:+-]+$`)
 )
 
 // ParseAddress parses USER@HOST[:PORT] (an IPv6 host in brackets). The
@@ -106,10 +106,10 @@ func ParseAddress(s string) (Address, error) {
 	bad := func(why string) (Address, error) {
 		return Address{}, invalid("invalid --address %q: %s; use USER@HOST[:PORT], e.g. root@203.0.113.7 or ubuntu@gpu1.example.org:2222", s, why)
 	}
-	if len(a.User) > 32 || !userRE.MatchString(a.User) {
+	if len(a.User) > 32 || !userRE().MatchString(a.User) {
 		return bad(fmt.Sprintf("%q is not a user name", a.User))
 	}
-	if host == "" || (net.ParseIP(host) == nil && (len(host) > 253 || !hostRE.MatchString(host))) {
+	if host == "" || (net.ParseIP(host) == nil && (len(host) > 253 || !hostRE().MatchString(host))) {
 		return bad(fmt.Sprintf("%q is not a host name or IP address", host))
 	}
 	a.Host = host
@@ -151,7 +151,7 @@ func (s *Service) checkBootstrapSpec(ctx context.Context, req *CreateRequest) er
 	case !adopts && req.Spec.DataDiskDevice != "":
 		return invalid("--data-disk is only for adopted machines (--cloud ssh); provider %s attaches its own data disk", p.Name())
 	}
-	if req.Spec.DataDiskDevice != "" && !deviceRE.MatchString(req.Spec.DataDiskDevice) {
+	if req.Spec.DataDiskDevice != "" && !deviceRE().MatchString(req.Spec.DataDiskDevice) {
 		return invalid("invalid --data-disk %q: give a device path such as /dev/vdb or /dev/disk/by-id/...", req.Spec.DataDiskDevice)
 	}
 	if !adopts {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/catalog"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/queue"
@@ -71,7 +71,7 @@ func refused(format string, args ...any) error {
 
 // nameRE leaves the length (at most 63) to validate: a counted
 // repetition compiles into that many copies at start-up.
-var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
+var nameRE = lazyre.New(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
 
 // CreateRequest asks for a new host.
 type CreateRequest struct {
@@ -150,7 +150,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Submitted, err
 }
 
 func (req CreateRequest) validate() error {
-	if len(req.Name) > 63 || !nameRE.MatchString(req.Name) {
+	if len(req.Name) > 63 || !nameRE().MatchString(req.Name) {
 		return invalid("invalid host name %q: use 1-63 lowercase letters, digits and hyphens, starting with a letter", req.Name)
 	}
 	if req.Spec.DiskGB < 0 || req.Spec.CPUs < 0 || req.Spec.MemoryGiB < 0 || req.Spec.GPUCount < 0 {

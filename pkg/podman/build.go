@@ -11,11 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 )
 
 // BuildSpec describes a Debian base image made from Debian packages, for
@@ -38,9 +39,9 @@ var DefaultBuildSpec = BuildSpec{Suite: "bookworm", Variant: "minbase", Include:
 var (
 	// Lengths (suite at most 32, package at most 100) are checked apart:
 	// a counted repetition compiles into that many copies at start-up.
-	suiteRE   = regexp.MustCompile(`^[a-z][a-z0-9-]+$`)
-	packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]*$`)
-	mirrorRE  = regexp.MustCompile(`^(https?|file)://[^\s'"]+$`)
+	suiteRE   = lazyre.New(`^[a-z][a-z0-9-]+$`)
+	packageRE = lazyre.New(`^[a-z0-9][a-z0-9+.-]*$`)
+	mirrorRE  = lazyre.New(`^(https?|file)://[^\s'"]+$`)
 )
 
 // Normalize fills defaults, sorts the package list and checks every field
@@ -52,7 +53,7 @@ func (s BuildSpec) Normalize() (BuildSpec, error) {
 	if s.Variant == "" {
 		s.Variant = DefaultBuildSpec.Variant
 	}
-	if len(s.Suite) > 32 || !suiteRE.MatchString(s.Suite) {
+	if len(s.Suite) > 32 || !suiteRE().MatchString(s.Suite) {
 		return s, fmt.Errorf("suite %q is not a Debian release name such as bookworm", s.Suite)
 	}
 	switch s.Variant {
@@ -68,7 +69,7 @@ func (s BuildSpec) Normalize() (BuildSpec, error) {
 			if q == "" || seen[q] {
 				continue
 			}
-			if len(q) > 100 || !packageRE.MatchString(q) {
+			if len(q) > 100 || !packageRE().MatchString(q) {
 				return s, fmt.Errorf("package name %q is not a Debian package name", q)
 			}
 			seen[q] = true
@@ -77,7 +78,7 @@ func (s BuildSpec) Normalize() (BuildSpec, error) {
 	}
 	sort.Strings(inc)
 	s.Include = inc
-	if s.Mirror != "" && !mirrorRE.MatchString(s.Mirror) {
+	if s.Mirror != "" && !mirrorRE().MatchString(s.Mirror) {
 		return s, fmt.Errorf("mirror %q is not an http(s) or file URL", s.Mirror)
 	}
 	return s, nil

@@ -4,14 +4,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 )
 
 // CDIDirs are where container tools look for CDI specs.
 var CDIDirs = []string{"/etc/cdi", "/var/run/cdi"}
 
-var nvidiaDevRE = regexp.MustCompile(`^nvidia[0-9]+$`)
+var nvidiaDevRE = lazyre.New(`^nvidia[0-9]+$`)
 
 // NvidiaGPUs returns the NVIDIA GPU device nodes under devDir (normally
 // /dev): one per GPU, named nvidia0, nvidia1, ...
@@ -22,7 +23,7 @@ func NvidiaGPUs(devDir string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if nvidiaDevRE.MatchString(e.Name()) {
+		if nvidiaDevRE().MatchString(e.Name()) {
 			out = append(out, filepath.Join(devDir, e.Name()))
 		}
 	}

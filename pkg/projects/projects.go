@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 	"github.com/sagemathinc/cocalc-hosts/pkg/tokens"
@@ -125,11 +125,11 @@ func refused(format string, args ...any) error {
 
 // accountRE leaves the length (at most 128) to CheckAccount: a counted
 // repetition compiles into that many copies at every start-up.
-var accountRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]*$`)
+var accountRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._@+-]*$`)
 
 // CheckAccount validates an account id.
 func CheckAccount(id string) error {
-	if len(id) > 128 || !accountRE.MatchString(id) {
+	if len(id) > 128 || !accountRE().MatchString(id) {
 		return invalid("invalid account %q: use letters, digits and . _ @ + -", id)
 	}
 	return nil

@@ -23,7 +23,6 @@ import (
 	"mime"
 	"net/http"
 	"path"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/accounts"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/projects"
 	"github.com/sagemathinc/cocalc-hosts/pkg/proxypath"
@@ -48,7 +48,7 @@ const AsHeader = "X-Cocalc-As"
 const DefaultMaxBody = 1 << 20
 
 // reTrickyEscape finds an escaped dot or backslash in a path.
-var reTrickyEscape = regexp.MustCompile(`(?i)%(2e|5c)`)
+var reTrickyEscape = lazyre.New(`(?i)%(2e|5c)`)
 
 // Server serves the API on the domain services of one process.
 type Server struct {
@@ -215,7 +215,7 @@ func (s *Server) Handler() http.Handler {
 		// are a segment's own characters, which the mux matches within
 		// the segment: the slashes of an SSH key's fingerprint, a space
 		// in a name the route then refuses as a name.
-		if p := r.URL.EscapedPath(); p != path.Clean(p) || reTrickyEscape.MatchString(p) || strings.ContainsAny(r.URL.Path, "\x00\\") {
+		if p := r.URL.EscapedPath(); p != path.Clean(p) || reTrickyEscape().MatchString(p) || strings.ContainsAny(r.URL.Path, "\x00\\") {
 			s.fail(w, r, 0, errkind.Errorf(errkind.Invalid, "invalid request path %q: use the canonical paths of %s/openapi.json", p, Prefix))
 			return
 		}

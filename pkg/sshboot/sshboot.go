@@ -22,7 +22,6 @@ import (
 	"net"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -37,6 +36,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/fleet"
 	"github.com/sagemathinc/cocalc-hosts/pkg/hosts"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/sshpool"
@@ -449,7 +449,7 @@ type file struct {
 
 // secretNameRE leaves the length (at most 64) to its caller: a counted
 // repetition compiles into that many copies at start-up.
-var secretNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+var secretNameRE = lazyre.New(`^[a-z0-9][a-z0-9_.-]*$`)
 
 // Where a bootstrapped host keeps project data besides the projects: all
 // on the pool. The podman store is the one bootstrap.sh writes into
@@ -544,7 +544,7 @@ func (b *Bootstrapper) files(ctx context.Context, h model.Host) ([]file, string,
 	}
 	names := make([]string, 0, len(secrets))
 	for n := range secrets {
-		if len(n) > 64 || !secretNameRE.MatchString(n) {
+		if len(n) > 64 || !secretNameRE().MatchString(n) {
 			return nil, "", nil, fmt.Errorf("secret name %q: use lowercase letters, digits, '.', '_' and '-'", n)
 		}
 		names = append(names, n)

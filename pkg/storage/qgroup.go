@@ -2,9 +2,10 @@ package storage
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 )
 
 // qgroup is one row of `btrfs qgroup show`.
@@ -17,7 +18,7 @@ type qgroup struct {
 	MaxExclusive  int64
 }
 
-var qgroupIDRE = regexp.MustCompile(`^\d+/\d+$`)
+var qgroupIDRE = lazyre.New(`^\d+/\d+$`)
 
 // parseQgroupShow reads the output of `btrfs qgroup show -re --raw`.
 //
@@ -52,7 +53,7 @@ func parseQgroupShow(out string) (map[string]qgroup, error) {
 	rows := map[string]qgroup{}
 	for _, line := range lines[header+1:] {
 		f := strings.Fields(line)
-		if len(f) == 0 || !qgroupIDRE.MatchString(f[0]) {
+		if len(f) == 0 || !qgroupIDRE().MatchString(f[0]) {
 			continue // the dashed rule, blank lines, or something new
 		}
 		q := qgroup{ID: f[0], MaxReferenced: -1, MaxExclusive: -1}

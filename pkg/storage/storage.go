@@ -26,7 +26,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
 	"github.com/sagemathinc/cocalc-hosts/pkg/runcmd"
 )
@@ -70,9 +70,11 @@ func CheckID(id string) error {
 // snapshotNameRE keeps snapshot names one safe path component; the
 // length (at most 64) is checked apart (validSnapshotName): a counted
 // repetition compiles into that many copies at every start-up.
-var snapshotNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var snapshotNameRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
-func validSnapshotName(name string) bool { return len(name) <= 64 && snapshotNameRE.MatchString(name) }
+func validSnapshotName(name string) bool {
+	return len(name) <= 64 && snapshotNameRE().MatchString(name)
+}
 
 // CheckSnapshotName returns an error unless name is a valid snapshot name.
 func CheckSnapshotName(name string) error {
@@ -806,7 +808,7 @@ func parseQgroupParents(out string) (map[string][]string, error) {
 	res := map[string][]string{}
 	for _, line := range lines[start:] {
 		f := strings.Fields(line)
-		if len(f) <= parentCol || !qgroupIDRE.MatchString(f[0]) {
+		if len(f) <= parentCol || !qgroupIDRE().MatchString(f[0]) {
 			continue
 		}
 		if f[parentCol] != "-" {

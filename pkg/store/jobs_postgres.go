@@ -3,12 +3,13 @@ package store
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 )
 
 // finishJobs is FinishJobs on Postgres in one round trip whatever the
@@ -94,12 +95,12 @@ func (s *SQLStore) finishStatement(f Finish) (string, []any) {
 // Postgres cannot infer parameter types from the columns.
 const logValues = `$1::text, $2::text, $3::bigint, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text`
 
-var placeholder = regexp.MustCompile(`\$(\d+)`)
+var placeholder = lazyre.New(`\$(\d+)`)
 
 // renumber shifts the $N placeholders of q by offset, so that statements
 // written on their own can be parts of a larger one.
 func renumber(q string, offset int) string {
-	return placeholder.ReplaceAllStringFunc(q, func(p string) string {
+	return placeholder().ReplaceAllStringFunc(q, func(p string) string {
 		n, _ := strconv.Atoi(p[1:])
 		return "$" + strconv.Itoa(n+offset)
 	})

@@ -7,22 +7,15 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
-
-// lazyRE compiles expr on first use: only a catalog fetch or a GPU create
-// needs these patterns, and compiling them cost every command's start-up.
-func lazyRE(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
-}
 
 // Catalog prices, and where they come from.
 const (
@@ -40,15 +33,15 @@ const (
 // match these patterns on purpose. Which regions a SKU covers comes from
 // its serviceRegions, not from the description.
 var (
-	skuCoreRamRE = lazyRE(`^(?:Spot Preemptible )?([A-Z][A-Z0-9]*)(?: AMD| Arm| Intel)?(?: Predefined)? Instance (Core|Ram) running in .+$`)
-	skuGPURE     = lazyRE(`(?i)^(?:Spot Preemptible )?Nvidia (?:Tesla )?(.+?) GPU(?: attached to Spot Preemptible VMs)? running in .+$`)
+	skuCoreRamRE = lazyre.New(`^(?:Spot Preemptible )?([A-Z][A-Z0-9]*)(?: AMD| Arm| Intel)?(?: Predefined)? Instance (Core|Ram) running in .+$`)
+	skuGPURE     = lazyre.New(`(?i)^(?:Spot Preemptible )?Nvidia (?:Tesla )?(.+?) GPU(?: attached to Spot Preemptible VMs)? running in .+$`)
 )
 
 // Zonal persistent disks are billed per GiB-month of provisioned
 // capacity under SKUs such as "Balanced PD Capacity" or "SSD backed PD
 // Capacity in Netherlands". "Regional ..." SKUs price replicated disks,
 // which the provider never creates, and are not matched (anchored ^).
-var skuDiskRE = lazyRE(`^(Balanced|SSD backed|Storage|Extreme) PD Capacity(?: in .+)?$`)
+var skuDiskRE = lazyre.New(`^(Balanced|SSD backed|Storage|Extreme) PD Capacity(?: in .+)?$`)
 
 // diskTypeOfSKU maps a capacity SKU's first words to the disk type that
 // data_disk_type names. Hyperdisk types are absent on purpose: they also
@@ -93,7 +86,7 @@ type gpu struct {
 	workstation bool // "-vws" types are for remote desktops
 }
 
-var memTokenRE = lazyRE(`^([0-9]+)gb$`)
+var memTokenRE = lazyre.New(`^([0-9]+)gb$`)
 
 func gpuOf(acceleratorType string) gpu {
 	name := strings.ToLower(acceleratorType)

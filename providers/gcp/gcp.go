@@ -87,7 +87,7 @@ func New(cfg provider.Config) (*Provider, error) {
 	if cfg.Deployment == "" {
 		return nil, fmt.Errorf("Config.Deployment is empty: the gcp provider labels VMs with it so List returns only this deployment's")
 	}
-	if !matchLen(labelValueRE, cfg.Deployment, 0, 63) {
+	if !matchLen(labelValueRE(), cfg.Deployment, 0, 63) {
 		return nil, fmt.Errorf("deployment id %q cannot be a GCP label value (lowercase letters, digits, _ and -, at most 63)", cfg.Deployment)
 	}
 	o, err := parseOptions(cfg.Options)

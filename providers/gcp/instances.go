@@ -74,7 +74,7 @@ func refName(ref provider.Ref) string {
 
 func validName(op, name string) error {
 	// The data disk's name adds 5 characters and must fit in 63 too.
-	if !matchLen(resourceNameRE, name, 1, 63) || len(dataDiskName(name)) > 63 {
+	if !matchLen(resourceNameRE(), name, 1, 63) || len(dataDiskName(name)) > 63 {
 		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-58 lowercase letters, digits and hyphens, starting with a letter", name)
 	}
@@ -207,7 +207,7 @@ func (p *Provider) labels(spec provider.CreateSpec) map[string]string {
 func (p *Provider) zoneFor(op string, spec provider.CreateSpec) (string, error) {
 	switch {
 	case spec.Zone != "":
-		if !zoneRE.MatchString(spec.Zone) {
+		if !zoneRE().MatchString(spec.Zone) {
 			return "", provider.Errorf(errkind.Invalid, Name, op, "%q is not a GCP zone such as us-central1-a", spec.Zone)
 		}
 		if spec.Region != "" && regionOf(spec.Zone) != spec.Region {

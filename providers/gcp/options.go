@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	opts "github.com/sagemathinc/cocalc-hosts/pkg/provider/options"
 )
 
@@ -70,10 +71,10 @@ var (
 	// https://cloud.google.com/compute/docs/naming-resources; lengths
 	// are checked apart (matchLen): a counted repetition compiles into
 	// that many copies at every command's start-up.
-	resourceNameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	projectRE      = regexp.MustCompile(`^[a-z][-a-z0-9.:]*[a-z0-9]$`)
-	zoneRE         = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+-[a-z]$`)
-	sshUserRE      = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`) // at most 32: validUser
+	resourceNameRE = lazyre.New(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	projectRE      = lazyre.New(`^[a-z][-a-z0-9.:]*[a-z0-9]$`)
+	zoneRE         = lazyre.New(`^[a-z]+-[a-z]+[0-9]+-[a-z]$`)
+	sshUserRE      = lazyre.New(`^[a-z_][a-z0-9_-]*$`) // at most 32: validUser
 )
 
 func parseOptions(m map[string]string) (options, error) {
@@ -88,7 +89,7 @@ func parseOptions(m map[string]string) (options, error) {
 			o.project = v
 		case "zone":
 			o.zone = v
-			if !zoneRE.MatchString(v) {
+			if !zoneRE().MatchString(v) {
 				err = fmt.Errorf("option zone=%q: want a zone such as us-central1-a", v)
 			}
 		case "endpoint":
@@ -117,7 +118,7 @@ func parseOptions(m map[string]string) (options, error) {
 		case "catalog_zones":
 			o.catalogZones = nil
 			for _, z := range opts.List(v) {
-				if !zoneRE.MatchString(z) {
+				if !zoneRE().MatchString(z) {
 					return fmt.Errorf("option catalog_zones: %q is not a zone such as us-central1-a", z)
 				}
 				o.catalogZones = append(o.catalogZones, z)
@@ -137,7 +138,7 @@ func parseOptions(m map[string]string) (options, error) {
 	if o.project == "" {
 		return o, fmt.Errorf("option project is required: set providers.gcp.project to your GCP project id")
 	}
-	if !matchLen(projectRE, o.project, 6, 63) {
+	if !matchLen(projectRE(), o.project, 6, 63) {
 		return o, fmt.Errorf("option project=%q is not a GCP project id (6-63 lowercase letters, digits and hyphens)", o.project)
 	}
 	if o.image == "" || o.bootDiskType == "" || o.dataDiskType == "" || o.network == "" {
@@ -150,7 +151,7 @@ func parseOptions(m map[string]string) (options, error) {
 }
 
 // validUser reports whether s is a portable Linux user name.
-func validUser(s string) bool { return matchLen(sshUserRE, s, 1, 32) }
+func validUser(s string) bool { return matchLen(sshUserRE(), s, 1, 32) }
 
 // matchLen reports whether s matches re and has between lo and hi
 // bytes.

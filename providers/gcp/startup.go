@@ -3,11 +3,11 @@ package gcp
 import (
 	"encoding/base64"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -113,16 +113,16 @@ fi
 // use lowercase letters, digits, _ and -, at most 63 characters.
 var (
 	// at most 63 bytes each (matchLen)
-	labelKeyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
-	labelValueRE = regexp.MustCompile(`^[a-z0-9_-]*$`)
+	labelKeyRE   = lazyre.New(`^[a-z][a-z0-9_-]*$`)
+	labelValueRE = lazyre.New(`^[a-z0-9_-]*$`)
 )
 
 func validLabels(labels map[string]string) error {
 	for k, v := range labels {
-		if !matchLen(labelKeyRE, k, 1, 63) {
+		if !matchLen(labelKeyRE(), k, 1, 63) {
 			return fmt.Errorf("label key %q is not valid on GCP (start with a lowercase letter; lowercase letters, digits, _ and -; at most 63)", k)
 		}
-		if !matchLen(labelValueRE, v, 0, 63) {
+		if !matchLen(labelValueRE(), v, 0, 63) {
 			return fmt.Errorf("label %s=%q: the value is not valid on GCP (lowercase letters, digits, _ and -; at most 63)", k, v)
 		}
 	}

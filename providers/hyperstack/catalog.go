@@ -9,12 +9,12 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
@@ -270,7 +270,7 @@ func normalize(groups []flavorGroup, rawPrices []json.RawMessage, volumeType str
 	return rep, nil
 }
 
-var memTokenRE = regexp.MustCompile(`^(\d+)g(b)?$`)
+var memTokenRE = lazyre.New(`^(\d+)g(b)?$`)
 
 // gpuMemoryGiB is the memory of one GPU of models whose Hyperstack name
 // does not carry it (A100-80G-PCIe does; L40 does not).
@@ -286,7 +286,7 @@ func gpuModel(name string) (string, float64) {
 	var mem float64
 	var rest []string
 	for _, t := range tokens {
-		if m := memTokenRE.FindStringSubmatch(t); m != nil {
+		if m := memTokenRE().FindStringSubmatch(t); m != nil {
 			mem, _ = strconv.ParseFloat(m[1], 64)
 			continue
 		}

@@ -36,12 +36,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/userdata"
@@ -1084,10 +1084,10 @@ func listAll[T any](ctx context.Context, c *restclient.Client, op, path, key str
 
 // nameRE's length is checked apart: a counted repetition compiles into
 // that many copies at every command's start-up.
-var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+var nameRE = lazyre.New(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 
 func validName(op, name string) error {
-	if len(name) > 63 || !nameRE.MatchString(name) {
+	if len(name) > 63 || !nameRE().MatchString(name) {
 		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-63 lowercase letters, digits and hyphens, starting with a letter", name)
 	}

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 )
@@ -199,9 +199,9 @@ func malformed(format string, args ...any) error {
 
 var (
 	// gpu_8x_h100_sxm5, gpu_1x_a100_sxm4, gpu_8x_a100_80gb_sxm4, gpu_1x_gh200
-	typeNameRE = regexp.MustCompile(`^gpu_(\d+)x_([a-z0-9]+)(.*)$`)
-	memNameRE  = regexp.MustCompile(`_(\d+)gb(_|$)`)
-	memDescRE  = regexp.MustCompile(`(?i)\((\d+)\s*GB`)
+	typeNameRE = lazyre.New(`^gpu_(\d+)x_([a-z0-9]+)(.*)$`)
+	memNameRE  = lazyre.New(`_(\d+)gb(_|$)`)
+	memDescRE  = lazyre.New(`(?i)\((\d+)\s*GB`)
 )
 
 // gpuMemoryGiB is the memory of one GPU of each model Lambda offers, for
@@ -214,10 +214,10 @@ var gpuMemoryGiB = map[string]float64{
 // memory of one GPU from an instance type.
 func gpuOf(it instanceType) (model string, count int, memGiB float64) {
 	name := strings.ToLower(it.Name)
-	if m := typeNameRE.FindStringSubmatch(name); m != nil {
+	if m := typeNameRE().FindStringSubmatch(name); m != nil {
 		count, _ = strconv.Atoi(m[1])
 		model = m[2]
-		if mm := memNameRE.FindStringSubmatch(m[3]); mm != nil {
+		if mm := memNameRE().FindStringSubmatch(m[3]); mm != nil {
 			memGiB, _ = strconv.ParseFloat(mm[1], 64)
 		}
 	}
@@ -231,9 +231,9 @@ func gpuOf(it instanceType) (model string, count int, memGiB float64) {
 		model = modelFromDescription(it.GPUDescription)
 	}
 	if memGiB == 0 {
-		if m := memDescRE.FindStringSubmatch(it.GPUDescription); m != nil {
+		if m := memDescRE().FindStringSubmatch(it.GPUDescription); m != nil {
 			memGiB, _ = strconv.ParseFloat(m[1], 64)
-		} else if m := memDescRE.FindStringSubmatch(it.Description); m != nil {
+		} else if m := memDescRE().FindStringSubmatch(it.Description); m != nil {
 			memGiB, _ = strconv.ParseFloat(m[1], 64)
 		} else {
 			memGiB = gpuMemoryGiB[model]

@@ -28,11 +28,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/restclient"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/userdata"
@@ -433,14 +433,14 @@ func (p *Provider) ours(in instance) bool {
 func (p *Provider) ourKey(in instance) bool {
 	prefix := p.keyPrefix()
 	for _, k := range in.SSHKeyNames {
-		if rest, ok := strings.CutPrefix(k, prefix); ok && fingerprintRE.MatchString(rest) {
+		if rest, ok := strings.CutPrefix(k, prefix); ok && fingerprintRE().MatchString(rest) {
 			return true
 		}
 	}
 	return false
 }
 
-var fingerprintRE = regexp.MustCompile(`^[0-9a-f]{8}$`)
+var fingerprintRE = lazyre.New(`^[0-9a-f]{8}$`)
 
 // keyPrefix starts the names of this deployment's SSH keys. Key names
 // are at most 64 characters; long or unusual deployment names are
@@ -571,10 +571,10 @@ func mapStatus(s string) provider.State {
 // InstanceName and are checked here so a bad ref fails before any call.
 // Lengths are checked apart: a counted repetition such as {0,62}
 // compiles into that many copies at every command's start-up.
-var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+var nameRE = lazyre.New(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 
 func validName(op, name string) error {
-	if len(name) > 64 || !nameRE.MatchString(name) {
+	if len(name) > 64 || !nameRE().MatchString(name) {
 		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-64 lowercase letters, digits and hyphens, starting with a letter", name)
 	}

@@ -496,7 +496,7 @@ func TestKeyNames(t *testing.T) {
 	long := mk(strings.Repeat("x", 100)).keyName(testPubKey)
 	odd := mk("Prod Cluster/1").keyName(testPubKey)
 	for _, n := range []string{long, odd} {
-		if len(n) > 64 || !nameRE.MatchString(strings.ReplaceAll(n, "_", "-")) {
+		if len(n) > 64 || !nameRE().MatchString(strings.ReplaceAll(n, "_", "-")) {
 			t.Errorf("key name %q is not a valid Lambda key name", n)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -26,6 +25,7 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/btrfs"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	"github.com/sagemathinc/cocalc-hosts/pkg/secrets"
 )
@@ -196,9 +196,9 @@ func (p *Provider) paths(name string) paths {
 // validName keeps names usable as one path component and as a VM name on
 // real clouds: at most 63 bytes, checked apart from nameRE (a counted
 // repetition compiles into that many copies at every command's start-up).
-func validName(name string) bool { return len(name) <= 63 && nameRE.MatchString(name) }
+func validName(name string) bool { return len(name) <= 63 && nameRE().MatchString(name) }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var nameRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func (p *Provider) errorf(kind errkind.Kind, op, format string, args ...any) error {
 	return provider.Errorf(kind, Name, op, format, args...)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -45,10 +45,10 @@ func (m machine) gpus() int { return int(m.preset.GetResources().GetGpuCount()) 
 
 // gpuModelRE takes the GPU model out of a platform name: gpu-h100-sxm →
 // h100, gpu-l40s-a → l40s. Nebius names every GPU platform this way.
-var gpuModelRE = regexp.MustCompile(`^gpu-([a-z0-9]+)(?:-|$)`)
+var gpuModelRE = lazyre.New(`^gpu-([a-z0-9]+)(?:-|$)`)
 
 func gpuModel(platform string) string {
-	if m := gpuModelRE.FindStringSubmatch(platform); m != nil {
+	if m := gpuModelRE().FindStringSubmatch(platform); m != nil {
 		return m[1]
 	}
 	return ""

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -49,7 +49,7 @@ const DataDiskDevice = "/dev/disk/by-id/virtio-" + dataDeviceID
 // nameRE's length (at most 58, leaving room for -boot/-data) is checked
 // apart: a counted repetition compiles into that many copies at every
 // command's start-up.
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+var nameRE = lazyre.New(`^[a-z][a-z0-9-]*$`)
 
 // ---- the provider.Provider methods
 
@@ -63,7 +63,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.CreateSpec) (provid
 	if name == "" && spec.HostID != "" {
 		name = provider.InstanceName(spec.HostID)
 	}
-	if len(name) > 58 || !nameRE.MatchString(name) {
+	if len(name) > 58 || !nameRE().MatchString(name) {
 		return provider.Instance{}, provider.Errorf(errkind.Invalid, Name, op,
 			"instance name %q: want lowercase letters, digits and dashes, starting with a letter, at most 58 characters", name)
 	}

@@ -2,12 +2,12 @@ package nebius
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 	opts "github.com/sagemathinc/cocalc-hosts/pkg/provider/options"
 )
@@ -65,9 +65,9 @@ var optionKeys = map[string]string{
 }
 
 var (
-	projectRE = regexp.MustCompile(`^project-[a-z0-9]+$`)
-	subnetRE  = regexp.MustCompile(`^vpcsubnet-[a-z0-9]+$`)
-	regionRE  = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
+	projectRE = lazyre.New(`^project-[a-z0-9]+$`)
+	subnetRE  = lazyre.New(`^vpcsubnet-[a-z0-9]+$`)
+	regionRE  = lazyre.New(`^[a-z]+-[a-z]+[0-9]+$`)
 )
 
 var diskTypes = map[string]compute.DiskSpec_DiskType{
@@ -115,7 +115,7 @@ func parseOptions(m map[string]string) (options, error) {
 			o.publicIP, err = opts.Bool(k, v)
 		case "ssh_user":
 			o.sshUser = v
-			if len(v) > 32 || !userRE.MatchString(v) {
+			if len(v) > 32 || !userRE().MatchString(v) {
 				err = fmt.Errorf("option ssh_user=%q: want a lowercase Unix user name", v)
 			}
 		case "poll_interval":
@@ -141,15 +141,15 @@ func parseOptions(m map[string]string) (options, error) {
 	switch {
 	case o.projectID == "":
 		return o, fmt.Errorf("option project_id is required: set providers.nebius.project_id to the project (project-...) that should own the hosts")
-	case !projectRE.MatchString(o.projectID):
+	case !projectRE().MatchString(o.projectID):
 		return o, fmt.Errorf("option project_id=%q: want a Nebius project id such as project-e00abc123", o.projectID)
 	case o.region == "":
 		return o, fmt.Errorf("option region is required: set providers.nebius.region to the region of project %s (e.g. eu-north1)", o.projectID)
-	case !regionRE.MatchString(o.region):
+	case !regionRE().MatchString(o.region):
 		return o, fmt.Errorf("option region=%q: want a Nebius region such as eu-north1", o.region)
 	case o.subnetID == "":
 		return o, fmt.Errorf("option subnet_id is required: set providers.nebius.subnet_id to a subnet (vpcsubnet-...) of project %s", o.projectID)
-	case !subnetRE.MatchString(o.subnetID):
+	case !subnetRE().MatchString(o.subnetID):
 		return o, fmt.Errorf("option subnet_id=%q: want a Nebius subnet id such as vpcsubnet-e00abc123", o.subnetID)
 	case o.insecure && o.endpoint == "":
 		return o, fmt.Errorf("option insecure=true needs option endpoint: the public Nebius endpoints only speak TLS")

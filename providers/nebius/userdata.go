@@ -3,16 +3,16 @@ package nebius
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
 // userRE is what we accept as a login user name (the portable subset of
 // Unix user names), at most 32 bytes (checked apart, as a counted
 // repetition compiles into that many copies at start-up).
-var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+var userRE = lazyre.New(`^[a-z_][a-z0-9_-]*$`)
 
 // hostKeyTypes maps an OpenSSH public key algorithm to the prefix
 // cloud-init's ssh_keys uses for it.
@@ -46,7 +46,7 @@ type cloudUser struct {
 // after the #cloud-config header: JSON is YAML, and encoding/json quotes
 // every key and PEM line correctly.
 func userData(user string, spec provider.CreateSpec) (string, error) {
-	if len(user) > 32 || !userRE.MatchString(user) {
+	if len(user) > 32 || !userRE().MatchString(user) {
 		return "", fmt.Errorf("ssh user %q is not a valid Unix user name", user)
 	}
 	u := cloudUser{Name: user, Sudo: "ALL=(ALL) NOPASSWD:ALL", Shell: "/bin/bash", LockPasswd: true}

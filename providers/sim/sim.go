@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	mrand "math/rand/v2"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider"
 )
 
@@ -669,10 +669,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 // sim enforces it so names that would fail on a real cloud fail here too.
 // Lengths are checked apart: a counted repetition such as {0,62}
 // compiles into that many copies at every command's start-up.
-var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+var nameRE = lazyre.New(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 
 func validName(op, name string) error {
-	if len(name) > 63 || !nameRE.MatchString(name) {
+	if len(name) > 63 || !nameRE().MatchString(name) {
 		return provider.Errorf(errkind.Invalid, Name, op,
 			"invalid instance name %q: use 1-63 lowercase letters, digits and hyphens, starting with a letter", name)
 	}

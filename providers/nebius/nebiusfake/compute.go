@@ -3,7 +3,6 @@ package nebiusfake
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"time"
 
@@ -14,13 +13,15 @@ import (
 
 	common "github.com/nebius/gosdk/proto/nebius/common/v1"
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
+
+	"github.com/sagemathinc/cocalc-hosts/pkg/lazyre"
 )
 
 const gib = int64(1) << 30
 
 // nameRE is what the fake accepts as a resource name (lowercase, digits,
 // dashes, up to 63 characters, starting with a letter).
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+var nameRE = lazyre.New(`^[a-z][a-z0-9-]{0,62}$`)
 
 // ---- instances
 

@@ -93,7 +93,7 @@ func viewsByName[R resource[V], V any](m map[string]R) []V {
 // checkNewName refuses a name Nebius would reject or one already used
 // by a resource in m.
 func checkNewName[R resource[V], V any](m map[string]R, kind, name string) error {
-	if !nameRE.MatchString(name) {
+	if !nameRE().MatchString(name) {
 		return badRequest("metadata.name", fmt.Sprintf("%q is not a valid name", name))
 	}
 	for _, r := range m {
