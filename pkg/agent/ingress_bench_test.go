@@ -73,15 +73,17 @@ func BenchmarkIngressHTTP(b *testing.B) {
 		b.ReportMetric((i.p99-d.p99).Seconds()*1000, "added-p99-ms")
 		b.ReportMetric(i.agentCPU, "ingress-cpu-us/req")
 		b.ReportMetric(d.appCPU, "app-cpu-us/req")
+		b.ReportMetric(d.wrkCPU, "wrk-direct-cpu-us/req")
+		b.ReportMetric(i.wrkCPU, "wrk-ingress-cpu-us/req")
 	}
 }
 
 type wrkResult struct {
 	rps float64
 	p99 time.Duration
-	// CPU time per request, in µs, of the agent and of the app's
-	// container during the run.
-	agentCPU, appCPU float64
+	// CPU time per request, in µs, of the agent, of the app's container
+	// and of wrk itself during the run.
+	agentCPU, appCPU, wrkCPU float64
 }
 
 var (
@@ -97,7 +99,8 @@ var (
 func runWrk(b *testing.B, cpu func() (agent, app time.Duration), url string, args ...string) wrkResult {
 	b.Helper()
 	agent0, app0 := cpu()
-	out, err := exec.Command("wrk", append([]string{"-t2", "-c16", "-d10s", "--latency"}, append(args, url)...)...).CombinedOutput()
+	cmd := exec.Command("wrk", append([]string{"-t2", "-c16", "-d10s", "--latency"}, append(args, url)...)...)
+	out, err := cmd.CombinedOutput()
 	agent1, app1 := cpu()
 	if err != nil {
 		b.Fatalf("wrk %s: %v\n%s", url, err, out)
@@ -120,7 +123,8 @@ func runWrk(b *testing.B, cpu func() (agent, app time.Duration), url string, arg
 	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[pm[2]]
 	perReq := func(d time.Duration) float64 { return float64(d/time.Nanosecond) / 1000 / n }
 	return wrkResult{rps: rps, p99: time.Duration(v * float64(unit)),
-		agentCPU: perReq(agent1 - agent0), appCPU: perReq(app1 - app0)}
+		agentCPU: perReq(agent1 - agent0), appCPU: perReq(app1 - app0),
+		wrkCPU: perReq(cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime())}
 }
 
 // procCPU is the CPU time (user and system) process pid used so far.
