@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/muesli/cancelreader"
@@ -179,16 +180,50 @@ func projectShell(ctx context.Context, f *Factory, as *asFlag, project string, i
 	// The session's reader of the terminal is cancelled when the shell
 	// ends: left blocked in a read, it would take the next key pressed
 	// in the dashboard that ran the shell.
-	stdin, err := cancelreader.NewReader(in)
+	stdin, err := newTerminalInput(in)
 	if err != nil {
 		return 0, fmt.Errorf("project shell: terminal: %w", err)
 	}
 	defer stdin.Close()
-	defer stdin.Cancel()
 	old, err := term.MakeRaw(int(in.Fd()))
 	if err != nil {
 		return 0, fmt.Errorf("project shell: terminal: %w", err)
 	}
 	defer term.Restore(int(in.Fd()), old) //nolint:errcheck
 	return ps.Exec(sctx, c, project, req, agentapi.ExecIO{Stdin: stdin, Stdout: out, Resize: resize})
+}
+
+// terminalInput reads a terminal for a session that may end while one of
+// its reads waits for a key. Close cancels that read and closes only once
+// it has returned: closing the cancel reader under a waiting read loses
+// the cancel signal (the kernel drops the closed pipe from the epoll set
+// the read waits on), and the read then takes the next key typed, which
+// belonged to whatever has the terminal next (the dashboard, back from a
+// shell).
+type terminalInput struct {
+	r  cancelreader.CancelReader
+	mu sync.Mutex // held while a read waits
+}
+
+func newTerminalInput(f *os.File) (*terminalInput, error) {
+	r, err := cancelreader.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	return &terminalInput{r: r}, nil
+}
+
+func (t *terminalInput) Read(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.r.Read(p)
+}
+
+// Close ends a waiting read and the reads after it (they return
+// cancelreader.ErrCanceled) and frees the reader.
+func (t *terminalInput) Close() error {
+	t.r.Cancel()
+	t.mu.Lock() // the waiting read has seen the cancel
+	defer t.mu.Unlock()
+	return t.r.Close()
 }
