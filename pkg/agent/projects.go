@@ -406,6 +406,7 @@ func (r *runtime) Delete(ctx context.Context, id string) error {
 	r.mu.Lock()
 	delete(r.act, id)
 	delete(r.running, id)
+	delete(r.seen, id)
 	r.dirty = true
 	r.mu.Unlock()
 	r.log.Info("project deleted", "project", id)
