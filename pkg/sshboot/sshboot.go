@@ -306,9 +306,8 @@ var platforms = map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64"
 func (b *Bootstrapper) preflight(ctx context.Context, r *run, t sshpool.Target, h model.Host) (facts, error) {
 	var f facts
 	out, err := b.Pool.Output(ctx, t, "uname -sm", nil)
-	if errkind.Is(err, errkind.Transient) {
-		// The connection died under it: a retry fixes that.
-		return f, fmt.Errorf("bootstrap %s: %w", r.host.Name, err)
+	if lost := r.connectionLost(err); lost != nil {
+		return f, lost
 	}
 	if err != nil {
 		return f, r.fail("cannot run uname on %s: %v: %s", t, err, strings.TrimSpace(out))
@@ -327,6 +326,9 @@ func (b *Bootstrapper) preflight(ctx context.Context, r *run, t sshpool.Target, 
 	f.platform = "linux/" + arch
 	if !t.IsRoot() {
 		out, err := b.Pool.Output(ctx, t, "sudo -n true", nil)
+		if lost := r.connectionLost(err); lost != nil {
+			return f, lost
+		}
 		if err != nil {
 			var ee *sshpool.ExitError
 			if errors.As(err, &ee) && (ee.Status == 127 || strings.Contains(out, "not found")) {
@@ -725,6 +727,16 @@ func (r *run) fail(format string, args ...any) error {
 // and its last lines of output. A script that ran and failed is not
 // retried (running it again gives the same answer until someone fixes
 // the cause); a connection that died under it is.
+// connectionLost is err, for the queue to retry, when the connection died
+// under a command (transient); nil otherwise: a command that ran and
+// failed says something about the host, which a retry would not change.
+func (r *run) connectionLost(err error) error {
+	if errkind.Is(err, errkind.Transient) {
+		return fmt.Errorf("bootstrap %s: %w", r.host.Name, err)
+	}
+	return nil
+}
+
 func (r *run) scriptError(what string, err error) error {
 	var ee *sshpool.ExitError
 	if !errors.As(err, &ee) {
