@@ -66,7 +66,9 @@ func cmdTUI(ts *testscript.TestScript, neg bool, args []string) {
 	seen := ""
 	waitFor := func(text string) {
 		defer func() { seen = term.text() }()
-		deadline := time.Now().Add(60 * time.Second)
+		// Generous: a step may be a whole action (a project's move) on a
+		// loaded machine. A passing wait takes only as long as the step.
+		deadline := time.Now().Add(3 * time.Minute)
 		for !strings.Contains(term.text(), text) {
 			select {
 			case err := <-exited:
