@@ -719,12 +719,15 @@ func (s *dashboardSource) Shell(ctx context.Context, id string) (tui.Command, er
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.projects.Show(ctx, c, id)
+	// The stored record (what the screen shows), not the host's live
+	// state: a slow host must not keep the shell from opening; if the
+	// project is not running there after all, the shell says so.
+	p, err := s.projects.Get(ctx, c, id)
 	if err != nil {
 		return nil, err
 	}
-	if d.State != model.ProjectRunning {
-		return nil, fmt.Errorf("project %s is %s; start it first", id, d.State)
+	if p.State != model.ProjectRunning {
+		return nil, fmt.Errorf("project %s is %s; start it first", id, p.State)
 	}
 	// The shell lives as long as the user keeps it open: not bound to
 	// the lookup's deadline.
