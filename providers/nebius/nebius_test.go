@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.yaml.in/yaml/v3"
+	"gopkg.in/yaml.v3"
 
 	compute "github.com/nebius/gosdk/proto/nebius/compute/v1"
 
