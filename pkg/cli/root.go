@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 )
@@ -28,7 +29,7 @@ func Main() int {
 
 // Execute runs args against f and prints a one-line error on failure.
 func Execute(ctx context.Context, f *Factory, args []string) int {
-	root := NewRootCmd(f)
+	root := newRoot(f, args)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -102,8 +103,40 @@ func markRuns(c *cobra.Command) {
 	}
 }
 
+// topCommands are the top-level commands, by group ("" for those listed
+// under no group): a new verb is a new file and one entry here. Each name
+// is its command's Name(), so that a command line builds only the command
+// it runs (TestTopCommandNames).
+var topCommands = []struct {
+	name, group string
+	new         func(*Factory) *cobra.Command
+}{
+	{"create", "hosts", newCreateCmd}, {"list", "hosts", newListCmd}, {"show", "hosts", newShowCmd},
+	{"start", "hosts", newStartCmd}, {"stop", "hosts", newStopCmd}, {"delete", "hosts", newDeleteCmd},
+	{"logs", "hosts", newLogsCmd}, {"upgrade", "hosts", newUpgradeCmd}, {"idle-stop", "hosts", newIdleStopCmd},
+	{"catalog", "hosts", newCatalogCmd}, {"cost", "hosts", newCostCmd}, {"dashboard", "hosts", newDashboardCmd},
+	{"agent-metrics", "hosts", newAgentMetricsCmd},
+	{"project", "projects", newProjectCmd}, {"image", "projects", newImageCmd},
+	{"collaborators", "projects", newCollaboratorsCmd}, {"account", "projects", newAccountCmd},
+	{"worker", "ops", newWorkerCmd}, {"reconcile", "ops", newReconcileCmd}, {"providers", "ops", newProvidersCmd},
+	{"config", "ops", newConfigCmd}, {"agent", "ops", newAgentCmd}, {"ssh-key", "ops", newSSHKeyCmd},
+	{"admin", "ops", newAdminCmd}, {"keys", "ops", newKeysCmd}, {"serve", "ops", newServeCmd}, {"join", "ops", newJoinCmd},
+	{"login", "ops", newLoginCmd}, {"logout", "ops", newLogoutCmd}, {"audit", "ops", newAuditCmd},
+	{"backup", "ops", newBackupCmd}, {"status", "ops", newStatusCmd},
+	{"agent-relay", "", newAgentRelayCmd}, {"relay", "", newRelayCmd}, {"agent-sftp-server", "", newAgentSFTPCmd},
+	{"version", "", newVersionCmd}, {"exit-codes", "", func(*Factory) *cobra.Command { return newExitCodesHelp() }},
+}
+
 // NewRootCmd builds the command tree.
-func NewRootCmd(f *Factory) *cobra.Command {
+func NewRootCmd(f *Factory) *cobra.Command { return newRoot(f, nil) }
+
+// newRoot builds the root command with what running args needs: only the
+// top-level command args name (with all its subcommands), no command for
+// a bare --version, and every command otherwise (help, completion, a
+// mistyped or aliased command, an unknown flag before the command). Most
+// runs use one command: building the others' flags and subcommands is a
+// good part of the CLI's own start-up work.
+func newRoot(f *Factory, args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cocalc-hosts",
 		Short: "Run CoCalc project hosts on your own cloud VMs",
@@ -124,21 +157,14 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 	addOutputFlags(root)
 	f.Flags = pf
 
-	// Every command, by group: a new verb is a new file and one entry here.
 	root.AddGroup(&cobra.Group{ID: "hosts", Title: "Hosts:"}, &cobra.Group{ID: "projects", Title: "Projects:"},
 		&cobra.Group{ID: "ops", Title: "Operations:"})
-	for group, cmds := range map[string][]*cobra.Command{
-		"hosts": {newCreateCmd(f), newListCmd(f), newShowCmd(f), newStartCmd(f), newStopCmd(f), newDeleteCmd(f),
-			newLogsCmd(f), newUpgradeCmd(f), newIdleStopCmd(f), newCatalogCmd(f), newCostCmd(f), newDashboardCmd(f),
-			newAgentMetricsCmd(f)},
-		"projects": {newProjectCmd(f), newImageCmd(f), newCollaboratorsCmd(f), newAccountCmd(f)},
-		"ops": {newWorkerCmd(f), newReconcileCmd(f), newProvidersCmd(f), newConfigCmd(f), newAgentCmd(f),
-			newSSHKeyCmd(f), newAdminCmd(f), newKeysCmd(f), newServeCmd(f), newJoinCmd(f), newLoginCmd(f), newLogoutCmd(f), newAuditCmd(f),
-			newBackupCmd(f), newStatusCmd(f)},
-		"": {newAgentRelayCmd(f), newRelayCmd(f), newAgentSFTPCmd(f), newVersionCmd(f), newExitCodesHelp()},
-	} {
-		for _, c := range cmds {
-			c.GroupID = group
+	name, version := commandIn(pf, args)
+	all := !isTopCommand(name) && !(name == "" && version)
+	for _, t := range topCommands {
+		if all || t.name == name {
+			c := t.new(f)
+			c.GroupID = t.group
 			root.AddCommand(c)
 		}
 	}
@@ -146,6 +172,58 @@ SQLite file by default, or Postgres for teams (--db postgres://…).`,
 	root.SetCompletionCommandGroupID("ops")
 	markRuns(root)
 	return root
+}
+
+func isTopCommand(name string) bool {
+	for _, t := range topCommands {
+		if t.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// commandIn returns the first argument of args that is not a flag or a
+// flag's value (the command to run; "" if none), and whether args before
+// it ask for the version and not for help. An argument after "--" or a
+// flag that is not the root's (a subcommand's flag before the command)
+// gives "" and false: the whole tree then parses the line.
+func commandIn(flags *pflag.FlagSet, args []string) (name string, version bool) {
+	help := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var fl *pflag.Flag
+		switch {
+		case a == "--version" || a == "-v":
+			version = true
+			continue
+		case a == "--help" || a == "-h":
+			help = true
+			continue
+		case a == "--":
+			return "", false
+		case strings.HasPrefix(a, "--"):
+			n, _, hasValue := strings.Cut(a[2:], "=")
+			if fl = flags.Lookup(n); fl != nil && (hasValue || fl.NoOptDefVal != "") {
+				continue
+			}
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			fl = flags.ShorthandLookup(a[1:2])
+			if fl != nil && len(a) > 2 && fl.NoOptDefVal != "" {
+				return "", false // combined short flags: let cobra read them
+			}
+			if fl != nil && (len(a) > 2 || fl.NoOptDefVal != "") {
+				continue // -ojson, or a flag without a value
+			}
+		default:
+			return a, version && !help
+		}
+		if fl == nil {
+			return "", false
+		}
+		i++ // the flag's value
+	}
+	return "", version && !help
 }
 
 func newVersionCmd(f *Factory) *cobra.Command {
