@@ -89,13 +89,13 @@ func scrub(t *testing.T, root string) {
 			continue
 		}
 		dir := filepath.Join(root, e.Name())
-		ps := paths{dir: dir, pid: filepath.Join(dir, "agent.pid"), config: filepath.Join(dir, "agent.json"),
-			pool: filepath.Join(dir, "pool"), image: filepath.Join(dir, "pool.img"), socket: filepath.Join(dir, "agent.sock")}
-		if pid, alive := agentProcess(ps); alive {
-			syscall.Kill(pid, syscall.SIGKILL)
-			if !waitGone(ctx, ps, 10*time.Second) {
-				t.Errorf("cleanup: agent %d of %s did not die", pid, dir)
-			}
+		ps := paths{config: filepath.Join(dir, "agent.json"), pool: filepath.Join(dir, "pool"), image: filepath.Join(dir, "pool.img")}
+		agents, err := findAgents(ps.config)
+		if err == nil {
+			err = killAll(ctx, agents)
+		}
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 		if err := btrfs.Unmount(ctx, ps.pool); err != nil {
 			t.Errorf("cleanup: %v", err)
@@ -121,7 +121,8 @@ func agentPID(t *testing.T, ps paths) int {
 	return pid
 }
 
-// agentsWithConfig counts processes running with "--config config".
+// agentsWithConfig counts processes running with "--config config",
+// found apart from the provider's own search.
 func agentsWithConfig(t *testing.T, config string) int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
@@ -139,6 +140,21 @@ func agentsWithConfig(t *testing.T, config string) int {
 		}
 	}
 	return n
+}
+
+// hasConfigArg reports whether process pid runs with "--config config".
+func hasConfigArg(pid int, config string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--config" && args[i+1] == config {
+			return true
+		}
+	}
+	return false
 }
 
 func agentStatus(t *testing.T, ps paths) agentapi.Status {
@@ -693,5 +709,85 @@ func TestConcurrentCreate(t *testing.T) {
 	}
 	if err := p.Delete(ctx, provider.Ref{Name: name}, false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A worker killed between launching an agent and writing its pid file
+// leaves an agent no pid file names. The next start adopts it if it
+// answers and replaces it if it does not, and stop kills it: never two
+// agents for one host.
+func TestAgentWithoutPidFile(t *testing.T) {
+	ctx := ctxT(t)
+	// The default start timeout: the deaf agent is waited for that long,
+	// and its successor must answer within it on a loaded machine.
+	p := newProvider(t, testStateDir(t), "dep1", map[string]string{OptionStorage: "directory"})
+	const name = "ch-o1"
+	ps := p.paths(name)
+	if _, err := p.Create(ctx, provider.CreateSpec{HostID: "o1", Name: name}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Still starting: stopped, it does not answer until the start has
+	// taken it on (written its pid file).
+	orphan := agentPID(t, ps)
+	if err := syscall.Kill(orphan, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(ps.pid); err != nil {
+		t.Fatal(err)
+	}
+	adopted := make(chan int, 1)
+	go func() {
+		defer syscall.Kill(orphan, syscall.SIGCONT)
+		for ctx.Err() == nil {
+			if pid, _, err := readPidFile(ps.pid); err == nil {
+				adopted <- pid
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	if _, err := p.Start(ctx, provider.Ref{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if pid := <-adopted; pid != orphan {
+		t.Fatalf("start launched agent %d next to agent %d", pid, orphan)
+	}
+	if n := agentsWithConfig(t, ps.config); n != 1 {
+		t.Fatalf("%d agents after start, want 1", n)
+	}
+	if st := agentStatus(t, ps); st.PID != orphan {
+		t.Fatalf("agent %d answers, want %d", st.PID, orphan)
+	}
+
+	// Deaf: its socket is gone, so it never answers; start replaces it.
+	if err := os.Remove(ps.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(ps.socket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Start(ctx, provider.Ref{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if n := agentsWithConfig(t, ps.config); n != 1 {
+		t.Fatalf("%d agents after start, want 1", n)
+	}
+	if st := agentStatus(t, ps); st.PID == orphan || st.PID != agentPID(t, ps) {
+		t.Fatalf("agent %d answers, pid file says %d, the deaf one was %d", st.PID, agentPID(t, ps), orphan)
+	}
+
+	// Stop and delete find it without its pid file too.
+	if err := os.Remove(ps.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(ps.socket); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Delete(ctx, provider.Ref{Name: name}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := agentsWithConfig(t, ps.config); n != 0 {
+		t.Fatalf("%d agents after delete, want 0", n)
 	}
 }

@@ -43,30 +43,61 @@ func agentEnv() []string {
 	return env
 }
 
-// startAgent makes sure the host's agent runs and answers.
+// startAgent makes sure the host's agent runs and answers, and that it is
+// the only one: an agent started by an attempt that died before writing
+// the pid file is waited for rather than joined by a second one, which
+// would orphan the first with its ports.
 func (p *Provider) startAgent(ctx context.Context, r record, ps paths) error {
+	if err := p.runAgent(ctx, r, ps); err != nil {
+		return fmt.Errorf("start agent for %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+func (p *Provider) runAgent(ctx context.Context, r record, ps paths) error {
 	// Rewritten every time so that a host made by an older version gets
 	// the current settings.
 	if err := agentapi.WriteConfig(ps.config, p.proj.apply(agentConfig(r, ps))); err != nil {
-		return fmt.Errorf("start agent for %s: %w", r.Name, err)
+		return err
 	}
 	// An agent that answers is adopted even when the pid file is lost or
 	// stale (a crash between starting it and writing the file).
 	if st, err := p.ping(ctx, r, ps); err == nil {
-		if err := adopt(ps, st.PID); err != nil {
-			return fmt.Errorf("start agent for %s: %w", r.Name, err)
+		return adopt(ps, st.PID)
+	}
+	if _, alive := agentProcess(ps); alive {
+		return p.waitReady(ctx, r, ps)
+	}
+	agents, err := findAgents(ps.config)
+	if err != nil {
+		return err
+	}
+	if n := len(agents); n > 0 {
+		// Agents no pid file names: an attempt killed between launching
+		// one and writing the file. The newest, likeliest to hold the
+		// socket, is given the start timeout to answer; the others are
+		// killed, not stopped: on SIGTERM an agent stops the host's
+		// projects, which the one kept serves.
+		newest := agents[n-1]
+		if err := killAll(ctx, agents[:n-1]); err != nil {
+			return err
 		}
-		return nil
-	}
-	if _, alive := agentProcess(ps); !alive {
-		if err := p.launch(r, ps); err != nil {
-			return fmt.Errorf("start agent for %s: %w", r.Name, err)
+		if err := writePidFile(ps.pid, newest.pid, newest.start); err != nil {
+			return err
+		}
+		err := p.waitReady(ctx, r, ps)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		logLine(ps.log, "agent %d, found without a pid file, is replaced: %v", newest.pid, err)
+		if err := killAll(ctx, agents[n-1:]); err != nil {
+			return err
 		}
 	}
-	if err := p.waitReady(ctx, r, ps); err != nil {
-		return fmt.Errorf("start agent for %s: %w", r.Name, err)
+	if err := p.launch(r, ps); err != nil {
+		return err
 	}
-	return nil
+	return p.waitReady(ctx, r, ps)
 }
 
 // launch starts the agent detached: in its own session (so the CLI's
@@ -88,7 +119,7 @@ func (p *Provider) launch(r record, ps paths) error {
 	cmd.Dir = "/" // never keep a pool busy through the working directory
 	cmd.Env = agentEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	fmt.Fprintf(logf, "%s local provider: starting agent: %s\n", time.Now().UTC().Format(time.RFC3339), strings.Join(argv, " "))
+	logTo(logf, "starting agent: %s", strings.Join(argv, " "))
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -152,8 +183,13 @@ func adopt(ps paths, pid int) error {
 // stops it (StopProjectsOnExit). A stopped local host runs nothing, as a
 // stopped VM runs nothing; only the agent knows how to stop its projects.
 func (p *Provider) reviveToStop(ctx context.Context, r record, ps paths) error {
-	if _, alive := agentProcess(ps); alive || len(p.cfg.AgentCommand) == 0 {
+	if len(p.cfg.AgentCommand) == 0 {
 		return nil
+	}
+	// Any agent of the host, named by the pid file or not, stops the
+	// projects when stopAgent stops it.
+	if agents, err := findAgents(ps.config); err != nil || len(agents) > 0 {
+		return err
 	}
 	if r.Storage == agentapi.StorageBtrfs && !btrfs.IsMounted(ps.pool) {
 		return nil // stopped already: nothing runs from a pool not mounted
@@ -164,33 +200,20 @@ func (p *Provider) reviveToStop(ctx context.Context, r record, ps paths) error {
 	return nil
 }
 
-// stopAgent stops the host's agent, if it runs: SIGTERM, then SIGKILL if
-// it has not exited after the stop timeout.
+// stopAgent stops every agent of the host, the pid file's and any it lost
+// track of: SIGTERM, then SIGKILL for those still running after the stop
+// timeout.
 func (p *Provider) stopAgent(ctx context.Context, ps paths) error {
-	pid, alive := agentProcess(ps)
-	if !alive {
-		// An agent whose pid file was lost still answers on the socket
-		// and says who it is; stop it too rather than orphan it.
-		if pid, alive = answeringAgent(ctx, ps); alive {
-			if err := adopt(ps, pid); err != nil {
-				return err
-			}
-			pid, alive = agentProcess(ps)
-		}
+	agents, err := findAgents(ps.config)
+	if err != nil {
+		return err
 	}
-	if alive {
-		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("signal agent %d: %w", pid, err)
-		}
-		if !waitGone(ctx, ps, p.stopTimeout) {
-			// Still the same process (waitGone checks the start time), so
-			// the kill cannot hit a newcomer with a reused pid.
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("kill agent %d: %w", pid, err)
-			}
-			if !waitGone(ctx, ps, 5*time.Second) {
-				return fmt.Errorf("agent %d did not exit after SIGKILL", pid)
-			}
+	if err := signalAll(agents, syscall.SIGTERM); err != nil {
+		return err
+	}
+	if !waitGone(ctx, agents, p.stopTimeout) {
+		if err := killAll(ctx, agents); err != nil {
+			return err
 		}
 	}
 	if err := os.Remove(ps.pid); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -204,24 +227,49 @@ func (p *Provider) stopAgent(ctx context.Context, ps paths) error {
 	return nil
 }
 
-// answeringAgent returns the pid of the agent answering on the host's
-// socket if that process runs with this host's config.
-func answeringAgent(ctx context.Context, ps paths) (int, bool) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	st, err := agentapi.NewClient(ps.socket).Status(ctx)
-	if err != nil || st.PID <= 0 {
-		return 0, false
+// killAll SIGKILLs agents and waits until they are gone.
+func killAll(ctx context.Context, agents []proc) error {
+	if err := signalAll(agents, syscall.SIGKILL); err != nil {
+		return err
 	}
-	return st.PID, hasConfigArg(st.PID, ps.config)
+	if !waitGone(ctx, agents, 5*time.Second) {
+		var pids []int
+		for _, a := range agents {
+			pids = append(pids, a.pid)
+		}
+		return fmt.Errorf("agents %v did not exit after SIGKILL", pids)
+	}
+	return nil
 }
 
-// waitGone polls until the agent of the pid file is gone or wait passes.
-func waitGone(ctx context.Context, ps paths, wait time.Duration) bool {
+// signalAll sends sig to the agents still running. alive checks the start
+// time first, so that the signal cannot hit a newcomer with a reused pid.
+func signalAll(agents []proc, sig syscall.Signal) error {
+	for _, a := range agents {
+		if !a.alive() {
+			continue
+		}
+		if err := syscall.Kill(a.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal agent %d: %w", a.pid, err)
+		}
+	}
+	return nil
+}
+
+// waitGone polls until none of procs runs or wait passes.
+func waitGone(ctx context.Context, procs []proc, wait time.Duration) bool {
+	gone := func() bool {
+		for _, pr := range procs {
+			if pr.alive() {
+				return false
+			}
+		}
+		return true
+	}
 	deadline := time.Now().Add(wait)
 	interval := 10 * time.Millisecond
 	for {
-		if !agentExists(ps) {
+		if gone() {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -229,7 +277,7 @@ func waitGone(ctx context.Context, ps paths, wait time.Duration) bool {
 		}
 		select {
 		case <-ctx.Done():
-			return !agentExists(ps)
+			return gone()
 		case <-time.After(interval):
 		}
 		if interval < 200*time.Millisecond {
@@ -246,42 +294,36 @@ func agentProcess(ps paths) (int, bool) {
 	if err != nil || !agentExists(ps) {
 		return pid, false
 	}
-	return pid, hasConfigArg(pid, ps.config)
-}
-
-// hasConfigArg reports whether process pid runs with "--config config".
-func hasConfigArg(pid int, config string) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--config" && args[i+1] == config {
-			return true
-		}
-	}
-	return false
+	return pid, runsAgentOf(pid, ps.config)
 }
 
 // agentExists reports whether the process in the pid file still exists
-// (and is not a zombie). A zombie that is our own child (we started it and
-// never wait) is reaped here, so a long-running caller does not collect
-// them.
+// (and is not a zombie).
 func agentExists(ps paths) bool {
 	pid, start, err := readPidFile(ps.pid)
-	if err != nil {
-		return false
-	}
-	st, err := readProcStat(pid)
-	if err != nil || st.startTime != start {
+	return err == nil && proc{pid: pid, start: start}.alive()
+}
+
+// proc is one process, told apart from a later one that reuses its pid by
+// its start time.
+type proc struct {
+	pid   int
+	start uint64 // clock ticks after boot
+}
+
+// alive reports whether the process still runs (and is not a zombie). A
+// zombie that is our own child (we started it and never wait) is reaped
+// here, so a long-running caller does not collect them.
+func (pr proc) alive() bool {
+	st, err := readProcStat(pr.pid)
+	if err != nil || st.startTime != pr.start {
 		return false
 	}
 	if st.state == "Z" || st.state == "X" {
 		if st.ppid == os.Getpid() {
 			// The zombie holds the pid, so this cannot reap anything else.
 			var ws syscall.WaitStatus
-			_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			_, _ = syscall.Wait4(pr.pid, &ws, syscall.WNOHANG, nil)
 		}
 		return false
 	}
@@ -346,6 +388,20 @@ func readPidFile(path string) (int, uint64, error) {
 		return 0, 0, fmt.Errorf("pid file %s: bad start time %q", path, f[1])
 	}
 	return pid, start, nil
+}
+
+// logLine appends a line from the provider to the agent's log.
+func logLine(path, format string, args ...any) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return // best effort: the log is for people
+	}
+	defer f.Close()
+	logTo(f, format, args...)
+}
+
+func logTo(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "%s local provider: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
 }
 
 // logTail returns the last lines of the agent's log for error messages.
