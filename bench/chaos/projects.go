@@ -951,7 +951,6 @@ func cleanupLocalHosts(pm *podmanStore) {
 	dirs, _ := filepath.Glob(filepath.Join(localHostsDir(), "*"))
 	for _, d := range dirs {
 		killAgent(filepath.Base(d)) //nolint:errcheck // best effort
-		killAgentsOf(d)
 		pool, image := filepath.Join(d, "pool"), filepath.Join(d, "pool.img")
 		for i := 0; i < 20; i++ {
 			if exec.Command("umount", pool).Run() != nil {
@@ -968,22 +967,6 @@ func cleanupLocalHosts(pm *podmanStore) {
 		os.RemoveAll(d)
 		if rt, err := config.RuntimeDir(); err == nil {
 			os.Remove(filepath.Join(rt, filepath.Base(d)+".sock"))
-		}
-	}
-}
-
-// killAgentsOf SIGKILLs every process that runs an agent with its config
-// in host directory d, whatever the pid file says: an agent the pid file
-// lost track of (a start racing a kill) must not outlive the run.
-func killAgentsOf(d string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range procs {
-		b, err := os.ReadFile(f)
-		if err != nil || !strings.Contains(string(b), "\x00agent\x00--config\x00"+d+"/") {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
-			syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck // best effort
 		}
 	}
 }
