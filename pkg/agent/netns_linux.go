@@ -8,11 +8,9 @@ import (
 	"os"
 	goruntime "runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
@@ -24,31 +22,14 @@ import (
 // that listens on localhost only (Jupyter's default) is reachable, and
 // nothing depends on how podman wires the container's network.
 
-// netnsRef is a project container's network namespace as last seen: the
-// pid of its first process and the namespace's inode. A pid that has
-// gone, or was reused by a process in another namespace, no longer shows
-// that inode, so a stale entry can never lead into another namespace.
-type netnsRef struct {
-	pid int
-	ino uint64
-}
-
-type netnsCache struct {
-	mu   sync.Mutex
-	refs map[string]netnsRef
-	// lookups asks podman once per project at a time: the first requests
-	// to a project come in a burst (a browser, a load generator: one per
-	// connection), and each would otherwise run its own podman inspect.
-	lookups singleflight.Group
-}
-
 // netnsLookupTimeout bounds a shared podman lookup, which runs on even
 // if the request that started it goes away (others wait on it).
 const netnsLookupTimeout = time.Minute
 
 func nsPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/net" }
 
-func nsInode(pid int) (uint64, error) {
+// netnsInode is the inode of process pid's network namespace.
+func netnsInode(pid int) (uint64, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(nsPath(pid), &st); err != nil {
 		return 0, err
@@ -62,20 +43,24 @@ func errNotRunning(id string) error {
 }
 
 // projectNetns returns the pid whose network namespace is project id's,
-// asking podman only when the cached one is gone.
+// asking podman only when the container last seen is gone.
 func (r *runtime) projectNetns(ctx context.Context, id string) (int, error) {
-	r.netns.mu.Lock()
-	ref, ok := r.netns.refs[id]
-	r.netns.mu.Unlock()
-	if ok {
-		if ino, err := nsInode(ref.pid); err == nil && ino == ref.ino {
-			return ref.pid, nil
+	if s, ok := r.lastSeen(id); ok && s.netns != 0 {
+		if ino, err := netnsInode(s.PID); err == nil && ino == s.netns {
+			return s.PID, nil
 		}
 	}
-	ch := r.netns.lookups.DoChan(id, func() (any, error) {
+	// Once per project at a time: the first requests to a project come
+	// in a burst (a browser, a load generator: one per connection), and
+	// each would otherwise run its own podman inspect.
+	ch := r.netnsLookups.DoChan(id, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), netnsLookupTimeout)
 		defer cancel()
-		return r.lookupNetns(ctx, id)
+		s, err := r.describe(ctx, id)
+		if errors.Is(err, podman.ErrNotFound) || (err == nil && s.netns == 0) {
+			return 0, errNotRunning(id)
+		}
+		return s.PID, err
 	})
 	select {
 	case res := <-ch:
@@ -86,36 +71,6 @@ func (r *runtime) projectNetns(ctx context.Context, id string) (int, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
-}
-
-// lookupNetns asks podman for project id's container and caches its
-// network namespace.
-func (r *runtime) lookupNetns(ctx context.Context, id string) (int, error) {
-	c, err := r.container(ctx, id)
-	if errors.Is(err, podman.ErrNotFound) || (err == nil && (!c.Running() || c.PID <= 0)) {
-		r.forgetNetns(id)
-		return 0, errNotRunning(id)
-	}
-	if err != nil {
-		return 0, err
-	}
-	ino, err := nsInode(c.PID)
-	if err != nil {
-		return 0, errNotRunning(id) // it stopped just now
-	}
-	r.netns.mu.Lock()
-	if r.netns.refs == nil {
-		r.netns.refs = map[string]netnsRef{}
-	}
-	r.netns.refs[id] = netnsRef{pid: c.PID, ino: ino}
-	r.netns.mu.Unlock()
-	return c.PID, nil
-}
-
-func (r *runtime) forgetNetns(id string) {
-	r.netns.mu.Lock()
-	delete(r.netns.refs, id)
-	r.netns.mu.Unlock()
 }
 
 // dialProject connects to port on the loopback inside project id.

@@ -4,14 +4,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 )
 
-type netnsCache struct{}
-
-func (r *runtime) forgetNetns(string) {}
+// netnsInode needs Linux network namespaces.
+func netnsInode(int) (uint64, error) { return 0, errors.New("network namespaces need Linux") }
 
 // projectNetns needs Linux network namespaces.
 func (r *runtime) projectNetns(context.Context, string) (int, error) {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
 	"github.com/sagemathinc/cocalc-hosts/pkg/podman"
 	"github.com/sagemathinc/cocalc-hosts/pkg/storage"
@@ -107,9 +109,9 @@ type runtime struct {
 	// running holds the limits of each project container the agent
 	// knows to run (promised); nil until podman was first asked.
 	running map[string]agentapi.Limits
-	// seen is each project's container as podman last described it (its
-	// id and first process), for a halt that must not wait for podman.
-	seen  map[string]podman.Container
+	// seen is each project's container as podman last described it, for
+	// a halt and an ingress that must not wait for podman.
+	seen  map[string]seenContainer
 	locks map[string]*sync.Mutex
 	act   map[string]*activity
 	// hostActive is when some project was last active, for the host's
@@ -118,9 +120,20 @@ type runtime struct {
 	idle       agentapi.IdlePolicy
 	statePath  string
 	dirty      bool
-	// netns finds project containers' network namespaces for the
+	// netnsLookups asks podman once per project at a time for the
 	// ingress (netns_linux.go).
-	netns netnsCache
+	netnsLookups singleflight.Group
+}
+
+// seenContainer is a project's container as podman last described it: its
+// id and first process, and that process's network namespace inode, read
+// right after (0 when not running). A pid that has gone, or was reused by
+// a process elsewhere, no longer shows that inode (nor is in the
+// container's cgroup, which podman.KillAll checks), so a stale record can
+// never lead into another container.
+type seenContainer struct {
+	podman.Container
+	netns uint64
 }
 
 func newRuntime(ctx context.Context, cfg agentapi.Config, log *slog.Logger) (*runtime, error) {
@@ -215,20 +228,38 @@ func (r *runtime) containers(ctx context.Context) (map[string]podman.Container, 
 
 // container returns project id's container, or ErrNotFound.
 func (r *runtime) container(ctx context.Context, id string) (podman.Container, error) {
+	s, err := r.describe(ctx, id)
+	return s.Container, err
+}
+
+// describe asks podman for project id's container and records it as seen.
+func (r *runtime) describe(ctx context.Context, id string) (seenContainer, error) {
 	c, err := r.pm.Get(ctx, containerName(id))
 	if err != nil {
-		return c, err
+		return seenContainer{Container: c}, err
 	}
 	if c.Labels[podman.LabelHost] != r.hostID {
-		return c, perr(agentapi.CodeConflict, "container %s belongs to host %s, not this host (%s); remove it with podman rm", c.Name, c.Labels[podman.LabelHost], r.hostID)
+		return seenContainer{Container: c}, perr(agentapi.CodeConflict, "container %s belongs to host %s, not this host (%s); remove it with podman rm", c.Name, c.Labels[podman.LabelHost], r.hostID)
+	}
+	s := seenContainer{Container: c}
+	if c.Running() && c.PID > 0 {
+		s.netns, _ = netnsInode(c.PID) // 0: it stopped just now
 	}
 	r.mu.Lock()
 	if r.seen == nil {
-		r.seen = map[string]podman.Container{}
+		r.seen = map[string]seenContainer{}
 	}
-	r.seen[id] = c
+	r.seen[id] = s
 	r.mu.Unlock()
-	return c, nil
+	return s, nil
+}
+
+// lastSeen is project id's container as podman last described it.
+func (r *runtime) lastSeen(id string) (seenContainer, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.seen[id]
+	return s, ok
 }
 
 // rediscover adopts the project containers that run on this host, so that
@@ -709,38 +740,38 @@ func (r *runtime) Halt(ctx context.Context, id string) (agentapi.ProjectStatus, 
 		return agentapi.ProjectStatus{}, err
 	}
 	defer r.lock(id)()
-	// The container as podman last described it (a move asks for the
-	// project's status just before), checked against its process's
-	// cgroup; else as podman describes it now.
-	r.mu.Lock()
-	c, ok := r.seen[id]
-	r.mu.Unlock()
-	err := podman.ErrNoCgroupKill
-	if ok && c.Running() {
-		err = podman.KillAll(ctx, c)
+	halted := func(err error) (agentapi.ProjectStatus, error) {
+		return r.ended(ctx, id, "", func() error {
+			if err != nil {
+				return fmt.Errorf("halt project %s: %w", id, err)
+			}
+			return nil
+		})
 	}
-	if errors.Is(err, podman.ErrNoCgroupKill) {
-		c, lerr := r.container(ctx, id)
-		switch {
-		case errors.Is(lerr, podman.ErrNotFound):
-			return r.status(ctx, id, nil, false)
-		case lerr != nil:
-			return agentapi.ProjectStatus{}, lerr
-		case !c.Running():
-			return r.status(ctx, id, &c, false)
+	// First with the container as podman last described it (a move asks
+	// for the project's status just before), which KillAll checks
+	// against its process's cgroup.
+	if s, ok := r.lastSeen(id); ok && s.Running() {
+		if err := podman.KillAll(ctx, s.Container); !errors.Is(err, podman.ErrNoCgroupKill) {
+			return halted(err)
 		}
-		err = podman.KillAll(ctx, c)
 	}
-	if errors.Is(err, podman.ErrNoCgroupKill) {
-		r.log.Info("halting the project with a stop", "project", id, "why", err)
-		return r.stopLocked(ctx, id, "")
+	// Then as podman describes it now.
+	c, err := r.container(ctx, id)
+	switch {
+	case errors.Is(err, podman.ErrNotFound):
+		return r.status(ctx, id, nil, false)
+	case err != nil:
+		return agentapi.ProjectStatus{}, err
+	case !c.Running():
+		return r.status(ctx, id, &c, false)
 	}
-	return r.ended(ctx, id, "", func() error {
-		if err != nil {
-			return fmt.Errorf("halt project %s: %w", id, err)
-		}
-		return nil
-	})
+	err = podman.KillAll(ctx, c)
+	if !errors.Is(err, podman.ErrNoCgroupKill) {
+		return halted(err)
+	}
+	r.log.Info("halting the project with a stop", "project", id, "why", err)
+	return r.stopLocked(ctx, id, "")
 }
 
 // ended records that project id's processes ended by end (a stop or a
