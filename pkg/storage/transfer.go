@@ -344,8 +344,9 @@ func (m *Manager) Receive(ctx context.Context, id string, want Volume, r io.Read
 	if err := m.removeVolume(ctx, dst); err != nil {
 		return 0, fmt.Errorf("receive project %s: %w", id, err)
 	}
-	cr := &countReader{r: r}
+	cr := receiveCounter(r, m.inDir(id))
 	err := stream(ctx, cr, nil, "btrfs", "receive", m.inDir(id))
+	cr.close()
 	if err == nil {
 		var v Volume
 		if v, err = m.volumeInfo(ctx, dst); err == nil && v.Identity != want.Identity {
@@ -366,17 +367,6 @@ func checkStagedName(name string) error {
 	return CheckSnapshotName(strings.TrimPrefix(name, TransferPrefix))
 }
 
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // ReceiveTar unpacks a tar archive of project id's home into staging.
 func (m *Manager) ReceiveTar(ctx context.Context, id string, r io.Reader) (int64, error) {
 	if err := CheckID(id); err != nil {
@@ -392,8 +382,16 @@ func (m *Manager) ReceiveTar(ctx context.Context, id string, r io.Reader) (int64
 	if err := m.makeVolume(ctx, dst); err != nil {
 		return 0, fmt.Errorf("receive project %s: %w", id, err)
 	}
-	cr := &countReader{r: r}
-	if err := stream(ctx, cr, nil, "tar", "-C", dst, "--numeric-owner", "--xattrs", "-xpf", "-"); err != nil {
+	// A plain directory's commit is a rename, which waits for no
+	// writeback: only a btrfs pool's (a snapshot) does.
+	wb := ""
+	if m.btrfs() {
+		wb = dst
+	}
+	cr := receiveCounter(r, wb)
+	err := stream(ctx, cr, nil, "tar", "-C", dst, "--numeric-owner", "--xattrs", "-xpf", "-")
+	cr.close()
+	if err != nil {
 		m.removeVolume(context.WithoutCancel(ctx), dst) //nolint:errcheck // the receive error is what matters
 		return cr.n, fmt.Errorf("receive project %s as tar: %w", id, err)
 	}
