@@ -223,6 +223,9 @@ type mover struct {
 	// began, and the move's bytes then.
 	clock time.Time
 	base  int64
+	// stopped is the source's status when pre-copy, just before the
+	// cut-over, found the project stopped (nil otherwise).
+	stopped *agentapi.ProjectStatus
 }
 
 // step runs f as one step of the move, timed in m.CutoverSteps during the
@@ -508,8 +511,11 @@ func (mv *mover) precopy(ctx context.Context) error {
 			return err
 		}
 		if st.State != agentapi.ProjectRunning {
-			// Stopped: the cut-over sends it all, once (a project started
-			// meanwhile is stopped there first).
+			// Stopped: the cut-over, which follows at once, sends it all
+			// (a project started meanwhile is stopped there first: the
+			// job holds the project, so only outside the control plane).
+			// It need not ask the source again for what it was just told.
+			mv.stopped = &st
 			return nil
 		}
 	}
@@ -542,6 +548,10 @@ func (mv *mover) cutover(ctx context.Context) error {
 		mv.m.CutoverSteps = nil
 		var st agentapi.ProjectStatus
 		err := mv.step("status", func() (err error) {
+			if mv.stopped != nil {
+				st = *mv.stopped
+				return nil
+			}
 			st, err = mv.src.Project(ctx, mv.p.ID)
 			return err
 		})
