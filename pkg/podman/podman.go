@@ -58,6 +58,9 @@ type Podman struct {
 	// container does not exist (an answer, not a failure). Set it before
 	// the Podman is shared.
 	OnFailure func(command string)
+
+	// listing is `podman ps -a`, shared by the listings asked for at once.
+	listing fresh[[]Container]
 }
 
 // New returns a Podman for cfg.
@@ -336,17 +339,41 @@ type psEntry struct {
 }
 
 // List returns the containers (running or not) whose labels match every
-// "key=value" filter.
+// "key=value" (or "key": has the label) filter. Listings asked for at
+// once share one `podman ps` that began after each was asked (fresh);
+// the containers returned are shared with other callers: read only.
 func (p *Podman) List(ctx context.Context, labels ...string) ([]Container, error) {
-	args := []string{"ps", "-a", "--format", "json"}
-	for _, l := range labels {
-		args = append(args, "--filter", "label="+l)
+	all, err := p.listing.do(ctx, p.listAll)
+	if err != nil {
+		return nil, err
 	}
-	out, err := p.Run(ctx, args...)
+	out := []Container{}
+	for _, c := range all {
+		if hasLabels(c, labels) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func (p *Podman) listAll(ctx context.Context) ([]Container, error) {
+	out, err := p.Run(ctx, "ps", "-a", "--format", "json")
 	if err != nil {
 		return nil, err
 	}
 	return parsePS(out)
+}
+
+// hasLabels reports whether c matches every filter of List.
+func hasLabels(c Container, filters []string) bool {
+	for _, f := range filters {
+		k, v, withValue := strings.Cut(f, "=")
+		got, ok := c.Labels[k]
+		if !ok || (withValue && got != v) {
+			return false
+		}
+	}
+	return true
 }
 
 // parsePS reads `podman ps --format json`.
