@@ -29,7 +29,7 @@ func TestCloudE2EPostgres(t *testing.T) { cloudE2E(t, "postgres") }
 // as the machine the fake cloud boots: catalog choice, create, SSH
 // bootstrap and agent health for real; then show, stop, start and delete.
 func cloudE2E(t *testing.T, backend string) {
-	t.Parallel()
+	parallel(t)
 	sshvm.NeedRoot(t)
 
 	// The machine the cloud will boot: off until the fake has an

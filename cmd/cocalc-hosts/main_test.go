@@ -2,14 +2,13 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +25,10 @@ import (
 type stopPostgres struct{ m *testing.M }
 
 func (s stopPostgres) Run() int {
+	// Here the binary runs the tests (not a script's cocalc-hosts): its
+	// flags are the test flags.
+	flag.Parse()
+	takeOverParallel()
 	code := s.m.Run()
 	pgtest.StopShared()
 	return code
@@ -49,9 +52,9 @@ func TestScriptsSQLite(t *testing.T) { runScripts(t, "sqlite") }
 func TestScriptsPostgres(t *testing.T) { runScripts(t, "postgres") }
 
 func runScripts(t *testing.T, backend string) {
-	// The backends' scripts share the package's -parallel slots rather
-	// than running one backend after the other: the last long script of a
-	// backend would otherwise leave the other slot idle.
+	// The backends' scripts share the package's -parallel slots (each
+	// script takes one in its Setup) rather than running one backend after
+	// the other.
 	t.Parallel()
 	files := scriptFiles(t)
 	if backend == "serve" {
@@ -61,6 +64,7 @@ func runScripts(t *testing.T, backend string) {
 		Files:               files,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
+			scriptSlot(env)
 			work := env.WorkDir
 			env.Setenv("HOME", filepath.Join(work, "home"))
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(work, "config"))
@@ -131,23 +135,12 @@ func runScripts(t *testing.T, backend string) {
 	})
 }
 
-// scriptFiles lists testdata/script, longest first: the longest scripts
-// take the longest, and starting them first keeps a long one from running
-// alone at the end.
+// scriptFiles lists testdata/script (the slots run the longest first).
 func scriptFiles(t *testing.T) []string {
 	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "script", "*.txtar"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scripts in testdata/script: %v", err)
 	}
-	size := map[string]int64{}
-	for _, f := range files {
-		st, err := os.Stat(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		size[f] = st.Size()
-	}
-	slices.SortStableFunc(files, func(a, b string) int { return cmp.Compare(size[b], size[a]) })
 	return files
 }
 

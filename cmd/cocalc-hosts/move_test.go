@@ -177,7 +177,7 @@ type projJSON struct {
 // transfer is left on either host once it is retried, and the retry
 // completes with the files and snapshots equal.
 func TestMoveKilledAtEachPhase(t *testing.T) {
-	t.Parallel() // with the scripts: most of its time is spent waiting on disks
+	parallel(t) // with the scripts: most of its time is spent waiting on disks
 	c := newMoveCLI(t)
 	c.ok("create", "--cloud", "local", "--name", "a")
 	c.ok("create", "--cloud", "local", "--name", "b")

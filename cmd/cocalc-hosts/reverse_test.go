@@ -41,7 +41,7 @@ func (rwcConn) SetWriteDeadline(time.Time) error { return nil }
 // `relay`) through the server. The host's credential is not an API key,
 // and a process without the tunnel refuses with the way out.
 func TestReverseHost(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	base := newSSHCLI(t, "sqlite")
 	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{base.fleetKey()}})
 	// (Writing in /var/tmp copies it up to the VM's disk, where stage

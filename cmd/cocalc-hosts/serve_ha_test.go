@@ -111,7 +111,7 @@ func (s *served) leads(t *testing.T) bool {
 // VM per host), the leader lock moves to the survivor, and a client of
 // the survivor keeps receiving events, the dead server's jobs included.
 func TestServeKilledLeaderIsTakenOver(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	c := newCluster(t, map[string]string{"boot_time": "1500ms", "latency": "20ms"})
 	ctx := context.Background()
 	cfgFile := filepath.Join(envValue(c.env, "XDG_CONFIG_HOME"), "cocalc-hosts", "config.yaml")

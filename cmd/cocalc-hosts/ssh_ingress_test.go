@@ -197,7 +197,7 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func() (boo
 // gone the host keeps serving for ingress.acl_max_stale, then refuses;
 // and the host holds no private signing key.
 func TestSSHIngress(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	for _, tool := range []string{"ssh", "scp", "sftp", "rsync"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing; run scripts/install-deps.sh", tool)

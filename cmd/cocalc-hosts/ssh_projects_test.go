@@ -20,7 +20,7 @@ import (
 // inside the test VM; an agent upgrade leaves them running and known; they
 // move to a second test VM and back (sshMoves).
 func TestSSHProjectsSurviveUpgrade(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	c := newSSHCLI(t, "sqlite")
 	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{c.fleetKey()}})
 	podmanConf(t, vm)

@@ -151,7 +151,7 @@ func TestSSHLifecyclePostgres(t *testing.T) { sshLifecycle(t, "postgres") }
 // create --cloud ssh → bootstrap → agent healthy → show running →
 // stop/start → upgrade → delete (keeping /btrfs) → adopt again → delete --purge.
 func sshLifecycle(t *testing.T, backend string) {
-	t.Parallel()
+	parallel(t)
 	c := newSSHCLI(t, backend)
 	key := c.fleetKey()
 	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{key}})
@@ -261,7 +261,7 @@ func sshLifecycle(t *testing.T, backend string) {
 
 // A non-root login user with sudo, a data disk, progress as JSON lines.
 func TestSSHSudoUserDataDiskJSON(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	c := newSSHCLI(t, "sqlite")
 	key := c.fleetKey()
 	vm := sshvm.New(t, sshvm.Options{})
@@ -312,7 +312,7 @@ func TestSSHSudoUserDataDiskJSON(t *testing.T) {
 // A changed host key is refused with how to re-pin; a deliberate re-pin
 // with the right fingerprint lets the host work again.
 func TestSSHChangedHostKey(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	c := newSSHCLI(t, "sqlite")
 	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{c.fleetKey()}})
 	c.ok("create", "--cloud", "ssh", "--name", "vm1", "--address", "root@"+vm.Addr)
@@ -340,7 +340,7 @@ func TestSSHChangedHostKey(t *testing.T) {
 
 // Bad input: each a clear error, nothing left that a re-run cannot finish.
 func TestSSHBadInput(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	c := newSSHCLI(t, "sqlite")
 	key := c.fleetKey()
 	// Root trusts someone else's key; deploy exists but trusts ours.
@@ -400,7 +400,7 @@ func TestSSHBadInput(t *testing.T) {
 
 // Hosts that are not bootstrapped over SSH have no upgrade and no pin.
 func TestSSHUpgradeRefusedForLocal(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	c := newSSHCLI(t, "sqlite")
 	c.fails(3, []string{"no host"}, "upgrade", "nope")
 	c.fails(2, []string{"one host"}, "upgrade")
@@ -415,7 +415,7 @@ func TestSSHUpgradeRefusedForLocal(t *testing.T) {
 // steps ran) reports its last boot-log lines; once the cause is fixed,
 // `start` runs it again and it completes.
 func TestSSHHalfWayFailureThenStart(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	c := newSSHCLI(t, "sqlite")
 	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{c.fleetKey()}})
 	disk := sshvm.LoopDevice(t, 4096, "mkfs.ext4 -q")

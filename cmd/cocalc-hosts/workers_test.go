@@ -86,7 +86,7 @@ func (c *cluster) worker(args ...string) *exec.Cmd {
 
 // N worker processes × M actions on one Postgres: every action runs once.
 func TestWorkerProcessesRunEachActionOnce(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	const workers, hostsN = 4, 150
 	c := newCluster(t, map[string]string{"latency": "2ms"})
 	ctx := context.Background()
@@ -152,7 +152,7 @@ func TestWorkerProcessesRunEachActionOnce(t *testing.T) {
 // takes the job over once the lease expires and finishes it, finding the
 // VM the dead worker made instead of making a second one.
 func TestKilledWorkerJobIsTakenOver(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	c := newCluster(t, map[string]string{"boot_time": "3s"})
 	ctx := context.Background()
 	sub, err := c.svc.Create(ctx, hosts.CreateRequest{Name: "victim", Owner: "ops", Provider: "sim"})
