@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -133,7 +134,7 @@ func TestGateAdmitsHeaviestFirst(t *testing.T) {
 	g := &gate{free: 1}
 	hold := g.acquire(0)
 	admitted := make(chan string, 4)
-	for _, w := range []struct {
+	for i, w := range []struct {
 		name   string
 		weight int
 	}{{"light", 1}, {"heavy", 9}, {"middle", 5}, {"middle too", 5}} {
@@ -143,17 +144,11 @@ func TestGateAdmitsHeaviestFirst(t *testing.T) {
 			release()
 		}()
 		// Each waits before the next comes (so "middle" comes first).
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		eventually(t, 10*time.Second, "waiter queued", func() (bool, string) {
 			g.mu.Lock()
-			n := len(g.waiting)
-			g.mu.Unlock()
-			if n == g.seq {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("waiter did not queue")
-			}
-		}
+			defer g.mu.Unlock()
+			return len(g.waiting) == i+1, fmt.Sprint(len(g.waiting), " waiting")
+		})
 	}
 	hold()
 	var got []string
@@ -163,7 +158,10 @@ func TestGateAdmitsHeaviestFirst(t *testing.T) {
 	if want := []string{"heavy", "middle", "middle too", "light"}; !slices.Equal(got, want) {
 		t.Fatalf("admitted %v, want %v", got, want)
 	}
-	if g.free != 1 {
-		t.Fatalf("%d slots free after all released, want 1", g.free)
-	}
+	// The last one gives its slot back after it was counted admitted.
+	eventually(t, 10*time.Second, "every slot given back", func() (bool, string) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.free == 1, fmt.Sprint(g.free, " free")
+	})
 }
