@@ -23,9 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/agentapi"
@@ -636,7 +634,7 @@ func (k *agentKiller) loop(ctx context.Context, n int, every time.Duration) int 
 			k.err = err
 			return i
 		}
-		if err := killAgent(provider.InstanceName(h.ID)); err != nil {
+		if err := local.KillAgents(ctx, filepath.Join(localHostsDir(), provider.InstanceName(h.ID))); err != nil {
 			k.err = err
 			return i
 		}
@@ -682,38 +680,6 @@ func (k *agentKiller) until(ctx context.Context, submit func() (hosts.Submitted,
 		time.Sleep(200 * time.Millisecond)
 	}
 	return errors.New("a host's stop or start after its agent was killed did not complete within 5 minutes")
-}
-
-// killAgent SIGKILLs the agent of the local host with that instance name
-// and waits until it is gone.
-func killAgent(instance string) error {
-	b, err := os.ReadFile(filepath.Join(localHostsDir(), instance, "agent.pid"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // not running (a stop is under way)
-	}
-	if err != nil {
-		return err
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return nil
-	}
-	pid, err := strconv.Atoi(f[0])
-	if err != nil || pid <= 0 {
-		return fmt.Errorf("agent pid file of %s: %q", instance, b)
-	}
-	syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck // gone already is fine
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return nil
-		}
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return fmt.Errorf("agent %d of %s still runs 10s after SIGKILL", pid, instance)
 }
 
 // checkProjects compares the end state with the plans and fills c.
@@ -950,7 +916,7 @@ func cleanupLocalHosts(pm *podmanStore) {
 	pm.removeContainers()
 	dirs, _ := filepath.Glob(filepath.Join(localHostsDir(), "*"))
 	for _, d := range dirs {
-		killAgent(filepath.Base(d)) //nolint:errcheck // best effort
+		local.KillAgents(context.Background(), d) //nolint:errcheck // best effort
 		pool, image := filepath.Join(d, "pool"), filepath.Join(d, "pool.img")
 		for i := 0; i < 20; i++ {
 			if exec.Command("umount", pool).Run() != nil {

@@ -24,12 +24,12 @@
 // lease behind (unless the database is unreachable: then the leases
 // expire as a dead worker's do).
 //
-// How it is fast: a worker claims as many jobs as it has free slots in one
-// statement, reading partial indexes only as far as the rows it takes (so
-// a claim costs the same at any queue depth); it extends the leases of all
-// its jobs with one statement per heartbeat; and the jobs that finish
-// while a commit is in flight are recorded together in the next one
-// (group commit). An idle worker sleeps until the store reports a change
+// How it is fast: a worker claims as many jobs as it has free slots (and,
+// while its jobs are short, more ahead) in one statement, reading partial
+// indexes only as far as the rows it takes (so a claim costs the same at
+// any queue depth); it extends the leases of all its jobs with one
+// statement per heartbeat; and the jobs that finish while a commit is in
+// flight are recorded together in the next one (group commit). An idle worker sleeps until the store reports a change
 // to the jobs table (Postgres LISTEN/NOTIFY; on SQLite the same process
 // at once, other processes within store.SQLitePollInterval) or the next
 // queued job becomes due.
@@ -199,7 +199,9 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 	ended := make(chan error, n)
 	running := 0
 	var ahead []*claimed
-	extra, lastClaim := n, time.Time{} // jobs to claim ahead; when we last claimed
+	// Jobs to claim ahead of free slots; when we last claimed; whether a
+	// job ended soon after that claim (see fastBatch).
+	extra, lastClaim, short := 0, time.Time{}, false
 	var failure error
 	for failure == nil && ctx.Err() == nil {
 		for ; running < n && len(ahead) > 0; ahead = ahead[1:] {
@@ -209,12 +211,12 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 		}
 		wait := w.Idle
 		if free := n - running; free > 0 {
-			if time.Since(lastClaim) < fastBatch {
-				extra = min(2*extra, maxAhead*n)
+			if short {
+				extra = min(max(2*extra, n), maxAhead*n)
 			} else {
-				extra = n
+				extra = 0
 			}
-			lastClaim = time.Now()
+			short, lastClaim = false, time.Now()
 			claimed, err := w.claim(ctx, jobs, "", free+extra)
 			switch {
 			case errkind.Is(err, errkind.Unavailable):
@@ -251,6 +253,7 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 			case err := <-ended:
 				running--
 				failure = err
+				short = short || time.Since(lastClaim) < fastBatch
 			case c, open := <-changes:
 				if !open {
 					changes = nil // the store closed: poll until ctx ends
@@ -279,10 +282,13 @@ func (w *Worker) Run(ctx context.Context, drain bool) error {
 	return ctx.Err()
 }
 
-// A worker whose claimed jobs all started within fastBatch of the claim
-// claims more ahead next time, up to maxAhead times its Concurrency:
-// short jobs then cost fewer claims, and long ones (a real cloud create)
-// are not held back from other workers.
+// A worker claims jobs ahead of its free slots only while its jobs are
+// short: when one ended within fastBatch of its last claim, the next claim
+// takes Concurrency more than the free slots, doubling while that lasts, up
+// to maxAhead times Concurrency. Short jobs then cost fewer claims; long
+// ones (a real cloud create) are never held by a busy worker while another
+// one is idle, and a worker that has not yet seen a job end claims only
+// what it can start.
 const (
 	fastBatch = 100 * time.Millisecond
 	maxAhead  = 4

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,11 +74,12 @@ func TestIdleWorkerIsWoken(t *testing.T) {
 	})
 }
 
-// A worker claims ahead of its free slots; when it stops, the jobs it
-// claimed ahead and never started are queued again at once, and the job
-// still running after Grace is cancelled and queued again too, their
-// attempts not counted, their leases cleared: another worker takes them
-// at once rather than after the (here hour-long) lease.
+// A worker claims ahead of its free slots once a job ended soon after its
+// claim (a short one); when it stops, the jobs it claimed ahead and never
+// started are queued again at once, and the job still running after Grace
+// is cancelled and queued again too, their attempts not counted, their
+// leases cleared: another worker takes them at once rather than after the
+// (here hour-long) lease.
 func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
 	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -85,7 +87,11 @@ func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
 		svc := newService(tb, st, nil)
 		subs := createHosts(tb, svc, 5)
 		started := make(chan string, 5)
+		var quick atomic.Value // the first job, which ends at once
 		blocking := handlerFunc{svc: svc, run: func(ctx context.Context, job model.Job) (queue.Result, error) {
+			if quick.CompareAndSwap(nil, job.ID) {
+				return queue.Result{}, nil
+			}
 			started <- job.ID
 			<-ctx.Done()
 			return queue.Result{}, ctx.Err()
@@ -108,7 +114,7 @@ func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
 			}
 		}
 		if held != 2 {
-			tb.Fatalf("the worker holds %d jobs, want 2 (one running, one claimed ahead)", held)
+			tb.Fatalf("after a short job the worker holds %d jobs, want 2 (one running, one claimed ahead)", held)
 		}
 		cancel()
 		<-ran
@@ -117,6 +123,9 @@ func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
 		}
 		for _, sub := range subs {
 			j, _ := st.GetJob(context.Background(), sub.Job.ID)
+			if j.ID == quick.Load() {
+				continue
+			}
 			if j.State != model.JobQueued || j.Attempts != 0 || j.LeaseOwner != "" || j.LeaseUntil != nil {
 				tb.Errorf("job %s after the worker stopped: %s, attempts %d, lease %q; want queued, 0, none", j.ID, j.State, j.Attempts, j.LeaseOwner)
 			}
@@ -128,5 +137,64 @@ func TestStoppingWorkerGivesBackJobsClaimedAhead(t *testing.T) {
 		if j, _ := st.GetJob(context.Background(), first); j.State != model.JobDone || j.Attempts != 1 {
 			tb.Fatalf("the interrupted job after another worker ran it: %s, attempts %d", j.State, j.Attempts)
 		}
+	})
+}
+
+// Long jobs are not claimed ahead: a busy worker holds only the jobs it
+// runs, and a second worker started later runs the rest at once, while
+// the first one's still run.
+func TestBusyWorkerLeavesLongJobsToOthers(t *testing.T) {
+	storetest.Each(t, func(tb *testing.T, st *store.SQLStore) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		svc := newService(tb, st, nil)
+		subs := createHosts(tb, svc, 4)
+		started := make(chan string, 4)
+		long := handlerFunc{svc: svc, run: func(ctx context.Context, job model.Job) (queue.Result, error) {
+			started <- job.ID
+			<-ctx.Done()
+			return queue.Result{}, ctx.Err()
+		}}
+		heldBy := func(w *queue.Worker) int {
+			n := 0
+			for _, sub := range subs {
+				if j, _ := st.GetJob(ctx, sub.Job.ID); j.State == model.JobRunning && j.LeaseOwner == w.ID {
+					n++
+				}
+			}
+			return n
+		}
+		run := func(w *queue.Worker) <-chan error {
+			ran := make(chan error, 1)
+			go func() { ran <- w.Run(ctx, false) }()
+			return ran
+		}
+		next := func(what string) {
+			tb.Helper()
+			select {
+			case <-started:
+			case <-time.After(30 * time.Second):
+				tb.Fatalf("%s did not start within 30s", what)
+			}
+		}
+		first := fastWorker(st, long)
+		first.Concurrency, first.Lease = 2, time.Hour
+		ranFirst := run(first)
+		next("the first worker's first job")
+		next("the first worker's second job")
+		if n := heldBy(first); n != 2 {
+			tb.Fatalf("the first worker, running 2 long jobs, holds %d; want 2 (none claimed ahead)", n)
+		}
+		second := fastWorker(st, long)
+		second.Concurrency, second.Lease = 2, time.Hour
+		ranSecond := run(second)
+		next("the second worker's first job")
+		next("the second worker's second job")
+		if a, b := heldBy(first), heldBy(second); a != 2 || b != 2 {
+			tb.Fatalf("the workers hold %d and %d jobs; want 2 each", a, b)
+		}
+		cancel()
+		<-ranFirst
+		<-ranSecond
 	})
 }

@@ -777,6 +777,21 @@ func TestAgentWithoutPidFile(t *testing.T) {
 		t.Fatalf("agent %d answers, pid file says %d, the deaf one was %d", st.PID, agentPID(t, ps), orphan)
 	}
 
+	// KillAgents (a harness's crash, or its clean-up) finds it without
+	// its pid file too; a start then brings up a new one.
+	if err := os.Remove(ps.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := KillAgents(ctx, ps.dir); err != nil {
+		t.Fatal(err)
+	}
+	if n := agentsWithConfig(t, ps.config); n != 0 {
+		t.Fatalf("%d agents after KillAgents, want 0", n)
+	}
+	if _, err := p.Start(ctx, provider.Ref{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Stop and delete find it without its pid file too.
 	if err := os.Remove(ps.pid); err != nil {
 		t.Fatal(err)

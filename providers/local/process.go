@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -421,4 +422,16 @@ func logTail(path string) string {
 		lines = lines[len(lines)-maxLines:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// KillAgents SIGKILLs every agent of the local host whose directory is
+// dir, named by its pid file or not, and waits until they are gone: for
+// harnesses that kill agents as a crash would, or clean up after a run
+// whatever state it ended in.
+func KillAgents(ctx context.Context, dir string) error {
+	agents, err := findAgents(filepath.Join(dir, "agent.json"))
+	if err != nil {
+		return err
+	}
+	return killAll(ctx, agents)
 }
