@@ -280,9 +280,54 @@ func (p *Podman) BuildImage(ctx context.Context, name string, s BuildSpec, cache
 	if err != nil {
 		return false, fmt.Errorf("build image %s: %w", name, err)
 	}
+	from, err := rootfsFingerprint(tarball)
+	if err != nil {
+		return cached, fmt.Errorf("build image %s: %w", name, err)
+	}
+	if cached {
+		// Hosts sharing a store, or a build run again: importing the
+		// same root filesystem again costs seconds of CPU for nothing.
+		if have, err := p.imageLabel(ctx, name, RootfsLabel); err != nil {
+			return cached, fmt.Errorf("build image %s: %w", name, err)
+		} else if have == from {
+			fmt.Fprintf(log, "image %s is already made from %s\n", name, filepath.Base(tarball))
+			return cached, nil
+		}
+	}
 	fmt.Fprintf(log, "importing %s as %s\n", filepath.Base(tarball), name)
-	if err := p.Import(ctx, tarball, name); err != nil {
+	if _, err := p.Run(ctx, "import", "-q", "--change", "LABEL "+RootfsLabel+"="+from, tarball, name); err != nil {
 		return cached, fmt.Errorf("build image %s: %w", name, err)
 	}
 	return cached, nil
+}
+
+// RootfsLabel, on an image BuildImage made, names the root filesystem
+// tarball it was imported from (see rootfsFingerprint).
+const RootfsLabel = "org.cocalc-hosts.rootfs"
+
+// rootfsFingerprint tells a cached root filesystem from any other, and
+// from itself rebuilt: its name holds the spec's key, and a rebuild
+// changes its modification time.
+func rootfsFingerprint(tarball string) (string, error) {
+	st, err := os.Stat(tarball)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s:%d:%d", filepath.Base(tarball), st.Size(), st.ModTime().UnixNano()), nil
+}
+
+// imageLabel returns label of image, or "" when the image or the label is
+// missing.
+func (p *Podman) imageLabel(ctx context.Context, image, label string) (string, error) {
+	if ok, err := p.ImageExists(ctx, image); err != nil || !ok {
+		return "", err
+	}
+	out, err := p.Run(ctx, "image", "inspect", "--format", `{{index .Labels "`+label+`"}}`, image)
+	if err != nil {
+		return "", err
+	}
+	if v := strings.TrimSpace(out); v != "<no value>" {
+		return v, nil
+	}
+	return "", nil
 }

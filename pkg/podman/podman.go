@@ -433,12 +433,6 @@ func (p *Podman) Pull(ctx context.Context, image string) error {
 	return err
 }
 
-// Import makes image name from a root filesystem tarball.
-func (p *Podman) Import(ctx context.Context, tarball, name string) error {
-	_, err := p.Run(ctx, "import", "-q", tarball, name)
-	return err
-}
-
 // ExecOptions are the options of `podman exec`.
 type ExecOptions struct {
 	User        string

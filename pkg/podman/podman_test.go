@@ -248,11 +248,40 @@ func TestBuildImageFromDebianPackages(t *testing.T) {
 	if !strings.HasPrefix(out, "12.") || !strings.Contains(out, "/usr/bin/less") {
 		t.Fatalf("built image says %q; want Debian 12 with less", out)
 	}
-	// The second build of the same spec comes from the cache.
+	imageID := func() string {
+		t.Helper()
+		id, err := e.Podman.Run(ctx(t), "image", "inspect", "--format", "{{.Id}}", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(id)
+	}
+	first := imageID()
+	// The second build of the same spec comes from the cache, and the
+	// image made from that root filesystem is kept, not imported again.
 	log.Reset()
 	cached, err = e.Podman.BuildImage(ctx(t), name, spec, cache, false, &log)
 	if err != nil || !cached {
 		t.Fatalf("second build: cached=%v err=%v\n%s", cached, err, log.String())
+	}
+	if id := imageID(); id != first || !strings.Contains(log.String(), "already made from") {
+		t.Fatalf("second build made image %s (first %s); want the first kept:\n%s", id, first, log.String())
+	}
+	// A root filesystem that changed (rebuilt) is imported again.
+	tarballs, _ := filepath.Glob(filepath.Join(cache, "rootfs-*.tar"))
+	if len(tarballs) != 1 {
+		t.Fatalf("cache holds %v; want one root filesystem", tarballs)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(tarballs[0], later, later); err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	if _, err := e.Podman.BuildImage(ctx(t), name, spec, cache, false, &log); err != nil {
+		t.Fatalf("third build: %v\n%s", err, log.String())
+	}
+	if id := imageID(); id == first {
+		t.Fatalf("a changed root filesystem was not imported again:\n%s", log.String())
 	}
 }
 
