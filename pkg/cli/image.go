@@ -105,7 +105,7 @@ func runImageBuild(ctx context.Context, f *Factory, o *ImageBuildOptions) error 
 	return f.render(ImageBuildResult{Name: o.Name, Host: h.Name, Cached: cached}, func(w *Out) error {
 		from := "built"
 		if cached {
-			from = "imported from the host's cache"
+			from = "made from the host's cached root filesystem"
 		}
 		fmt.Fprintf(w, "%s: image %s %s\n", h.Name, o.Name, from)
 		return nil
