@@ -164,32 +164,27 @@ func TestBusyWorkerLeavesLongJobsToOthers(t *testing.T) {
 			}
 			return n
 		}
-		run := func(w *queue.Worker) <-chan error {
+		// start runs a worker of 2 slots and waits until both run a job.
+		start := func(name string) (*queue.Worker, <-chan error) {
+			tb.Helper()
+			w := fastWorker(st, long)
+			w.Concurrency, w.Lease = 2, time.Hour
 			ran := make(chan error, 1)
 			go func() { ran <- w.Run(ctx, false) }()
-			return ran
-		}
-		next := func(what string) {
-			tb.Helper()
-			select {
-			case <-started:
-			case <-time.After(30 * time.Second):
-				tb.Fatalf("%s did not start within 30s", what)
+			for range 2 {
+				select {
+				case <-started:
+				case <-time.After(30 * time.Second):
+					tb.Fatalf("the %s worker did not start 2 jobs within 30s", name)
+				}
 			}
+			return w, ran
 		}
-		first := fastWorker(st, long)
-		first.Concurrency, first.Lease = 2, time.Hour
-		ranFirst := run(first)
-		next("the first worker's first job")
-		next("the first worker's second job")
+		first, ranFirst := start("first")
 		if n := heldBy(first); n != 2 {
 			tb.Fatalf("the first worker, running 2 long jobs, holds %d; want 2 (none claimed ahead)", n)
 		}
-		second := fastWorker(st, long)
-		second.Concurrency, second.Lease = 2, time.Hour
-		ranSecond := run(second)
-		next("the second worker's first job")
-		next("the second worker's second job")
+		second, ranSecond := start("second")
 		if a, b := heldBy(first), heldBy(second); a != 2 || b != 2 {
 			tb.Fatalf("the workers hold %d and %d jobs; want 2 each", a, b)
 		}
