@@ -29,10 +29,11 @@
 // indexes only as far as the rows it takes (so a claim costs the same at
 // any queue depth); it extends the leases of all its jobs with one
 // statement per heartbeat; and the jobs that finish while a commit is in
-// flight are recorded together in the next one (group commit). An idle worker sleeps until the store reports a change
-// to the jobs table (Postgres LISTEN/NOTIFY; on SQLite the same process
-// at once, other processes within store.SQLitePollInterval) or the next
-// queued job becomes due.
+// flight are recorded together in the next one (group commit). An idle
+// worker sleeps until the store reports a change to the jobs table
+// (Postgres LISTEN/NOTIFY; on SQLite the same process at once, other
+// processes within store.SQLitePollInterval) or the next queued job
+// becomes due.
 //
 // Convergence: a failed attempt is retried after BaseBackoff doubling per
 // attempt, capped at MaxBackoff (10 s by default, a third of the default
