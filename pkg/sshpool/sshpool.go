@@ -517,6 +517,9 @@ func (p *Pool) session(ctx context.Context, t Target) (*ssh.Session, error) {
 		}
 		p.Forget(t)
 		if attempt == 1 {
+			if lost := p.lost(t, "as a session opened", err); lost != nil {
+				return nil, lost
+			}
 			return nil, fmt.Errorf("open SSH session on %s: %w", t, err)
 		}
 	}
@@ -556,6 +559,9 @@ func (p *Pool) Run(ctx context.Context, t Target, command string, stdin io.Reade
 		s.Stdin = stdin
 	}
 	if err := s.Start(command); err != nil {
+		if lost := p.lost(t, "as the command started", err); lost != nil {
+			return lost
+		}
 		return fmt.Errorf("run on %s: %w", t, err)
 	}
 	done := make(chan error, 1)
@@ -577,17 +583,27 @@ func (p *Pool) Run(ctx context.Context, t Target, command string, stdin io.Reade
 		return &ExitError{Status: ee.ExitStatus(), Err: err}
 	}
 	if err != nil {
-		var missing *ssh.ExitMissingError
-		if errors.As(err, &missing) {
-			// The connection died under the command: the network or the
-			// machine went away. Whoever retries gets a new connection.
-			p.Forget(t)
-			return errkind.Errorf(errkind.Transient, "run on %s: the SSH connection was lost while the command ran (the network or the machine went away): %w", t, err)
+		if lost := p.lost(t, "while the command ran", err); lost != nil {
+			return lost
 		}
 		return fmt.Errorf("run on %s: %w", t, err)
 	}
 	p.touch(ctx, t)
 	return nil
+}
+
+// lost returns err as a transient error that says so when it means the
+// connection to t died (when: the step it died in): a command that ended
+// without an exit status, or a request answered by EOF. The network or the
+// machine went away, and whoever retries gets a new connection. Any other
+// error (a request the server refused) gives nil.
+func (p *Pool) lost(t Target, when string, err error) error {
+	var missing *ssh.ExitMissingError
+	if !errors.As(err, &missing) && !errors.Is(err, io.EOF) {
+		return nil
+	}
+	p.Forget(t)
+	return errkind.Errorf(errkind.Transient, "run on %s: the SSH connection was lost %s (the network or the machine went away): %w", t, when, err)
 }
 
 // Output runs command and returns its output (stdout and stderr).

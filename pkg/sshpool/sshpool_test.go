@@ -266,3 +266,35 @@ func TestUnreachableRetriesThenFails(t *testing.T) {
 		t.Fatalf("progress: %q", progress)
 	}
 }
+
+// A connection that dies under a command (the server side of it killed)
+// is a transient error that says the SSH connection was lost, so that the
+// queue retries it; the next call dials again and works.
+func TestConnectionLostUnderCommandIsTransient(t *testing.T) {
+	e := newEnv(t)
+	vm := sshvm.New(t, sshvm.Options{RootKeys: []string{e.id.AuthorizedKey()}})
+	target := sshpool.Target{HostID: uuid.NewString(), Name: "vm1", Host: vm.Addr, User: "root"}
+	c := ctx(t)
+	ran := make(chan error, 1)
+	go func() { ran <- e.pool.Run(c, target, "touch /tmp/started; sleep 60", nil, nil) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for vm.MustExec(t, "test -e /tmp/started && echo yes || true") != "yes\n" {
+		if time.Now().After(deadline) {
+			t.Fatal("the command did not start within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	vm.Exec(c, "pkill -f 'sshd: root@notty'") //nolint:errcheck // ends the test's own session too
+	var err error
+	select {
+	case err = <-ran:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30s of its connection's end")
+	}
+	if !errkind.Is(err, errkind.Transient) || !strings.Contains(err.Error(), "SSH connection was lost") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v (kind %v); want one transient line saying the SSH connection was lost", err, errkind.Of(err))
+	}
+	if err := e.pool.Run(c, target, "true", nil, nil); err != nil {
+		t.Fatalf("the next command, on a new connection: %v", err)
+	}
+}
