@@ -24,8 +24,9 @@ const asHelp = `
 Who you are comes from the config key "account" (or --account, default your
 login name). In direct-to-database mode an admin may act for another
 account with --as ACCOUNT: projects it creates are owned by ACCOUNT, and
-ACCOUNT's rights (not the admin's) decide what is allowed. A later server
-mode will authenticate callers instead of trusting "account".`
+ACCOUNT's rights (not the admin's) decide what is allowed. Through a server
+(server.url) the API key you logged in with says who you are, and --as works
+for admins alike.`
 
 func newProjectCmd(f *Factory) *cobra.Command {
 	as := &asFlag{}
@@ -36,7 +37,7 @@ func newProjectCmd(f *Factory) *cobra.Command {
 snapshots) plus a container on a host. Projects are created on a host you own,
 collaborate on, or that is in the shared pool, and only when the host has room
 for them. Their actions go through the durable queue, one at a time per
-project.` + asHelp,
+project. PROJECT is a project's id, the beginning of it, or its title.` + asHelp,
 		Args: noArgs,
 	}
 	as.add(cmd)
@@ -65,14 +66,33 @@ func caller(f *Factory, as *asFlag) (projects.Caller, error) {
 	return projects.Caller{Account: cfg.Account, As: as.as}, nil
 }
 
-// oneProject checks for exactly one PROJECT argument, a project id (a
-// UUID): checked here, so that through a server too an id that is not
-// one is named as such, not sent in a request path.
+// oneProject checks for exactly one PROJECT argument: a project's id, the
+// beginning of it or its title, which resolveProject turns into its id.
 func oneProject(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
-		return usagef("%s needs exactly one project id; see `cocalc-hosts project list`", cmd.CommandPath())
+		return usagef("%s needs exactly one project (its id, the beginning of it, or its title); see `cocalc-hosts project list`", cmd.CommandPath())
 	}
-	return projects.CheckID(args[0])
+	return nil
+}
+
+// resolveProject replaces *ref, what the user typed for a project, by the
+// project's id before a command uses it: in a request path (through a
+// server, so that nothing but an id is sent there), in file names and SSH
+// host aliases. A whole id is taken as it is.
+func resolveProject(ctx context.Context, f *Factory, as *asFlag, ref *string) error {
+	if model.CanonicalUUID(*ref) {
+		return nil
+	}
+	c, ps, err := withProjects(ctx, f, as)
+	if err != nil {
+		return err
+	}
+	id, err := ps.Resolve(ctx, c, *ref)
+	if err != nil {
+		return err
+	}
+	*ref = id
+	return nil
 }
 
 // finishProject prints the outcome of a queued project action. Unless

@@ -56,6 +56,9 @@ func newProjectCollaboratorsVerbCmd(f *Factory, as *asFlag, verb string) *cobra.
 		ValidArgsFunction: completeProjects(f, as),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project = args[0]
+			if err := resolveProject(cmd.Context(), f, as, &o.Project); err != nil {
+				return err
+			}
 			if n == 2 {
 				o.Account = args[1]
 			}

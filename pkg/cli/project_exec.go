@@ -62,6 +62,9 @@ collected and printed as one document {exit_code, stdout, stderr}.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project, o.Command = args[0], args[1:]
+			if err := resolveProject(cmd.Context(), f, as, &o.Project); err != nil {
+				return err
+			}
 			return runProjectExec(cmd.Context(), f, as, o)
 		},
 	}

@@ -41,6 +41,9 @@ server's address, and the server forwards it over the host's tunnel.`,
 		Args:              oneProject,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project = args[0]
+			if err := resolveProject(cmd.Context(), f, as, &o.Project); err != nil {
+				return err
+			}
 			return runProjectOpen(cmd.Context(), f, as, o)
 		},
 	}

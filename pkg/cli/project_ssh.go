@@ -171,6 +171,9 @@ For scp, sftp, rsync and editors, use ` + "`project ssh-config`" + `.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project, o.Command = args[0], args[1:]
+			if err := resolveProject(cmd.Context(), f, as, &o.Project); err != nil {
+				return err
+			}
 			return runProjectSSH(cmd.Context(), f, as, o)
 		},
 	}
@@ -242,6 +245,9 @@ and VS Code Remote-SSH keep working.`,
 		Args:              oneProject,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project = args[0]
+			if err := resolveProject(cmd.Context(), f, as, &o.Project); err != nil {
+				return err
+			}
 			return runProjectSSHConfig(cmd.Context(), f, as, o)
 		},
 	}
@@ -350,6 +356,9 @@ block of ` + "`project ssh-config`" + ` runs it before every connection.`,
 		Args:              oneProject,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Project = args[0]
+			if err := resolveProject(cmd.Context(), f, as, &o.Project); err != nil {
+				return err
+			}
 			return runProjectSSHCert(cmd.Context(), f, as, o)
 		},
 	}

@@ -63,6 +63,9 @@ var _ HostService = (*hosts.Service)(nil)
 type ProjectService interface {
 	Create(ctx context.Context, c projects.Caller, req projects.CreateRequest) (projects.Submitted, error)
 	List(ctx context.Context, c projects.Caller, r projects.ListRequest) ([]model.Project, error)
+	// Resolve turns what the user typed for a project (its id, the
+	// beginning of it, its title) into its id.
+	Resolve(ctx context.Context, c projects.Caller, ref string) (string, error)
 	Show(ctx context.Context, c projects.Caller, id string) (projects.Detail, error)
 	// Get is the project's stored record (Show asks its host too).
 	Get(ctx context.Context, c projects.Caller, id string) (model.Project, error)

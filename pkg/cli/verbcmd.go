@@ -24,7 +24,12 @@ func projectCmd[O any](f *Factory, as *asFlag, cmd *cobra.Command, o *O, project
 	run func(context.Context, *Factory, *asFlag, *O) error) *cobra.Command {
 	cmd.Args = oneProject
 	cmd.ValidArgsFunction = completeProjects(f, as)
-	cmd.RunE = oneArgRunE(o, project, func(ctx context.Context, o *O) error { return run(ctx, f, as, o) })
+	cmd.RunE = oneArgRunE(o, project, func(ctx context.Context, o *O) error {
+		if err := resolveProject(ctx, f, as, project); err != nil {
+			return err
+		}
+		return run(ctx, f, as, o)
+	})
 	return cmd
 }
 

@@ -193,6 +193,11 @@ func (p Projects) List(ctx context.Context, c projects.Caller, r projects.ListRe
 	return get[[]model.Project](ctx, p.C, "/projects", q, c.As)
 }
 
+func (p Projects) Resolve(ctx context.Context, c projects.Caller, ref string) (string, error) {
+	r, err := get[server.ResolvedProject](ctx, p.C, "/projects/resolve", url.Values{"ref": {ref}}, c.As)
+	return r.ID, err
+}
+
 func (p Projects) Show(ctx context.Context, c projects.Caller, id string) (projects.Detail, error) {
 	return get[projects.Detail](ctx, p.C, ppath(id), nil, c.As)
 }

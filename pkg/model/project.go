@@ -78,3 +78,18 @@ func CanonicalUUID(s string) bool {
 	}
 	return true
 }
+
+// IDPrefix reports whether s may be the beginning of a canonical UUID
+// (lowercase hex digits and dashes, shorter than a whole one): what users
+// type for a host or project after reading the short ids that tables show.
+func IDPrefix(s string) bool {
+	if s == "" || len(s) >= 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') && c != '-' {
+			return false
+		}
+	}
+	return true
+}

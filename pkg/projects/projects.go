@@ -208,6 +208,52 @@ func (s *Service) project(ctx context.Context, a actor, id string) (model.Projec
 	return p, nil
 }
 
+// Resolve turns what a user typed for a project into its id: the id
+// itself, the beginning of it (tables and the dashboard show ids, and
+// nobody types 36 characters), or the project's title. Only the live
+// projects the caller may use count (its own and those it collaborates
+// on; an admin's: all), so a reference says nothing about other
+// accounts' projects.
+func (s *Service) Resolve(ctx context.Context, c Caller, ref string) (string, error) {
+	if id := strings.ToLower(ref); model.CanonicalUUID(id) {
+		return id, nil
+	}
+	a, err := s.who(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	if ref == "" {
+		return "", invalid("empty project id: give a project's id, the beginning of it, or its title (see `cocalc-hosts project list`)")
+	}
+	account := a.ID
+	if a.Admin {
+		account = ""
+	}
+	const shown = 5
+	ps, err := s.Store.FindProjects(ctx, ref, account, shown+1)
+	if err != nil {
+		return "", err
+	}
+	switch len(ps) {
+	case 0:
+		return "", &errkind.NotFoundError{Type: "project", Name: ref}
+	case 1:
+		return ps[0].ID, nil
+	}
+	matches := make([]string, 0, shown+1)
+	for _, p := range ps[:min(len(ps), shown)] {
+		m := p.ID
+		if p.Title != "" {
+			m += " (" + p.Title + ")"
+		}
+		matches = append(matches, m)
+	}
+	if len(ps) > shown {
+		matches = append(matches, "…")
+	}
+	return "", invalid("project %q is ambiguous: it matches %s; give more of the id", ref, strings.Join(matches, ", "))
+}
+
 // CheckID accepts only canonical UUIDs as project ids: an id becomes a
 // path on the host, so nothing else may pass.
 func CheckID(id string) error {

@@ -226,6 +226,28 @@ func testServedLikeDirect(t *testing.T, backend string) {
 		t.Errorf("exec wrote %q without running", out.String())
 	}
 
+	// What users type for a project: its title or the beginning of its
+	// id, any text (it travels as a query, never in a path); another
+	// account's project is not found.
+	for _, x := range []struct {
+		what, ref string
+		c         projects.Caller
+		sp        client.Projects
+		want      string
+	}{
+		{"project by title", "t", alice, ap, proj.ID},
+		{"project by the beginning of its id", "6f1c1", alice, ap, proj.ID},
+		{"project by its id in capitals", strings.ToUpper(proj.ID), alice, ap, proj.ID},
+		{"project of no such title", "../t?x=1#y", alice, ap, ""},
+		{"another's project by title", "t", bob, bp, ""},
+	} {
+		got := same(x.what, func() (any, error) { return ps.Resolve(ctx, x.c, x.ref) },
+			func() (any, error) { return x.sp.Resolve(ctx, x.c, x.ref) })
+		if x.want != "" && got != x.want {
+			t.Errorf("%s: %v, want %s", x.what, got, x.want)
+		}
+	}
+
 	// The secret is in the database only: not in the server's log or the
 	// audit log.
 	es, err := e.st.ListAudit(ctx, store.AuditFilter{})

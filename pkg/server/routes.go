@@ -157,6 +157,10 @@ func (s *Server) routes() []route {
 			}
 			return s.Projects.Create(r.Context(), r.id.caller(), req)
 		}},
+		{method: get, path: p + "/projects/resolve", out: typeOf[ResolvedProject](), run: func(r *request) (any, error) {
+			id, err := s.Projects.Resolve(r.Context(), r.id.caller(), r.URL.Query().Get("ref"))
+			return ResolvedProject{ID: id}, err
+		}},
 		{method: get, path: p + "/projects/{project}", out: typeOf[projects.Detail](), run: func(r *request) (any, error) {
 			return s.Projects.Show(r.Context(), r.id.caller(), r.PathValue("project"))
 		}},
@@ -300,6 +304,9 @@ type (
 	}
 	SharedRequest struct {
 		Shared bool `json:"shared"`
+	}
+	ResolvedProject struct {
+		ID string `json:"id"`
 	}
 	DeleteProject struct {
 		Purge bool `json:"purge"`

@@ -25,6 +25,11 @@ type ProjectStore interface {
 	// GetProject returns project id, deleted or not, or an errkind.NotFound error.
 	GetProject(ctx context.Context, id string) (model.Project, error)
 	ListProjects(ctx context.Context, f ProjectFilter) ([]model.Project, error)
+	// FindProjects returns at most limit live projects, oldest first,
+	// whose id begins with ref (when ref can begin one, model.IDPrefix)
+	// or whose title is ref; with account set, only those it owns or
+	// collaborates on.
+	FindProjects(ctx context.Context, ref, account string, limit int) ([]model.Project, error)
 	// UpdateProject writes every field of p but id and created_at.
 	UpdateProject(ctx context.Context, p model.Project) error
 	// UpdateProjectIfIdle writes p only if the row's updated_at still
@@ -192,6 +197,23 @@ func (s *SQLStore) ListProjects(ctx context.Context, f ProjectFilter) ([]model.P
 		out = append(out, p)
 	}
 	return out, s.err("list projects", rows.Err())
+}
+
+func (s *SQLStore) FindProjects(ctx context.Context, ref, account string, limit int) ([]model.Project, error) {
+	prefix := ""
+	if model.IDPrefix(ref) {
+		// Only hex digits and dashes: nothing LIKE would read as a pattern.
+		prefix = ref + "%"
+	}
+	var out []model.Project
+	err := s.each(ctx, "find projects", func(r *sql.Rows) error {
+		p, err := scanProject(r)
+		out = append(out, p)
+		return err
+	}, `SELECT `+projectColumns+` FROM projects WHERE deleted_at IS NULL AND (id LIKE $1 OR title = $2)
+ AND ($3 = '' OR owner = $3 OR id IN (SELECT project_id FROM project_collaborators WHERE account_id = $3))
+ ORDER BY created_at, id LIMIT $4`, prefix, ref, account, limit)
+	return out, err
 }
 
 const updateProjectSQL = `UPDATE projects SET title=$2, owner=$3, host_id=$4, image=$5, memory_bytes=$6, cpus=$7,

@@ -206,10 +206,40 @@ func (s *SQLStore) GetHost(ctx context.Context, idOrName string) (model.Host, er
 		h, err = scanHost(s.db.QueryRowContext(ctx,
 			`SELECT `+hostColumns+` FROM project_hosts WHERE name = $1 AND deleted_at IS NULL`, idOrName))
 	}
+	if errors.Is(err, sql.ErrNoRows) && model.IDPrefix(idOrName) {
+		return s.hostByIDPrefix(ctx, idOrName)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, &errkind.NotFoundError{Type: "host", Name: idOrName}
 	}
 	return h, s.err("get host "+idOrName, err)
+}
+
+// hostByIDPrefix finds the one live host whose id begins with prefix.
+func (s *SQLStore) hostByIDPrefix(ctx context.Context, prefix string) (model.Host, error) {
+	// prefix holds only hex digits and dashes: nothing LIKE would read
+	// as a pattern. At most a few rows: two already make it ambiguous.
+	var found []model.Host
+	err := s.each(ctx, "get host "+prefix, func(r *sql.Rows) error {
+		h, err := scanHost(r)
+		found = append(found, h)
+		return err
+	}, `SELECT `+hostColumns+` FROM project_hosts WHERE id LIKE $1 AND deleted_at IS NULL ORDER BY created_at, id LIMIT 5`, prefix+"%")
+	if err != nil {
+		return model.Host{}, err
+	}
+	switch len(found) {
+	case 0:
+		return model.Host{}, &errkind.NotFoundError{Type: "host", Name: prefix}
+	case 1:
+		return found[0], nil
+	}
+	names := make([]string, len(found))
+	for i, h := range found {
+		names[i] = h.Name + " (" + h.ID + ")"
+	}
+	return model.Host{}, errkind.Errorf(errkind.Invalid, "host id %q is ambiguous: it begins the ids of %s; give more of the id, or the name",
+		prefix, strings.Join(names, ", "))
 }
 
 func (s *SQLStore) ListHosts(ctx context.Context, f HostFilter) ([]model.Host, error) {
