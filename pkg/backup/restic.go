@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -300,9 +301,30 @@ func (r *Restic) Init(ctx context.Context, repo Repo) error {
 	return err
 }
 
+// EmptyMarker is the one entry of the backup of an empty directory:
+// restic refuses to save a snapshot with nothing in it ("snapshot is
+// empty"), and the home of a project that has never run is empty. A
+// whole restore leaves it out, so an empty home comes back empty.
+const EmptyMarker = ".cocalc-empty-home"
+
 // Backup saves the tree under dir (its contents at the snapshot's root),
 // tagged with tags and recorded for host.
 func (r *Restic) Backup(ctx context.Context, repo Repo, dir, host string, tags []string) (Summary, error) {
+	empty, err := emptyDir(dir)
+	if err != nil {
+		return Summary{}, fmt.Errorf("restic backup: %w", err)
+	}
+	if empty {
+		marked, err := os.MkdirTemp(r.TmpDir, "empty-")
+		if err != nil {
+			return Summary{}, fmt.Errorf("restic backup: %w", err)
+		}
+		defer os.RemoveAll(marked)
+		if err := os.Mkdir(filepath.Join(marked, EmptyMarker), 0o700); err != nil {
+			return Summary{}, fmt.Errorf("restic backup: %w", err)
+		}
+		dir = marked
+	}
 	args := []string{"backup", "--json", "--host", host}
 	for _, t := range tags {
 		args = append(args, "--tag", t)
@@ -330,6 +352,22 @@ func (r *Restic) Backup(ctx context.Context, repo Repo, dir, host string, tags [
 		return Summary{}, fmt.Errorf("restic backup: no summary in its output")
 	}
 	return sum, nil
+}
+
+// emptyDir reports whether directory dir has no entries.
+func emptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(1); err != nil {
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
 }
 
 // Snapshots lists the repository's snapshots carrying every tag in tags,
@@ -394,6 +432,15 @@ func (r *Restic) Restore(ctx context.Context, repo Repo, id, path, target string
 	args := []string{"restore", id, "--target", target}
 	if path != "" {
 		args = append(args, "--include", "/"+strings.TrimPrefix(path, "/"))
+	} else {
+		// (restic takes --include or --exclude, not both.)
+		args = append(args, "--exclude", "/"+EmptyMarker)
+		// The backup of an empty home restores nothing, and restic then
+		// makes no target: the restored home is there, empty. (0700:
+		// what restic makes a target with.)
+		if err := os.MkdirAll(target, 0o700); err != nil {
+			return fmt.Errorf("restic restore: %w", err)
+		}
 	}
 	_, err := r.run(ctx, repo, "", args...)
 	return err

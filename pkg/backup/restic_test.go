@@ -184,6 +184,37 @@ func TestBackupRestorePurge(t *testing.T) {
 	}
 }
 
+// TestEmptyHome: the home of a project that never ran is empty, which
+// restic alone refuses to save; it is backed up, listed, and restores as
+// an empty directory.
+func TestEmptyHome(t *testing.T) {
+	backuptest.Need(t, "restic")
+	ctx := context.Background()
+	r := &Restic{CacheDir: t.TempDir(), TmpDir: t.TempDir()}
+	repo := Repo{URL: filepath.Join(t.TempDir(), "p1"), Password: "pw"}
+	if err := r.Init(ctx, repo); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Backup(ctx, repo, t.TempDir(), "h1", []string{"project=p1"})
+	if err != nil {
+		t.Fatalf("backup of an empty directory: %v", err)
+	}
+	snaps, err := r.Snapshots(ctx, repo, []string{"project=p1"})
+	if err != nil || len(snaps) != 1 || !strings.HasPrefix(snaps[0].ID, sum.SnapshotID) {
+		t.Fatalf("snapshots: %+v %v, want the one of summary %+v", snaps, err, sum)
+	}
+	target := filepath.Join(t.TempDir(), "home")
+	if err := r.Restore(ctx, repo, snaps[0].ID, "", target); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := os.ReadDir(target); err != nil || len(es) != 0 {
+		t.Fatalf("restore of an empty home: %v %v, want nothing", es, err)
+	}
+	if left, _ := os.ReadDir(r.TmpDir); len(left) != 0 {
+		t.Fatalf("left in the temporary directory: %v", left)
+	}
+}
+
 // TestRefusedAndUnreachable: a REST server refuses wrong credentials (401)
 // as ErrAuth, a server that does not answer is ErrUnreachable, and
 // neither message carries the credentials.
