@@ -64,7 +64,7 @@ func (o Ops) Status(ctx context.Context, r model.HealthRequest) (model.Health, e
 		return h, err
 	}
 	if h.FailedJobs > 0 {
-		problem(&h, "failed_jobs", "", "%d job(s) failed since %s; see `cocalc-hosts logs HOST` for why", h.FailedJobs, since.Format(time.RFC3339))
+		problem(&h, "failed_jobs", "", "%d job(s) failed since %s; see `cocalc-hosts logs HOST` or `cocalc-hosts project show PROJECT` for why", h.FailedJobs, since.Format(time.RFC3339))
 	}
 	hosts, err := st.ListHosts(ctx, store.HostFilter{})
 	if err != nil {

@@ -87,6 +87,23 @@ func TestStatusReportsProblems(t *testing.T) {
 					t.Fatalf("%s: problems: %+v", name, h.Problems)
 				}
 			}
+			// A later start of the same host that was done: the failure no
+			// longer stands.
+			later := now.Add(time.Second)
+			j2, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(box.ID), Action: model.ActionStart,
+				MaxAttempts: 1, RunAfter: later, CreatedAt: later})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j2.ID, Now: later}); err != nil {
+				t.Fatal(err)
+			}
+			if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j2.ID, Owner: "w1", State: model.JobDone, Now: later}}); errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			if h, err := direct.Status(ctx, model.HealthRequest{}); err != nil || h.FailedJobs != 0 || len(h.Failed) != 0 {
+				t.Fatalf("a failure followed by a success: %d %+v, %v", h.FailedJobs, h.Failed, err)
+			}
 			// Asked only about failures after now, none is reported.
 			if h, err := direct.Status(ctx, model.HealthRequest{FailedSince: now.Add(time.Minute)}); err != nil || h.FailedJobs != 0 {
 				t.Fatalf("failures after now: %d, %v", h.FailedJobs, err)

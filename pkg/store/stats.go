@@ -16,8 +16,10 @@ import (
 // so a scrape costs the same however many jobs have finished.
 type StatsStore interface {
 	Stats(ctx context.Context, now time.Time) (Stats, error)
-	// FailedJobs lists the jobs that failed at or after since, newest
-	// first (at most limit), and how many there are.
+	// FailedJobs lists the jobs that failed at or after since and still
+	// stand (no later job of the same action on the same subject was
+	// done: a backup that failed and then succeeded is no problem),
+	// newest first (at most limit), and how many there are.
 	FailedJobs(ctx context.Context, since time.Time, limit int) ([]model.Job, int, error)
 	// AgentAnswers lists the running hosts that have an agent
 	// (model.Host.HasAgent), by name, with when each agent last answered
@@ -111,11 +113,14 @@ func queryRows[T any](ctx context.Context, s *SQLStore, what string, fields func
 }
 
 func (s *SQLStore) FailedJobs(ctx context.Context, since time.Time, limit int) ([]model.Job, int, error) {
+	const standing = ` FROM jobs f WHERE f.state = 'failed' AND f.finished_at >= $1 AND NOT EXISTS (
+ SELECT 1 FROM jobs d WHERE d.subject_id = f.subject_id AND d.subject_kind = f.subject_kind AND d.action = f.action
+ AND d.state = 'done' AND d.finished_at > f.finished_at)`
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM jobs WHERE state = 'failed' AND finished_at >= $1`, ms(since)).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*)`+standing, ms(since)).Scan(&n); err != nil {
 		return nil, 0, s.err("count failed jobs", err)
 	}
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT `+jobColumns+` FROM jobs WHERE state = 'failed' AND finished_at >= $1 ORDER BY finished_at DESC, id LIMIT %d`, max(limit, 0)), ms(since))
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT `+jobColumns+standing+` ORDER BY finished_at DESC, id LIMIT %d`, max(limit, 0)), ms(since))
 	if err != nil {
 		return nil, 0, s.err("list failed jobs", err)
 	}
