@@ -136,7 +136,7 @@ func parseOptions(m map[string]string) (options, error) {
 		return o, err
 	}
 	if o.project == "" {
-		return o, fmt.Errorf("option project is required: set providers.gcp.project to your GCP project id")
+		return o, fmt.Errorf("option project is required: run `cocalc-hosts providers add gcp --credentials FILE --option project=ID` with your GCP project id (and a 0600 service account key file)")
 	}
 	if !matchLen(projectRE(), o.project, 6, 63) {
 		return o, fmt.Errorf("option project=%q is not a GCP project id (6-63 lowercase letters, digits and hyphens)", o.project)

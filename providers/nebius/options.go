@@ -140,15 +140,15 @@ func parseOptions(m map[string]string) (options, error) {
 	}
 	switch {
 	case o.projectID == "":
-		return o, fmt.Errorf("option project_id is required: set providers.nebius.project_id to the project (project-...) that should own the hosts")
+		return o, fmt.Errorf("option project_id is required: run `cocalc-hosts providers add nebius --credentials FILE --option project_id=project-... --option region=... --option subnet_id=vpcsubnet-...` for the project that should own the hosts")
 	case !projectRE().MatchString(o.projectID):
 		return o, fmt.Errorf("option project_id=%q: want a Nebius project id such as project-e00abc123", o.projectID)
 	case o.region == "":
-		return o, fmt.Errorf("option region is required: set providers.nebius.region to the region of project %s (e.g. eu-north1)", o.projectID)
+		return o, fmt.Errorf("option region is required: add `--option region=REGION` (the region of project %s, e.g. eu-north1) to `cocalc-hosts providers add nebius`", o.projectID)
 	case !regionRE().MatchString(o.region):
 		return o, fmt.Errorf("option region=%q: want a Nebius region such as eu-north1", o.region)
 	case o.subnetID == "":
-		return o, fmt.Errorf("option subnet_id is required: set providers.nebius.subnet_id to a subnet (vpcsubnet-...) of project %s", o.projectID)
+		return o, fmt.Errorf("option subnet_id is required: add `--option subnet_id=vpcsubnet-...` (a subnet of project %s) to `cocalc-hosts providers add nebius`", o.projectID)
 	case !subnetRE().MatchString(o.subnetID):
 		return o, fmt.Errorf("option subnet_id=%q: want a Nebius subnet id such as vpcsubnet-e00abc123", o.subnetID)
 	case o.insecure && o.endpoint == "":
