@@ -80,14 +80,15 @@ func (s *Service) admin(ctx context.Context, c projects.Caller, what string, boo
 	if err != nil || me.Admin {
 		return me, err
 	}
-	if bootstrap {
-		admins, err := s.Store.ListAdmins(ctx)
-		if err != nil {
-			return me, err
-		}
-		if len(admins) == 0 {
+	admins, err := s.Store.ListAdmins(ctx)
+	if err != nil {
+		return me, err
+	}
+	if len(admins) == 0 {
+		if bootstrap {
 			return me, nil
 		}
+		return me, errkind.Errorf(errkind.Forbidden, "only admins may %s, and there is no admin yet: make the first with `cocalc-hosts account create NAME --admin`", what)
 	}
 	return me, errkind.Errorf(errkind.Forbidden, "only admins may %s; %s is not an admin", what, me.ID)
 }
