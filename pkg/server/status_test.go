@@ -39,17 +39,21 @@ func TestStatusReportsProblems(t *testing.T) {
 			// A job that failed, one queued, a host in error.
 			box := e.addHost("alice", "failbox")
 			now := time.Now()
-			j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(box.ID), Action: model.ActionStart,
-				MaxAttempts: 1, RunAfter: now, CreatedAt: now})
-			if err != nil {
-				t.Fatal(err)
+			// startBox runs a start of box that ends in state at at.
+			startBox := func(state model.JobState, errMsg string, at time.Time) {
+				j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(box.ID), Action: model.ActionStart,
+					MaxAttempts: 1, RunAfter: at, CreatedAt: at})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: at}); err != nil {
+					t.Fatal(err)
+				}
+				if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: state, Error: errMsg, Now: at}}); errs[0] != nil {
+					t.Fatal(errs[0])
+				}
 			}
-			if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: now}); err != nil {
-				t.Fatal(err)
-			}
-			if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: model.JobFailed, Error: "the cloud said no", Now: now}}); errs[0] != nil {
-				t.Fatal(errs[0])
-			}
+			startBox(model.JobFailed, "the cloud said no", now)
 			box.Status, box.LastError = model.StatusError, "boot failed"
 			if err := e.st.UpdateHost(ctx, box); err != nil {
 				t.Fatal(err)
@@ -89,18 +93,7 @@ func TestStatusReportsProblems(t *testing.T) {
 			}
 			// A later start of the same host that was done: the failure no
 			// longer stands.
-			later := now.Add(time.Second)
-			j2, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(box.ID), Action: model.ActionStart,
-				MaxAttempts: 1, RunAfter: later, CreatedAt: later})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j2.ID, Now: later}); err != nil {
-				t.Fatal(err)
-			}
-			if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j2.ID, Owner: "w1", State: model.JobDone, Now: later}}); errs[0] != nil {
-				t.Fatal(errs[0])
-			}
+			startBox(model.JobDone, "", now.Add(time.Second))
 			if h, err := direct.Status(ctx, model.HealthRequest{}); err != nil || h.FailedJobs != 0 || len(h.Failed) != 0 {
 				t.Fatalf("a failure followed by a success: %d %+v, %v", h.FailedJobs, h.Failed, err)
 			}
