@@ -2,9 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
-	"sort"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -72,22 +69,6 @@ func runProjectRestore(ctx context.Context, f *Factory, as *asFlag, o *ProjectRe
 	if err != nil {
 		return err
 	}
-	if err := finishProject(ctx, f, sub, o.NoWait); err != nil {
-		return err
-	}
-	if o.Backup != "" || o.NoWait || f.jsonOutput() {
-		// A backup restore names its safety snapshot in its progress.
-		return nil
-	}
-	// Name the safety snapshot: the newest pre-restore one.
-	if snaps, err := ps.Snapshots(ctx, c, sub.Project.ID); err == nil {
-		sort.Slice(snaps, func(i, j int) bool { return snaps[i].Name < snaps[j].Name })
-		for i := len(snaps) - 1; i >= 0; i-- {
-			if strings.HasPrefix(snaps[i].Name, "pre-restore-") {
-				fmt.Fprintf(f.IO.ErrOut, "what was there before the restore is in snapshot %s\n", snaps[i].Name)
-				break
-			}
-		}
-	}
-	return nil
+	// The restore's progress names the snapshot that keeps what was there.
+	return finishProject(ctx, f, sub, o.NoWait)
 }
