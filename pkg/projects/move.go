@@ -675,7 +675,7 @@ func (mv *mover) sendRestAndCommit(ctx context.Context) error {
 func (mv *mover) final(ctx context.Context) (string, []string, error) {
 	if mv.m.Method == agentapi.TransferBtrfs {
 		// The project is stopped: the snapshots listed first are all.
-		vol, _, snaps, err := mv.sendLive(ctx, mv.m.ID[:8]+"-final", "cut-over")
+		vol, _, snaps, err := mv.sendLive(ctx, mv.m.ID[:8]+"-final", cutOver)
 		return vol.Name, snaps, err
 	}
 	// tar: from a transfer snapshot where the source has btrfs (the same
@@ -719,10 +719,15 @@ func (s *Service) startOn(ctx context.Context, client *agentapi.Client, h model.
 	return nil
 }
 
-// reporter returns how one volume's progress is reported: sent (a format
-// with the volume's bytes), its rate, and for a move with a planned size
-// the move's bytes so far and an ETA; done adds the volume's time.
-func (mv *mover) reporter(sent string) func(n int64, done bool) {
+// cutOver names the last volume a move sends, while the project is down.
+const cutOver = "cut-over"
+
+// reporter returns how one volume's progress is reported: what it is and
+// its bytes, its rate, and for a move with a planned size the move's bytes
+// so far and an ETA; done adds the volume's time. (Once the cut-over's
+// volume is sent nothing is left, whatever the plan guessed.)
+func (mv *mover) reporter(what, how string) func(n int64, done bool) {
+	sent := what + ": %s sent" + how
 	start := mv.s.Now()
 	if mv.clock.IsZero() {
 		mv.clock, mv.base = start, mv.m.Bytes
@@ -735,7 +740,9 @@ func (mv *mover) reporter(sent string) func(n int64, done bool) {
 			msg += fmt.Sprintf(" in %.1fs", el.Seconds())
 		}
 		msg += fmt.Sprintf(", %s/s", FormatBytes(int64(float64(n)/max(el.Seconds(), 0.001))))
-		if e, ok := estimate(mv.m.PlannedBytes, mv.m.Bytes+n, mv.base, now.Sub(mv.clock)); ok {
+		if done && what == cutOver {
+			msg += "; nothing left to send"
+		} else if e, ok := estimate(mv.m.PlannedBytes, mv.m.Bytes+n, mv.base, now.Sub(mv.clock)); ok {
 			msg += "; " + e.String()
 		}
 		mv.progress(msg)
@@ -878,7 +885,7 @@ func (mv *mover) direct(ctx context.Context, method string, vol agentapi.Transfe
 	if err != nil {
 		return 0, fmt.Errorf("%w: host %s cannot expect a direct transfer: %v", errRelay, mv.to.Name, err)
 	}
-	report := mv.reporter(what + ": %s sent directly")
+	report := mv.reporter(what, " directly")
 	res, err := mv.src.Push(ctx, mv.p.ID, agentapi.PushRequest{
 		SendRequest: agentapi.SendRequest{Method: method, Name: vol.Name, Parent: parent},
 		Addr:        net.JoinHostPort(addr, strconv.Itoa(exp.Port)), Fingerprint: exp.Fingerprint,
@@ -905,7 +912,7 @@ func (mv *mover) relay(ctx context.Context, method string, vol agentapi.Transfer
 		return 0, err
 	}
 	defer body.Close()
-	report := mv.reporter(what + ": %s sent")
+	report := mv.reporter(what, "")
 	pr := &progressReader{r: body, now: mv.s.Now, last: mv.s.Now(), report: func(n int64) { report(n, false) }}
 	res, err := mv.dst.Receive(ctx, mv.dstID, method, vol, pr)
 	if err != nil {
