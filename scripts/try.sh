@@ -13,4 +13,13 @@ go build -o bin/cocalc-hosts ./cmd/cocalc-hosts
 ./bin/cocalc-hosts list
 ./bin/cocalc-hosts show demo
 echo
-echo "Next: ./bin/cocalc-hosts stop demo; ./bin/cocalc-hosts start demo; ./bin/cocalc-hosts delete demo --yes"
+cat <<'EOF'
+Next, a project on it (the image is made from Debian packages, about a minute):
+  ./bin/cocalc-hosts image build cocalc-base --host demo
+  ./bin/cocalc-hosts project create --host demo --title first --start
+  ./bin/cocalc-hosts project exec first -- sh -c 'echo hello from $(hostname)'
+The host itself:
+  ./bin/cocalc-hosts stop demo; ./bin/cocalc-hosts start demo
+  ./bin/cocalc-hosts dashboard
+When done: ./bin/cocalc-hosts project delete first --purge --yes; ./bin/cocalc-hosts delete demo --yes
+EOF
