@@ -59,6 +59,8 @@ func runScripts(t *testing.T, backend string) {
 	files := scriptFiles(t)
 	if backend == "serve" {
 		files = serveScripts(files)
+	} else {
+		files = backendScripts(files, backend)
 	}
 	testscript.Run(t, testscript.Params{
 		Files:               files,
@@ -136,6 +138,34 @@ func runScripts(t *testing.T, backend string) {
 }
 
 // scriptFiles lists testdata/script (the slots run the longest first).
+// oneBackend are the longest project scripts, each run on one backend
+// unless -all-backends: on both, the end-to-end package took CI past its
+// 30 minutes on a 2-core VM running ≈ 27 % slower than usual (2,062 s on
+// 2026-12-07). What they test lies above the store (agents, podman,
+// btrfs, moves, backups, the dashboard); the two backends are held to one
+// contract by the store suite and by every other script, which runs on
+// both.
+//
+//	go test ./cmd/cocalc-hosts -run 'TestScripts(SQLite|Postgres)' -timeout 60m -args -all-backends
+var oneBackend = map[string]string{
+	"project_dashboard.txtar":     "sqlite",   // the embedded default, a newcomer's dashboard
+	"project_move.txtar":          "postgres", // moves as teams run them, on a shared database
+	"project_backup_remote.txtar": "postgres",
+}
+
+var allBackends = flag.Bool("all-backends", false, "run the longest project scripts on both backends (see oneBackend)")
+
+// backendScripts are the scripts run directly on backend.
+func backendScripts(all []string, backend string) []string {
+	var out []string
+	for _, f := range all {
+		if only := oneBackend[filepath.Base(f)]; *allBackends || only == "" || only == backend {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 func scriptFiles(t *testing.T) []string {
 	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "script", "*.txtar"))
 	if err != nil || len(files) == 0 {
