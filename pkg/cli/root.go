@@ -31,7 +31,7 @@ func Main() int {
 func Execute(ctx context.Context, f *Factory, args []string) int {
 	root := newRoot(f, args)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
@@ -41,8 +41,9 @@ func Execute(ctx context.Context, f *Factory, args []string) int {
 	} else {
 		// Not from a command's own code: cobra refused the command line
 		// (unknown command or flag, bad flag value, wrong arguments,
-		// missing required flags).
-		err = usageErr(err)
+		// missing required flags). Its message names what was wrong; the
+		// command's help says what it takes.
+		err = usageErr(fmt.Errorf("%w; see `%s --help`", err, cmd.CommandPath()))
 	}
 	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w: %v", context.Canceled, err)
