@@ -101,6 +101,16 @@ func (h *Hub) follow(jobID string) (past []queue.Event, next <-chan queue.Event,
 	}
 }
 
+// Followers is how many clients follow the job now.
+func (h *Hub) Followers(jobID string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if j := h.jobs[jobID]; j != nil {
+		return len(j.subs)
+	}
+	return 0
+}
+
 // followJob streams a job's events as server-sent events ("event: job",
 // data: a queue event), then the job as it ended ("event: end", data: the
 // job). Events of a job another process runs are not seen here; its end
@@ -144,11 +154,37 @@ func (s *Server) followJob(w http.ResponseWriter, r *request) error {
 			return nil
 		}
 	}
-	if !j.Active() {
-		return end()
-	}
 	// seen: this process runs the job (its events reach the hub).
 	seen := len(past) > 0
+	// ended is called once the store says the job ended. Our worker
+	// tells the hub each event as it happens and commits a job's end
+	// before it tells the hub of that, so events already waiting (a
+	// fast job, a busy server) also mean the job ran here: let them and
+	// its last events through first. None seen or waiting: it ran in
+	// another process.
+	ended := func() error {
+		if !seen && len(next) == 0 {
+			return end()
+		}
+		for wait := time.After(5 * time.Second); ; {
+			select {
+			case e := <-next:
+				if send("job", e) != nil || terminal(e) {
+					return end()
+				}
+				continue
+			case <-wait:
+			case <-r.Context().Done():
+			}
+			return end()
+		}
+	}
+	if !j.Active() {
+		if seen && terminal(past[len(past)-1]) {
+			return end()
+		}
+		return ended()
+	}
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
@@ -166,26 +202,8 @@ func (s *Server) followJob(w http.ResponseWriter, r *request) error {
 				return end()
 			}
 		case <-changes:
-			j, err := s.Store.GetJob(r.Context(), id)
-			if err != nil || j.Active() {
-				continue
-			}
-			if !seen {
-				return end() // ended in another process
-			}
-			// Our worker commits a job's end before it tells the hub:
-			// let its last events through first.
-			for wait := time.After(5 * time.Second); ; {
-				select {
-				case e := <-next:
-					if send("job", e) != nil || terminal(e) {
-						return end()
-					}
-					continue
-				case <-wait:
-				case <-r.Context().Done():
-				}
-				return end()
+			if j, err := s.Store.GetJob(r.Context(), id); err == nil && !j.Active() {
+				return ended()
 			}
 		case <-keepalive.C:
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {

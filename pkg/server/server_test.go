@@ -782,6 +782,62 @@ func TestWaitForJob(t *testing.T) {
 	}
 }
 
+// gatedJobs holds the server's reads of jobs until open is closed.
+type gatedJobs struct {
+	store.Store
+	open chan struct{}
+}
+
+func (g gatedJobs) GetJob(ctx context.Context, id string) (model.Job, error) {
+	<-g.open
+	return g.Store.GetJob(ctx, id)
+}
+
+// A job that runs from claim to end between a client's subscribing to
+// its events and the server's first look at it (a fast job on a busy
+// server) is told whole: the follower hears its events, not only that
+// it ended, as if another process had run it.
+func TestFollowFastJob(t *testing.T) {
+	hub := server.NewHub(nil)
+	open := make(chan struct{})
+	e := newEnv(t, "sqlite", func(s *server.Server) { s.Events, s.Store = hub, gatedJobs{Store: s.Store, open: open} })
+	ctx := context.Background()
+	h := e.addHost("alice", "fastbox")
+	j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: model.ActionStart,
+		MaxAttempts: 1, RunAfter: time.Now(), CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(e.http.URL, e.keys["alice"])
+	var heard []queue.EventKind
+	done := make(chan error, 1)
+	go func() {
+		_, err := client.Jobs{C: c}.RunJob(ctx, j, func(ev queue.Event) { heard = append(heard, ev.Kind) })
+		done <- err
+	}()
+	for deadline := time.Now().Add(time.Minute); hub.Followers(j.ID) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the client never followed the job")
+		}
+	}
+	hub.Publish(queue.Event{Kind: queue.EventClaimed, JobID: j.ID, Action: j.Action, Subject: j.Subject, Attempt: 1})
+	hub.Publish(queue.Event{Kind: queue.EventProgress, JobID: j.ID, Message: "fast"})
+	if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: model.JobDone, Now: time.Now()}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	hub.Publish(queue.Event{Kind: queue.EventDone, JobID: j.ID})
+	close(open)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if want := []queue.EventKind{queue.EventClaimed, queue.EventProgress, queue.EventDone}; !slices.Equal(heard, want) {
+		t.Fatalf("heard %v, want %v", heard, want)
+	}
+}
+
 // A client following a job through the server hears the events the
 // server's worker publishes (also those from before it subscribed), then
 // the job as it ended.
