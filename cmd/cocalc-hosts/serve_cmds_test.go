@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"math/big"
 	"net"
@@ -43,37 +42,7 @@ var serveExcluded = map[string]string{
 	"queue_worker.txtar": "runs `worker --drain` beside the server's own worker",
 }
 
-// serveLong are the long project scripts: each passes against a server
-// too, but running them in a third mode would take CI past its 30 minutes
-// on 2 cores, so they run against a server only with -serve-all:
-//
-//	go test ./cmd/cocalc-hosts -run TestScriptsServe -timeout 60m -args -serve-all
-//
-// Their behaviour through a server is covered in CI by the shorter
-// scripts that run there (project_tour's project lifecycle and exec,
-// server_mode's accounts, keys and refusals, dashboard's screens,
-// TestServedLikeDirect, TestReverseHost's open and ssh-config).
-var serveLong = map[string]bool{
-	"project_move.txtar": true, "project_basic.txtar": true, "project_shell.txtar": true, "project_backup_remote.txtar": true,
-	"project_backup.txtar": true, "project_access.txtar": true, "project_start_fails.txtar": true,
-	"project_ingress.txtar": true, "project_dashboard.txtar": true,
-}
-
-var serveAll = flag.Bool("serve-all", false, "run the longest scripts against a server too (see serveLong)")
-
 func TestScriptsServe(t *testing.T) { runScripts(t, "serve") }
-
-// serveScripts are the scripts run against a server.
-func serveScripts(all []string) []string {
-	var out []string
-	for _, f := range all {
-		name := filepath.Base(f)
-		if serveExcluded[name] == "" && (*serveAll || !serveLong[name]) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
 
 // startServer moves the script's configuration (its database and
 // providers) to the server's ($OPERATOR_CONFIG), makes an account for the
