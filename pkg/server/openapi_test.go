@@ -1,10 +1,12 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sagemathinc/cocalc-hosts/pkg/provider/openapicheck"
@@ -45,4 +47,15 @@ func (e *env) checkOpenAPI(t *testing.T) {
 		}
 	})
 	e.http = checked
+}
+
+// A path parameter with an escaped slash in it (base64 in an SSH key's
+// fingerprint) is one parameter to the server and to the document's
+// check (checkOpenAPI fails the test at its end on any violation).
+func TestOpenAPIEscapedSlash(t *testing.T) {
+	e := newEnv(t, "sqlite", nil)
+	status, body, _ := e.do("alice", "DELETE", "/api/v1/ssh-keys/SHA256:a%2Fb", "", nil)
+	if status != http.StatusNotFound || !strings.Contains(fmt.Sprint(body), "SHA256:a/b") {
+		t.Fatalf("delete of an unknown key with a slash: %d %v", status, body)
+	}
 }

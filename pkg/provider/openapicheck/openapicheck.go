@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -166,12 +167,20 @@ func (s *Spec) options() *openapi3filter.Options {
 // validation input for the reply's check (nil: not an operation).
 func (s *Spec) checkRequest(r *http.Request, body []byte) (*openapi3filter.RequestValidationInput, string, []string) {
 	local := r.Clone(r.Context())
-	local.URL.Path = strings.TrimPrefix(r.URL.Path, s.basePath)
+	// Routed on the path as sent, so that an escaped slash stays within
+	// its parameter (an SSH key's fingerprint holds base64's "/"); the
+	// parameters are unescaped after.
+	local.URL.Path = strings.TrimPrefix(r.URL.EscapedPath(), s.basePath)
 	local.URL.RawPath = ""
 	local.Body = io.NopCloser(bytes.NewReader(body))
 	route, params, err := s.router.FindRoute(local)
 	if err != nil {
-		return nil, "", []string{fmt.Sprintf("%s %s is not an operation of the spec (%v)", r.Method, r.URL.Path, err)}
+		return nil, "", []string{fmt.Sprintf("%s %s is not an operation of the spec (%v)", r.Method, r.URL.EscapedPath(), err)}
+	}
+	for k, v := range params {
+		if u, err := url.PathUnescape(v); err == nil {
+			params[k] = u
+		}
 	}
 	name := route.Method + " " + route.Path
 	var errs []string
