@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -181,10 +180,18 @@ func sshMoves(t *testing.T, c *sshCLI, vm1 *sshvm.VM, tarball, id string) {
 	// files as they were (nothing of it left on either VM).
 	c.ok("project", "exec", id, "--", "sh", "-c", "head -c 150000000 /dev/urandom > big2")
 	before := sums(vm1)
+	in := "/btrfs/transfer/" + id + "/in"
+	if left := vm2.MustExec(t, "ls -A "+in+" 2>/dev/null; true"); left != "" {
+		t.Fatalf("r2 holds transfer state before the move: %s", left)
+	}
 	mv, out, done := c.startMove(id, "r2")
-	// The snapshots r2 lacks go first; the cable is pulled once the live
-	// home, with big2, streams.
-	vm2.MustExec(t, fmt.Sprintf("for i in $(seq 1200); do ls -A /btrfs/transfer/%s/in 2>/dev/null | grep -q '^%s' && exit 0; sleep 0.05; done; exit 1", id, regexp.QuoteMeta(storage.TransferPrefix)))
+	// The cable is pulled while big2 streams: the snapshots r2 lacks go
+	// first (3 MiB, each by a connection of its own: a cable pulled
+	// between two is a refused dial, not a stall), then big2 with the
+	// first one made after it (the live home's, or an automatic
+	// snapshot's that came first), 150 MB for over a second: r2 has
+	// received more than 8 MiB.
+	vm2.MustExec(t, fmt.Sprintf(`for i in $(seq 1200); do [ "$(du -sm --apparent-size %s 2>/dev/null | cut -f1)" -gt 8 ] 2>/dev/null && exit 0; sleep 0.05; done; exit 1`, in))
 	cable.Set(t, false)
 	<-done
 	if mv.ProcessState.ExitCode() != 0 {
