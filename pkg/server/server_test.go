@@ -736,11 +736,7 @@ func TestWaitForJob(t *testing.T) {
 	e := newEnv(t, "sqlite", nil)
 	ctx := context.Background()
 	h := e.addHost("alice", "jobbox")
-	j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: model.ActionStart,
-		MaxAttempts: 1, RunAfter: time.Now(), CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := e.queueStart(h, time.Now())
 	c, _ := client.New(e.http.URL, e.keys["alice"])
 	done := make(chan model.Job, 1)
 	var events []string
@@ -752,18 +748,7 @@ func TestWaitForJob(t *testing.T) {
 		done <- got
 	}()
 	// Finish it as a worker would, without a handler: claim, then fail.
-	deadline := time.Now().Add(time.Minute)
-	var claimed []model.Job
-	for len(claimed) == 0 && time.Now().Before(deadline) {
-		claimed, err = e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: time.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: model.JobFailed, Error: "boom", Now: time.Now()}})
-	if errs[0] != nil {
-		t.Fatal(errs[0])
-	}
+	e.endJob(j, model.JobFailed, "boom", time.Now())
 	select {
 	case got := <-done:
 		if got.State != model.JobFailed || got.LastError != "boom" {
@@ -779,6 +764,29 @@ func TestWaitForJob(t *testing.T) {
 	bc, _ := client.New(e.http.URL, e.keys["bob"])
 	if _, err := (client.Jobs{C: bc}).RunJob(ctx, j, nil); !errkind.Is(err, errkind.Forbidden) {
 		t.Fatalf("bob waits for alice's job: %v", err)
+	}
+}
+
+// queueStart enqueues a start of host h, due at.
+func (e *env) queueStart(h model.Host, at time.Time) model.Job {
+	e.t.Helper()
+	j, _, err := e.st.EnqueueJob(context.Background(), model.Job{ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: model.ActionStart,
+		MaxAttempts: 1, RunAfter: at, CreatedAt: at})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return j
+}
+
+// endJob claims job j and ends it in state at, as a worker would.
+func (e *env) endJob(j model.Job, state model.JobState, errMsg string, at time.Time) {
+	e.t.Helper()
+	ctx := context.Background()
+	if claimed, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: at}); err != nil || len(claimed) != 1 {
+		e.t.Fatalf("claim job %s: %v, %v", j.ID, claimed, err)
+	}
+	if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: state, Error: errMsg, Now: at}}); errs[0] != nil {
+		e.t.Fatal(errs[0])
 	}
 }
 
@@ -803,11 +811,7 @@ func TestFollowFastJob(t *testing.T) {
 	e := newEnv(t, "sqlite", func(s *server.Server) { s.Events, s.Store = hub, gatedJobs{Store: s.Store, open: open} })
 	ctx := context.Background()
 	h := e.addHost("alice", "fastbox")
-	j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: model.ActionStart,
-		MaxAttempts: 1, RunAfter: time.Now(), CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := e.queueStart(h, time.Now())
 	c, _ := client.New(e.http.URL, e.keys["alice"])
 	var heard []queue.EventKind
 	done := make(chan error, 1)
@@ -822,12 +826,7 @@ func TestFollowFastJob(t *testing.T) {
 	}
 	hub.Publish(queue.Event{Kind: queue.EventClaimed, JobID: j.ID, Action: j.Action, Subject: j.Subject, Attempt: 1})
 	hub.Publish(queue.Event{Kind: queue.EventProgress, JobID: j.ID, Message: "fast"})
-	if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: model.JobDone, Now: time.Now()}}); errs[0] != nil {
-		t.Fatal(errs[0])
-	}
+	e.endJob(j, model.JobDone, "", time.Now())
 	hub.Publish(queue.Event{Kind: queue.EventDone, JobID: j.ID})
 	close(open)
 	if err := <-done; err != nil {
@@ -846,11 +845,7 @@ func TestFollowJobEvents(t *testing.T) {
 	e := newEnv(t, "sqlite", func(s *server.Server) { s.Events = hub })
 	ctx := context.Background()
 	h := e.addHost("alice", "evbox")
-	j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(h.ID), Action: model.ActionStart,
-		MaxAttempts: 1, RunAfter: time.Now(), CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := e.queueStart(h, time.Now())
 	hub.Publish(queue.Event{Kind: queue.EventClaimed, JobID: j.ID, Action: j.Action, Subject: j.Subject, Attempt: 1})
 	hub.Publish(queue.Event{Kind: queue.EventProgress, JobID: j.ID, Message: "booting"})
 	c, _ := client.New(e.http.URL, e.keys["alice"])
@@ -874,12 +869,7 @@ func TestFollowJobEvents(t *testing.T) {
 		}
 	}
 	// The worker ends the job: it commits, then tells the hub.
-	if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: model.JobDone, Now: time.Now()}}); errs[0] != nil {
-		t.Fatal(errs[0])
-	}
+	e.endJob(j, model.JobDone, "", time.Now())
 	hub.Publish(queue.Event{Kind: queue.EventDone, JobID: j.ID})
 	select {
 	case got := <-done:

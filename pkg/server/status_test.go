@@ -11,7 +11,6 @@ import (
 	"github.com/sagemathinc/cocalc-hosts/pkg/client"
 	"github.com/sagemathinc/cocalc-hosts/pkg/errkind"
 	"github.com/sagemathinc/cocalc-hosts/pkg/model"
-	"github.com/sagemathinc/cocalc-hosts/pkg/store"
 )
 
 // status reports a failed job, a host in error and the queue the same
@@ -41,17 +40,7 @@ func TestStatusReportsProblems(t *testing.T) {
 			now := time.Now()
 			// startBox runs a start of box that ends in state at at.
 			startBox := func(state model.JobState, errMsg string, at time.Time) {
-				j, _, err := e.st.EnqueueJob(ctx, model.Job{ID: uuid.NewString(), Subject: model.HostSubject(box.ID), Action: model.ActionStart,
-					MaxAttempts: 1, RunAfter: at, CreatedAt: at})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := e.st.ClaimJobs(ctx, store.Claim{Owner: "w1", Lease: time.Minute, JobID: j.ID, Now: at}); err != nil {
-					t.Fatal(err)
-				}
-				if errs := e.st.FinishJobs(ctx, []store.Finish{{JobID: j.ID, Owner: "w1", State: state, Error: errMsg, Now: at}}); errs[0] != nil {
-					t.Fatal(errs[0])
-				}
+				e.endJob(e.queueStart(box, at), state, errMsg, at)
 			}
 			startBox(model.JobFailed, "the cloud said no", now)
 			box.Status, box.LastError = model.StatusError, "boot failed"
