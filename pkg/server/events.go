@@ -101,16 +101,6 @@ func (h *Hub) follow(jobID string) (past []queue.Event, next <-chan queue.Event,
 	}
 }
 
-// Followers is how many clients follow the job now.
-func (h *Hub) Followers(jobID string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if j := h.jobs[jobID]; j != nil {
-		return len(j.subs)
-	}
-	return 0
-}
-
 // followJob streams a job's events as server-sent events ("event: job",
 // data: a queue event), then the job as it ended ("event: end", data: the
 // job). Events of a job another process runs are not seen here; its end
@@ -154,6 +144,9 @@ func (s *Server) followJob(w http.ResponseWriter, r *request) error {
 			return nil
 		}
 	}
+	if len(past) > 0 && terminal(past[len(past)-1]) {
+		return end()
+	}
 	// seen: this process runs the job (its events reach the hub).
 	seen := len(past) > 0
 	// ended is called once the store says the job ended. Our worker
@@ -166,23 +159,21 @@ func (s *Server) followJob(w http.ResponseWriter, r *request) error {
 		if !seen && len(next) == 0 {
 			return end()
 		}
-		for wait := time.After(5 * time.Second); ; {
+		wait := time.After(5 * time.Second)
+		for {
 			select {
 			case e := <-next:
 				if send("job", e) != nil || terminal(e) {
 					return end()
 				}
-				continue
 			case <-wait:
+				return end()
 			case <-r.Context().Done():
+				return end()
 			}
-			return end()
 		}
 	}
 	if !j.Active() {
-		if seen && terminal(past[len(past)-1]) {
-			return end()
-		}
 		return ended()
 	}
 	keepalive := time.NewTicker(15 * time.Second)

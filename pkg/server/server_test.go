@@ -790,13 +790,17 @@ func (e *env) endJob(j model.Job, state model.JobState, errMsg string, at time.T
 	}
 }
 
-// gatedJobs holds the server's reads of jobs until open is closed.
+// gatedJobs holds the server's reads of jobs until open is closed, and
+// closes reading at the first (a job's follower reads it once it has
+// subscribed to the job's events).
 type gatedJobs struct {
 	store.Store
-	open chan struct{}
+	reading, open chan struct{}
+	once          *sync.Once
 }
 
 func (g gatedJobs) GetJob(ctx context.Context, id string) (model.Job, error) {
+	g.once.Do(func() { close(g.reading) })
 	<-g.open
 	return g.Store.GetJob(ctx, id)
 }
@@ -807,8 +811,8 @@ func (g gatedJobs) GetJob(ctx context.Context, id string) (model.Job, error) {
 // it ended, as if another process had run it.
 func TestFollowFastJob(t *testing.T) {
 	hub := server.NewHub(nil)
-	open := make(chan struct{})
-	e := newEnv(t, "sqlite", func(s *server.Server) { s.Events, s.Store = hub, gatedJobs{Store: s.Store, open: open} })
+	gate := gatedJobs{reading: make(chan struct{}), open: make(chan struct{}), once: &sync.Once{}}
+	e := newEnv(t, "sqlite", func(s *server.Server) { gate.Store = s.Store; s.Events, s.Store = hub, gate })
 	ctx := context.Background()
 	h := e.addHost("alice", "fastbox")
 	j := e.queueStart(h, time.Now())
@@ -819,16 +823,16 @@ func TestFollowFastJob(t *testing.T) {
 		_, err := client.Jobs{C: c}.RunJob(ctx, j, func(ev queue.Event) { heard = append(heard, ev.Kind) })
 		done <- err
 	}()
-	for deadline := time.Now().Add(time.Minute); hub.Followers(j.ID) == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the client never followed the job")
-		}
+	select {
+	case <-gate.reading:
+	case <-time.After(time.Minute):
+		t.Fatal("the client never followed the job")
 	}
 	hub.Publish(queue.Event{Kind: queue.EventClaimed, JobID: j.ID, Action: j.Action, Subject: j.Subject, Attempt: 1})
 	hub.Publish(queue.Event{Kind: queue.EventProgress, JobID: j.ID, Message: "fast"})
 	e.endJob(j, model.JobDone, "", time.Now())
 	hub.Publish(queue.Event{Kind: queue.EventDone, JobID: j.ID})
-	close(open)
+	close(gate.open)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

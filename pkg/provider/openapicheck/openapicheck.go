@@ -170,12 +170,12 @@ func (s *Spec) checkRequest(r *http.Request, body []byte) (*openapi3filter.Reque
 	// Routed on the path as sent, so that an escaped slash stays within
 	// its parameter (an SSH key's fingerprint holds base64's "/"); the
 	// parameters are unescaped after.
-	local.URL.Path = strings.TrimPrefix(r.URL.EscapedPath(), s.basePath)
-	local.URL.RawPath = ""
+	path := r.URL.EscapedPath()
+	local.URL.Path, local.URL.RawPath = strings.TrimPrefix(path, s.basePath), ""
 	local.Body = io.NopCloser(bytes.NewReader(body))
 	route, params, err := s.router.FindRoute(local)
 	if err != nil {
-		return nil, "", []string{fmt.Sprintf("%s %s is not an operation of the spec (%v)", r.Method, r.URL.EscapedPath(), err)}
+		return nil, "", []string{fmt.Sprintf("%s %s is not an operation of the spec (%v)", r.Method, path, err)}
 	}
 	for k, v := range params {
 		if u, err := url.PathUnescape(v); err == nil {
