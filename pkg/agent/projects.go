@@ -595,7 +595,7 @@ func (r *runtime) run(ctx context.Context, id string, rs podman.RunSpec) (string
 		if !inUse {
 			// A container that was created but did not start would block
 			// the next start under the same name.
-			r.pm.Remove(context.WithoutCancel(ctx), rs.Name, 0) //nolint:errcheck
+			r.pm.Remove(ctx, rs.Name, 0) //nolint:errcheck // runs to its end
 		}
 		// What fails the same way every time is not worth a retry: say
 		// so, with the fix.

@@ -113,8 +113,8 @@ func (p *Podman) Command(ctx context.Context, args ...string) *exec.Cmd {
 		cmd.Dir = p.cfg.TmpDir
 		os.MkdirAll(p.cfg.TmpDir, 0o700) //nolint:errcheck // podman makes it too; a failure shows there
 	}
-	// A cancelled request must not leave a podman half way through a
-	// change: give it a moment to finish after SIGTERM.
+	// A cancelled read ends with SIGTERM; commands that change a
+	// container are not cancelled at all (see runToEnd).
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	return cmd
@@ -251,7 +251,8 @@ func (s RunSpec) Args() ([]string, error) {
 // command, which answers the questions a caller would otherwise ask
 // first. It never pulls: an image not in the store fails with
 // ErrNoImage, and a name another container has fails with ErrNameInUse;
-// neither leaves a container behind.
+// neither leaves a container behind. It runs to its end even when ctx is
+// cancelled (runToEnd).
 func (p *Podman) Start(ctx context.Context, s RunSpec) (string, error) {
 	args, err := s.Args()
 	if err != nil {
@@ -259,7 +260,7 @@ func (p *Podman) Start(ctx context.Context, s RunSpec) (string, error) {
 	}
 	// Any --ulimit replaces podman's defaults: these are all of them.
 	args = append(append([]string{args[0], "--pull", "never"}, p.ulimitArgs()...), args[1:]...)
-	out, err := p.Run(ctx, args...)
+	out, err := p.runToEnd(ctx, args...)
 	switch {
 	case err == nil:
 		return strings.TrimSpace(out), nil
@@ -271,6 +272,22 @@ func (p *Podman) Start(ctx context.Context, s RunSpec) (string, error) {
 	return "", err
 }
 
+// changeTimeout bounds a container change that runs to its end: far
+// longer than a healthy podman takes (well under a second), so only a
+// podman stuck on a lock is ended.
+const changeTimeout = 2 * time.Minute
+
+// runToEnd runs a podman command that changes a container to its end,
+// even when ctx is cancelled: podman 4 signalled while it sets a
+// container up (SIGTERM too, which it seems to survive) leaves that
+// container's network namespace and address behind for good, even
+// after the container is removed.
+func (p *Podman) runToEnd(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), changeTimeout)
+	defer cancel()
+	return p.Run(ctx, args...)
+}
+
 // What podman says when a command's answer is "no" rather than a failure
 // (lower case).
 var (
@@ -280,9 +297,10 @@ var (
 )
 
 // Remove stops (SIGTERM, then SIGKILL after grace) and removes a
-// container. A container that does not exist is not an error.
+// container. A container that does not exist is not an error. It runs
+// to its end even when ctx is cancelled (runToEnd).
 func (p *Podman) Remove(ctx context.Context, name string, grace time.Duration) error {
-	_, err := p.Run(ctx, "rm", "-f", "-t", strconv.Itoa(int(grace.Seconds())), name)
+	_, err := p.runToEnd(ctx, "rm", "-f", "-t", strconv.Itoa(int(grace.Seconds())), name)
 	if err != nil && isNoSuch(err) {
 		return nil
 	}
