@@ -86,8 +86,11 @@ type projCounts struct {
 	LeakedSubvolumes  int `json:"leaked_subvolumes"`
 	MissingSubvolumes int `json:"missing_subvolumes"`
 	LeakedQgroups     int `json:"leaked_qgroups"`
-	MissingSnapshots  int `json:"missing_snapshots"`
-	JobsStillActive   int `json:"jobs_still_active"`
+	// LeakedNetns: network namespaces made during the run that no
+	// process is in (podman's of containers gone).
+	LeakedNetns      int `json:"leaked_network_namespaces"`
+	MissingSnapshots int `json:"missing_snapshots"`
+	JobsStillActive  int `json:"jobs_still_active"`
 }
 
 func (c *projCounts) add(d projCounts) {
@@ -109,13 +112,14 @@ func (c *projCounts) add(d projCounts) {
 	c.LeakedSubvolumes += d.LeakedSubvolumes
 	c.MissingSubvolumes += d.MissingSubvolumes
 	c.LeakedQgroups += d.LeakedQgroups
+	c.LeakedNetns += d.LeakedNetns
 	c.MissingSnapshots += d.MissingSnapshots
 	c.JobsStillActive += d.JobsStillActive
 }
 
 func (c projCounts) failures() int {
 	return c.NotConverged + c.Transitional + c.LeakedContainers + c.MissingContainers + c.LeakedSubvolumes +
-		c.MissingSubvolumes + c.LeakedQgroups + c.MissingSnapshots + c.JobsStillActive
+		c.MissingSubvolumes + c.LeakedQgroups + c.LeakedNetns + c.MissingSnapshots + c.JobsStillActive
 }
 
 // snapshotName is the snapshot a plan's snapshot step asks for.
@@ -350,6 +354,10 @@ func oneProjectRun(ctx context.Context, o options, pg *pgtest.Cluster, pm *podma
 	// Whatever the run leaves (it may fail anywhere) goes: agents, pools,
 	// loop devices, containers.
 	defer cleanupLocalHosts(pm)
+	netnsBefore, err := podmantest.NetworkNamespaces()
+	if err != nil {
+		return rr, err
+	}
 
 	// The hosts and the image, before any kill (`create` and `image
 	// build` run their jobs themselves when no worker runs).
@@ -443,6 +451,17 @@ func oneProjectRun(ctx context.Context, o options, pg *pgtest.Cluster, pm *podma
 	}
 	rr.ConvergeSeconds = time.Since(settled).Seconds()
 	ws.stopAll()
+	// The projects left running have their processes: a namespace with
+	// none is one podman left behind. It is reported, then removed.
+	left, err := podmantest.LeftNetworkNamespaces(netnsBefore, 15*time.Second)
+	if err != nil {
+		return rr, err
+	}
+	rr.Counts.LeakedNetns = len(left)
+	for _, n := range left {
+		rr.Problems = append(rr.Problems, fmt.Sprintf("network namespace %s left behind with no process (removed now)", n))
+		exec.Command("ip", "netns", "delete", n).Run() //nolint:errcheck // reported above
+	}
 	rr.OK = rr.Counts.failures() == 0 && derr == nil
 	return rr, nil
 }

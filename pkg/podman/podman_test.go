@@ -359,7 +359,10 @@ func TestDiagnose(t *testing.T) {
 // cancelled 60-120 ms in.
 func TestCancelledStartLeavesNoNetworkNamespace(t *testing.T) {
 	e := podmantest.Shared(t)
-	before := netnsNames(t)
+	before, err := podmantest.NetworkNamespaces()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var startErrs []error
 	for i := range 21 {
 		name := fmt.Sprintf("cocalc-test-cancel-%d", i)
@@ -373,19 +376,9 @@ func TestCancelledStartLeavesNoNetworkNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A namespace this test left has no process in it and never will;
-	// one of a container another test is starting gets one, or goes.
-	var left []string
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		left = left[:0]
-		for n := range netnsNames(t) {
-			if !before[n] && netnsEmpty(n) {
-				left = append(left, n)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
-		}
+	left, err := podmantest.LeftNetworkNamespaces(before, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(left) > 0 {
 		for _, n := range left {
@@ -396,25 +389,4 @@ func TestCancelledStartLeavesNoNetworkNamespace(t *testing.T) {
 	if err := errors.Join(startErrs...); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// netnsNames lists the named network namespaces (podman's are in
-// /run/netns too).
-func netnsNames(t *testing.T) map[string]bool {
-	t.Helper()
-	entries, err := os.ReadDir("/run/netns")
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, en := range entries {
-		names[en.Name()] = true
-	}
-	return names
-}
-
-// netnsEmpty reports whether no process is in network namespace name.
-func netnsEmpty(name string) bool {
-	out, err := exec.Command("ip", "netns", "pids", name).Output()
-	return err == nil && len(bytes.TrimSpace(out)) == 0
 }
