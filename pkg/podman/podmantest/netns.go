@@ -1,10 +1,10 @@
 package podmantest
 
 import (
-	"bytes"
 	"errors"
 	"os"
-	"os/exec"
+	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -32,9 +32,23 @@ func LeftNetworkNamespaces(before map[string]bool, wait time.Duration) ([]string
 		if err != nil {
 			return nil, err
 		}
+		inUse, err := namespacesInUse()
+		if err != nil {
+			return nil, err
+		}
 		var left []string
 		for n := range now {
-			if !before[n] && netnsEmpty(n) {
+			if before[n] {
+				continue
+			}
+			id, err := fileID(filepath.Join("/run/netns", n))
+			if errors.Is(err, os.ErrNotExist) {
+				continue // removed since it was listed
+			}
+			if err != nil {
+				return nil, err
+			}
+			if !inUse[id] {
 				left = append(left, n)
 			}
 		}
@@ -44,8 +58,29 @@ func LeftNetworkNamespaces(before map[string]bool, wait time.Duration) ([]string
 	}
 }
 
-// netnsEmpty reports whether no process is in network namespace name.
-func netnsEmpty(name string) bool {
-	out, err := exec.Command("ip", "netns", "pids", name).Output()
-	return err == nil && len(bytes.TrimSpace(out)) == 0
+// nsID names a namespace: the device and inode of its nsfs file, which a
+// named namespace's bind mount and its processes' /proc/PID/ns/net share.
+type nsID struct{ dev, ino uint64 }
+
+func fileID(path string) (nsID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return nsID{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return nsID{uint64(st.Dev), st.Ino}, nil
+}
+
+// namespacesInUse returns the network namespaces some process is in.
+func namespacesInUse() (map[nsID]bool, error) {
+	procs, err := filepath.Glob("/proc/[0-9]*/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	in := map[nsID]bool{}
+	for _, p := range procs {
+		if id, err := fileID(p); err == nil { // a process gone meanwhile has none
+			in[id] = true
+		}
+	}
+	return in, nil
 }
