@@ -355,8 +355,8 @@ func TestDiagnose(t *testing.T) {
 // A start whose caller gives up half way (the request cancelled) leaves
 // no network namespace behind once its container is removed. podman 4.3
 // signalled while it sets a container up leaks the namespace and its
-// address for good; here that happened to 4-6 of these 21 starts, those
-// cancelled 60-120 ms in.
+// address for good: before Start ran to its end, 6-7 of these 21 starts
+// did (by hand, those cancelled 60-120 ms in).
 func TestCancelledStartLeavesNoNetworkNamespace(t *testing.T) {
 	e := podmantest.Shared(t)
 	before, err := podmantest.NetworkNamespaces()
