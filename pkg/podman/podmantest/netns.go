@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -22,10 +23,15 @@ func NetworkNamespaces() (map[string]bool, error) {
 	return names, nil
 }
 
-// LeftNetworkNamespaces returns the namespaces made since before that no
-// process is in, once those of containers still starting had up to wait
-// to get their first process or go: a namespace podman left behind has
-// none and never will.
+// podmanNetnsPrefix starts the names podman gives the namespaces it
+// makes. Only those are judged: other tests keep namespaces of their own
+// empty for a while (a test VM switched off keeps its network).
+const podmanNetnsPrefix = "netns-"
+
+// LeftNetworkNamespaces returns podman's namespaces made since before that
+// no process is in, once those of containers still starting had up to
+// wait to get their first process or go: a namespace podman left behind
+// has none and never will.
 func LeftNetworkNamespaces(before map[string]bool, wait time.Duration) ([]string, error) {
 	for deadline := time.Now().Add(wait); ; time.Sleep(100 * time.Millisecond) {
 		now, err := NetworkNamespaces()
@@ -38,7 +44,7 @@ func LeftNetworkNamespaces(before map[string]bool, wait time.Duration) ([]string
 		}
 		var left []string
 		for n := range now {
-			if before[n] {
+			if before[n] || !strings.HasPrefix(n, podmanNetnsPrefix) {
 				continue
 			}
 			id, err := fileID(filepath.Join("/run/netns", n))
