@@ -381,9 +381,7 @@ func TestCancelledStartLeavesNoNetworkNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(left) > 0 {
-		for _, n := range left {
-			exec.Command("ip", "netns", "delete", n).Run() //nolint:errcheck // the leak is reported below
-		}
+		podmantest.RemoveNetworkNamespaces(left)
 		t.Fatalf("cancelled starts left network namespaces %v (deleted now)", left)
 	}
 	if err := errors.Join(startErrs...); err != nil {

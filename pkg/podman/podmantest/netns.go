@@ -3,16 +3,19 @@ package podmantest
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// NetworkNamespaces returns the names of the named network namespaces
-// (rootful podman's are in /run/netns too).
+// netnsDir holds the named network namespaces, rootful podman's too.
+const netnsDir = "/run/netns"
+
+// NetworkNamespaces returns the names of the named network namespaces.
 func NetworkNamespaces() (map[string]bool, error) {
-	entries, err := os.ReadDir("/run/netns")
+	entries, err := os.ReadDir(netnsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -47,7 +50,7 @@ func LeftNetworkNamespaces(before map[string]bool, wait time.Duration) ([]string
 			if before[n] || !strings.HasPrefix(n, podmanNetnsPrefix) {
 				continue
 			}
-			id, err := fileID(filepath.Join("/run/netns", n))
+			id, err := fileID(filepath.Join(netnsDir, n))
 			if errors.Is(err, os.ErrNotExist) {
 				continue // removed since it was listed
 			}
@@ -69,10 +72,11 @@ func LeftNetworkNamespaces(before map[string]bool, wait time.Duration) ([]string
 type nsID struct{ dev, ino uint64 }
 
 func fileID(path string) (nsID, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return nsID{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nsID{}, err
 	}
+	st := fi.Sys().(*syscall.Stat_t)
 	return nsID{uint64(st.Dev), st.Ino}, nil
 }
 
@@ -89,4 +93,12 @@ func namespacesInUse() (map[nsID]bool, error) {
 		}
 	}
 	return in, nil
+}
+
+// RemoveNetworkNamespaces removes namespaces a check found left behind,
+// after they were reported: their mounts go with them.
+func RemoveNetworkNamespaces(names []string) {
+	for _, n := range names {
+		exec.Command("ip", "netns", "delete", n).Run() //nolint:errcheck // reported by the caller
+	}
 }
