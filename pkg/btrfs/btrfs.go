@@ -169,7 +169,9 @@ func EnableQuota(ctx context.Context, mountPoint string) error {
 }
 
 // Unmount unmounts mountPoint and makes sure that no loop device is left
-// on its backing file. Unmounting something not mounted succeeds.
+// on its backing file. Unmounting something not mounted succeeds. While
+// processes keep the pool busy it waits for them, up to BusyWait; its
+// error then names them.
 func Unmount(ctx context.Context, mountPoint string) error {
 	source, _, ok := mountSource(mountPoint)
 	if !ok {
@@ -179,7 +181,7 @@ func Unmount(ctx context.Context, mountPoint string) error {
 	// Pools are never stacked on purpose, but a crash between the check
 	// and the mount in Mount could leave two; take them all off.
 	for i := 0; i < 8 && IsMounted(mountPoint); i++ {
-		if _, err := runcmd.Output(ctx, "umount", mountPoint); err != nil {
+		if err := umountWhenFree(ctx, mountPoint); err != nil {
 			return fmt.Errorf("unmount pool: %w", err)
 		}
 	}
@@ -192,6 +194,81 @@ func Unmount(ctx context.Context, mountPoint string) error {
 		}
 	}
 	return nil
+}
+
+// BusyWait is how long Unmount waits for the processes that keep a pool
+// busy. Those of a host's own making end by themselves: an agent that was
+// killed leaves its btrfs commands (a quota rescan, a subvolume sync)
+// running, and they hold the pool open until they finish, which under
+// load takes seconds.
+const BusyWait = 30 * time.Second
+
+// umountWhenFree unmounts mountPoint, waiting while it is busy.
+func umountWhenFree(ctx context.Context, mountPoint string) error {
+	// busy adds to umount's error the processes that still hold the pool.
+	busy := func(err error) error {
+		if hs := Holders(mountPoint); len(hs) > 0 {
+			return fmt.Errorf("%w; held by %s: end them, then try again", err, strings.Join(hs, ", "))
+		}
+		return err
+	}
+	deadline := time.Now().Add(BusyWait)
+	interval := 50 * time.Millisecond
+	for {
+		_, err := runcmd.Output(ctx, "umount", mountPoint)
+		if err == nil || !strings.Contains(err.Error(), "target is busy") {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return busy(err)
+		}
+		select {
+		case <-ctx.Done():
+			return busy(err)
+		case <-time.After(interval):
+		}
+		interval = min(2*interval, 500*time.Millisecond)
+	}
+}
+
+// Holders describes the processes ("pid 42 (btrfs quota rescan -w /p)")
+// whose working directory, root or an open file is at or below
+// mountPoint: what keeps it busy. Processes that exit while it looks are
+// left out.
+func Holders(mountPoint string) []string {
+	mp := canonical(mountPoint)
+	under := func(link string) bool {
+		p, err := os.Readlink(link)
+		return err == nil && (p == mp || strings.HasPrefix(p, mp+"/"))
+	}
+	entries, _ := os.ReadDir("/proc")
+	var holders []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := "/proc/" + e.Name()
+		held := under(dir+"/cwd") || under(dir+"/root")
+		if !held {
+			fds, _ := os.ReadDir(dir + "/fd")
+			for _, fd := range fds {
+				if held = under(dir + "/fd/" + fd.Name()); held {
+					break
+				}
+			}
+		}
+		if !held {
+			continue
+		}
+		b, _ := os.ReadFile(dir + "/cmdline")
+		cmd := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+		if len(cmd) > 120 {
+			cmd = cmd[:120] + "…"
+		}
+		holders = append(holders, fmt.Sprintf("pid %d (%s)", pid, cmd))
+	}
+	return holders
 }
 
 // LoopDevices returns the loop devices attached to imagePath.

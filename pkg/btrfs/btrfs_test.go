@@ -2,9 +2,11 @@ package btrfs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,22 +40,20 @@ func TestHasFilesystemOnPlainFile(t *testing.T) {
 	}
 }
 
-func TestLoopPoolLifecycle(t *testing.T) {
+// loopPool returns the image and mount point of a pool for t, which is
+// unmounted and detached when t ends, also when t fails half way: a test
+// never leaves a mount or a loop device behind on the machine.
+func loopPool(t *testing.T) (img, mnt string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount loop devices")
 	}
 	if !Available() {
 		t.Fatal("running as root but btrfs is not available; install btrfs-progs")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-
 	dir := t.TempDir()
-	img := filepath.Join(dir, "pool.img")
-	mnt := filepath.Join(dir, "pool")
+	img, mnt = filepath.Join(dir, "pool.img"), filepath.Join(dir, "pool")
 	t.Cleanup(func() {
-		// Runs also when the test fails half way; never leave a mount or
-		// a loop device behind on the machine.
 		c, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := Unmount(c, mnt); err != nil {
@@ -63,7 +63,13 @@ func TestLoopPoolLifecycle(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
+	return img, mnt
+}
 
+func TestLoopPoolLifecycle(t *testing.T) {
+	img, mnt := loopPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	if err := CreateLoopPool(ctx, img, mnt, 4*gib); err != nil {
 		t.Fatal(err)
 	}
@@ -152,4 +158,64 @@ func totalBytes(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return st.Blocks * uint64(st.Bsize)
+}
+
+// A process working in the pool (such as the btrfs commands a killed agent
+// leaves running) keeps it busy: Unmount waits for it to end, and when it
+// does not end in time, says which process holds the pool.
+func TestUnmountWaitsForHolders(t *testing.T) {
+	img, mnt := loopPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := CreateLoopPool(ctx, img, mnt, 4*gib); err != nil {
+		t.Fatal(err)
+	}
+	hold := func(seconds string) *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command("sleep", seconds)
+		cmd.Dir = mnt
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck // ended already, or now
+		return cmd
+	}
+
+	// One that ends by itself: waited for.
+	brief := hold("1")
+	want := fmt.Sprintf("pid %d (sleep 1)", brief.Process.Pid)
+	if hs := Holders(mnt); len(hs) != 1 || hs[0] != want {
+		t.Fatalf("Holders = %q, want [%q]", hs, want)
+	}
+	if err := Unmount(ctx, mnt); err != nil {
+		t.Fatalf("Unmount while a process ends by itself: %v", err)
+	}
+	if IsMounted(mnt) {
+		t.Fatal("still mounted")
+	}
+
+	// One that does not end in time: named in the error, the pool left
+	// mounted.
+	if err := Mount(ctx, img, mnt); err != nil {
+		t.Fatal(err)
+	}
+	stuck := hold("600")
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	err := Unmount(short, mnt)
+	want = fmt.Sprintf("held by pid %d (sleep 600)", stuck.Process.Pid)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "target is busy") {
+		t.Fatalf("Unmount of a pool held for good: %v; want an error saying %q", err, want)
+	}
+	if !IsMounted(mnt) {
+		t.Fatal("unmounted although the error said it was busy")
+	}
+	stuck.Process.Kill()
+	stuck.Wait() //nolint:errcheck // killed
+	if hs := Holders(mnt); len(hs) != 0 {
+		t.Fatalf("Holders after the holder ended = %q", hs)
+	}
+	if err := Unmount(ctx, mnt); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -52,3 +52,32 @@ func runsAgentOf(pid int, config string) bool {
 	n := len(args)
 	return n >= 3 && args[n-3] == "agent" && args[n-2] == "--config" && args[n-1] == config
 }
+
+// leftInSessions returns the live processes in the sessions that the
+// agents (gone now) led: those started after an agent, since a process
+// started before it cannot be in its session, and not a new session
+// leader that reuses an agent's pid.
+func leftInSessions(agents []proc) []proc {
+	if len(agents) == 0 {
+		return nil
+	}
+	entries, _ := os.ReadDir("/proc")
+	var left []proc
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readProcStat(pid)
+		if err != nil || st.state == "Z" || st.state == "X" || st.session == pid {
+			continue
+		}
+		for _, a := range agents {
+			if st.session == a.pid && st.startTime >= a.start {
+				left = append(left, proc{pid: pid, start: st.startTime})
+				break
+			}
+		}
+	}
+	return left
+}

@@ -806,3 +806,59 @@ func TestAgentWithoutPidFile(t *testing.T) {
 		t.Fatalf("%d agents after delete, want 0", n)
 	}
 }
+
+// A killed agent's commands run on by themselves (a `podman run` still
+// making its container, a btrfs command holding the pool). The next agent
+// starts only once they have ended, so that it finds what they did:
+// otherwise its stop would miss a container made after it listed them.
+func TestStartWaitsForKilledAgentsCommands(t *testing.T) {
+	ctx := ctxT(t)
+	p := newProvider(t, testStateDir(t), "dep1", map[string]string{OptionStorage: "directory"})
+	const name = "ch-k1"
+	ps := p.paths(name)
+	if _, err := p.Create(ctx, provider.CreateSpec{HostID: "k1", Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if err := KillAgents(ctx, ps.dir); err != nil {
+		t.Fatal(err)
+	}
+	// In place of the killed agent, named by the pid file: a session
+	// leader whose command outlives it and leaves a mark when it ends.
+	mark := filepath.Join(t.TempDir(), "ended")
+	leader := exec.Command("sh", "-c", `(sleep 3; touch "$1") & exec sleep 600`, "sh", mark)
+	leader.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := leader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leader.Process.Kill(); leader.Wait() }) //nolint:errcheck // ended already, or now
+	pid := leader.Process.Pid
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		// exec comes after the fork: the command runs once it is sleep.
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(b) == "sleep\x00600\x00" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in agent did not start its command")
+		}
+	}
+	st, err := readProcStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writePidFile(ps.pid, pid, st.startTime); err != nil {
+		t.Fatal(err)
+	}
+	leader.Process.Kill()
+	leader.Wait() //nolint:errcheck // killed
+
+	if _, err := p.Start(ctx, provider.Ref{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatal("the host's new agent started while its killed agent's command still ran")
+	}
+	wantState(t, p, name, provider.StateRunning)
+	if err := p.Delete(ctx, provider.Ref{Name: name}, false); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -83,6 +83,7 @@ func (p *Provider) runAgent(ctx context.Context, r record, ps paths) error {
 		if err := killAll(ctx, agents[:n-1]); err != nil {
 			return err
 		}
+		awaitLeftovers(ctx, ps, agents[:n-1])
 		if err := writePidFile(ps.pid, newest.pid, newest.start); err != nil {
 			return err
 		}
@@ -94,11 +95,60 @@ func (p *Provider) runAgent(ctx context.Context, r record, ps paths) error {
 		if err := killAll(ctx, agents[n-1:]); err != nil {
 			return err
 		}
+		awaitLeftovers(ctx, ps, agents[n-1:])
+	}
+	// The agent the pid file names, if it was killed, may have left
+	// commands running.
+	if pid, start, err := readPidFile(ps.pid); err == nil && !(proc{pid: pid, start: start}).alive() {
+		awaitLeftovers(ctx, ps, []proc{{pid: pid, start: start}})
 	}
 	if err := p.launch(r, ps); err != nil {
 		return err
 	}
 	return p.waitReady(ctx, r, ps)
+}
+
+// leftoverWait bounds how long awaitLeftovers waits: commands of a
+// killed agent that still run after it are stuck, and the host goes on
+// without them.
+const leftoverWait = time.Minute
+
+// awaitLeftovers waits until the commands that agents, now gone, left
+// running have ended. An agent that is killed (SIGKILL, a crash) leaves
+// its children running on their own: a `podman run` that makes its
+// container only after the next agent has listed the containers, so that
+// its StopAll misses one and a stopped host runs a project; a btrfs
+// command (a subvolume sync, a quota rescan) that keeps the pool busy.
+// An agent leads a session of its own (launch), and its commands are the
+// processes left in that session: they inherit it, while a container's
+// monitor (conmon) starts a session of its own.
+func awaitLeftovers(ctx context.Context, ps paths, agents []proc) {
+	left := leftInSessions(agents)
+	if len(left) == 0 {
+		return
+	}
+	what := commandsOf(left)
+	start := time.Now()
+	if waitGone(ctx, left, leftoverWait) {
+		logLine(ps.log, "waited %v for the commands a stopped agent left running: %s", time.Since(start).Round(time.Millisecond), what)
+		return
+	}
+	logLine(ps.log, "going on while commands a stopped agent left still run after %v: %s", leftoverWait, what)
+}
+
+// commandsOf describes processes for the log ("pid 42: btrfs subvolume
+// sync /pool 261"), each command line cut at 200 bytes.
+func commandsOf(procs []proc) string {
+	var out []string
+	for _, pr := range procs {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pr.pid))
+		cmd := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+		if len(cmd) > 200 {
+			cmd = cmd[:200] + "…"
+		}
+		out = append(out, fmt.Sprintf("pid %d: %s", pr.pid, cmd))
+	}
+	return strings.Join(out, "; ")
 }
 
 // launch starts the agent detached: in its own session (so the CLI's
@@ -217,6 +267,7 @@ func (p *Provider) stopAgent(ctx context.Context, ps paths) error {
 			return err
 		}
 	}
+	awaitLeftovers(ctx, ps, agents)
 	if err := os.Remove(ps.pid); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -334,6 +385,7 @@ func (pr proc) alive() bool {
 type procStat struct {
 	state     string
 	ppid      int
+	session   int
 	startTime uint64 // clock ticks after boot
 }
 
@@ -356,11 +408,15 @@ func readProcStat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 	}
+	session, err := strconv.Atoi(f[3]) // field 6
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
 	start, err := strconv.ParseUint(f[19], 10, 64) // field 22, starttime
 	if err != nil {
 		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 	}
-	return procStat{state: f[0], ppid: ppid, startTime: start}, nil
+	return procStat{state: f[0], ppid: ppid, session: session, startTime: start}, nil
 }
 
 func writePidFile(path string, pid int, start uint64) error {
