@@ -7,8 +7,10 @@ set -eu
 # Each drain runs on a database that has already run 100 jobs (warm-up),
 # as a long-running worker meets a burst; -warmup 0 times the first worker
 # of a new database instead.
-if [ -n "${SHORT:-}" ]; then depths=40; samples=5; warmup=5; else depths=20000,200; samples=200; warmup=100; fi
+# The database-only ceiling (pgbench sending an action's statements at
+# their cheapest, with no worker) is measured for -floor in the same run.
+if [ -n "${SHORT:-}" ]; then depths=40; samples=5; warmup=5; floor=1s; else depths=20000,200; samples=200; warmup=100; floor=20s; fi
 cd "$(dirname "$0")/../river"
 # -mod=mod: bench/river requires this repository by a replace directive,
 # so a dependency added to the product must not break the benchmark.
-go run -mod=mod . -depths "$depths" -latency-samples "$samples" -warmup "$warmup"
+go run -mod=mod . -depths "$depths" -latency-samples "$samples" -warmup "$warmup" -floor "$floor"

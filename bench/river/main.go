@@ -53,6 +53,7 @@ var (
 	cpuProfile string
 	implList   []string
 	warmup     int
+	floorTime  time.Duration
 )
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	impls := flag.String("impls", "cocalc_hosts,river", "queues to measure")
 	flag.IntVar(&warmup, "warmup", 100, "jobs each drain runs first, untimed, on its database (0: time the first worker of a new database)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the cocalc-hosts drains to this file")
+	flag.DurationVar(&floorTime, "floor", 20*time.Second, "how long pgbench measures the database-only ceiling on Postgres (0: not at all)")
 	flag.Parse()
 	implList = strings.Split(*impls, ",")
 	if err := run(*depths, *samples, strings.Split(*backends, ",")); err != nil {
@@ -92,6 +94,9 @@ type Backend struct {
 	// Latency is enqueue → claimed (the worker starts the job) on an idle
 	// queue, one job at a time, from before the enqueue is sent.
 	Latency LatencyPair `json:"enqueue_to_claim_ms"`
+	// Floor is the most actions/s the database alone allows here
+	// (Postgres only).
+	Floor *Floor `json:"database_only_ceiling,omitempty"`
 }
 
 // Pair is one figure and its reference measured in the same run.
@@ -194,6 +199,17 @@ func run(depths string, samples int, backends []string) error {
 				b.Latency.CocalcHosts = lat
 			}
 		}
+	}
+	if b := rep.Results["postgres"]; b != nil && floorTime > 0 {
+		dsn, err := newDSN("postgres")
+		if err != nil {
+			return err
+		}
+		f, err := measureFloor(cluster, dsn, tmp, floorTime)
+		if err != nil {
+			return fmt.Errorf("database-only ceiling: %w", err)
+		}
+		b.Floor = &f
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")

@@ -244,6 +244,10 @@ func (c *Cluster) kill() {
 	}
 }
 
+// Bin is the directory of the cluster's Postgres programs (pgbench, for
+// benchmarks).
+func (c *Cluster) Bin() string { return c.bin }
+
 // URL returns a URL for database db as user postgres (no password: the
 // cluster trusts local connections).
 func (c *Cluster) URL(db string) string {
