@@ -137,6 +137,10 @@ func startServer(env *testscript.Env) error {
 			problems = append(problems, "serve's log")
 		} else if len(b) == 0 {
 			problems = append(problems, "(serve's log is empty: the scan saw nothing)")
+		} else if tb, ok := env.T().(testing.TB); ok && tb.Failed() {
+			// The script's directory goes with it: what the server said
+			// is the only trace of a failure on its side.
+			env.T().Log("serve's log, last lines:\n" + string(b[max(len(b)-4096, 0):]))
 		}
 		if len(problems) > 0 {
 			env.T().Fatal("the API key appears in clear in, or serve failed: " + strings.Join(problems, ", "))

@@ -184,14 +184,16 @@ func sshMoves(t *testing.T, c *sshCLI, vm1 *sshvm.VM, tarball, id string) {
 	if left := vm2.MustExec(t, "ls -A "+in+" 2>/dev/null; true"); left != "" {
 		t.Fatalf("r2 holds transfer state before the move: %s", left)
 	}
-	mv, out, done := c.startMove(id, "r2")
 	// The cable is pulled while big2 streams: the snapshots r2 lacks go
-	// first (3 MiB, each by a connection of its own: a cable pulled
-	// between two is a refused dial, not a stall), then big2 with the
-	// first one made after it (the live home's, or an automatic
-	// snapshot's that came first), 150 MB for over a second: r2 has
-	// received more than 8 MiB.
-	vm2.MustExec(t, fmt.Sprintf(`for i in $(seq 1200); do [ "$(du -sm --apparent-size %s 2>/dev/null | cut -f1)" -gt 8 ] 2>/dev/null && exit 0; sleep 0.05; done; exit 1`, in))
+	// first (each by a connection of its own: a cable pulled between two
+	// is a refused dial, not a stall), then big2 with the first one made
+	// after it (the live home's, or an automatic snapshot's that came
+	// first), 150 MB for over a second: r2 holds 8 MiB more than those
+	// snapshots. (du counts each received snapshot's files whole, 3 MiB
+	// each here, however little its incremental stream sent.)
+	lacked := vm1.MustExec(t, "du -sm --apparent-size /btrfs/snapshots/"+id+" | cut -f1")
+	mv, out, done := c.startMove(id, "r2")
+	vm2.MustExec(t, fmt.Sprintf(`for i in $(seq 1200); do [ "$(du -sm --apparent-size %s 2>/dev/null | cut -f1)" -gt $((%s + 8)) ] 2>/dev/null && exit 0; sleep 0.05; done; exit 1`, in, strings.TrimSpace(lacked)))
 	cable.Set(t, false)
 	<-done
 	if mv.ProcessState.ExitCode() != 0 {
