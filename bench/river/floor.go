@@ -96,14 +96,14 @@ INSERT INTO jobs (id, subject_id, subject_kind, action, state, attempts, max_att
 		return f, err
 	}
 	pgbench := func(d time.Duration) (tps float64, used time.Duration, err error) {
-		cmd := exec.Command(filepath.Join(cluster.Bin(), "pgbench"), "-h", "127.0.0.1", "-p", strconv.Itoa(cluster.Port), "-U", "postgres",
-			"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(max(int(d.Seconds()), 1)), "-f", file,
-			strings.TrimPrefix(dsn[strings.LastIndexByte(dsn, '/'):strings.IndexByte(dsn, '?')], "/"))
+		// libpq takes the database's URL where a database name goes.
+		cmd := exec.Command(filepath.Join(cluster.Bin(), "pgbench"), "-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", "2",
+			"-T", strconv.Itoa(max(int(d.Seconds()), 1)), "-f", file, dsn)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return 0, 0, fmt.Errorf("pgbench: %w\n%s", err, out)
 		}
-		m := regexp.MustCompile(`(?m)^tps = ([0-9.]+)`).FindSubmatch(out)
+		m := tpsLine.FindSubmatch(out)
 		if m == nil {
 			return 0, 0, fmt.Errorf("pgbench printed no tps:\n%s", out)
 		}
@@ -127,6 +127,9 @@ INSERT INTO jobs (id, subject_id, subject_kind, action, state, attempts, max_att
 	f.CoresBusy = busy.Seconds() / secs
 	return f, nil
 }
+
+// tpsLine is pgbench's report of transactions per second.
+var tpsLine = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 
 // machineBusy is the CPU time all CPUs have spent running something
 // since boot: user, nice, system, irq and softirq (/proc/stat).
